@@ -1,0 +1,31 @@
+# One command for the demo, one for the tests; each sets up what it needs.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt
+	$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.stamp node_modules/.stamp
+
+demo: setup
+	$(BIN)/python -m pipeline demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

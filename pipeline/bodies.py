@@ -1,0 +1,171 @@
+"""Logged request/response bodies → parsed documents, including bodies cut short.
+
+APIM logs only the first N bytes of a body (≤ 8,192 in diagnostics, 200 KB for
+log-to-eventhub) with no marker (formats.md §1.4, §3.1): the JSON just stops, sometimes inside
+a string or a multi-byte character. `parse_body` salvages every complete field of such a
+prefix by closing what is open, so `model`, `usage` or the start of the answer survive when
+they came before the cut. Values that may have been cut (a number at the very end) are
+dropped rather than guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+BodyKind = Literal["absent", "json", "sse", "text"]
+
+
+@dataclass(slots=True)
+class Body:
+    kind: BodyKind
+    doc: Any = None
+    truncated: bool = False
+    # The body as logged (always set for "sse" and "text").
+    text: str | None = None
+    # UTF-8 size of what was logged, to compare with the size the gateway reports.
+    logged_bytes: int = 0
+
+
+ABSENT = Body("absent")
+
+_SSE_START = re.compile(r"\A\s*(?:data|event|id|retry)\s*:|\A\s*:", re.ASCII)
+
+
+def parse_body(raw: Any) -> Body:
+    """Interpret one logged body value (normally a string holding JSON or SSE text)."""
+    if raw is None:
+        return ABSENT
+    if isinstance(raw, dict | list):
+        # Some exporters hand the body over already decoded.
+        return Body("json", raw)
+    if not isinstance(raw, str):
+        return ABSENT
+    if not raw.strip():
+        return ABSENT
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    if _SSE_START.match(raw):
+        return Body("sse", None, False, raw, size)
+    try:
+        return Body("json", orjson.loads(raw), False, raw, size)
+    except orjson.JSONDecodeError:
+        pass
+    stripped = raw.lstrip()
+    if stripped[:1] in ("{", "["):
+        doc = repair_truncated(stripped)
+        if doc is not None:
+            return Body("json", doc, True, raw, size)
+    return Body("text", None, False, raw, size)
+
+
+# Complete string | unterminated string running to the end | structural char | bare literal.
+_TOKEN = re.compile(
+    r'"[^"\\]*(?:\\.[^"\\]*)*"'
+    r'|"[^"\\]*(?:\\.[^"\\]*)*\\?\Z'
+    r"|[{}\[\]:,]"
+    r'|[^\s{}\[\]:,"]+',
+    re.DOTALL,
+)
+_CLOSE = {"{": "}", "[": "]"}
+# Trailing pieces of an escape sequence cut by the truncation: "\", "\u", "\u00", ...
+_PARTIAL_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?\Z")
+
+
+def repair_truncated(text: str) -> Any | None:
+    """Parse the longest valid prefix of a JSON document that was cut off.
+
+    Returns the salvaged document, or None when the text is not a JSON prefix at all.
+    A string value cut in the middle is kept (closed where it stops): previews want it.
+    """
+    text = text.rstrip("\ufffd")
+    # stack of [opener, state]; object states: key, colon, value, comma; array: value, comma
+    stack: list[list[str]] = []
+    cut_end = -1
+    cut_close = ""
+
+    def mark(end: int) -> None:
+        nonlocal cut_end, cut_close
+        cut_end = end
+        cut_close = "".join(_CLOSE[frame[0]] for frame in reversed(stack))
+
+    def after_value() -> None:
+        if stack:
+            stack[-1][1] = "comma"
+
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        ch = tok[0]
+        state = stack[-1][1] if stack else "value"
+        if ch == "{" or ch == "[":
+            if state != "value":
+                return _finish(text, cut_end, cut_close)
+            stack.append([ch, "key" if ch == "{" else "value"])
+            mark(m.end())
+        elif ch == "}" or ch == "]":
+            if not stack or _CLOSE[stack[-1][0]] != ch or state in ("colon",):
+                return _finish(text, cut_end, cut_close)
+            stack.pop()
+            after_value()
+            if not stack:
+                cut_end, cut_close = m.end(), ""
+                break
+            mark(m.end())
+        elif ch == ":":
+            if state != "colon":
+                return _finish(text, cut_end, cut_close)
+            stack[-1][1] = "value"
+        elif ch == ",":
+            if state != "comma":
+                return _finish(text, cut_end, cut_close)
+            stack[-1][1] = "key" if stack[-1][0] == "{" else "value"
+        elif ch == '"':
+            complete = len(tok) >= 2 and tok.endswith('"') and not _ends_escaped(tok)
+            if state == "key":
+                if not complete:
+                    break  # a key cut in half: the pair is lost
+                stack[-1][1] = "colon"
+            elif state == "value":
+                if complete:
+                    after_value()
+                    mark(m.end())
+                else:
+                    # A string value cut by the truncation: keep what arrived.
+                    partial = _PARTIAL_ESCAPE.sub("", tok)
+                    cut_end = m.start()
+                    after_value()
+                    close = "".join(_CLOSE[f[0]] for f in reversed(stack))
+                    return _finish(text[:cut_end] + partial + '"', -2, close)
+            else:
+                return _finish(text, cut_end, cut_close)
+        else:
+            if state != "value":
+                return _finish(text, cut_end, cut_close)
+            if m.end() == len(text):
+                break  # a literal at the very end may be cut (`12` of `1234`): drop it
+            after_value()
+            mark(m.end())
+    return _finish(text, cut_end, cut_close)
+
+
+def _ends_escaped(tok: str) -> bool:
+    # `"abc\"` is unterminated: count the backslashes before the final quote.
+    n = 0
+    i = len(tok) - 2
+    while i >= 0 and tok[i] == "\\":
+        n += 1
+        i -= 1
+    return n % 2 == 1
+
+
+def _finish(text: str, cut_end: int, close: str) -> Any | None:
+    # cut_end: -1 nothing salvageable, -2 use `text` whole, else cut `text` there.
+    if cut_end == -1:
+        return None
+    candidate = text if cut_end == -2 else text[:cut_end]
+    try:
+        return orjson.loads(candidate + close)
+    except orjson.JSONDecodeError:
+        return None

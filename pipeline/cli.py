@@ -1,0 +1,249 @@
+"""`python -m pipeline`: replay recorded events, inspect a call, run the demo.
+
+Every command calls the same functions as the Function App's triggers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import __version__, rows
+from .archive import ArchiveError, open_member
+from .render import table
+from .replay import file_events, replay
+from .settings import SETTINGS, Config, SettingsError, sample_values
+from .store import Store
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+ROW_ORDER = (
+    ["PartitionKey", "RowKey"]
+    + [p for p, _ in rows.FACT_PROPERTIES]
+    + [p for p, _ in rows.USAGE_PROPERTIES]
+    + ["TokensSource", "PromptPreview", "CompletionPreview", "Sources"]
+    + ["RawBlob", "RawOffset", "RawLength", "RawSha256", "PipelineVersion"]
+)
+DEMO_COLUMNS = (
+    "CallTime",
+    "SubscriptionId",
+    "Deployment",
+    "Model",
+    "Operation",
+    "Status",
+    "DurationMs",
+    "PromptTokens",
+    "CompletionTokens",
+    "TotalTokens",
+    "TokensSource",
+    "Streamed",
+    "BodyTruncated",
+    "PromptPreview",
+)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    env = dict(os.environ)
+    if getattr(args, "storage", None):
+        env["AUDIT_STORAGE_CONNECTION"] = args.storage
+    return Config.from_env(env)
+
+
+def _store(cfg: Config) -> Store:
+    store = Store(cfg)
+    store.ensure()
+    return store
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    try:
+        store = _store(cfg)
+    except Exception as exc:  # noqa: BLE001 - unreachable storage is a message, not a traceback
+        print(f"error: storage unreachable: {type(exc).__name__}: {exc}"[:500], file=sys.stderr)
+        return 2
+    summary = replay(file_events(args.paths), cfg, store, batch_size=args.batch_size)
+    for line in summary.lines():
+        print(line)
+    if not summary.ok:
+        failed = summary.not_stored + len(summary.problems)
+        print(f"{failed} inputs were not stored", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_row(entity: dict[str, Any]) -> None:
+    keys = [k for k in ROW_ORDER if k in entity] + sorted(
+        k for k in entity if k not in ROW_ORDER and k != "Fragments"
+    )
+    width = max(len(k) for k in keys)
+    for key in keys:
+        value = entity[key]
+        if hasattr(value, "value") and not isinstance(value, str):
+            value = value.value
+        print(f"  {key.ljust(width)}  {value}")
+
+
+def raw_records(store: Store, entity: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The raw record of each source of a row, read with one ranged read each."""
+    state = rows.state_from_entity(entity)
+    out = []
+    for key, frag in sorted(state.call.fragments.items()):
+        p = frag.pointer
+        if p is None:
+            continue
+        data = store.read_range(store.archive, p.blob, p.offset, p.length)
+        out.append((key, open_member(data, p.sha256)))
+    return out
+
+
+def show(store: Store, correlation_id: str) -> int:
+    found = store.find_rows(correlation_id)
+    if not found:
+        print(f"no audit row for correlation id {correlation_id!r}", file=sys.stderr)
+        return 1
+    for entity in found:
+        print(f"Audit row ({store.cfg.audit_table}):")
+        print_row(entity)
+        try:
+            records = raw_records(store, entity)
+        except ArchiveError as exc:
+            print(f"error: raw record unreadable: {exc}", file=sys.stderr)
+            return 1
+        for key, member in records:
+            print(f"\nRaw record ({key}, verified against RawSha256):")
+            print(orjson.dumps(member, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    return show(Store(cfg), args.correlation_id)
+
+
+def demo(cfg: Config, samples: Path = SAMPLES) -> int:
+    store = _store(cfg)
+    shown = os.path.relpath(samples) if samples.is_relative_to(Path.cwd()) else str(samples)
+    print(f"Replaying the bundled APIM sample events from {shown} ...\n")
+    summary = replay(file_events([shown]), cfg, store, say=print)
+    for line in summary.lines():
+        print(line)
+    entities = sorted(store.audit.list_entities(), key=lambda e: (e["CallTime"], e["RowKey"]))
+    print(f"\nAudit rows in table {cfg.audit_table}:\n")
+    print(table(entities, DEMO_COLUMNS, max_width=36))
+    pick = next(
+        (e for e in entities if e.get("TokensSource") == "reported" and e.get("RawBlob")),
+        entities[0] if entities else None,
+    )
+    if pick is not None:
+        cid = rows.correlation_id_of(pick["RowKey"])
+        print(f"\nOne call in full: python -m pipeline show {cid}\n")
+        show(store, cid)
+    return 0 if summary.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.storage:
+        return demo(_config(args))
+    from .azurite import Azurite
+
+    print("Starting a private Azurite (in memory) ...")
+    with Azurite.start() as az:
+        env = dict(os.environ, AUDIT_STORAGE_CONNECTION=az.connection_string)
+        return demo(Config.from_env(env))
+
+
+def sample_json() -> str:
+    doc = {"IsEncrypted": False, "Values": sample_values()}
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.write:
+        repo = Path(__file__).resolve().parent.parent
+        (repo / "local.settings.sample.json").write_text(sample_json())
+        readme = repo / "README.md"
+        text = readme.read_text()
+        start, end = "<!-- settings:start -->\n", "<!-- settings:end -->"
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
+        readme.write_text(head + start + settings_markdown() + "\n" + end + tail)
+        print("updated local.settings.sample.json and README.md")
+    elif args.format == "sample":
+        print(sample_json(), end="")
+    else:
+        print(settings_markdown())
+    return 0
+
+
+def settings_markdown() -> str:
+    lines = ["| Setting | Default | Read by | What it does |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "(empty)"
+        lines.append(f"| `{s.name}` | {default} | {s.scope} | {s.doc} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Audit and usage pipeline for Azure OpenAI traffic through APIM.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def storage_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--storage",
+            metavar="CONNECTION_STRING",
+            help="audit storage connection string (default: AUDIT_STORAGE_CONNECTION, "
+            "else Azurite's development storage)",
+        )
+
+    p = sub.add_parser("replay", help="process recorded Event Hub message bodies")
+    p.add_argument(
+        "paths", nargs="+", help=".json (one body) or .jsonl (one per line) files or folders"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=100, help="events per batch (default 100, as the host)"
+    )
+    storage_arg(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("show", help="print a call's audit row and its raw record")
+    p.add_argument("correlation_id")
+    storage_arg(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("demo", help="bundled samples → private Azurite → audit rows")
+    storage_arg(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("settings", help="list the settings (README table or local.settings sample)")
+    p.add_argument("--format", choices=("markdown", "sample"), default="markdown")
+    p.add_argument(
+        "--write", action="store_true", help="regenerate local.settings.sample.json and README"
+    )
+    p.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # The CLI prints its own messages; library warnings would repeat them.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,133 @@
+"""The human-readable text of requests and responses, for previews and token estimates.
+
+Preview rule (issue contract, as the KQL users run today): the content of the *first*
+request message and of the *first* choice; for content arrays the text parts are joined.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def part_text(content: Any) -> str | None:
+    """Text of a message `content`: a string, or the text parts of a content array."""
+    if content is None:
+        return None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict):
+                t = part.get("text")
+                if isinstance(t, str):
+                    texts.append(t)
+                elif isinstance(t, dict) and isinstance(t.get("value"), str):
+                    texts.append(t["value"])  # Assistants-style {"text": {"value": ...}}
+        return " ".join(texts) if texts else None
+    return None
+
+
+def _tool_calls_text(tool_calls: Any) -> str | None:
+    if not isinstance(tool_calls, list) or not tool_calls:
+        return None
+    calls = []
+    for call in tool_calls:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            calls.append(f"{fn.get('name') or '?'}({fn.get('arguments') or ''})")
+    return "[tool_calls] " + "; ".join(calls) if calls else None
+
+
+def _message_text(message: Any) -> str | None:
+    if isinstance(message, str):
+        return message
+    if not isinstance(message, dict):
+        return None
+    text = part_text(message.get("content"))
+    if text:
+        return text
+    return _tool_calls_text(message.get("tool_calls")) or text
+
+
+def prompt_text(request: Any, operation: str | None) -> str | None:
+    """Text of the first request message (chat), prompt, input or first input item."""
+    if not isinstance(request, dict):
+        return None
+    messages = request.get("messages")
+    if isinstance(messages, list) and messages:
+        return _message_text(messages[0])
+    for key in ("prompt", "input"):
+        value = request.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value:
+            first = value[0]
+            if isinstance(first, str):
+                return first
+            if isinstance(first, dict):
+                text = _message_text(first)
+                if text is None and first.get("type") == "function_call_output":
+                    output = first.get("output")
+                    text = output if isinstance(output, str) else None
+                if text is not None:
+                    return text
+            if isinstance(first, int):
+                return None  # token-id input: nothing readable
+    instructions = request.get("instructions")
+    return instructions if isinstance(instructions, str) else None
+
+
+def completion_text(response: Any) -> str | None:
+    """Text of the first choice (chat/completions) or the output text (Responses API)."""
+    if not isinstance(response, dict):
+        return None
+    choices = response.get("choices")
+    if isinstance(choices, list) and choices:
+        first = choices[0]
+        if isinstance(first, dict):
+            if isinstance(first.get("text"), str):
+                return first["text"]
+            return _message_text(first.get("message"))
+    output = response.get("output")
+    if isinstance(output, list):
+        return responses_output_text(output)
+    if isinstance(response.get("output_text"), str):
+        return response["output_text"]
+    return None
+
+
+def responses_output_text(output: list[Any]) -> str | None:
+    texts: list[str] = []
+    calls: list[str] = []
+    for item in output:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            content = item.get("content")
+            if isinstance(content, list):
+                for part in content:
+                    if isinstance(part, dict) and isinstance(part.get("text"), str):
+                        texts.append(part["text"])
+        elif item.get("type") == "function_call":
+            calls.append(f"{item.get('name') or '?'}({item.get('arguments') or ''})")
+    if texts:
+        return "".join(texts)
+    if calls:
+        return "[tool_calls] " + "; ".join(calls)
+    return None
+
+
+def clip(text: str | None, limit: int) -> str | None:
+    """The first `limit` characters (code points, so never half a character)."""
+    if text is None or limit <= 0:
+        return None
+    return text if len(text) <= limit else text[:limit]
+
+
+def compact_json(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -1,0 +1,147 @@
+"""Event Hub message bodies → log records, and case-tolerant field lookup in a record.
+
+Shapes (formats.md §0): a diagnostic setting sends `{"records": [...]}`; a log-to-eventhub
+policy sends whatever string it built (a bare object, or an array of objects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class EnvelopeError(ValueError):
+    """The event body is not a shape we can read; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    records: list[Any]
+    # True when the body was a diagnostic-settings `{"records": [...]}` envelope.
+    enveloped: bool
+
+
+def open_envelope(body: bytes) -> Envelope:
+    """Decode an event body into its records. Raises EnvelopeError with a readable reason."""
+    data = body[3:] if body.startswith(_BOM) else body
+    if not data.strip():
+        raise EnvelopeError("empty event body")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
+    if isinstance(doc, dict):
+        records = _records_member(doc)
+        if records is not None:
+            return Envelope(records, True)
+        return Envelope([doc], False)
+    if isinstance(doc, list):
+        return Envelope(doc, False)
+    raise EnvelopeError(f"event body is JSON {type(doc).__name__}, expected an object or array")
+
+
+def _records_member(doc: dict[str, Any]) -> list[Any] | None:
+    for key, value in doc.items():
+        if key.lower() == "records" and isinstance(value, list):
+            return value
+    return None
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """Lower-cased view of a record: top-level fields win over `properties` (formats.md §0.2).
+
+    `properties` may be an object or, in some Azure resource logs, a JSON string.
+    """
+    flat: dict[str, Any] = {}
+    props = None
+    for key, value in record.items():
+        if key.lower() == "properties":
+            props = value
+    if isinstance(props, str):
+        try:
+            props = orjson.loads(props)
+        except orjson.JSONDecodeError:
+            props = None
+    if isinstance(props, dict):
+        for key, value in props.items():
+            flat[key.lower()] = value
+    for key, value in record.items():
+        lk = key.lower()
+        if lk != "properties":
+            flat[lk] = value
+    return flat
+
+
+def category_of(flat: dict[str, Any]) -> str | None:
+    """The diagnostic category (`GatewayLogs`, `GatewayLlmLogs`, ...) or None."""
+    value = flat.get("category")
+    if isinstance(value, str) and value:
+        return value
+    op = flat.get("operationname")
+    # Some exporters drop `category` but keep `operationName: Microsoft.ApiManagement/<cat>`.
+    if isinstance(op, str) and op.lower().startswith("microsoft.apimanagement/"):
+        return op.split("/", 1)[1]
+    return None
+
+
+def text(flat: dict[str, Any], *names: str) -> str | None:
+    """First non-empty value among `names` as a string (numbers are accepted and converted)."""
+    for name in names:
+        value = flat.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if value:
+                return value
+        elif isinstance(value, bool):
+            return "true" if value else "false"
+        elif isinstance(value, int | float):
+            return str(value)
+    return None
+
+
+def integer(flat: dict[str, Any], *names: str) -> int | None:
+    """First value among `names` that is a whole number (numeric strings too, as policies send)."""
+    for name in names:
+        value = as_int(flat.get(name))
+        if value is not None:
+            return value
+    return None
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        s = value.strip()
+        if s.lstrip("-").isdigit():
+            return int(s)
+    return None
+
+
+def boolean(flat: dict[str, Any], *names: str) -> bool | None:
+    for name in names:
+        value = flat.get(name)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    return None
+
+
+def mapping(flat: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = flat.get(name)
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value if isinstance(value, dict) else None

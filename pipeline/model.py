@@ -1,0 +1,146 @@
+"""Plain data passed between the pure stages: event bytes → records → fragments → audit rows.
+
+Nothing here does I/O. `None` always means "not known", never zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+TokensSource = Literal["reported", "llm-log", "estimated", "none"]
+
+# Which kind of log record a fragment came from. Lower rank wins when sources disagree.
+SOURCE_RANK: dict[str, int] = {"gateway": 0, "policy": 1, "llm": 2, "llm-msg": 3}
+# Name of each kind in the row's `Sources` property.
+SOURCE_LABEL: dict[str, str] = {
+    "gateway": "gateway",
+    "policy": "policy",
+    "llm": "llm",
+    "llm-msg": "llm",
+}
+TOKENS_RANK: dict[str, int] = {"reported": 0, "llm-log": 1, "estimated": 2, "none": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    """One Event Hub event as any path (trigger, file, Capture, archive) delivers it."""
+
+    body: bytes
+    partition: str | None = None
+    sequence: int | None = None
+    enqueued: datetime | None = None
+    offset: str | None = None
+    # Where it came from, for messages and dead letters: "eventhub", "file:PATH:LINE", ...
+    origin: str = "eventhub"
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage of one call, normalised across APIs (formats.md §5.9)."""
+
+    prompt: int | None = None
+    completion: int | None = None
+    total: int | None = None
+    cached: int | None = None
+    reasoning: int | None = None
+    source: TokensSource = "none"
+
+
+@dataclass(slots=True)
+class Facts:
+    """What one log record tells about a call. Field names map to audit-row properties."""
+
+    call_time: datetime | None = None
+    apim_service: str | None = None
+    region: str | None = None
+    api_id: str | None = None
+    operation_id: str | None = None
+    product_id: str | None = None
+    subscription_id: str | None = None
+    user_id: str | None = None
+    caller_ip: str | None = None
+    method: str | None = None
+    url: str | None = None
+    deployment: str | None = None
+    api_version: str | None = None
+    operation: str | None = None
+    backend_id: str | None = None
+    status: int | None = None
+    backend_status: int | None = None
+    duration_ms: int | None = None
+    backend_ms: int | None = None
+    model: str | None = None
+    response_id: str | None = None
+    streamed: bool | None = None
+    body_truncated: bool | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """A preview text and how good its origin is: lower `rank` wins (source rank, chunk order)."""
+
+    text: str
+    rank: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RawPointer:
+    """Where one call's raw record lives: a gzip member inside an archive blob."""
+
+    blob: str
+    offset: int
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawSource:
+    """Where a record came from and its stored JSON: what its archive member is built from."""
+
+    event: EventIn
+    index: int
+    enveloped: bool
+    record: bytes
+
+
+@dataclass(slots=True)
+class Fragment:
+    """One log record's contribution to one call."""
+
+    kind: str  # key of SOURCE_RANK
+    correlation_id: str
+    # Identity of the record (hash of its stored form): duplicates share it.
+    rid: str
+    facts: Facts
+    prompt_preview: Preview | None = None
+    completion_preview: Preview | None = None
+    # The record as it goes to the archive, and where it went (set when archived).
+    raw: RawSource | None = None
+    pointer: RawPointer | None = None
+    # Sub-key for kinds that contribute several records per call (LLM message chunks).
+    part: int = 0
+
+    @property
+    def key(self) -> str:
+        return self.kind if not self.part else f"{self.kind}:{self.part}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event, or one record of it, that could not become an audit row."""
+
+    body: bytes
+    reason: str
+    event: EventIn
+    record_index: int | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything known about one call: its fragments and the previews chosen so far."""
+
+    correlation_id: str
+    fragments: dict[str, Fragment] = field(default_factory=dict)

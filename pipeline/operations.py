@@ -1,0 +1,102 @@
+"""Which Azure OpenAI operation a URL addresses, its deployment and api-version (formats.md §5.1).
+
+Works on backend URLs (`https://x.openai.azure.com/openai/deployments/d/chat/completions`),
+APIM frontend URLs with any API suffix, and v1 paths (`/openai/v1/responses`) where the
+deployment is the request body's `model`.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, unquote, urlsplit
+
+OPERATIONS = (
+    "chat.completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "images",
+    "audio",
+    "fine_tuning",
+    "files",
+    "batches",
+    "other",
+)
+
+_DEPLOYMENT = re.compile(r"/deployments/([^/?#]+)", re.IGNORECASE)
+# Checked in order against the path with any `/deployments/{name}` removed.
+_PATH_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"/chat/completions(?:/|$)"), "chat.completions"),
+    (re.compile(r"/extensions/chat/completions(?:/|$)"), "chat.completions"),
+    (re.compile(r"/completions(?:/|$)"), "completions"),
+    (re.compile(r"/embeddings(?:/|$)"), "embeddings"),
+    (re.compile(r"/responses(?:/|$)"), "responses"),
+    (re.compile(r"/images(?:/|$)"), "images"),
+    (re.compile(r"/audio(?:/|$)"), "audio"),
+    (re.compile(r"/fine[_-]tun(?:ing|es)(?:/|$)"), "fine_tuning"),
+    (re.compile(r"/files(?:/|$)"), "files"),
+    (re.compile(r"/batches(?:/|$)"), "batches"),
+)
+# operationId values of the Azure OpenAI OpenAPI import in APIM (formats.md §1.2), lower-cased.
+_OPERATION_IDS = {
+    "chatcompletions_create": "chat.completions",
+    "extensionschatcompletions_create": "chat.completions",
+    "completions_create": "completions",
+    "embeddings_create": "embeddings",
+    "imagegenerations_create": "images",
+    "images_generate": "images",
+    "transcriptions_create": "audio",
+    "translations_create": "audio",
+    "speech_create": "audio",
+}
+
+
+def _path(url: str | None) -> str:
+    if not url:
+        return ""
+    try:
+        path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]
+    except ValueError:
+        path = url.split("?", 1)[0]
+    return unquote(path)
+
+
+def deployment_from_url(url: str | None) -> str | None:
+    m = _DEPLOYMENT.search(_path(url))
+    return m.group(1) if m else None
+
+
+def api_version_from_url(url: str | None) -> str | None:
+    if not url or "?" not in url:
+        return None
+    try:
+        values = parse_qs(urlsplit(url).query).get("api-version")
+    except ValueError:
+        return None
+    return values[0] if values else None
+
+
+def operation_from_url(url: str | None) -> str | None:
+    """The operation a URL addresses, or None when the path names none we know."""
+    path = _path(url).lower()
+    if not path:
+        return None
+    path = _DEPLOYMENT.sub("", path)
+    for pattern, op in _PATH_RULES:
+        if pattern.search(path):
+            return op
+    return None
+
+
+def operation_from_id(operation_id: str | None) -> str | None:
+    if not operation_id:
+        return None
+    return _OPERATION_IDS.get(operation_id.lower())
+
+
+def is_body_model_deployment(url: str | None) -> bool:
+    """True for paths where the deployment is named by the body's `model` (v1, Responses)."""
+    path = _path(url).lower()
+    return "/deployments/" not in path and (
+        "/v1/" in path or path.endswith("/v1") or "/responses" in path
+    )

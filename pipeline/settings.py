@@ -1,0 +1,198 @@
+"""Every setting the project reads, in one list.
+
+The same list feeds `local.settings.sample.json`, the Bicep app settings and the README's
+settings table (`python -m pipeline settings --check` and a test keep them in sync).
+Settings with ``scope="host"`` are read by the Functions host (trigger bindings), not by our
+code; they are listed so that deployments and local runs set them too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+# Azurite's well-known development account (public, documented by Microsoft; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE_CONNECTION = "UseDevelopmentStorage=true"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str
+    doc: str
+    scope: Literal["app", "host"] = "app"
+    # Value written to local.settings.sample.json when it differs from the default.
+    sample: str | None = None
+    # Bicep expression that sets it in Azure; None means "the default is right in Azure".
+    bicep: str | None = None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- read by the Functions host -------------------------------------------------------
+    Setting(
+        "FUNCTIONS_WORKER_RUNTIME",
+        "python",
+        "Functions language worker (local runs only; Flex Consumption sets it in "
+        "functionAppConfig).",
+        scope="host",
+    ),
+    Setting(
+        "AzureWebJobsStorage",
+        "",
+        "Host storage (leases, checkpoints, timer state). Azure: identity-based "
+        "`AzureWebJobsStorage__accountName`.",
+        scope="host",
+        sample=AZURITE_CONNECTION,
+        bicep="hostStorageAccountName (as AzureWebJobsStorage__accountName)",
+    ),
+    Setting(
+        "EventHubConnection",
+        "",
+        "Event Hubs connection for the trigger: a connection string, or (Azure) identity-based "
+        "`EventHubConnection__fullyQualifiedNamespace`.",
+        scope="host",
+        sample="Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;"
+        "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;",
+        bicep="'${eventHubNamespace}.servicebus.windows.net' (as "
+        "EventHubConnection__fullyQualifiedNamespace)",
+    ),
+    Setting(
+        "EVENTHUB_NAME",
+        "apim-logs",
+        "Event Hub that APIM diagnostics and log-to-eventhub policies write to.",
+        scope="host",
+        bicep="eventHubName",
+    ),
+    Setting(
+        "EVENTHUB_CONSUMER_GROUP",
+        "audit-pipeline",
+        "Consumer group the audit function reads with (its own, so other readers are unaffected).",
+        scope="host",
+        bicep="consumerGroupName",
+    ),
+    # --- read by the pipeline -------------------------------------------------------------
+    Setting(
+        "AUDIT_STORAGE_CONNECTION",
+        "",
+        "Connection string of the audit storage account (tables, raw archive, dead letters). "
+        "Empty: use AUDIT_STORAGE_ACCOUNT with a managed identity, else Azurite.",
+        sample=AZURITE_CONNECTION,
+        bicep="'' (identity-based: see AUDIT_STORAGE_ACCOUNT)",
+    ),
+    Setting(
+        "AUDIT_STORAGE_ACCOUNT",
+        "",
+        "Audit storage account name for identity-based access (DefaultAzureCredential; "
+        "AZURE_CLIENT_ID selects a user-assigned identity).",
+        bicep="auditStorageAccountName",
+    ),
+    Setting("AUDIT_TABLE", "AuditLog", "Table holding one audit row per model call."),
+    Setting(
+        "ARCHIVE_CONTAINER",
+        "audit-raw",
+        "Blob container of the raw archive (immutable in production; the code only creates).",
+    ),
+    Setting(
+        "DEADLETTER_CONTAINER",
+        "audit-deadletter",
+        "Blob container for events and records that could not become an audit row.",
+    ),
+    Setting(
+        "AUDIT_SHARDS",
+        "2",
+        "Table partitions per day for audit rows (PartitionKey `yyyy-MM-dd_N`). Set once: "
+        "changing it moves new rows of a call to another partition.",
+    ),
+    Setting(
+        "PREVIEW_CHARS",
+        "100",
+        "Characters kept in PromptPreview and CompletionPreview (0-2000).",
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, lo: int, hi: int) -> int:
+    raw = env.get(name, "").strip() or SETTINGS_BY_NAME[name].default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value}: must be between {lo} and {hi}")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return SETTINGS_BY_NAME[name].default
+    return value.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Validated settings of one process. Build with `Config.from_env()`."""
+
+    storage_connection: str = ""
+    storage_account: str = ""
+    audit_table: str = "AuditLog"
+    archive_container: str = "audit-raw"
+    deadletter_container: str = "audit-deadletter"
+    shards: int = 2
+    preview_chars: int = 100
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        return cls(
+            storage_connection=_str(env, "AUDIT_STORAGE_CONNECTION"),
+            storage_account=_str(env, "AUDIT_STORAGE_ACCOUNT"),
+            audit_table=_table_name(_str(env, "AUDIT_TABLE"), "AUDIT_TABLE"),
+            archive_container=_container_name(_str(env, "ARCHIVE_CONTAINER"), "ARCHIVE_CONTAINER"),
+            deadletter_container=_container_name(
+                _str(env, "DEADLETTER_CONTAINER"), "DEADLETTER_CONTAINER"
+            ),
+            shards=_int(env, "AUDIT_SHARDS", 1, 64),
+            preview_chars=_int(env, "PREVIEW_CHARS", 0, 2000),
+        )
+
+
+def _table_name(value: str, setting: str) -> str:
+    # Azure: 3-63 alphanumeric characters, starting with a letter.
+    if not (3 <= len(value) <= 63 and value.isascii() and value.isalnum() and value[0].isalpha()):
+        raise SettingsError(f"{setting}={value!r}: a table name is 3-63 letters and digits")
+    return value
+
+
+def _container_name(value: str, setting: str) -> str:
+    # Azure: 3-63 lowercase letters, digits and single hyphens, starting/ending alphanumeric.
+    ok = (
+        3 <= len(value) <= 63
+        and value.isascii()
+        and all(c.islower() or c.isdigit() or c == "-" for c in value)
+        and value[0] != "-"
+        and value[-1] != "-"
+        and "--" not in value
+    )
+    if not ok:
+        raise SettingsError(
+            f"{setting}={value!r}: a container name is 3-63 lowercase letters, digits and hyphens"
+        )
+    return value
+
+
+def sample_values() -> dict[str, str]:
+    """The `Values` block of local.settings.sample.json."""
+    return {s.name: s.sample if s.sample is not None else s.default for s in SETTINGS}

@@ -1,0 +1,261 @@
+"""Thin adapters over Azure Table and Blob storage (Azurite locally).
+
+The only non-trivial logic here is the order of table operations, which keeps the hot path
+free of reads:
+1. Rows go out as `create` operations in entity-group transactions (≤ 100 per partition).
+   A call seen for the first time costs no read.
+2. If a transaction fails because a row already exists (a redelivery, a replay, or another
+   log record of the same call that arrived earlier), that chunk is read back (≤ 14 keys per
+   query), each existing row's join state is merged with the new fragments (join.py), and only
+   rows that changed are written, with their ETag, so concurrent writers never lose updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+
+from . import rows
+from .archive import ArchiveBlob
+from .deadletter import dead_letter_blob
+from .join import CallState, resolve
+from .model import DeadLetter
+from .settings import AZURITE_CONNECTION, Config
+
+log = logging.getLogger("pipeline.store")
+
+MAX_TRANSACTION_OPS = 100
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024 - 64 * 1024  # Azure: 4 MiB per batch, with headroom
+KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
+MERGE_ATTEMPTS = 8
+
+
+class Store:
+    """Audit table, raw archive and dead-letter containers of one storage account."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        connection: str | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        self.cfg = cfg
+        conn = connection or cfg.storage_connection
+        if not conn and not cfg.storage_account:
+            conn = AZURITE_CONNECTION
+        if conn:
+            self.tables = TableServiceClient.from_connection_string(conn, **client_kwargs)
+            self.blobs = BlobServiceClient.from_connection_string(conn, **client_kwargs)
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+            account = cfg.storage_account
+            self.tables = TableServiceClient(
+                f"https://{account}.table.core.windows.net", credential=credential, **client_kwargs
+            )
+            self.blobs = BlobServiceClient(
+                f"https://{account}.blob.core.windows.net", credential=credential, **client_kwargs
+            )
+        self.audit: TableClient = self.tables.get_table_client(cfg.audit_table)
+        self.archive: ContainerClient = self.blobs.get_container_client(cfg.archive_container)
+        self.deadletters: ContainerClient = self.blobs.get_container_client(
+            cfg.deadletter_container
+        )
+
+    def close(self) -> None:
+        self.tables.close()
+        self.blobs.close()
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the table and containers if missing (idempotent)."""
+        self.tables.create_table_if_not_exists(self.cfg.audit_table)
+        for container in (self.archive, self.deadletters):
+            with contextlib.suppress(ResourceExistsError):
+                container.create_container()
+
+    # --- blobs --------------------------------------------------------------------------------
+
+    def create_blob(
+        self,
+        container: ContainerClient,
+        name: str,
+        data: bytes,
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str = "application/octet-stream",
+        content_encoding: str | None = None,
+    ) -> bool:
+        """Create a blob; never overwrite. False when it already existed (a redelivery)."""
+        try:
+            container.upload_blob(
+                name,
+                data,
+                overwrite=False,
+                metadata=metadata,
+                content_settings=ContentSettings(
+                    content_type=content_type, content_encoding=content_encoding
+                ),
+            )
+            return True
+        except ResourceExistsError:
+            return False
+
+    def put_archive(self, blob: ArchiveBlob) -> bool:
+        # No content-encoding header: readers must get the gzip bytes untouched for ranged reads.
+        return self.create_blob(self.archive, blob.name, blob.data, content_type="application/gzip")
+
+    def put_dead_letter(self, dead: DeadLetter) -> bool:
+        b = dead_letter_blob(dead)
+        created = self.create_blob(self.deadletters, b.name, b.data, metadata=b.metadata)
+        log.warning(
+            "dead letter %s: %s (%s)", b.name, b.metadata["reason"], b.metadata.get("origin")
+        )
+        return created
+
+    def read_range(self, container: ContainerClient, name: str, offset: int, length: int) -> bytes:
+        return container.download_blob(name, offset=offset, length=length).readall()
+
+    # --- audit rows -----------------------------------------------------------------------------
+
+    def write_calls(self, states: Sequence[CallState]) -> tuple[int, int, int]:
+        """Store the rows of a batch's calls. Returns (created, updated, unchanged)."""
+        groups: dict[str, list[tuple[CallState, dict[str, Any]]]] = defaultdict(list)
+        for state in states:
+            entity = rows.to_entity(resolve(state), state, self.cfg.shards)
+            groups[entity["PartitionKey"]].append((state, entity))
+        totals = [0, 0, 0]
+        for pk, items in groups.items():
+            for chunk in _chunks(items):
+                c, u, n = self._write_chunk(pk, chunk)
+                totals[0] += c
+                totals[1] += u
+                totals[2] += n
+        return totals[0], totals[1], totals[2]
+
+    def _write_chunk(
+        self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]]
+    ) -> tuple[int, int, int]:
+        try:
+            self.audit.submit_transaction([("create", e) for _, e in chunk])
+            return len(chunk), 0, 0
+        except TableTransactionError as exc:
+            if not _is_conflict(exc):
+                raise
+        return self._merge_chunk(pk, chunk)
+
+    def _merge_chunk(
+        self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]]
+    ) -> tuple[int, int, int]:
+        last: Exception | None = None
+        for _ in range(MERGE_ATTEMPTS):
+            existing = self.fetch(pk, [e["RowKey"] for _, e in chunk])
+            ops: list[tuple[Any, ...]] = []
+            created = updated = unchanged = 0
+            for state, entity in chunk:
+                current = existing.get(entity["RowKey"])
+                if current is None:
+                    ops.append(("create", entity))
+                    created += 1
+                    continue
+                merged = rows.merge_into(current, state, self.cfg.shards)
+                if merged is None:
+                    unchanged += 1
+                    continue
+                ops.append(
+                    (
+                        "update",
+                        merged,
+                        {
+                            "mode": UpdateMode.REPLACE,
+                            "etag": current.metadata["etag"],
+                            "match_condition": MatchConditions.IfNotModified,
+                        },
+                    )
+                )
+                updated += 1
+            if not ops:
+                return 0, 0, unchanged
+            try:
+                self.audit.submit_transaction(ops)
+                return created, updated, unchanged
+            except TableTransactionError as exc:
+                if not (_is_conflict(exc) or exc.status_code == 412):
+                    raise
+                last = exc  # someone else wrote one of these rows meanwhile: read again
+        raise RuntimeError(f"rows of partition {pk} kept changing under us") from last
+
+    def fetch(self, pk: str, keys: Iterable[str]) -> dict[str, Any]:
+        """Existing rows among `keys` in partition `pk` (parameterised queries, never spliced)."""
+        found: dict[str, Any] = {}
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), KEYS_PER_QUERY):
+            part = keys[start : start + KEYS_PER_QUERY]
+            params: dict[str, Any] = {"pk": pk}
+            clauses = []
+            for i, key in enumerate(part):
+                params[f"k{i}"] = key
+                clauses.append(f"RowKey eq @k{i}")
+            # The SDK substitutes @names split on spaces: keep them space-separated.
+            query = f"PartitionKey eq @pk and ( {' or '.join(clauses)} )"
+            for entity in self.audit.query_entities(query, parameters=params):
+                found[entity["RowKey"]] = entity
+        return found
+
+    def get_row(self, pk: str, rk: str) -> Any | None:
+        try:
+            return self.audit.get_entity(pk, rk)
+        except ResourceNotFoundError:
+            return None
+
+    def find_rows(self, correlation_id: str) -> list[Any]:
+        """All rows with this correlation id (any day): a cross-partition query, for the CLI."""
+        return list(
+            self.audit.query_entities(
+                "RowKey eq @rk", parameters={"rk": rows.row_key(correlation_id)}
+            )
+        )
+
+
+def _is_conflict(exc: HttpResponseError) -> bool:
+    code = str(getattr(exc, "error_code", "") or "")
+    return exc.status_code == 409 or code == "EntityAlreadyExists"
+
+
+def _entity_bytes(entity: dict[str, Any]) -> int:
+    # Rough wire size: strings count double (UTF-16 on Azure's side), plus per-property overhead.
+    size = 0
+    for key, value in entity.items():
+        size += 2 * len(key) + 16
+        if isinstance(value, str):
+            size += 2 * len(value)
+        else:
+            size += 16
+    return size
+
+
+def _chunks(
+    items: list[tuple[CallState, dict[str, Any]]],
+) -> Iterable[list[tuple[CallState, dict[str, Any]]]]:
+    chunk: list[tuple[CallState, dict[str, Any]]] = []
+    size = 0
+    for item in items:
+        n = _entity_bytes(item[1])
+        if chunk and (len(chunk) >= MAX_TRANSACTION_OPS or size + n > MAX_TRANSACTION_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk

@@ -1,0 +1,102 @@
+"""Regenerate the demo's sample Event Hub events (deterministic).
+
+    .venv/bin/python samples/make_samples.py
+
+Each line of a `.jsonl` file is one Event Hub message body, as APIM's diagnostic setting
+(`{"records": [...]}`) sends it. Shapes follow ../shared/reference/formats.md; see
+tests/fixtures/apim.py for which fields are documented and which are inferred.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fixtures import apim  # noqa: E402
+
+
+def t(hms: str, day: str = "2025-03-04") -> str:
+    return f"{day}T{hms}.1234567Z"
+
+
+def gatewaylogs() -> list[bytes]:
+    q = "Summarise our travel policy in one sentence."
+    events = [
+        apim.envelope(
+            apim.gateway(apim.new_id("s1"), time=t("09:02:11"), apimSubscriptionId="team-finance"),
+            apim.gateway(
+                apim.new_id("s2"),
+                time=t("09:05:40"),
+                apimSubscriptionId="team-hr",
+                productId="ai-premium",
+                backendId="aoai-swc",
+                deployment="gpt41-prod",
+                request=apim.chat_request(
+                    ("system", "You answer HR questions briefly."),
+                    ("user", "How many vacation days do new hires get?"),
+                ),
+                response=apim.chat_response(
+                    "New hires get 25 vacation days per year.",
+                    model="gpt-4.1-2025-04-14",
+                    prompt=31,
+                    completion=11,
+                    cached=0,
+                ),
+                durationMs=912,
+                backendTime=880,
+            ),
+            apim.websocket_record(),
+        ),
+        apim.envelope(
+            apim.embeddings_call(
+                apim.new_id("s3"),
+                ["travel policy", "expense policy"],
+                tokens=4,
+                time=t("09:07:02"),
+                apimSubscriptionId="team-search",
+                durationMs=87,
+                backendTime=70,
+            )
+        ),
+        apim.envelope(
+            apim.backend_429(apim.new_id("s4"), time=t("09:12:45"), apimSubscriptionId="team-hr"),
+            apim.gateway_429(apim.new_id("s5"), time=t("09:12:46"), apimSubscriptionId="team-hr"),
+        ),
+        apim.envelope(
+            # Body logging off (the diagnostic default): status and timings only.
+            apim.gateway(
+                apim.new_id("s6"),
+                time=t("09:20:03"),
+                request=None,
+                response=None,
+                apimSubscriptionId="team-finance",
+                durationMs=2210,
+                backendTime=2170,
+            ),
+            # Streamed: Microsoft advises not logging bodies of SSE calls; the request says so.
+            apim.gateway(
+                apim.new_id("s7"),
+                time=t("09:21:30"),
+                request=apim.chat_request(("user", q), stream=True),
+                response=None,
+                apimSubscriptionId="team-support",
+                durationMs=4120,
+                backendTime=4100,
+            ),
+        ),
+        b'{"records": [{"category": "GatewayLogs", "properties": {"responseCode": 200',
+    ]
+    return events
+
+
+def main() -> None:
+    out = ROOT / "samples" / "gatewaylogs.jsonl"
+    out.write_bytes(b"\n".join(gatewaylogs()) + b"\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

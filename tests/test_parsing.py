@@ -1,0 +1,196 @@
+"""Pure parsing pieces: envelopes, field lookup, cut bodies, URLs, timestamps, keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline import operations, rows
+from pipeline.bodies import parse_body, repair_truncated
+from pipeline.envelope import EnvelopeError, category_of, flatten, open_envelope
+from pipeline.timestamps import parse_time
+from tests.fixtures import apim
+
+
+def test_envelope_shapes() -> None:
+    assert open_envelope(b'{"records":[{"a":1},{"b":2}]}').records == [{"a": 1}, {"b": 2}]
+    assert open_envelope(b'{"Records":[]}').enveloped
+    bare = open_envelope(b'\xef\xbb\xbf{"id":"x"}')  # BOM, as some .NET writers add
+    assert bare.records == [{"id": "x"}] and not bare.enveloped
+    assert open_envelope(b'[{"a":1}]').records == [{"a": 1}]
+    # Newtonsoft JObject.ToString() output: indented, CRLF (formats.md §3.1)
+    assert open_envelope(b'{\r\n  "id": "x"\r\n}').records == [{"id": "x"}]
+    for body, why in ((b"", "empty"), (b"  ", "empty"), (b"{", "not valid JSON"), (b'"s"', "str")):
+        with pytest.raises(EnvelopeError, match=why):
+            open_envelope(body)
+
+
+def test_flatten_prefers_top_level_and_decodes_string_properties() -> None:
+    rec = {
+        "CorrelationId": "top",
+        "Category": "GatewayLogs",
+        "properties": '{"correlationId": "inner", "ResponseCode": 200}',
+    }
+    flat = flatten(rec)
+    assert flat["correlationid"] == "top"
+    assert flat["responsecode"] == 200
+    assert category_of(flat) == "GatewayLogs"
+    assert (
+        category_of({"operationname": "Microsoft.ApiManagement/GatewayLlmLogs"}) == "GatewayLlmLogs"
+    )
+    assert flatten({"properties": "{not json"}) == {}
+
+
+def _is_salvage_of(part: Any, whole: Any, path: str = "$") -> None:
+    """Every value in `part` is the original's; only the last string may be a prefix."""
+    if isinstance(part, dict):
+        assert isinstance(whole, dict), path
+        for key, value in part.items():
+            assert key in whole, f"{path}.{key} invented"
+            _is_salvage_of(value, whole[key], f"{path}.{key}")
+    elif isinstance(part, list):
+        assert isinstance(whole, list) and len(part) <= len(whole), path
+        for i, value in enumerate(part):
+            _is_salvage_of(value, whole[i], f"{path}[{i}]")
+    elif isinstance(part, str):
+        assert isinstance(whole, str) and whole.startswith(part), path
+    else:
+        assert part == whole, path
+
+
+def test_a_body_cut_anywhere_salvages_only_true_values() -> None:
+    body = apim.base_chat_record()["properties"]["backendResponseBody"]
+    whole = orjson.loads(body)
+    raw = body.encode()
+    for n in range(1, len(raw)):
+        parsed = parse_body(raw[:n].decode("utf-8", "replace"))
+        assert parsed.kind in ("json", "text")
+        if parsed.kind == "json":
+            assert parsed.truncated or n >= len(raw.rstrip())
+            _is_salvage_of(parsed.doc, whole)
+
+
+def test_truncated_body_keeps_fields_before_the_cut() -> None:
+    doc = repair_truncated(
+        '{"id":"chatcmpl-1","model":"gpt-4o","usage":{"prompt_tokens":29,"completion_tok'
+    )
+    assert doc == {"id": "chatcmpl-1", "model": "gpt-4o", "usage": {"prompt_tokens": 29}}
+    # a number at the very end may be cut (`4` of `42`): dropped, never guessed
+    assert repair_truncated('{"a":1,"total_tokens":4') == {"a": 1}
+    # a cut string value is kept as far as it goes (previews want it), cut escapes dropped
+    assert repair_truncated('{"choices":[{"message":{"content":"Book econ') == {
+        "choices": [{"message": {"content": "Book econ"}}]
+    }
+    assert repair_truncated('{"c":"a\\u00') == {"c": "a"}
+    assert repair_truncated('{"c":"caf\ufffd') == {"c": "caf"}
+    assert repair_truncated("not json") is None
+    assert repair_truncated('{"a":1}}') == {"a": 1}
+
+
+def test_sse_and_text_bodies_are_told_apart() -> None:
+    assert parse_body(apim.text("chat_stream_usage.sse")).kind == "sse"
+    assert parse_body("Internal Server Error").kind == "text"
+    assert parse_body(None).kind == "absent" and parse_body("  ").kind == "absent"
+    assert parse_body({"already": "decoded"}).doc == {"already": "decoded"}
+
+
+@pytest.mark.parametrize(
+    ("url", "operation", "deployment", "version"),
+    [
+        (
+            "https://x.openai.azure.com/openai/deployments/chat-prod/chat/completions?api-version=2024-10-21",
+            "chat.completions",
+            "chat-prod",
+            "2024-10-21",
+        ),
+        (
+            "https://apim.azure-api.net/deployments/gpt-chat-pilot/chat/completions?api-version=2024-02-01",
+            "chat.completions",
+            "gpt-chat-pilot",
+            "2024-02-01",
+        ),
+        (
+            "https://x/openai/deployments/embeddings/embeddings?api-version=1",
+            "embeddings",
+            "embeddings",
+            "1",
+        ),
+        ("https://x/openai/deployments/chat/completions?api-version=1", "completions", "chat", "1"),
+        (
+            "https://x/openai/responses?api-version=2025-03-01-preview",
+            "responses",
+            None,
+            "2025-03-01-preview",
+        ),
+        ("https://x/openai/v1/responses", "responses", None, None),
+        ("https://x/openai/v1/chat/completions", "chat.completions", None, None),
+        (
+            "https://x/openai/deployments/dalle3/images/generations?api-version=1",
+            "images",
+            "dalle3",
+            "1",
+        ),
+        (
+            "https://x/openai/deployments/whisper/audio/transcriptions?api-version=1",
+            "audio",
+            "whisper",
+            "1",
+        ),
+        ("https://x/openai/fine_tuning/jobs?api-version=1", "fine_tuning", None, "1"),
+        ("https://x/openai/files/file-abc?api-version=1", "files", None, "1"),
+        ("https://x/openai/batches", "batches", None, None),
+        ("https://x/openai/models", None, None, None),
+    ],
+)
+def test_operation_deployment_and_version_from_url(url, operation, deployment, version) -> None:
+    assert operations.operation_from_url(url) == operation
+    assert operations.deployment_from_url(url) == deployment
+    assert operations.api_version_from_url(url) == version
+
+
+def test_timestamps_in_every_form_the_sources_use() -> None:
+    assert parse_time("2024-07-02T06:31:31.4465902Z") == datetime(
+        2024, 7, 2, 6, 31, 31, 446590, UTC
+    )
+    assert parse_time("3/4/2025 10:15:03 AM") == datetime(2025, 3, 4, 10, 15, 3, tzinfo=UTC)
+    assert parse_time("12/2/2021 2:58:24 PM") == datetime(2021, 12, 2, 14, 58, 24, tzinfo=UTC)
+    assert parse_time("12/2/2021 12:05:00 AM") == datetime(2021, 12, 2, 0, 5, tzinfo=UTC)
+    assert parse_time("2025-03-04T10:15:02+01:00") == datetime(2025, 3, 4, 9, 15, 2, tzinfo=UTC)
+    assert parse_time(1741083300) == datetime(2025, 3, 4, 10, 15, tzinfo=UTC)
+    assert parse_time(1741083300123) == datetime(2025, 3, 4, 10, 15, 0, 123000, UTC)
+    for bad in ("yesterday", "", None, "13/45/2025 1:00:00 PM", True):
+        assert parse_time(bad) is None
+
+
+def test_row_keys_escape_what_azure_forbids_and_round_trip() -> None:
+    for cid in (
+        "5b1f3c2e-7a4d-4e2b-9f00-3c1a2b3c4d5e",
+        "a/b\\c#d?e%f",
+        "x' or 'a' eq 'a",
+        "t\x01\x7f",
+    ):
+        key = rows.row_key(cid)
+        assert not any(c in key for c in "/\\#?") and all(ord(c) >= 0x20 for c in key)
+        assert rows.correlation_id_of(key) == cid
+    with pytest.raises(rows.KeyTooLong):
+        rows.row_key("x" * 300)
+
+
+def test_partition_key_is_day_and_shard_and_day_range_covers_it() -> None:
+    t = datetime(2025, 3, 4, 23, 59, 59, tzinfo=UTC)
+    pk = rows.partition_key(t, "5b1f3c2e-7a4d-4e2b-9f00-3c1a2b3c4d5e", 4)
+    assert pk.startswith("2025-03-04_") and pk == rows.partition_key(
+        t, "5b1f3c2e-7a4d-4e2b-9f00-3c1a2b3c4d5e", 4
+    )
+    assert (
+        rows.day_range("2025-03-04")
+        == "PartitionKey ge '2025-03-04' and PartitionKey lt '2025-03-05'"
+    )
+    assert (
+        rows.day_range("2025-03-09")
+        == "PartitionKey ge '2025-03-09' and PartitionKey lt '2025-03-0:'"
+    )
+    assert "2025-03-09_3" < "2025-03-0:"
