@@ -45,6 +45,7 @@ DEMO_COLUMNS = (
     "TokensSource",
     "Streamed",
     "BodyTruncated",
+    "ErrorCode",
     "PromptPreview",
 )
 

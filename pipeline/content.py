@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 
 def part_text(content: Any) -> str | None:
     """Text of a message `content`: a string, or the text parts of a content array."""
@@ -98,7 +96,41 @@ def completion_text(response: Any) -> str | None:
         return responses_output_text(output)
     if isinstance(response.get("output_text"), str):
         return response["output_text"]
+    if isinstance(response.get("text"), str):
+        return response["text"]  # audio transcription / translation
     return None
+
+
+def generated_text(response: Any) -> str:
+    """All text the model generated in the first choice (or Responses output): message text
+    plus tool-call names and arguments, as counted for an output-token estimate."""
+    if not isinstance(response, dict):
+        return ""
+    parts: list[str] = []
+    choices = response.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        first = choices[0]
+        if isinstance(first.get("text"), str):
+            parts.append(first["text"])
+        message = first.get("message")
+        if isinstance(message, dict):
+            parts.append(part_text(message.get("content")) or "")
+            for call in message.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+    output = response.get("output")
+    if isinstance(output, list):
+        for item in output:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "message":
+                for part in item.get("content") or ():
+                    if isinstance(part, dict) and isinstance(part.get("text"), str):
+                        parts.append(part["text"])
+            elif item.get("type") == "function_call":
+                parts.append(str(item.get("name") or "") + str(item.get("arguments") or ""))
+    return "".join(parts)
 
 
 def responses_output_text(output: list[Any]) -> str | None:
@@ -127,7 +159,3 @@ def clip(text: str | None, limit: int) -> str | None:
     if text is None or limit <= 0:
         return None
     return text if len(text) <= limit else text[:limit]
-
-
-def compact_json(value: Any) -> str:
-    return orjson.dumps(value).decode()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import operations
 from .bodies import ABSENT, Body, parse_body
-from .content import clip, completion_text, prompt_text
-from .envelope import boolean, integer, mapping, text
+from .envelope import integer, mapping, text
+from .exchange import interpret, previews
 from .model import Facts, Preview
 from .timestamps import parse_time
-from .usage import normalise_usage
 
 GATEWAY_RANK = (0, 0)
 _SERVICE = re.compile(r"/providers/microsoft\.apimanagement/service/([^/]+)", re.IGNORECASE)
@@ -69,61 +67,36 @@ def gateway_facts(
 ) -> tuple[Facts, Preview | None, Preview | None]:
     """Facts, prompt preview and completion preview of one GatewayLogs record."""
     url = text(flat, "url")
-    backend_url = text(flat, "backendurl")
-    request = pick_body(flat.get("backendrequestbody"), flat.get("requestbody"))
-    response = pick_body(flat.get("backendresponsebody"), flat.get("responsebody"))
-    req_doc = request.doc if isinstance(request.doc, dict) else None
-    resp_doc = response.doc if isinstance(response.doc, dict) else None
-
-    operation = (
-        operations.operation_from_url(backend_url)
-        or operations.operation_from_url(url)
-        or operations.operation_from_id(text(flat, "operationid"))
-        or "other"
-    )
-    deployment = operations.deployment_from_url(backend_url) or operations.deployment_from_url(url)
-    if deployment is None and req_doc is not None:
-        model_field = req_doc.get("model")
-        if isinstance(model_field, str) and model_field:
-            deployment = model_field  # v1 / Responses: the body's `model` names the deployment
-
-    model = resp_doc.get("model") if resp_doc else None
-    usage = normalise_usage(resp_doc.get("usage"), operation) if resp_doc else None
-    response_id = resp_doc.get("id") if resp_doc else None
-    streamed = response.kind == "sse" or (req_doc is not None and req_doc.get("stream") is True)
-
-    request_headers = mapping(flat, "requestheaders")
-    facts = Facts(
-        call_time=parse_time(flat.get("time")),
-        apim_service=apim_service(text(flat, "resourceid")),
-        region=region_name(text(flat, "location", "region")),
-        api_id=text(flat, "apiid"),
-        operation_id=text(flat, "operationid"),
-        product_id=text(flat, "productid"),
-        subscription_id=text(flat, "apimsubscriptionid"),
-        user_id=text(flat, "userid"),
-        caller_ip=client_ip(
-            header(request_headers, "x-forwarded-for"), text(flat, "calleripaddress")
-        ),
-        method=text(flat, "method"),
+    ex = interpret(
         url=url,
-        deployment=deployment,
-        api_version=operations.api_version_from_url(backend_url)
-        or operations.api_version_from_url(url),
-        operation=operation,
-        backend_id=text(flat, "backendid"),
+        backend_url=text(flat, "backendurl"),
+        operation_id=text(flat, "operationid"),
         status=integer(flat, "responsecode"),
         backend_status=integer(flat, "backendresponsecode"),
-        duration_ms=integer(flat, "durationms", "totaltime"),
-        backend_ms=integer(flat, "backendtime"),
-        model=model if isinstance(model, str) and model else None,
-        response_id=response_id if isinstance(response_id, str) and response_id else None,
-        streamed=streamed or boolean(flat, "isstreamcompletion") or False,
-        body_truncated=request.truncated or response.truncated,
-        usage=usage,
+        request=pick_body(flat.get("backendrequestbody"), flat.get("requestbody")),
+        response=pick_body(flat.get("backendresponsebody"), flat.get("responsebody")),
+        request_size=integer(flat, "requestsize"),
+        response_size=integer(flat, "responsesize"),
+        last_error=mapping(flat, "lasterror"),
     )
-    prompt = clip(prompt_text(req_doc, operation), preview_chars)
-    completion = clip(completion_text(resp_doc), preview_chars)
+    facts = ex.facts
+    request_headers = mapping(flat, "requestheaders")
+    facts.call_time = parse_time(flat.get("time"))
+    facts.apim_service = apim_service(text(flat, "resourceid"))
+    facts.region = region_name(text(flat, "location", "region"))
+    facts.api_id = text(flat, "apiid")
+    facts.operation_id = text(flat, "operationid")
+    facts.product_id = text(flat, "productid")
+    facts.subscription_id = text(flat, "apimsubscriptionid")
+    facts.user_id = text(flat, "userid")
+    facts.caller_ip = client_ip(
+        header(request_headers, "x-forwarded-for"), text(flat, "calleripaddress")
+    )
+    facts.method = text(flat, "method")
+    facts.backend_id = text(flat, "backendid")
+    facts.duration_ms = integer(flat, "durationms", "totaltime")
+    facts.backend_ms = integer(flat, "backendtime")
+    prompt, completion = previews(ex, preview_chars)
     return (
         facts,
         Preview(prompt, GATEWAY_RANK) if prompt else None,

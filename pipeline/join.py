@@ -28,7 +28,7 @@ from .model import (
 
 _FACT_FIELDS = tuple(f.name for f in fields(Facts) if f.name not in ("usage",))
 # Fields where any source saying True wins (a gateway record without bodies cannot tell).
-_ANY_TRUE = frozenset({"streamed", "body_truncated"})
+_ANY_TRUE = frozenset({"streamed", "body_truncated", "content_filtered"})
 
 
 @dataclass(slots=True)

@@ -75,6 +75,12 @@ class Facts:
     response_id: str | None = None
     streamed: bool | None = None
     body_truncated: bool | None = None
+    finish_reason: str | None = None
+    content_filtered: bool | None = None
+    error_code: str | None = None
+    error_source: str | None = None
+    error_message: str | None = None
+    job_id: str | None = None
     usage: Usage | None = None
 
 

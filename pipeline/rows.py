@@ -51,6 +51,12 @@ FACT_PROPERTIES: tuple[tuple[str, str], ...] = (
     ("ResponseId", "response_id"),
     ("Streamed", "streamed"),
     ("BodyTruncated", "body_truncated"),
+    ("FinishReason", "finish_reason"),
+    ("ContentFiltered", "content_filtered"),
+    ("ErrorCode", "error_code"),
+    ("ErrorSource", "error_source"),
+    ("ErrorMessage", "error_message"),
+    ("JobId", "job_id"),
 )
 USAGE_PROPERTIES: tuple[tuple[str, str], ...] = (
     ("PromptTokens", "prompt"),

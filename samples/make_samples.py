@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures import apim  # noqa: E402
+from tests.fixtures import apim, shapes  # noqa: E402
 
 
 def t(hms: str, day: str = "2025-03-04") -> str:
@@ -87,9 +87,30 @@ def gatewaylogs() -> list[bytes]:
                 backendTime=4100,
             ),
         ),
+        apim.envelope(*_more_shapes()),
         b'{"records": [{"category": "GatewayLogs", "properties": {"responseCode": 200',
     ]
     return events
+
+
+def _more_shapes() -> list[dict]:
+    """Streams, a body cut at 8,192 bytes, the Responses API, a content-filter refusal."""
+    cases = shapes.cases()
+    out = []
+    for i, (name, sub) in enumerate(
+        (
+            ("stream_without_usage", "team-support"),
+            ("stream_with_usage", "team-support"),
+            ("cut_inside_choices", "team-legal"),
+            ("responses_v1", "team-finance"),
+            ("content_filter_400", "team-hr"),
+        )
+    ):
+        rec = cases[name][0]
+        rec["time"] = t(f"10:{10 + i:02d}:05")
+        rec["properties"]["apimSubscriptionId"] = sub
+        out.append(rec)
+    return out
 
 
 def main() -> None:

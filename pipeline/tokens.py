@@ -1,0 +1,286 @@
+"""Token estimates with tiktoken, from vocabularies shipped inside the package.
+
+tiktoken normally downloads its vocabularies on first use; a Function App behind Private Link
+cannot, and neither can our build machines. We bundle o200k_base and cl100k_base (gzip,
+byte-identical to OpenAI's files: sha256 checked at load, formats.md §6.3) and build the
+`tiktoken.Encoding` ourselves, so tiktoken's downloader is never called. Each vocabulary is
+loaded once per process, and only when an estimate is actually needed.
+
+Estimates follow the OpenAI cookbook (formats.md §6.2): exact for text-only chat messages;
+tools, images and audio are approximations (say so: rows carry TokensSource=estimated).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import math
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import tiktoken
+
+VOCAB_DIR = Path(__file__).resolve().parent / "vocab"
+
+# sha256 of the uncompressed files, as tiktoken's own `expected_hash` (tiktoken_ext.openai_public).
+VOCAB_SHA256 = {
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+}
+# Split patterns and special tokens copied from tiktoken_ext/openai_public.py (tiktoken 0.14);
+# tests/test_tokens.py checks they still equal tiktoken's own.
+PATTERNS = {
+    "cl100k_base": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",  # noqa: E501
+    "o200k_base": "|".join(
+        [
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        ]
+    ),
+}
+SPECIAL_TOKENS = {
+    "cl100k_base": {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    },
+    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+}
+DEFAULT_ENCODING = "o200k_base"
+
+_lock = threading.Lock()
+_loaded: dict[str, tiktoken.Encoding] = {}
+
+
+class VocabularyError(RuntimeError):
+    pass
+
+
+def load_ranks(name: str) -> dict[bytes, int]:
+    path = VOCAB_DIR / f"{name}.tiktoken.gz"
+    data = gzip.decompress(path.read_bytes())
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != VOCAB_SHA256[name]:
+        raise VocabularyError(f"{path} is corrupt: sha256 {digest}, expected {VOCAB_SHA256[name]}")
+    ranks: dict[bytes, int] = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+def encoding(name: str) -> tiktoken.Encoding:
+    """A bundled encoding, built on first use and kept for the life of the process."""
+    enc = _loaded.get(name)
+    if enc is None:
+        with _lock:
+            enc = _loaded.get(name)
+            if enc is None:
+                import tiktoken
+
+                enc = tiktoken.Encoding(
+                    name=name,
+                    pat_str=PATTERNS[name],
+                    mergeable_ranks=load_ranks(name),
+                    special_tokens=SPECIAL_TOKENS[name],
+                )
+                _loaded[name] = enc
+    return enc
+
+
+def encoding_name(model: str | None, deployment: str | None = None) -> str:
+    """Encoding for the response `model`, else the deployment name, else o200k_base.
+
+    Deployment names are arbitrary, so they are only a hint. Families we do not bundle
+    (o200k_harmony of gpt-oss shares o200k_base's text tokens; p50k/r50k are retired models)
+    map to the nearest bundled one.
+    """
+    from tiktoken.model import encoding_name_for_model  # a pure name table, no download
+
+    for candidate in (model, deployment):
+        if not candidate:
+            continue
+        try:
+            name = encoding_name_for_model(candidate.lower())
+        except KeyError:
+            continue
+        if name.startswith("o200k"):
+            return "o200k_base"
+        return "cl100k_base"
+    return DEFAULT_ENCODING
+
+
+def count(text: str, enc: tiktoken.Encoding) -> int:
+    # encode_ordinary: special-token text in a prompt is just text, never an error.
+    return len(enc.encode_ordinary(text))
+
+
+# --- prompt estimates -----------------------------------------------------------------------
+
+# Image inputs are billed by tiles, from the image size (unknown here): low detail is a flat
+# 85 tokens; for high/auto we assume a 1024x1024 image (85 + 4 tiles x 170).
+IMAGE_LOW = 85
+IMAGE_DEFAULT = 765
+
+
+def _content_tokens(content: Any, enc: tiktoken.Encoding) -> int:
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return count(content, enc)
+    if isinstance(content, list):
+        total = 0
+        for part in content:
+            if isinstance(part, str):
+                total += count(part, enc)
+            elif isinstance(part, dict):
+                kind = part.get("type")
+                if isinstance(part.get("text"), str):
+                    total += count(part["text"], enc)
+                elif kind in ("image_url", "input_image"):
+                    image = part.get("image_url")
+                    detail = (image.get("detail") if isinstance(image, dict) else None) or part.get(
+                        "detail"
+                    )
+                    total += IMAGE_LOW if detail == "low" else IMAGE_DEFAULT
+                # audio and file parts: not text-countable; left out (approximate)
+        return total
+    if isinstance(content, dict | int | float | bool):
+        return count(_json(content), enc)
+    return 0
+
+
+def _json(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def chat_message_tokens(messages: Iterable[Any], enc: tiktoken.Encoding) -> int:
+    """Cookbook `num_tokens_from_messages`: 3 per message, +1 per name, +3 reply priming."""
+    total = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        total += 3
+        for key, value in message.items():
+            if key == "content":
+                total += _content_tokens(value, enc)
+            elif key == "tool_calls" and isinstance(value, list):
+                for call in value:  # approximate: function name and arguments as text
+                    fn = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(fn, dict):
+                        total += count(str(fn.get("name") or ""), enc)
+                        total += count(str(fn.get("arguments") or ""), enc)
+            elif isinstance(value, str):
+                total += count(value, enc)
+            if key == "name":
+                total += 1
+    return total + 3
+
+
+def tools_tokens(tools: Any, enc: tiktoken.Encoding) -> int:
+    """Cookbook `num_tokens_for_tools` (approximate; the constants are per model family)."""
+    if not isinstance(tools, list) or not tools:
+        return 0
+    func_init = 7 if enc.name == "o200k_base" else 10
+    prop_init, prop_key, enum_init, enum_item, func_end = 3, 3, -3, 3, 12
+    total = 0
+    for tool in tools:
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(fn, dict):
+            continue
+        total += func_init
+        desc = str(fn.get("description") or "").removesuffix(".")
+        total += count(f"{fn.get('name') or ''}:{desc}", enc)
+        params = fn.get("parameters")
+        props = params.get("properties") if isinstance(params, dict) else None
+        if isinstance(props, dict) and props:
+            total += prop_init
+            for key, spec in props.items():
+                total += prop_key
+                spec = spec if isinstance(spec, dict) else {}
+                if isinstance(spec.get("enum"), list):
+                    total += enum_init
+                    for item in spec["enum"]:
+                        total += enum_item + count(str(item), enc)
+                p_desc = str(spec.get("description") or "").removesuffix(".")
+                total += count(f"{key}:{spec.get('type') or ''}:{p_desc}", enc)
+    return total + func_end
+
+
+def _text_or_tokens(value: Any, enc: tiktoken.Encoding) -> int:
+    """Embeddings/completions input: a string, a list of strings, or token ids."""
+    if isinstance(value, str):
+        return count(value, enc)
+    if isinstance(value, list):
+        if value and all(isinstance(v, int) for v in value):
+            return len(value)  # already token ids
+        return sum(_text_or_tokens(v, enc) for v in value)
+    return 0
+
+
+def responses_input_tokens(request: dict[str, Any], enc: tiktoken.Encoding) -> int:
+    """Responses API input as chat messages (instructions = a system message); approximate."""
+    messages: list[Any] = []
+    if isinstance(request.get("instructions"), str):
+        messages.append({"role": "system", "content": request["instructions"]})
+    value = request.get("input")
+    if isinstance(value, str):
+        messages.append({"role": "user", "content": value})
+    elif isinstance(value, list):
+        for item in value:
+            if not isinstance(item, dict):
+                continue
+            if "role" in item:
+                messages.append({"role": item["role"], "content": item.get("content")})
+            elif item.get("type") == "function_call_output":
+                messages.append({"role": "tool", "content": item.get("output")})
+            elif item.get("type") == "function_call":
+                messages.append({"role": "assistant", "content": item.get("arguments")})
+    return chat_message_tokens(messages, enc) + tools_tokens(request.get("tools"), enc)
+
+
+# Operations whose input is billed by tokens we can count from the request body.
+ESTIMABLE = frozenset({"chat.completions", "completions", "embeddings", "responses"})
+
+
+def estimate_prompt(request: Any, operation: str | None, enc_name: str) -> int | None:
+    """Input tokens of a request body; None when it holds nothing countable for `operation`."""
+    if not isinstance(request, dict) or operation not in ESTIMABLE:
+        return None
+    enc = encoding(enc_name)
+    if operation == "embeddings":
+        return _text_or_tokens(request["input"], enc) if "input" in request else None
+    if operation == "completions":
+        return _text_or_tokens(request["prompt"], enc) if "prompt" in request else None
+    if operation == "responses":
+        return responses_input_tokens(request, enc)
+    if isinstance(request.get("messages"), list):
+        return chat_message_tokens(request["messages"], enc) + tools_tokens(
+            request.get("tools") or request.get("functions"), enc
+        )
+    return None
+
+
+def estimate_text(text: str | None, enc_name: str) -> int:
+    return count(text, encoding(enc_name)) if text else 0
+
+
+def scale(tokens: int, seen_bytes: int, total_bytes: int | None) -> int:
+    """Tokens of a logged prefix scaled up to the whole body's size (bodies cut by APIM)."""
+    if not total_bytes or seen_bytes <= 0 or total_bytes <= seen_bytes:
+        return tokens
+    return math.ceil(tokens * total_bytes / seen_bytes)
