@@ -43,6 +43,7 @@ DEMO_COLUMNS = (
     "CompletionTokens",
     "TotalTokens",
     "TokensSource",
+    "Sources",
     "Streamed",
     "BodyTruncated",
     "ErrorCode",

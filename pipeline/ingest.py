@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import archive, rows
+from . import archive, attribution, llmlogs, policy, rows
+from .bodies import repair_truncated
 from .envelope import EnvelopeError, category_of, flatten, open_envelope, text
 from .gateway import gateway_facts
 from .join import CallState, add_fragment
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline.ingest")
 
-HANDLED_CATEGORIES = {"gatewaylogs": "gateway"}
+HANDLED_CATEGORIES = {"gatewaylogs": "gateway", "gatewayllmlogs": "llm"}
 
 
 @dataclass(slots=True)
@@ -46,6 +47,8 @@ class Plan:
     skipped: Counter[str] = field(default_factory=Counter)
     events: int = 0
     records: int = 0
+    # String chunks of split LLM-log messages: (correlation id, "request"|"response") → chunks.
+    llm_chunks: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -83,60 +86,130 @@ def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
         try:
             env = open_envelope(event.body)
         except EnvelopeError as exc:
-            plan.dead.append(DeadLetter(event.body, str(exc), event))
+            # A log-to-eventhub message over 200 KB arrives cut: salvage what is complete.
+            salvaged = _salvage_message(event.body)
+            if salvaged is None:
+                plan.dead.append(DeadLetter(event.body, str(exc), event))
+                continue
+            plan.records += 1
+            _guarded(plan, event, 0, salvaged, False, cfg, cut_message=event.body)
             continue
         for index, record in enumerate(env.records):
             plan.records += 1
-            try:
-                _plan_record(plan, event, index, record, env.enveloped, cfg)
-            except Exception as exc:
-                log.exception("parser error on %s record %d", event.origin, index)
-                plan.dead.append(
-                    DeadLetter(
-                        _dead_record(record, env.enveloped),
-                        f"parser error: {type(exc).__name__}: {exc}",
-                        event,
-                        index,
-                    )
-                )
+            _guarded(plan, event, index, record, env.enveloped, cfg)
+    _reassemble_llm_chunks(plan, cfg)
     return plan
 
 
-def _plan_record(
-    plan: Plan, event: EventIn, index: int, record: Any, enveloped: bool, cfg: Config
+def _salvage_message(body: bytes) -> dict[str, Any] | None:
+    text_ = body.decode("utf-8", "replace").lstrip("\ufeff").lstrip()
+    if not text_.startswith("{"):
+        return None
+    doc = repair_truncated(text_)
+    if not isinstance(doc, dict) or policy.shape_of(flatten(doc)) is None:
+        return None
+    return doc
+
+
+def _guarded(
+    plan: Plan,
+    event: EventIn,
+    index: int,
+    record: Any,
+    enveloped: bool,
+    cfg: Config,
+    cut_message: bytes | None = None,
 ) -> None:
+    try:
+        _plan_record(plan, event, index, record, enveloped, cfg, cut_message)
+    except Exception as exc:  # a parser bug must not lose the record: dead-letter it
+        log.exception("parser error on %s record %d", event.origin, index)
+        body = cut_message if cut_message is not None else _dead_record(record, enveloped)
+        reason = f"parser error: {type(exc).__name__}: {exc}"
+        plan.dead.append(DeadLetter(body, reason, event, index))
+
+
+def _plan_record(
+    plan: Plan,
+    event: EventIn,
+    index: int,
+    record: Any,
+    enveloped: bool,
+    cfg: Config,
+    cut_message: bytes | None,
+) -> None:
+    def dead(reason: str) -> None:
+        body = cut_message if cut_message is not None else _dead_record(record, enveloped)
+        plan.dead.append(DeadLetter(body, reason, event, index))
+
     if not isinstance(record, dict):
-        reason = f"record {index} is JSON {type(record).__name__}, expected an object"
-        plan.dead.append(DeadLetter(_dead_record(record, enveloped), reason, event, index))
+        dead(f"record {index} is JSON {type(record).__name__}, expected an object")
         return
+    authorization = attribution.authorization_of(record)
     # Credentials go first: nothing below (facts, archive, dead letters) ever sees them.
     record = scrub_credentials(record)
     flat = flatten(record)
     category = category_of(flat)
+    part = 0
+    llm: llmlogs.LlmRecord | None = None
     if category is None:
-        reason = "unknown record shape: no category and not a known log-to-eventhub message"
-        plan.dead.append(DeadLetter(_dead_record(record, enveloped), reason, event, index))
-        return
-    kind = HANDLED_CATEGORIES.get(category.lower())
-    if kind is None:
-        plan.skipped[category] += 1
-        return
-    correlation_id = text(flat, "correlationid")
+        shape = policy.shape_of(flat)
+        if shape is None:
+            dead("unknown record shape: no category and not a known log-to-eventhub message")
+            return
+        msg = policy.parse_policy(flat, shape, cfg.preview_chars, cfg.trust_bearer)
+        if msg is None:
+            dead(f"log-to-eventhub message (shape {shape}) without a correlation id")
+            return
+        kind, label = "policy", f"log-to-eventhub message (shape {shape})"
+        correlation_id, facts, prompt, completion, part = (
+            msg.correlation_id,
+            msg.facts,
+            msg.prompt,
+            msg.completion,
+            msg.part,
+        )
+        if cut_message is not None:
+            facts.body_truncated = True
+    else:
+        source = HANDLED_CATEGORIES.get(category.lower())
+        if source is None:
+            plan.skipped[category] += 1
+            return
+        label = f"{category} record"
+        correlation_id = text(flat, "correlationid")
+        if source == "gateway":
+            kind = "gateway"
+            facts, prompt, completion = gateway_facts(flat, cfg.preview_chars)
+            if cfg.trust_bearer and facts.status is not None and facts.status < 400:
+                caller = attribution.from_authorization(authorization)
+                facts.caller_app_id = caller.app_id
+                facts.caller_user_id = caller.user_id
+                facts.caller_tenant_id = caller.tenant_id
+        else:
+            llm = llmlogs.parse_llm_record(flat)
+            correlation_id = llm.correlation_id
+            kind = "llm" if llm.header else "llm-msg"
+            part = 0 if llm.header else llm.sequence
+            facts = llm.facts
+            prompt, completion = llmlogs.previews(llm, cfg.preview_chars)
     if correlation_id is None:
-        reason = f"{category} record without correlationId"
-        plan.dead.append(DeadLetter(_dead_record(record, enveloped), reason, event, index))
+        dead(f"{label} without correlationId")
         return
-    facts, prompt, completion = gateway_facts(flat, cfg.preview_chars)
     if facts.call_time is None:
-        reason = f"{category} record without a readable time ({flat.get('time')!r})"
-        plan.dead.append(DeadLetter(_dead_record(record, enveloped), reason, event, index))
+        dead(f"{label} without a readable time")
         return
     try:
         rows.row_key(correlation_id)
     except rows.KeyTooLong as exc:
-        plan.dead.append(DeadLetter(_dead_record(record, enveloped), str(exc), event, index))
+        dead(str(exc))
         return
-    stored = archive.record_bytes(record)
+    # A cut message is archived as the text that arrived, so replay salvages it again.
+    stored = (
+        orjson.dumps(cut_message.decode("utf-8", "replace"))
+        if cut_message is not None
+        else archive.record_bytes(record)
+    )
     frag = Fragment(
         kind=kind,
         correlation_id=correlation_id,
@@ -145,11 +218,41 @@ def _plan_record(
         prompt_preview=prompt,
         completion_preview=completion,
         raw=RawSource(event, index, enveloped, stored),
+        part=part,
     )
     state = plan.states.get(correlation_id)
     if state is None:
         state = plan.states[correlation_id] = CallState(Call(correlation_id))
     add_fragment(state, frag)
+    if llm is not None and not llm.header:
+        for name, value in (("request", llm.request_messages), ("response", llm.response_messages)):
+            if isinstance(value, str) and value:
+                plan.llm_chunks.setdefault((correlation_id, name), []).append((llm.sequence, value))
+
+
+def _reassemble_llm_chunks(plan: Plan, cfg: Config) -> None:
+    """Messages split into 32 KB chunks: concatenate the chunks of this batch in sequence order
+    and parse the whole; the lowest chunk's fragment gets the previews. (A chunk alone gives
+    the same preview when it is the first one: previews only need the start of the text.)"""
+    for (cid, name), chunks in plan.llm_chunks.items():
+        if len(chunks) < 2:
+            continue
+        joined = llmlogs.reassemble(chunks)
+        if joined is None:
+            continue
+        first = min(seq for seq, _ in chunks)
+        state = plan.states[cid]
+        frag = state.call.fragments.get(f"llm-msg:{first}" if first else "llm-msg")
+        if frag is None:
+            continue
+        record = llmlogs.LlmRecord(cid, False, first, frag.facts, None, None)
+        kwargs = {"request": joined} if name == "request" else {"response": joined}
+        prompt, completion = llmlogs.previews(record, cfg.preview_chars, **kwargs)
+        if name == "request" and prompt is not None:
+            frag.prompt_preview = prompt
+        if name == "response" and completion is not None:
+            frag.completion_preview = completion
+        add_fragment(state, frag)
 
 
 def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:

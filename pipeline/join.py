@@ -139,6 +139,8 @@ def resolve(state: CallState) -> Resolved:
         if f.facts.usage is not None
     ]
     usage = min(usages, key=lambda u: (u[0], u[1]))[2] if usages else Usage()
+    if merged.status is not None and merged.status >= 400:
+        usage = Usage()  # failed calls are not billed, whatever another log says
 
     labels: list[str] = []
     for f in frags:

@@ -81,6 +81,9 @@ class Facts:
     error_source: str | None = None
     error_message: str | None = None
     job_id: str | None = None
+    caller_app_id: str | None = None
+    caller_user_id: str | None = None
+    caller_tenant_id: str | None = None
     usage: Usage | None = None
 
 

@@ -110,6 +110,12 @@ SETTINGS: tuple[Setting, ...] = (
         "changing it moves new rows of a call to another partition.",
     ),
     Setting(
+        "CALLER_FROM_BEARER",
+        "true",
+        "Fill CallerAppId/CallerUserId/CallerTenantId from the bearer token of successful calls "
+        "(set false when APIs pass unvalidated tokens through).",
+    ),
+    Setting(
         "PREVIEW_CHARS",
         "100",
         "Characters kept in PromptPreview and CompletionPreview (0-2000).",
@@ -134,6 +140,15 @@ def _int(env: Mapping[str, str], name: str, lo: int, hi: int) -> int:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name, "").strip() or SETTINGS_BY_NAME[name].default).lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected true or false")
+
+
 def _str(env: Mapping[str, str], name: str) -> str:
     value = env.get(name)
     if value is None or not value.strip():
@@ -152,6 +167,7 @@ class Config:
     deadletter_container: str = "audit-deadletter"
     shards: int = 2
     preview_chars: int = 100
+    trust_bearer: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -166,6 +182,7 @@ class Config:
             ),
             shards=_int(env, "AUDIT_SHARDS", 1, 64),
             preview_chars=_int(env, "PREVIEW_CHARS", 0, 2000),
+            trust_bearer=_bool(env, "CALLER_FROM_BEARER"),
         )
 
 

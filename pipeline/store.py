@@ -26,7 +26,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 from . import rows
 from .archive import ArchiveBlob
 from .deadletter import dead_letter_blob
-from .join import CallState, resolve
+from .join import CallState, add_fragment, resolve
 from .model import DeadLetter
 from .settings import AZURITE_CONNECTION, Config
 
@@ -132,17 +132,54 @@ class Store:
     def write_calls(self, states: Sequence[CallState]) -> tuple[int, int, int]:
         """Store the rows of a batch's calls. Returns (created, updated, unchanged)."""
         groups: dict[str, list[tuple[CallState, dict[str, Any]]]] = defaultdict(list)
-        for state in states:
-            entity = rows.to_entity(resolve(state), state, self.cfg.shards)
-            groups[entity["PartitionKey"]].append((state, entity))
         totals = [0, 0, 0]
+
+        def add(counts: tuple[int, int, int]) -> None:
+            for i in range(3):
+                totals[i] += counts[i]
+
+        for state in states:
+            resolved = resolve(state)
+            entity = rows.to_entity(resolved, state, self.cfg.shards)
+            neighbours = rows.neighbour_days(state, entity["PartitionKey"][:10])
+            if neighbours:
+                add(self._write_at_day_edge(state, entity, neighbours))
+            else:
+                groups[entity["PartitionKey"]].append((state, entity))
         for pk, items in groups.items():
             for chunk in _chunks(items):
-                c, u, n = self._write_chunk(pk, chunk)
-                totals[0] += c
-                totals[1] += u
-                totals[2] += n
+                add(self._write_chunk(pk, chunk))
         return totals[0], totals[1], totals[2]
+
+    def _write_at_day_edge(
+        self, state: CallState, entity: dict[str, Any], days: list[str]
+    ) -> tuple[int, int, int]:
+        """A call logged within minutes of midnight: another source's record of it may carry
+        a time on the other side, so its row may already sit under the neighbouring day.
+        Merge into one row under the day of the best-ranked time, and remove the other."""
+        rk = entity["RowKey"]
+        shard = entity["PartitionKey"].rsplit("_", 1)[1]
+        for day in days:
+            other_pk = f"{day}_{shard}"
+            current = self.get_row(other_pk, rk)
+            if current is None:
+                continue
+            merged_state = rows.state_from_entity(current)
+            for frag in state.call.fragments.values():
+                add_fragment(merged_state, frag)
+            merged = rows.to_entity(resolve(merged_state), merged_state, self.cfg.shards)
+            if merged["PartitionKey"] == other_pk:
+                return self._write_chunk(other_pk, [(state, merged | {"PartitionKey": other_pk})])
+            counts = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)])
+            with contextlib.suppress(ResourceNotFoundError):
+                self.audit.delete_entity(
+                    other_pk,
+                    rk,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            return counts
+        return self._write_chunk(entity["PartitionKey"], [(state, entity)])
 
     def _write_chunk(
         self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]]

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures import apim, shapes  # noqa: E402
+from tests.fixtures import apim, shapes, sources  # noqa: E402
 
 
 def t(hms: str, day: str = "2025-03-04") -> str:
@@ -113,10 +113,67 @@ def _more_shapes() -> list[dict]:
     return out
 
 
+def llm_and_policy() -> list[bytes]:
+    """Body logging off, built-in LLM logging on: the LLM records arrive first, in their own
+    events, and the gateway records later; plus our own log-to-eventhub policy's messages."""
+    a, b, c = apim.new_id("llm-a"), apim.new_id("llm-b"), apim.new_id("policy-c")
+    q = [{"role": "user", "content": "Draft a polite reminder about the expense deadline."}]
+    answer = [
+        {"role": "assistant", "content": "Hi all, a friendly reminder: expenses are due Friday."}
+    ]
+    return [
+        apim.envelope(
+            sources.llm_header(a, time=t("11:02:00"), prompt=18, completion=14),
+            sources.llm_messages(a, q, answer, time=t("11:02:00")),
+            sources.llm_header(
+                b,
+                time=t("11:03:00"),
+                prompt=22,
+                completion=120,
+                stream=True,
+                deployment="gpt41-prod",
+                model="gpt-4.1-2025-04-14",
+            ),
+        ),
+        apim.envelope(
+            apim.gateway(
+                a,
+                time=t("11:02:00"),
+                request=None,
+                response=None,
+                apimSubscriptionId="team-support",
+                durationMs=1210,
+                backendTime=1180,
+            ),
+            apim.gateway(
+                b,
+                time=t("11:03:00"),
+                deployment="gpt41-prod",
+                request=None,
+                response=None,
+                apimSubscriptionId="team-legal",
+                durationMs=6020,
+                backendTime=5990,
+            ),
+        ),
+        sources.policy_message(
+            c,
+            time=t("11:04:00"),
+            request={"messages": q},
+            response=apim.chat_response(answer[0]["content"], prompt=18, completion=14),
+            subscription="team-marketing",
+        ),
+    ]
+
+
 def main() -> None:
-    out = ROOT / "samples" / "gatewaylogs.jsonl"
-    out.write_bytes(b"\n".join(gatewaylogs()) + b"\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    for name, events in (
+        ("gatewaylogs.jsonl", gatewaylogs()),
+        ("llm-and-policy.jsonl", llm_and_policy()),
+    ):
+        out = ROOT / "samples" / name
+        out.write_bytes(b"\n".join(events) + b"\n")
+        print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def comparable(entity: TableEntity, *, pointers: bool = True) -> dict[str, objec
     """Row values; with pointers=False, without which archived copy the row points at."""
     out = {}
     for key, value in entity.items():
-        if not pointers and key in ("RawBlob", "RawOffset", "RawLength", "Fragments"):
+        if not pointers and key in ("RawBlob", "RawOffset", "RawLength", "RawSha256", "Fragments"):
             continue
         out[key] = getattr(value, "value", value)
     if not pointers:
