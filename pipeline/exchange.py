@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import operations, tokens
-from .bodies import Body
+from .bodies import ABSENT, Body
 from .content import clip, completion_text, generated_text, prompt_text
 from .envelope import as_int
 from .errors import aoai_error, classify, is_content_filter
@@ -58,13 +58,13 @@ def _max_output(request: dict[str, Any] | None) -> int | None:
 
 def interpret(
     *,
-    url: str | None,
-    backend_url: str | None,
-    operation_id: str | None,
-    status: int | None,
-    backend_status: int | None,
-    request: Body,
-    response: Body,
+    url: str | None = None,
+    backend_url: str | None = None,
+    operation_id: str | None = None,
+    status: int | None = None,
+    backend_status: int | None = None,
+    request: Body = ABSENT,
+    response: Body = ABSENT,
     request_size: int | None = None,
     response_size: int | None = None,
     last_error: dict[str, Any] | None = None,

@@ -144,15 +144,8 @@ def _shape_a(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> Po
         if isinstance(choices.doc, list)
         else ABSENT
     )
-    ex = interpret(
-        url=None,
-        backend_url=None,
-        operation_id=None,
-        status=200,  # the sample logs only responses with status 200
-        backend_status=200,
-        request=request,
-        response=response,
-    )
+    # The sample logs only responses with status 200.
+    ex = interpret(status=200, backend_status=200, request=request, response=response)
     f = ex.facts
     f.operation = _operation_from_request(request.doc) or f.operation
     f.call_time = parse_time(flat.get("timestamp"))
@@ -215,15 +208,7 @@ def _shape_c(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> Po
             req["messages"] = messages.doc
         if isinstance(flat.get("prompt"), str) and flat["prompt"]:
             req["prompt"] = flat["prompt"]
-        ex = interpret(
-            url=None,
-            backend_url=None,
-            operation_id=operation_id,
-            status=None,
-            backend_status=None,
-            request=parse_body(req) if req else ABSENT,
-            response=ABSENT,
-        )
+        ex = interpret(operation_id=operation_id, request=parse_body(req) if req else ABSENT)
         f.operation = ex.facts.operation
         f.usage = None  # the request half says nothing about usage
         pv, _ = previews(ex, preview_chars)
@@ -231,15 +216,7 @@ def _shape_c(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> Po
     else:
         choices = parse_body(flat.get("choices"))
         resp = {"choices": choices.doc} if isinstance(choices.doc, list) else None
-        ex = interpret(
-            url=None,
-            backend_url=None,
-            operation_id=operation_id,
-            status=None,
-            backend_status=None,
-            request=ABSENT,
-            response=parse_body(resp) if resp else ABSENT,
-        )
+        ex = interpret(operation_id=operation_id, response=parse_body(resp) if resp else ABSENT)
         f.operation = ex.facts.operation
         f.model = _clean(text(flat, "model"))
         f.api_id = _clean(text(flat, "apiid"))
