@@ -27,5 +27,8 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest -q
 
+bench: setup
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

@@ -249,3 +249,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `python -m pipeline ... | head`
+        sys.stderr.close()
+        return 0

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import operations, tokens
 from .bodies import ABSENT, Body
-from .content import clip, completion_text, generated_text, prompt_text
+from .content import completion_text, generated_text, prompt_text
 from .envelope import as_int
 from .errors import aoai_error, classify, is_content_filter
 from .model import Facts, Usage
@@ -264,7 +264,3 @@ def _job_id(operation: str, resp: dict[str, Any] | None, url: str | None) -> str
         return _str(resp.get("id"))
     m = _JOB_PATH.search(url or "")
     return m.group(1) if m else None
-
-
-def previews(exchange: Exchange, limit: int) -> tuple[str | None, str | None]:
-    return clip(exchange.prompt_text, limit), clip(exchange.completion_text, limit)

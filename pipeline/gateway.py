@@ -7,11 +7,10 @@ from typing import Any
 
 from .bodies import ABSENT, Body, parse_body
 from .envelope import integer, mapping, text
-from .exchange import interpret, previews
-from .model import Facts, Preview
+from .exchange import interpret
+from .model import Facts
 from .timestamps import parse_time
 
-GATEWAY_RANK = (0, 0)
 _SERVICE = re.compile(r"/providers/microsoft\.apimanagement/service/([^/]+)", re.IGNORECASE)
 
 
@@ -62,10 +61,8 @@ def pick_body(*raws: Any) -> Body:
     return ABSENT
 
 
-def gateway_facts(
-    flat: dict[str, Any], preview_chars: int
-) -> tuple[Facts, Preview | None, Preview | None]:
-    """Facts, prompt preview and completion preview of one GatewayLogs record."""
+def gateway_facts(flat: dict[str, Any]) -> tuple[Facts, str | None, str | None]:
+    """Facts, prompt text and completion text of one GatewayLogs record."""
     url = text(flat, "url")
     ex = interpret(
         url=url,
@@ -96,9 +93,4 @@ def gateway_facts(
     facts.backend_id = text(flat, "backendid")
     facts.duration_ms = integer(flat, "durationms", "totaltime")
     facts.backend_ms = integer(flat, "backendtime")
-    prompt, completion = previews(ex, preview_chars)
-    return (
-        facts,
-        Preview(prompt, GATEWAY_RANK) if prompt else None,
-        Preview(completion, GATEWAY_RANK) if completion else None,
-    )
+    return facts, ex.prompt_text, ex.completion_text

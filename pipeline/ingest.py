@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import archive, attribution, llmlogs, policy, rows
+from . import archive, attribution, capture, llmlogs, policy, rows
 from .bodies import repair_truncated
 from .envelope import EnvelopeError, category_of, flatten, open_envelope, text
 from .gateway import gateway_facts
 from .join import CallState, add_fragment
-from .model import Call, DeadLetter, EventIn, Fragment, RawSource
+from .model import SOURCE_RANK, Call, DeadLetter, EventIn, Fragment, Preview, RawSource
 from .redact import scrub_credentials
 from .settings import Config
 
@@ -81,6 +81,7 @@ def _dead_record(record: Any, enveloped: bool) -> bytes:
 
 def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
     plan = Plan()
+    captures = capture.policy_for(cfg)
     for event in events:
         plan.events += 1
         try:
@@ -89,7 +90,7 @@ def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
             # A log-to-eventhub message over 200 KB arrives cut: salvage what is complete.
             salvaged = _salvage_message(event.body)
             if salvaged is None:
-                plan.dead.append(DeadLetter(event.body, str(exc), event))
+                plan.dead.append(_dead_letter(captures, event.body, str(exc), event, None))
                 continue
             plan.records += 1
             _guarded(plan, event, 0, salvaged, False, cfg, cut_message=event.body)
@@ -126,7 +127,7 @@ def _guarded(
         log.exception("parser error on %s record %d", event.origin, index)
         body = cut_message if cut_message is not None else _dead_record(record, enveloped)
         reason = f"parser error: {type(exc).__name__}: {exc}"
-        plan.dead.append(DeadLetter(body, reason, event, index))
+        plan.dead.append(_dead_letter(capture.policy_for(cfg), body, reason, event, index))
 
 
 def _plan_record(
@@ -138,9 +139,11 @@ def _plan_record(
     cfg: Config,
     cut_message: bytes | None,
 ) -> None:
+    captures = capture.policy_for(cfg)
+
     def dead(reason: str) -> None:
         body = cut_message if cut_message is not None else _dead_record(record, enveloped)
-        plan.dead.append(DeadLetter(body, reason, event, index))
+        plan.dead.append(_dead_letter(captures, body, reason, event, index))
 
     if not isinstance(record, dict):
         dead(f"record {index} is JSON {type(record).__name__}, expected an object")
@@ -157,18 +160,13 @@ def _plan_record(
         if shape is None:
             dead("unknown record shape: no category and not a known log-to-eventhub message")
             return
-        msg = policy.parse_policy(flat, shape, cfg.preview_chars, cfg.trust_bearer)
+        msg = policy.parse_policy(flat, shape, cfg.trust_bearer)
         if msg is None:
             dead(f"log-to-eventhub message (shape {shape}) without a correlation id")
             return
         kind, label = "policy", f"log-to-eventhub message (shape {shape})"
-        correlation_id, facts, prompt, completion, part = (
-            msg.correlation_id,
-            msg.facts,
-            msg.prompt,
-            msg.completion,
-            msg.part,
-        )
+        correlation_id, facts, part = msg.correlation_id, msg.facts, msg.part
+        prompt_text, completion_text = msg.prompt_text, msg.completion_text
         if cut_message is not None:
             facts.body_truncated = True
     else:
@@ -180,7 +178,7 @@ def _plan_record(
         correlation_id = text(flat, "correlationid")
         if source == "gateway":
             kind = "gateway"
-            facts, prompt, completion = gateway_facts(flat, cfg.preview_chars)
+            facts, prompt_text, completion_text = gateway_facts(flat)
             if cfg.trust_bearer and facts.status is not None and facts.status < 400:
                 caller = attribution.from_authorization(authorization)
                 facts.caller_app_id = caller.app_id
@@ -192,7 +190,7 @@ def _plan_record(
             kind = "llm" if llm.header else "llm-msg"
             part = 0 if llm.header else llm.sequence
             facts = llm.facts
-            prompt, completion = llmlogs.previews(llm, cfg.preview_chars)
+            prompt_text, completion_text = llmlogs.texts(llm)
     if correlation_id is None:
         dead(f"{label} without correlationId")
         return
@@ -204,21 +202,57 @@ def _plan_record(
     except rows.KeyTooLong as exc:
         dead(str(exc))
         return
-    # A cut message is archived as the text that arrived, so replay salvages it again.
-    stored = (
+
+    # What is stored follows the capture policy of whoever owns the call (LLM-log records
+    # cannot say: they get the strictest policy, capture.py).
+    cap = captures.for_call(
+        facts.subscription_id, facts.product_id, named=kind in ("gateway", "policy")
+    )
+    counts: Counter[str] = Counter()
+    rank = (SOURCE_RANK[kind], part)
+    previews = []
+    for text_ in (prompt_text, completion_text):
+        stored_preview = captures.preview(text_, cap)
+        counts.update(stored_preview.counts)
+        previews.append(Preview(stored_preview.value, rank) if stored_preview.value else None)
+    if cap.archive != "full":
+        for name in ("url", "error_message"):  # free text of the request and the service
+            value = getattr(facts, name)
+            if value:
+                setattr(facts, name, captures.redact_string(value, counts))
+
+    original = (
         orjson.dumps(cut_message.decode("utf-8", "replace"))
         if cut_message is not None
         else archive.record_bytes(record)
     )
+    if cut_message is not None:
+        # A cut message is archived as the text that arrived, so replay salvages it again.
+        text_value = cut_message.decode("utf-8", "replace")
+        if cap.archive == "metadata":
+            stored = archive.record_bytes(
+                captures.archive_record(_salvage_message(cut_message) or {}, cap).value
+            )
+        elif cap.archive == "redacted":
+            stored = orjson.dumps(captures.redact_string(text_value, counts))
+        else:
+            stored = original
+    elif cap.archive == "full" and cap.prompt == "full":
+        stored = original
+    else:
+        stored_record = captures.archive_record(record, cap)
+        counts.update(stored_record.counts)
+        stored = archive.record_bytes(stored_record.value)
     frag = Fragment(
         kind=kind,
         correlation_id=correlation_id,
-        rid=archive.record_id(stored),
+        rid=archive.record_id(original),  # identity of the record as logged, whatever is stored
         facts=facts,
-        prompt_preview=prompt,
-        completion_preview=completion,
+        prompt_preview=previews[0],
+        completion_preview=previews[1],
         raw=RawSource(event, index, enveloped, stored),
         part=part,
+        redactions=dict(counts),
     )
     state = plan.states.get(correlation_id)
     if state is None:
@@ -230,10 +264,23 @@ def _plan_record(
                 plan.llm_chunks.setdefault((correlation_id, name), []).append((llm.sequence, value))
 
 
+def _dead_letter(
+    captures: capture.CapturePolicy,
+    body: bytes,
+    reason: str,
+    event: EventIn,
+    index: int | None,
+) -> DeadLetter:
+    stored, _ = captures.dead_letter(body)
+    return DeadLetter(stored, reason, event, index, redacted=stored != body)
+
+
 def _reassemble_llm_chunks(plan: Plan, cfg: Config) -> None:
     """Messages split into 32 KB chunks: concatenate the chunks of this batch in sequence order
     and parse the whole; the lowest chunk's fragment gets the previews. (A chunk alone gives
     the same preview when it is the first one: previews only need the start of the text.)"""
+    captures = capture.policy_for(cfg)
+    cap = captures.for_call(None, None, named=False)
     for (cid, name), chunks in plan.llm_chunks.items():
         if len(chunks) < 2:
             continue
@@ -247,11 +294,14 @@ def _reassemble_llm_chunks(plan: Plan, cfg: Config) -> None:
             continue
         record = llmlogs.LlmRecord(cid, False, first, frag.facts, None, None)
         kwargs = {"request": joined} if name == "request" else {"response": joined}
-        prompt, completion = llmlogs.previews(record, cfg.preview_chars, **kwargs)
-        if name == "request" and prompt is not None:
-            frag.prompt_preview = prompt
-        if name == "response" and completion is not None:
-            frag.completion_preview = completion
+        prompt_text, completion_text = llmlogs.texts(record, **kwargs)
+        rank = (SOURCE_RANK["llm-msg"], first)
+        if name == "request":
+            p = captures.preview(prompt_text, cap).value
+            frag.prompt_preview = Preview(p, rank) if p else None
+        else:
+            c = captures.preview(completion_text, cap).value
+            frag.completion_preview = Preview(c, rank) if c else None
         add_fragment(state, frag)
 
 

@@ -12,6 +12,7 @@ gives the same result:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, fields
 
 from .model import (
@@ -62,7 +63,12 @@ def add_fragment(state: CallState, incoming: Fragment) -> bool:
 
 
 def _same(a: Fragment, b: Fragment) -> bool:
-    return a.rid == b.rid and a.facts == b.facts and a.pointer == b.pointer
+    return (
+        a.rid == b.rid
+        and a.facts == b.facts
+        and a.pointer == b.pointer
+        and a.redactions == b.redactions
+    )
 
 
 def _preview_differs(state: CallState, frag: Fragment) -> bool:
@@ -112,6 +118,8 @@ class Resolved:
     pointers: list[tuple[str, RawPointer]]
     prompt_preview: Preview | None
     completion_preview: Preview | None
+    # Placeholders in what is stored for this call (previews and raw records), by type.
+    redactions: dict[str, int]
 
 
 def ordered(call: Call) -> list[Fragment]:
@@ -148,6 +156,9 @@ def resolve(state: CallState) -> Resolved:
         if label not in labels:
             labels.append(label)
     pointers = [(f.key, f.pointer) for f in frags if f.pointer is not None]
+    redactions: Counter[str] = Counter()
+    for f in frags:
+        redactions.update(f.redactions)
     return Resolved(
         correlation_id=state.call.correlation_id,
         facts=merged,
@@ -157,4 +168,5 @@ def resolve(state: CallState) -> Resolved:
         pointers=pointers,
         prompt_preview=state.prompt_preview,
         completion_preview=state.completion_preview,
+        redactions=dict(redactions),
     )

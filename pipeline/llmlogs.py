@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .bodies import parse_body, repair_truncated
-from .content import clip, part_text
+from .content import part_text
 from .envelope import as_int, boolean, integer, text
 from .gateway import apim_service, region_name
-from .model import SOURCE_RANK, Facts, Preview, Usage
+from .model import Facts, Usage
 from .operations import operation_from_id
 from .timestamps import parse_time
 
@@ -102,17 +102,13 @@ def first_content(messages: list[Any] | None) -> str | None:
     return None
 
 
-def previews(
-    record: LlmRecord, preview_chars: int, request: Any = None, response: Any = None
-) -> tuple[Preview | None, Preview | None]:
-    """Previews from this record's messages (or from reassembled chunks, when given)."""
-    kind = "llm" if record.header else "llm-msg"
-    rank = (SOURCE_RANK[kind], record.sequence)
+def texts(
+    record: LlmRecord, request: Any = None, response: Any = None
+) -> tuple[str | None, str | None]:
+    """First request and response message texts (from reassembled chunks, when given)."""
     req = messages_of(request if request is not None else record.request_messages)
     resp = messages_of(response if response is not None else record.response_messages)
-    p = clip(first_content(req), preview_chars)
-    c = clip(first_content(resp), preview_chars)
-    return (Preview(p, rank) if p else None, Preview(c, rank) if c else None)
+    return first_content(req), first_content(resp)
 
 
 def reassemble(chunks: list[tuple[int, str]]) -> str | None:

@@ -131,6 +131,8 @@ class Fragment:
     pointer: RawPointer | None = None
     # Sub-key for kinds that contribute several records per call (LLM message chunks).
     part: int = 0
+    # What the capture policy masked in what this record stores, by placeholder type.
+    redactions: dict[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -145,6 +147,8 @@ class DeadLetter:
     reason: str
     event: EventIn
     record_index: int | None = None
+    # The body was redacted before storage (ARCHIVE_CAPTURE is not `full`).
+    redacted: bool = False
 
 
 @dataclass(slots=True)

@@ -20,9 +20,9 @@ from typing import Any
 
 from .bodies import ABSENT, parse_body
 from .envelope import integer, mapping, text
-from .exchange import interpret, previews
+from .exchange import interpret
 from .gateway import client_ip, region_name
-from .model import SOURCE_RANK, Facts, Preview, Usage
+from .model import Facts, Usage
 from .timestamps import parse_time
 from .usage import normalise_usage
 
@@ -42,8 +42,8 @@ class PolicyMessage:
     correlation_id: str
     part: int
     facts: Facts
-    prompt: Preview | None
-    completion: Preview | None
+    prompt_text: str | None
+    completion_text: str | None
 
 
 def shape_of(flat: dict[str, Any]) -> str | None:
@@ -76,19 +76,13 @@ def _usage(p: int | None, c: int | None, t: int | None, operation: str | None) -
     return Usage(p, c, t, None, None, "reported")
 
 
-def parse_policy(
-    flat: dict[str, Any], shape: str, preview_chars: int, trust_bearer: bool
-) -> PolicyMessage | None:
+def parse_policy(flat: dict[str, Any], shape: str, trust_bearer: bool) -> PolicyMessage | None:
     """Facts of one policy message; None when it carries no correlation key."""
     parse = {"audit": _ours, "A": _shape_a, "B": _shape_b, "C": _shape_c}[shape]
-    return parse(flat, preview_chars, trust_bearer)
+    return parse(flat, trust_bearer)
 
 
-def _rank(part: int) -> tuple[int, int]:
-    return (SOURCE_RANK["policy"], part)
-
-
-def _ours(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> PolicyMessage | None:
+def _ours(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     cid = text(flat, "correlationid")
     if cid is None:
         return None
@@ -126,14 +120,11 @@ def _ours(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> Polic
         f.caller_app_id = _clean(text(flat, "callerappid"))
         f.caller_user_id = _clean(text(flat, "calleruserid"))
         f.caller_tenant_id = _clean(text(flat, "callertenantid"))
-    p, c = previews(ex, preview_chars)
     part = 1 if text(flat, "section") == "on-error" else 0
-    return PolicyMessage(
-        cid, part, f, Preview(p, _rank(part)) if p else None, Preview(c, _rank(part)) if c else None
-    )
+    return PolicyMessage(cid, part, f, ex.prompt_text, ex.completion_text)
 
 
-def _shape_a(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> PolicyMessage | None:
+def _shape_a(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     cid = _clean(text(flat, "apimrequestid")) or _clean(text(flat, "id"))
     if cid is None:
         return None
@@ -156,13 +147,10 @@ def _shape_a(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> Po
     p, c, t = _tokens(flat, "prompttokens", "responsetokens", "totaltokens")
     if (p, c, t) != (0, 0, 0):  # the sample's default when usage was missing
         f.usage = _usage(p, c, t, f.operation) or f.usage
-    pv, cv = previews(ex, preview_chars)
-    return PolicyMessage(
-        cid, 0, f, Preview(pv, _rank(0)) if pv else None, Preview(cv, _rank(0)) if cv else None
-    )
+    return PolicyMessage(cid, 0, f, ex.prompt_text, ex.completion_text)
 
 
-def _shape_b(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> PolicyMessage | None:
+def _shape_b(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     cid = _clean(text(flat, "id"))
     if cid is None:
         return None
@@ -192,14 +180,14 @@ def _shape_b(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> Po
     return PolicyMessage(cid, 0, f, None, None)
 
 
-def _shape_c(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> PolicyMessage | None:
+def _shape_c(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     cid = _clean(text(flat, "message-id"))
     if cid is None:
         return None
     kind = (text(flat, "event-type") or "").lower()
     operation_id = _clean(text(flat, "operation"))
     f = Facts(call_time=parse_time(flat.get("event-time")), operation_id=operation_id)
-    rank = _rank(1 if kind == "request" else 2)
+    part = 1 if kind == "request" else 2
     prompt = completion = None
     if kind == "request":
         messages = parse_body(flat.get("messages"))
@@ -211,8 +199,7 @@ def _shape_c(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> Po
         ex = interpret(operation_id=operation_id, request=parse_body(req) if req else ABSENT)
         f.operation = ex.facts.operation
         f.usage = None  # the request half says nothing about usage
-        pv, _ = previews(ex, preview_chars)
-        prompt = Preview(pv, rank) if pv else None
+        prompt = ex.prompt_text
     else:
         choices = parse_body(flat.get("choices"))
         resp = {"choices": choices.doc} if isinstance(choices.doc, list) else None
@@ -231,9 +218,8 @@ def _shape_c(flat: dict[str, Any], preview_chars: int, trust_bearer: bool) -> Po
             },
             f.operation,
         )
-        _, cv = previews(ex, preview_chars)
-        completion = Preview(cv, rank) if cv else None
-    return PolicyMessage(cid, rank[1], f, prompt, completion)
+        completion = ex.completion_text
+    return PolicyMessage(cid, part, f, prompt, completion)
 
 
 def _operation_from_request(doc: Any) -> str | None:

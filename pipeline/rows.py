@@ -190,6 +190,10 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
     if resolved.pointer is not None:
         p = resolved.pointer
         entity.update(RawBlob=p.blob, RawOffset=p.offset, RawLength=p.length, RawSha256=p.sha256)
+    if resolved.redactions:
+        entity["Redactions"] = orjson.dumps(
+            resolved.redactions, option=orjson.OPT_SORT_KEYS
+        ).decode()
     entity["Sources"] = resolved.sources
     entity["PipelineVersion"] = __version__
     entity["Fragments"] = _value(fragments_json(state))
@@ -208,6 +212,8 @@ def fragments_json(state: CallState) -> str:
     out: dict[str, Any] = {}
     for key, frag in state.call.fragments.items():
         item: dict[str, Any] = {"rid": frag.rid, "facts": _facts_dict(frag.facts)}
+        if frag.redactions:
+            item["red"] = frag.redactions
         if frag.pointer is not None:
             p = frag.pointer
             item["ptr"] = [p.blob, p.offset, p.length, p.sha256]
@@ -253,6 +259,7 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
             facts=_facts_from(item.get("facts", {})),
             pointer=RawPointer(*ptr) if ptr else None,
             part=int(part) if part else 0,
+            redactions=item.get("red") or {},
         )
     state = CallState(call)
     if "prompt" in previews and entity.get("PromptPreview") is not None:

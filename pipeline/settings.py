@@ -120,6 +120,37 @@ SETTINGS: tuple[Setting, ...] = (
         "100",
         "Characters kept in PromptPreview and CompletionPreview (0-2000).",
     ),
+    Setting(
+        "PROMPT_CAPTURE",
+        "redacted",
+        "Previews and LLM-log messages: redacted (masked, then truncated), truncated, hashed, "
+        "none or full.",
+    ),
+    Setting(
+        "ARCHIVE_CAPTURE",
+        "redacted",
+        "Raw archive and dead letters: redacted, full (as logged, explicit opt-in) or metadata "
+        "(no bodies).",
+    ),
+    Setting(
+        "PROMPT_HASH_KEY",
+        "",
+        "Secret key of the HMAC used by PROMPT_CAPTURE=hashed (use a Key Vault reference).",
+        bicep="'' (set a Key Vault reference when using hashed)",
+    ),
+    Setting(
+        "CAPTURE_OVERRIDES",
+        "",
+        'Per subscription or product: {"subscriptions": {"team-hr": {"prompt": "none", '
+        '"archive": "metadata"}}, "products": {"research": {"prompt": "full", '
+        '"previewChars": 500}}}.',
+    ),
+    Setting(
+        "REDACT_PATTERNS",
+        "",
+        r'Extra redaction patterns as JSON: {"EMPLOYEE_ID": "\\bEMP-\\d{6}\\b"} '
+        "(the name becomes the placeholder, [EMPLOYEE_ID]).",
+    ),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -168,11 +199,16 @@ class Config:
     shards: int = 2
     preview_chars: int = 100
     trust_bearer: bool = True
+    prompt_capture: str = "redacted"
+    archive_capture: str = "redacted"
+    prompt_hash_key: str = ""
+    capture_overrides: str = ""
+    redact_patterns: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
-        return cls(
+        cfg = cls(
             storage_connection=_str(env, "AUDIT_STORAGE_CONNECTION"),
             storage_account=_str(env, "AUDIT_STORAGE_ACCOUNT"),
             audit_table=_table_name(_str(env, "AUDIT_TABLE"), "AUDIT_TABLE"),
@@ -183,7 +219,16 @@ class Config:
             shards=_int(env, "AUDIT_SHARDS", 1, 64),
             preview_chars=_int(env, "PREVIEW_CHARS", 0, 2000),
             trust_bearer=_bool(env, "CALLER_FROM_BEARER"),
+            prompt_capture=_str(env, "PROMPT_CAPTURE").lower(),
+            archive_capture=_str(env, "ARCHIVE_CAPTURE").lower(),
+            prompt_hash_key=env.get("PROMPT_HASH_KEY", ""),
+            capture_overrides=_str(env, "CAPTURE_OVERRIDES"),
+            redact_patterns=_str(env, "REDACT_PATTERNS"),
         )
+        from .capture import policy_for
+
+        policy_for(cfg)  # validate the capture settings now, with a clear message
+        return cfg
 
 
 def _table_name(value: str, setting: str) -> str:

@@ -49,6 +49,23 @@ def gatewaylogs() -> list[bytes]:
                 backendTime=880,
             ),
             apim.websocket_record(),
+            # Personal data in the prompt: previews and the archive keep placeholders only.
+            apim.gateway(
+                apim.new_id("s8"),
+                time=t("09:06:15"),
+                apimSubscriptionId="team-travel",
+                request=apim.chat_request(
+                    (
+                        "user",
+                        "Email the itinerary to maria.garcia@contoso.com and text +34 612 345 678.",
+                    ),
+                ),
+                response=apim.chat_response(
+                    "Done: sent to maria.garcia@contoso.com.", prompt=24, completion=9
+                ),
+                durationMs=1402,
+                backendTime=1371,
+            ),
         ),
         apim.envelope(
             apim.embeddings_call(

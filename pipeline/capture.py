@@ -1,0 +1,450 @@
+"""What of a prompt and a raw record is stored: the capture policy.
+
+- PROMPT_CAPTURE (previews in the audit table, and LLM-log messages wherever they are stored):
+  `redacted` (default: personal data and secrets masked, then truncated to PREVIEW_CHARS),
+  `truncated` (no masking), `hashed` (a keyed HMAC of the text only, so equal prompts group
+  without being stored), `none`, `full` (no masking, no truncation beyond the storage limit).
+- ARCHIVE_CAPTURE (the raw archive and dead letters): `redacted` (default), `full` (explicit
+  opt-in: as logged), `metadata` (no bodies or messages at all).
+- CAPTURE_OVERRIDES: per APIM subscription or product. Records that do not name their
+  subscription or product (LLM logs) follow the strictest of the default and all overrides,
+  so a metadata-only team's prompts never leak through a log that cannot say whose they are.
+
+Credentials are removed before any of this, under every setting (redact.scrub_credentials).
+Redaction works on decoded values: JSON inside JSON strings is decoded and walked (an `@`
+hidden as `\\u0040` is still an `@`), stream deltas are joined before matching, and text that
+cannot be decoded (a body cut mid-JSON) is matched on an unescaped view of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from .redact import Redactor, clip_text
+from .settings import Config, SettingsError
+
+PromptMode = Literal["redacted", "truncated", "hashed", "none", "full"]
+ArchiveMode = Literal["redacted", "full", "metadata"]
+PROMPT_MODES: tuple[str, ...] = ("redacted", "truncated", "hashed", "none", "full")
+ARCHIVE_MODES: tuple[str, ...] = ("redacted", "full", "metadata")
+# From least to most protective, to find the strictest.
+_PROMPT_STRICTNESS = {"full": 0, "truncated": 1, "redacted": 2, "hashed": 3, "none": 4}
+_ARCHIVE_STRICTNESS = {"full": 0, "redacted": 1, "metadata": 2}
+# Table storage: a string property holds 32K UTF-16 units; keep `full` previews below that.
+FULL_PREVIEW_CHARS = 30_000
+
+# Fields holding request/response bodies or messages, in any of the sources (lower-case).
+BODY_FIELDS = frozenset(
+    {
+        "requestbody", "responsebody", "backendrequestbody", "backendresponsebody",
+        "request", "response", "messages", "prompt", "choices",
+    }
+)  # fmt: skip
+MESSAGE_FIELDS = frozenset({"requestmessages", "responsemessages"})
+# Who called, kept as logged under `redacted`: the audit needs them, and the row's CallerIp is
+# derived from them (CALLER_IP_MODE governs both).
+KEEP_FIELDS = frozenset(
+    {"calleripaddress", "callerip", "forwardedfor", "clientip", "requestip", "x-forwarded-for"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    prompt: PromptMode
+    archive: ArchiveMode
+    preview_chars: int
+
+
+@dataclass(slots=True)
+class Stored:
+    """A value as it will be stored, and what was masked in it."""
+
+    value: Any
+    counts: Counter[str]
+
+
+class CapturePolicy:
+    def __init__(self, cfg: Config) -> None:
+        self.default = Capture(
+            _mode(cfg.prompt_capture, PROMPT_MODES, "PROMPT_CAPTURE"),
+            _mode(cfg.archive_capture, ARCHIVE_MODES, "ARCHIVE_CAPTURE"),
+            cfg.preview_chars,
+        )
+        self.by_subscription, self.by_product = _overrides(cfg.capture_overrides, self.default)
+        self.redactor = Redactor(_patterns(cfg.redact_patterns))
+        self.hash_key = cfg.prompt_hash_key.encode()
+        everything = [self.default, *self.by_subscription.values(), *self.by_product.values()]
+        if any(c.prompt == "hashed" for c in everything) and not self.hash_key:
+            raise SettingsError("PROMPT_CAPTURE=hashed needs PROMPT_HASH_KEY (a secret)")
+        self.strictest = Capture(
+            max((c.prompt for c in everything), key=_PROMPT_STRICTNESS.__getitem__),
+            max((c.archive for c in everything), key=_ARCHIVE_STRICTNESS.__getitem__),
+            min(c.preview_chars for c in everything),
+        )
+
+    def for_call(self, subscription: str | None, product: str | None, *, named: bool) -> Capture:
+        """The capture of a record; `named` says whether the record can name its owner."""
+        if not named:
+            return self.strictest
+        if subscription is not None and subscription in self.by_subscription:
+            return self.by_subscription[subscription]
+        if product is not None and product in self.by_product:
+            return self.by_product[product]
+        return self.default
+
+    # --- previews ---------------------------------------------------------------------------
+
+    def preview(self, text: str | None, capture: Capture) -> Stored:
+        if not text or capture.prompt == "none":
+            return Stored(None, Counter())
+        if capture.prompt == "hashed":
+            return Stored(self.keyed_hash(text), Counter())
+        if capture.prompt == "full":
+            return Stored(text[:FULL_PREVIEW_CHARS], Counter())
+        counts: Counter[str] = Counter()
+        if capture.prompt == "redacted":
+            r = self.redactor.redact(text)
+            text, counts = r.text, r.counts
+        clipped = clip_text(text, capture.preview_chars)
+        return Stored(clipped or None, counts)
+
+    def keyed_hash(self, text: str) -> str:
+        digest = hmac.new(self.hash_key, text.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return "hmac-sha256:" + digest.hexdigest()
+
+    # --- raw records ----------------------------------------------------------------------------
+
+    def archive_record(self, record: dict[str, Any], capture: Capture) -> Stored:
+        """The record as the archive stores it under `capture`."""
+        counts: Counter[str] = Counter()
+        out = self._level(record, capture, counts)
+        props_key = next((k for k in out if k.lower() == "properties"), None)
+        if props_key is not None and isinstance(out[props_key], dict):
+            out[props_key] = self._level(out[props_key], capture, counts)
+        return Stored(out, counts)
+
+    def _level(self, obj: dict[str, Any], capture: Capture, counts: Counter[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            lk = key.lower()
+            if lk == "properties":
+                out[key] = value
+                continue
+            if lk in MESSAGE_FIELDS:
+                stored = self._messages(value, capture, counts)
+                if stored is not _DROP:
+                    out[key] = stored
+                continue
+            if capture.archive == "metadata" and lk in BODY_FIELDS:
+                continue
+            if capture.archive == "redacted" and lk not in KEEP_FIELDS:
+                if lk.endswith("headers") and isinstance(value, dict):
+                    value = {
+                        h: v if h.lower() in KEEP_FIELDS else self._walk(v, counts)
+                        for h, v in value.items()
+                    }
+                else:
+                    value = self._walk(value, counts)
+            out[key] = value
+        return out
+
+    def _messages(self, value: Any, capture: Capture, counts: Counter[str]) -> Any:
+        """LLM-log messages: the stricter of the archive and the prompt capture applies."""
+        if capture.archive == "metadata" or capture.prompt == "none":
+            return _DROP
+        if capture.prompt == "hashed":
+            return self._hash_contents(value)
+        if capture.archive == "redacted" or capture.prompt == "redacted":
+            value = self._walk(value, counts)
+        if capture.prompt in ("truncated", "redacted"):
+            value = _clip_contents(value, capture.preview_chars)
+        return value
+
+    def _hash_contents(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.keyed_hash(value)
+        if isinstance(value, list):
+            return [self._hash_contents(v) for v in value]
+        if isinstance(value, dict):
+            return {k: (self._hash_contents(v) if k == "content" else v) for k, v in value.items()}
+        return value
+
+    def _walk(self, value: Any, counts: Counter[str]) -> Any:
+        if isinstance(value, str):
+            return self.redact_string(value, counts)
+        if isinstance(value, dict):
+            return {k: self._walk(v, counts) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._walk(v, counts) for v in value]
+        return value
+
+    def redact_string(self, s: str, counts: Counter[str]) -> str:
+        """A string value: plain text, JSON text (decoded and walked), or an SSE stream."""
+        if len(s) < 6:
+            return s
+        head = s[:16].lstrip()
+        if head[:1] in ("{", "[") or head[:1] == '"':
+            try:
+                doc = orjson.loads(s)
+            except orjson.JSONDecodeError:
+                return self._redact_escaped(s, counts)  # cut JSON: match on an unescaped view
+            walked = self._walk(doc, counts)
+            out = orjson.dumps(walked).decode()
+            return out + "\n" if s.endswith("\n") else out
+        if _SSE_HEAD.match(head):
+            return self._redact_sse(s, counts)
+        r = self.redactor.redact(s)
+        counts.update(r.counts)
+        return r.text
+
+    def _redact_escaped(self, s: str, counts: Counter[str]) -> str:
+        view, offsets = unescaped_view(s)
+        spans = self.redactor.find(view)
+        if not spans:
+            return s
+        parts, pos = [], 0
+        for start, end, label in spans:
+            a, b = offsets[start], offsets[end]
+            parts.append(s[pos:a])
+            parts.append(f"[{label}]")
+            counts[label] += 1
+            pos = b
+        parts.append(s[pos:])
+        return "".join(parts)
+
+    def _redact_sse(self, s: str, counts: Counter[str]) -> str:
+        """Redact a logged stream as the text it carries: deltas are joined before matching,
+        so a card number split across two chunks is still found."""
+        blocks = s.replace("\r\n", "\n").split("\n\n")
+        parsed: list[tuple[str | None, Any, str]] = []  # (event line, doc or None, raw block)
+        for block in blocks:
+            event_line = None
+            data_lines = []
+            for line in block.split("\n"):
+                if line.startswith("event:"):
+                    event_line = line
+                elif line.startswith("data:"):
+                    data_lines.append(line[5:].lstrip(" "))
+            data = "\n".join(data_lines)
+            doc: Any = None
+            if data and data.strip() != "[DONE]":
+                try:
+                    doc = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    doc = None
+            parsed.append((event_line, doc, block))
+        # Deltas: (doc, path) per stream of text, joined then redacted together.
+        streams: dict[tuple[Any, ...], list[tuple[dict[str, Any], str]]] = {}
+        for _, doc, _ in parsed:
+            if isinstance(doc, dict):
+                for key, holder, field in _delta_slots(doc):
+                    streams.setdefault(key, []).append((holder, field))
+        for slots in streams.values():
+            pieces = [holder[field] for holder, field in slots]
+            new, c = self.redactor.redact_pieces(pieces)
+            counts.update(c)
+            for (holder, field), piece in zip(slots, new, strict=True):
+                holder[field] = piece
+        out = []
+        for event_line, doc, block in parsed:
+            if doc is None:
+                # [DONE], comments, blank, or the event the log cut in half
+                out.append(self._redact_escaped(block, counts) if block.strip() else block)
+                continue
+            doc = self._walk_except_deltas(doc, counts)
+            lines = [event_line] if event_line else []
+            lines.append("data: " + orjson.dumps(doc).decode())
+            out.append("\n".join(lines))
+        return "\n\n".join(out)
+
+    def _walk_except_deltas(self, doc: Any, counts: Counter[str]) -> Any:
+        # Delta texts were redacted as joined streams; everything else is walked normally.
+        if isinstance(doc, dict):
+            out = {}
+            for k, v in doc.items():
+                if k in ("delta", "arguments") and isinstance(v, str):
+                    out[k] = v
+                elif k == "delta" and isinstance(v, dict):
+                    out[k] = {
+                        dk: (dv if dk in ("content", "tool_calls") else self._walk(dv, counts))
+                        for dk, dv in v.items()
+                    }
+                else:
+                    out[k] = self._walk_except_deltas(v, counts)
+            return out
+        if isinstance(doc, list):
+            return [self._walk_except_deltas(v, counts) for v in doc]
+        return self._walk(doc, counts)
+
+    # --- dead letters ---------------------------------------------------------------------------
+
+    def dead_letter(self, body: bytes) -> tuple[bytes, Counter[str]]:
+        """Bytes of a dead letter as stored: as received under ARCHIVE_CAPTURE=full, else
+        redacted (dead letters must stay replayable, so `metadata` redacts rather than drops)."""
+        if self.default.archive == "full":
+            return body, Counter()
+        counts: Counter[str] = Counter()
+        text = body.decode("utf-8", "replace")
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            redacted = self._redact_escaped(text, counts)
+        else:
+            redacted = orjson.dumps(self._walk(doc, counts)).decode()
+        if not counts:
+            return body, counts  # nothing to mask: keep the exact bytes
+        return redacted.encode("utf-8", "surrogatepass"), counts
+
+
+_DROP = object()
+_SSE_HEAD = re.compile(r"(?:data|event|id|retry)\s*:|:")
+
+
+def _delta_slots(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], dict[str, Any], str]]:
+    """Where text deltas live in one chunk: (stream key, holder dict, field)."""
+    slots: list[tuple[tuple[Any, ...], dict[str, Any], str]] = []
+    for choice in doc.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        idx = choice.get("index", 0)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            continue
+        if isinstance(delta.get("content"), str):
+            slots.append((("content", idx), delta, "content"))
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                slots.append((("tool", idx, call.get("index", 0)), fn, "arguments"))
+    kind = doc.get("type")
+    if kind in (
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+    ) and isinstance(doc.get("delta"), str):
+        slots.append(
+            ((kind, doc.get("output_index", 0), doc.get("content_index", 0)), doc, "delta")
+        )
+    return slots
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def unescaped_view(s: str) -> tuple[str, list[int]]:
+    """JSON text with string escapes decoded, and for each character of the view its offset
+    in `s` (plus one past the end), so spans found in the view map back onto `s`."""
+    if "\\" not in s:
+        return s, list(range(len(s) + 1))
+    view: list[str] = []
+    offsets: list[int] = []
+    i, n = 0, len(s)
+    while i < n:
+        ch = s[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = s[i + 1]
+            if nxt == "u" and i + 6 <= n:
+                try:
+                    view.append(chr(int(s[i + 2 : i + 6], 16)))
+                    offsets.append(i)
+                    i += 6
+                    continue
+                except ValueError:
+                    pass
+            elif nxt in _ESCAPES:
+                view.append(_ESCAPES[nxt])
+                offsets.append(i)
+                i += 2
+                continue
+        view.append(ch)
+        offsets.append(i)
+        i += 1
+    offsets.append(n)
+    return "".join(view), offsets
+
+
+def _clip_contents(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return clip_text(value, limit)
+    if isinstance(value, list):
+        return [_clip_contents(v, limit) for v in value]
+    if isinstance(value, dict):
+        return {k: (_clip_contents(v, limit) if k == "content" else v) for k, v in value.items()}
+    return value
+
+
+def _mode(value: str, allowed: tuple[str, ...], setting: str) -> Any:
+    v = value.strip().lower()
+    if v not in allowed:
+        raise SettingsError(f"{setting}={value!r}: expected one of {', '.join(allowed)}")
+    return v
+
+
+def _overrides(raw: str, default: Capture) -> tuple[dict[str, Capture], dict[str, Capture]]:
+    if not raw.strip():
+        return {}, {}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SettingsError(f"CAPTURE_OVERRIDES is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or set(doc) - {"subscriptions", "products"}:
+        raise SettingsError(
+            'CAPTURE_OVERRIDES: expected {"subscriptions": {...}, "products": {...}}'
+        )
+    out: list[dict[str, Capture]] = []
+    for scope in ("subscriptions", "products"):
+        entries = doc.get(scope) or {}
+        if not isinstance(entries, dict):
+            raise SettingsError(f"CAPTURE_OVERRIDES.{scope}: expected an object of names")
+        parsed: dict[str, Capture] = {}
+        for name, spec in entries.items():
+            where = f"CAPTURE_OVERRIDES.{scope}.{name}"
+            if not isinstance(spec, dict) or set(spec) - {"prompt", "archive", "previewChars"}:
+                raise SettingsError(f"{where}: allowed keys are prompt, archive, previewChars")
+            chars = spec.get("previewChars", default.preview_chars)
+            if not isinstance(chars, int) or not 0 <= chars <= 2000:
+                raise SettingsError(f"{where}.previewChars: a whole number from 0 to 2000")
+            parsed[name] = Capture(
+                _mode(str(spec.get("prompt", default.prompt)), PROMPT_MODES, f"{where}.prompt"),
+                _mode(str(spec.get("archive", default.archive)), ARCHIVE_MODES, f"{where}.archive"),
+                chars,
+            )
+        out.append(parsed)
+    return out[0], out[1]
+
+
+def _patterns(raw: str) -> list[tuple[str, str]]:
+    if not raw.strip():
+        return []
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SettingsError(f"REDACT_PATTERNS is not valid JSON ({exc})") from None
+    if isinstance(doc, dict):
+        items = list(doc.items())
+    elif isinstance(doc, list) and all(isinstance(d, dict) for d in doc):
+        items = [(d.get("name"), d.get("pattern")) for d in doc]
+    else:
+        raise SettingsError('REDACT_PATTERNS: expected {"NAME": "regex", ...}')
+    for name, pattern in items:
+        if not isinstance(name, str) or not isinstance(pattern, str):
+            raise SettingsError("REDACT_PATTERNS: every entry needs a name and a regex string")
+    return items
+
+
+@functools.lru_cache(maxsize=8)
+def policy_for(cfg: Config) -> CapturePolicy:
+    """The policy of a configuration, built once (regexes compiled once per process)."""
+    from .redact import PatternError
+
+    try:
+        return CapturePolicy(cfg)
+    except PatternError as exc:
+        raise SettingsError(f"REDACT_PATTERNS: {exc}") from None
