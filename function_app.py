@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import List  # noqa: UP035 - the worker rejects list[...] in binding annotations
 
 import azure.functions as func
 
-from pipeline import eventhub, runtime
+from pipeline import daily, eventhub, runtime
 from pipeline.ingest import process_batch
+from pipeline.rollup import days_to_roll
 
 app = func.FunctionApp()
 log = logging.getLogger("pipeline.function")
@@ -41,3 +43,15 @@ def ingest(events: List[func.EventHubEvent]) -> None:  # noqa: UP006
         result.unchanged,
         result.dead_letters,
     )
+
+
+@app.function_name(name="rollup")
+@app.retry(strategy="fixed_delay", max_retry_count="3", delay_interval="00:05:00")
+@app.timer_trigger(
+    arg_name="timer", schedule="%KPI_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
+def rollup(timer: func.TimerRequest) -> None:
+    cfg, store = runtime.current()
+    days = days_to_roll(datetime.now(UTC).date(), cfg.kpi_reroll_days)
+    for result in daily.roll_up(days, cfg, store):
+        log.info("kpi %s: %d calls, %.4f USD", result.day, result.calls, result.cost_usd)

@@ -10,17 +10,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from . import __version__, rows
+from . import __version__, daily, report, rows
 from .archive import ArchiveError, open_member
 from .render import table
 from .replay import file_events, replay
 from .settings import SETTINGS, Config, SettingsError, sample_values
-from .store import Store
+from .store import KpiStore, Store
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -148,7 +149,84 @@ def demo(cfg: Config, samples: Path = SAMPLES) -> int:
         cid = rows.correlation_id_of(pick["RowKey"])
         print(f"\nOne call in full: python -m pipeline show {cid}\n")
         show(store, cid)
+    days = sorted({e["PartitionKey"][:10] for e in entities})
+    if days:
+        first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
+        n = (last - first).days + 1
+        print(f"\nDaily KPIs: python -m pipeline rollup --day {last} --days {n}\n")
+        for r in daily.roll_up([first + timedelta(days=i) for i in range(n)], cfg, store):
+            print(f"  {r.day}: {r.calls} calls, {r.groups} groups, {r.cost_usd:.4f} USD")
+        chart = Path("out") / "kpi-by-subscription.png"
+        chart.parent.mkdir(exist_ok=True)
+        command = f"kpi --from {first} --to {last} --by subscription --chart {chart}"
+        print(f"\npython -m pipeline {command}\n")
+        args = argparse.Namespace(
+            from_day=first,
+            to_day=last,
+            by="subscription",
+            daily=False,
+            format="table",
+            chart=str(chart),
+        )
+        kpi_report(cfg, store, args)
     return 0 if summary.ok else 1
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a day (YYYY-MM-DD)") from None
+
+
+def cmd_rollup(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    store = _store(cfg)
+    last = args.day or (datetime.now(UTC).date() - timedelta(days=1))
+    days = [last - timedelta(days=i) for i in range(args.days - 1, -1, -1)]
+    for r in daily.roll_up(days, cfg, store):
+        print(
+            f"{r.day:%Y-%m-%d}: {r.calls} calls in {r.groups} groups, "
+            f"cost {r.cost_usd:.4f} USD"
+            + (f", {r.deleted} stale rows removed" if r.deleted else "")
+        )
+    return 0
+
+
+def kpi_report(cfg: Config, store: Store, args: argparse.Namespace) -> int:
+    first, last = args.from_day, args.to_day
+    if last < first:
+        print("error: --to is before --from", file=sys.stderr)
+        return 2
+    rows = list(KpiStore(store).rows(f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"))
+    if not rows:
+        print(
+            f"no KPI rows between {first} and {last}: run `python -m pipeline rollup "
+            f"--day {last} --days {(last - first).days + 1}` first",
+            file=sys.stderr,
+        )
+        return 1
+    lines = report.summarize(rows, args.by, daily=args.daily)
+    if args.format == "csv":
+        print(report.as_csv(lines), end="")
+    elif args.format == "json":
+        print(report.as_json(lines))
+    else:
+        print(report.as_table(lines, args.by))
+    if args.chart:
+        path = report.chart(
+            report.summarize(rows, args.by, daily=True),
+            args.by,
+            Path(args.chart),
+            f"Tokens and cost by {args.by}, {first} to {last}",
+        )
+        print(f"chart written to {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_kpi(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    return kpi_report(cfg, _store(cfg), args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -227,6 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="bundled samples → private Azurite → audit rows")
     storage_arg(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "rollup", help="roll audit rows up into daily KPI rows (replaces those days)"
+    )
+    p.add_argument("--day", type=_day, help="last day to roll up (default: yesterday, UTC)")
+    p.add_argument("--days", type=int, default=1, help="number of days ending at --day (default 1)")
+    storage_arg(p)
+    p.set_defaults(func=cmd_rollup)
+
+    p = sub.add_parser("kpi", help="daily KPIs by a dimension: table, CSV, JSON, chart")
+    p.add_argument("--from", dest="from_day", type=_day, required=True, metavar="DAY")
+    p.add_argument("--to", dest="to_day", type=_day, required=True, metavar="DAY")
+    p.add_argument("--by", choices=sorted(report.BY), default="model")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--daily", action="store_true", help="one line per day and value")
+    p.add_argument("--chart", metavar="FILE.png", help="write daily tokens and cost, stacked")
+    storage_arg(p)
+    p.set_defaults(func=cmd_kpi)
 
     p = sub.add_parser("settings", help="list the settings (README table or local.settings sample)")
     p.add_argument("--format", choices=("markdown", "sample"), default="markdown")

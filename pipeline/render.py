@@ -15,7 +15,7 @@ def cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
-        return f"{value:,.4f}".rstrip("0").rstrip(".")
+        return f"{value:,.6f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
     if hasattr(value, "value") and not isinstance(value, str):  # EntityProperty
         return cell(value.value)
     text = str(value).replace("\n", " ").replace("\r", " ")

@@ -103,6 +103,23 @@ SETTINGS: tuple[Setting, ...] = (
         "audit-deadletter",
         "Blob container for events and records that could not become an audit row.",
     ),
+    Setting("KPI_TABLE", "KpiDaily", "Table holding the daily KPI rows (PartitionKey = day)."),
+    Setting(
+        "KPI_SCHEDULE",
+        "0 15 0 * * *",
+        "NCRONTAB (6 fields, UTC) of the timer that rolls up the previous day's KPIs.",
+    ),
+    Setting(
+        "KPI_REROLL_DAYS",
+        "2",
+        "Days before yesterday that each timer run rolls up again, to count late events.",
+    ),
+    Setting(
+        "PRICE_TABLE",
+        "",
+        "Price table: empty for the bundled pipeline/data/prices.json, a file path, or "
+        "blob:CONTAINER/NAME in the audit storage account.",
+    ),
     Setting(
         "AUDIT_SHARDS",
         "2",
@@ -194,6 +211,10 @@ class Config:
     storage_connection: str = ""
     storage_account: str = ""
     audit_table: str = "AuditLog"
+    kpi_table: str = "KpiDaily"
+    kpi_schedule: str = "0 15 0 * * *"
+    kpi_reroll_days: int = 2
+    price_table: str = ""
     archive_container: str = "audit-raw"
     deadletter_container: str = "audit-deadletter"
     shards: int = 2
@@ -212,6 +233,10 @@ class Config:
             storage_connection=_str(env, "AUDIT_STORAGE_CONNECTION"),
             storage_account=_str(env, "AUDIT_STORAGE_ACCOUNT"),
             audit_table=_table_name(_str(env, "AUDIT_TABLE"), "AUDIT_TABLE"),
+            kpi_table=_table_name(_str(env, "KPI_TABLE"), "KPI_TABLE"),
+            kpi_schedule=_ncrontab(_str(env, "KPI_SCHEDULE"), "KPI_SCHEDULE"),
+            kpi_reroll_days=_int(env, "KPI_REROLL_DAYS", 0, 60),
+            price_table=_str(env, "PRICE_TABLE"),
             archive_container=_container_name(_str(env, "ARCHIVE_CONTAINER"), "ARCHIVE_CONTAINER"),
             deadletter_container=_container_name(
                 _str(env, "DEADLETTER_CONTAINER"), "DEADLETTER_CONTAINER"
@@ -229,6 +254,47 @@ class Config:
 
         policy_for(cfg)  # validate the capture settings now, with a clear message
         return cfg
+
+
+# NCRONTAB fields: {second} {minute} {hour} {day} {month} {day-of-week}.
+_CRON_RANGES = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+_CRON_NAMES = (
+    {},
+    {},
+    {},
+    {},
+    {
+        m: i + 1
+        for i, m in enumerate(
+            ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+        )
+    },
+    {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
+)
+
+
+def _ncrontab(value: str, setting: str) -> str:
+    """Validate a 6-field NCRONTAB expression (the Functions timer's format)."""
+    fields = value.split()
+    if len(fields) != 6:
+        raise SettingsError(
+            f"{setting}={value!r}: NCRONTAB needs 6 fields (second minute hour day month "
+            "day-of-week), e.g. '0 15 0 * * *'"
+        )
+    for text_, (lo, hi), names in zip(fields, _CRON_RANGES, _CRON_NAMES, strict=True):
+        for part in text_.split(","):
+            base, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                raise SettingsError(f"{setting}={value!r}: bad step in {part!r}")
+            if base == "*":
+                continue
+            for bound in base.split("-", 1):
+                number = names.get(bound.lower(), bound)
+                if not str(number).isdigit() or not lo <= int(number) <= hi:
+                    raise SettingsError(
+                        f"{setting}={value!r}: {bound!r} is outside {lo}-{hi} in {text_!r}"
+                    )
+    return value
 
 
 def _table_name(value: str, setting: str) -> str:

@@ -67,6 +67,7 @@ class Store:
                 f"https://{account}.blob.core.windows.net", credential=credential, **client_kwargs
             )
         self.audit: TableClient = self.tables.get_table_client(cfg.audit_table)
+        self.kpi: TableClient = self.tables.get_table_client(cfg.kpi_table)
         self.archive: ContainerClient = self.blobs.get_container_client(cfg.archive_container)
         self.deadletters: ContainerClient = self.blobs.get_container_client(
             cfg.deadletter_container
@@ -81,6 +82,7 @@ class Store:
     def ensure(self) -> None:
         """Create the table and containers if missing (idempotent)."""
         self.tables.create_table_if_not_exists(self.cfg.audit_table)
+        self.tables.create_table_if_not_exists(self.cfg.kpi_table)
         for container in (self.archive, self.deadletters):
             with contextlib.suppress(ResourceExistsError):
                 container.create_container()
@@ -126,6 +128,9 @@ class Store:
 
     def read_range(self, container: ContainerClient, name: str, offset: int, length: int) -> bytes:
         return container.download_blob(name, offset=offset, length=length).readall()
+
+    def read_blob(self, container: str, name: str) -> bytes:
+        return self.blobs.get_container_client(container).download_blob(name).readall()
 
     # --- audit rows -----------------------------------------------------------------------------
 
@@ -296,3 +301,40 @@ def _chunks(
         size += n
     if chunk:
         yield chunk
+
+
+class KpiStore:
+    """Reads of a day's audit rows and writes of its KPI rows."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def audit_rows(self, day: str, columns: list[str]) -> Iterable[Any]:
+        """Every audit row of one UTC day: only that day's partitions, only `columns`."""
+        return self.store.audit.query_entities(
+            rows.day_range(day), select=columns, results_per_page=1000
+        )
+
+    def replace_day(self, day: str, entities: list[dict[str, Any]]) -> tuple[int, int]:
+        """Make the day's KPI rows exactly `entities`: upsert them, delete the others.
+        Returns (written, deleted). Running it twice gives the same rows."""
+        table = self.store.kpi
+        existing = {
+            e["RowKey"]
+            for e in table.query_entities(
+                "PartitionKey eq @day", parameters={"day": day}, select=["RowKey"]
+            )
+        }
+        keep = {e["RowKey"] for e in entities}
+        ops: list[tuple[Any, ...]] = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]
+        ops += [("delete", {"PartitionKey": day, "RowKey": rk}) for rk in sorted(existing - keep)]
+        for start in range(0, len(ops), MAX_TRANSACTION_OPS):
+            table.submit_transaction(ops[start : start + MAX_TRANSACTION_OPS])
+        return len(entities), len(existing - keep)
+
+    def rows(self, first: str, last: str) -> Iterable[Any]:
+        """KPI rows of the days first..last (inclusive)."""
+        return self.store.kpi.query_entities(
+            "PartitionKey ge @first and PartitionKey le @last",
+            parameters={"first": first, "last": last},
+        )

@@ -9,6 +9,7 @@ tests/fixtures/apim.py for which fields are documented and which are inferred.
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
@@ -17,8 +18,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fixtures import apim, shapes, sources  # noqa: E402
 
+DAY = "2025-11-03"
 
-def t(hms: str, day: str = "2025-03-04") -> str:
+
+def t(hms: str, day: str = DAY) -> str:
     return f"{day}T{hms}.1234567Z"
 
 
@@ -183,10 +186,71 @@ def llm_and_policy() -> list[bytes]:
     ]
 
 
+def week() -> list[bytes]:
+    """Five days of ordinary traffic for the KPI report: several teams, models and backends,
+    a few throttled and failed calls, events of 8 records each (as diagnostics batch them)."""
+    rng = random.Random(2025)
+    teams = ["team-finance", "team-hr", "team-support", "team-legal", "team-search"]
+    models = [
+        ("chat-prod", "gpt-4o-2024-08-06", "aoai-weu"),
+        ("gpt41-prod", "gpt-4.1-2025-04-14", "aoai-swc"),
+        ("mini-prod", "gpt-4o-mini-2024-07-18", "aoai-weu"),
+        ("o3-mini", "o3-mini-2025-01-31", "aoai-swc"),
+    ]
+    records = []
+    for day in range(4, 9):
+        for i in range(rng.randint(25, 40)):
+            deployment, model, backend = rng.choice(models)
+            team = rng.choice(teams)
+            clock = f"{rng.randint(7, 19):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+            when = t(clock, f"2025-11-{day:02d}")
+            cid = apim.new_id(f"week-{day}-{i}")
+            duration = int(rng.lognormvariate(7.0, 0.6))
+            roll = rng.random()
+            if roll < 0.05:
+                rec = apim.backend_429(
+                    cid,
+                    time=when,
+                    deployment=deployment,
+                    apimSubscriptionId=team,
+                    backendId=backend,
+                )
+            elif roll < 0.08:
+                rec = apim.gateway_429(
+                    cid, time=when, deployment=deployment, apimSubscriptionId=team
+                )
+            else:
+                prompt = rng.randint(40, 4000)
+                completion = rng.randint(10, 900)
+                reasoning = completion // 2 if model.startswith("o3") else 0
+                cached = (prompt // 1024) * 1024 if rng.random() < 0.3 else 0
+                rec = apim.gateway(
+                    cid,
+                    time=when,
+                    deployment=deployment,
+                    request=apim.chat_request(("user", "Summarise the attached notes.")),
+                    response=apim.chat_response(
+                        "Here is the summary.",
+                        model=model,
+                        prompt=prompt,
+                        completion=completion,
+                        cached=cached,
+                        reasoning=reasoning,
+                    ),
+                    apimSubscriptionId=team,
+                    backendId=backend,
+                    durationMs=duration,
+                    backendTime=max(1, duration - rng.randint(5, 40)),
+                )
+            records.append(rec)
+    return [apim.envelope(*records[i : i + 8]) for i in range(0, len(records), 8)]
+
+
 def main() -> None:
     for name, events in (
         ("gatewaylogs.jsonl", gatewaylogs()),
         ("llm-and-policy.jsonl", llm_and_policy()),
+        ("week.jsonl", week()),
     ):
         out = ROOT / "samples" / name
         out.write_bytes(b"\n".join(events) + b"\n")

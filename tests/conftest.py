@@ -28,6 +28,7 @@ def cfg(azurite: Azurite) -> Config:
     return Config(
         storage_connection=azurite.connection_string,
         audit_table=f"Audit{n}".replace("x", "t"),
+        kpi_table=f"Kpi{n}".replace("x", "t"),
         archive_container=f"raw-{n}",
         deadletter_container=f"dead-{n}",
     )
@@ -46,6 +47,7 @@ def settings_env(cfg: Config) -> dict[str, str]:
     return {
         "AUDIT_STORAGE_CONNECTION": cfg.storage_connection,
         "AUDIT_TABLE": cfg.audit_table,
+        "KPI_TABLE": cfg.kpi_table,
         "ARCHIVE_CONTAINER": cfg.archive_container,
         "DEADLETTER_CONTAINER": cfg.deadletter_container,
         "AUDIT_SHARDS": str(cfg.shards),

@@ -1,0 +1,126 @@
+"""KPI rollup of one day: time and peak memory for 100,000 and 1,000,000 audit rows.
+
+Rows are generated in memory as the table query would return them (only the columns the
+rollup reads), lazily, so the figures measure our aggregation, not Azurite or the row list.
+
+    .venv/bin/python -m bench.rollup
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+from pipeline import prices
+from pipeline.rollup import rollup_day
+
+DAY = date(2025, 11, 4)
+MODELS = [
+    ("chat-prod", "gpt-4o-2024-08-06"),
+    ("gpt41-prod", "gpt-4.1-2025-04-14"),
+    ("mini-prod", "gpt-4o-mini-2024-07-18"),
+    ("o3-mini", "o3-mini-2025-01-31"),
+    ("custom", "my-finetune"),
+]
+TEAMS = [f"team-{i}" for i in range(12)]
+PRODUCTS = ["ai-standard", "ai-premium", "ai-research"]
+BACKENDS = ["aoai-weu", "aoai-swc", "aoai-frc"]
+
+
+def rows(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
+    rng = random.Random(seed)
+    for _ in range(n):
+        deployment, model = rng.choice(MODELS)
+        status = 200 if rng.random() > 0.05 else rng.choice((429, 429, 400, 500))
+        row: dict[str, Any] = {
+            "Deployment": deployment,
+            "Model": model if status == 200 else None,
+            "SubscriptionId": rng.choice(TEAMS),
+            "ProductId": rng.choice(PRODUCTS),
+            "BackendId": rng.choice(BACKENDS),
+            "Status": status,
+            "ErrorSource": "gateway" if status == 429 and rng.random() < 0.5 else "backend",
+            "Streamed": rng.random() < 0.15,
+            "DurationMs": int(rng.lognormvariate(7, 0.7)),
+            "BackendMs": int(rng.lognormvariate(6.9, 0.7)),
+        }
+        if status == 200:
+            prompt = rng.randint(20, 6000)
+            completion = rng.randint(0, 1500)
+            row.update(
+                PromptTokens=prompt,
+                CompletionTokens=completion,
+                TotalTokens=prompt + completion,
+                CachedTokens=(prompt // 1024) * 1024 if rng.random() < 0.3 else 0,
+                ReasoningTokens=completion // 2 if model.startswith("o3") else 0,
+                TokensSource="estimated" if row["Streamed"] else "reported",
+            )
+        else:
+            row["TokensSource"] = "none"
+        yield row
+
+
+def _run(n: int) -> None:
+    """Child process: roll up n streamed rows, print seconds and peak RSS (KiB)."""
+    import resource
+
+    table = prices.load("")
+    gen_start = time.perf_counter()
+    for _ in rows(n):
+        pass
+    generate = time.perf_counter() - gen_start
+    start = time.perf_counter()
+    entities = rollup_day(rows(n), DAY, table) if n else []
+    seconds = time.perf_counter() - start - generate
+    assert not n or entities[-1]["Calls"] == n
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{seconds} {rss} {max(0, len(entities) - 1)}")
+
+
+def measure(n: int) -> tuple[float, float, int]:
+    """(seconds of rollup alone, peak RSS MiB above an idle interpreter, groups), measured in
+    a fresh process so earlier runs do not inflate the peak."""
+    import subprocess
+    import sys
+
+    code = f"from bench.rollup import _run; _run({n})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, rss, groups = out.stdout.split()
+    return float(seconds), int(rss) / 1024, int(groups)
+
+
+def report() -> list[tuple[str, str, str, str]]:
+    idle = measure(0)[1]
+    small = measure(100_000)
+    large = measure(1_000_000)
+    ratio = large[0] / small[0]
+    out = []
+    for n, (seconds, rss, groups) in ((100_000, small), (1_000_000, large)):
+        out.append(
+            (
+                f"KPI rollup, {n:,} rows of a day",
+                f"{seconds:.2f} s ({n / seconds:,.0f} rows/s), peak RSS +{rss - idle:.1f} MiB "
+                f"over an idle process, {groups} groups",
+                "linear time, flat memory",
+                "",
+            )
+        )
+    grow_mem = (large[1] - idle) / max(small[1] - idle, 1.0)
+    linear = 7.0 <= ratio <= 13.0 and grow_mem < 2.0
+    out.append(
+        (
+            "KPI rollup growth, 1M vs 100k rows",
+            f"time x{ratio:.1f}, memory x{grow_mem:.2f}",
+            "time ~x10, memory ~x1",
+            "met" if linear else "NOT met",
+        )
+    )
+    return out
+
+
+if __name__ == "__main__":
+    for row in report():
+        print(" | ".join(row))

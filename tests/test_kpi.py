@@ -1,0 +1,408 @@
+"""Daily KPIs: the timer, rollup reconciliation with audit rows, repricing, the kpi report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import struct
+import zlib
+from collections import defaultdict
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline import daily, prices, rollup, runtime
+from pipeline.cli import main
+from pipeline.ingest import process_batch
+from pipeline.model import EventIn
+from pipeline.settings import Config, SettingsError
+from pipeline.sketch import Sketch
+from pipeline.store import KpiStore, Store
+from tests.conftest import settings_env
+from tests.fixtures import apim, sources
+from tests.test_function_app import _functions
+
+D1, D2, D3 = date(2025, 11, 4), date(2025, 11, 5), date(2025, 11, 6)
+
+
+def calls_of_day(day: date, n: int, seed: int) -> list[dict[str, Any]]:
+    """A day of varied calls: models priced and not, estimates, unknown tokens, throttling."""
+    out = []
+    for i in range(n):
+        cid = apim.new_id(f"kpi-{day}-{seed}-{i}")
+        when = f"{day}T{8 + i % 10:02d}:{i % 60:02d}:07.0000000Z"
+        team = ["team-finance", "team-hr", "team-legal"][i % 3]
+        kind = i % 9
+        if kind == 0:
+            rec = apim.backend_429(cid, time=when, apimSubscriptionId=team)
+        elif kind == 1:
+            rec = apim.gateway_429(cid, time=when, apimSubscriptionId=team)
+        elif kind == 2:  # streamed, no response body: prompt estimated, completion unknown
+            rec = apim.gateway(
+                cid,
+                time=when,
+                apimSubscriptionId=team,
+                response=None,
+                request=apim.chat_request(("user", "Say hello."), stream=True),
+            )
+        elif kind == 3:  # nothing logged: tokens unknown
+            rec = apim.gateway(cid, time=when, apimSubscriptionId=team, request=None, response=None)
+        elif kind == 4:  # a model the price table does not list
+            rec = apim.gateway(
+                cid,
+                time=when,
+                apimSubscriptionId=team,
+                deployment="custom",
+                response=apim.chat_response(
+                    "x", model="my-finetune-2025", prompt=100, completion=20
+                ),
+            )
+        elif kind == 5:
+            rec = apim.gateway(
+                cid,
+                time=when,
+                apimSubscriptionId=team,
+                deployment="o3-mini",
+                backendId="aoai-swc",
+                response=apim.chat_response(
+                    "x",
+                    model="o3-mini-2025-01-31",
+                    prompt=300 + i,
+                    completion=900,
+                    reasoning=600,
+                    cached=128,
+                ),
+            )
+        elif kind == 6:
+            rec = apim.gateway(
+                cid,
+                time=when,
+                apimSubscriptionId=team,
+                status=500,
+                backend_status=500,
+                response={"error": {"code": "InternalServerError", "message": "boom"}},
+            )
+        else:
+            rec = apim.gateway(
+                cid,
+                time=when,
+                apimSubscriptionId=team,
+                response=apim.chat_response(
+                    "ok", prompt=1000 + 7 * i, completion=50 + i, cached=512
+                ),
+            )
+        rec["durationMs"] = 100 + 37 * i + (i % 5) * 400
+        rec["properties"]["backendTime"] = 80 + 31 * i
+        out.append(rec)
+    return out
+
+
+def load_days(store: Store, cfg: Config, *days: tuple[date, int, int]) -> None:
+    for day, n, seed in days:
+        recs = calls_of_day(day, n, seed)
+        events = [EventIn(apim.envelope(*recs[i : i + 10])) for i in range(0, len(recs), 10)]
+        process_batch(events, cfg, store)
+
+
+def kpi_rows(store: Store, day: date) -> dict[str, dict[str, Any]]:
+    return {
+        e["RowKey"]: {k: getattr(v, "value", v) for k, v in e.items()}
+        for e in KpiStore(store).rows(f"{day}", f"{day}")
+    }
+
+
+def expected_from_audit(
+    store: Store, day: date, table: prices.PriceTable
+) -> dict[tuple, dict[str, Any]]:
+    """The KPIs computed directly from the audit rows, independently of rollup.py."""
+    groups: dict[tuple, dict[str, Any]] = defaultdict(lambda: defaultdict(float))
+    for e in store.audit.query_entities(
+        f"PartitionKey ge '{day}' and PartitionKey lt '{day + timedelta(days=1)}'"
+    ):
+        row = {k: getattr(v, "value", v) for k, v in e.items()}
+        for key in [tuple(row.get(d) or None for d in rollup.DIMENSIONS), "_total"]:
+            g = groups[key]
+            g["Calls"] += 1
+            status = row.get("Status")
+            g["Succeeded"] += status is not None and status < 400
+            g["Throttled"] += status == 429
+            g["ThrottledByGateway"] += status == 429 and row.get("ErrorSource") == "gateway"
+            g["ClientErrors"] += status is not None and 400 <= status < 500 and status != 429
+            g["ServerErrors"] += status is not None and status >= 500
+            for t in rollup.TOKENS:
+                g[t] += row.get(t) or 0
+            g["EstimatedCalls"] += row.get("TokensSource") == "estimated"
+            ok = status is None or status < 400
+            g["UnknownTokenCalls"] += ok and row.get("TokensSource") == "none"
+            price = table.price(row.get("Model"), row.get("Deployment"), day)
+            if ok:
+                if (
+                    price is None
+                    or row.get("PromptTokens") is None
+                    or row.get("CompletionTokens") is None
+                ):
+                    g["UnpricedCalls"] += 1
+                else:
+                    g["Cost"] += price.cost(
+                        row["PromptTokens"], row["CompletionTokens"], row.get("CachedTokens")
+                    )
+            g.setdefault("durations", []).append(row.get("DurationMs"))
+    return groups
+
+
+def nearest_rank(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[max(1, math.ceil(q * len(ordered))) - 1])
+
+
+def test_rollup_reconciles_with_audit_rows_and_reruns_are_identical(
+    cfg: Config, store: Store
+) -> None:
+    load_days(store, cfg, (D1, 45, 1), (D2, 30, 2))
+    table = prices.load("")
+    daily.roll_up([D1, D2], cfg, store)
+    for day in (D1, D2):
+        got = kpi_rows(store, day)
+        want = expected_from_audit(store, day, table)
+        assert len(got) == len(want)
+        for key, w in want.items():
+            rk = "_total" if key == "_total" else rollup.kpi_row_key(key)
+            g = got[rk]
+            for name in (
+                "Calls",
+                "Succeeded",
+                "Throttled",
+                "ThrottledByGateway",
+                "ClientErrors",
+                "ServerErrors",
+                "EstimatedCalls",
+                "UnknownTokenCalls",
+                "UnpricedCalls",
+                *rollup.TOKENS,
+            ):
+                assert g[name] == int(w[name]), (day, key, name)
+            assert g["CostUsd"] == pytest.approx(w["Cost"], abs=1e-7)
+            for name, q in (
+                ("DurationP50Ms", 0.5),
+                ("DurationP95Ms", 0.95),
+                ("DurationP99Ms", 0.99),
+            ):
+                exact = nearest_rank(w["durations"], q)
+                assert abs(g[name] - exact) <= 0.01 * exact, (name, g[name], exact)
+        total = got["_total"]
+        assert total["PriceTableVersion"] == table.version
+        assert (
+            total["Throttled"] > 0
+            and total["ThrottledByGateway"] > 0
+            and total["UnpricedCalls"] > 0
+        )
+        assert (
+            total["EstimatedCalls"] > 0 and total["UnknownTokenCalls"] > 0 and total["CostUsd"] > 0
+        )
+
+    before = {d: kpi_rows(store, d) for d in (D1, D2)}
+    daily.roll_up([D1, D2], cfg, store)
+    daily.roll_up([D2], cfg, store)
+    assert {d: kpi_rows(store, d) for d in (D1, D2)} == before
+
+
+def test_late_events_and_stale_groups(cfg: Config, store: Store) -> None:
+    load_days(store, cfg, (D1, 20, 3))
+    daily.roll_up([D1], cfg, store)
+    calls = kpi_rows(store, D1)["_total"]["Calls"]
+    store.kpi.upsert_entity({"PartitionKey": f"{D1}", "RowKey": "gone|model|team|x|y", "Calls": 99})
+    load_days(store, cfg, (D1, 7, 4))  # late arrivals for D1
+    daily.roll_up([D1], cfg, store)
+    rows = kpi_rows(store, D1)
+    assert rows["_total"]["Calls"] == calls + 7
+    assert "gone|model|team|x|y" not in rows  # the day's rows are replaced, not merged
+
+
+def test_editing_the_price_table_reprices_only_the_affected_days(
+    cfg: Config, store: Store, tmp_path: Path
+) -> None:
+    load_days(store, cfg, (D1, 18, 5), (D2, 18, 6), (D3, 18, 7))
+    daily.roll_up([D1, D2, D3], cfg, store)
+    before = {d: kpi_rows(store, d)["_total"]["CostUsd"] for d in (D1, D2, D3)}
+    doc = orjson.loads(prices.BUNDLED.read_bytes())
+    doc["version"] = "test-cut"
+    doc["prices"].append(
+        {
+            "models": ["gpt-4o", "gpt-4o-2024-08-06"],
+            "effective": f"{D2}",
+            "input": 1.0,
+            "cachedInput": 0.5,
+            "output": 4.0,
+        }
+    )
+    path = tmp_path / "prices.json"
+    path.write_bytes(orjson.dumps(doc))
+    repriced = replace(cfg, price_table=str(path))
+    daily.roll_up([D1, D2, D3], repriced, store)
+    after = {d: kpi_rows(store, d)["_total"] for d in (D1, D2, D3)}
+    assert after[D1]["CostUsd"] == before[D1]
+    assert after[D2]["CostUsd"] < before[D2] and after[D3]["CostUsd"] < before[D3]
+    assert {r["PriceTableVersion"] for r in after.values()} == {"test-cut"}
+
+
+def test_model_names_with_and_without_version() -> None:
+    table = prices.load("")
+    day = date(2025, 11, 4)
+    for name in ("gpt-4o", "gpt-4o-2024-08-06", "GPT-4o-2024-11-20"):
+        assert table.price(name, None, day).input == 2.5
+    assert table.price("gpt-35-turbo", None, day).input == 0.5
+    assert table.price("gpt-3.5-turbo-0125", None, day).input == 0.5
+    assert table.price("gpt-4o-2024-05-13", None, day).input == 5.0
+    assert table.price("gpt-4o-2099-01-01", None, day) is None  # unknown version: never a guess
+    assert table.price(None, "chat-prod", day) is None
+    assert table.price("o3", None, date(2025, 6, 1)).input == 10.0  # before the June 2025 cut
+    assert table.price("o3", None, date(2025, 6, 10)).input == 2.0
+    assert table.price("gpt-4.1", None, date(2025, 1, 1)) is None  # not yet released
+    p = table.price("gpt-4o", None, day)
+    assert p.cost(1_000_000, 1_000_000, 400_000) == pytest.approx(0.6 * 2.5 + 0.4 * 1.25 + 10.0)
+    with pytest.raises(prices.PriceTableError, match=r"prices\[0\]: \"input\""):
+        prices.PriceTable({"prices": [{"models": ["x"], "effective": "2025-01-01", "output": 1}]})
+
+
+def test_sketch_quantiles_within_one_percent() -> None:
+    import random
+
+    rng = random.Random(3)
+    values = [int(rng.lognormvariate(6, 1.2)) for _ in range(20_000)]
+    a, b = Sketch(), Sketch()
+    for i, v in enumerate(values):
+        (a if i % 2 else b).add(v)
+    a.merge(b)
+    for q in (0.5, 0.9, 0.95, 0.99, 0.999):
+        exact = nearest_rank(values, q)
+        assert abs(a.quantile(q) - exact) <= 0.01 * exact
+    assert Sketch.from_json(a.to_json()).quantile(0.95) == a.quantile(0.95)
+    assert len(a.buckets) < 1000
+
+
+def test_timer_function_is_bound_and_rolls_up_yesterday(
+    cfg: Config, store: Store, monkeypatch
+) -> None:
+    fn = _functions()["rollup"]
+    (binding,) = json.loads(fn.get_function_json())["bindings"]
+    assert binding["type"] == "timerTrigger" and binding["schedule"] == "%KPI_SCHEDULE%"
+    assert binding.get("runOnStartup") in (False, None)
+    params = list(__import__("inspect").signature(fn.get_user_function()).parameters)
+    assert params == [binding["name"]]
+    assert fn.get_setting("retry_policy") is not None
+    # The schedule the binding reads is validated NCRONTAB (get_functions() does not check it).
+    assert Config.from_env({}).kpi_schedule == "0 15 0 * * *"
+    with pytest.raises(SettingsError, match="6 fields"):
+        Config.from_env({"KPI_SCHEDULE": "15 0 * * *"})
+
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    load_days(store, cfg, (yesterday, 12, 8), (yesterday - timedelta(days=2), 5, 9))
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KPI_TABLE", cfg.kpi_table)
+    runtime.reset()
+    try:
+        fn.get_user_function()(None)
+    finally:
+        runtime.reset()
+    assert kpi_rows(store, yesterday)["_total"]["Calls"] == 12
+    assert kpi_rows(store, yesterday - timedelta(days=2))["_total"]["Calls"] == 5  # re-rolled
+
+
+def _png_size_and_ink(path: Path) -> tuple[int, int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    idat, pos = b"", 8
+    while pos < len(data):
+        length = struct.unpack(">I", data[pos : pos + 4])[0]
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    pixels = zlib.decompress(idat)
+    distinct = len(set(pixels[i : i + 3] for i in range(1, min(len(pixels), 400_000), 97)))
+    return width, height, distinct
+
+
+def test_kpi_command_table_csv_json_and_chart(
+    cfg: Config, store: Store, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    load_days(store, cfg, (D1, 20, 10), (D2, 20, 11))
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KPI_TABLE", cfg.kpi_table)
+    assert main(["rollup", "--day", f"{D2}", "--days", "2"]) == 0
+    assert f"{D1}: 20 calls" in capsys.readouterr().out
+
+    chart = tmp_path / "kpi.png"
+    assert (
+        main(
+            [
+                "kpi",
+                "--from",
+                f"{D1}",
+                "--to",
+                f"{D2}",
+                "--by",
+                "subscription",
+                "--chart",
+                str(chart),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["SubscriptionId", "Calls", "Succeeded"]
+    assert any(line.startswith("team-finance") for line in lines) and lines[-1].startswith("TOTAL")
+    assert lines[-1].split()[1] == "40"
+    width, height, distinct = _png_size_and_ink(chart)
+    assert (width, height) == (1200, 800) and distinct > 5
+
+    assert (
+        main(
+            [
+                "kpi",
+                "--from",
+                f"{D1}",
+                "--to",
+                f"{D2}",
+                "--by",
+                "model",
+                "--format",
+                "csv",
+                "--daily",
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["Day"] for r in rows if r["Model"] != "TOTAL"} == {f"{D1}", f"{D2}"}
+    assert sum(int(r["Calls"]) for r in rows if r["Model"] != "TOTAL") == 40
+
+    assert (
+        main(["kpi", "--from", f"{D1}", "--to", f"{D2}", "--by", "backend", "--format", "json"])
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc[-1]["BackendId"] == "TOTAL" and doc[-1]["Calls"] == 40
+    assert main(["kpi", "--from", "2020-01-01", "--to", "2020-01-02"]) == 1
+    assert "rollup --day 2020-01-02 --days 2" in capsys.readouterr().err
+
+
+def test_llm_only_calls_count_without_a_status(cfg: Config, store: Store) -> None:
+    cid = apim.new_id("kpi-llm-only")
+    process_batch(
+        [EventIn(apim.envelope(sources.llm_header(cid, time=f"{D1}T10:00:00Z")))], cfg, store
+    )
+    daily.roll_up([D1], cfg, store)
+    total = kpi_rows(store, D1)["_total"]
+    assert total["Calls"] == 1 and total["Succeeded"] == 0 and total["PromptTokens"] == 29
+    assert total["CostUsd"] == pytest.approx((29 * 2.5 + 13 * 10.0) / 1e6)
