@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import platform
 
-from bench import redaction, rollup
+from bench import redaction, replay, rollup
 
 
 def machine() -> str:
@@ -28,6 +28,7 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     rows += redaction.report()
     rows += rollup.report()
+    rows += replay.report()
     header = ("Measure", "Measured", "Goal", "")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
     print(f"Machine: {machine()}\n")

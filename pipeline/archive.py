@@ -9,8 +9,10 @@ Blob names are content-addressed (`yyyy/MM/dd/HH/<sha256>.jsonl.gz`, the hour of
 call): a batch delivered again produces the same name, and since the code only ever creates
 blobs (never overwrites, never deletes) the archive works under an immutability policy.
 
-Member line: {"v": 1, "kind", "correlationId", "event": {partition, sequence, enqueued,
-offset, origin}, "index", "enveloped", "record"}.
+Member line: {"v": 1, "kind", "correlationId", "rid", "event": {partition, partitionKey,
+sequence, enqueued, offset, origin}, "index", "enveloped", "record"}. `rid` identifies the record
+as first logged (before redaction), so a replay from the archive updates the same fragment;
+`record` is a string when the logged message was cut (a log-to-eventhub message over 200 KB).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from .model import EventIn, RawPointer
-from .timestamps import iso
+from .model import Archived, EventIn, RawPointer
+from .timestamps import iso, parse_time
 
 FORMAT_VERSION = 1
 # Level 3 keeps most of level 6's ratio on JSON at several times the speed (bench/).
@@ -37,6 +39,10 @@ def record_bytes(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record)
 
 
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def record_id(record_json: bytes) -> str:
     """Identity of a record: equal for duplicates of the same log record."""
     return hashlib.sha256(record_json).hexdigest()[:32]
@@ -45,6 +51,7 @@ def record_id(record_json: bytes) -> str:
 def event_meta(event: EventIn) -> dict[str, Any]:
     return {
         "partition": event.partition,
+        "partitionKey": event.partition_key,
         "sequence": event.sequence,
         "enqueued": iso(event.enqueued) if event.enqueued else None,
         "offset": event.offset,
@@ -55,6 +62,7 @@ def event_meta(event: EventIn) -> dict[str, Any]:
 def member_bytes(
     kind: str,
     correlation_id: str,
+    rid: str,
     event: EventIn,
     index: int,
     enveloped: bool,
@@ -64,6 +72,7 @@ def member_bytes(
         "v": FORMAT_VERSION,
         "kind": kind,
         "correlationId": correlation_id,
+        "rid": rid,
         "event": event_meta(event),
         "index": index,
         "enveloped": enveloped,
@@ -127,3 +136,26 @@ def iter_members(data: bytes) -> Iterator[tuple[int, int, bytes]]:
         length = pos - offset - len(d.unused_data)
         yield offset, length, b"".join(out)
         offset += length
+
+
+def member_event(member: dict[str, Any], pointer: RawPointer) -> EventIn:
+    """The event a replay feeds back into the pipeline for one archive member: the record in
+    the shape it arrived in (an envelope of one, a bare message, or the text of a cut one)."""
+    record = member.get("record")
+    if isinstance(record, str):
+        body = record.encode("utf-8", "surrogatepass")
+    elif member.get("enveloped"):
+        body = orjson.dumps({"records": [record]})
+    else:
+        body = orjson.dumps(record)
+    ev = member.get("event") or {}
+    return EventIn(
+        body=body,
+        partition=ev.get("partition"),
+        sequence=ev.get("sequence"),
+        enqueued=parse_time(ev.get("enqueued")),
+        offset=ev.get("offset"),
+        origin=f"archive:{pointer.blob}@{pointer.offset}",
+        partition_key=ev.get("partitionKey"),
+        archived=Archived(pointer, str(member.get("rid") or "")),
+    )

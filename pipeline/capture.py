@@ -79,7 +79,15 @@ class CapturePolicy:
             cfg.preview_chars,
         )
         self.by_subscription, self.by_product = _overrides(cfg.capture_overrides, self.default)
-        self.redactor = Redactor(_patterns(cfg.redact_patterns))
+        custom = _patterns(cfg.redact_patterns)
+        self.redactor = Redactor(custom)
+        self._memo: dict[str, tuple[str, Counter[str]]] = {}
+        # Text without any of these cannot match a built-in detector; custom patterns can
+        # match anything, so with them every string is scanned.
+        self._prefilter = None if custom else _TRIGGERS
+        labels = "|".join(sorted({re.escape(d.label) for d in self.redactor.detectors}))
+        self._placeholder_text = re.compile(rf"\[({labels})\]")
+        self._placeholder_bytes = re.compile(rf"\[({labels})\]".encode())
         self.hash_key = cfg.prompt_hash_key.encode()
         everything = [self.default, *self.by_subscription.values(), *self.by_product.values()]
         if any(c.prompt == "hashed" for c in everything) and not self.hash_key:
@@ -111,10 +119,19 @@ class CapturePolicy:
             return Stored(text[:FULL_PREVIEW_CHARS], Counter())
         counts: Counter[str] = Counter()
         if capture.prompt == "redacted":
-            r = self.redactor.redact(text)
-            text, counts = r.text, r.counts
+            text = self.redact_text(text, counts)
         clipped = clip_text(text, capture.preview_chars)
         return Stored(clipped or None, counts)
+
+    def placeholders(self, stored: bytes, *texts: str) -> dict[str, int]:
+        """Placeholders of our detectors in stored bytes and texts, by type."""
+        counts: Counter[str] = Counter()
+        for m in self._placeholder_bytes.finditer(stored):
+            counts[m.group(1).decode()] += 1
+        for t in texts:
+            for m in self._placeholder_text.finditer(t):
+                counts[m.group(1)] += 1
+        return dict(counts)
 
     def keyed_hash(self, text: str) -> str:
         digest = hmac.new(self.hash_key, text.encode("utf-8", "surrogatepass"), hashlib.sha256)
@@ -145,7 +162,7 @@ class CapturePolicy:
                 continue
             if capture.archive == "metadata" and lk in BODY_FIELDS:
                 continue
-            if capture.archive == "redacted" and lk not in KEEP_FIELDS:
+            if capture.archive == "redacted" and _free_text(lk):
                 if lk.endswith("headers") and isinstance(value, dict):
                     value = {
                         h: v if h.lower() in KEEP_FIELDS else self._walk(v, counts)
@@ -181,27 +198,66 @@ class CapturePolicy:
         if isinstance(value, str):
             return self.redact_string(value, counts)
         if isinstance(value, dict):
-            return {k: self._walk(v, counts) for k, v in value.items()}
+            return {k: v if k in _NOT_TEXT else self._walk(v, counts) for k, v in value.items()}
         if isinstance(value, list):
             return [self._walk(v, counts) for v in value]
         return value
+
+    def forget(self) -> None:
+        """Start a new record: the memo of redacted strings only spans one record (where
+        request and backend request bodies, and the first message and the preview, repeat)."""
+        self._memo.clear()
 
     def redact_string(self, s: str, counts: Counter[str]) -> str:
         """A string value: plain text, JSON text (decoded and walked), or an SSE stream."""
         if len(s) < 6:
             return s
+        if len(s) >= 32:
+            hit = self._memo.get(s)
+            if hit is not None:
+                if hit[1]:
+                    counts.update(hit[1])
+                return hit[0]
+            local: Counter[str] = Counter()
+            out = self._redact_uncached(s, local)
+            self._memo[s] = (out, local)
+            if local:
+                counts.update(local)
+            return out
+        return self._redact_uncached(s, counts)
+
+    def _redact_uncached(self, s: str, counts: Counter[str]) -> str:
         head = s[:16].lstrip()
         if head[:1] in ("{", "[") or head[:1] == '"':
             try:
                 doc = orjson.loads(s)
             except orjson.JSONDecodeError:
                 return self._redact_escaped(s, counts)  # cut JSON: match on an unescaped view
+            before = sum(counts.values())
             walked = self._walk(doc, counts)
+            if sum(counts.values()) == before:
+                return s  # nothing masked: keep the body exactly as logged
             out = orjson.dumps(walked).decode()
             return out + "\n" if s.endswith("\n") else out
         if _SSE_HEAD.match(head):
             return self._redact_sse(s, counts)
+        if self._prefilter is not None and self._prefilter.search(s) is None:
+            return s  # nothing any detector could match (no digit, @, key word...)
         r = self.redactor.redact(s)
+        if r.counts:
+            counts.update(r.counts)
+        return r.text
+
+    def redact_text(self, s: str, counts: Counter[str]) -> str:
+        """Plain text (a preview, a message): masked, memoised like record strings."""
+        if len(s) >= 32:
+            hit = self._memo.get(s)
+            if hit is not None and not _SSE_HEAD.match(s[:16].lstrip()):
+                counts.update(hit[1])
+                return hit[0]
+        r = self.redactor.redact(s)
+        if len(s) >= 32:
+            self._memo[s] = (r.text, r.counts)
         counts.update(r.counts)
         return r.text
 
@@ -259,30 +315,15 @@ class CapturePolicy:
                 # [DONE], comments, blank, or the event the log cut in half
                 out.append(self._redact_escaped(block, counts) if block.strip() else block)
                 continue
-            doc = self._walk_except_deltas(doc, counts)
+            # Chunk metadata (ids, model, filter verdicts) holds no free text; errors and the
+            # whole response of a Responses API terminal event do.
+            for key in ("error", "response"):
+                if isinstance(doc.get(key), dict):
+                    doc[key] = self._walk(doc[key], counts)
             lines = [event_line] if event_line else []
             lines.append("data: " + orjson.dumps(doc).decode())
             out.append("\n".join(lines))
         return "\n\n".join(out)
-
-    def _walk_except_deltas(self, doc: Any, counts: Counter[str]) -> Any:
-        # Delta texts were redacted as joined streams; everything else is walked normally.
-        if isinstance(doc, dict):
-            out = {}
-            for k, v in doc.items():
-                if k in ("delta", "arguments") and isinstance(v, str):
-                    out[k] = v
-                elif k == "delta" and isinstance(v, dict):
-                    out[k] = {
-                        dk: (dv if dk in ("content", "tool_calls") else self._walk(dv, counts))
-                        for dk, dv in v.items()
-                    }
-                else:
-                    out[k] = self._walk_except_deltas(v, counts)
-            return out
-        if isinstance(doc, list):
-            return [self._walk_except_deltas(v, counts) for v in doc]
-        return self._walk(doc, counts)
 
     # --- dead letters ---------------------------------------------------------------------------
 
@@ -305,6 +346,31 @@ class CapturePolicy:
 
 
 _DROP = object()
+# Record fields that can hold free text (bodies, URLs, headers, errors, traces); the others
+# are identifiers, numbers and names the audit keeps as logged.
+_FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords"}
+
+
+def _free_text(key: str) -> bool:
+    return key in _FREE_TEXT or key.endswith(("url", "uri", "headers", "message"))
+
+
+# Something a built-in detector needs: a digit, an @, a colon pair (IPv6), a key or token
+# prefix, or a credential word.
+_TRIGGERS = re.compile(
+    r"[0-9@]|::|-----BEGIN|eyJ|sk-|AKIA|ASIA"
+    r"|(?i:bearer|password|pwd|accountkey|sharedaccess|secret|key)"
+)
+# Keys whose values are enumerations or machine data, never free text (content-filter
+# verdicts are most of a response's small strings).
+_NOT_TEXT = frozenset(
+    {
+        "content_filter_results", "prompt_filter_results", "content_filter_result",
+        "content_filter_offsets", "logprobs", "role", "object", "finish_reason", "type",
+        "system_fingerprint", "embedding", "created", "created_at", "index", "id", "model",
+        "status", "call_id", "item_id", "tool_call_id", "usage",
+    }
+)  # fmt: skip
 _SSE_HEAD = re.compile(r"(?:data|event|id|retry)\s*:|:")
 
 

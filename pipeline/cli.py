@@ -9,17 +9,19 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+from azure.storage.blob import BlobServiceClient
 
-from . import __version__, daily, report, rows
+from . import __version__, daily, inputs, publish, report, rows
 from .archive import ArchiveError, open_member
 from .render import table
-from .replay import file_events, replay
+from .replay import Progress, ResumeState, replay, stop_on_ctrl_c
 from .settings import SETTINGS, Config, SettingsError, sample_values
 from .store import KpiStore, Store
 
@@ -65,21 +67,105 @@ def _store(cfg: Config) -> Store:
     return store
 
 
+def _replay_inputs(args: argparse.Namespace, store: Store) -> list[Any]:
+    filters = inputs.Filters(
+        since=inputs.parse_when(args.since) if args.since else None,
+        until=inputs.parse_when(args.until) if args.until else None,
+        partitions=frozenset(args.partition or ()),
+    )
+    items: list[Any] = list(inputs.local_inputs(args.paths, filters))
+    if args.from_blob:
+        container, _, prefix = args.from_blob.partition("/")
+        source = (
+            BlobServiceClient.from_connection_string(args.source_storage)
+            if args.source_storage
+            else store.blobs
+        )
+        items += inputs.blob_inputs(
+            source.get_container_client(container), prefix, filters, "capture"
+        )
+    if args.from_archive is not None:
+        items += inputs.blob_inputs(store.archive, args.from_archive, filters, "archive")
+    return items
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if not (args.paths or args.from_blob or args.from_archive is not None):
+        print("error: give files or folders, --from-blob or --from-archive", file=sys.stderr)
+        return 2
     cfg = _config(args)
     try:
         store = _store(cfg)
     except Exception as exc:  # noqa: BLE001 - unreachable storage is a message, not a traceback
         print(f"error: storage unreachable: {type(exc).__name__}: {exc}"[:500], file=sys.stderr)
         return 2
-    summary = replay(file_events(args.paths), cfg, store, batch_size=args.batch_size)
+    try:
+        items = _replay_inputs(args, store)
+    except (ValueError, inputs.InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.to_eventhub:
+        return _republish(args, items)
+    state = None if args.dry_run else ResumeState(Path(args.state), args.resume)
+    progress = Progress(0, 0) if not args.quiet else None
+    stop = threading.Event()
+    with stop_on_ctrl_c(stop):
+        summary = replay(
+            items,
+            cfg,
+            store,
+            batch_size=args.batch_size,
+            dry_run=args.dry_run,
+            state=state,
+            progress=progress,
+            stop=stop,
+        )
     for line in summary.lines():
         print(line)
+    days = sorted(summary.totals.days)
+    if days and args.dry_run:
+        print(f"KPI days that would change: {', '.join(days)}")
+    elif days and args.rollup:
+        for r in daily.roll_up([date.fromisoformat(d) for d in days], cfg, store):
+            print(f"KPIs rolled up again for {r.day}: {r.calls} calls, {r.cost_usd:.4f} USD")
+    elif days:
+        first, last = days[0], days[-1]
+        n = (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
+        print(f"KPI days touched: run `python -m pipeline rollup --day {last} --days {n}`")
     if not summary.ok:
         failed = summary.not_stored + len(summary.problems)
-        print(f"{failed} inputs were not stored", file=sys.stderr)
-        return 1
+        if failed:
+            print(f"{failed} inputs were not stored", file=sys.stderr)
+        return 130 if summary.interrupted else 1
     return 0
+
+
+def _republish(args: argparse.Namespace, items: list[Any]) -> int:
+    producer = publish.producer_for(
+        args.to_eventhub, args.eventhub_connection, args.eventhub_namespace
+    )
+    problems = 0
+
+    def events() -> Any:
+        nonlocal problems
+        for item in items:
+            if isinstance(item, inputs.InputProblem):
+                problems += 1
+                print(f"error: {item.where}: {item.message}", file=sys.stderr)
+                continue
+            try:
+                yield from item.events(item.fetch())
+            except inputs.InputError as exc:
+                problems += 1
+                print(f"error: {exc}", file=sys.stderr)
+
+    with producer:
+        stats = publish.publish(events(), producer)
+    print(
+        f"published {stats.events} events in {stats.batches} batches "
+        f"({stats.bytes:,} bytes) to {args.to_eventhub}"
+    )
+    return 1 if problems else 0
 
 
 def print_row(entity: dict[str, Any]) -> None:
@@ -135,7 +221,7 @@ def demo(cfg: Config, samples: Path = SAMPLES) -> int:
     store = _store(cfg)
     shown = os.path.relpath(samples) if samples.is_relative_to(Path.cwd()) else str(samples)
     print(f"Replaying the bundled APIM sample events from {shown} ...\n")
-    summary = replay(file_events([shown]), cfg, store, say=print)
+    summary = replay(inputs.local_inputs([shown], inputs.Filters()), cfg, store, say=print)
     for line in summary.lines():
         print(line)
     entities = sorted(store.audit.list_entities(), key=lambda e: (e["CallTime"], e["RowKey"]))
@@ -287,12 +373,51 @@ def build_parser() -> argparse.ArgumentParser:
             "else Azurite's development storage)",
         )
 
-    p = sub.add_parser("replay", help="process recorded Event Hub message bodies")
-    p.add_argument(
-        "paths", nargs="+", help=".json (one body) or .jsonl (one per line) files or folders"
+    p = sub.add_parser(
+        "replay", help="process recorded events: files, Event Hubs Capture, our archive"
     )
     p.add_argument(
+        "paths",
+        nargs="*",
+        help=".json (one body), .jsonl (one per line) or Capture .avro files, or folders",
+    )
+    p.add_argument("--from-blob", metavar="CONTAINER[/PREFIX]", help="Capture .avro blobs")
+    p.add_argument(
+        "--source-storage",
+        metavar="CONNECTION_STRING",
+        help="storage account of --from-blob (default: the audit storage)",
+    )
+    p.add_argument(
+        "--from-archive",
+        nargs="?",
+        const="",
+        metavar="PREFIX",
+        help="our raw archive (optionally a path prefix, e.g. 2025/11/04)",
+    )
+    p.add_argument("--since", help="only inputs whose path time is at or after (date or time, UTC)")
+    p.add_argument("--until", help="only inputs whose path time is before")
+    p.add_argument("--partition", action="append", help="only this Event Hub partition (repeat)")
+    p.add_argument(
         "--batch-size", type=int, default=100, help="events per batch (default 100, as the host)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
+    p.add_argument("--resume", action="store_true", help="skip inputs completed by earlier runs")
+    p.add_argument("--state", default=".replay-state.json", help="resume state file")
+    p.add_argument(
+        "--no-rollup",
+        dest="rollup",
+        action="store_false",
+        help="do not roll the touched KPI days up again",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--to-eventhub", metavar="HUB", help="publish the events to this Event Hub instead"
+    )
+    p.add_argument("--eventhub-connection", metavar="CONNECTION_STRING")
+    p.add_argument(
+        "--eventhub-namespace",
+        metavar="FQDN",
+        help="e.g. ns.servicebus.windows.net (DefaultAzureCredential)",
     )
     storage_arg(p)
     p.set_defaults(func=cmd_replay)

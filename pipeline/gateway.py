@@ -50,15 +50,20 @@ def client_ip(forwarded_for: str | None, caller_ip: str | None) -> str | None:
 
 
 def pick_body(*raws: Any) -> Body:
-    """The first body that parsed completely, else the first one that was logged at all."""
-    bodies = [parse_body(raw) for raw in raws]
-    for body in bodies:
+    """The first body that parsed completely, else the first one that was logged at all.
+    (Backend bodies come first: they are what the model saw and said.)"""
+    first: Body | None = None
+    seen: list[Any] = []
+    for raw in raws:
+        if raw is None or any(raw is r or raw == r for r in seen):
+            continue  # APIM logs the same text twice when no policy changed it
+        seen.append(raw)
+        body = parse_body(raw)
         if body.kind == "json" and not body.truncated:
             return body
-    for body in bodies:
-        if body.kind != "absent":
-            return body
-    return ABSENT
+        if first is None and body.kind != "absent":
+            first = body
+    return first or ABSENT
 
 
 def gateway_facts(flat: dict[str, Any]) -> tuple[Facts, str | None, str | None]:

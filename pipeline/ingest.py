@@ -62,14 +62,26 @@ class BatchResult:
     dead_letters: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     archive_blob: str | None = None
+    new_archive_blobs: int = 0
+    # Days whose rows were created or changed (KPI days to roll up again).
+    days: set[str] = field(default_factory=set)
     # This batch's dead letters (not accumulated by `add`).
     dead: list[DeadLetter] = field(default_factory=list)
 
     def add(self, other: BatchResult) -> None:
-        for name in ("events", "records", "calls", "created", "updated", "unchanged"):
+        for name in (
+            "events",
+            "records",
+            "calls",
+            "created",
+            "updated",
+            "unchanged",
+            "dead_letters",
+            "new_archive_blobs",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.dead_letters += other.dead_letters
         self.skipped.update(other.skipped)
+        self.days |= other.days
 
 
 def _dead_record(record: Any, enveloped: bool) -> bytes:
@@ -140,6 +152,7 @@ def _plan_record(
     cut_message: bytes | None,
 ) -> None:
     captures = capture.policy_for(cfg)
+    captures.forget()
 
     def dead(reason: str) -> None:
         body = cut_message if cut_message is not None else _dead_record(record, enveloped)
@@ -246,13 +259,18 @@ def _plan_record(
     frag = Fragment(
         kind=kind,
         correlation_id=correlation_id,
-        rid=archive.record_id(original),  # identity of the record as logged, whatever is stored
+        # Identity of the record as logged, whatever is stored; a record replayed from our
+        # archive keeps the identity it was archived with, and its place in the archive.
+        rid=event.archived.rid if event.archived else archive.record_id(original),
         facts=facts,
         prompt_preview=previews[0],
         completion_preview=previews[1],
-        raw=RawSource(event, index, enveloped, stored),
+        raw=None if event.archived else RawSource(event, index, enveloped, stored),
+        pointer=event.archived.pointer if event.archived else None,
         part=part,
-        redactions=dict(counts),
+        # What is masked in what is stored (previews and the archived record): counted from
+        # the placeholders, so a replay of an already-redacted archive counts the same.
+        redactions=captures.placeholders(stored, *(p.text for p in previews if p is not None)),
     )
     state = plan.states.get(correlation_id)
     if state is None:
@@ -317,7 +335,13 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
                 continue
             members.append(
                 archive.member_bytes(
-                    frag.kind, frag.correlation_id, src.event, src.index, src.enveloped, src.record
+                    frag.kind,
+                    frag.correlation_id,
+                    frag.rid,
+                    src.event,
+                    src.index,
+                    src.enveloped,
+                    src.record,
                 )
             )
             frags.append(frag)
@@ -334,9 +358,16 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
 
 
 def process_batch(
-    events: Sequence[EventIn], cfg: Config, store: Store, *, write_archive: bool = True
+    events: Sequence[EventIn],
+    cfg: Config,
+    store: Store,
+    *,
+    dry_run: bool = False,
 ) -> BatchResult:
-    """Parse a batch and store everything it yields. Raises if storage fails."""
+    """Parse a batch and store everything it yields. Raises if storage fails.
+
+    With `dry_run`, nothing is written: the result says what would be created or changed
+    (rows are read to compare)."""
     plan = plan_batch(events, cfg)
     result = BatchResult(
         events=plan.events,
@@ -346,13 +377,21 @@ def process_batch(
         skipped=plan.skipped,
         dead=plan.dead,
     )
-    if write_archive:
-        blob = archive_plan(plan)
-        if blob is not None:
-            store.put_archive(blob)
-            result.archive_blob = blob.name
-    for dead in plan.dead:
-        store.put_dead_letter(dead)
-    written = store.write_calls(list(plan.states.values()))
-    result.created, result.updated, result.unchanged = written
+    blob = archive_plan(plan)
+    if blob is not None:
+        result.archive_blob = blob.name
+        if dry_run:
+            result.new_archive_blobs = 0 if store.blob_exists(store.archive, blob.name) else 1
+        else:
+            result.new_archive_blobs = 1 if store.put_archive(blob) else 0
+    if not dry_run:
+        for dead in plan.dead:
+            store.put_dead_letter(dead)
+    written = store.write_calls(list(plan.states.values()), dry_run=dry_run)
+    result.created, result.updated, result.unchanged = (
+        written.created,
+        written.updated,
+        written.unchanged,
+    )
+    result.days = written.days
     return result

@@ -24,6 +24,25 @@ TOKENS_RANK: dict[str, int] = {"reported": 0, "llm-log": 1, "estimated": 2, "non
 
 
 @dataclass(frozen=True, slots=True)
+class RawPointer:
+    """Where one call's raw record lives: a gzip member inside an archive blob."""
+
+    blob: str
+    offset: int
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """An event rebuilt from our own archive: its record is already archived at `pointer`
+    (it is not archived again), and `rid` is the identity of the record as first logged."""
+
+    pointer: RawPointer
+    rid: str
+
+
+@dataclass(frozen=True, slots=True)
 class EventIn:
     """One Event Hub event as any path (trigger, file, Capture, archive) delivers it."""
 
@@ -34,6 +53,8 @@ class EventIn:
     offset: str | None = None
     # Where it came from, for messages and dead letters: "eventhub", "file:PATH:LINE", ...
     origin: str = "eventhub"
+    partition_key: str | None = None
+    archived: Archived | None = None
 
 
 @dataclass(slots=True)
@@ -93,16 +114,6 @@ class Preview:
 
     text: str
     rank: tuple[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class RawPointer:
-    """Where one call's raw record lives: a gzip member inside an archive blob."""
-
-    blob: str
-    offset: int
-    length: int
-    sha256: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core import MatchConditions
@@ -36,6 +37,21 @@ MAX_TRANSACTION_OPS = 100
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024 - 64 * 1024  # Azure: 4 MiB per batch, with headroom
 KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
 MERGE_ATTEMPTS = 8
+
+
+@dataclass(slots=True)
+class WriteStats:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    # Days (yyyy-MM-dd) whose rows were created or changed: the KPI days to roll up again.
+    days: set[str] = field(default_factory=set)
+
+    def add(self, other: WriteStats) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.days |= other.days
 
 
 class Store:
@@ -134,31 +150,26 @@ class Store:
 
     # --- audit rows -----------------------------------------------------------------------------
 
-    def write_calls(self, states: Sequence[CallState]) -> tuple[int, int, int]:
-        """Store the rows of a batch's calls. Returns (created, updated, unchanged)."""
+    def write_calls(self, states: Sequence[CallState], *, dry_run: bool = False) -> WriteStats:
+        """Store the rows of a batch's calls (with `dry_run`, only say what would change)."""
         groups: dict[str, list[tuple[CallState, dict[str, Any]]]] = defaultdict(list)
-        totals = [0, 0, 0]
-
-        def add(counts: tuple[int, int, int]) -> None:
-            for i in range(3):
-                totals[i] += counts[i]
-
+        stats = WriteStats()
         for state in states:
             resolved = resolve(state)
             entity = rows.to_entity(resolved, state, self.cfg.shards)
             neighbours = rows.neighbour_days(state, entity["PartitionKey"][:10])
             if neighbours:
-                add(self._write_at_day_edge(state, entity, neighbours))
+                stats.add(self._write_at_day_edge(state, entity, neighbours, dry_run))
             else:
                 groups[entity["PartitionKey"]].append((state, entity))
         for pk, items in groups.items():
             for chunk in _chunks(items):
-                add(self._write_chunk(pk, chunk))
-        return totals[0], totals[1], totals[2]
+                stats.add(self._write_chunk(pk, chunk, dry_run))
+        return stats
 
     def _write_at_day_edge(
-        self, state: CallState, entity: dict[str, Any], days: list[str]
-    ) -> tuple[int, int, int]:
+        self, state: CallState, entity: dict[str, Any], days: list[str], dry_run: bool
+    ) -> WriteStats:
         """A call logged within minutes of midnight: another source's record of it may carry
         a time on the other side, so its row may already sit under the neighbouring day.
         Merge into one row under the day of the best-ranked time, and remove the other."""
@@ -174,46 +185,50 @@ class Store:
                 add_fragment(merged_state, frag)
             merged = rows.to_entity(resolve(merged_state), merged_state, self.cfg.shards)
             if merged["PartitionKey"] == other_pk:
-                return self._write_chunk(other_pk, [(state, merged | {"PartitionKey": other_pk})])
-            counts = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)])
-            with contextlib.suppress(ResourceNotFoundError):
-                self.audit.delete_entity(
-                    other_pk,
-                    rk,
-                    etag=current.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            return counts
-        return self._write_chunk(entity["PartitionKey"], [(state, entity)])
+                item = (state, merged | {"PartitionKey": other_pk})
+                return self._write_chunk(other_pk, [item], dry_run)
+            stats = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)], dry_run)
+            if not dry_run:
+                with contextlib.suppress(ResourceNotFoundError):
+                    self.audit.delete_entity(
+                        other_pk,
+                        rk,
+                        etag=current.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            stats.days.add(day)  # the day the row left changes too
+            return stats
+        return self._write_chunk(entity["PartitionKey"], [(state, entity)], dry_run)
 
     def _write_chunk(
-        self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]]
-    ) -> tuple[int, int, int]:
-        try:
-            self.audit.submit_transaction([("create", e) for _, e in chunk])
-            return len(chunk), 0, 0
-        except TableTransactionError as exc:
-            if not _is_conflict(exc):
-                raise
-        return self._merge_chunk(pk, chunk)
+        self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]], dry_run: bool = False
+    ) -> WriteStats:
+        if not dry_run:
+            try:
+                self.audit.submit_transaction([("create", e) for _, e in chunk])
+                return WriteStats(created=len(chunk), days={pk[:10]})
+            except TableTransactionError as exc:
+                if not _is_conflict(exc):
+                    raise
+        return self._merge_chunk(pk, chunk, dry_run)
 
     def _merge_chunk(
-        self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]]
-    ) -> tuple[int, int, int]:
+        self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]], dry_run: bool
+    ) -> WriteStats:
         last: Exception | None = None
         for _ in range(MERGE_ATTEMPTS):
             existing = self.fetch(pk, [e["RowKey"] for _, e in chunk])
             ops: list[tuple[Any, ...]] = []
-            created = updated = unchanged = 0
+            stats = WriteStats()
             for state, entity in chunk:
                 current = existing.get(entity["RowKey"])
                 if current is None:
                     ops.append(("create", entity))
-                    created += 1
+                    stats.created += 1
                     continue
                 merged = rows.merge_into(current, state, self.cfg.shards)
                 if merged is None:
-                    unchanged += 1
+                    stats.unchanged += 1
                     continue
                 ops.append(
                     (
@@ -226,17 +241,22 @@ class Store:
                         },
                     )
                 )
-                updated += 1
-            if not ops:
-                return 0, 0, unchanged
+                stats.updated += 1
+            if ops:
+                stats.days.add(pk[:10])
+            if not ops or dry_run:
+                return stats
             try:
                 self.audit.submit_transaction(ops)
-                return created, updated, unchanged
+                return stats
             except TableTransactionError as exc:
                 if not (_is_conflict(exc) or exc.status_code == 412):
                     raise
                 last = exc  # someone else wrote one of these rows meanwhile: read again
         raise RuntimeError(f"rows of partition {pk} kept changing under us") from last
+
+    def blob_exists(self, container: ContainerClient, name: str) -> bool:
+        return bool(container.get_blob_client(name).exists())
 
     def fetch(self, pk: str, keys: Iterable[str]) -> dict[str, Any]:
         """Existing rows among `keys` in partition `pk` (parameterised queries, never spliced)."""
