@@ -3,7 +3,7 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint lint-infra bench clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -24,11 +24,20 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# checkov pins packages that clash with pytest's: it gets a virtualenv of its own.
+.venv-checkov/.stamp:
+	$(PY) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
+	touch $@
+
+lint-infra: setup .venv-checkov/.stamp
+	$(BIN)/python infra/validate.py
+
+test: lint lint-infra
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .ruff_cache

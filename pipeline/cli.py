@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,11 @@ from typing import Any
 import orjson
 from azure.storage.blob import BlobServiceClient
 
-from . import __version__, daily, inputs, publish, report, rows
+from . import __version__, daily, doctor, inputs, publish, report, rows
 from .archive import ArchiveError, open_member
 from .render import table
 from .replay import Progress, ResumeState, replay, stop_on_ctrl_c
-from .settings import SETTINGS, Config, SettingsError, sample_values
+from .settings import SETTINGS, Config, SettingsError, azure_defaults, sample_values
 from .store import KpiStore, Store
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -331,17 +332,69 @@ def sample_json() -> str:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
+def _env_with_local_settings(path: str | None) -> dict[str, str]:
+    """The environment, plus the Values of a local.settings.json when given."""
+    env = dict(os.environ)
+    if path:
+        doc = orjson.loads(Path(path).read_bytes())
+        env.update({k: str(v) for k, v in (doc.get("Values") or {}).items()})
+    return env
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    env = _env_with_local_settings(args.settings)
+    if args.storage:
+        env["AUDIT_STORAGE_CONNECTION"] = args.storage
+    checks = doctor.run(env)
+    for check in checks:
+        print(check.line())
+    failed = sum(c.status == "fail" for c in checks)
+    print(
+        f"\n{len(checks)} checks: {failed} failed"
+        + ("" if failed else ", deployment looks healthy")
+    )
+    return 1 if failed else 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    env = _env_with_local_settings(args.settings)
+    hub = args.hub or env.get("EVENTHUB_NAME") or "apim-logs"
+    connection = args.connection or env.get("EventHubConnection") or None
+    namespace = args.namespace or env.get("EventHubConnection__fullyQualifiedNamespace") or None
+    items = list(inputs.local_inputs(args.paths, inputs.Filters()))
+    problems = [i for i in items if isinstance(i, inputs.InputProblem)]
+    for p in problems:
+        print(f"error: {p.where}: {p.message}", file=sys.stderr)
+
+    def events() -> Any:
+        for item in items:
+            if isinstance(item, inputs.Input):
+                for event in item.events(item.fetch()):
+                    if args.partition_key:
+                        event = replace(event, partition_key=args.partition_key)
+                    yield event
+
+    producer = publish.producer_for(hub, connection, namespace)
+    with producer:
+        stats = publish.publish(events(), producer)
+    print(f"sent {stats.events} events in {stats.batches} batches ({stats.bytes:,} bytes) to {hub}")
+    return 1 if problems else 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     if args.write:
         repo = Path(__file__).resolve().parent.parent
         (repo / "local.settings.sample.json").write_text(sample_json())
+        (repo / "infra" / "app-settings.json").write_text(
+            orjson.dumps(azure_defaults(), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
         readme = repo / "README.md"
         text = readme.read_text()
         start, end = "<!-- settings:start -->\n", "<!-- settings:end -->"
         head, _, rest = text.partition(start)
         _, _, tail = rest.partition(end)
         readme.write_text(head + start + settings_markdown() + "\n" + end + tail)
-        print("updated local.settings.sample.json and README.md")
+        print("updated local.settings.sample.json, infra/app-settings.json and README.md")
     elif args.format == "sample":
         print(sample_json(), end="")
     else:
@@ -350,10 +403,19 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def settings_markdown() -> str:
-    lines = ["| Setting | Default | Read by | What it does |", "|---|---|---|---|"]
+    lines = [
+        "| Setting | Default | Read by | In Azure (infra/) | What it does |",
+        "|---|---|---|---|---|",
+    ]
     for s in SETTINGS:
         default = f"`{s.default}`" if s.default else "(empty)"
-        lines.append(f"| `{s.name}` | {default} | {s.scope} | {s.doc} |")
+        if s.azure == "":
+            azure = "not set"
+        elif s.azure:
+            azure = f"`{s.azure}`"
+        else:
+            azure = "same name"
+        lines.append(f"| `{s.name}` | {default} | {s.scope} | {azure} | {s.doc} |")
     return "\n".join(lines)
 
 
@@ -448,6 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chart", metavar="FILE.png", help="write daily tokens and cost, stacked")
     storage_arg(p)
     p.set_defaults(func=cmd_kpi)
+
+    p = sub.add_parser("doctor", help="check a deployment: settings, storage, immutability, canary")
+    p.add_argument("--settings", metavar="local.settings.json", help="read Values from this file")
+    storage_arg(p)
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
+        "send", help="publish recorded APIM events to an Event Hub (e.g. the emulator)"
+    )
+    p.add_argument("paths", nargs="+", help=".json, .jsonl or Capture .avro files, or folders")
+    p.add_argument("--hub", help="Event Hub name (default: EVENTHUB_NAME)")
+    p.add_argument("--connection", help="connection string (default: EventHubConnection)")
+    p.add_argument("--namespace", help="FQDN, with DefaultAzureCredential instead of a key")
+    p.add_argument("--partition-key", help="send every event with this partition key")
+    p.add_argument("--settings", metavar="local.settings.json", help="read Values from this file")
+    p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("settings", help="list the settings (README table or local.settings sample)")
     p.add_argument("--format", choices=("markdown", "sample"), default="markdown")

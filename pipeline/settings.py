@@ -29,8 +29,10 @@ class Setting:
     scope: Literal["app", "host"] = "app"
     # Value written to local.settings.sample.json when it differs from the default.
     sample: str | None = None
-    # Bicep expression that sets it in Azure; None means "the default is right in Azure".
-    bicep: str | None = None
+    # Its name in Azure when it differs (identity-based connections use suffixed names); ""
+    # when Azure does not take it. infra/ sets every other setting: deployed values from
+    # the resources, the rest from these defaults (infra/app-settings.json).
+    azure: str | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -41,6 +43,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Functions language worker (local runs only; Flex Consumption sets it in "
         "functionAppConfig).",
         scope="host",
+        azure="",
     ),
     Setting(
         "AzureWebJobsStorage",
@@ -49,7 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
         "`AzureWebJobsStorage__accountName`.",
         scope="host",
         sample=AZURITE_CONNECTION,
-        bicep="hostStorageAccountName (as AzureWebJobsStorage__accountName)",
+        azure="AzureWebJobsStorage__accountName",
     ),
     Setting(
         "EventHubConnection",
@@ -59,22 +62,19 @@ SETTINGS: tuple[Setting, ...] = (
         scope="host",
         sample="Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;"
         "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;",
-        bicep="'${eventHubNamespace}.servicebus.windows.net' (as "
-        "EventHubConnection__fullyQualifiedNamespace)",
+        azure="EventHubConnection__fullyQualifiedNamespace",
     ),
     Setting(
         "EVENTHUB_NAME",
         "apim-logs",
         "Event Hub that APIM diagnostics and log-to-eventhub policies write to.",
         scope="host",
-        bicep="eventHubName",
     ),
     Setting(
         "EVENTHUB_CONSUMER_GROUP",
         "audit-pipeline",
         "Consumer group the audit function reads with (its own, so other readers are unaffected).",
         scope="host",
-        bicep="consumerGroupName",
     ),
     # --- read by the pipeline -------------------------------------------------------------
     Setting(
@@ -83,14 +83,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Connection string of the audit storage account (tables, raw archive, dead letters). "
         "Empty: use AUDIT_STORAGE_ACCOUNT with a managed identity, else Azurite.",
         sample=AZURITE_CONNECTION,
-        bicep="'' (identity-based: see AUDIT_STORAGE_ACCOUNT)",
     ),
     Setting(
         "AUDIT_STORAGE_ACCOUNT",
         "",
         "Audit storage account name for identity-based access (DefaultAzureCredential; "
         "AZURE_CLIENT_ID selects a user-assigned identity).",
-        bicep="auditStorageAccountName",
     ),
     Setting("AUDIT_TABLE", "AuditLog", "Table holding one audit row per model call."),
     Setting(
@@ -153,7 +151,6 @@ SETTINGS: tuple[Setting, ...] = (
         "PROMPT_HASH_KEY",
         "",
         "Secret key of the HMAC used by PROMPT_CAPTURE=hashed (use a Key Vault reference).",
-        bicep="'' (set a Key Vault reference when using hashed)",
     ),
     Setting(
         "CAPTURE_OVERRIDES",
@@ -324,3 +321,9 @@ def _container_name(value: str, setting: str) -> str:
 def sample_values() -> dict[str, str]:
     """The `Values` block of local.settings.sample.json."""
     return {s.name: s.sample if s.sample is not None else s.default for s in SETTINGS}
+
+
+def azure_defaults() -> dict[str, str]:
+    """infra/app-settings.json: the app settings Bicep sets from these defaults (the deployed
+    resource names it adds itself, under their Azure names)."""
+    return {s.name: s.default for s in SETTINGS if s.scope == "app" and s.azure is None}
