@@ -9,7 +9,7 @@ from typing import List  # noqa: UP035 - the worker rejects list[...] in binding
 import azure.functions as func
 
 from pipeline import daily, eventhub, runtime
-from pipeline.ingest import process_batch
+from pipeline.ingest import run_trigger_batch
 from pipeline.rollup import days_to_roll
 
 app = func.FunctionApp()
@@ -31,17 +31,15 @@ log = logging.getLogger("pipeline.function")
     cardinality=func.Cardinality.MANY,
     data_type=func.DataType.BINARY,
 )
-def ingest(events: List[func.EventHubEvent]) -> None:  # noqa: UP006
+def ingest(events: List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006
     cfg, store = runtime.current()
-    result = process_batch(eventhub.from_trigger(events), cfg, store)
-    log.info(
-        "batch stored: %d events, %d calls, %d created, %d updated, %d unchanged, %d dead letters",
-        result.events,
-        result.calls,
-        result.created,
-        result.updated,
-        result.unchanged,
-        result.dead_letters,
+    retry = getattr(context, "retry_context", None)
+    run_trigger_batch(
+        eventhub.from_trigger(events),
+        cfg,
+        store,
+        attempt=getattr(retry, "retry_count", 0) or 0,
+        max_retries=getattr(retry, "max_retry_count", 0) or 0,
     )
 
 

@@ -67,18 +67,28 @@ class Azurite:
     table_port: int
     queue_port: int
     log: tempfile._TemporaryFileWrapper[bytes]
+    location: str | None = None
 
     @property
     def connection_string(self) -> str:
         return connection_string(self.blob_port, self.table_port, self.queue_port)
 
     @classmethod
-    def start(cls, timeout: float = 30.0) -> Azurite:
+    def start(
+        cls,
+        timeout: float = 30.0,
+        *,
+        location: str | None = None,
+        ports: tuple[int, int, int] | None = None,
+    ) -> Azurite:
+        """A new Azurite: in memory, or persisted in `location` (so it survives a restart on
+        the same `ports`: the fault-injection tests stop and restart it mid-batch)."""
         binary = find_binary()
-        ports = [free_port(), free_port(), free_port()]
+        ports = ports or (free_port(), free_port(), free_port())
+        persistence = ["--location", location] if location else ["--inMemoryPersistence"]
         # fmt: off
         cmd = [
-            binary, "--inMemoryPersistence", "--skipApiVersionCheck", "--loose",
+            binary, *persistence, "--skipApiVersionCheck", "--loose",
             "--disableTelemetry",
             "--blobHost", "127.0.0.1", "--blobPort", str(ports[0]),
             "--tableHost", "127.0.0.1", "--tablePort", str(ports[1]),
@@ -94,7 +104,7 @@ class Azurite:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends node and children
         )
-        azurite = cls(proc, *ports, log)
+        azurite = cls(proc, *ports, log, location)
         azurite.wait_ready(timeout)
         return azurite
 
@@ -128,6 +138,17 @@ class Azurite:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self.log.close()
+
+    def restart(self, timeout: float = 30.0) -> Azurite:
+        """Stop, then start again on the same ports and data (persisted instances only)."""
+        if self.location is None:
+            raise AzuriteError("restart needs a persisted Azurite (start(location=...))")
+        self.stop()
+        return Azurite.start(
+            timeout,
+            location=self.location,
+            ports=(self.blob_port, self.table_port, self.queue_port),
+        )
 
     def __enter__(self) -> Azurite:
         return self

@@ -51,7 +51,7 @@ BODY_FIELDS = frozenset(
 MESSAGE_FIELDS = frozenset({"requestmessages", "responsemessages"})
 # Who called, kept as logged under `redacted`: the audit needs them, and the row's CallerIp is
 # derived from them (CALLER_IP_MODE governs both).
-KEEP_FIELDS = frozenset(
+CALLER_IP_FIELDS = frozenset(
     {"calleripaddress", "callerip", "forwardedfor", "clientip", "requestip", "x-forwarded-for"}
 )
 
@@ -92,6 +92,10 @@ class CapturePolicy:
         everything = [self.default, *self.by_subscription.values(), *self.by_product.values()]
         if any(c.prompt == "hashed" for c in everything) and not self.hash_key:
             raise SettingsError("PROMPT_CAPTURE=hashed needs PROMPT_HASH_KEY (a secret)")
+        self.caller_ip_mode = cfg.caller_ip_mode
+        if self.caller_ip_mode == "hash" and not self.hash_key:
+            # An unkeyed hash of an IPv4 address is reversed by trying all 2^32 of them.
+            raise SettingsError("CALLER_IP_MODE=hash needs PROMPT_HASH_KEY (a secret)")
         self.strictest = Capture(
             max((c.prompt for c in everything), key=_PROMPT_STRICTNESS.__getitem__),
             max((c.archive for c in everything), key=_ARCHIVE_STRICTNESS.__getitem__),
@@ -133,6 +137,14 @@ class CapturePolicy:
                 counts[m.group(1)] += 1
         return dict(counts)
 
+    def caller_ip(self, value: str | None) -> str | None:
+        """A caller address as CALLER_IP_MODE says to store it (lists: each entry)."""
+        if value is None or self.caller_ip_mode == "keep":
+            return value
+        if self.caller_ip_mode == "drop":
+            return None
+        return ", ".join(self.keyed_hash(v.strip())[:28] for v in value.split(",") if v.strip())
+
     def keyed_hash(self, text: str) -> str:
         digest = hmac.new(self.hash_key, text.encode("utf-8", "surrogatepass"), hashlib.sha256)
         return "hmac-sha256:" + digest.hexdigest()
@@ -155,6 +167,16 @@ class CapturePolicy:
             if lk == "properties":
                 out[key] = value
                 continue
+            if lk in CALLER_IP_FIELDS and self.caller_ip_mode != "keep":
+                if isinstance(value, str) and self.caller_ip_mode == "hash":
+                    out[key] = self.caller_ip(value)
+                continue  # dropped
+            if lk.endswith("headers") and isinstance(value, dict) and self.caller_ip_mode != "keep":
+                value = {
+                    h: (self.caller_ip(v) if isinstance(v, str) else v)
+                    for h, v in value.items()
+                    if h.lower() not in CALLER_IP_FIELDS or self.caller_ip_mode == "hash"
+                }
             if lk in MESSAGE_FIELDS:
                 stored = self._messages(value, capture, counts)
                 if stored is not _DROP:
@@ -165,7 +187,7 @@ class CapturePolicy:
             if capture.archive == "redacted" and _free_text(lk):
                 if lk.endswith("headers") and isinstance(value, dict):
                     value = {
-                        h: v if h.lower() in KEEP_FIELDS else self._walk(v, counts)
+                        h: v if h.lower() in CALLER_IP_FIELDS else self._walk(v, counts)
                         for h, v in value.items()
                     }
                 else:

@@ -83,16 +83,28 @@ def _replay_inputs(args: argparse.Namespace, store: Store) -> list[Any]:
             else store.blobs
         )
         items += inputs.blob_inputs(
-            source.get_container_client(container), prefix, filters, "capture"
+            source.get_container_client(container), prefix, filters, "capture", store.call
         )
     if args.from_archive is not None:
-        items += inputs.blob_inputs(store.archive, args.from_archive, filters, "archive")
+        items += inputs.blob_inputs(
+            store.archive, args.from_archive, filters, "archive", store.call
+        )
+    if args.from_deadletter is not None:
+        items += inputs.deadletter_inputs(store.deadletters, args.from_deadletter, call=store.call)
     return items
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    if not (args.paths or args.from_blob or args.from_archive is not None):
-        print("error: give files or folders, --from-blob or --from-archive", file=sys.stderr)
+    if not (
+        args.paths
+        or args.from_blob
+        or args.from_archive is not None
+        or args.from_deadletter is not None
+    ):
+        print(
+            "error: give files or folders, --from-blob, --from-archive or --from-deadletter",
+            file=sys.stderr,
+        )
         return 2
     cfg = _config(args)
     try:
@@ -455,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         metavar="PREFIX",
         help="our raw archive (optionally a path prefix, e.g. 2025/11/04)",
+    )
+    p.add_argument(
+        "--from-deadletter",
+        nargs="?",
+        const="",
+        metavar="PREFIX",
+        help="dead letters not yet replayed (marked done once they become rows)",
     )
     p.add_argument("--since", help="only inputs whose path time is at or after (date or time, UTC)")
     p.add_argument("--until", help="only inputs whose path time is before")

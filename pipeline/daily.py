@@ -38,7 +38,13 @@ def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
     results = []
     for day in days:
         label = f"{day:%Y-%m-%d}"
-        entities = rollup_day(kpis.audit_rows(label, AUDIT_COLUMNS), day, table)
+        # A transient failure while paging the day restarts that day's pass (the rows are
+        # streamed, never held): the result does not depend on how often it ran.
+        entities = store.call(
+            lambda label=label, day=day: rollup_day(
+                kpis.audit_rows(label, AUDIT_COLUMNS), day, table
+            )
+        )
         written, deleted = kpis.replace_day(label, entities)
         total = entities[-1]
         results.append(DayResult(day, total["Calls"], written - 1, deleted, total["CostUsd"]))

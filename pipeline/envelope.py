@@ -113,17 +113,21 @@ def integer(flat: dict[str, Any], *names: str) -> int | None:
     return None
 
 
+# Every whole number we read is a count, a size, a duration or a status: never negative, and
+# stored as Edm.Int64. Anything else (orjson reads 1e30 as a float) is not a fact we can keep.
+_MAX_INT64 = 2**63 - 1
+
+
 def as_int(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str):
+        value = int(value) if value.is_integer() else None
+    elif isinstance(value, str):
         s = value.strip()
-        if s.lstrip("-").isdigit():
-            return int(s)
+        value = int(s) if s.isdigit() and len(s) < 20 else None
+    if isinstance(value, int) and 0 <= value <= _MAX_INT64:
+        return value
     return None
 
 

@@ -13,10 +13,13 @@ the job without duplicates.
 from __future__ import annotations
 
 import logging
+import time
+import traceback
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,7 +29,7 @@ from .bodies import repair_truncated
 from .envelope import EnvelopeError, category_of, flatten, open_envelope, text
 from .gateway import gateway_facts
 from .join import CallState, add_fragment
-from .model import SOURCE_RANK, Call, DeadLetter, EventIn, Fragment, Preview, RawSource
+from .model import SOURCE_RANK, Call, DeadLetter, EventIn, Facts, Fragment, Preview, RawSource
 from .redact import scrub_credentials
 from .settings import Config
 
@@ -47,6 +50,7 @@ class Plan:
     skipped: Counter[str] = field(default_factory=Counter)
     events: int = 0
     records: int = 0
+    accepted: int = 0  # records that became a fragment of a call
     # String chunks of split LLM-log messages: (correlation id, "request"|"response") → chunks.
     llm_chunks: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
 
@@ -135,10 +139,17 @@ def _guarded(
 ) -> None:
     try:
         _plan_record(plan, event, index, record, enveloped, cfg, cut_message)
-    except Exception as exc:  # a parser bug must not lose the record: dead-letter it
-        log.exception("parser error on %s record %d", event.origin, index)
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the record: dead-letter it
+        # Where it failed, not what the record held: logs never carry prompt text.
+        where = " < ".join(
+            f"{Path(f.filename).name}:{f.lineno}"
+            for f in traceback.extract_tb(exc.__traceback__)[-3:]
+        )
+        log.error(
+            "parser error on %s record %d: %s at %s", event.origin, index, type(exc).__name__, where
+        )
         body = cut_message if cut_message is not None else _dead_record(record, enveloped)
-        reason = f"parser error: {type(exc).__name__}: {exc}"
+        reason = f"parser error: {type(exc).__name__}: {exc} (at {where})"
         plan.dead.append(_dead_letter(capture.policy_for(cfg), body, reason, event, index))
 
 
@@ -228,6 +239,8 @@ def _plan_record(
         stored_preview = captures.preview(text_, cap)
         counts.update(stored_preview.counts)
         previews.append(Preview(stored_preview.value, rank) if stored_preview.value else None)
+    facts.caller_ip = captures.caller_ip(facts.caller_ip)
+    clip_facts(facts)
     if cap.archive != "full":
         for name in ("url", "error_message"):  # free text of the request and the service
             value = getattr(facts, name)
@@ -276,10 +289,34 @@ def _plan_record(
     if state is None:
         state = plan.states[correlation_id] = CallState(Call(correlation_id))
     add_fragment(state, frag)
+    plan.accepted += 1
     if llm is not None and not llm.header:
         for name, value in (("request", llm.request_messages), ("response", llm.response_messages)):
             if isinstance(value, str) and value:
                 plan.llm_chunks.setdefault((correlation_id, name), []).append((llm.sequence, value))
+
+
+# Longest text a fact keeps (the join state stores every source's facts on the row).
+_FACT_CHARS = {"url": 2048, "error_message": 500}
+_FACT_CHARS_DEFAULT = 512
+
+
+def clip_facts(facts: Facts) -> None:
+    """Bound the strings of a record's facts: a crafted record cannot grow the row. The cut
+    fields are named in `facts.clipped`, and so in the row's `Clipped`."""
+    cut = []
+    for name, value in vars_of(facts):
+        if isinstance(value, str) and name != "clipped":
+            limit = _FACT_CHARS.get(name, _FACT_CHARS_DEFAULT)
+            if len(value) > limit:
+                setattr(facts, name, value[:limit])
+                cut.append(name)
+    if cut:
+        facts.clipped = ",".join(cut)
+
+
+def vars_of(facts: Facts) -> list[tuple[str, Any]]:
+    return [(f, getattr(facts, f)) for f in facts.__slots__]
 
 
 def _dead_letter(
@@ -290,7 +327,9 @@ def _dead_letter(
     index: int | None,
 ) -> DeadLetter:
     stored, _ = captures.dead_letter(body)
-    return DeadLetter(stored, reason, event, index, redacted=stored != body)
+    # Reasons can quote the input (a parser's message): masked like any stored text.
+    safe_reason = captures.redactor.redact(reason[:2000]).text[:1000]
+    return DeadLetter(stored, safe_reason, event, index, redacted=stored != body)
 
 
 def _reassemble_llm_chunks(plan: Plan, cfg: Config) -> None:
@@ -394,4 +433,79 @@ def process_batch(
         written.unchanged,
     )
     result.days = written.days
+    return result
+
+
+def park_batch(events: Sequence[EventIn], cfg: Config, store: Store, reason: str) -> int:
+    """Store every event of a batch that could not be processed as a dead letter, so the host
+    moving its checkpoint past the batch loses nothing. Raises if even that fails."""
+    captures = capture.policy_for(cfg)
+    for event in events:
+        store.put_dead_letter(_dead_letter(captures, event.body, reason, event, None))
+    return len(events)
+
+
+def run_trigger_batch(
+    events: Sequence[EventIn],
+    cfg: Config,
+    store: Store,
+    *,
+    attempt: int = 0,
+    max_retries: int = 0,
+) -> BatchResult:
+    """One invocation of the Event Hub trigger: process the batch; when it fails on its last
+    delivery (the host then checkpoints past it), park it whole in the dead-letter store.
+    Logs one structured `audit-batch` line either way."""
+    started = time.monotonic()
+    retries_before = store.retries
+    first = events[0] if events else None
+    facts: dict[str, Any] = {
+        "partition": first.partition if first else None,
+        "firstSequence": first.sequence if first else None,
+        "lastSequence": events[-1].sequence if events else None,
+        "events": len(events),
+        "delivery": attempt + 1,
+    }
+    try:
+        result = process_batch(events, cfg, store)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        facts.update(outcome="failed", error=error, retries=store.retries - retries_before)
+        if attempt < max_retries:
+            log.error("audit-batch %s", orjson.dumps(facts).decode())
+            raise  # not acknowledged: the trigger's retry policy delivers it again
+        reason = f"batch failed on its last delivery ({attempt + 1}): {error}"
+        try:
+            parked = park_batch(events, cfg, store, reason)
+        except Exception:
+            # Storage refused even the dead letters: the events are still in the Event Hub
+            # (for its retention) and in Capture; the line says exactly which to replay.
+            facts["outcome"] = "LOST"
+            enqueued = [e.enqueued for e in events if e.enqueued is not None]
+            if enqueued:
+                facts["enqueuedFirst"] = min(enqueued).isoformat()
+                facts["enqueuedLast"] = max(enqueued).isoformat()
+            facts["recover"] = (
+                "python -m pipeline replay <Capture container URL or files> "
+                f"--partition {facts['partition']} --since <enqueuedFirst, hour>"
+            )
+            log.critical("audit-batch %s", orjson.dumps(facts).decode())
+            raise
+        facts.update(outcome="parked", deadLetters=parked)
+        log.critical("audit-batch %s", orjson.dumps(facts).decode())
+        return BatchResult(events=len(events), dead_letters=parked)
+    facts.update(
+        outcome="stored",
+        records=result.records,
+        calls=result.calls,
+        created=result.created,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        deadLetters=result.dead_letters,
+        skipped=sum(result.skipped.values()),
+        archiveBlobs=result.new_archive_blobs,
+        retries=store.retries - retries_before,
+        durationMs=round((time.monotonic() - started) * 1000),
+    )
+    log.info("audit-batch %s", orjson.dumps(facts).decode())
     return result

@@ -18,7 +18,7 @@ import io
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -63,6 +63,9 @@ class Input:
     size: int  # bytes, for the progress estimate
     fetch: Callable[[], Any]
     events: Callable[[Any], Iterator[EventIn]]
+    # Told, once an event of this input is stored, whether it became a row (True) or a dead
+    # letter again (False): dead letters replayed successfully are marked done.
+    settle: Callable[[EventIn, bool], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +221,17 @@ def _download(container: Any, name: str, size: int) -> IO[bytes]:
     return spool
 
 
-def blob_inputs(container: Any, prefix: str, filters: Filters, kind: str) -> Iterator[Input]:
+# Runs one storage request with retries (`Store.call`); inputs read through it when given one.
+Caller = Callable[[Callable[[], Any]], Any]
+
+
+def _direct(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+def blob_inputs(
+    container: Any, prefix: str, filters: Filters, kind: str, call: Caller = _direct
+) -> Iterator[Input]:
     """Capture (`kind="capture"`) or archive (`kind="archive"`) blobs under a prefix, oldest
     first, filtered on the time (and partition) their path names."""
     for blob in container.list_blobs(name_starts_with=prefix or None):
@@ -235,7 +248,7 @@ def blob_inputs(container: Any, prefix: str, filters: Filters, kind: str) -> Ite
                 key,
                 label,
                 size,
-                lambda name=name, size=size: _download(container, name, size),
+                lambda name=name, size=size: call(lambda: _download(container, name, size)),
                 lambda f, label=label, partition=partition: _close_after(
                     f, read_capture(f, label, partition)
                 ),
@@ -247,7 +260,7 @@ def blob_inputs(container: Any, prefix: str, filters: Filters, kind: str) -> Ite
                 key,
                 label,
                 size,
-                lambda name=name: container.download_blob(name).readall(),
+                lambda name=name: call(lambda: container.download_blob(name).readall()),
                 lambda data, name=name: read_archive(data, name, filters),
             )
 
@@ -255,6 +268,47 @@ def blob_inputs(container: Any, prefix: str, filters: Filters, kind: str) -> Ite
 def _close_after(f: IO[bytes], events: Iterator[EventIn]) -> Iterator[EventIn]:
     with f:
         yield from events
+
+
+def deadletter_inputs(
+    container: Any, prefix: str, include_done: bool = False, call: Caller = _direct
+) -> Iterator[Input]:
+    """Dead letters (`replay --from-deadletter`): each blob is the event (or single-record
+    envelope) as it was stored, with its partition, sequence number and origin in metadata.
+    Replayed ones that now become rows are marked `status=done`, never deleted."""
+    for blob in container.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
+        meta = dict(blob.metadata or {})
+        if meta.get("status") == "done" and not include_done:
+            continue
+        name = blob.name
+        seq = meta.get("sequencenumber")
+        event = EventIn(
+            body=b"",
+            partition=meta.get("partition"),
+            sequence=int(seq) if seq and seq.lstrip("-").isdigit() else None,
+            enqueued=parse_time(meta.get("enqueuedtime")),
+            offset=meta.get("offset"),
+            # The original origin: dead-lettered again, it maps to the same dead letter.
+            origin=meta.get("origin") or f"deadletter:{name}",
+        )
+
+        def settle(ev: EventIn, ok: bool, name: str = name, meta: dict[str, str] = meta) -> None:
+            if ok:
+                done = {
+                    **meta,
+                    "status": "done",
+                    "replayedat": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+                call(lambda: container.get_blob_client(name).set_blob_metadata(done))
+
+        yield Input(
+            f"deadletter:{container.container_name}/{name}@{blob.etag}",
+            f"{container.container_name}/{name}",
+            blob.size or 0,
+            lambda name=name: call(lambda: container.download_blob(name).readall()),
+            lambda data, event=event: iter([replace(event, body=data)]),
+            settle,
+        )
 
 
 def parse_when(value: str) -> datetime:

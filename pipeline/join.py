@@ -27,7 +27,7 @@ from .model import (
     Usage,
 )
 
-_FACT_FIELDS = tuple(f.name for f in fields(Facts) if f.name not in ("usage",))
+_FACT_FIELDS = tuple(f.name for f in fields(Facts) if f.name not in ("usage", "clipped"))
 # Fields where any source saying True wins (a gateway record without bodies cannot tell).
 _ANY_TRUE = frozenset({"streamed", "body_truncated", "content_filtered"})
 
@@ -45,8 +45,20 @@ def rank_of(fragment: Fragment) -> tuple[int, int]:
     return (SOURCE_RANK[fragment.kind], fragment.part)
 
 
+# LLM-log message chunks kept per call: the lowest ones (the previews come from the first).
+# Bounded, so a call logged in thousands of chunks cannot grow the row past Azure's limits.
+MAX_MESSAGE_FRAGMENTS = 8
+
+
 def add_fragment(state: CallState, incoming: Fragment) -> bool:
     """Merge `incoming` into `state`. Returns True when anything changed."""
+    if incoming.kind == "llm-msg":
+        parts = sorted(f.part for f in state.call.fragments.values() if f.kind == "llm-msg")
+        if incoming.key not in state.call.fragments and len(parts) >= MAX_MESSAGE_FRAGMENTS:
+            if incoming.part > parts[-1]:
+                return False  # beyond the chunks we keep, whatever order they come in
+            _drop_previews_of(state, (SOURCE_RANK["llm-msg"], parts[-1]))
+            del state.call.fragments[f"llm-msg:{parts[-1]}" if parts[-1] else "llm-msg"]
     existing = state.call.fragments.get(incoming.key)
     if existing is not None:
         if existing.rid != incoming.rid and existing.rid > incoming.rid:
@@ -140,6 +152,16 @@ def resolve(state: CallState) -> Resolved:
         else:
             value = next((v for f in frags if (v := getattr(f.facts, name)) is not None), None)
         setattr(merged, name, value)
+    # A value cut at parse stays marked when it is the one the row shows.
+    cut = {
+        name
+        for f in frags
+        if f.facts.clipped
+        for name in f.facts.clipped.split(",")
+        if getattr(merged, name, None) is not None
+        and getattr(merged, name) == getattr(f.facts, name)
+    }
+    merged.clipped = ",".join(sorted(cut)) or None
 
     usages = [
         (TOKENS_RANK[f.facts.usage.source], rank_of(f), f.facts.usage)

@@ -106,6 +106,8 @@ class Facts:
     caller_user_id: str | None = None
     caller_tenant_id: str | None = None
     usage: Usage | None = None
+    # Fact fields this record's values were cut in (ingest.clip_facts), comma-separated.
+    clipped: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

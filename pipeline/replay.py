@@ -201,6 +201,7 @@ def replay(
         progress.total_bytes = sum(i.size for i in inputs)
 
     batch: list[EventIn] = []
+    batch_inputs: list[Input] = []  # the input of each event of `batch`
     # Inputs fully read whose last event is in `batch`: done once the batch is stored.
     finished_in_batch: list[Input] = []
 
@@ -223,10 +224,16 @@ def replay(
                     say(f"{where}: dead-lettered: {dead.reason}")
                 if progress is not None:
                     progress.calls += result.calls
+                if not dry_run:
+                    dead = {id(d.event) for d in result.dead}
+                    for event, source in zip(batch, batch_inputs, strict=True):
+                        if source.settle is not None:
+                            source.settle(event, id(event) not in dead)
                 if state is not None and not dry_run:
                     for done in finished_in_batch:
                         state.mark(done.key)
         batch.clear()
+        batch_inputs.clear()
         finished_in_batch.clear()
 
     with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="fetch") as pool:
@@ -236,6 +243,7 @@ def replay(
             try:
                 for event in item.events(fetched.result()):
                     batch.append(event)
+                    batch_inputs.append(item)
                     if progress is not None:
                         progress.events += 1
                     if len(batch) >= batch_size:

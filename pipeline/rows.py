@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from azure.data.tables import EdmType, EntityProperty
 
-from . import __version__
+from . import __version__, limits
 from .join import CallState, Resolved, add_fragment, resolve
 from .model import Call, Facts, Fragment, Preview, RawPointer, Usage
 from .timestamps import parse_time
@@ -69,8 +69,6 @@ USAGE_PROPERTIES: tuple[tuple[str, str], ...] = (
     ("ReasoningTokens", "reasoning"),
 )
 
-# Azure Table limits (Azurite does not enforce them all; platform.md).
-MAX_STRING_CHARS = 32 * 1024  # UTF-16 code units per string property
 _FORBIDDEN_KEY_CHARS = (
     frozenset("/\\#?%") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 )
@@ -144,25 +142,13 @@ def day_range(day: str) -> str:
 
 
 def _value(v: Any) -> Any:
-    if isinstance(v, bool) or v is None:
-        return v
-    if isinstance(v, int):
-        return v if -(2**31) <= v < 2**31 else EntityProperty(v, EdmType.INT64)
-    if isinstance(v, str) and len(v) > MAX_STRING_CHARS // 2:
-        return clip_utf16(v, MAX_STRING_CHARS)
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**31) <= v < 2**31:
+        return EntityProperty(v, EdmType.INT64)
     return v
 
 
-def clip_utf16(s: str, units: int) -> str:
-    """Longest prefix of `s` that fits in `units` UTF-16 code units."""
-    if len(s) * 2 <= units:
-        return s
-    total = 0
-    for i, ch in enumerate(s):
-        total += 2 if ord(ch) > 0xFFFF else 1
-        if total > units:
-            return s[:i]
-    return s
+# The join state is JSON on the row; past this size it is stored compressed (binary, 64 KiB).
+FRAGMENTS_INLINE_CHARS = 30_000
 
 
 def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, Any]:
@@ -196,8 +182,19 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
         ).decode()
     entity["Sources"] = resolved.sources
     entity["PipelineVersion"] = __version__
-    entity["Fragments"] = _value(fragments_json(state))
-    return entity
+    fragments = fragments_json(state)
+    if len(fragments) <= FRAGMENTS_INLINE_CHARS:
+        entity["Fragments"] = fragments
+    else:
+        packed = zlib.compress(fragments.encode(), 6)
+        step = limits.MAX_BINARY_BYTES
+        for i in range(0, len(packed), step):  # a binary property holds 64 KiB
+            name = "FragmentsZ" if i == 0 else f"FragmentsZ{i // step}"
+            entity[name] = EntityProperty(packed[i : i + step], EdmType.BINARY)
+    cut_at_parse = [
+        prop for prop, name in FACT_PROPERTIES if name in (facts.clipped or "").split(",")
+    ]
+    return limits.fit(entity, cut_at_parse)
 
 
 # --- join state kept on the row --------------------------------------------------------------
@@ -246,6 +243,12 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
     """Rebuild the join state stored on an existing row."""
     cid = correlation_id_of(entity["RowKey"])
     raw = entity.get("Fragments")
+    if entity.get("FragmentsZ") is not None:
+        parts, i = [], 0
+        while (part := entity.get("FragmentsZ" if i == 0 else f"FragmentsZ{i}")) is not None:
+            parts.append(getattr(part, "value", part))
+            i += 1
+        raw = zlib.decompress(b"".join(parts)).decode()
     doc = orjson.loads(raw) if raw else {}
     call = Call(cid)
     previews = doc.pop("_previews", {}) if isinstance(doc, dict) else {}

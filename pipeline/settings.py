@@ -131,6 +131,18 @@ SETTINGS: tuple[Setting, ...] = (
         "(set false when APIs pass unvalidated tokens through).",
     ),
     Setting(
+        "CALLER_IP_MODE",
+        "keep",
+        "CallerIp and the caller addresses in raw records: keep, hash (HMAC with "
+        "PROMPT_HASH_KEY) or drop.",
+    ),
+    Setting(
+        "STORAGE_RETRIES",
+        "6",
+        "Retries of a storage request that failed transiently (throttling, 5xx, timeouts, "
+        "resets), with exponential backoff and jitter, before the batch fails.",
+    ),
+    Setting(
         "PREVIEW_CHARS",
         "100",
         "Characters kept in PromptPreview and CompletionPreview (0-2000).",
@@ -185,6 +197,13 @@ def _int(env: Mapping[str, str], name: str, lo: int, hi: int) -> int:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    raw = (env.get(name, "").strip() or SETTINGS_BY_NAME[name].default).lower()
+    if raw not in allowed:
+        raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(allowed)}")
+    return raw
+
+
 def _bool(env: Mapping[str, str], name: str) -> bool:
     raw = (env.get(name, "").strip() or SETTINGS_BY_NAME[name].default).lower()
     if raw in ("true", "1", "yes"):
@@ -217,6 +236,8 @@ class Config:
     shards: int = 2
     preview_chars: int = 100
     trust_bearer: bool = True
+    caller_ip_mode: str = "keep"
+    storage_retries: int = 6
     prompt_capture: str = "redacted"
     archive_capture: str = "redacted"
     prompt_hash_key: str = ""
@@ -241,6 +262,8 @@ class Config:
             shards=_int(env, "AUDIT_SHARDS", 1, 64),
             preview_chars=_int(env, "PREVIEW_CHARS", 0, 2000),
             trust_bearer=_bool(env, "CALLER_FROM_BEARER"),
+            caller_ip_mode=_choice(env, "CALLER_IP_MODE", ("keep", "hash", "drop")),
+            storage_retries=_int(env, "STORAGE_RETRIES", 0, 20),
             prompt_capture=_str(env, "PROMPT_CAPTURE").lower(),
             archive_capture=_str(env, "ARCHIVE_CAPTURE").lower(),
             prompt_hash_key=env.get("PROMPT_HASH_KEY", ""),

@@ -13,18 +13,27 @@ free of reads:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
+import random
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from . import rows
+from . import limits, rows
 from .archive import ArchiveBlob
 from .deadletter import dead_letter_blob
 from .join import CallState, add_fragment, resolve
@@ -32,9 +41,8 @@ from .model import DeadLetter
 from .settings import AZURITE_CONNECTION, Config
 
 log = logging.getLogger("pipeline.store")
+T = TypeVar("T")
 
-MAX_TRANSACTION_OPS = 100
-MAX_TRANSACTION_BYTES = 4 * 1024 * 1024 - 64 * 1024  # Azure: 4 MiB per batch, with headroom
 KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
 MERGE_ATTEMPTS = 8
 
@@ -54,17 +62,50 @@ class WriteStats:
         self.days |= other.days
 
 
+# Worth another try: throttling, timeouts, server errors, dropped connections.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return True  # connection refused, reset, or timed out
+    if isinstance(exc, HttpResponseError):
+        return exc.status_code in TRANSIENT_STATUS
+    return isinstance(exc, ConnectionError | TimeoutError | http.client.HTTPException)
+
+
+def retry_after(exc: BaseException) -> float:
+    """Seconds a 429/503 response asks to wait (`Retry-After`), 0 when it does not say."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return max(0.0, float(headers.get("Retry-After", 0)))
+    except (TypeError, ValueError):
+        return 0.0  # an HTTP date: rare from Storage, and the backoff still applies
+
+
 class Store:
-    """Audit table, raw archive and dead-letter containers of one storage account."""
+    """Audit table, raw archive and dead-letter containers of one storage account.
+
+    Every request goes through `call`: transient failures are retried with exponential
+    backoff and full jitter (the SDKs' own retries are off, so there is one policy, counted in
+    `retries`); what still fails raises, so the trigger's retry policy redelivers the batch.
+    """
 
     def __init__(
         self,
         cfg: Config,
         *,
         connection: str | None = None,
+        retry_base: float = 0.5,
+        retry_cap: float = 15.0,
         **client_kwargs: Any,
     ) -> None:
         self.cfg = cfg
+        self.attempts = cfg.storage_retries + 1
+        self.retry_base, self.retry_cap = retry_base, retry_cap
+        self.retries = 0
+        client_kwargs.setdefault("retry_total", 0)
         conn = connection or cfg.storage_connection
         if not conn and not cfg.storage_account:
             conn = AZURITE_CONNECTION
@@ -93,15 +134,36 @@ class Store:
         self.tables.close()
         self.blobs.close()
 
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)`, retried on transient storage failures."""
+        for attempt in range(self.attempts):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if attempt + 1 >= self.attempts or not is_transient(exc):
+                    raise
+                self.retries += 1
+                delay = random.uniform(0, min(self.retry_cap, self.retry_base * 2**attempt))
+                # A throttled account says when to come back; sooner would be throttled again.
+                delay = max(delay, min(self.retry_cap, retry_after(exc)))
+                log.warning(
+                    "storage: %s on attempt %d, retrying in %.2fs",
+                    type(exc).__name__,
+                    attempt + 1,
+                    delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
     # --- set-up -----------------------------------------------------------------------------
 
     def ensure(self) -> None:
         """Create the table and containers if missing (idempotent)."""
-        self.tables.create_table_if_not_exists(self.cfg.audit_table)
-        self.tables.create_table_if_not_exists(self.cfg.kpi_table)
+        self.call(self.tables.create_table_if_not_exists, self.cfg.audit_table)
+        self.call(self.tables.create_table_if_not_exists, self.cfg.kpi_table)
         for container in (self.archive, self.deadletters):
             with contextlib.suppress(ResourceExistsError):
-                container.create_container()
+                self.call(container.create_container)
 
     # --- blobs --------------------------------------------------------------------------------
 
@@ -117,7 +179,8 @@ class Store:
     ) -> bool:
         """Create a blob; never overwrite. False when it already existed (a redelivery)."""
         try:
-            container.upload_blob(
+            self.call(
+                container.upload_blob,
                 name,
                 data,
                 overwrite=False,
@@ -137,16 +200,27 @@ class Store:
     def put_dead_letter(self, dead: DeadLetter) -> bool:
         b = dead_letter_blob(dead)
         created = self.create_blob(self.deadletters, b.name, b.data, metadata=b.metadata)
+        if not created:
+            # The same event failed again (a redelivery, or a replay of this dead letter): keep
+            # the one blob, but let it say why it failed this time.
+            client = self.deadletters.get_blob_client(b.name)
+            old = self.call(lambda: client.get_blob_properties().metadata) or {}
+            if old.get("reason") != b.metadata["reason"] or old.get("status") != "new":
+                meta = {**old, **b.metadata, "previousreason": old.get("reason", "")}
+                self.call(lambda: client.set_blob_metadata(meta))
         log.warning(
             "dead letter %s: %s (%s)", b.name, b.metadata["reason"], b.metadata.get("origin")
         )
         return created
 
     def read_range(self, container: ContainerClient, name: str, offset: int, length: int) -> bytes:
-        return container.download_blob(name, offset=offset, length=length).readall()
+        return self.call(
+            lambda: container.download_blob(name, offset=offset, length=length).readall()
+        )
 
     def read_blob(self, container: str, name: str) -> bytes:
-        return self.blobs.get_container_client(container).download_blob(name).readall()
+        client = self.blobs.get_container_client(container)
+        return self.call(lambda: client.download_blob(name).readall())
 
     # --- audit rows -----------------------------------------------------------------------------
 
@@ -190,7 +264,8 @@ class Store:
             stats = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)], dry_run)
             if not dry_run:
                 with contextlib.suppress(ResourceNotFoundError):
-                    self.audit.delete_entity(
+                    self.call(
+                        self.audit.delete_entity,
                         other_pk,
                         rk,
                         etag=current.metadata["etag"],
@@ -205,7 +280,7 @@ class Store:
     ) -> WriteStats:
         if not dry_run:
             try:
-                self.audit.submit_transaction([("create", e) for _, e in chunk])
+                self.call(self.audit.submit_transaction, [("create", e) for _, e in chunk])
                 return WriteStats(created=len(chunk), days={pk[:10]})
             except TableTransactionError as exc:
                 if not _is_conflict(exc):
@@ -247,7 +322,7 @@ class Store:
             if not ops or dry_run:
                 return stats
             try:
-                self.audit.submit_transaction(ops)
+                self.call(self.audit.submit_transaction, ops)
                 return stats
             except TableTransactionError as exc:
                 if not (_is_conflict(exc) or exc.status_code == 412):
@@ -256,7 +331,7 @@ class Store:
         raise RuntimeError(f"rows of partition {pk} kept changing under us") from last
 
     def blob_exists(self, container: ContainerClient, name: str) -> bool:
-        return bool(container.get_blob_client(name).exists())
+        return bool(self.call(container.get_blob_client(name).exists))
 
     def fetch(self, pk: str, keys: Iterable[str]) -> dict[str, Any]:
         """Existing rows among `keys` in partition `pk` (parameterised queries, never spliced)."""
@@ -271,22 +346,23 @@ class Store:
                 clauses.append(f"RowKey eq @k{i}")
             # The SDK substitutes @names split on spaces: keep them space-separated.
             query = f"PartitionKey eq @pk and ( {' or '.join(clauses)} )"
-            for entity in self.audit.query_entities(query, parameters=params):
+            for entity in self.call(
+                lambda q=query, p=params: list(self.audit.query_entities(q, parameters=p))
+            ):
                 found[entity["RowKey"]] = entity
         return found
 
     def get_row(self, pk: str, rk: str) -> Any | None:
         try:
-            return self.audit.get_entity(pk, rk)
+            return self.call(self.audit.get_entity, pk, rk)
         except ResourceNotFoundError:
             return None
 
     def find_rows(self, correlation_id: str) -> list[Any]:
         """All rows with this correlation id (any day): a cross-partition query, for the CLI."""
-        return list(
-            self.audit.query_entities(
-                "RowKey eq @rk", parameters={"rk": rows.row_key(correlation_id)}
-            )
+        rk = rows.row_key(correlation_id)
+        return self.call(
+            lambda: list(self.audit.query_entities("RowKey eq @rk", parameters={"rk": rk}))
         )
 
 
@@ -295,26 +371,16 @@ def _is_conflict(exc: HttpResponseError) -> bool:
     return exc.status_code == 409 or code == "EntityAlreadyExists"
 
 
-def _entity_bytes(entity: dict[str, Any]) -> int:
-    # Rough wire size: strings count double (UTF-16 on Azure's side), plus per-property overhead.
-    size = 0
-    for key, value in entity.items():
-        size += 2 * len(key) + 16
-        if isinstance(value, str):
-            size += 2 * len(value)
-        else:
-            size += 16
-    return size
-
-
 def _chunks(
     items: list[tuple[CallState, dict[str, Any]]],
 ) -> Iterable[list[tuple[CallState, dict[str, Any]]]]:
     chunk: list[tuple[CallState, dict[str, Any]]] = []
     size = 0
     for item in items:
-        n = _entity_bytes(item[1])
-        if chunk and (len(chunk) >= MAX_TRANSACTION_OPS or size + n > MAX_TRANSACTION_BYTES):
+        n = limits.entity_size(item[1]) + limits.TRANSACTION_OP_OVERHEAD
+        if chunk and (
+            len(chunk) >= limits.MAX_TRANSACTION_OPS or size + n > limits.MAX_TRANSACTION_BYTES
+        ):
             yield chunk
             chunk, size = [], 0
         chunk.append(item)
@@ -339,22 +405,30 @@ class KpiStore:
         """Make the day's KPI rows exactly `entities`: upsert them, delete the others.
         Returns (written, deleted). Running it twice gives the same rows."""
         table = self.store.kpi
-        existing = {
-            e["RowKey"]
-            for e in table.query_entities(
-                "PartitionKey eq @day", parameters={"day": day}, select=["RowKey"]
-            )
-        }
+        existing = self.store.call(
+            lambda: {
+                e["RowKey"]
+                for e in table.query_entities(
+                    "PartitionKey eq @day", parameters={"day": day}, select=["RowKey"]
+                )
+            }
+        )
         keep = {e["RowKey"] for e in entities}
         ops: list[tuple[Any, ...]] = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]
         ops += [("delete", {"PartitionKey": day, "RowKey": rk}) for rk in sorted(existing - keep)]
-        for start in range(0, len(ops), MAX_TRANSACTION_OPS):
-            table.submit_transaction(ops[start : start + MAX_TRANSACTION_OPS])
+        for start in range(0, len(ops), limits.MAX_TRANSACTION_OPS):
+            self.store.call(
+                table.submit_transaction, ops[start : start + limits.MAX_TRANSACTION_OPS]
+            )
         return len(entities), len(existing - keep)
 
     def rows(self, first: str, last: str) -> Iterable[Any]:
         """KPI rows of the days first..last (inclusive)."""
-        return self.store.kpi.query_entities(
-            "PartitionKey ge @first and PartitionKey le @last",
-            parameters={"first": first, "last": last},
+        return self.store.call(
+            lambda: list(
+                self.store.kpi.query_entities(
+                    "PartitionKey ge @first and PartitionKey le @last",
+                    parameters={"first": first, "last": last},
+                )
+            )
         )

@@ -93,11 +93,12 @@ def test_unreadable_input_fails_with_a_count(
 
 
 def test_unreachable_storage_is_an_error_not_a_traceback(
-    env: Config, tmp_path: Path, capsys
+    env: Config, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     f = tmp_path / "x.json"
     f.write_bytes(apim.envelope(apim.gateway()))
     port = free_port()
+    monkeypatch.setenv("STORAGE_RETRIES", "1")
     code = main(["replay", str(f), "--storage", connection_string(port, port, port)])
     assert code != 0
     assert "error: storage unreachable" in capsys.readouterr().err

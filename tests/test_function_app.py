@@ -42,7 +42,7 @@ def test_eventhub_trigger_binding() -> None:
     assert binding["connection"] == "EventHubConnection"
     # get_functions() does not check that the binding name is the parameter's name.
     params = inspect.signature(fn.get_user_function()).parameters
-    assert list(params) == [binding["name"]]
+    assert list(params) == [binding["name"], "context"]  # context: the retry count
     retry = fn.get_setting("retry_policy")
     assert retry is not None
     assert retry.strategy == "exponential_backoff"
@@ -85,7 +85,7 @@ def test_user_function_stores_a_host_batch(app_env, store) -> None:
     events = _host_batch([good, garbage], partition="3", first_seq=70)
     assert events[1].sequence_number == 71
 
-    _functions()["ingest"].get_user_function()(events)
+    _functions()["ingest"].get_user_function()(events, None)
 
     (row,) = store.find_rows("11111111-1111-4111-8111-111111111111")
     assert row["Status"] == 200 and row["Model"] == "gpt-4o-2024-08-06"

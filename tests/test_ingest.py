@@ -271,7 +271,8 @@ def test_storage_down_raises_so_the_trigger_retries(cfg: Config) -> None:
         audit_table=cfg.audit_table,
         archive_container=cfg.archive_container,
         deadletter_container=cfg.deadletter_container,
+        storage_retries=2,
     )
-    store = Store(dead, retry_total=0)
+    store = Store(dead, retry_base=0.01)
     with pytest.raises(Exception):  # noqa: B017 - any storage error must propagate
         process_batch([ev(apim.envelope(apim.gateway()))], dead, store)

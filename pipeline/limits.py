@@ -1,0 +1,122 @@
+"""Azure Table storage limits, enforced here because Azurite does not enforce them all
+(platform.md): a property holds at most 64 KiB (a string 32 K UTF-16 code units), an entity at
+most 1 MiB counted as Azure counts it (strings as UTF-16), 252 properties besides the system
+ones, a transaction 100 operations and 4 MiB.
+
+The size formula is Microsoft's ("How the size of an entity is calculated in Windows Azure
+table storage", learn.microsoft.com/archive/blogs/avkashchauhan): 4 bytes + (PartitionKey +
+RowKey) × 2 + per property 8 + name × 2 + value (string 4 + 2/char, binary 4 + length,
+Int32 4, Int64/Double/DateTime 8, Guid 16, Bool 1). Measured limits sit some tens of bytes
+under 1 MiB, so we keep a margin.
+
+Oversized values are clipped, never rejected, and the row says which (`Clipped`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from azure.data.tables import EdmType, EntityProperty
+
+MAX_STRING_UNITS = 32 * 1024
+MAX_BINARY_BYTES = 64 * 1024
+MAX_ENTITY_BYTES = 1024 * 1024 - 4096  # the margin: see above
+MAX_PROPERTIES = 252
+MAX_TRANSACTION_OPS = 100
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+# Per-operation envelope of a batch request (MIME part headers, URL): a generous estimate.
+TRANSACTION_OP_OVERHEAD = 1024
+# Clipped first when an entity is too large: free text before identifiers.
+CLIP_ORDER = ("PromptPreview", "CompletionPreview", "ErrorMessage", "Url")
+# Never clipped: keys, the raw pointer and the join state (clipping them would lose the call).
+NEVER_CLIP = frozenset(
+    {"PartitionKey", "RowKey", "RawBlob", "RawSha256", "Fragments", "Sources"}
+    | {"FragmentsZ"}
+    | {f"FragmentsZ{i}" for i in range(1, 16)}
+)
+
+
+def utf16_units(s: str) -> int:
+    return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF) if not s.isascii() else len(s)
+
+
+def clip_utf16(s: str, units: int) -> str:
+    """Longest prefix of `s` that fits in `units` UTF-16 code units."""
+    if len(s) * 2 <= units or utf16_units(s) <= units:
+        return s
+    total = 0
+    for i, ch in enumerate(s):
+        total += 2 if ord(ch) > 0xFFFF else 1
+        if total > units:
+            return s[:i]
+    return s
+
+
+def value_size(value: Any) -> int:
+    """Bytes Azure counts for a property value (Table service data model)."""
+    if isinstance(value, EntityProperty):
+        if value.edm_type == EdmType.BINARY:
+            return 4 + len(value.value)
+        value = value.value
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return 4 if -(2**31) <= value < 2**31 else 8
+    if isinstance(value, float | datetime):
+        return 8
+    if isinstance(value, bytes):
+        return 4 + len(value)
+    if isinstance(value, str):
+        return 4 + 2 * utf16_units(value)
+    return 16
+
+
+def entity_size(entity: dict[str, Any]) -> int:
+    """4 bytes + keys as UTF-16 + for each property 8 bytes + its name as UTF-16 + its value."""
+    size = 4 + 2 * (utf16_units(entity["PartitionKey"]) + utf16_units(entity["RowKey"]))
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            continue
+        size += 8 + 2 * len(name) + value_size(value)
+    return size
+
+
+def fit(entity: dict[str, Any], clipped_before: list[str] | None = None) -> dict[str, Any]:
+    """The entity within Azure's limits; clipped properties (these and any cut earlier, at
+    parse) are listed in `Clipped`."""
+    clipped: list[str] = list(clipped_before or [])
+    for name, value in list(entity.items()):
+        if isinstance(value, str) and len(value) * 2 > MAX_STRING_UNITS and name not in NEVER_CLIP:
+            short = clip_utf16(value, MAX_STRING_UNITS)
+            if short != value:
+                entity[name] = short
+                clipped.append(name)
+    if len(entity) - 2 > MAX_PROPERTIES:
+        extra = [k for k in entity if k not in NEVER_CLIP][MAX_PROPERTIES - len(NEVER_CLIP) :]
+        for name in extra:
+            del entity[name]
+        clipped += extra
+    size = entity_size(entity)
+    if size > MAX_ENTITY_BYTES:
+        order = [n for n in CLIP_ORDER if isinstance(entity.get(n), str)] + sorted(
+            (
+                n
+                for n, v in entity.items()
+                if isinstance(v, str) and n not in NEVER_CLIP and n not in CLIP_ORDER
+            ),
+            key=lambda n: -len(entity[n]),
+        )
+        for name in order:
+            if size <= MAX_ENTITY_BYTES:
+                break
+            value = entity[name]
+            excess = (size - MAX_ENTITY_BYTES) // 2 + 64
+            keep = max(0, utf16_units(value) - excess)
+            entity[name] = clip_utf16(value, keep)
+            if name not in clipped:
+                clipped.append(name)
+            size = entity_size(entity)
+    if clipped:
+        entity["Clipped"] = ",".join(clipped)
+    return entity
