@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import platform
 
-from bench import redaction, replay, rollup
+from bench import pipeline, redaction, replay, rollup
 
 
 def machine() -> str:
@@ -26,6 +26,7 @@ def machine() -> str:
 
 def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
+    rows += pipeline.report()
     rows += redaction.report()
     rows += rollup.report()
     rows += replay.report()

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from .model import Archived, EventIn, RawPointer
+from .model import Archived, EventIn, RawPointer, RawSource
 from .timestamps import iso, parse_time
 
 FORMAT_VERSION = 1
@@ -88,15 +88,22 @@ class ArchiveBlob:
     pointers: list[RawPointer]
 
 
-def build_blob(members: list[bytes], earliest: datetime) -> ArchiveBlob:
-    parts = [gzip.compress(m, compresslevel=COMPRESS_LEVEL, mtime=0) for m in members]
-    data = b"".join(parts)
+def pack_member(member: bytes) -> RawSource:
+    """A member as the archive stores it: its own gzip member, so one call reads back alone."""
+    return RawSource(
+        gzip.compress(member, compresslevel=COMPRESS_LEVEL, mtime=0),
+        hashlib.sha256(member).hexdigest(),
+    )
+
+
+def build_blob(members: list[RawSource], earliest: datetime) -> ArchiveBlob:
+    data = b"".join(m.packed for m in members)
     name = f"{earliest:%Y/%m/%d/%H}/{hashlib.sha256(data).hexdigest()[:40]}.jsonl.gz"
     pointers = []
     offset = 0
-    for member, part in zip(members, parts, strict=True):
-        pointers.append(RawPointer(name, offset, len(part), hashlib.sha256(member).hexdigest()))
-        offset += len(part)
+    for member in members:
+        pointers.append(RawPointer(name, offset, len(member.packed), member.sha256))
+        offset += len(member.packed)
     return ArchiveBlob(name, data, pointers)
 
 

@@ -18,6 +18,7 @@ cannot be decoded (a body cut mid-JSON) is matched on an unescaped view of it.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import hmac
@@ -28,7 +29,7 @@ from typing import Any, Literal
 
 import orjson
 
-from .redact import Redactor, clip_text
+from .redact import Redactor, Spans, apply_spans, clip_text
 from .settings import Config, SettingsError
 
 PromptMode = Literal["redacted", "truncated", "hashed", "none", "full"]
@@ -84,7 +85,11 @@ class CapturePolicy:
         self._memo: dict[str, tuple[str, Counter[str]]] = {}
         # Text without any of these cannot match a built-in detector; custom patterns can
         # match anything, so with them every string is scanned.
-        self._prefilter = None if custom else _TRIGGERS
+        self._prefilter = None if custom else _may_match
+        # One scan over a value's strings joined by newlines finds at least what scanning
+        # each string alone finds (a newline is a boundary to every built-in detector) --
+        # unless a custom pattern anchors on where a string starts or ends.
+        self._joined_scan = not any(_ANCHORED.search(pattern) for _, pattern in custom)
         labels = "|".join(sorted({re.escape(d.label) for d in self.redactor.detectors}))
         self._placeholder_text = re.compile(rf"\[({labels})\]")
         self._placeholder_bytes = re.compile(rf"\[({labels})\]".encode())
@@ -162,37 +167,60 @@ class CapturePolicy:
 
     def _level(self, obj: dict[str, Any], capture: Capture, counts: Counter[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        # Free-text values of this level (header values as a list, without the caller's
+        # address), redacted together at the end: one scan for all their plain strings.
+        free: dict[str, Any] = {}
+        redacted = capture.archive == "redacted"
         for key, value in obj.items():
-            lk = key.lower()
-            if lk == "properties":
+            kind = _key_kind(key)
+            if kind == _OTHER:
                 out[key] = value
                 continue
-            if lk in CALLER_IP_FIELDS and self.caller_ip_mode != "keep":
-                if isinstance(value, str) and self.caller_ip_mode == "hash":
+            if kind == _CALLER_IP:
+                if self.caller_ip_mode == "keep":
+                    out[key] = value
+                elif self.caller_ip_mode == "hash" and isinstance(value, str):
                     out[key] = self.caller_ip(value)
                 continue  # dropped
-            if lk.endswith("headers") and isinstance(value, dict) and self.caller_ip_mode != "keep":
-                value = {
-                    h: (self.caller_ip(v) if isinstance(v, str) else v)
-                    for h, v in value.items()
-                    if h.lower() not in CALLER_IP_FIELDS or self.caller_ip_mode == "hash"
-                }
-            if lk in MESSAGE_FIELDS:
+            if kind == _MESSAGES:
                 stored = self._messages(value, capture, counts)
                 if stored is not _DROP:
                     out[key] = stored
                 continue
-            if capture.archive == "metadata" and lk in BODY_FIELDS:
+            if kind == _BODY and capture.archive == "metadata":
                 continue
-            if capture.archive == "redacted" and _free_text(lk):
-                if lk.endswith("headers") and isinstance(value, dict):
-                    value = {
-                        h: v if h.lower() in CALLER_IP_FIELDS else self._walk(v, counts)
-                        for h, v in value.items()
+            if kind == _HEADERS and isinstance(value, dict):
+                value = self._caller_ip_headers(value)
+                if redacted:
+                    free[key] = [v for h, v in value.items() if _key_kind(h) != _CALLER_IP]
+            elif redacted and kind != _PROPERTIES:
+                free[key] = value
+            out[key] = value
+        if free:
+            walked = self._walk(list(free.values()), counts)
+            for (key, before), after in zip(free.items(), walked, strict=True):
+                if after is before:
+                    continue
+                if isinstance(before, list) and _key_kind(key) == _HEADERS:
+                    values = iter(after)
+                    out[key] = {
+                        h: v if _key_kind(h) == _CALLER_IP else next(values)
+                        for h, v in out[key].items()
                     }
                 else:
-                    value = self._walk(value, counts)
-            out[key] = value
+                    out[key] = after
+        return out
+
+    def _caller_ip_headers(self, headers: dict[str, Any]) -> dict[str, Any]:
+        """Headers with the caller's address (X-Forwarded-For...) as CALLER_IP_MODE says."""
+        if self.caller_ip_mode == "keep":
+            return headers
+        out = {}
+        for h, v in headers.items():
+            if _key_kind(h) != _CALLER_IP:
+                out[h] = v
+            elif self.caller_ip_mode == "hash":
+                out[h] = self.caller_ip(v) if isinstance(v, str) else v
         return out
 
     def _messages(self, value: Any, capture: Capture, counts: Counter[str]) -> Any:
@@ -217,12 +245,81 @@ class CapturePolicy:
         return value
 
     def _walk(self, value: Any, counts: Counter[str]) -> Any:
+        """`value` with every text string in it redacted. Most values hold nothing to mask:
+        their plain strings are scanned together once, and only a string a match touches
+        (or one holding JSON or a stream, decoded on its own) is redacted alone."""
         if isinstance(value, str):
             return self.redact_string(value, counts)
+        strings: list[str] = []
+        _collect(value, strings)
+        todo = self._to_redact(strings)
+        return self._rebuild(value, todo, counts) if todo else value
+
+    def _to_redact(self, strings: list[str]) -> dict[str, Spans | None]:
+        """The strings to change: each with its matches when the joint scan found them all
+        inside it, or None when it must be redacted on its own."""
+        todo: dict[str, Spans | None] = {}
+        plain: list[str] = []
+        memo = self._memo
+        for s in strings:
+            head = s[:16].lstrip()
+            if head[:1] in ("{", "[", '"', ":") or _SSE_HEAD.match(head):
+                todo[s] = None  # decoded and walked by redact_string
+            elif len(s) >= 32 and s in memo:
+                # Already redacted in this record (the answer, as its preview was made).
+                if memo[s][0] != s:
+                    todo[s] = None  # redact_string answers from the memo
+            else:
+                plain.append(s)
+        if not plain:
+            return todo
+        if not self._joined_scan:
+            todo.update(dict.fromkeys(plain))
+            return todo
+        joined = "\n".join(plain)
+        if self._prefilter is not None and not self._prefilter(joined):
+            return todo
+        spans = self.redactor.find(joined)
+        if not spans:
+            return todo
+        starts, pos = [], 0
+        for s in plain:
+            starts.append(pos)
+            pos += len(s) + 1
+        inside: dict[int, Spans] = {}
+        crossed: set[int] = set()
+        for start, end, label in spans:
+            first = bisect.bisect_right(starts, start) - 1
+            last = bisect.bisect_right(starts, end - 1) - 1
+            if first == last:
+                base = starts[first]
+                inside.setdefault(first, []).append((start - base, end - base, label))
+            else:  # a match across strings (a custom pattern, "key" then a hex key)
+                crossed.update(range(first, last + 1))
+        for i in sorted(inside.keys() | crossed):
+            s = plain[i]
+            if i in crossed or todo.get(s, ()) is None:
+                todo[s] = None  # its own scan decides
+            else:
+                todo[s] = inside[i]
+        return todo
+
+    def _rebuild(self, value: Any, todo: dict[str, Spans | None], counts: Counter[str]) -> Any:
+        if isinstance(value, str):
+            if value not in todo:
+                return value
+            spans = todo[value]
+            if spans is None:
+                return self.redact_string(value, counts)
+            r = apply_spans(value, spans)
+            counts.update(r.counts)
+            return r.text
         if isinstance(value, dict):
-            return {k: v if k in _NOT_TEXT else self._walk(v, counts) for k, v in value.items()}
+            return {
+                k: v if k in _NOT_TEXT else self._rebuild(v, todo, counts) for k, v in value.items()
+            }
         if isinstance(value, list):
-            return [self._walk(v, counts) for v in value]
+            return [self._rebuild(v, todo, counts) for v in value]
         return value
 
     def forget(self) -> None:
@@ -263,7 +360,7 @@ class CapturePolicy:
             return out + "\n" if s.endswith("\n") else out
         if _SSE_HEAD.match(head):
             return self._redact_sse(s, counts)
-        if self._prefilter is not None and self._prefilter.search(s) is None:
+        if self._prefilter is not None and not self._prefilter(s):
             return s  # nothing any detector could match (no digit, @, key word...)
         r = self.redactor.redact(s)
         if r.counts:
@@ -300,7 +397,9 @@ class CapturePolicy:
 
     def _redact_sse(self, s: str, counts: Counter[str]) -> str:
         """Redact a logged stream as the text it carries: deltas are joined before matching,
-        so a card number split across two chunks is still found."""
+        so a card number split across two chunks is still found. A stream with nothing to
+        mask is kept exactly as logged."""
+        before = sum(counts.values())
         blocks = s.replace("\r\n", "\n").split("\n\n")
         parsed: list[tuple[str | None, Any, str]] = []  # (event line, doc or None, raw block)
         for block in blocks:
@@ -327,25 +426,36 @@ class CapturePolicy:
                     streams.setdefault(key, []).append((holder, field))
         for slots in streams.values():
             pieces = [holder[field] for holder, field in slots]
+            hit = self._memo.get("".join(pieces))
+            if hit is not None and hit[0] == "".join(pieces):
+                continue  # the answer's text, already found clean as its preview was made
             new, c = self.redactor.redact_pieces(pieces)
             counts.update(c)
             for (holder, field), piece in zip(slots, new, strict=True):
                 holder[field] = piece
         out = []
         for event_line, doc, block in parsed:
+            if doc is not None:
+                # Chunk metadata (ids, model, filter verdicts) holds no free text; errors and
+                # the whole response of a Responses API terminal event do.
+                for key in ("error", "response"):
+                    if isinstance(doc.get(key), dict):
+                        doc[key] = self._walk(doc[key], counts)
+            elif block.strip():
+                # [DONE], comments, or the event the log cut in half
+                block = self._redact_escaped(block, counts)
+            out.append((event_line, doc, block))
+        if sum(counts.values()) == before:
+            return s
+        lines_out = []
+        for event_line, doc, block in out:
             if doc is None:
-                # [DONE], comments, blank, or the event the log cut in half
-                out.append(self._redact_escaped(block, counts) if block.strip() else block)
+                lines_out.append(block)
                 continue
-            # Chunk metadata (ids, model, filter verdicts) holds no free text; errors and the
-            # whole response of a Responses API terminal event do.
-            for key in ("error", "response"):
-                if isinstance(doc.get(key), dict):
-                    doc[key] = self._walk(doc[key], counts)
             lines = [event_line] if event_line else []
             lines.append("data: " + orjson.dumps(doc).decode())
-            out.append("\n".join(lines))
-        return "\n\n".join(out)
+            lines_out.append("\n".join(lines))
+        return "\n\n".join(lines_out)
 
     # --- dead letters ---------------------------------------------------------------------------
 
@@ -373,16 +483,51 @@ _DROP = object()
 _FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords"}
 
 
-def _free_text(key: str) -> bool:
-    return key in _FREE_TEXT or key.endswith(("url", "uri", "headers", "message"))
+_OTHER, _PROPERTIES, _CALLER_IP, _HEADERS, _MESSAGES, _BODY, _FREE = range(7)
+# Record keys repeat in every record: classify each once.
+_KEY_KINDS: dict[str, int] = {}
+
+
+def _key_kind(key: str) -> int:
+    kind = _KEY_KINDS.get(key)
+    if kind is None:
+        lk = key.lower()
+        if lk == "properties":
+            kind = _PROPERTIES
+        elif lk in CALLER_IP_FIELDS:
+            kind = _CALLER_IP
+        elif lk in MESSAGE_FIELDS:
+            kind = _MESSAGES
+        elif lk.endswith("headers"):
+            kind = _HEADERS
+        elif lk in BODY_FIELDS:
+            kind = _BODY
+        elif lk in _FREE_TEXT or lk.endswith(("url", "uri", "message")):
+            kind = _FREE
+        else:
+            kind = _OTHER
+        if len(_KEY_KINDS) < 10_000:  # keys are field names; a hostile record cannot grow it
+            _KEY_KINDS[key] = kind
+    return kind
 
 
 # Something a built-in detector needs: a digit, an @, a colon pair (IPv6), a key or token
-# prefix, or a credential word.
-_TRIGGERS = re.compile(
-    r"[0-9@]|::|-----BEGIN|eyJ|sk-|AKIA|ASIA"
-    r"|(?i:bearer|password|pwd|accountkey|sharedaccess|secret|key)"
-)
+# prefix, or a credential word. Substring tests, not one regex alternation: on long text
+# without a digit (most answers) they are an order of magnitude faster.
+_DIGIT_OR_AT = re.compile(r"[0-9@]")
+_MARKERS = ("::", "-----BEGIN", "eyJ", "sk-", "AKIA", "ASIA")
+_WORDS = ("bearer", "password", "pwd", "accountkey", "sharedaccess", "secret", "key")
+
+
+def _may_match(text: str) -> bool:
+    if _DIGIT_OR_AT.search(text) is not None:
+        return True
+    if any(m in text for m in _MARKERS):
+        return True
+    low = text.lower()
+    return any(w in low for w in _WORDS)
+
+
 # Keys whose values are enumerations or machine data, never free text (content-filter
 # verdicts are most of a response's small strings).
 _NOT_TEXT = frozenset(
@@ -394,6 +539,22 @@ _NOT_TEXT = frozenset(
     }
 )  # fmt: skip
 _SSE_HEAD = re.compile(r"(?:data|event|id|retry)\s*:|:")
+# A custom pattern that matches where a string starts or ends (^, $, \A, \Z, lookbehind).
+_ANCHORED = re.compile(r"\^|\$|\\[AZz]|\(\?<[=!]")
+
+
+def _collect(value: Any, out: list[str]) -> None:
+    """The text strings in `value` (not under machine-data keys), as `_walk` visits them."""
+    if isinstance(value, str):
+        if len(value) >= 6:
+            out.append(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k not in _NOT_TEXT:
+                _collect(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _collect(v, out)
 
 
 def _delta_slots(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], dict[str, Any], str]]:

@@ -17,14 +17,14 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import archive, attribution, capture, llmlogs, policy, rows
+from . import archive, attribution, capture, heap, llmlogs, policy, rows
 from .bodies import repair_truncated
 from .envelope import EnvelopeError, category_of, flatten, open_envelope, text
 from .gateway import gateway_facts
@@ -269,16 +269,21 @@ def _plan_record(
         stored_record = captures.archive_record(record, cap)
         counts.update(stored_record.counts)
         stored = archive.record_bytes(stored_record.value)
+    # Identity of the record as logged, whatever is stored; a record replayed from our
+    # archive keeps the identity it was archived with, and its place in the archive.
+    rid = event.archived.rid if event.archived else archive.record_id(original)
     frag = Fragment(
         kind=kind,
         correlation_id=correlation_id,
-        # Identity of the record as logged, whatever is stored; a record replayed from our
-        # archive keeps the identity it was archived with, and its place in the archive.
-        rid=event.archived.rid if event.archived else archive.record_id(original),
+        rid=rid,
         facts=facts,
         prompt_preview=previews[0],
         completion_preview=previews[1],
-        raw=None if event.archived else RawSource(event, index, enveloped, stored),
+        raw=None
+        if event.archived
+        else archive.pack_member(
+            archive.member_bytes(kind, correlation_id, rid, event, index, enveloped, stored)
+        ),
         pointer=event.archived.pointer if event.archived else None,
         part=part,
         # What is masked in what is stored (previews and the archived record): counted from
@@ -299,24 +304,24 @@ def _plan_record(
 # Longest text a fact keeps (the join state stores every source's facts on the row).
 _FACT_CHARS = {"url": 2048, "error_message": 500}
 _FACT_CHARS_DEFAULT = 512
+_TEXT_FACTS = tuple(
+    (f.name, _FACT_CHARS.get(f.name, _FACT_CHARS_DEFAULT))
+    for f in fields(Facts)
+    if f.type == "str | None" and f.name != "clipped"
+)
 
 
 def clip_facts(facts: Facts) -> None:
     """Bound the strings of a record's facts: a crafted record cannot grow the row. The cut
     fields are named in `facts.clipped`, and so in the row's `Clipped`."""
     cut = []
-    for name, value in vars_of(facts):
-        if isinstance(value, str) and name != "clipped":
-            limit = _FACT_CHARS.get(name, _FACT_CHARS_DEFAULT)
-            if len(value) > limit:
-                setattr(facts, name, value[:limit])
-                cut.append(name)
+    for name, limit in _TEXT_FACTS:
+        value = getattr(facts, name)
+        if value is not None and len(value) > limit:
+            setattr(facts, name, value[:limit])
+            cut.append(name)
     if cut:
         facts.clipped = ",".join(cut)
-
-
-def vars_of(facts: Facts) -> list[tuple[str, Any]]:
-    return [(f, getattr(facts, f)) for f in facts.__slots__]
 
 
 def _dead_letter(
@@ -364,25 +369,14 @@ def _reassemble_llm_chunks(plan: Plan, cfg: Config) -> None:
 
 def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
     """Build the batch's archive blob and point every fragment at its member."""
-    members: list[bytes] = []
+    members: list[RawSource] = []
     frags: list[Fragment] = []
     earliest: datetime | None = None
     for state in plan.states.values():
         for frag in state.call.fragments.values():
-            src = frag.raw
-            if src is None or frag.pointer is not None:
+            if frag.raw is None or frag.pointer is not None:
                 continue
-            members.append(
-                archive.member_bytes(
-                    frag.kind,
-                    frag.correlation_id,
-                    frag.rid,
-                    src.event,
-                    src.index,
-                    src.enveloped,
-                    src.record,
-                )
-            )
+            members.append(frag.raw)
             frags.append(frag)
             t = frag.facts.call_time
             if t is not None and (earliest is None or t < earliest):
@@ -393,7 +387,24 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
     blob = archive.build_blob(members, earliest)
     for frag, pointer in zip(frags, blob.pointers, strict=True):
         frag.pointer = pointer
+        frag.raw = None  # in the blob now: one copy is enough
     return blob
+
+
+@dataclass(slots=True)
+class Transformed:
+    """Everything a batch becomes, before any storage request."""
+
+    plan: Plan
+    blob: archive.ArchiveBlob | None
+    rows: list[tuple[CallState, dict[str, Any]]]
+
+
+def transform(events: Sequence[EventIn], cfg: Config) -> Transformed:
+    """Event bytes → the batch's archive blob and one row per call (pure: no I/O)."""
+    plan = plan_batch(events, cfg)
+    blob = archive_plan(plan)  # first: rows carry the pointers into it
+    return Transformed(plan, blob, rows.entities(plan.states.values(), cfg.shards))
 
 
 def process_batch(
@@ -405,9 +416,49 @@ def process_batch(
 ) -> BatchResult:
     """Parse a batch and store everything it yields. Raises if storage fails.
 
-    With `dry_run`, nothing is written: the result says what would be created or changed
-    (rows are read to compare)."""
-    plan = plan_batch(events, cfg)
+    The archive blob is written before the rows that point into it, so a row never points
+    at a blob that is not there. With `dry_run`, nothing is written: the result says what
+    would be created or changed (rows are read to compare).
+
+    A very large batch is handled in slices of SLICE_BYTES of payload, each with its own
+    archive blob, so memory stays bounded whatever the batch size (a call whose records fall
+    in two slices is joined through the row, as across batches)."""
+    total = BatchResult()
+    calls: set[str] = set()
+    for part in slices(events, SLICE_BYTES):
+        result = _process_slice(part, cfg, store, dry_run, calls)
+        total.add(result)
+        total.dead += result.dead
+        total.archive_blob = result.archive_blob or total.archive_blob
+    total.calls = len(calls)
+    return total
+
+
+# Payload per slice of a batch: ~2,500 calls of typical size, past the host's default batch
+# (100 events); a 10,000-call batch then peaks near 250 MB (bench/pipeline.py).
+SLICE_BYTES = 32 * 1024 * 1024
+
+
+def slices(events: Sequence[EventIn], limit: int) -> list[Sequence[EventIn]]:
+    """Consecutive runs of events of at most `limit` bytes of body (at least one event)."""
+    out: list[Sequence[EventIn]] = []
+    start, size = 0, 0
+    for i, event in enumerate(events):
+        if i > start and size + len(event.body) > limit:
+            out.append(events[start:i])
+            start, size = i, 0
+        size += len(event.body)
+    if start < len(events) or not out:
+        out.append(events[start:])
+    return out
+
+
+def _process_slice(
+    events: Sequence[EventIn], cfg: Config, store: Store, dry_run: bool, calls: set[str]
+) -> BatchResult:
+    done = transform(events, cfg)
+    plan, blob = done.plan, done.blob
+    calls.update(plan.states)
     result = BatchResult(
         events=plan.events,
         records=plan.records,
@@ -416,7 +467,6 @@ def process_batch(
         skipped=plan.skipped,
         dead=plan.dead,
     )
-    blob = archive_plan(plan)
     if blob is not None:
         result.archive_blob = blob.name
         if dry_run:
@@ -426,7 +476,7 @@ def process_batch(
     if not dry_run:
         for dead in plan.dead:
             store.put_dead_letter(dead)
-    written = store.write_calls(list(plan.states.values()), dry_run=dry_run)
+    written = store.write_rows(done.rows, dry_run=dry_run)
     result.created, result.updated, result.unchanged = (
         written.created,
         written.updated,
@@ -469,6 +519,7 @@ def run_trigger_batch(
     try:
         result = process_batch(events, cfg, store)
     except Exception as exc:
+        heap.release()
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         facts.update(outcome="failed", error=error, retries=store.retries - retries_before)
         if attempt < max_retries:
@@ -508,4 +559,5 @@ def run_trigger_batch(
         durationMs=round((time.monotonic() - started) * 1000),
     )
     log.info("audit-batch %s", orjson.dumps(facts).decode())
+    heap.release()
     return result

@@ -141,17 +141,13 @@ def ordered(call: Call) -> list[Fragment]:
 def resolve(state: CallState) -> Resolved:
     frags = ordered(state.call)
     merged = Facts()
-    for name in _FACT_FIELDS:
-        if name in _ANY_TRUE:
-            values = [getattr(f.facts, name) for f in frags]
-            value = (
-                True
-                if any(v is True for v in values)
-                else next((v for v in values if v is not None), None)
-            )
-        else:
-            value = next((v for f in frags if (v := getattr(f.facts, name)) is not None), None)
-        setattr(merged, name, value)
+    if len(frags) == 1:
+        # Most calls have one source: its facts are the call's (copied: rows may change them).
+        only = frags[0].facts
+        for name in _FACT_FIELDS:
+            setattr(merged, name, getattr(only, name))
+    else:
+        _merge_facts(frags, merged)
     # A value cut at parse stays marked when it is the one the row shows.
     cut = {
         name
@@ -192,3 +188,18 @@ def resolve(state: CallState) -> Resolved:
         completion_preview=state.completion_preview,
         redactions=dict(redactions),
     )
+
+
+def _merge_facts(frags: list[Fragment], merged: Facts) -> None:
+    """Each fact from the best-ranked source that has it."""
+    for name in _FACT_FIELDS:
+        if name in _ANY_TRUE:
+            values = [getattr(f.facts, name) for f in frags]
+            value = (
+                True
+                if any(v is True for v in values)
+                else next((v for v in values if v is not None), None)
+            )
+        else:
+            value = next((v for f in frags if (v := getattr(f.facts, name)) is not None), None)
+        setattr(merged, name, value)

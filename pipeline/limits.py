@@ -74,11 +74,18 @@ def value_size(value: Any) -> int:
 
 def entity_size(entity: dict[str, Any]) -> int:
     """4 bytes + keys as UTF-16 + for each property 8 bytes + its name as UTF-16 + its value."""
-    size = 4 + 2 * (utf16_units(entity["PartitionKey"]) + utf16_units(entity["RowKey"]))
+    # The loop sizes the keys as string properties; Azure counts only their characters.
+    size = 4 - (8 + 2 * len("PartitionKey") + 4) - (8 + 2 * len("RowKey") + 4)
     for name, value in entity.items():
-        if name in ("PartitionKey", "RowKey"):
-            continue
-        size += 8 + 2 * len(name) + value_size(value)
+        # Strings and small ints are most of a row: sized inline (this runs for every row).
+        t = type(value)
+        if t is str:
+            n = 4 + 2 * (len(value) if value.isascii() else utf16_units(value))
+        elif t is int and -(2**31) <= value < 2**31:
+            n = 4
+        else:
+            n = value_size(value)
+        size += 8 + 2 * len(name) + n
     return size
 
 
@@ -86,14 +93,21 @@ def fit(entity: dict[str, Any], clipped_before: list[str] | None = None) -> dict
     """The entity within Azure's limits; clipped properties (these and any cut earlier, at
     parse) are listed in `Clipped`."""
     clipped: list[str] = list(clipped_before or [])
-    for name, value in list(entity.items()):
-        if isinstance(value, str) and len(value) * 2 > MAX_STRING_UNITS and name not in NEVER_CLIP:
-            short = clip_utf16(value, MAX_STRING_UNITS)
-            if short != value:
-                entity[name] = short
-                clipped.append(name)
+    # A string of up to half the limit in characters fits whatever it holds: most rows only
+    # need this one look at their lengths.
+    for name in [
+        n
+        for n, v in entity.items()
+        if type(v) is str and len(v) * 2 > MAX_STRING_UNITS and n not in NEVER_CLIP
+    ]:
+        short = clip_utf16(entity[name], MAX_STRING_UNITS)
+        if short != entity[name]:
+            entity[name] = short
+            clipped.append(name)
     if len(entity) - 2 > MAX_PROPERTIES:
-        extra = [k for k in entity if k not in NEVER_CLIP][MAX_PROPERTIES - len(NEVER_CLIP) :]
+        # Keep the protected ones, and room for `Clipped` itself.
+        room = MAX_PROPERTIES - 1 - sum(1 for k in entity if k in NEVER_CLIP) + 2
+        extra = [k for k in entity if k not in NEVER_CLIP][room:]
         for name in extra:
             del entity[name]
         clipped += extra

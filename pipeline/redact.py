@@ -50,27 +50,61 @@ def _scrub_headers(headers: Any) -> Any:
             return headers
     if not isinstance(headers, dict):
         return headers
+    if not any(k.lower() in CREDENTIAL_HEADERS for k in headers):
+        return headers
     return {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
 
 
-def _scrub_level(obj: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
+_DROP_KEY, _HEADERS_KEY, _URL_KEY, _PLAIN_KEY = range(4)
+# Record keys repeat in every record: classify each once.
+_KEY_KINDS: dict[str, int] = {}
+
+
+def _key_kind(key: str) -> int:
+    kind = _KEY_KINDS.get(key)
+    if kind is None:
         lk = key.lower()
         if lk in CREDENTIAL_HEADERS:
-            continue  # a policy that logged a credential as a field of its own
-        if lk.endswith("headers"):
-            value = _scrub_headers(value)
-        elif isinstance(value, str) and (lk.endswith("url") or lk == "uri"):
-            value = scrub_url(value)
-        out[key] = value
-    return out
+            kind = _DROP_KEY  # a policy that logged a credential as a field of its own
+        elif lk.endswith("headers"):
+            kind = _HEADERS_KEY
+        elif lk.endswith("url") or lk == "uri":
+            kind = _URL_KEY
+        else:
+            kind = _PLAIN_KEY
+        if len(_KEY_KINDS) < 10_000:  # keys are field names; a hostile record cannot grow it
+            _KEY_KINDS[key] = kind
+    return kind
+
+
+def _scrub_level(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` without credentials: the same dict when it holds none (most records)."""
+    out: dict[str, Any] | None = None
+    for i, (key, value) in enumerate(obj.items()):
+        kind = _key_kind(key)
+        if kind == _PLAIN_KEY:
+            new = value
+        elif kind == _HEADERS_KEY:
+            new = _scrub_headers(value)
+        elif kind == _URL_KEY:
+            new = scrub_url(value) if isinstance(value, str) else value
+        else:
+            new = _DROPPED
+        if out is None and new is not value:
+            out = dict(list(obj.items())[:i])  # copy on the first change
+        if out is not None and new is not _DROPPED:
+            out[key] = new
+    return obj if out is None else out
+
+
+_DROPPED = object()
 
 
 def scrub_credentials(record: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `record` without credential headers or URL keys (top level and properties)."""
+    """`record` without credential headers or URL keys (top level and properties); the record
+    itself is never changed (a copy is made where something goes)."""
     out = _scrub_level(record)
-    for key, value in out.items():
+    for key, value in list(out.items()):
         if key.lower() == "properties":
             if isinstance(value, str):
                 try:
@@ -78,7 +112,11 @@ def scrub_credentials(record: dict[str, Any]) -> dict[str, Any]:
                 except orjson.JSONDecodeError:
                     continue
             if isinstance(value, dict):
-                out[key] = _scrub_level(value)
+                scrubbed = _scrub_level(value)
+                if scrubbed is not out[key]:
+                    if out is record:
+                        out = dict(record)
+                    out[key] = scrubbed
     return out
 
 
@@ -345,6 +383,25 @@ class Redaction:
     counts: Counter[str]
 
 
+Spans = list[tuple[int, int, str]]  # (start, end, label), left to right, not overlapping
+
+
+def apply_spans(text: str, spans: Spans) -> Redaction:
+    """`text` with each span replaced by its typed placeholder."""
+    if not spans:
+        return Redaction(text, Counter())
+    parts: list[str] = []
+    counts: Counter[str] = Counter()
+    pos = 0
+    for start, end, label in spans:
+        parts.append(text[pos:start])
+        parts.append(f"[{label}]")
+        counts[label] += 1
+        pos = end
+    parts.append(text[pos:])
+    return Redaction("".join(parts), counts)
+
+
 class PatternError(ValueError):
     """A custom redaction pattern that cannot be used; the message names it."""
 
@@ -453,19 +510,7 @@ class Redactor:
                 found.append((start, end, rank, det.label))
 
     def redact(self, text: str) -> Redaction:
-        spans = self.find(text) if len(text) >= 6 else []
-        if not spans:
-            return Redaction(text, Counter())
-        parts: list[str] = []
-        counts: Counter[str] = Counter()
-        pos = 0
-        for start, end, label in spans:
-            parts.append(text[pos:start])
-            parts.append(f"[{label}]")
-            counts[label] += 1
-            pos = end
-        parts.append(text[pos:])
-        return Redaction("".join(parts), counts)
+        return apply_spans(text, self.find(text) if len(text) >= 6 else [])
 
     def redact_pieces(self, pieces: Sequence[str]) -> tuple[list[str], Counter[str]]:
         """Redact text that arrived in pieces (stream deltas, log chunks) as one text: a card

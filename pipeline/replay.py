@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from . import heap
 from .ingest import BatchResult, process_batch
 from .inputs import Input, InputError, InputProblem
 from .model import EventIn
@@ -213,6 +214,7 @@ def replay(
         else:
             try:
                 result = process_batch(batch, cfg, store, dry_run=dry_run)
+                heap.release()
             except Exception as exc:  # noqa: BLE001 - reported, counted, and the exit code says so
                 summary.storage_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 summary.not_stored += len(batch)

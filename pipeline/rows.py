@@ -13,8 +13,10 @@ property reads back as None, never as a made-up 0.
 
 from __future__ import annotations
 
+import re
 import zlib
-from dataclasses import asdict, fields
+from collections.abc import Iterable
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,6 +74,7 @@ USAGE_PROPERTIES: tuple[tuple[str, str], ...] = (
 _FORBIDDEN_KEY_CHARS = (
     frozenset("/\\#?%") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 )
+_FORBIDDEN_KEY_RE = re.compile("[" + re.escape("".join(sorted(_FORBIDDEN_KEY_CHARS))) + "]")
 MAX_KEY_CHARS = 255
 
 
@@ -80,7 +83,7 @@ class KeyTooLong(ValueError):
 
 
 def row_key(correlation_id: str) -> str:
-    if all(c not in _FORBIDDEN_KEY_CHARS for c in correlation_id):
+    if _FORBIDDEN_KEY_RE.search(correlation_id) is None:
         key = correlation_id
     else:
         key = "".join(f"%{ord(c):02X}" if c in _FORBIDDEN_KEY_CHARS else c for c in correlation_id)
@@ -151,6 +154,11 @@ def _value(v: Any) -> Any:
 FRAGMENTS_INLINE_CHARS = 30_000
 
 
+def entities(states: Iterable[CallState], shards: int) -> list[tuple[CallState, dict[str, Any]]]:
+    """Each call's row, beside its join state (which the writer needs to merge)."""
+    return [(state, to_entity(resolve(state), state, shards)) for state in states]
+
+
 def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, Any]:
     facts = resolved.facts
     if facts.call_time is None:
@@ -200,8 +208,20 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
 # --- join state kept on the row --------------------------------------------------------------
 
 
+_FACT_NAMES = tuple(f.name for f in fields(Facts))
+_USAGE_NAMES = tuple(f.name for f in fields(Usage))
+
+
 def _facts_dict(facts: Facts) -> dict[str, Any]:
-    return {k: v for k, v in asdict(facts).items() if v is not None}
+    # By hand rather than dataclasses.asdict, which deep-copies: this runs for every fragment.
+    out = {}
+    for name in _FACT_NAMES:
+        value = getattr(facts, name)
+        if value is not None:
+            if name == "usage":
+                value = {k: getattr(value, k) for k in _USAGE_NAMES}
+            out[name] = value
+    return out
 
 
 def fragments_json(state: CallState) -> str:

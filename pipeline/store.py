@@ -16,9 +16,11 @@ import contextlib
 import http.client
 import logging
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -42,6 +44,7 @@ from .settings import AZURITE_CONNECTION, Config
 
 log = logging.getLogger("pipeline.store")
 T = TypeVar("T")
+Row = tuple[CallState, dict[str, Any]]  # a call's join state and the entity built from it
 
 KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
 MERGE_ATTEMPTS = 8
@@ -105,6 +108,7 @@ class Store:
         self.attempts = cfg.storage_retries + 1
         self.retry_base, self.retry_cap = retry_base, retry_cap
         self.retries = 0
+        self._lock = threading.Lock()
         client_kwargs.setdefault("retry_total", 0)
         conn = connection or cfg.storage_connection
         if not conn and not cfg.storage_account:
@@ -142,7 +146,8 @@ class Store:
             except Exception as exc:
                 if attempt + 1 >= self.attempts or not is_transient(exc):
                     raise
-                self.retries += 1
+                with self._lock:  # partitions are written from several threads
+                    self.retries += 1
                 delay = random.uniform(0, min(self.retry_cap, self.retry_base * 2**attempt))
                 # A throttled account says when to come back; sooner would be throttled again.
                 delay = max(delay, min(self.retry_cap, retry_after(exc)))
@@ -224,56 +229,91 @@ class Store:
 
     # --- audit rows -----------------------------------------------------------------------------
 
-    def write_calls(self, states: Sequence[CallState], *, dry_run: bool = False) -> WriteStats:
-        """Store the rows of a batch's calls (with `dry_run`, only say what would change)."""
-        groups: dict[str, list[tuple[CallState, dict[str, Any]]]] = defaultdict(list)
-        stats = WriteStats()
-        for state in states:
-            resolved = resolve(state)
-            entity = rows.to_entity(resolved, state, self.cfg.shards)
+    def write_rows(self, items: Sequence[Row], *, dry_run: bool = False) -> WriteStats:
+        """Store a batch's rows (with `dry_run`, only say what would change): one create
+        transaction per partition and 100 rows, the partitions written concurrently."""
+        groups: dict[str, list[Row]] = defaultdict(list)
+        edge: list[tuple[Row, list[str]]] = []
+        for state, entity in items:
             neighbours = rows.neighbour_days(state, entity["PartitionKey"][:10])
             if neighbours:
-                stats.add(self._write_at_day_edge(state, entity, neighbours, dry_run))
+                edge.append(((state, entity), neighbours))
             else:
                 groups[entity["PartitionKey"]].append((state, entity))
-        for pk, items in groups.items():
-            for chunk in _chunks(items):
-                stats.add(self._write_chunk(pk, chunk, dry_run))
+        tasks: list[Callable[[], WriteStats]] = []
+        if edge:
+            # Calls near midnight: one query per neighbouring partition finds the rows that
+            # already sit on the other day; the others are written with their own day.
+            found = self._neighbour_rows(edge)
+            for (state, entity), days in edge:
+                shard = entity["PartitionKey"].rsplit("_", 1)[1]
+                hits = [
+                    (day, found[key])
+                    for day in days
+                    if (key := (f"{day}_{shard}", entity["RowKey"])) in found
+                ]
+                if hits:
+                    day, current = hits[0]
+                    tasks.append(
+                        lambda s=state, d=day, c=current: self._merge_across_days(s, d, c, dry_run)
+                    )
+                else:
+                    groups[entity["PartitionKey"]].append((state, entity))
+        for pk, group in groups.items():
+            # Chunks of one partition in order (so a merge sees the creates before it);
+            # partitions side by side.
+            tasks.append(lambda pk=pk, group=group: self._write_partition(pk, group, dry_run))
+        stats = WriteStats()
+        if len(tasks) == 1:
+            stats.add(tasks[0]())
+        elif tasks:
+            for result in _writers().map(lambda task: task(), tasks):
+                stats.add(result)
         return stats
 
-    def _write_at_day_edge(
-        self, state: CallState, entity: dict[str, Any], days: list[str], dry_run: bool
+    def _write_partition(self, pk: str, items: list[Row], dry_run: bool) -> WriteStats:
+        stats = WriteStats()
+        for chunk in _chunks(items):
+            stats.add(self._write_chunk(pk, chunk, dry_run))
+        return stats
+
+    def _neighbour_rows(self, edge: list[tuple[Row, list[str]]]) -> dict[tuple[str, str], Any]:
+        keys: dict[str, list[str]] = defaultdict(list)
+        for (_, entity), days in edge:
+            shard = entity["PartitionKey"].rsplit("_", 1)[1]
+            for day in days:
+                keys[f"{day}_{shard}"].append(entity["RowKey"])
+        found: dict[tuple[str, str], Any] = {}
+        for pk, rks in keys.items():
+            for rk, current in self.fetch(pk, rks).items():
+                found[(pk, rk)] = current
+        return found
+
+    def _merge_across_days(
+        self, state: CallState, day: str, current: Any, dry_run: bool
     ) -> WriteStats:
-        """A call logged within minutes of midnight: another source's record of it may carry
-        a time on the other side, so its row may already sit under the neighbouring day.
-        Merge into one row under the day of the best-ranked time, and remove the other."""
-        rk = entity["RowKey"]
-        shard = entity["PartitionKey"].rsplit("_", 1)[1]
-        for day in days:
-            other_pk = f"{day}_{shard}"
-            current = self.get_row(other_pk, rk)
-            if current is None:
-                continue
-            merged_state = rows.state_from_entity(current)
-            for frag in state.call.fragments.values():
-                add_fragment(merged_state, frag)
-            merged = rows.to_entity(resolve(merged_state), merged_state, self.cfg.shards)
-            if merged["PartitionKey"] == other_pk:
-                item = (state, merged | {"PartitionKey": other_pk})
-                return self._write_chunk(other_pk, [item], dry_run)
-            stats = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)], dry_run)
-            if not dry_run:
-                with contextlib.suppress(ResourceNotFoundError):
-                    self.call(
-                        self.audit.delete_entity,
-                        other_pk,
-                        rk,
-                        etag=current.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-            stats.days.add(day)  # the day the row left changes too
-            return stats
-        return self._write_chunk(entity["PartitionKey"], [(state, entity)], dry_run)
+        """A call logged within minutes of midnight whose row already sits under the other
+        day (another source's record of it carried a time on that side): merge into one row
+        under the day of the best-ranked time, and remove the other."""
+        other_pk = current["PartitionKey"]
+        merged_state = rows.state_from_entity(current)
+        for frag in state.call.fragments.values():
+            add_fragment(merged_state, frag)
+        merged = rows.to_entity(resolve(merged_state), merged_state, self.cfg.shards)
+        if merged["PartitionKey"] == other_pk:
+            return self._write_chunk(other_pk, [(state, merged)], dry_run)
+        stats = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)], dry_run)
+        if not dry_run:
+            with contextlib.suppress(ResourceNotFoundError):
+                self.call(
+                    self.audit.delete_entity,
+                    other_pk,
+                    current["RowKey"],
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        stats.days.add(day)  # the day the row left changes too
+        return stats
 
     def _write_chunk(
         self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]], dry_run: bool = False
@@ -352,12 +392,6 @@ class Store:
                 found[entity["RowKey"]] = entity
         return found
 
-    def get_row(self, pk: str, rk: str) -> Any | None:
-        try:
-            return self.call(self.audit.get_entity, pk, rk)
-        except ResourceNotFoundError:
-            return None
-
     def find_rows(self, correlation_id: str) -> list[Any]:
         """All rows with this correlation id (any day): a cross-partition query, for the CLI."""
         rk = rows.row_key(correlation_id)
@@ -366,15 +400,27 @@ class Store:
         )
 
 
+_WRITERS: ThreadPoolExecutor | None = None
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writers() -> ThreadPoolExecutor:
+    """Threads for a batch's partitions: requests wait on the network, not the GIL. Created
+    once per process (a Function instance runs one batch per partition lease at a time)."""
+    global _WRITERS
+    with _WRITERS_LOCK:
+        if _WRITERS is None:
+            _WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="audit-write")
+        return _WRITERS
+
+
 def _is_conflict(exc: HttpResponseError) -> bool:
     code = str(getattr(exc, "error_code", "") or "")
     return exc.status_code == 409 or code == "EntityAlreadyExists"
 
 
-def _chunks(
-    items: list[tuple[CallState, dict[str, Any]]],
-) -> Iterable[list[tuple[CallState, dict[str, Any]]]]:
-    chunk: list[tuple[CallState, dict[str, Any]]] = []
+def _chunks(items: list[Row]) -> Iterable[list[Row]]:
+    chunk: list[Row] = []
     size = 0
     for item in items:
         n = limits.entity_size(item[1]) + limits.TRANSACTION_OP_OVERHEAD

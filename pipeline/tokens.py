@@ -96,6 +96,9 @@ def encoding(name: str) -> tiktoken.Encoding:
                     mergeable_ranks=load_ranks(name),
                     special_tokens=SPECIAL_TOKENS[name],
                 )
+                # The Rust core keeps its own copy of the ranks; the Python dict (~23 MB for
+                # o200k) only serves pickling, which we never do.
+                enc._mergeable_ranks = {}
                 _loaded[name] = enc
     return enc
 

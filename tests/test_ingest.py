@@ -12,7 +12,7 @@ from azure.data.tables import TableEntity
 from pipeline.archive import open_member
 from pipeline.azurite import connection_string, free_port
 from pipeline.ingest import process_batch
-from pipeline.model import EventIn
+from pipeline.model import EventIn, Fragment
 from pipeline.settings import Config
 from pipeline.store import Store
 from tests.fixtures import apim
@@ -22,6 +22,12 @@ CID = "5b1f3c2e-7a4d-4e2b-9f00-3c1a2b3c4d5e"  # formats.md §1.3
 
 def ev(body: bytes, seq: int | None = None, partition: str = "0") -> EventIn:
     return EventIn(body=body, partition=partition, sequence=seq, origin="test")
+
+
+def stored_record(fragment: Fragment) -> dict[str, object]:
+    """The record as a planned fragment will archive it (before the batch's blob is built)."""
+    assert fragment.raw is not None
+    return open_member(fragment.raw.packed, fragment.raw.sha256)["record"]
 
 
 def all_rows(store: Store) -> dict[str, TableEntity]:
@@ -163,6 +169,31 @@ def test_calls_recut_into_other_batches_give_identical_rows(
     a = {k: comparable(v, pointers=False) for k, v in all_rows(store).items()}
     b = {k: comparable(v, pointers=False) for k, v in all_rows(store_b).items()}
     assert a == b and len(a) == 6
+
+
+def test_a_large_batch_is_handled_in_slices_with_the_same_rows(
+    cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import ingest
+    from tests.fixtures import sources
+
+    cid = apim.new_id("sliced")
+    events = [ev(apim.envelope(apim.gateway(cid)), 0)]
+    events += [ev(apim.envelope(apim.gateway(apim.new_id(f"sl{i}"))), i + 1) for i in range(6)]
+    events.append(ev(apim.envelope(sources.llm_header(cid)), 7))  # the same call, another slice
+    whole = process_batch(events, cfg, store)
+    one_slice = {k: comparable(v, pointers=False) for k, v in all_rows(store).items()}
+    for entity in store.audit.list_entities():
+        store.audit.delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+    monkeypatch.setattr(ingest, "SLICE_BYTES", 3 * max(len(e.body) for e in events))
+    assert len(ingest.slices(events, ingest.SLICE_BYTES)) == 3
+    sliced = process_batch(events, cfg, store)
+    assert sliced.calls == whole.calls == 7 and sliced.records == whole.records == 8
+    assert sliced.new_archive_blobs == 3 and (sliced.created, sliced.updated) == (7, 1)
+    rows = {k: comparable(v, pointers=False) for k, v in all_rows(store).items()}
+    assert rows == one_slice  # the call's two records, read through the row, join the same
+    assert rows[cid]["Sources"] == one_slice[cid]["Sources"] and "," in rows[cid]["Sources"]
 
 
 def test_garbage_events_are_dead_lettered_and_the_rest_is_stored(store: Store, cfg: Config) -> None:

@@ -20,7 +20,7 @@ from pipeline.store import Store
 from tests.conftest import settings_env
 from tests.fixtures import apim, pii_corpus, sources
 from tests.fixtures.shapes import FIRST_EVENT, sse
-from tests.test_ingest import all_rows
+from tests.test_ingest import all_rows, stored_record
 
 SECRETS = pii_corpus.SAMPLE_SECRETS
 
@@ -343,9 +343,80 @@ def test_overrides_per_subscription_and_product_and_llm_logs_take_the_strictest(
     assert preview(research["correlationId"]) == text
     assert preview(default["correlationId"]) == "Question from [EMAIL]"
     assert preview(llm["correlationId"]) is None  # an LLM log cannot say whose it is: strictest
-    hr_raw = orjson.loads(plan.states[hr["correlationId"]].call.fragments["gateway"].raw.record)
+    hr_raw = stored_record(plan.states[hr["correlationId"]].call.fragments["gateway"])
     assert not any(k.lower().endswith("body") for k in hr_raw["properties"])
-    rs_raw = orjson.loads(
-        plan.states[research["correlationId"]].call.fragments["gateway"].raw.record
-    )
+    rs_raw = stored_record(plan.states[research["correlationId"]].call.fragments["gateway"])
     assert SECRETS["EMAIL"] in rs_raw["properties"]["requestBody"]
+
+
+# --- the one-scan walk gives what redacting each string alone gives ----------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SENTENCES = [s for s, _, _ in pii_corpus.positives()] + pii_corpus.NEGATIVES
+_pieces = (
+    st.sampled_from(_SENTENCES)
+    | st.sampled_from(list(pii_corpus.SAMPLE_SECRETS.values()))
+    | st.sampled_from(["EMP-123456 joined", "the secret", "word follows", "api key", "0" * 32])
+)
+# Custom patterns, one of which matches across a newline (so across strings when joined).
+_CUSTOM = '{"EMPLOYEE_ID": "\\\\bEMP-\\\\d{6}\\\\b", "CODE_WORD": "secret\\\\s+\\\\w+"}'
+# Strings cut anywhere and glued: matches that would cross a string boundary if joined.
+_texts = st.builds(
+    lambda a, b, i, j: a[: i % (len(a) + 1)] + b[j % (len(b) + 1) :],
+    _pieces,
+    _pieces,
+    st.integers(0, 200),
+    st.integers(0, 200),
+) | st.text(alphabet="0123456789 .-+@()abc:", max_size=30)
+_docs = st.recursive(
+    _texts | st.integers() | st.none(),
+    lambda kids: (
+        st.lists(kids, max_size=5)
+        | st.dictionaries(
+            st.sampled_from(["content", "text", "input", "id", "role", "x"]), kids, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _reference_walk(policy: CapturePolicy, value: Any, counts) -> Any:
+    """Each string redacted on its own: what the one-scan walk must equal."""
+    from pipeline.capture import _NOT_TEXT
+
+    if isinstance(value, str):
+        return policy.redact_string(value, counts)
+    if isinstance(value, dict):
+        return {
+            k: v if k in _NOT_TEXT else _reference_walk(policy, v, counts) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_reference_walk(policy, v, counts) for v in value]
+    return value
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(_docs, st.booleans())
+def test_one_scan_walk_equals_redacting_each_string_alone(doc: Any, custom: bool) -> None:
+    from collections import Counter
+
+    policy = CapturePolicy(Config(redact_patterns=_CUSTOM if custom else ""))
+    fast_counts: Counter[str] = Counter()
+    fast = policy._walk(doc, fast_counts)
+    policy.forget()
+    ref_counts: Counter[str] = Counter()
+    ref = _reference_walk(policy, doc, ref_counts)
+    assert fast == ref and fast_counts == ref_counts
+
+
+def test_custom_patterns_anchored_on_string_edges_still_match_inside_documents() -> None:
+    cfg = Config(redact_patterns='{"TICKET": "^TCK-\\\\d{4}$"}')
+    policy = CapturePolicy(cfg)
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    out = policy._walk({"messages": ["hello there", "TCK-1234", "TCK-1234 not alone"]}, counts)
+    assert out == {"messages": ["hello there", "[TICKET]", "TCK-1234 not alone"]}
+    assert counts == {"TICKET": 1}

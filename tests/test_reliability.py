@@ -22,7 +22,7 @@ from pipeline.settings import Config
 from pipeline.store import Store
 from tests.faults import FaultProxy, Policy
 from tests.fixtures import apim
-from tests.test_ingest import all_rows
+from tests.test_ingest import all_rows, stored_record
 
 DELIVERIES = 6  # the host's first delivery and its 5 retries (function_app.py)
 
@@ -139,18 +139,20 @@ def test_throttled_storage_is_retried_no_sooner_than_it_asks(azurite: Azurite, c
 def test_azurite_stopped_and_restarted_mid_batch(tmp_path: Path, cfg: Config, capsys) -> None:
     az = Azurite.start(location=str(tmp_path / "azurite"))
     restarted: list[Azurite] = []
+    threads: list[threading.Thread] = []
+    outage = threading.Event()
     try:
         local = replace(cfg, storage_connection=az.connection_string, storage_retries=2)
         store = Store(local, retry_base=0.01, retry_cap=0.05, connection_timeout=3, read_timeout=5)
         store.ensure()
         batches, ids = batches_of_calls("restart", 40)
-        outage = threading.Event()
 
         def bounce() -> None:  # stop Azurite while the second batch is being written
             outage.wait(10)
             restarted.append(az.restart())
 
         t = threading.Thread(target=bounce)
+        threads.append(t)
         t.start()
         deliveries = 0
         for i, batch in enumerate(batches):
@@ -169,6 +171,9 @@ def test_azurite_stopped_and_restarted_mid_batch(tmp_path: Path, cfg: Config, ca
         assert lost == 0 and stored + dead == len(ids)
         assert deliveries > len(batches) or store.retries > 0  # the outage was felt
     finally:
+        outage.set()
+        for t in threads:  # a restart still under way must finish before we stop it
+            t.join(60)
         for a in [az, *restarted]:
             a.stop()
 
@@ -426,20 +431,28 @@ def test_fuzz_redaction_never_raises_and_is_idempotent(text: str) -> None:
 
 
 def test_caller_ip_hash_and_drop(cfg: Config, store: Store) -> None:
-    rec = apim.gateway(
-        apim.new_id("ip"), requestHeaders={"X-Forwarded-For": "198.51.100.23, 10.0.0.4"}
-    )
+    headers = {"X-Forwarded-For": "198.51.100.23, 10.0.0.4", "Content-Type": "application/json"}
+    rec = apim.gateway(apim.new_id("ip"), requestHeaders=headers)
     hashed = replace(cfg, caller_ip_mode="hash", prompt_hash_key="k")
     plan = plan_batch([EventIn(apim.envelope(rec))], hashed)
     frag = plan.states[rec["correlationId"]].call.fragments["gateway"]
     assert (
-        frag.facts.caller_ip.startswith("hmac-sha256:") and "198.51" not in frag.raw.record.decode()
+        frag.facts.caller_ip.startswith("hmac-sha256:")
+        and "198.51" not in orjson.dumps(stored_record(frag)).decode()
     )
     dropped = plan_batch([EventIn(apim.envelope(rec))], replace(cfg, caller_ip_mode="drop"))
     frag = dropped.states[rec["correlationId"]].call.fragments["gateway"]
     assert frag.facts.caller_ip is None
-    raw = frag.raw.record.decode()
+    raw = orjson.dumps(stored_record(frag)).decode()
     assert "203.0.113.10" not in raw and "198.51.100.23" not in raw
+    # Only the caller's address goes: the other headers are kept as logged.
+    kept = stored_record(frag)["properties"]["requestHeaders"]
+    assert kept == {"Content-Type": "application/json"}
+    hashed_headers = stored_record(plan.states[rec["correlationId"]].call.fragments["gateway"])[
+        "properties"
+    ]["requestHeaders"]
+    assert hashed_headers["Content-Type"] == "application/json"
+    assert hashed_headers["X-Forwarded-For"].startswith("hmac-sha256:")
     from pipeline.settings import SettingsError
 
     with pytest.raises(SettingsError, match="CALLER_IP_MODE=hash needs PROMPT_HASH_KEY"):
