@@ -77,24 +77,35 @@ def _key_kind(key: str) -> int:
     return kind
 
 
+# Records of one source share their set of keys: which of them need a look is worked out
+# once per key set.
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
+
+
 def _scrub_level(obj: dict[str, Any]) -> dict[str, Any]:
     """`obj` without credentials: the same dict when it holds none (most records)."""
-    out: dict[str, Any] | None = None
-    for i, (key, value) in enumerate(obj.items()):
-        kind = _key_kind(key)
-        if kind == _PLAIN_KEY:
-            new = value
+    keys = tuple(obj)
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = tuple((k, kind) for k in keys if (kind := _key_kind(k)) != _PLAIN_KEY)
+        if len(_PLANS) < 1_000:
+            _PLANS[keys] = plan
+    changes: dict[str, Any] = {}
+    for key, kind in plan:
+        value = obj[key]
+        if kind == _DROP_KEY:
+            changes[key] = _DROPPED
         elif kind == _HEADERS_KEY:
             new = _scrub_headers(value)
-        elif kind == _URL_KEY:
-            new = scrub_url(value) if isinstance(value, str) else value
-        else:
-            new = _DROPPED
-        if out is None and new is not value:
-            out = dict(list(obj.items())[:i])  # copy on the first change
-        if out is not None and new is not _DROPPED:
-            out[key] = new
-    return obj if out is None else out
+            if new is not value:
+                changes[key] = new
+        elif isinstance(value, str):
+            new = scrub_url(value)
+            if new != value:
+                changes[key] = new
+    if not changes:
+        return obj
+    return {k: changes.get(k, v) for k, v in obj.items() if changes.get(k) is not _DROPPED}
 
 
 _DROPPED = object()
