@@ -1,14 +1,21 @@
 """`make bench`: every benchmark, one table with the goals beside the measured figures.
 
-.venv/bin/python -m bench.run
+.venv/bin/python -m bench.run            # print the table
+.venv/bin/python -m bench.run --readme   # and put it in README.md (section Performance)
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
+import sys
+from pathlib import Path
 
 from bench import pipeline, redaction, replay, rollup
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+MARKERS = re.compile(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", re.S)
 
 
 def machine() -> str:
@@ -24,7 +31,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def main() -> None:
+def table() -> str:
     rows: list[tuple[str, str, str, str]] = []
     rows += pipeline.report()
     rows += redaction.report()
@@ -32,10 +39,23 @@ def main() -> None:
     rows += replay.report()
     header = ("Measure", "Measured", "Goal", "")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
-    print(f"Machine: {machine()}\n")
+    lines = [f"Machine: {machine()}", ""]
     for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    text = table()
+    print(text)
+    if "--readme" in argv:
+        readme = README.read_text()
+        if not MARKERS.search(readme):
+            raise SystemExit("README.md has no <!-- bench:start --> / <!-- bench:end --> markers")
+        block = "```\n" + text + "\n```\n"
+        README.write_text(MARKERS.sub(lambda m: m.group(1) + block + m.group(2), readme))
+        print("\nupdated README.md")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

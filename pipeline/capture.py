@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import orjson
 
-from .redact import Redactor, Spans, apply_spans, clip_text
+from .redact import Redaction, Redactor, Spans, apply_spans, clip_text
 from .settings import Config, SettingsError
 
 PromptMode = Literal["redacted", "truncated", "hashed", "none", "full"]
@@ -374,7 +374,10 @@ class CapturePolicy:
             if hit is not None and not _SSE_HEAD.match(s[:16].lstrip()):
                 counts.update(hit[1])
                 return hit[0]
-        r = self.redactor.redact(s)
+        if self._prefilter is not None and not self._prefilter(s):
+            r = Redaction(s, Counter())  # nothing any detector could match
+        else:
+            r = self.redactor.redact(s)
         if len(s) >= 32:
             self._memo[s] = (r.text, r.counts)
         counts.update(r.counts)
