@@ -487,31 +487,25 @@ _FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords"}
 
 
 _OTHER, _PROPERTIES, _CALLER_IP, _HEADERS, _MESSAGES, _BODY, _FREE = range(7)
+
+
 # Record keys repeat in every record: classify each once.
-_KEY_KINDS: dict[str, int] = {}
-
-
+@functools.lru_cache(maxsize=4096)  # bounded: a hostile record cannot grow it
 def _key_kind(key: str) -> int:
-    kind = _KEY_KINDS.get(key)
-    if kind is None:
-        lk = key.lower()
-        if lk == "properties":
-            kind = _PROPERTIES
-        elif lk in CALLER_IP_FIELDS:
-            kind = _CALLER_IP
-        elif lk in MESSAGE_FIELDS:
-            kind = _MESSAGES
-        elif lk.endswith("headers"):
-            kind = _HEADERS
-        elif lk in BODY_FIELDS:
-            kind = _BODY
-        elif lk in _FREE_TEXT or lk.endswith(("url", "uri", "message")):
-            kind = _FREE
-        else:
-            kind = _OTHER
-        if len(_KEY_KINDS) < 10_000:  # keys are field names; a hostile record cannot grow it
-            _KEY_KINDS[key] = kind
-    return kind
+    lk = key.lower()
+    if lk == "properties":
+        return _PROPERTIES
+    if lk in CALLER_IP_FIELDS:
+        return _CALLER_IP
+    if lk in MESSAGE_FIELDS:
+        return _MESSAGES
+    if lk.endswith("headers"):
+        return _HEADERS
+    if lk in BODY_FIELDS:
+        return _BODY
+    if lk in _FREE_TEXT or lk.endswith(("url", "uri", "message")):
+        return _FREE
+    return _OTHER
 
 
 # Something a built-in detector needs: a digit, an @, a colon pair (IPv6), a key or token

@@ -8,6 +8,7 @@ is never touched: we only see logs of it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import Counter
@@ -56,25 +57,19 @@ def _scrub_headers(headers: Any) -> Any:
 
 
 _DROP_KEY, _HEADERS_KEY, _URL_KEY, _PLAIN_KEY = range(4)
+
+
 # Record keys repeat in every record: classify each once.
-_KEY_KINDS: dict[str, int] = {}
-
-
+@functools.lru_cache(maxsize=4096)  # bounded: a hostile record cannot grow it
 def _key_kind(key: str) -> int:
-    kind = _KEY_KINDS.get(key)
-    if kind is None:
-        lk = key.lower()
-        if lk in CREDENTIAL_HEADERS:
-            kind = _DROP_KEY  # a policy that logged a credential as a field of its own
-        elif lk.endswith("headers"):
-            kind = _HEADERS_KEY
-        elif lk.endswith("url") or lk == "uri":
-            kind = _URL_KEY
-        else:
-            kind = _PLAIN_KEY
-        if len(_KEY_KINDS) < 10_000:  # keys are field names; a hostile record cannot grow it
-            _KEY_KINDS[key] = kind
-    return kind
+    lk = key.lower()
+    if lk in CREDENTIAL_HEADERS:
+        return _DROP_KEY  # a policy that logged a credential as a field of its own
+    if lk.endswith("headers"):
+        return _HEADERS_KEY
+    if lk.endswith("url") or lk == "uri":
+        return _URL_KEY
+    return _PLAIN_KEY
 
 
 # Records of one source share their set of keys: which of them need a look is worked out
