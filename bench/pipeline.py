@@ -245,9 +245,7 @@ from bench.rollup import peak_rss_kib
 def rss_mb():
     return peak_rss_kib() / 1024
 def now_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    return peak_rss_kib("VmRSS") / 1024
 base = rss_mb()
 peaks, loaded = [], []
 for path in sys.argv[2:]:  # each file is one 10,000-call batch, as the hub would deliver

@@ -78,14 +78,15 @@ def _run(n: int) -> None:
     print(f"{seconds} {rss} {max(0, len(entities) - 1)}")
 
 
-def peak_rss_kib() -> int:
-    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss
-    over exec from the parent that forked it, so a child of a big process looks big."""
+def peak_rss_kib(field: str = "VmHWM") -> int:
+    """This process's peak resident memory (`VmRSS`: the current one). VmHWM, not ru_maxrss:
+    Linux carries ru_maxrss over exec from the parent that forked it, so a child of a big
+    process looks big."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def measure(n: int) -> tuple[float, float, int]:

@@ -262,8 +262,7 @@ class CapturePolicy:
         plain: list[str] = []
         memo = self._memo
         for s in strings:
-            head = s[:16].lstrip()
-            if head[:1] in ("{", "[", '"', ":") or _SSE_HEAD.match(head):
+            if _text_kind(s) != "plain":
                 todo[s] = None  # decoded and walked by redact_string
             elif len(s) >= 32 and s in memo:
                 # Already redacted in this record (the answer, as its preview was made).
@@ -346,8 +345,8 @@ class CapturePolicy:
         return self._redact_uncached(s, counts)
 
     def _redact_uncached(self, s: str, counts: Counter[str]) -> str:
-        head = s[:16].lstrip()
-        if head[:1] in ("{", "[") or head[:1] == '"':
+        kind = _text_kind(s)
+        if kind == "json":
             try:
                 doc = orjson.loads(s)
             except orjson.JSONDecodeError:
@@ -358,26 +357,26 @@ class CapturePolicy:
                 return s  # nothing masked: keep the body exactly as logged
             out = orjson.dumps(walked).decode()
             return out + "\n" if s.endswith("\n") else out
-        if _SSE_HEAD.match(head):
+        if kind == "sse":
             return self._redact_sse(s, counts)
-        if self._prefilter is not None and not self._prefilter(s):
-            return s  # nothing any detector could match (no digit, @, key word...)
-        r = self.redactor.redact(s)
+        r = self._redact_plain(s)
         if r.counts:
             counts.update(r.counts)
         return r.text
+
+    def _redact_plain(self, s: str) -> Redaction:
+        if self._prefilter is not None and not self._prefilter(s):
+            return Redaction(s, Counter())  # nothing any detector could match
+        return self.redactor.redact(s)
 
     def redact_text(self, s: str, counts: Counter[str]) -> str:
         """Plain text (a preview, a message): masked, memoised like record strings."""
         if len(s) >= 32:
             hit = self._memo.get(s)
-            if hit is not None and not _SSE_HEAD.match(s[:16].lstrip()):
+            if hit is not None and _text_kind(s) != "sse":
                 counts.update(hit[1])
                 return hit[0]
-        if self._prefilter is not None and not self._prefilter(s):
-            r = Redaction(s, Counter())  # nothing any detector could match
-        else:
-            r = self.redactor.redact(s)
+        r = self._redact_plain(s)
         if len(s) >= 32:
             self._memo[s] = (r.text, r.counts)
         counts.update(r.counts)
@@ -429,8 +428,9 @@ class CapturePolicy:
                     streams.setdefault(key, []).append((holder, field))
         for slots in streams.values():
             pieces = [holder[field] for holder, field in slots]
-            hit = self._memo.get("".join(pieces))
-            if hit is not None and hit[0] == "".join(pieces):
+            joined = "".join(pieces)
+            hit = self._memo.get(joined)
+            if hit is not None and hit[0] == joined:
                 continue  # the answer's text, already found clean as its preview was made
             new, c = self.redactor.redact_pieces(pieces)
             counts.update(c)
@@ -536,6 +536,16 @@ _NOT_TEXT = frozenset(
     }
 )  # fmt: skip
 _SSE_HEAD = re.compile(r"(?:data|event|id|retry)\s*:|:")
+
+
+def _text_kind(s: str) -> str:
+    """ "json" (decoded and walked), "sse" (a logged stream) or "plain" text."""
+    head = s[:16].lstrip()
+    if head[:1] in ("{", "[", '"'):
+        return "json"
+    return "sse" if _SSE_HEAD.match(head) else "plain"
+
+
 # A custom pattern that matches where a string starts or ends (^, $, \A, \Z, lookbehind).
 _ANCHORED = re.compile(r"\^|\$|\\[AZz]|\(\?<[=!]")
 

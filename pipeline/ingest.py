@@ -397,7 +397,7 @@ class Transformed:
 
     plan: Plan
     blob: archive.ArchiveBlob | None
-    rows: list[tuple[CallState, dict[str, Any]]]
+    rows: list[rows.Row]
 
 
 def transform(events: Sequence[EventIn], cfg: Config) -> Transformed:
@@ -506,6 +506,15 @@ def run_trigger_batch(
     """One invocation of the Event Hub trigger: process the batch; when it fails on its last
     delivery (the host then checkpoints past it), park it whole in the dead-letter store.
     Logs one structured `audit-batch` line either way."""
+    try:
+        return _run_trigger_batch(events, cfg, store, attempt, max_retries)
+    finally:
+        heap.release()
+
+
+def _run_trigger_batch(
+    events: Sequence[EventIn], cfg: Config, store: Store, attempt: int, max_retries: int
+) -> BatchResult:
     started = time.monotonic()
     retries_before = store.retries
     first = events[0] if events else None
@@ -519,7 +528,6 @@ def run_trigger_batch(
     try:
         result = process_batch(events, cfg, store)
     except Exception as exc:
-        heap.release()
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         facts.update(outcome="failed", error=error, retries=store.retries - retries_before)
         if attempt < max_retries:
@@ -559,5 +567,4 @@ def run_trigger_batch(
         durationMs=round((time.monotonic() - started) * 1000),
     )
     log.info("audit-batch %s", orjson.dumps(facts).decode())
-    heap.release()
     return result

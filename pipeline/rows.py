@@ -154,7 +154,10 @@ def _value(v: Any) -> Any:
 FRAGMENTS_INLINE_CHARS = 30_000
 
 
-def entities(states: Iterable[CallState], shards: int) -> list[tuple[CallState, dict[str, Any]]]:
+Row = tuple[CallState, dict[str, Any]]  # a call's join state and the entity built from it
+
+
+def entities(states: Iterable[CallState], shards: int) -> list[Row]:
     """Each call's row, beside its join state (which the writer needs to merge)."""
     return [(state, to_entity(resolve(state), state, shards)) for state in states]
 

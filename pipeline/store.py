@@ -40,11 +40,11 @@ from .archive import ArchiveBlob
 from .deadletter import dead_letter_blob
 from .join import CallState, add_fragment, resolve
 from .model import DeadLetter
+from .rows import Row
 from .settings import AZURITE_CONNECTION, Config
 
 log = logging.getLogger("pipeline.store")
 T = TypeVar("T")
-Row = tuple[CallState, dict[str, Any]]  # a call's join state and the entity built from it
 
 KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
 MERGE_ATTEMPTS = 8
@@ -315,9 +315,7 @@ class Store:
         stats.days.add(day)  # the day the row left changes too
         return stats
 
-    def _write_chunk(
-        self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]], dry_run: bool = False
-    ) -> WriteStats:
+    def _write_chunk(self, pk: str, chunk: list[Row], dry_run: bool = False) -> WriteStats:
         if not dry_run:
             try:
                 self.call(self.audit.submit_transaction, [("create", e) for _, e in chunk])
@@ -327,9 +325,7 @@ class Store:
                     raise
         return self._merge_chunk(pk, chunk, dry_run)
 
-    def _merge_chunk(
-        self, pk: str, chunk: list[tuple[CallState, dict[str, Any]]], dry_run: bool
-    ) -> WriteStats:
+    def _merge_chunk(self, pk: str, chunk: list[Row], dry_run: bool) -> WriteStats:
         last: Exception | None = None
         for _ in range(MERGE_ATTEMPTS):
             existing = self.fetch(pk, [e["RowKey"] for _, e in chunk])
