@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 import orjson
 
 from .model import Archived, EventIn, RawPointer, RawSource
-from .timestamps import iso, parse_time
+from .timestamps import iso, parse_time, path_hour
 
 FORMAT_VERSION = 1
 # Level 3 keeps most of level 6's ratio on JSON at several times the speed (bench/).
@@ -96,9 +97,10 @@ def pack_member(member: bytes) -> RawSource:
     )
 
 
-def build_blob(members: list[RawSource], earliest: datetime) -> ArchiveBlob:
+def build_blob(members: list[RawSource], when: datetime) -> ArchiveBlob:
+    """The batch's blob, named by `when` (the batch's own time, see ingest) and its content."""
     data = b"".join(m.packed for m in members)
-    name = f"{earliest:%Y/%m/%d/%H}/{hashlib.sha256(data).hexdigest()[:40]}.jsonl.gz"
+    name = f"{path_hour(when)}/{hashlib.sha256(data).hexdigest()[:40]}.jsonl.gz"
     pointers = []
     offset = 0
     for member in members:
@@ -111,15 +113,36 @@ class ArchiveError(ValueError):
     pass
 
 
+# A member holds one record (an event is at most 1 MB); anything that inflates past this is
+# not one of ours (a crafted range, a "zip bomb"), and is refused before it is in memory.
+MAX_MEMBER_BYTES = 16 * 1024 * 1024
+# Archive blob names as build_blob writes them.
+BLOB_NAME = re.compile(r"\A\d{4}/\d{2}/\d{2}/\d{2}/[0-9a-f]{40}\.jsonl\.gz\Z")
+
+
+def inflate_member(data: bytes, limit: int = MAX_MEMBER_BYTES) -> bytes:
+    """One gzip member, decompressed, refusing more than `limit` bytes of output."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        raw = d.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ArchiveError(f"archive member is not a gzip member ({exc})") from None
+    if len(raw) > limit:
+        raise ArchiveError(f"archive member inflates past {limit} bytes")
+    if not d.eof:
+        raise ArchiveError("archive member is cut short")
+    return raw
+
+
 def open_member(data: bytes, sha256: str | None = None) -> dict[str, Any]:
     """Decompress and parse one member read by a ranged read; check its hash when given."""
-    try:
-        raw = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ArchiveError(f"archive member is not a gzip member ({exc})") from None
+    raw = inflate_member(data)
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
         raise ArchiveError("archive member does not match the row's RawSha256")
-    return orjson.loads(raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ArchiveError("archive member is not JSON") from None
 
 
 def iter_members(data: bytes) -> Iterator[tuple[int, int, bytes]]:
@@ -164,5 +187,11 @@ def member_event(member: dict[str, Any], pointer: RawPointer) -> EventIn:
         offset=ev.get("offset"),
         origin=f"archive:{pointer.blob}@{pointer.offset}",
         partition_key=ev.get("partitionKey"),
-        archived=Archived(pointer, str(member.get("rid") or "")),
+        # Read from the archive by us: the pointer is where the member really is.
+        archived=Archived(
+            pointer,
+            str(member.get("rid") or ""),
+            verified=True,
+            correlation_id=str(member.get("correlationId") or "") or None,
+        ),
     )

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import orjson
 
+from . import safejson
+
 BodyKind = Literal["absent", "json", "sse", "text"]
 
 
@@ -50,7 +52,7 @@ def parse_body(raw: Any) -> Body:
     if _SSE_START.match(raw):
         return Body("sse", None, False, raw, size)
     try:
-        return Body("json", orjson.loads(raw), False, raw, size)
+        return Body("json", safejson.loads(raw), False, raw, size)
     except orjson.JSONDecodeError:
         pass
     stripped = raw.lstrip()
@@ -79,17 +81,15 @@ def repair_truncated(text: str) -> Any | None:
 
     Returns the salvaged document, or None when the text is not a JSON prefix at all.
     A string value cut in the middle is kept (closed where it stops): previews want it.
+
+    Linear in the text: one pass over its tokens; the closing brackets are worked out once,
+    from the stack, when the pass ends (every push and pop is followed by a new cut point,
+    so the stack then is the stack of the last cut point).
     """
     text = text.rstrip("\ufffd")
     # stack of [opener, state]; object states: key, colon, value, comma; array: value, comma
     stack: list[list[str]] = []
     cut_end = -1
-    cut_close = ""
-
-    def mark(end: int) -> None:
-        nonlocal cut_end, cut_close
-        cut_end = end
-        cut_close = "".join(_CLOSE[frame[0]] for frame in reversed(stack))
 
     def after_value() -> None:
         if stack:
@@ -101,25 +101,24 @@ def repair_truncated(text: str) -> Any | None:
         state = stack[-1][1] if stack else "value"
         if ch == "{" or ch == "[":
             if state != "value":
-                return _finish(text, cut_end, cut_close)
+                break
             stack.append([ch, "key" if ch == "{" else "value"])
-            mark(m.end())
+            cut_end = m.end()
         elif ch == "}" or ch == "]":
             if not stack or _CLOSE[stack[-1][0]] != ch or state in ("colon",):
-                return _finish(text, cut_end, cut_close)
+                break
             stack.pop()
             after_value()
+            cut_end = m.end()
             if not stack:
-                cut_end, cut_close = m.end(), ""
                 break
-            mark(m.end())
         elif ch == ":":
             if state != "colon":
-                return _finish(text, cut_end, cut_close)
+                break
             stack[-1][1] = "value"
         elif ch == ",":
             if state != "comma":
-                return _finish(text, cut_end, cut_close)
+                break
             stack[-1][1] = "key" if stack[-1][0] == "{" else "value"
         elif ch == '"':
             complete = len(tok) >= 2 and tok.endswith('"') and not _ends_escaped(tok)
@@ -130,24 +129,27 @@ def repair_truncated(text: str) -> Any | None:
             elif state == "value":
                 if complete:
                     after_value()
-                    mark(m.end())
+                    cut_end = m.end()
                 else:
                     # A string value cut by the truncation: keep what arrived.
                     partial = _PARTIAL_ESCAPE.sub("", tok)
-                    cut_end = m.start()
-                    after_value()
-                    close = "".join(_CLOSE[f[0]] for f in reversed(stack))
-                    return _finish(text[:cut_end] + partial + '"', -2, close)
+                    return _finish(text[: m.start()] + partial + '"', _closing(stack))
             else:
-                return _finish(text, cut_end, cut_close)
+                break
         else:
             if state != "value":
-                return _finish(text, cut_end, cut_close)
+                break
             if m.end() == len(text):
                 break  # a literal at the very end may be cut (`12` of `1234`): drop it
             after_value()
-            mark(m.end())
-    return _finish(text, cut_end, cut_close)
+            cut_end = m.end()
+    if cut_end == -1:
+        return None
+    return _finish(text[:cut_end], _closing(stack))
+
+
+def _closing(stack: list[list[str]]) -> str:
+    return "".join(_CLOSE[frame[0]] for frame in reversed(stack))
 
 
 def _ends_escaped(tok: str) -> bool:
@@ -160,12 +162,8 @@ def _ends_escaped(tok: str) -> bool:
     return n % 2 == 1
 
 
-def _finish(text: str, cut_end: int, close: str) -> Any | None:
-    # cut_end: -1 nothing salvageable, -2 use `text` whole, else cut `text` there.
-    if cut_end == -1:
-        return None
-    candidate = text if cut_end == -2 else text[:cut_end]
+def _finish(candidate: str, close: str) -> Any | None:
     try:
-        return orjson.loads(candidate + close)
+        return safejson.loads(candidate + close)
     except orjson.JSONDecodeError:
-        return None
+        return None  # deeper than the decoder allows, or not JSON after all

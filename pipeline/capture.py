@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import orjson
 
+from . import safejson
 from .redact import Redaction, Redactor, Spans, apply_spans, clip_text
 from .settings import Config, SettingsError
 
@@ -351,6 +352,9 @@ class CapturePolicy:
                 doc = orjson.loads(s)
             except orjson.JSONDecodeError:
                 return self._redact_escaped(s, counts)  # cut JSON: match on an unescaped view
+            if not safejson.depth_ok(doc):
+                # Too deep to walk (and to re-serialise): matched as text, like cut JSON.
+                return self._redact_escaped(s, counts)
             before = sum(counts.values())
             walked = self._walk(doc, counts)
             if sum(counts.values()) == before:
@@ -419,6 +423,8 @@ class CapturePolicy:
                     doc = orjson.loads(data)
                 except orjson.JSONDecodeError:
                     doc = None
+                if not safejson.depth_ok(doc):
+                    doc = None  # matched as text below
             parsed.append((event_line, doc, block))
         # Deltas: (doc, path) per stream of text, joined then redacted together.
         streams: dict[tuple[Any, ...], list[tuple[dict[str, Any], str]]] = {}
@@ -462,24 +468,40 @@ class CapturePolicy:
 
     # --- dead letters ---------------------------------------------------------------------------
 
-    def dead_letter(self, body: bytes) -> tuple[bytes, Counter[str]]:
-        """Bytes of a dead letter as stored: as received under ARCHIVE_CAPTURE=full, else
-        redacted (dead letters must stay replayable, so `metadata` redacts rather than drops)."""
-        if self.default.archive == "full":
+    def dead_letter(self, body: bytes, capture: Capture) -> tuple[bytes, Counter[str]]:
+        """Bytes of a dead letter as stored under `capture` (its owner's, or the strictest):
+        as received when its archive capture is `full`, else redacted (dead letters must stay
+        replayable, so `metadata` redacts rather than drops)."""
+        if capture.archive == "full":
             return body, Counter()
         counts: Counter[str] = Counter()
-        text = body.decode("utf-8", "replace")
         try:
-            doc = orjson.loads(text)
+            doc = orjson.loads(body)
         except orjson.JSONDecodeError:
-            redacted = self._redact_escaped(text, counts)
-        else:
-            redacted = orjson.dumps(self._walk(doc, counts)).decode()
+            doc = _NOT_JSON
+        if doc is _NOT_JSON or not safejson.depth_ok(doc):
+            return self.dead_letter_text(body, capture)
+        redacted = orjson.dumps(self._walk(doc, counts))
         if not counts:
             return body, counts  # nothing to mask: keep the exact bytes
-        return redacted.encode("utf-8", "surrogatepass"), counts
+        return redacted, counts
+
+    def dead_letter_text(self, body: bytes, capture: Capture) -> tuple[bytes, Counter[str]]:
+        """The same, without decoding any structure: the detectors run over the text (JSON
+        escapes undone in a view), in linear time. For the dead letters that must not fail
+        whatever the bytes are (a record the parser failed on, a parked batch). Bytes that
+        are not UTF-8 survive unchanged (surrogateescape)."""
+        if capture.archive == "full":
+            return body, Counter()
+        counts: Counter[str] = Counter()
+        text = body.decode("utf-8", "surrogateescape")
+        redacted = self._redact_escaped(text, counts)
+        if not counts:
+            return body, counts
+        return redacted.encode("utf-8", "surrogateescape"), counts
 
 
+_NOT_JSON = object()
 _DROP = object()
 # Record fields that can hold free text (bodies, URLs, headers, errors, traces); the others
 # are identifiers, numbers and names the audit keeps as logged.
@@ -567,28 +589,45 @@ def _collect(value: Any, out: list[str]) -> None:
 def _delta_slots(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], dict[str, Any], str]]:
     """Where text deltas live in one chunk: (stream key, holder dict, field)."""
     slots: list[tuple[tuple[Any, ...], dict[str, Any], str]] = []
-    for choice in doc.get("choices") or ():
+    choices = doc.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
         if not isinstance(choice, dict):
             continue
-        idx = choice.get("index", 0)
+        idx = _key_part(choice.get("index", 0))
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             continue
         if isinstance(delta.get("content"), str):
             slots.append((("content", idx), delta, "content"))
-        for call in delta.get("tool_calls") or ():
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                slots.append((("tool", idx, call.get("index", 0)), fn, "arguments"))
+                slots.append((("tool", idx, _key_part(call.get("index", 0))), fn, "arguments"))
     kind = doc.get("type")
     if kind in (
         "response.output_text.delta",
         "response.function_call_arguments.delta",
     ) and isinstance(doc.get("delta"), str):
         slots.append(
-            ((kind, doc.get("output_index", 0), doc.get("content_index", 0)), doc, "delta")
+            (
+                (
+                    kind,
+                    _key_part(doc.get("output_index", 0)),
+                    _key_part(doc.get("content_index", 0)),
+                ),
+                doc,
+                "delta",
+            )
         )
     return slots
+
+
+def _key_part(value: Any) -> Any:
+    """An index as a dict key: a list or object where a number belongs is not hashable."""
+    return (
+        value if isinstance(value, int | str | float | bool) or value is None else repr(type(value))
+    )
 
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import __version__
 from .model import DeadLetter
-from .timestamps import iso
+from .timestamps import iso, path_hour, plausible
 
 _NOT_METADATA = re.compile(r"[^\x20-\x7e]")
 MAX_REASON = 1024
@@ -37,7 +37,9 @@ def _ascii(value: str, limit: int) -> str:
 
 def dead_letter_blob(dead: DeadLetter) -> DeadLetterBlob:
     ev = dead.event
-    day = f"{ev.enqueued:%Y/%m/%d}" if ev.enqueued else "undated"
+    # The enqueued day names the blob only when it is a plausible one (a Capture file can say
+    # anything): `replay --from-deadletter 2025/11/04` must find it by prefix.
+    day = path_hour(ev.enqueued)[:10] if plausible(ev.enqueued) and ev.enqueued else "undated"
     h = hashlib.sha256()
     h.update(dead.body)
     h.update(f"|{ev.partition}|{ev.sequence}|{dead.record_index}|{ev.origin}".encode())

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from . import safejson
+
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -23,6 +25,8 @@ class Envelope:
     records: list[Any]
     # True when the body was a diagnostic-settings `{"records": [...]}` envelope.
     enveloped: bool
+    # Indexes of the records nested deeper than safejson.MAX_DEPTH (kept as JSON text there).
+    nested: frozenset[int] = frozenset()
 
 
 def open_envelope(body: bytes) -> Envelope:
@@ -33,15 +37,23 @@ def open_envelope(body: bytes) -> Envelope:
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        # orjson's messages name a position, never the content.
         raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
     if isinstance(doc, dict):
         records = _records_member(doc)
-        if records is not None:
-            return Envelope(records, True)
-        return Envelope([doc], False)
-    if isinstance(doc, list):
-        return Envelope(doc, False)
-    raise EnvelopeError(f"event body is JSON {type(doc).__name__}, expected an object or array")
+        enveloped = records is not None
+        if records is None:
+            records = [doc]
+    elif isinstance(doc, list):
+        records, enveloped = doc, False
+    else:
+        raise EnvelopeError(
+            f"event body is JSON {type(doc).__name__}, expected an object or array"
+        )
+    nested = frozenset(i for i, r in enumerate(records) if safejson.bound(r)) if (
+        safejson.may_be_deep(data)
+    ) else frozenset()
+    return Envelope(records, enveloped, nested)
 
 
 def _records_member(doc: dict[str, Any]) -> list[Any] | None:
@@ -63,7 +75,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
             props = value
     if isinstance(props, str):
         try:
-            props = orjson.loads(props)
+            props = safejson.loads(props)
         except orjson.JSONDecodeError:
             props = None
     if isinstance(props, dict):
@@ -125,7 +137,8 @@ def as_int(value: Any) -> int | None:
         value = int(value) if value.is_integer() else None
     elif isinstance(value, str):
         s = value.strip()
-        value = int(s) if s.isdigit() and len(s) < 20 else None
+        # isascii: "²" and "٣" are digits to str.isdigit, but not to int().
+        value = int(s) if s.isascii() and s.isdigit() and len(s) < 20 else None
     if isinstance(value, int) and 0 <= value <= _MAX_INT64:
         return value
     return None
@@ -145,7 +158,7 @@ def mapping(flat: dict[str, Any], name: str) -> dict[str, Any] | None:
     value = flat.get(name)
     if isinstance(value, str) and value.startswith("{"):
         try:
-            value = orjson.loads(value)
+            value = safejson.loads(value)
         except orjson.JSONDecodeError:
             return None
     return value if isinstance(value, dict) else None

@@ -17,21 +17,32 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import archive, attribution, capture, heap, llmlogs, policy, rows
+from . import archive, attribution, capture, heap, llmlogs, policy, rows, safejson
 from .bodies import repair_truncated
 from .envelope import EnvelopeError, category_of, flatten, open_envelope, text
 from .gateway import gateway_facts
 from .join import CallState, add_fragment
-from .model import SOURCE_RANK, Call, DeadLetter, EventIn, Facts, Fragment, Preview, RawSource
+from .model import (
+    SOURCE_RANK,
+    Archived,
+    Call,
+    DeadLetter,
+    EventIn,
+    Facts,
+    Fragment,
+    Preview,
+    RawSource,
+)
 from .redact import scrub_credentials
 from .settings import Config
+from .timestamps import plausible
 
 if TYPE_CHECKING:
     from .store import Store
@@ -51,6 +62,13 @@ class Plan:
     events: int = 0
     records: int = 0
     accepted: int = 0  # records that became a fragment of a call
+    # Records (or events) the parser itself failed on: contained, dead-lettered, counted.
+    parser_errors: int = 0
+    # Where each call's records came from: (event, record index), to dead-letter them as
+    # received if the call cannot become a row.
+    origins: dict[str, list[tuple[EventIn, int]]] = field(default_factory=dict)
+    # The batch's own time (its earliest plausible enqueued time): names the archive blob.
+    enqueued: datetime | None = None
     # String chunks of split LLM-log messages: (correlation id, "request"|"response") → chunks.
     llm_chunks: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
 
@@ -64,6 +82,7 @@ class BatchResult:
     updated: int = 0
     unchanged: int = 0
     dead_letters: int = 0
+    parser_errors: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     archive_blob: str | None = None
     new_archive_blobs: int = 0
@@ -81,6 +100,7 @@ class BatchResult:
             "updated",
             "unchanged",
             "dead_letters",
+            "parser_errors",
             "new_archive_blobs",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -96,26 +116,41 @@ def _dead_record(record: Any, enveloped: bool) -> bytes:
 
 
 def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
+    """Parse a batch. Nothing in one event or record can fail the batch: a failure while
+    reading an event or a record (building its dead letter included) is contained at the
+    event or record boundary and turned into a dead letter that cannot fail (`_contain`)."""
     plan = Plan()
     captures = capture.policy_for(cfg)
     for event in events:
         plan.events += 1
+        if plausible(event.enqueued) and (plan.enqueued is None or event.enqueued < plan.enqueued):
+            plan.enqueued = event.enqueued
         try:
-            env = open_envelope(event.body)
-        except EnvelopeError as exc:
-            # A log-to-eventhub message over 200 KB arrives cut: salvage what is complete.
-            salvaged = _salvage_message(event.body)
-            if salvaged is None:
-                plan.dead.append(_dead_letter(captures, event.body, str(exc), event, None))
-                continue
-            plan.records += 1
-            _guarded(plan, event, 0, salvaged, False, cfg, cut_message=event.body)
-            continue
-        for index, record in enumerate(env.records):
-            plan.records += 1
-            _guarded(plan, event, index, record, env.enveloped, cfg)
+            _plan_event(plan, event, cfg, captures)
+        except Exception as exc:  # noqa: BLE001 - the event boundary (see _contain)
+            _contain(plan, captures, event, None, exc)
     _reassemble_llm_chunks(plan, cfg)
     return plan
+
+
+def _plan_event(plan: Plan, event: EventIn, cfg: Config, captures: capture.CapturePolicy) -> None:
+    try:
+        env = open_envelope(event.body)
+    except EnvelopeError as exc:
+        # A log-to-eventhub message over 200 KB arrives cut: salvage what is complete.
+        salvaged = _salvage_message(event.body)
+        if salvaged is None:
+            # Not readable at all: whose it is cannot be known, so the strictest capture.
+            plan.dead.append(
+                _dead_letter(captures, captures.strictest, event.body, str(exc), event, None)
+            )
+            return
+        plan.records += 1
+        _guarded(plan, event, 0, salvaged, False, cfg, cut_message=event.body)
+        return
+    for index, record in enumerate(env.records):
+        plan.records += 1
+        _guarded(plan, event, index, record, env.enveloped, cfg, nested=index in env.nested)
 
 
 def _salvage_message(body: bytes) -> dict[str, Any] | None:
@@ -136,21 +171,189 @@ def _guarded(
     enveloped: bool,
     cfg: Config,
     cut_message: bytes | None = None,
+    nested: bool = False,
 ) -> None:
+    captures = capture.policy_for(cfg)
     try:
-        _plan_record(plan, event, index, record, enveloped, cfg, cut_message)
-    except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the record: dead-letter it
-        # Where it failed, not what the record held: logs never carry prompt text.
-        where = " < ".join(
-            f"{Path(f.filename).name}:{f.lineno}"
-            for f in traceback.extract_tb(exc.__traceback__)[-3:]
+        _plan_record(plan, event, index, record, enveloped, cfg, cut_message, nested)
+    except Exception as exc:  # noqa: BLE001 - the record boundary (see _contain)
+        _contain(plan, captures, event, index, exc, record, enveloped, cut_message)
+
+
+def _contain(
+    plan: Plan,
+    captures: capture.CapturePolicy,
+    event: EventIn,
+    index: int | None,
+    exc: Exception,
+    record: Any = None,
+    enveloped: bool = False,
+    cut_message: bytes | None = None,
+) -> None:
+    """A parser failure: dead-letter the record, or, if even that fails, the event's bytes
+    as received. The reason and the log say where it failed, never what the record held
+    (an exception's message can quote the input)."""
+    where = " < ".join(
+        f"{Path(f.filename).name}:{f.lineno}" for f in traceback.extract_tb(exc.__traceback__)[-3:]
+    )
+    log.error(
+        "parser error on %s record %s: %s at %s", event.origin, index, type(exc).__name__, where
+    )
+    plan.parser_errors += 1
+    reason = f"parser error: {type(exc).__name__} (at {where})"
+    if index is None:
+        plan.dead.append(_raw_dead_letter(captures, event, None, reason))
+    else:
+        plan.dead.append(
+            _record_dead_letter(captures, event, index, reason, record, enveloped, cut_message)
         )
-        log.error(
-            "parser error on %s record %d: %s at %s", event.origin, index, type(exc).__name__, where
-        )
+
+
+def _record_dead_letter(
+    captures: capture.CapturePolicy,
+    event: EventIn,
+    index: int,
+    reason: str,
+    record: Any,
+    enveloped: bool,
+    cut_message: bytes | None,
+) -> DeadLetter:
+    """The dead letter of one record, under its owner's capture (the strictest when the
+    record cannot say whose it is)."""
+    try:
+        owner = _owner_capture(captures, record)
         body = cut_message if cut_message is not None else _dead_record(record, enveloped)
-        reason = f"parser error: {type(exc).__name__}: {exc} (at {where})"
-        plan.dead.append(_dead_letter(capture.policy_for(cfg), body, reason, event, index))
+        return _dead_letter(captures, owner, body, reason, event, index)
+    except Exception as exc:  # noqa: BLE001 - the last line of the record boundary
+        log.error("dead letter of %s record %d: %s", event.origin, index, type(exc).__name__)
+        return _raw_dead_letter(captures, event, index, reason)
+
+
+def _owner_capture(captures: capture.CapturePolicy, record: Any) -> capture.Capture:
+    if isinstance(record, dict):
+        flat = flatten(record)
+        subscription = text(flat, "apimsubscriptionid", "subscriptionid")
+        product = text(flat, "productid", "productname")
+        if subscription is not None or product is not None:
+            return captures.for_call(subscription, product, named=True)
+    return captures.strictest
+
+
+def _raw_dead_letter(
+    captures: capture.CapturePolicy, event: EventIn, index: int | None, reason: str
+) -> DeadLetter:
+    """A dead letter that cannot fail on content: the event's bytes as received (nothing
+    decoded or walked), redacted as text under the strictest capture."""
+    try:
+        stored, _ = captures.dead_letter_text(event.body, captures.strictest)
+    except Exception as exc:  # noqa: BLE001 - a detector bug: keep the bytes, say so loudly
+        log.critical(
+            "dead letter of %s kept unredacted: %s in redaction", event.origin, type(exc).__name__
+        )
+        stored = event.body
+    return DeadLetter(stored, reason, event, index, redacted=stored != event.body)
+
+
+@dataclass(slots=True)
+class _Read:
+    """What one record says, before the capture policy: the source step's output."""
+
+    kind: str
+    label: str
+    correlation_id: str | None
+    facts: Facts
+    part: int
+    prompt_text: str | None
+    completion_text: str | None
+    llm: llmlogs.LlmRecord | None = None
+
+
+class _Dead(Exception):
+    """A record that cannot become a fragment; the message is the dead letter's reason and
+    never quotes the record."""
+
+
+class _Skip(Exception):
+    """A record of a category we do not handle: counted, not dead-lettered."""
+
+
+def _read(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> _Read:
+    """Source step: which log shape the record is, and the facts it states."""
+    category = category_of(flat)
+    if category is None:
+        shape = policy.shape_of(flat)
+        if shape is None:
+            raise _Dead("unknown record shape: no category and not a known log-to-eventhub message")
+        msg = policy.parse_policy(flat, shape, cfg.trust_bearer)
+        if msg is None:
+            raise _Dead(f"log-to-eventhub message (shape {shape}) without a correlation id")
+        return _Read(
+            "policy",
+            f"log-to-eventhub message (shape {shape})",
+            msg.correlation_id,
+            msg.facts,
+            msg.part,
+            msg.prompt_text,
+            msg.completion_text,
+        )
+    source = HANDLED_CATEGORIES.get(category.lower())
+    if source is None:
+        raise _Skip(category)
+    label = "GatewayLogs record" if source == "gateway" else "GatewayLlmLogs record"
+    if source == "gateway":
+        facts, prompt_text, completion_text = gateway_facts(flat)
+        return _Read(
+            "gateway", label, text(flat, "correlationid"), facts, 0, prompt_text, completion_text
+        )
+    llm = llmlogs.parse_llm_record(flat)
+    prompt_text, completion_text = llmlogs.texts(llm)
+    return _Read(
+        "llm" if llm.header else "llm-msg",
+        label,
+        llm.correlation_id,
+        llm.facts,
+        0 if llm.header else llm.sequence,
+        prompt_text,
+        completion_text,
+        llm,
+    )
+
+
+def _trust_caller(read: _Read, authorization: str | None, cfg: Config) -> None:
+    """Caller claims are believed only for successful calls, and only with
+    CALLER_FROM_BEARER: a token that reached a successful call was validated on the way (by
+    APIM or by Azure OpenAI), one on a failed call may be anything the client wrote. The
+    same rule for the gateway's Authorization header and every policy shape's claims."""
+    facts = read.facts
+    trusted = cfg.trust_bearer and facts.status is not None and facts.status < 400
+    if read.kind == "gateway" and trusted:
+        caller = attribution.from_authorization(authorization)
+        facts.caller_app_id = caller.app_id
+        facts.caller_user_id = caller.user_id
+        facts.caller_tenant_id = caller.tenant_id
+    elif not trusted:
+        facts.caller_app_id = facts.caller_user_id = facts.caller_tenant_id = None
+
+
+def _check_time(read: _Read, event: EventIn) -> None:
+    """A time outside the plausible window (timestamps.plausible) never names a partition
+    or a blob: the event's enqueued time stands in, and `Clipped` says `CallTime`."""
+    facts = read.facts
+    if facts.call_time is None:
+        raise _Dead(f"{read.label} without a readable time")
+    enqueued = event.enqueued if plausible(event.enqueued) else None
+    if plausible(facts.call_time, enqueued):
+        return
+    if enqueued is None:
+        raise _Dead(f"{read.label} with an implausible time and no enqueued time to use instead")
+    facts.call_time = enqueued
+    _mark_clipped(facts, "call_time")
+
+
+def _mark_clipped(facts: Facts, name: str) -> None:
+    names = facts.clipped.split(",") if facts.clipped else []
+    if name not in names:
+        facts.clipped = ",".join([*names, name])
 
 
 def _plan_record(
@@ -161,81 +364,74 @@ def _plan_record(
     enveloped: bool,
     cfg: Config,
     cut_message: bytes | None,
+    nested: bool = False,
 ) -> None:
     captures = capture.policy_for(cfg)
     captures.forget()
-
-    def dead(reason: str) -> None:
-        body = cut_message if cut_message is not None else _dead_record(record, enveloped)
-        plan.dead.append(_dead_letter(captures, body, reason, event, index))
-
-    if not isinstance(record, dict):
-        dead(f"record {index} is JSON {type(record).__name__}, expected an object")
-        return
-    authorization = attribution.authorization_of(record)
-    # Credentials go first: nothing below (facts, archive, dead letters) ever sees them.
-    record = scrub_credentials(record)
-    flat = flatten(record)
-    category = category_of(flat)
-    part = 0
-    llm: llmlogs.LlmRecord | None = None
-    if category is None:
-        shape = policy.shape_of(flat)
-        if shape is None:
-            dead("unknown record shape: no category and not a known log-to-eventhub message")
-            return
-        msg = policy.parse_policy(flat, shape, cfg.trust_bearer)
-        if msg is None:
-            dead(f"log-to-eventhub message (shape {shape}) without a correlation id")
-            return
-        kind, label = "policy", f"log-to-eventhub message (shape {shape})"
-        correlation_id, facts, part = msg.correlation_id, msg.facts, msg.part
-        prompt_text, completion_text = msg.prompt_text, msg.completion_text
-        if cut_message is not None:
-            facts.body_truncated = True
-    else:
-        source = HANDLED_CATEGORIES.get(category.lower())
-        if source is None:
-            plan.skipped[category] += 1
-            return
-        label = f"{category} record"
-        correlation_id = text(flat, "correlationid")
-        if source == "gateway":
-            kind = "gateway"
-            facts, prompt_text, completion_text = gateway_facts(flat)
-            if cfg.trust_bearer and facts.status is not None and facts.status < 400:
-                caller = attribution.from_authorization(authorization)
-                facts.caller_app_id = caller.app_id
-                facts.caller_user_id = caller.user_id
-                facts.caller_tenant_id = caller.tenant_id
-        else:
-            llm = llmlogs.parse_llm_record(flat)
-            correlation_id = llm.correlation_id
-            kind = "llm" if llm.header else "llm-msg"
-            part = 0 if llm.header else llm.sequence
-            facts = llm.facts
-            prompt_text, completion_text = llmlogs.texts(llm)
-    if correlation_id is None:
-        dead(f"{label} without correlationId")
-        return
-    if facts.call_time is None:
-        dead(f"{label} without a readable time")
-        return
     try:
-        rows.row_key(correlation_id)
-    except rows.KeyTooLong as exc:
-        dead(str(exc))
+        if not isinstance(record, dict):
+            raise _Dead(f"record {index} is JSON {type(record).__name__}, expected an object")
+        authorization = attribution.authorization_of(record)
+        # Credentials go first: nothing below (facts, archive, dead letters) ever sees them.
+        record = scrub_credentials(record)
+        with safejson.watch() as deep:
+            read = _read(record, flatten(record), cfg)
+        if nested or deep.pruned:
+            _mark_clipped(read.facts, "nesting")
+        if read.kind == "policy" and cut_message is not None:
+            read.facts.body_truncated = True
+        _trust_caller(read, authorization, cfg)
+        if read.correlation_id is None:
+            raise _Dead(f"{read.label} without correlationId")
+        _check_time(read, event)
+        try:
+            rows.row_key(read.correlation_id)
+        except rows.KeyTooLong as exc:
+            raise _Dead(str(exc)) from None
+    except _Skip as skip:
+        plan.skipped[str(skip)] += 1
         return
+    except _Dead as why:
+        plan.dead.append(
+            _record_dead_letter(captures, event, index, str(why), record, enveloped, cut_message)
+        )
+        return
+    frag = _protect(read, record, event, index, enveloped, cut_message, captures)
+    cid = read.correlation_id
+    state = plan.states.get(cid)
+    if state is None:
+        state = plan.states[cid] = CallState(Call(cid))
+    add_fragment(state, frag)
+    plan.origins.setdefault(cid, []).append((event, index))
+    plan.accepted += 1
+    llm = read.llm
+    if llm is not None and not llm.header:
+        for name, value in (("request", llm.request_messages), ("response", llm.response_messages)):
+            if isinstance(value, str) and value:
+                plan.llm_chunks.setdefault((cid, name), []).append((llm.sequence, value))
 
-    # What is stored follows the capture policy of whoever owns the call (LLM-log records
-    # cannot say: they get the strictest policy, capture.py).
+
+def _protect(
+    read: _Read,
+    record: dict[str, Any],
+    event: EventIn,
+    index: int,
+    enveloped: bool,
+    cut_message: bytes | None,
+    captures: capture.CapturePolicy,
+) -> Fragment:
+    """Protect step: what of the record may be stored (previews, facts' free text, the
+    archive member), under the capture policy of whoever owns the call (LLM-log records
+    cannot say: they get the strictest policy, capture.py)."""
+    kind, facts, correlation_id = read.kind, read.facts, read.correlation_id
+    assert correlation_id is not None
     cap = captures.for_call(
         facts.subscription_id, facts.product_id, named=kind in ("gateway", "policy")
     )
     counts: Counter[str] = Counter()
-    rank = (SOURCE_RANK[kind], part)
+    rank = (SOURCE_RANK[kind], read.part)
     previews = []
-    for text_ in (prompt_text, completion_text):
+    for text_ in (read.prompt_text, read.completion_text):
         stored_preview = captures.preview(text_, cap)
         counts.update(stored_preview.counts)
         previews.append(Preview(stored_preview.value, rank) if stored_preview.value else None)
@@ -269,10 +465,16 @@ def _plan_record(
         stored_record = captures.archive_record(record, cap)
         counts.update(stored_record.counts)
         stored = archive.record_bytes(stored_record.value)
-    # Identity of the record as logged, whatever is stored; a record replayed from our
-    # archive keeps the identity it was archived with, and its place in the archive.
-    rid = event.archived.rid if event.archived else archive.record_id(original)
-    frag = Fragment(
+    # A record replayed from our archive keeps the identity it was archived with, and its
+    # place in the archive, but only when that place was checked (`verify_archived`) and
+    # holds this very call: an event property alone proves nothing.
+    archived = event.archived
+    if archived is not None and not (
+        archived.verified and archived.correlation_id == correlation_id
+    ):
+        archived = None
+    rid = archived.rid if archived else archive.record_id(original)
+    return Fragment(
         kind=kind,
         correlation_id=correlation_id,
         rid=rid,
@@ -280,25 +482,16 @@ def _plan_record(
         prompt_preview=previews[0],
         completion_preview=previews[1],
         raw=None
-        if event.archived
+        if archived
         else archive.pack_member(
             archive.member_bytes(kind, correlation_id, rid, event, index, enveloped, stored)
         ),
-        pointer=event.archived.pointer if event.archived else None,
-        part=part,
+        pointer=archived.pointer if archived else None,
+        part=read.part,
         # What is masked in what is stored (previews and the archived record): counted from
         # the placeholders, so a replay of an already-redacted archive counts the same.
         redactions=captures.placeholders(stored, *(p.text for p in previews if p is not None)),
     )
-    state = plan.states.get(correlation_id)
-    if state is None:
-        state = plan.states[correlation_id] = CallState(Call(correlation_id))
-    add_fragment(state, frag)
-    plan.accepted += 1
-    if llm is not None and not llm.header:
-        for name, value in (("request", llm.request_messages), ("response", llm.response_messages)):
-            if isinstance(value, str) and value:
-                plan.llm_chunks.setdefault((correlation_id, name), []).append((llm.sequence, value))
 
 
 # Longest text a fact keeps (the join state stores every source's facts on the row).
@@ -320,19 +513,20 @@ def clip_facts(facts: Facts) -> None:
         if value is not None and len(value) > limit:
             setattr(facts, name, value[:limit])
             cut.append(name)
-    if cut:
-        facts.clipped = ",".join(cut)
+    for name in cut:
+        _mark_clipped(facts, name)
 
 
 def _dead_letter(
     captures: capture.CapturePolicy,
+    cap: capture.Capture,
     body: bytes,
     reason: str,
     event: EventIn,
     index: int | None,
 ) -> DeadLetter:
-    stored, _ = captures.dead_letter(body)
-    # Reasons can quote the input (a parser's message): masked like any stored text.
+    stored, _ = captures.dead_letter(body, cap)
+    # Reasons are ours and quote no input; masked anyway, like any stored text.
     safe_reason = captures.redactor.redact(reason[:2000]).text[:1000]
     return DeadLetter(stored, safe_reason, event, index, redacted=stored != body)
 
@@ -346,25 +540,41 @@ def _reassemble_llm_chunks(plan: Plan, cfg: Config) -> None:
     for (cid, name), chunks in plan.llm_chunks.items():
         if len(chunks) < 2:
             continue
-        joined = llmlogs.reassemble(chunks)
-        if joined is None:
-            continue
-        first = min(seq for seq, _ in chunks)
-        state = plan.states[cid]
-        frag = state.call.fragments.get(f"llm-msg:{first}" if first else "llm-msg")
-        if frag is None:
-            continue
-        record = llmlogs.LlmRecord(cid, False, first, frag.facts, None, None)
-        kwargs = {"request": joined} if name == "request" else {"response": joined}
-        prompt_text, completion_text = llmlogs.texts(record, **kwargs)
-        rank = (SOURCE_RANK["llm-msg"], first)
-        if name == "request":
-            p = captures.preview(prompt_text, cap).value
-            frag.prompt_preview = Preview(p, rank) if p else None
-        else:
-            c = captures.preview(completion_text, cap).value
-            frag.completion_preview = Preview(c, rank) if c else None
-        add_fragment(state, frag)
+        try:
+            _reassemble(plan, captures, cap, cid, name, chunks)
+        except Exception as exc:  # noqa: BLE001 - chunks keep their own previews
+            # Each chunk is a fragment already (rows and archive members): only the joined
+            # preview is lost, and the log says where it failed.
+            log.error("reassembling LLM-log chunks: %s", type(exc).__name__)
+
+
+def _reassemble(
+    plan: Plan,
+    captures: capture.CapturePolicy,
+    cap: capture.Capture,
+    cid: str,
+    name: str,
+    chunks: list[tuple[int, str]],
+) -> None:
+    joined = llmlogs.reassemble(chunks)
+    if joined is None:
+        return
+    first = min(seq for seq, _ in chunks)
+    state = plan.states[cid]
+    frag = state.call.fragments.get(f"llm-msg:{first}" if first else "llm-msg")
+    if frag is None:
+        return
+    record = llmlogs.LlmRecord(cid, False, first, frag.facts, None, None)
+    kwargs = {"request": joined} if name == "request" else {"response": joined}
+    prompt_text, completion_text = llmlogs.texts(record, **kwargs)
+    rank = (SOURCE_RANK["llm-msg"], first)
+    if name == "request":
+        p = captures.preview(prompt_text, cap).value
+        frag.prompt_preview = Preview(p, rank) if p else None
+    else:
+        c = captures.preview(completion_text, cap).value
+        frag.completion_preview = Preview(c, rank) if c else None
+    add_fragment(state, frag)
 
 
 def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
@@ -383,8 +593,11 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
                 earliest = t
     if not members:
         return None
-    assert earliest is not None  # every fragment has a time (checked in _plan_record)
-    blob = archive.build_blob(members, earliest)
+    # The batch's own time names the blob; files carry no enqueued time, and then the
+    # earliest call time does (plausible by then: ingest._check_time).
+    when = plan.enqueued or earliest
+    assert when is not None  # every fragment has a time (checked in _plan_record)
+    blob = archive.build_blob(members, when)
     for frag, pointer in zip(frags, blob.pointers, strict=True):
         frag.pointer = pointer
         frag.raw = None  # in the blob now: one copy is enough
@@ -404,7 +617,26 @@ def transform(events: Sequence[EventIn], cfg: Config) -> Transformed:
     """Event bytes → the batch's archive blob and one row per call (pure: no I/O)."""
     plan = plan_batch(events, cfg)
     blob = archive_plan(plan)  # first: rows carry the pointers into it
-    return Transformed(plan, blob, rows.entities(plan.states.values(), cfg.shards))
+    return Transformed(plan, blob, _entities(plan, cfg))
+
+
+def _entities(plan: Plan, cfg: Config) -> list[rows.Row]:
+    """One row per call. A call whose row cannot be built (a bug) is contained like a
+    record: its records are dead-lettered as received, and the other calls are stored."""
+    out: list[rows.Row] = []
+    captures = capture.policy_for(cfg)
+    for cid, state in list(plan.states.items()):
+        try:
+            out.extend(rows.entities([state], cfg.shards))
+        except Exception as exc:  # noqa: BLE001 - the call boundary
+            del plan.states[cid]
+            seen: set[tuple[int, int]] = set()
+            for event, index in plan.origins.get(cid, ()):
+                if (id(event), index) not in seen:
+                    seen.add((id(event), index))
+                    _contain(plan, captures, event, None, exc)
+                    plan.dead[-1] = replace(plan.dead[-1], record_index=index)
+    return out
 
 
 def process_batch(
@@ -425,6 +657,7 @@ def process_batch(
     in two slices is joined through the row, as across batches)."""
     total = BatchResult()
     calls: set[str] = set()
+    events = verify_archived(events, store)
     for part in slices(events, SLICE_BYTES):
         result = _process_slice(part, cfg, store, dry_run, calls)
         total.add(result)
@@ -432,6 +665,44 @@ def process_batch(
         total.archive_blob = result.archive_blob or total.archive_blob
     total.calls = len(calls)
     return total
+
+
+def verify_archived(events: Sequence[EventIn], store: Store) -> Sequence[EventIn]:
+    """Check the archive pointers that events claim (the `aoai-audit-archived` property, set
+    by `replay --to-eventhub`, can be set by any sender on the hub): honoured only when the
+    blob exists in the archive container and the range holds a member whose SHA-256 is the
+    claimed one; the member then says which call it belongs to. Otherwise the event is
+    processed like any other, and its record archived anew. One ranged read per claim."""
+    if all(e.archived is None or e.archived.verified for e in events):
+        return events
+    return [
+        e if e.archived is None or e.archived.verified else replace(e, archived=_check(e, store))
+        for e in events
+    ]
+
+
+def _check(event: EventIn, store: Store) -> Archived | None:
+    assert event.archived is not None
+    p = event.archived.pointer
+    if (
+        not archive.BLOB_NAME.match(p.blob)
+        or p.offset < 0
+        or not 0 < p.length <= archive.MAX_MEMBER_BYTES
+    ):
+        return None
+    data = store.read_member(p.blob, p.offset, p.length)
+    if data is None:
+        return None
+    try:
+        member = archive.open_member(data, p.sha256)
+    except archive.ArchiveError:
+        return None
+    if not isinstance(member, dict):
+        return None
+    cid, rid = member.get("correlationId"), member.get("rid")
+    if not isinstance(cid, str) or not isinstance(rid, str):
+        return None
+    return Archived(p, rid, verified=True, correlation_id=cid)
 
 
 # Payload per slice of a batch: ~2,500 calls of typical size, past the host's default batch
@@ -488,10 +759,12 @@ def _process_slice(
 
 def park_batch(events: Sequence[EventIn], cfg: Config, store: Store, reason: str) -> int:
     """Store every event of a batch that could not be processed as a dead letter, so the host
-    moving its checkpoint past the batch loses nothing. Raises if even that fails."""
+    moving its checkpoint past the batch loses nothing. Nothing here parses the events
+    (`_raw_dead_letter`), so whatever made the batch fail cannot make parking fail too.
+    Raises if storage refuses."""
     captures = capture.policy_for(cfg)
     for event in events:
-        store.put_dead_letter(_dead_letter(captures, event.body, reason, event, None))
+        store.put_dead_letter(_raw_dead_letter(captures, event, None, reason))
     return len(events)
 
 

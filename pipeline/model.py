@@ -40,6 +40,11 @@ class Archived:
 
     pointer: RawPointer
     rid: str
+    # The pointer was checked against the archive (the member exists there, its SHA-256
+    # matches and it belongs to `correlation_id`). An unchecked pointer (an event property
+    # any sender can set) is never honoured: ingest checks it, or archives the record anew.
+    verified: bool = False
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ from typing import Any
 
 import orjson
 
+from . import safejson
 from .content import completion_text, generated_text
+from .envelope import as_int
 
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -35,6 +37,9 @@ class Stream:
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     content_filtered: bool = False
+    # Text deltas as they arrive (joined once: `+=` on an attribute copies the whole text
+    # each time, quadratic in the number of deltas).
+    parts: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
     # The whole response object of a Responses API terminal event.
     response: dict[str, Any] | None = None
@@ -96,7 +101,7 @@ def parse_sse(text: str) -> Stream:
             s.complete = True
             continue
         try:
-            doc = orjson.loads(data)
+            doc = safejson.loads(data)
         except orjson.JSONDecodeError:
             continue  # the event the log cut in half
         if not isinstance(doc, dict):
@@ -107,37 +112,74 @@ def parse_sse(text: str) -> Stream:
             _responses_event(s, kind, doc)
         else:
             _chat_chunk(s, doc)
+    s.text += "".join(s.parts)
+    s.parts.clear()
+    for slot in s.tool_calls.values():
+        pieces = slot.pop("pieces", None)
+        if pieces:
+            slot["arguments"] = "".join(pieces)
     return s
 
 
+# Tool-call slots kept per stream: a crafted stream cannot grow the dict without bound.
+MAX_TOOL_CALLS = 128
+
+
+def _index(value: object) -> int | None:
+    """A choice, tool-call or output index as the stream wrote it (a whole number)."""
+    if value is None:
+        return 0
+    return as_int(value)
+
+
+def _slot(s: Stream, index: int | None) -> dict[str, Any] | None:
+    if index is None:
+        return None
+    slot = s.tool_calls.get(index)
+    if slot is None:
+        if len(s.tool_calls) >= MAX_TOOL_CALLS:
+            return None
+        slot = s.tool_calls[index] = {}
+    return slot
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _chat_chunk(s: Stream, doc: dict[str, Any]) -> None:
-    if doc.get("model") and not s.model:
-        s.model = doc["model"]  # Azure's first event has model ""
-    if doc.get("id") and not s.response_id:
-        s.response_id = doc["id"]
+    if not s.model:
+        s.model = _str(doc.get("model"))  # Azure's first event has model ""
+    if not s.response_id:
+        s.response_id = _str(doc.get("id"))
     if isinstance(doc.get("usage"), dict):
         s.usage = doc["usage"]
     if isinstance(doc.get("error"), dict):
         s.error = doc["error"]
-    for choice in doc.get("choices") or ():
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+    choices = doc.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict) or _index(choice.get("index")) != 0:
             continue  # previews and estimates follow the first choice
-        delta = choice.get("delta") or {}
+        delta = choice.get("delta")
         if isinstance(delta, dict):
             if isinstance(delta.get("content"), str):
-                s.text += delta["content"]
-            for call in delta.get("tool_calls") or ():
+                s.parts.append(delta["content"])
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
                 if not isinstance(call, dict):
                     continue
-                slot = s.tool_calls.setdefault(int(call.get("index", 0)), {})
-                fn = call.get("function") or {}
-                if fn.get("name"):
+                slot = _slot(s, _index(call.get("index")))
+                fn = call.get("function")
+                if slot is None or not isinstance(fn, dict):
+                    continue
+                if _str(fn.get("name")):
                     slot["name"] = fn["name"]
                 if isinstance(fn.get("arguments"), str):
-                    slot["arguments"] = slot.get("arguments", "") + fn["arguments"]
-        if choice.get("finish_reason"):
-            s.finish_reason = choice["finish_reason"]
-            if choice["finish_reason"] == "content_filter":
+                    slot.setdefault("pieces", []).append(fn["arguments"])
+        reason = _str(choice.get("finish_reason"))
+        if reason:
+            s.finish_reason = reason
+            if reason == "content_filter":
                 s.content_filtered = True
 
 
@@ -145,19 +187,21 @@ def _responses_event(s: Stream, kind: str, doc: dict[str, Any]) -> None:
     s.kind = "responses"
     response = doc.get("response")
     if isinstance(response, dict):
-        if response.get("model"):
-            s.model = response["model"]
-        if response.get("id"):
-            s.response_id = response["id"]
+        s.model = _str(response.get("model")) or s.model
+        s.response_id = _str(response.get("id")) or s.response_id
     if kind == "response.output_text.delta" and isinstance(doc.get("delta"), str):
-        s.text += doc["delta"]
+        s.parts.append(doc["delta"])
     elif kind == "response.output_item.added":
         item = doc.get("item")
         if isinstance(item, dict) and item.get("type") == "function_call":
-            s.tool_calls[int(doc.get("output_index", 0))] = {"name": str(item.get("name", ""))}
-    elif kind == "response.function_call_arguments.delta":
-        slot = s.tool_calls.setdefault(int(doc.get("output_index", 0)), {})
-        slot["arguments"] = slot.get("arguments", "") + str(doc.get("delta", ""))
+            slot = _slot(s, _index(doc.get("output_index")))
+            if slot is not None:
+                slot.clear()
+                slot["name"] = _str(item.get("name")) or ""
+    elif kind == "response.function_call_arguments.delta" and isinstance(doc.get("delta"), str):
+        slot = _slot(s, _index(doc.get("output_index")))
+        if slot is not None:
+            slot.setdefault("pieces", []).append(doc["delta"])
     elif kind in _TERMINAL and isinstance(response, dict):
         s.complete = True
         s.response = response

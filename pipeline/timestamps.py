@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _FRACTION = re.compile(r"\.(\d+)")
 _DOTNET = re.compile(
@@ -61,3 +61,28 @@ def _from_dotnet(m: re.Match[str]) -> datetime | None:
 def iso(dt: datetime) -> str:
     """ISO 8601 UTC with a `Z`, as stored in archive metadata."""
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# Times a record may carry. No APIM or Azure OpenAI log predates 2015; a record cannot be
+# logged long after the event carrying it was enqueued (a day covers clock skew and the
+# longest calls). There is no lower bound relative to the enqueued time: history re-published
+# to a hub (`send`, `replay --to-eventhub`) is legitimately months older than its event.
+EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)
+FUTURE_SKEW = timedelta(days=1)
+
+
+def plausible(dt: datetime | None, reference: datetime | None = None) -> bool:
+    """True when `dt` may be a real log time: from 2015 up to a day after `reference` (the
+    event's enqueued time) or, without one, a day after now."""
+    if dt is None:
+        return False
+    now = datetime.now(UTC)
+    # A reference in the future (a damaged Capture file) is no reason to accept one too.
+    latest = (reference if reference is not None and reference < now else now) + FUTURE_SKEW
+    return EARLIEST <= dt <= latest
+
+
+def path_hour(dt: datetime) -> str:
+    """`yyyy/MM/dd/HH` with a four-digit year, whatever the year (strftime's %Y is not)."""
+    dt = dt.astimezone(UTC)
+    return f"{dt.year:04d}/{dt.month:02d}/{dt.day:02d}/{dt.hour:02d}"

@@ -1,0 +1,114 @@
+"""JSON decoding with a bound on nesting: every document we walk is at most MAX_DEPTH deep.
+
+A client controls the bodies APIM logs, and any sender on the hub controls a whole event, so
+a document can be nested as deep as the decoder allows (orjson: 1,024 levels). Our walks
+(redaction, previews, token estimation) recurse, and orjson re-serialises only 254 levels: a
+deep document must not reach them. So, after decoding, a container deeper than MAX_DEPTH is
+replaced by its JSON text (a string: kept, redacted and archived as text, never walked), or,
+when even that cannot be produced (deeper than MAX_DEPTH + 254), by NOT_KEPT. Callers learn
+that this happened through `watch()`, and the row says so (`Clipped` holds `Nesting`).
+
+The cost is linear: the walk visits each container once and stops descending at MAX_DEPTH;
+a text with fewer brackets than MAX_DEPTH cannot be too deep and is not walked at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+# Real request/response bodies nest about 10 levels (tool schemas a few more); 64 leaves room.
+MAX_DEPTH = 64
+NOT_KEPT = f"[not kept: JSON nested deeper than {MAX_DEPTH + 254} levels]"
+
+JSONDecodeError = orjson.JSONDecodeError
+
+_local = threading.local()
+
+
+class Watch:
+    """How many containers were replaced by their text while the watch was open."""
+
+    __slots__ = ("pruned",)
+
+    def __init__(self) -> None:
+        self.pruned = 0
+
+
+@contextmanager
+def watch() -> Iterator[Watch]:
+    """Count the containers `loads` and `bound` keep as text in this block (this thread)."""
+    stack: list[Watch] = getattr(_local, "stack", None) or []
+    _local.stack = stack
+    w = Watch()
+    stack.append(w)
+    try:
+        yield w
+    finally:
+        stack.pop()
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """`orjson.loads(data)` with containers deeper than MAX_DEPTH kept as their JSON text.
+    Raises JSONDecodeError like orjson (a document deeper than 1,024 levels included)."""
+    doc = orjson.loads(data)
+    if isinstance(doc, dict | list) and may_be_deep(data):
+        bound(doc)
+    return doc
+
+
+def may_be_deep(data: bytes | bytearray | memoryview | str) -> bool:
+    if isinstance(data, str):
+        return data.count("[") + data.count("{") > MAX_DEPTH
+    raw = bytes(data) if isinstance(data, memoryview) else data
+    return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+
+
+def bound(doc: Any) -> int:
+    """Replace, in place, the containers of `doc` deeper than MAX_DEPTH by their JSON text.
+    Returns how many were replaced. Iterative: no recursion, whatever the depth."""
+    if not isinstance(doc, dict | list):
+        return 0
+    replaced = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if not isinstance(value, dict | list) or not value:
+                continue
+            if depth < MAX_DEPTH:
+                stack.append((value, depth + 1))
+                continue
+            node[key] = _as_text(value)
+            replaced += 1
+    if replaced:
+        for w in getattr(_local, "stack", ()):
+            w.pruned += replaced
+    return replaced
+
+
+def _as_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return NOT_KEPT
+
+
+def depth_ok(doc: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when `doc` nests at most `limit` levels (stops at the first deeper container)."""
+    if not isinstance(doc, dict | list):
+        return True
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for value in node.values() if isinstance(node, dict) else node:
+            if isinstance(value, dict | list) and value:
+                if depth >= limit:
+                    return False
+                stack.append((value, depth + 1))
+    return True
