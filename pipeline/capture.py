@@ -171,6 +171,7 @@ class CapturePolicy:
         # Free-text values of this level (header values as a list, without the caller's
         # address), redacted together at the end: one scan for all their plain strings.
         free: dict[str, Any] = {}
+        header_maps: set[str] = set()  # keys whose free value is the list of a header map
         redacted = capture.archive == "redacted"
         for key, value in obj.items():
             kind = _key_kind(key)
@@ -194,6 +195,7 @@ class CapturePolicy:
                 value = self._caller_ip_headers(value)
                 if redacted:
                     free[key] = [v for h, v in value.items() if _key_kind(h) != _CALLER_IP]
+                    header_maps.add(key)
             elif redacted and kind != _PROPERTIES:
                 free[key] = value
             out[key] = value
@@ -202,7 +204,7 @@ class CapturePolicy:
             for (key, before), after in zip(free.items(), walked, strict=True):
                 if after is before:
                     continue
-                if isinstance(before, list) and _key_kind(key) == _HEADERS:
+                if key in header_maps:
                     values = iter(after)
                     out[key] = {
                         h: v if _key_kind(h) == _CALLER_IP else next(values)

@@ -735,6 +735,7 @@ def _process_slice(
         records=plan.records,
         calls=len(plan.states),
         dead_letters=len(plan.dead),
+        parser_errors=plan.parser_errors,
         skipped=plan.skipped,
         dead=plan.dead,
     )

@@ -154,8 +154,12 @@ def resolve(state: CallState) -> Resolved:
         for f in frags
         if f.facts.clipped
         for name in f.facts.clipped.split(",")
-        if getattr(merged, name, None) is not None
-        and getattr(merged, name) == getattr(f.facts, name)
+        # "nesting" is no field: a record nested too deep marks the call whatever it shows
+        if name == "nesting"
+        or (
+            getattr(merged, name, None) is not None
+            and getattr(merged, name) == getattr(f.facts, name)
+        )
     }
     merged.clipped = ",".join(sorted(cut)) or None
 

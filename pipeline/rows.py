@@ -202,9 +202,11 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
         for i in range(0, len(packed), step):  # a binary property holds 64 KiB
             name = "FragmentsZ" if i == 0 else f"FragmentsZ{i // step}"
             entity[name] = EntityProperty(packed[i : i + step], EdmType.BINARY)
-    cut_at_parse = [
-        prop for prop, name in FACT_PROPERTIES if name in (facts.clipped or "").split(",")
-    ]
+    cut = (facts.clipped or "").split(",")
+    cut_at_parse = [prop for prop, name in FACT_PROPERTIES if name in cut]
+    if "nesting" in cut:
+        # A record or body nested deeper than safejson.MAX_DEPTH: kept as JSON text there.
+        cut_at_parse.append("Nesting")
     return limits.fit(entity, cut_at_parse)
 
 
