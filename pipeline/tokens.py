@@ -125,9 +125,27 @@ def encoding_name(model: str | None, deployment: str | None = None) -> str:
     return DEFAULT_ENCODING
 
 
+# BPE merges within one pre-token cost more than linear time, and a client can send one
+# 200 KB "word" (no spaces): long texts are counted in slices of at most this many
+# characters, cut before a space where there is one (where tiktoken's pieces start, so prose
+# counts exactly; a cut inside a word can shift an estimate by a token).
+COUNT_SLICE = 2048
+
+
 def count(text: str, enc: tiktoken.Encoding) -> int:
     # encode_ordinary: special-token text in a prompt is just text, never an error.
-    return len(enc.encode_ordinary(text))
+    if len(text) <= 4 * COUNT_SLICE:
+        return len(enc.encode_ordinary(text))
+    total, i, n = 0, 0, len(text)
+    while i < n:
+        j = min(n, i + COUNT_SLICE)
+        if j < n:
+            space = text.rfind(" ", i + COUNT_SLICE // 2, j)
+            if space > 0:
+                j = space
+        total += len(enc.encode_ordinary(text[i:j]))
+        i = j
+    return total
 
 
 # --- prompt estimates -----------------------------------------------------------------------
