@@ -90,12 +90,16 @@ def repair_truncated(text: str) -> Any | None:
     # stack of [opener, state]; object states: key, colon, value, comma; array: value, comma
     stack: list[list[str]] = []
     cut_end = -1
+    budget = repair_budget(len(text))
 
     def after_value() -> None:
         if stack:
             stack[-1][1] = "comma"
 
     for m in _TOKEN.finditer(text):
+        budget -= 1
+        if budget < 0:
+            break  # token-dense text past the budget: keep what is complete so far
         tok = m.group()
         ch = tok[0]
         state = stack[-1][1] if stack else "value"
@@ -146,6 +150,13 @@ def repair_truncated(text: str) -> Any | None:
     if cut_end == -1:
         return None
     return _finish(text[:cut_end], _closing(stack))
+
+
+def repair_budget(length: int) -> int:
+    """Tokens the repair reads: real bodies hold long strings (well over 16 bytes a token);
+    text of nothing but brackets and tiny keys, crafted to cost a Python step per byte, is
+    read up to this budget and cut there like any truncation (BodyTruncated says so)."""
+    return max(2048, length // 16)
 
 
 def _closing(stack: list[list[str]]) -> str:

@@ -16,7 +16,7 @@ import logging
 import time
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +69,8 @@ class Plan:
     origins: dict[str, list[tuple[EventIn, int]]] = field(default_factory=dict)
     # The batch's own time (its earliest plausible enqueued time): names the archive blob.
     enqueued: datetime | None = None
+    # Records of the event being read that were dead-lettered (see _plan_event).
+    event_dead: int = 0
     # String chunks of split LLM-log messages: (correlation id, "request"|"response") → chunks.
     llm_chunks: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
 
@@ -148,9 +150,40 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, captures: capture.Captu
         plan.records += 1
         _guarded(plan, event, 0, salvaged, False, cfg, cut_message=event.body)
         return
+    if len(env.records) > MAX_RECORDS_PER_EVENT:
+        plan.records += len(env.records)
+        reason = (
+            f"event holds {len(env.records)} records, more than the {MAX_RECORDS_PER_EVENT} "
+            "an Event Hub event of APIM logs can (1 MB): not read record by record"
+        )
+        plan.dead.append(_raw_dead_letter(captures, event, None, reason))
+        return
+    first_dead, plan.event_dead = len(plan.dead), 0
     for index, record in enumerate(env.records):
         plan.records += 1
         _guarded(plan, event, index, record, env.enveloped, cfg, nested=index in env.nested)
+    if plan.event_dead > MAX_DEAD_PER_EVENT:
+        # One dead letter for the event, not one per record: the event's bytes hold them all,
+        # and a crafted event of thousands of bad records costs one blob, not thousands.
+        first = plan.dead[first_dead].reason
+        del plan.dead[first_dead:]
+        reason = (
+            f"{plan.event_dead} records of this event could not become rows (the first: {first})"
+        )
+        plan.dead.append(_raw_dead_letter(captures, event, None, reason[:1000]))
+
+
+# APIM writes at most about 1,700 records (of ~600 bytes) into a 1 MB event.
+MAX_RECORDS_PER_EVENT = 5_000
+# Dead-lettered records of one event past which the event is dead-lettered once, whole.
+MAX_DEAD_PER_EVENT = 16
+
+
+def _add_dead(plan: Plan, make: Callable[[], DeadLetter]) -> None:
+    """A record's dead letter, built only while the event has few (see _plan_event)."""
+    plan.event_dead += 1
+    if plan.event_dead <= MAX_DEAD_PER_EVENT:
+        plan.dead.append(make())
 
 
 def _salvage_message(body: bytes) -> dict[str, Any] | None:
@@ -204,8 +237,11 @@ def _contain(
     if index is None:
         plan.dead.append(_raw_dead_letter(captures, event, None, reason))
     else:
-        plan.dead.append(
-            _record_dead_letter(captures, event, index, reason, record, enveloped, cut_message)
+        _add_dead(
+            plan,
+            lambda: _record_dead_letter(
+                captures, event, index, reason, record, enveloped, cut_message
+            ),
         )
 
 
@@ -392,8 +428,12 @@ def _plan_record(
         plan.skipped[str(skip)] += 1
         return
     except _Dead as why:
-        plan.dead.append(
-            _record_dead_letter(captures, event, index, str(why), record, enveloped, cut_message)
+        reason = str(why)
+        _add_dead(
+            plan,
+            lambda: _record_dead_letter(
+                captures, event, index, reason, record, enveloped, cut_message
+            ),
         )
         return
     frag = _protect(read, record, event, index, enveloped, cut_message, captures)
