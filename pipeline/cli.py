@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
 from . import __version__, daily, doctor, inputs, publish, report, rows
@@ -68,29 +69,43 @@ def _store(cfg: Config) -> Store:
     return store
 
 
-def _replay_inputs(args: argparse.Namespace, store: Store) -> list[Any]:
+def _replay_sources(args: argparse.Namespace, store: Store) -> list[tuple[str, Any, str, str]]:
+    """(kind, container, prefix, what names it) of each container replay reads from, each
+    checked to exist: a misspelled name is an error, never an empty (or new) container."""
+    sources: list[tuple[str, Any, str, str]] = []
+    if args.from_blob:
+        name, _, prefix = args.from_blob.partition("/")
+        service = (
+            BlobServiceClient.from_connection_string(args.source_storage)
+            if args.source_storage
+            else store.blobs
+        )
+        sources.append(("capture", service.get_container_client(name), prefix, "--from-blob"))
+    if args.from_archive is not None:
+        sources.append(("archive", store.archive, args.from_archive, "ARCHIVE_CONTAINER"))
+    if args.from_deadletter is not None:
+        sources.append(
+            ("deadletter", store.deadletters, args.from_deadletter, "DEADLETTER_CONTAINER")
+        )
+    for _, container, _, named_by in sources:
+        store.require_container(container, named_by)
+    return sources
+
+
+def _replay_inputs(
+    args: argparse.Namespace, store: Store, sources: list[tuple[str, Any, str, str]]
+) -> list[Any]:
     filters = inputs.Filters(
         since=inputs.parse_when(args.since) if args.since else None,
         until=inputs.parse_when(args.until) if args.until else None,
         partitions=frozenset(args.partition or ()),
     )
     items: list[Any] = list(inputs.local_inputs(args.paths, filters))
-    if args.from_blob:
-        container, _, prefix = args.from_blob.partition("/")
-        source = (
-            BlobServiceClient.from_connection_string(args.source_storage)
-            if args.source_storage
-            else store.blobs
-        )
-        items += inputs.blob_inputs(
-            source.get_container_client(container), prefix, filters, "capture", store.call
-        )
-    if args.from_archive is not None:
-        items += inputs.blob_inputs(
-            store.archive, args.from_archive, filters, "archive", store.call
-        )
-    if args.from_deadletter is not None:
-        items += inputs.deadletter_inputs(store.deadletters, args.from_deadletter, call=store.call)
+    for kind, container, prefix, _ in sources:
+        if kind == "deadletter":
+            items += inputs.deadletter_inputs(container, prefix, call=store.call)
+        else:
+            items += inputs.blob_inputs(container, prefix, filters, kind, store.call)
     return items
 
 
@@ -108,18 +123,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     cfg = _config(args)
     try:
-        store = _store(cfg)
+        store = Store(cfg)
+        # The containers read from must exist (checked before anything is created), and a
+        # dry run or a re-publication creates nothing at all.
+        sources = _replay_sources(args, store)
+        if not (args.dry_run or args.to_eventhub):
+            store.ensure()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - unreachable storage is a message, not a traceback
         print(f"error: storage unreachable: {type(exc).__name__}: {exc}"[:500], file=sys.stderr)
         return 2
     try:
-        items = _replay_inputs(args, store)
+        items = _replay_inputs(args, store, sources)
+        state = None if args.dry_run else ResumeState(Path(args.state), args.resume)
     except (ValueError, inputs.InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except AzureError as exc:
+        print(
+            f"error: listing the blobs failed: {type(exc).__name__}: {exc}"[:500], file=sys.stderr
+        )
+        return 2
     if args.to_eventhub:
         return _republish(args, items)
-    state = None if args.dry_run else ResumeState(Path(args.state), args.resume)
     progress = Progress(0, 0) if not args.quiet else None
     stop = threading.Event()
     with stop_on_ctrl_c(stop):
@@ -146,9 +174,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         n = (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
         print(f"KPI days touched: run `python -m pipeline rollup --day {last} --days {n}`")
     if not summary.ok:
-        failed = summary.not_stored + len(summary.problems)
-        if failed:
-            print(f"{failed} inputs were not stored", file=sys.stderr)
+        if summary.failed_inputs:
+            print(
+                f"{summary.failed_inputs} inputs were not stored (wholly or in part)",
+                file=sys.stderr,
+            )
+        if summary.not_stored:
+            print(f"{summary.not_stored} events were not stored", file=sys.stderr)
         return 130 if summary.interrupted else 1
     return 0
 
@@ -159,18 +191,20 @@ def _republish(args: argparse.Namespace, items: list[Any]) -> int:
     )
     problems = 0
 
-    def events() -> Any:
+    def report(message: str) -> None:
         nonlocal problems
+        problems += 1
+        print(f"error: {message}", file=sys.stderr)
+
+    def events() -> Any:
         for item in items:
             if isinstance(item, inputs.InputProblem):
-                problems += 1
-                print(f"error: {item.where}: {item.message}", file=sys.stderr)
+                report(f"{item.where}: {item.message}")
                 continue
             try:
-                yield from item.events(item.fetch())
+                yield from item.events(item.fetch(), report=report)
             except inputs.InputError as exc:
-                problems += 1
-                print(f"error: {exc}", file=sys.stderr)
+                report(str(exc))
 
     with producer:
         stats = publish.publish(events(), producer)

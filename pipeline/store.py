@@ -77,14 +77,35 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | http.client.HTTPException)
 
 
-def retry_after(exc: BaseException) -> float:
-    """Seconds a 429/503 response asks to wait (`Retry-After`), 0 when it does not say."""
+def retry_after(exc: BaseException, now: float | None = None) -> float:
+    """Seconds a throttled (429/503) response asks the client to wait, 0 when it does not say.
+
+    Read from `x-ms-retry-after-ms` and `retry-after-ms` (milliseconds) and `Retry-After`
+    (seconds, or an HTTP date, compared with `now`, epoch seconds, default the clock); when
+    several are present, the longest wait wins. Unreadable values are ignored."""
+    from datetime import UTC
+    from email.utils import parsedate_to_datetime
+
     response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
+    headers = getattr(response, "headers", None)
     try:
-        return max(0.0, float(headers.get("Retry-After", 0)))
-    except (TypeError, ValueError):
-        return 0.0  # an HTTP date: rare from Storage, and the backoff still applies
+        found = {str(k).lower(): str(v).strip() for k, v in (headers or {}).items()}
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+    waits = [0.0]
+    for name, unit in (("x-ms-retry-after-ms", 0.001), ("retry-after-ms", 0.001)):
+        with contextlib.suppress(ValueError):
+            waits.append(float(found.get(name, "")) * unit)
+    value = found.get("retry-after", "")
+    try:
+        waits.append(float(value))
+    except ValueError:
+        with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+            when = parsedate_to_datetime(value)
+            if when.tzinfo is None:  # "-0000": UTC, as HTTP dates always are
+                when = when.replace(tzinfo=UTC)
+            waits.append(when.timestamp() - (time.time() if now is None else now))
+    return max(w for w in waits if w == w)  # NaN is not a wait
 
 
 class Store:
@@ -139,18 +160,32 @@ class Store:
         self.blobs.close()
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`fn(*args, **kwargs)`, retried on transient storage failures."""
+        """`fn(*args, **kwargs)`, retried on transient storage failures.
+
+        A request is never retried sooner than the service asks (`retry_after`): the wait is
+        the longer of the backoff and the asked time. When the service asks for longer than
+        `retry_cap`, the function does not sleep that long: it raises at once, and the
+        trigger's retry policy delivers the batch again later (5 s to 5 min)."""
         for attempt in range(self.attempts):
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
                 if attempt + 1 >= self.attempts or not is_transient(exc):
                     raise
+                asked = retry_after(exc)
+                if asked > self.retry_cap:
+                    log.warning(
+                        "storage: %s asks to wait %.1fs, over the %.1fs cap: not retrying here",
+                        type(exc).__name__,
+                        asked,
+                        self.retry_cap,
+                    )
+                    raise
                 with self._lock:  # partitions are written from several threads
                     self.retries += 1
                 delay = random.uniform(0, min(self.retry_cap, self.retry_base * 2**attempt))
                 # A throttled account says when to come back; sooner would be throttled again.
-                delay = max(delay, min(self.retry_cap, retry_after(exc)))
+                delay = max(delay, asked)
                 log.warning(
                     "storage: %s on attempt %d, retrying in %.2fs",
                     type(exc).__name__,
@@ -162,13 +197,27 @@ class Store:
 
     # --- set-up -----------------------------------------------------------------------------
 
-    def ensure(self) -> None:
-        """Create the table and containers if missing (idempotent)."""
+    def ensure(self, *, create_containers: bool | None = None) -> None:
+        """Create the tables if missing (idempotent); create the containers only on a local
+        emulator, and elsewhere check that they exist.
+
+        The archive container is infra/'s to create, with version-level immutability (WORM),
+        which cannot be added to a container afterwards: created here under a misspelled
+        ARCHIVE_CONTAINER, it would take the raw archive without it, silently. So unless the
+        account is Azurite (`is_local`), a missing container raises SettingsError naming it
+        and its setting. `create_containers` overrides the detection."""
         self.call(self.tables.create_table_if_not_exists, self.cfg.audit_table)
         self.call(self.tables.create_table_if_not_exists, self.cfg.kpi_table)
-        for container in (self.archive, self.deadletters):
-            with contextlib.suppress(ResourceExistsError):
-                self.call(container.create_container)
+        create = self.is_local() if create_containers is None else create_containers
+        for container, setting in (
+            (self.archive, "ARCHIVE_CONTAINER"),
+            (self.deadletters, "DEADLETTER_CONTAINER"),
+        ):
+            if create:
+                with contextlib.suppress(ResourceExistsError):
+                    self.call(container.create_container)
+            else:
+                self.require_container(container, setting)
 
     # --- blobs --------------------------------------------------------------------------------
 
@@ -222,6 +271,19 @@ class Store:
         return self.call(
             lambda: container.download_blob(name, offset=offset, length=length).readall()
         )
+
+    def read_member(self, blob: str, offset: int, length: int) -> bytes | None:
+        """One archive member by a ranged read; None when the blob or the range is not there
+        (a pointer that an event property claims, checked before it is honoured)."""
+        try:
+            data = self.read_range(self.archive, blob, offset, length)
+        except ResourceNotFoundError:
+            return None
+        except HttpResponseError as exc:
+            if exc.status_code in (400, 416):  # a range past the end of the blob
+                return None
+            raise
+        return data if len(data) == length else None
 
     def read_blob(self, container: str, name: str) -> bytes:
         client = self.blobs.get_container_client(container)
@@ -394,6 +456,33 @@ class Store:
         return self.call(
             lambda: list(self.audit.query_entities("RowKey eq @rk", parameters={"rk": rk}))
         )
+
+    def is_local(self) -> bool:
+        """The account is a local emulator (Azurite): `UseDevelopmentStorage=true`, its
+        well-known account `devstoreaccount1`, or a loopback endpoint."""
+        from urllib.parse import urlparse
+
+        from .settings import AZURITE_ACCOUNT
+
+        host = urlparse(self.blobs.url).hostname or ""
+        return self.blobs.account_name == AZURITE_ACCOUNT or host in (
+            "127.0.0.1",
+            "localhost",
+            "::1",
+        )
+
+    def require_container(self, container: ContainerClient, named_by: str) -> None:
+        """Raise SettingsError, naming the container and `named_by` (its setting or option),
+        when it does not exist. Never creates it."""
+        from .settings import SettingsError
+
+        if not self.call(container.exists):
+            raise SettingsError(
+                f"container {container.container_name!r} (named by {named_by}) does not exist "
+                f"in storage account {container.account_name!r}: check the name; the pipeline "
+                "does not create containers outside Azurite (infra/ creates them, the archive "
+                "with version-level immutability)"
+            )
 
 
 _WRITERS: ThreadPoolExecutor | None = None

@@ -27,7 +27,10 @@ class Policy:
     delay: float = 0.0
     delay_seconds: float = 0.2
     down: bool = False  # refuse everything (connections closed at once)
-    retry_after: int | None = None  # seconds the 503s ask the client to wait (throttling)
+    # What the 503s ask the client to wait (throttling): `Retry-After` as given (seconds, or
+    # an HTTP date), and `x-ms-retry-after-ms`.
+    retry_after: int | str | None = None
+    retry_after_ms: int | None = None
     seed: int = 7
     rng: random.Random = field(init=False)
 
@@ -117,10 +120,9 @@ class FaultProxy:
                     _reset(conn)
                     return
                 if fault == "503":
-                    wait = self.policy.retry_after
                     conn.sendall(
                         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                        + (f"Retry-After: {wait}\r\n".encode() if wait is not None else b"")
+                        + self._throttle_headers()
                         + b"Connection: close\r\n\r\n"
                     )
                     conn.close()
@@ -136,6 +138,14 @@ class FaultProxy:
                 return
         except OSError:
             conn.close()
+
+    def _throttle_headers(self) -> bytes:
+        out = b""
+        if self.policy.retry_after is not None:
+            out += f"Retry-After: {self.policy.retry_after}\r\n".encode()
+        if self.policy.retry_after_ms is not None:
+            out += f"x-ms-retry-after-ms: {self.policy.retry_after_ms}\r\n".encode()
+        return out
 
     def _forward(self, request: bytes) -> bytes | None:
         try:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from datetime import datetime
 
 import orjson
 import pytest
+from azure.core.exceptions import ServiceRequestError
 from azure.data.tables import TableEntity
 
 from pipeline.archive import open_member
 from pipeline.azurite import connection_string, free_port
-from pipeline.ingest import process_batch
+from pipeline.ingest import process_batch, run_trigger_batch
 from pipeline.model import EventIn, Fragment
 from pipeline.settings import Config
 from pipeline.store import Store
@@ -141,10 +143,15 @@ def test_duplicate_delivery_leaves_one_row_and_no_new_blob(store: Store, cfg: Co
     first = process_batch(events, cfg, store)
     rows_before = {k: comparable(v) for k, v in all_rows(store).items()}
     blobs_before = blobs(store)
+    assert len(rows_before) == 6 and len(blobs_before) == first.new_archive_blobs == 1
     again = process_batch(events, cfg, store)
     assert first.created == 6 and (again.created, again.updated, again.unchanged) == (0, 0, 6)
+    assert again.new_archive_blobs == 0
     assert {k: comparable(v) for k, v in all_rows(store).items()} == rows_before
     assert blobs(store) == blobs_before  # same content-addressed blob, not rewritten
+    for key, row in all_rows(store).items():  # and every row's raw record is in it
+        data = store.read_range(store.archive, row["RawBlob"], row["RawOffset"], row["RawLength"])
+        assert open_member(data, row["RawSha256"])["correlationId"] == key
 
 
 def test_calls_recut_into_other_batches_give_identical_rows(
@@ -295,15 +302,18 @@ def test_archive_blob_is_one_gzip_file_with_a_member_per_call(store: Store, cfg:
         assert open_member(data, row["RawSha256"])["correlationId"] == row["RowKey"]
 
 
-def test_storage_down_raises_so_the_trigger_retries(cfg: Config) -> None:
+def test_storage_down_raises_so_the_trigger_retries(cfg: Config, store: Store) -> None:
     port = free_port()  # nothing listens there
-    dead = Config(
-        storage_connection=connection_string(port, port, port),
-        audit_table=cfg.audit_table,
-        archive_container=cfg.archive_container,
-        deadletter_container=cfg.deadletter_container,
-        storage_retries=2,
-    )
-    store = Store(dead, retry_base=0.01)
-    with pytest.raises(Exception):  # noqa: B017 - any storage error must propagate
-        process_batch([ev(apim.envelope(apim.gateway()))], dead, store)
+    dead = replace(cfg, storage_connection=connection_string(port, port, port), storage_retries=2)
+    down = Store(dead, retry_base=0.01)
+    ids = {apim.new_id(f"down{i}") for i in range(4)}
+    events = [ev(apim.envelope(apim.gateway(cid)), i) for i, cid in enumerate(sorted(ids))]
+    # The storage error itself reaches the host (not swallowed, not some other failure),
+    # after the in-process retries: the batch is not acknowledged.
+    with pytest.raises(ServiceRequestError):
+        run_trigger_batch(events, dead, down, attempt=0, max_retries=5)
+    assert down.retries == 2
+    # Storage is back when the trigger delivers the same batch again: all of it is stored.
+    result = run_trigger_batch(events, cfg, store, attempt=1, max_retries=5)
+    assert result.created == len(ids) and set(all_rows(store)) == ids
+    assert result.new_archive_blobs == 1 and not list(store.deadletters.list_blobs())

@@ -4,14 +4,17 @@ audit row or a dead letter, and every raw record stays readable."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 
 import orjson
 import pytest
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from pipeline import archive, inputs
 from pipeline.azurite import Azurite, connection_string
@@ -19,7 +22,7 @@ from pipeline.ingest import plan_batch, process_batch, run_trigger_batch
 from pipeline.model import EventIn
 from pipeline.replay import replay
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store import Store, retry_after
 from tests.faults import FaultProxy, Policy
 from tests.fixtures import apim
 from tests.test_ingest import all_rows, stored_record
@@ -112,9 +115,14 @@ def test_faults_on_every_request_lose_nothing(
             f"({dict(injected)}), SDK-level retries {faulty.retries}; calls stored {stored}, "
             f"dead letters {dead}, calls lost {lost}"
         )
-    assert lost == 0 and stored + dead == len(ids)
+    # Transient faults are retried until they pass: every call is a row. A call parked as a
+    # dead letter would be a failure here (storage never stayed down), not "not lost".
+    assert (stored, dead, lost) == (len(ids), 0, 0)
+    assert not list(store.deadletters.list_blobs())
     assert sum(injected.values()) >= 0.15 * requests and faulty.retries > 0
     assert {"503", "reset", "lost"} <= set(injected)
+    # Writes whose response was lost, of rows and of blobs: their retries found them there.
+    assert table_proxy.injected["lost"] and blob_proxy.injected["lost"]
 
 
 def test_throttled_storage_is_retried_no_sooner_than_it_asks(azurite: Azurite, cfg: Config) -> None:
@@ -134,6 +142,70 @@ def test_throttled_storage_is_retried_no_sooner_than_it_asks(azurite: Azurite, c
         proxy.close()
     assert info.value.status_code == 503 and throttled.retries == 2 and proxy.requests == 3
     assert waited >= 2.0  # two waits of the asked second, not the 1-4 ms backoff
+
+
+class Throttled(Exception):
+    """The shape of an azure.core HttpResponseError: only `.response.headers` is read."""
+
+    def __init__(self, headers: dict[str, str] | None) -> None:
+        super().__init__("503")
+        self.response = type("Response", (), {"headers": headers})()
+
+
+NOW = 1_762_250_400.0  # 2025-11-04T10:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "7"}, 7.0),
+        ({"retry-after": "2.5"}, 2.5),
+        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 90, UTC), True)}, 90.0),
+        ({"Retry-After": "Tue, 04 Nov 2025 10:01:00 -0000"}, 60.0),  # no zone: UTC
+        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW - 90, UTC), True)}, 0.0),
+        ({"x-ms-retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"Retry-After": "1", "x-ms-retry-after-ms": "30000"}, 30.0),  # the longest wait wins
+        ({"Retry-After": "-5"}, 0.0),
+        ({"Retry-After": "soon", "retry-after-ms": "nan"}, 0.0),
+        ({}, 0.0),
+        (None, 0.0),
+    ],
+)
+def test_retry_after_reads_seconds_http_dates_and_milliseconds(
+    headers: dict[str, str] | None, seconds: float
+) -> None:
+    assert retry_after(Throttled(headers), now=NOW) == pytest.approx(seconds)
+    assert retry_after(ValueError("no response at all")) == 0.0
+
+
+def test_throttled_longer_than_the_cap_raises_at_once_and_the_redelivery_stores(
+    azurite: Azurite, cfg: Config, store: Store
+) -> None:
+    # Each form asks for a minute; the cap is 5 s. Waiting less would be throttled again;
+    # waiting a minute inside the function would hold the partition: it raises at once.
+    in_a_minute = format_datetime(datetime.fromtimestamp(time.time() + 60, UTC), True)
+    asks = [Policy(http503=1.0, retry_after=60), Policy(http503=1.0, retry_after=in_a_minute)]
+    asks.append(Policy(http503=1.0, retry_after_ms=60_000))
+    (batch,), ids = batches_of_calls("slow-down", 2)
+    for n, policy in enumerate(asks):
+        proxy = FaultProxy(azurite.table_port, policy)  # tables throttled, blobs fine
+        try:
+            throttled_cfg = proxied_config(cfg, azurite.blob_port, proxy.port, retries=3)
+            throttled = Store(throttled_cfg, retry_base=0.001, retry_cap=5)
+            started = time.monotonic()
+            with pytest.raises(HttpResponseError) as info:
+                run_trigger_batch(batch, throttled_cfg, throttled, attempt=n, max_retries=5)
+            waited = time.monotonic() - started
+            assert info.value.status_code == 503 and retry_after(info.value) > 5
+            # One try per partition written (none retried), and no minute-long sleep.
+            assert throttled.retries == 0 and proxy.requests <= cfg.shards and waited < 5
+        finally:
+            proxy.close()
+    assert not all_rows(store)
+    # Throttling is over when the trigger delivers the batch again: every call is a row.
+    result = run_trigger_batch(batch, cfg, store, attempt=len(asks), max_retries=5)
+    assert result.created == len(ids) and set(all_rows(store)) == ids
 
 
 def test_azurite_stopped_and_restarted_mid_batch(tmp_path: Path, cfg: Config, capsys) -> None:
@@ -168,8 +240,11 @@ def test_azurite_stopped_and_restarted_mid_batch(tmp_path: Path, cfg: Config, ca
                 f"batches, retries {store.retries}; calls stored {stored}, dead letters {dead}, "
                 f"calls lost {lost}"
             )
-        assert lost == 0 and stored + dead == len(ids)
-        assert deliveries > len(batches) or store.retries > 0  # the outage was felt
+        # Every call is a row: the outage made the function raise (the batch was delivered
+        # again, not acknowledged), never park or drop anything.
+        assert (stored, dead, lost) == (len(ids), 0, 0)
+        assert not list(store.deadletters.list_blobs())
+        assert deliveries > len(batches)
     finally:
         outage.set()
         for t in threads:  # a restart still under way must finish before we stop it
@@ -190,7 +265,7 @@ def test_a_batch_that_keeps_failing_is_parked_and_replayed_later(
         batch = [*batch, garbage]
         with caplog.at_level(logging.INFO, logger="pipeline.ingest"):
             for attempt in range(DELIVERIES - 1):
-                with pytest.raises(Exception):  # noqa: B017 - storage is down
+                with pytest.raises((ServiceRequestError, ServiceResponseError)):  # tables down
                     run_trigger_batch(
                         batch, down_cfg, down, attempt=attempt, max_retries=DELIVERIES - 1
                     )
@@ -209,6 +284,9 @@ def test_a_batch_that_keeps_failing_is_parked_and_replayed_later(
     # The cause is fixed: replay the dead letters. Rows appear; the garbage stays a dead letter.
     items = list(inputs.deadletter_inputs(store.deadletters, ""))
     assert len(items) == len(batch)
+    reasons = [b.metadata["reason"] for b in store.deadletters.list_blobs(include=["metadata"])]
+    assert len(reasons) == len(batch)
+    assert all("batch failed on its last delivery (6)" in r for r in reasons)
     summary = replay(items, cfg, store)
     assert summary.totals.created == len(ids) and summary.totals.dead_letters == 1
     meta = {b.name: b.metadata for b in store.deadletters.list_blobs(include=["metadata"])}
@@ -239,6 +317,41 @@ def test_structured_batch_log_without_prompt_text(
     assert all(secret not in m for m in lines)
     dead = next(iter(store.deadletters.list_blobs(include=["metadata"])))
     assert secret not in dead.metadata["reason"]
+
+
+def test_a_parser_bug_dead_letters_the_record_and_logs_only_where(
+    cfg: Config, store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import ingest
+
+    secret = "maria.garcia@contoso.com"
+    good = apim.gateway(apim.new_id("parser-ok"))
+    buggy = apim.gateway(
+        apim.new_id("parser-bug"), request=apim.chat_request(("user", f"mail {secret} please"))
+    )
+    real = ingest.gateway_facts
+
+    def gateway_facts(flat):  # a parser bug that shows on one record only
+        if buggy["correlationId"] in repr(flat):
+            raise ValueError(f"cannot read {secret}")
+        return real(flat)
+
+    monkeypatch.setattr(ingest, "gateway_facts", gateway_facts)
+    with caplog.at_level(logging.DEBUG):
+        result = process_batch([EventIn(apim.envelope(good, buggy), sequence=3)], cfg, store)
+    # The rest of the batch is stored; the record is a dead letter, replayable once fixed.
+    assert result.created == 1 and set(all_rows(store)) == {good["correlationId"]}
+    (dead,) = store.deadletters.list_blobs(include=["metadata"])
+    reason = dead.metadata["reason"]
+    assert reason.startswith("parser error: ValueError") and secret not in reason
+    assert re.search(r"\(at [^()]*\b\w+\.py:\d+", reason)  # file and line of the failure
+    body = orjson.loads(store.deadletters.download_blob(dead.name).readall())
+    assert body["records"][0]["correlationId"] == buggy["correlationId"]
+    # The log says where the parser failed, never what the record held.
+    lines = [r.getMessage() for r in caplog.records]
+    (line,) = [m for m in lines if m.startswith("parser error on")]
+    assert "ValueError" in line and re.search(r"\b\w+\.py:\d+", line)
+    assert all(secret not in m for m in lines)
 
 
 # --- hostile input --------------------------------------------------------------------------
@@ -311,9 +424,13 @@ def test_crafted_inputs_become_rows_or_dead_letters(cfg: Config, store: Store) -
     assert outcome == {name: expected for name, _, expected in cases}
     rows = all_rows(store)
     assert result.created == len(rows) == [e for _, _, e in cases].count(ROW)
+    assert len(dead_origins) == [e for _, _, e in cases].count(DEAD)
     # Crafted ids are stored escaped, found exactly, and cannot widen a filter.
+    escaped = {"a/b\\c#d?e": "a%2Fb%5Cc%23d%3Fe", "ctl\x00\x1f\x7f": "ctl%00%1F%7F"}
+    assert set(escaped.values()) <= set(rows) and not set(escaped) & set(rows)
     for cid in ("x' or 'a' eq 'a", "a/b\\c#d?e", "ctl\x00\x1f\x7f", "dup-2"):
-        assert len(store.find_rows(cid)) == 1
+        (found,) = store.find_rows(cid)
+        assert found["RowKey"] == escaped.get(cid, cid)
     assert store.find_rows("nobody' or RowKey ne 'x") == []
     huge = rows[apim.new_id("huge")]
     assert len(huge["PromptPreview"]) <= 32 * 1024

@@ -3,8 +3,10 @@ progress, and re-publishing to an Event Hub."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import threading
+import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from pipeline.eventhub import ARCHIVED_PROPERTY, from_trigger
 from pipeline.ingest import process_batch
 from pipeline.model import EventIn
 from pipeline.replay import Progress, ResumeState, replay
-from pipeline.settings import Config
+from pipeline.settings import Config, SettingsError
 from pipeline.store import Store
 from tests.conftest import settings_env
 from tests.fixtures import apim, capture, sources
@@ -203,8 +205,8 @@ def test_resume_after_an_interruption(cfg: Config, store: Store, tmp_path: Path)
     items = list(inputs.local_inputs([folder], inputs.Filters()))
     original_events = items[1].events
 
-    def stopping(data: Any) -> Any:  # Ctrl-C while the second file is read
-        for n, ev in enumerate(original_events(data)):
+    def stopping(data: Any, report: Any = None) -> Any:  # Ctrl-C while the second file is read
+        for n, ev in enumerate(original_events(data, report=report)):
             if n == 2:
                 stop.set()
             yield ev
@@ -354,3 +356,537 @@ def test_member_events_rebuild_the_original_shapes() -> None:
         {"record": '{"schema":"aoai-audit/1","correlationId":"c', "rid": "r"}, ptr
     )
     assert cut.body.startswith(b'{"schema"') and cut.archived.rid == "r"
+
+
+# --- hostile and damaged inputs -------------------------------------------------------------
+
+SECRET = "ssn 078-05-1120 of maria.garcia@contoso.com"
+
+
+def call_body(tag: str) -> bytes:
+    """One event: an envelope with one call whose prompt holds SECRET (it must never be quoted
+    in a message)."""
+    return apim.envelope(
+        apim.gateway(apim.new_id(tag), request=apim.chat_request(("user", f"{tag}: {SECRET}")))
+    )
+
+
+def capture_blocks(
+    bodies: list[bytes], t: datetime, codec: str = "null"
+) -> tuple[bytes, bytes, list[int]]:
+    """A Capture file with one event per Avro block: (data, sync marker, where each block
+    starts). Block k is data[starts[k]:starts[k + 1]] (its sync marker is its last 16 bytes)."""
+    import fastavro
+
+    records = [
+        {
+            "SequenceNumber": i,
+            "Offset": str(4096 * i),
+            "EnqueuedTimeUtc": capture.dotnet_time(t),
+            "SystemProperties": {"x-opt-enqueued-time": int(t.timestamp() * 1000)},
+            "Properties": {},
+            "Body": body,
+        }
+        for i, body in enumerate(bodies)
+    ]
+    out = io.BytesIO()
+    fastavro.writer(out, capture.SCHEMA, records, codec=codec, sync_interval=1)
+    data = out.getvalue()
+    _, sync, first = inputs._avro_header(inputs._Buffer([data]))
+    starts = [first]
+    while (i := data.find(sync, starts[-1])) >= 0 and i + 16 < len(data):
+        starts.append(i + 16)
+    assert len(starts) == len(bodies)
+    return data, sync, [*starts, len(data)]
+
+
+def overwrite_block_data(data: bytes, start: int, end: int) -> bytes:
+    """Block data replaced by 0xff bytes, its count, size and sync marker kept."""
+    buf = inputs._Buffer([data])
+    _, pos = inputs._long(buf, start)
+    size, pos = inputs._long(buf, pos)
+    assert pos + size + 16 == end
+    return data[:pos] + b"\xff" * size + data[pos + size :]
+
+
+def write_capture(folder: Path, partition: str, minute: int, data: bytes) -> Path:
+    path = folder / capture.capture_path(partition, T0 + timedelta(minutes=minute))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_replay_keeps_going_past_every_kind_of_bad_input(
+    cfg: Config, store: Store, tmp_path: Path
+) -> None:
+    """Unreadable files, a non-JSON line, an over-long line, an over-large body, a truncated
+    Capture file, an Avro block that does not inflate, one that does not decode, a damaged
+    sync marker, a file that is not Avro at all: each is reported by name (no content
+    quoted), the readable rest of it is replayed, and so is every input after it."""
+    limit = 64 * 1024
+    folder = tmp_path / "in"
+    folder.mkdir()
+    expected: set[str] = set()
+
+    def good(tag: str) -> bytes:
+        expected.add(apim.new_id(tag))
+        return call_body(tag)
+
+    (folder / "a-good.jsonl").write_bytes(
+        good("keep-1") + b"\nnot json at all: " + SECRET.encode() + b"\n" + good("keep-2") + b"\n"
+    )
+    long_line = orjson.dumps({"records": [], "pad": SECRET * (2 * limit // len(SECRET))})
+    (folder / "b-long-line.jsonl").write_bytes(
+        good("keep-3") + b"\n" + long_line + b"\n" + good("keep-4") + b"\n"
+    )
+    unreadable = folder / "c-unreadable.json"
+    unreadable.write_bytes(good("lost-c"))
+    expected.discard(apim.new_id("lost-c"))
+    (folder / "d-too-big.json").write_bytes(long_line)
+
+    bodies = {k: [call_body(f"{k}-{i}") for i in range(5)] for k in "efgh"}
+
+    def keep(k: str, *indexes: int) -> None:
+        expected.update(apim.new_id(f"{k}-{i}") for i in indexes)
+
+    # e: truncated inside block 3 of 5 (null codec): events 0, 1 kept
+    data, _, starts = capture_blocks(bodies["e"], T0)
+    avro = {"e": write_capture(folder, "1", 1, data[: starts[2] + 20])}
+    keep("e", 0, 1)
+    # f: deflate, block 1's data is not deflate at all: 0, 2, 3, 4 kept
+    data, _, starts = capture_blocks(bodies["f"], T0, codec="deflate")
+    avro["f"] = write_capture(folder, "1", 2, overwrite_block_data(data, starts[1], starts[2]))
+    keep("f", 0, 2, 3, 4)
+    # g: null codec, block 2's record does not decode: 0, 1, 3, 4 kept
+    data, _, starts = capture_blocks(bodies["g"], T0)
+    avro["g"] = write_capture(folder, "1", 3, overwrite_block_data(data, starts[2], starts[3]))
+    keep("g", 0, 1, 3, 4)
+    # h: the sync marker closing block 1 is damaged: reading resumes after the next marker
+    data, _, starts = capture_blocks(bodies["h"], T0)
+    marker = starts[2] - 16
+    avro["h"] = write_capture(folder, "1", 4, data[:marker] + b"\x00" * 16 + data[marker + 16 :])
+    keep("h", 0, 3, 4)
+    # i: not Avro
+    avro["i"] = write_capture(folder, "1", 5, b"Obj\x01" + b"\x00" * 40)
+    (folder / "z-last.json").write_bytes(good("keep-5"))
+
+    items = list(inputs.local_inputs([folder], inputs.Filters(), limit=limit))
+    # Listed, then made unreadable before it is read (a directory where the file was).
+    unreadable.unlink()
+    unreadable.mkdir()
+    said: list[str] = []
+    state = ResumeState(tmp_path / "state.json", resume=False)
+    summary = replay(items, cfg, store, say=said.append, state=state)
+
+    assert set(all_rows(store)) == expected
+    assert summary.totals.dead_letters == 1  # the non-JSON line, as any bad event
+    assert summary.storage_error is None and summary.source_error is None
+    by_file = {
+        Path(p.where).name if Path(p.where).suffix != ".avro" else Path(p.where): p.message
+        for p in summary.problems
+    }
+    assert set(by_file) == {
+        "b-long-line.jsonl",
+        "c-unreadable.json",
+        "d-too-big.json",
+        *avro.values(),
+    }, summary.problems
+    assert summary.failed_inputs == 8
+    assert "8 inputs failed, wholly or in part (8 errors" in "\n".join(summary.lines())
+    errors = [line for line in said if line.startswith("error: ")]
+    assert len(errors) == 8
+    for p in summary.problems:
+        assert p.message.startswith(p.where)  # names the input
+    text = "\n".join(said)
+    assert SECRET not in text and "maria" not in text
+    assert "b-long-line.jsonl:2: line longer than 64 KiB: skipped" in by_file["b-long-line.jsonl"]
+    assert "cannot read" in by_file["c-unreadable.json"]
+    assert "larger than 64 KiB" in by_file["d-too-big.json"]
+    assert "ends inside it (truncated)" in by_file[avro["e"]]
+    assert "the rest of the file" in by_file[avro["e"]]
+    assert "not valid deflate data" in by_file[avro["f"]]
+    assert "record 1 of 1 does not decode" in by_file[avro["g"]]
+    assert "sync marker is wrong; skipped to the next block" in by_file[avro["h"]]
+    assert "not a readable Event Hubs Capture (Avro) file" in by_file[avro["i"]]
+    # Only inputs read to their end without a problem count as done for --resume.
+    assert {Path(k).name for k in state.done} == {"a-good.jsonl", "z-last.json"}
+
+
+def archive_of(cfg: Config, store: Store, tag: str, n: int) -> tuple[bytes, list[str]]:
+    """An archive blob of `n` members (one call each), and the calls' correlation ids."""
+    ids = [apim.new_id(f"{tag}-{i}") for i in range(n)]
+    recs = [
+        apim.gateway(cid, request=apim.chat_request(("user", f"{i}: {SECRET}")))
+        for i, cid in enumerate(ids)
+    ]
+    process_batch([EventIn(apim.envelope(*recs))], cfg, store)
+    (blob,) = store.archive.list_blobs()
+    return store.archive.download_blob(blob.name).readall(), ids
+
+
+def fresh_table(cfg: Config, suffix: str) -> tuple[Config, Store]:
+    other = replace(cfg, audit_table=cfg.audit_table + suffix, kpi_table=cfg.kpi_table + suffix)
+    s = Store(other)
+    s.ensure()
+    return other, s
+
+
+def test_archive_blob_damaged_in_the_middle_loses_only_the_damaged_members(
+    cfg: Config, store: Store
+) -> None:
+    data, ids = archive_of(cfg, store, "arch-bad", 6)
+    members = list(archive.iter_members(data))
+    assert len(members) == 6
+    pieces = [data[o : o + n] for o, n, _ in members]
+    damaged = pieces[2][:10] + b"\xff" * (len(pieces[2]) - 18) + pieces[2][-8:]
+    junk = bytes(range(32, 127)) * 60  # no gzip header in it
+    blob = b"".join(
+        [
+            pieces[0],
+            pieces[1],
+            damaged,
+            pieces[3],
+            junk,
+            pieces[4],
+            pieces[5][: len(pieces[5]) // 2],
+        ]
+    )
+    source = store.blobs.get_container_client(f"{cfg.archive_container}-copy")
+    source.create_container()
+    source.upload_blob("2025/11/04/10/damaged.jsonl.gz", blob)
+
+    other, other_store = fresh_table(cfg, "b")
+    items = list(inputs.blob_inputs(source, "", inputs.Filters(), "archive", chunk=1024))
+    said: list[str] = []
+    summary = replay(items, other, other_store, say=said.append)
+
+    assert set(all_rows(other_store)) == {ids[0], ids[1], ids[3], ids[4]}
+    assert summary.failed_inputs == 1 and len(summary.problems) == 3
+    where = f"{source.container_name}/2025/11/04/10/damaged.jsonl.gz"
+    m1, m2, m3 = (p.message for p in summary.problems)
+    start2 = len(pieces[0]) + len(pieces[1])
+    start3 = start2 + len(damaged)
+    assert m1.startswith(where)
+    assert f"member at byte {start2} is damaged" in m1
+    assert f"reading goes on at byte {start3}" in m1
+    start_junk = start3 + len(pieces[3])
+    assert f"member at byte {start_junk} is damaged" in m2
+    assert f"reading goes on at byte {start_junk + len(junk)}" in m2
+    assert "no member follows" in m3 and "the rest of the blob" in m3
+    assert SECRET not in "\n".join(said)
+    # The rows point at where their members really are in that blob.
+    row = all_rows(other_store)[ids[4]]
+    assert row["RawOffset"] == start_junk + len(junk)
+    member = archive.open_member(
+        source.download_blob(
+            "2025/11/04/10/damaged.jsonl.gz",
+            offset=row["RawOffset"],
+            length=row["RawLength"],
+        ).readall(),
+        row["RawSha256"],
+    )
+    assert member["correlationId"] == ids[4]
+
+
+def test_archive_resynchronisation_stays_linear(cfg: Config, store: Store) -> None:
+    """Junk full of fake gzip headers, each of which reads 64 KiB before failing: trying them
+    all would be quadratic (gigabytes of inflating); the search stops at its work limit and
+    says that the rest of the blob is not replayed."""
+    import time
+
+    data, _ = archive_of(cfg, store, "arch-linear", 3)
+    pieces = [data[o : o + n] for o, n, _ in archive.iter_members(data)]
+    # gzip header (no flags) + a stored deflate block claiming 65535 bytes: 15 bytes, and
+    # 65550 = 15 x 4370, so each fake member's next block header is a 0x1f: invalid.
+    fake = b"\x1f\x8b\x08\x00" + b"\x00" * 4 + b"\x00\xff" + b"\x00\xff\xff\x00\x00"
+    blob = pieces[0] + fake * (2 * 1024 * 1024 // len(fake)) + pieces[1] + pieces[2]
+    source = store.blobs.get_container_client(f"{cfg.archive_container}-lin")
+    source.create_container()
+    source.upload_blob("2025/11/04/10/fakes.jsonl.gz", blob)
+    problems: list[str] = []
+    start = time.perf_counter()
+    (item,) = inputs.blob_inputs(source, "", inputs.Filters(), "archive")
+    events = list(item.events(item.fetch(), report=problems.append))
+    seconds = time.perf_counter() - start
+    assert [e.archived.pointer.offset for e in events if e.archived] == [0]
+    assert len(problems) == 1 and "work limit" in problems[0]
+    assert f"from byte {len(pieces[0])}) is not replayed" in problems[0]
+    assert seconds < 5, seconds
+
+
+def zip_bomb(size: int = 200 * 1024 * 1024, wbits: int = 31) -> bytes:
+    """`size` zero bytes, deflated (gzip member with wbits=31, raw deflate with -15)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    zeros = bytes(1024 * 1024)
+    parts = [c.compress(zeros) for _ in range(size // len(zeros))]
+    return b"".join([*parts, c.flush()])
+
+
+def peak_of(fn: Any) -> tuple[Any, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_zip_bomb_in_an_archive_member_is_an_error_not_a_memory_spike(
+    cfg: Config, store: Store
+) -> None:
+    data, _ = archive_of(cfg, store, "bomb-arch", 2)
+    pieces = [data[o : o + n] for o, n, _ in archive.iter_members(data)]
+    bomb = zip_bomb()
+    assert len(bomb) < 300 * 1024
+    source = store.blobs.get_container_client(f"{cfg.archive_container}-bomb")
+    source.create_container()
+    source.upload_blob("2025/11/04/10/bomb.jsonl.gz", pieces[0] + bomb + pieces[1])
+    limit = 1024 * 1024
+    problems: list[str] = []
+    (item,) = inputs.blob_inputs(source, "", inputs.Filters(), "archive", limit=limit)
+    events, peak = peak_of(lambda: list(item.events(item.fetch(), report=problems.append)))
+    assert len(events) == 2  # the members on both sides of the bomb
+    assert len(problems) == 1 and "inflates to more than 1 MiB" in problems[0]
+    assert f"member at byte {len(pieces[0])} is damaged" in problems[0]
+    assert peak < 8 * 1024 * 1024, peak
+
+
+def test_zip_bomb_in_an_avro_block_is_an_error_not_a_memory_spike(tmp_path: Path) -> None:
+    bodies = [call_body(f"bomb-avro-{i}") for i in range(3)]
+    data, sync, starts = capture_blocks(bodies, T0, codec="deflate")
+    bomb = zip_bomb(wbits=-15)
+
+    def zigzag(n: int) -> bytes:
+        n, out = (n << 1) ^ (n >> 63), bytearray()
+        while n >= 0x80:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        return bytes([*out, n])
+
+    block = zigzag(1) + zigzag(len(bomb)) + bomb + sync
+    crafted = data[: starts[1]] + block + data[starts[1] :]
+    path = write_capture(tmp_path, "0", 0, crafted)
+    problems: list[str] = []
+    (item,) = inputs.local_inputs([path], inputs.Filters(), limit=1024 * 1024)
+    events, peak = peak_of(lambda: list(item.events(item.fetch(), report=problems.append)))
+    assert [e.sequence for e in events] == [0, 1, 2]
+    assert len(problems) == 1
+    assert f"Avro block at byte {starts[1]}: it inflates to more than 1 MiB" in problems[0]
+    assert peak < 8 * 1024 * 1024, peak
+
+
+def test_files_and_blobs_are_streamed_in_bounded_memory(
+    cfg: Config, store: Store, tmp_path: Path, capsys
+) -> None:
+    import fastavro
+
+    size = 24 * 1024 * 1024
+    rng = __import__("random").Random(5)
+    body = orjson.dumps({"records": [{"pad": rng.randbytes(3000).hex()}]})
+    n = size // len(body) + 1
+    path = tmp_path / capture.capture_path("0", T0)
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as f:
+        records = (
+            {
+                "SequenceNumber": i,
+                "Offset": str(i),
+                "EnqueuedTimeUtc": capture.dotnet_time(T0),
+                "SystemProperties": {},
+                "Properties": {},
+                "Body": body,
+            }
+            for i in range(n)
+        )
+        fastavro.writer(f, capture.SCHEMA, records, codec="null")
+    assert path.stat().st_size > size
+    (item,) = inputs.local_inputs([path], inputs.Filters())
+    count, file_peak = peak_of(lambda: sum(1 for _ in item.events(item.fetch())))
+    assert count == n
+
+    member = gzip.compress(
+        orjson.dumps(
+            {"v": 1, "kind": "gateway", "rid": "r", "event": {}, "record": {"pad": body.decode()}}
+        )
+        + b"\n",
+        mtime=0,
+    )
+    blob = member * (size // len(member) + 1)
+    source = store.blobs.get_container_client(f"{cfg.archive_container}-big")
+    source.create_container()
+    source.upload_blob("2025/11/04/10/big.jsonl.gz", blob)
+    del blob
+    (item,) = inputs.blob_inputs(
+        source, "", inputs.Filters(), "archive", store.call, chunk=256 * 1024
+    )
+    count, blob_peak = peak_of(lambda: sum(1 for _ in item.events(item.fetch())))
+    assert count == size // len(member) + 1
+    with capsys.disabled():
+        print(
+            f"\nstreaming: {path.stat().st_size / 1e6:.0f} MB Capture file, peak "
+            f"{file_peak / 1e6:.1f} MB; {item.size / 1e6:.0f} MB archive blob (256 KiB ranged "
+            f"reads), peak {blob_peak / 1e6:.1f} MB"
+        )
+    # Bounded by the chunk sizes (1 MiB reads of the file; 256 KiB ranged reads, which the
+    # SDK inflates about ninefold for a moment, one read ahead), not by the 24 MB read.
+    assert file_peak < 4 * 1024 * 1024, file_peak
+    assert blob_peak < 8 * 1024 * 1024, blob_peak
+
+
+def test_resume_is_exact_when_inputs_fill_batches_exactly(
+    cfg: Config, store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "exact"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"in-{i}.jsonl").write_bytes(
+            b"\n".join(apim.envelope(apim.gateway(apim.new_id(f"exact-{i}-{j}"))) for j in range(4))
+        )
+    (folder / "in-4.jsonl").write_bytes(b"\n\n")  # no events: done as soon as it is read
+    state_path = tmp_path / "state.json"
+    stop = threading.Event()
+    items = list(inputs.local_inputs([folder], inputs.Filters()))
+    original_events = items[1].events
+
+    def stopping(data: Any, report: Any = None) -> Any:  # Ctrl-C while in-1 is read
+        for n, ev in enumerate(original_events(data, report=report)):
+            if n == 2:
+                stop.set()
+            yield ev
+
+    items[1] = replace(items[1], events=stopping)
+    first = replay(items, cfg, store, batch_size=4, state=ResumeState(state_path, False), stop=stop)
+    assert first.interrupted and first.totals.events == 8
+    # in-1's last event filled the last batch exactly: in-1 is done too.
+    assert {Path(k).name for k in ResumeState(state_path, True).done} == {
+        "in-0.jsonl",
+        "in-1.jsonl",
+    }
+    second = replay(
+        list(inputs.local_inputs([folder], inputs.Filters())),
+        cfg,
+        store,
+        batch_size=4,
+        state=ResumeState(state_path, True),
+    )
+    assert second.ok and second.skipped_inputs == 2 and second.totals.events == 8
+    assert first.totals.events + second.totals.events == 16  # every event exactly once
+    assert len(all_rows(store)) == 16
+    # The run's last input filled its last batch exactly: recorded as done all the same.
+    assert len(ResumeState(state_path, True).done) == 5
+    third = replay(
+        list(inputs.local_inputs([folder], inputs.Filters())),
+        cfg,
+        store,
+        batch_size=4,
+        state=ResumeState(state_path, True),
+    )
+    assert third.totals.events == 0 and third.skipped_inputs == 5
+
+
+def test_dry_run_creates_nothing_in_an_empty_account(
+    cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    f = tmp_path / "x.jsonl"
+    f.write_bytes(call_body("dry-empty-1") + b"\nnot json\n" + call_body("dry-empty-2") + b"\n")
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    s = Store(cfg)  # no ensure(): the account has none of this test's tables or containers
+    tables_before = {t.name for t in s.tables.list_tables()}
+    containers_before = {c.name for c in s.blobs.list_containers()}
+    state = tmp_path / "state.json"
+    code = main(["replay", str(f), "--dry-run", "--quiet", "--state", str(state)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 calls: 2 rows would be created" in out and "1 dead letters (not written)" in out
+    assert "1 archive blobs would be created" in out
+    assert {t.name for t in s.tables.list_tables()} == tables_before
+    assert {c.name for c in s.blobs.list_containers()} == containers_before
+    assert cfg.audit_table not in tables_before and cfg.archive_container not in containers_before
+    assert not state.exists()
+    # The library call too: nothing created, the same answer.
+    summary = replay(list(inputs.local_inputs([f], inputs.Filters())), cfg, s, dry_run=True)
+    assert summary.ok and summary.totals.created == 2
+    assert {t.name for t in s.tables.list_tables()} == tables_before
+    assert {c.name for c in s.blobs.list_containers()} == containers_before
+
+
+def test_misspelled_containers_are_errors_never_created(
+    cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    typo = f"{cfg.archive_container}-typo"
+    env = settings_env(cfg) | {"ARCHIVE_CONTAINER": typo}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    def containers() -> set[str]:
+        return {c.name for c in store.blobs.list_containers()}
+
+    assert main(["replay", "--from-archive", "2025/11/04", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"container '{typo}' (named by ARCHIVE_CONTAINER) does not exist" in err
+    assert typo not in containers()
+    assert main(["replay", "--from-archive", "--dry-run", "--quiet"]) == 2
+    assert typo not in containers()
+    monkeypatch.setenv("ARCHIVE_CONTAINER", cfg.archive_container)
+    assert main(["replay", "--from-blob", "capturr/contoso-ns", "--quiet"]) == 2
+    assert "container 'capturr' (named by --from-blob) does not exist" in capsys.readouterr().err
+    assert "capturr" not in containers()
+
+    # The pipeline's own archive target: outside Azurite, ensure() checks, never creates.
+    wrong = Store(replace(cfg, archive_container=typo))
+    with pytest.raises(SettingsError, match=f"'{typo}' \\(named by ARCHIVE_CONTAINER\\)"):
+        wrong.ensure(create_containers=False)
+    assert typo not in containers()
+    store.ensure(create_containers=False)  # the real ones exist: fine
+    # Which accounts count as local (where ensure() creates the containers itself).
+    assert store.is_local()
+    production = Store(
+        Config(
+            storage_connection="DefaultEndpointsProtocol=https;AccountName=contosoaudit;"
+            "AccountKey=" + "A" * 86 + "==;EndpointSuffix=core.windows.net"
+        )
+    )
+    assert not production.is_local()
+    assert Store(Config(storage_connection="UseDevelopmentStorage=true")).is_local()
+
+
+def test_storage_unavailable_while_reading_stops_the_run(
+    azurite: Any, cfg: Config, store: Store, tmp_path: Path
+) -> None:
+    from pipeline.azurite import connection_string
+    from tests.faults import FaultProxy
+
+    source = store.blobs.get_container_client(f"{cfg.archive_container}-down")
+    source.create_container()
+    for i in range(2):
+        path = capture.capture_path("0", T0 + timedelta(minutes=i))
+        source.upload_blob(path, capture.capture_bytes([call_body(f"down-{i}")], T0))
+    after = tmp_path / "after.json"
+    after.write_bytes(call_body("down-after"))
+    proxy = FaultProxy(azurite.blob_port)
+    try:
+        conn = connection_string(proxy.port, azurite.table_port, azurite.queue_port)
+        reader = Store(replace(cfg, storage_retries=1), connection=conn, retry_base=0.01)
+        items: list[Any] = list(
+            inputs.blob_inputs(
+                reader.blobs.get_container_client(source.container_name),
+                "",
+                inputs.Filters(),
+                "capture",
+                reader.call,
+            )
+        )
+        items += inputs.local_inputs([after], inputs.Filters())
+        proxy.policy.down = True  # listed; now the source storage is gone
+        said: list[str] = []
+        summary = replay(items, cfg, store, say=said.append)
+    finally:
+        proxy.close()
+    assert summary.source_error is not None and not summary.ok
+    assert not summary.problems  # not blamed on the inputs' content
+    assert any(line.startswith("error: storage failed, stopping") for line in said)
+    assert not all_rows(store)  # the run stopped: the local file after it was not replayed
