@@ -2,6 +2,9 @@
 
 .venv/bin/python -m bench.run            # print the table
 .venv/bin/python -m bench.run --readme   # and put it in README.md (section Performance)
+
+The adversarial inputs (bench/adversarial.py) add one row per stage to the table; their full
+report (every case, and the exceptions found) is printed below it, not put in README.md.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench import pipeline, redaction, replay, rollup
+from bench import adversarial, pipeline, redaction, replay, rollup
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKERS = re.compile(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", re.S)
@@ -31,23 +34,28 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def table() -> str:
+def table() -> tuple[str, str]:
+    """The table, and the adversarial bench's full report."""
     rows: list[tuple[str, str, str, str]] = []
     rows += pipeline.report()
     rows += redaction.report()
     rows += rollup.report()
     rows += replay.report()
+    adversarial_rows, adversarial_report = adversarial.report()
+    rows += adversarial_rows
     header = ("Measure", "Measured", "Goal", "")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
     lines = [f"Machine: {machine()}", ""]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    return "\n".join(lines), adversarial_report
 
 
 def main(argv: list[str]) -> None:
-    text = table()
+    text, adversarial_report = table()
     print(text)
+    print()
+    print(adversarial_report)
     if "--readme" in argv:
         readme = README.read_text()
         if not MARKERS.search(readme):
