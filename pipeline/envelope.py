@@ -47,12 +47,12 @@ def open_envelope(body: bytes) -> Envelope:
     elif isinstance(doc, list):
         records, enveloped = doc, False
     else:
-        raise EnvelopeError(
-            f"event body is JSON {type(doc).__name__}, expected an object or array"
-        )
-    nested = frozenset(i for i, r in enumerate(records) if safejson.bound(r)) if (
-        safejson.may_be_deep(data)
-    ) else frozenset()
+        raise EnvelopeError(f"event body is JSON {type(doc).__name__}, expected an object or array")
+    nested = (
+        frozenset(i for i, r in enumerate(records) if safejson.bound(r))
+        if (safejson.may_be_deep(data))
+        else frozenset()
+    )
     return Envelope(records, enveloped, nested)
 
 

@@ -367,7 +367,7 @@ def test_an_unverified_archived_pointer_is_ignored_by_the_pure_path(cfg: Config)
     assert row["RawBlob"] == done.blob.name
 
 
-@pytest.mark.parametrize("status,trust", [(429, True), (200, False)])
+@pytest.mark.parametrize(("status", "trust"), [(429, True), (200, False)])
 def test_policy_claims_follow_the_gateway_rule(
     store: Store, cfg: Config, status: int, trust: bool
 ) -> None:
@@ -416,7 +416,7 @@ def test_an_owner_less_dead_letter_follows_the_strictest_capture(store: Store, c
     )
     body = b'not json, from jane.doe@contoso.com {"messages": ['
     process_batch([ev(body)], cfg, store)
-    ((stored, meta),) = dead_letters(store)
+    ((stored, _meta),) = dead_letters(store)
     assert b"jane.doe@contoso.com" not in stored and b"[EMAIL]" in stored
 
 
