@@ -9,6 +9,7 @@ is never touched: we only see logs of it.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -149,6 +150,11 @@ def scrub_credentials(record: dict[str, Any]) -> dict[str, Any]:
 # long digit runs prefiltered in bulk (cards).
 
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
+# A placeholder reads as a word: no match starts right after one or ends right before one, so
+# redacting redacted text finds nothing new (its "]" would otherwise open a boundary that the
+# redacted value's last character had closed).
+_AFTER_PLACEHOLDER = r"(?<![A-Z]\])"
+_BEFORE_PLACEHOLDER = r"(?!\[[A-Z])"
 
 _DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")  # Luhn: 2d, minus 9 above 9
 
@@ -191,13 +197,13 @@ def _valid_card(text: str) -> bool:
 
 
 @functools.cache  # bounded: 10,000 four-digit prefixes at most
-def _card_lengths(prefix: str) -> tuple[int, ...]:
-    """The lengths 13-19, longest first, of a card number starting with these four digits."""
-    return tuple(sorted((n for n in _card_range(prefix) if n >= 13), reverse=True))
+def _card_lengths(prefix: str) -> int:
+    """The lengths 13-19 of a card number starting with these four digits: bit n - 13."""
+    return sum(1 << (n - 13) for n in _card_range(prefix) if n >= 13)
 
 
 # IBAN lengths by country (SWIFT IBAN registry, 2024). Other codes accept 15-34 characters,
-# checked as the whole match only (`_iban_shorter`).
+# checked as the whole match only (`_iban_pattern`).
 _IBAN_LENGTH = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
     "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
@@ -221,23 +227,47 @@ def _valid_iban(text: str) -> bool:
     return int((s[4:] + s[:4]).translate(_IBAN_DIGITS)) % 97 == 1
 
 
-def _iban_shorter(det: Detector, text: str, start: int, end: int) -> int:
-    """End of the IBAN at `start` that stops before `end` (at a space), or -1. A known country
-    has one length, so one candidate; for other countries only the whole match is checked,
-    which keeps the cost at one mod-97 per start (a run of 4-character groups after an
-    unknown code would otherwise be checked at every group)."""
-    s = text[start:end]
-    expected = _IBAN_LENGTH.get(s[:2].upper())
-    if expected is None:
-        return -1
-    spaces = 0
-    i = s.find(" ")
-    while i != -1 and i - spaces <= expected:
-        if i - spaces == expected:
-            return start + i if _valid_iban(s[:i]) else -1
-        spaces += 1
-        i = s.find(" ", i + 1)
-    return -1
+def _codes(codes: list[str]) -> str:
+    """Two-letter codes as a regex that reads each letter once: "D[EK]|F[IR]"."""
+    first: dict[str, list[str]] = {}
+    for code in sorted(codes):
+        first.setdefault(code[0], []).append(code[1])
+    return "|".join(f"{a}[{''.join(b)}]" for a, b in first.items())
+
+
+def _iban_pattern() -> re.Pattern[str]:
+    """IBAN candidates, each one mod-97 check away from an answer. A known country's IBAN has
+    one length: the candidate is the prefix of that length of the greedy match (4-character
+    groups, optional single spaces) that ends at a word boundary, so it is that match or the
+    match cut at a space. Another country's candidate is the greedy match itself when it has
+    15-34 characters (lookaheads: one parse of at least 15 ending at a boundary; none of 35 or
+    36). Candidates of the wrong length never reach Python: "XX12 3456 XX12 3456 ..." made a
+    start, a validation and a cut search every 10 characters. The country is told by
+    lookbehinds after "[A-Z][A-Z][0-9][0-9]", so the regex still starts with a character class
+    (fast to scan for)."""
+    by_length: dict[int, list[str]] = {}
+    for code, n in _IBAN_LENGTH.items():
+        by_length.setdefault(n, []).append(code)
+    known = []
+    for n, codes in sorted(by_length.items()):
+        groups, tail = divmod(n - 4, 4)
+        known.append(
+            f"(?<=(?:{_codes(codes)})..)(?: ?[A-Z0-9]{{4}}){{{groups}}}"
+            + (f" ?[A-Z0-9]{{{tail}}}" if tail else "")
+        )
+    group, tail = r"(?: ?[A-Z0-9]{4})", r"(?: ?[A-Z0-9]{1,4})"
+    other = (
+        f"(?!{group}{{7}} ?[A-Z0-9]{{3,4}}\\b)"
+        f"(?={group}{{2}}(?:{group}{{1,5}}{tail}?| ?[A-Z0-9]{{3,4}})\\b)"
+        f"{group}{{2,7}}{tail}?"
+    )
+    all_known = f"(?:{_codes(list(_IBAN_LENGTH))})[0-9][0-9]"
+    # (?!\w{33}): no word boundary within reach, so no candidate (one scan of a long word
+    # instead of every split of it into groups).
+    return re.compile(
+        f"[A-Z][A-Z][0-9][0-9](?!\\w{{33}})"
+        f"(?:(?<={all_known})(?:{'|'.join(known)})|(?<!{all_known}){other})\\b(?!\\[[A-Z])"
+    )
 
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d)"  # 0-255 without leading zeros
@@ -253,69 +283,73 @@ def _valid_ipv4(text: str) -> bool:
     return parts[0] != "127" and text not in ("0.0.0.0", "255.255.255.255")
 
 
-_HEXTETS = re.compile(r"[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*")
 _OCTET_ASCII = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
-_IPV4_TAIL = re.compile(_OCTET_ASCII + r"(?:\." + _OCTET_ASCII + r"){3}")
+_IPV4_TAIL = _OCTET_ASCII + r"(?:\." + _OCTET_ASCII + r"){3}"
+_H = r"[0-9A-Fa-f]{1,4}"
+# What `ipaddress.IPv6Address` accepts (3.11 rules): 8 groups, or fewer around one "::", the
+# last two possibly written as an IPv4 address. Bounded alternatives, no exceptions raised.
+_IPV6_VALID = re.compile(
+    "|".join(
+        [
+            f"(?:{_H}:){{7}}{_H}",
+            f"(?:{_H}:){{1,7}}:",
+            *(f"(?:{_H}:){{1,{7 - lo}}}(?::{_H}){{{lo}}}" for lo in range(1, 7)),
+            f":(?:(?::{_H}){{1,7}}|:)",
+            f"(?:{_H}:){{6}}{_IPV4_TAIL}",
+            f"::(?:{_H}:){{0,5}}{_IPV4_TAIL}",
+            *(f"(?:{_H}:){{{hi}}}:(?:{_H}:){{0,{5 - hi}}}{_IPV4_TAIL}" for hi in range(1, 6)),
+        ]
+    )
+)
 
 
 def _valid_ipv6(text: str) -> bool:
-    """What `ipaddress.IPv6Address` accepts (3.11 rules), without raising: an exception per
-    rejected candidate costs microseconds, and a client can send a candidate every few
-    characters."""
-    if text.count(":") < 2 or len(text) < 6:
-        return False
-    parts = text.split(":")
-    if "." in parts[-1]:
-        if not _IPV4_TAIL.fullmatch(parts[-1]):
-            return False
-        parts[-1:] = ["0", "0"]
-    if len(parts) > 9:
-        return False
-    inner = parts[1:-1]
-    skips = inner.count("")
-    if skips > 1:
-        return False
-    if skips:
-        hi = inner.index("") + 1
-        lo = len(parts) - hi - 1
-        if not parts[0]:
-            hi -= 1
-            if hi:
-                return False
-        if not parts[-1]:
-            lo -= 1
-            if lo:
-                return False
-        if hi + lo > 7:
-            return False
-        used = parts[:hi] + parts[len(parts) - lo :]
-    elif len(parts) != 8:
-        return False
-    else:
-        used = parts
-    return not used or _HEXTETS.fullmatch(":".join(used)) is not None
+    return len(text) >= 6 and _IPV6_VALID.fullmatch(text) is not None
+
+
+_PHONE_SEPARATORS = str.maketrans("", "", " .-/()+")
 
 
 def _valid_phone(text: str) -> bool:
-    digits = sum(map(str.isdigit, text))
+    digits = len(text.translate(_PHONE_SEPARATORS))  # a phone match: digits and these
     # E.164 allows 15 digits; a national number with a trunk 0 has at least 9 (dates have 8).
     return (8 if text[0] in "+(" or text[0] != "0" else 9) <= digits <= 15
 
 
-def _phone_shorter(det: Detector, text: str, start: int, end: int) -> int:
-    """`_shorter_valid` for phones: a shorter candidate has no more digits, so the walk stops
-    as soon as too few are left (one count per cut, not one regex match per cut)."""
+# The longest prefix of a phone match with 8 to 15 digits that ends right before a separator.
+_PHONE_PREFIX = re.compile(r"(?:\D*+\d){8,15}(?=[ .\-/()])")
+
+
+def _phone_end(det: Detector, text: str, start: int, end: int) -> int:
+    """End of the phone number at `start`: the match if it has 8 (9 after a trunk 0) to 15
+    digits, else the longest prefix that has and is still a match, cut at a separator
+    (`_shorter_valid` rules): found by one regex match, not one validation per cut."""
     need = 9 if text[start] == "0" else 8
-    digits = sum(map(str.isdigit, text[start:end]))
-    right = end
-    for cut in reversed([m.start() for m in _CUT.finditer(text, start + 1, end)]):
-        digits -= sum(map(str.isdigit, text[cut:right]))
-        right = cut
-        if digits < need:
-            return -1
-        if digits <= 15 and det.pattern.fullmatch(text, start, cut):
-            return cut
+    digits = len(text[start:end].translate(_PHONE_SEPARATORS))
+    if digits <= 15:
+        return end if digits >= need else -1
+    # The prefix ends at a group boundary of the match past its first 7 digits (country code
+    # and parentheses hold fewer): it is a match itself, as `_shorter_valid` requires.
+    m = _PHONE_PREFIX.match(text, start, end)
+    if m is None or len(m.group().translate(_PHONE_SEPARATORS)) < need:
+        return -1
+    return m.end()
+
+
+def _ipv6_end(det: Detector, text: str, start: int, end: int) -> int:
+    """End of the IPv6 address at `start`: the match, or the match cut before its IPv4 tail
+    (a cut inside the tail leaves a partial IPv4 address, never valid)."""
+    if _valid_ipv6(text[start:end]):
+        return end
+    cut = text.find(".", start, end)
+    if cut > start and _valid_ipv6(text[start:cut]) and det.pattern.fullmatch(text, start, cut):
+        return cut
     return -1
+
+
+def _iban_end(det: Detector, text: str, start: int, end: int) -> int:
+    """The match is the only candidate (see `_iban_pattern`)."""
+    return end if _valid_iban(text[start:end]) else -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,32 +374,38 @@ class Detector:
     # character the window must hold at least so many times (the dots of an IPv4 address).
     min_digits: int = 4
     needs: tuple[str, int] | None = None
-    # When a match fails `validate`: the end of the longest valid match at the same start
-    # that stops at a separator, or -1 (default: `_shorter_valid`).
-    shorter: Callable[[Detector, str, int, int], int] | None = None
-    # Finds the spans itself in the windows, instead of a regex search per window.
-    finder: Callable[[str, list[tuple[int, int]]], list[tuple[int, int]]] | None = None
+    # Instead of `validate` and `_shorter_valid`: end of the longest valid match at `start`
+    # that ends where the match does or at a separator before, or -1.
+    resolve: Callable[[Detector, str, int, int], int] | None = None
+    # Finds the spans itself in the windows (and their `_join`, scope "digits"), instead of a
+    # regex search per window.
+    finder: Callable[[str, list[tuple[int, int]], Any], list[tuple[int, int]]] | None = None
 
 
-_B = r"(?<![\w@.+/-])"  # left boundary: not inside a word, address, number or path
-_E = r"(?![\w@/-]|\.\w)"  # right boundary
+_B = (
+    r"(?<![\w@.+/-])" + _AFTER_PLACEHOLDER
+)  # left boundary: not inside a word, address, number or path
+_E = r"(?![\w@/-]|\.\w|\.?\[[A-Z])"  # right boundary
 _START_OK, _END_OK = re.compile(_B), re.compile(_E)
 
 # Card numbers: 13-19 digits, single spaces or hyphens between them. `_find_cards` works on
 # runs of such digits (`_CARD_RUN`); `_CARD` is the same rule as one regex, kept as the
 # reference the finder is tested against.
 _CARD = re.compile(_B + r"\d(?:[ -]?\d){12,18}" + _E)
-# Possessive: a run of joined digits is taken whole, never re-split.
-_CARD_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12,}+")
+# Possessive: a run of joined digits is taken whole, never re-split; the lookbehinds make a
+# digit inside a run (too short to be a card) fail at once instead of rescanning the run.
+_CARD_RUN = re.compile(r"[0-9](?<![0-9][0-9])(?<![0-9][ -][0-9])(?:[ -]?[0-9]){12,}+")
 
 # E-mail: the local part starts where a run of its characters starts, so the run is scanned
 # once, not once from each of its characters ("a.a.a.a...@" was quadratic). `_find_emails`
 # searches each window as a slice of its own, so the window start counts as a boundary (a long
 # run is cut to the 64 characters before its "@", as before). Possessive labels: a label ends
 # at its ".".
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]++\.)+[A-Za-z]{2,}\b")
+_EMAIL_BODY = r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]++\.)+[A-Za-z]{2,}\b" + _BEFORE_PLACEHOLDER
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])" + _AFTER_PLACEHOLDER + _EMAIL_BODY)
 # An address glued to the end of the previous match ("a@b.com-c@d.com"), tried once there.
-_EMAIL_GLUED = re.compile(_EMAIL.pattern.removeprefix("(?<![A-Za-z0-9._%+-])"))
+_EMAIL_GLUED = re.compile(_EMAIL_BODY)
+_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 
 DETECTORS: tuple[Detector, ...] = (
     Detector(
@@ -386,7 +426,7 @@ DETECTORS: tuple[Detector, ...] = (
         # "eyJ". Later "eyJ"s in the same run could only match less. Possessive: "." ends
         # each segment.
         re.compile(
-            r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*+\.eyJ[A-Za-z0-9_-]{4,}+\.)"
+            r"(?<![A-Za-z0-9_-])(?<![A-Z]\])(?=[A-Za-z0-9_-]*+\.eyJ[A-Za-z0-9_-]{4,}+\.)"
             r"(?:[A-Za-z0-9_-]*?-)??"
             r"(eyJ[A-Za-z0-9_-]{8,}+\.eyJ[A-Za-z0-9_-]{4,}+\.[A-Za-z0-9_-]*+)"
         ),
@@ -397,7 +437,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "TOKEN",
         # Possessive: whitespace, then the token (no character of one is in the other).
-        re.compile(r"(?i)\bbearer\s++([A-Za-z0-9._~+/-]{16,}+=*)"),
+        re.compile(r"(?i)(?<![A-Z]\])\bbearer\s++([A-Za-z0-9._~+/-]{16,}+=*)"),
         "near",
         ("bearer",),
         group=1,
@@ -408,8 +448,8 @@ DETECTORS: tuple[Detector, ...] = (
         "SECRET",
         # Possessive whitespace: giving a space back cannot produce "=" or ":".
         re.compile(
-            r"(?i)\b(?:AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd|ClientSecret"
-            r"|client_secret)\s*+[=:]\s*+\"?([^;\s\"'&,]{4,})"
+            r"(?i)(?<![A-Z]\])\b(?:AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd"
+            r"|ClientSecret|client_secret)\s*+[=:]\s*+\"?(?-i:(?!\[[A-Z]))([^;\s\"'&,]{4,})"
         ),
         "near",
         ("accountkey", "sharedaccess", "password", "pwd", "clientsecret", "client_secret"),
@@ -420,13 +460,16 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "API_KEY",
         # Literal-led (fast to find); the lookbehind after it is the `\b` before "sk-".
-        re.compile(r"sk-(?<!\wsk-)(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}"),
+        re.compile(
+            r"sk-(?<!\wsk-)(?<![A-Z]\]sk-)(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}"
+        ),
         "text",
         ("sk-",),
     ),
     Detector(
         "API_KEY",
-        re.compile(r"A[KS]IA(?<!\wA[KS]IA)[0-9A-Z]{16}\b"),  # `\b` moved after the literal
+        # `\b` moved after the literal (fast to find)
+        re.compile(r"A[KS]IA(?<!\wA[KS]IA)(?<![A-Z]\]A[KS]IA)[0-9A-Z]{16}\b(?!\[[A-Z])"),
         "text",
         ("AKIA", "ASIA"),
     ),
@@ -436,9 +479,13 @@ DETECTORS: tuple[Detector, ...] = (
         # key context ("api-key: ...", "subscription key = ...", "key": "..."). Possessive
         # whitespace: two `\s*` around an optional separator split a run of spaces in
         # quadratically many ways.
+        # The first letter is a character class outside the case-insensitive part (with the
+        # characters `(?i)` matches for a, s, k), so a window is scanned for candidates in a
+        # tight loop rather than by trying five words at every character.
         re.compile(
-            r"(?i)(?:api[-_ ]?key|subscription[-_ ]?key|access[-_ ]?key|secret|\bkey)[\"']?\s*+"
-            r"(?:[:=]|is)?\s*+[\"']?([0-9a-f]{32})\b"
+            r"[AaSs\u017fKk\u212a](?i:(?:(?<=a)(?:pi[-_ ]?key|ccess[-_ ]?key)|(?<=s)(?:ubscription"
+            r"[-_ ]?key|ecret)|(?<=k)(?<!\wk)(?<![A-Z]\]k)ey)[\"']?\s*+(?:[:=]|is)?\s*+[\"']?"
+            r"([0-9a-f]{32})\b(?-i:(?!\[[A-Z])))"
         ),
         "near",
         ("key", "secret"),
@@ -453,20 +500,19 @@ DETECTORS: tuple[Detector, ...] = (
         ("@",),
         before=64,  # RFC 5321: a local part has at most 64 characters
         after=255,
-        finder=lambda text, windows: _find_emails(text, windows),
+        finder=lambda text, windows, joined: _find_emails(text, windows, joined),
     ),
     Detector(
         "IBAN",
         # Digits make up most of an IBAN; the window reaches back for "GB29 NWBK " before them.
-        # No leading \b: `word_start` checks the left boundary (the regex stays fast). Bounded
-        # groups; candidates shorter than the match are one per start (`_iban_shorter`).
-        re.compile(r"[A-Z][A-Z][0-9][0-9](?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"),
+        # No leading \b: `word_start` checks the left boundary (the regex stays fast).
+        _iban_pattern(),
         "digits",
         validate=_valid_iban,
         word_start=True,
         min_digits=8,
         before=14,
-        shorter=_iban_shorter,
+        resolve=_iban_end,
     ),
     Detector(
         "CARD",
@@ -474,11 +520,13 @@ DETECTORS: tuple[Detector, ...] = (
         "digits",
         validate=_valid_card,
         min_digits=13,
-        finder=lambda text, windows: _find_cards(text, windows),
+        finder=lambda text, windows, joined: _find_cards(text, windows, joined),
     ),
     Detector(
         "SSN",
-        re.compile(_B + r"(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}" + _E),
+        # The area number is checked after its three digits (a lookbehind): a digit that
+        # starts no SSN fails at once.
+        re.compile(_B + r"\d{3}(?<!000|666|9\d\d)([- ])(?!00)\d{2}\1(?!0000)\d{4}" + _E),
         "digits",
         min_digits=9,
     ),
@@ -486,7 +534,7 @@ DETECTORS: tuple[Detector, ...] = (
         "PHONE",
         re.compile(
             _B
-            + r"(?:"
+            + r"(?=[+(]|\d\d)(?:"
             # international: +CC then groups, optionally a (0) or an area code in parentheses.
             # Possessive groups of at most 5 digits: a run is cut into groups one way only
             # (`\d{1,5}` tried every split of "+1 " + 26 digits, thousands per "+"); the
@@ -505,15 +553,16 @@ DETECTORS: tuple[Detector, ...] = (
         "digits",
         validate=_valid_phone,
         min_digits=8,
-        shorter=_phone_shorter,
+        resolve=_phone_end,
     ),
     Detector(
         "IP",
         # The octet rules are in the regex (no validation call per dotted number): not
         # loopback, not 0.0.0.0 or 255.255.255.255, each octet 0-255 without leading zeros.
+        # The first lookahead drops a number without a dot after it in a few steps.
         re.compile(
             _B
-            + r"(?!127\.|0\.0\.0\.0(?!\d)|255\.255\.255\.255(?!\d))"
+            + r"(?=\d{1,3}\.)(?!127\.|0\.0\.0\.0(?!\d)|255\.255\.255\.255(?!\d))"
             + _OCTET
             + r"(?:\."
             + _OCTET
@@ -521,20 +570,25 @@ DETECTORS: tuple[Detector, ...] = (
             + _E
         ),
         "digits",
+        needs=(".", 3),
     ),
     Detector(
         "IP",
         # One start per run of address characters (lookbehind); the lookaheads skip runs that
         # cannot hold an address (fewer than 6 characters, or neither "::" nor 6 full groups)
-        # before `_valid_ipv6` is called.
+        # before `_valid_ipv6` is called. Possessive: the match can only end where the run of
+        # hex digits and colons ends (a "1:2:...:9" run fails in one pass, not by trying every
+        # shorter split). An IPv4 tail is taken whole or not at all: a partial one ("1.2.3")
+        # is never valid, and the match without it is the one cut worth trying.
         re.compile(
-            r"(?<![\w:.])(?=[0-9A-Fa-f:.]{6})"
+            r"(?<![\w:.])(?<![A-Z]\])(?=[0-9A-Fa-f:.]{6})"
             r"(?=(?:[0-9A-Fa-f]{1,4}:){6}|[0-9A-Fa-f]{0,4}+(?::[0-9A-Fa-f]{1,4}+)*+::)"
-            r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:\.\d{1,3}){0,3}(?![\w:])"
+            r"(?:[0-9A-Fa-f]{0,4}+:){2,7}+[0-9A-Fa-f]{0,4}+(?:(?:\.\d{1,3}){3})?(?![\w:]|\[[A-Z])"
         ),
         "near",
         ("::", ":"),
         validate=_valid_ipv6,
+        resolve=_ipv6_end,
         before=40,
         after=40,
     ),
@@ -545,7 +599,7 @@ DETECTORS: tuple[Detector, ...] = (
 # a text of many short numbers costs one Python step per cluster, not per number. Possessive:
 # a run is taken whole.
 _DIGIT_RUN = re.compile(r"[0-9](?=(?:[ ().:/-]*+[0-9]){3})[0-9 ().:/-]{4,}+")
-_DIGIT_WINDOW = re.compile(_DIGIT_RUN.pattern + r"(?:[\s\S]{0,5}?" + _DIGIT_RUN.pattern + r")*+")
+_DIGIT_WINDOW = re.compile(_DIGIT_RUN.pattern + r"((?:[\s\S]{0,5}?" + _DIGIT_RUN.pattern + r")*+)")
 # IPv6 anchors: two colons with at most 4 hex digits between them (literal-led: fast to scan),
 # chained into one match while each next anchor starts within 78 characters of the previous
 # one's end (its window touches): one match per cluster, not per anchor.
@@ -559,22 +613,28 @@ class Redaction:
 
 
 Spans = list[tuple[int, int, str]]  # (start, end, label), left to right, not overlapping
+# An empty Counter without `Counter.__init__` (Python code, most of the cost of a one-entry
+# Counter): a record can hold a value in each of thousands of strings.
+_NEW_COUNTER = Counter.__new__
 
 
 def apply_spans(text: str, spans: Spans) -> Redaction:
     """`text` with each span replaced by its typed placeholder."""
     if not spans:
         return Redaction(text, Counter())
+    if len(spans) == 1:  # most strings of a record that hold anything: one value
+        start, end, label = spans[0]
+        counts = _NEW_COUNTER(Counter)
+        counts[label] = 1
+        return Redaction(f"{text[:start]}[{label}]{text[end:]}", counts)
     parts: list[str] = []
-    counts: Counter[str] = Counter()
     pos = 0
     for start, end, label in spans:
         parts.append(text[pos:start])
         parts.append(f"[{label}]")
-        counts[label] += 1
         pos = end
     parts.append(text[pos:])
-    return Redaction("".join(parts), counts)
+    return Redaction("".join(parts), Counter([label for _, _, label in spans]))
 
 
 class PatternError(ValueError):
@@ -644,16 +704,20 @@ class Redactor:
                 windows = _near_windows(low, det.guards, det.before, det.after)
             if not windows:
                 continue
+            joined = _join(text, windows) if scope == "digits" and len(windows) > 8 else None
             if det.finder is not None:
-                found += [(a, b, rank, det.label) for a, b in det.finder(text, windows)]
-                continue
-            for lo, hi in windows:
-                self._scan(det, rank, text, lo, hi, found)
+                found += [(a, rank, -b, det.label) for a, b in det.finder(text, windows, joined)]
+            elif joined is not None:
+                self._scan_joined(det, rank, text, windows, joined, found)
+            else:
+                for lo, hi in windows:
+                    self._scan(det, rank, text, lo, hi, found, det.word_start)
         if not found:
             return []
-        found.sort(key=lambda f: (f[0], f[2], -f[1]))
+        found.sort()  # (start, rank, -end, label): leftmost, then first listed, then longest
         out: list[tuple[int, int, str]] = []
-        for start, end, _, label in found:
+        for start, _, end, label in found:
+            end = -end
             if out and start < out[-1][1]:
                 continue  # overlaps a span taken by an earlier or higher-priority detector
             out.append((start, end, label))
@@ -667,31 +731,56 @@ class Redactor:
         lo: int,
         hi: int,
         found: list[tuple[int, int, int, str]],
+        word_start: bool,
     ) -> None:
         pos = lo
-        search = det.pattern.search
+        search, resolve, validate = det.pattern.search, det.resolve, det.validate
+        group, label = det.group, det.label
         while pos < hi:
             m = search(text, pos, hi)
             if m is None:
                 return
-            start, end = m.span(det.group)
-            if det.validate is not None and not det.validate(m.group(det.group)):
+            start, end = m.span(group)
+            if resolve is not None:
+                end = resolve(det, text, start, end)
+            elif validate is not None and not validate(m.group(group)):
                 # Greedy matches run into the next number ("+33 6 12 34 56 78 020 ...");
                 # try the same start with fewer groups before moving on.
-                if det.group:
-                    end = -1
-                elif det.shorter is not None:
-                    end = det.shorter(det, text, start, end)
-                else:
-                    end = _shorter_valid(det, text, start, end)
-                if end < 0:
-                    pos = m.start() + 1
-                    continue
-            pos = max(m.end() if end == m.end(det.group) else end, m.start() + 1)
-            if det.word_start and start > 0 and text[start - 1].isalnum():
+                end = _shorter_valid(det, text, start, end) if group == 0 else -1
+            if end < 0:
+                pos = m.start() + 1
+                continue
+            pos = max(m.end() if end == m.end(group) else end, m.start() + 1)
+            if word_start and _continues_word(text, start):
                 continue
             if start < end:
-                found.append((start, end, rank, det.label))
+                found.append((start, rank, -end, label))
+
+    @staticmethod
+    def _scan_joined(
+        det: Detector,
+        rank: int,
+        text: str,
+        windows: list[tuple[int, int]],
+        joined_starts: tuple[str, list[int]],
+        found: list[tuple[int, int, int, str]],
+    ) -> None:
+        """`_scan` of every window as one scan of their texts joined by newlines (`_join`): no
+        digit detector matches across a newline, and each sees one as it sees a window's end.
+        Text with many short numbers costs one regex search per match, not one per window
+        (used from 9 windows on: below, a search per window costs less than joining them)."""
+        joined, starts = joined_starts
+        local: list[tuple[int, int, int, str]] = []
+        Redactor._scan(det, rank, joined, 0, len(joined), local, False)
+        i = 0
+        for start, _, end, label in local:
+            while starts[i + 1] <= start:
+                i += 1
+            shift = windows[i][0] - starts[i]
+            start += shift
+            if det.word_start and _continues_word(text, start):
+                continue
+            found.append((start, rank, end - shift, label))
 
     def redact(self, text: str) -> Redaction:
         return apply_spans(text, self.find(text) if len(text) >= 6 else [])
@@ -731,6 +820,14 @@ class Redactor:
         return out, counts
 
 
+def _continues_word(text: str, start: int) -> bool:
+    """A match at `start` would continue a word (or a placeholder) to its left."""
+    if start == 0:
+        return False
+    c = text[start - 1]
+    return c.isalnum() or (c == "]" and start > 1 and "A" <= text[start - 2] <= "Z")
+
+
 # A cut for a shorter candidate: a separator right after a non-separator.
 _CUT = re.compile(r"(?<![ .\-/()])[ .\-/()]")
 
@@ -766,6 +863,8 @@ _TENS = bytes(1 if v % 10 == 0 else 0 for v in range(256))
 _CAN_END = bytes(1 if chr(v) in "SHE" else 0 for v in range(256))  # a length may end here
 _CAN_FOLLOW = bytes(1 if chr(v) in "Sx" else 0 for v in range(256))  # a start may follow
 _NONZERO = re.compile(rb"[^\x00]")
+_SEPARATED = str.maketrans("SH", "ss")
+_BITS = str.maketrans("sdEx", "1000")
 
 
 @functools.cache
@@ -818,18 +917,39 @@ def _card_candidates(ds: str, shape: str) -> bytes:
     return hits.to_bytes(n, "little")
 
 
-def _find_cards(text: str, windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _join(text: str, windows: list[tuple[int, int]]) -> tuple[str, list[int]]:
+    """The windows' texts joined by newlines, and where each starts in the result (one more
+    entry: past the end)."""
+    parts = [text[lo:hi] for lo, hi in windows]
+    return "\n".join(parts), list(itertools.accumulate([len(p) + 1 for p in parts], initial=0))
+
+
+def _find_cards(
+    text: str, windows: list[tuple[int, int]], joined_starts: tuple[str, list[int]] | None
+) -> list[tuple[int, int]]:
     """The spans `_scan` would find with `_CARD`, `_valid_card` and `_shorter_valid`: at each
     start, the longest valid length among the greedy match and its cuts at a separator."""
-    runs = [(m.start(), m.group()) for lo, hi in windows for m in _CARD_RUN.finditer(text, lo, hi)]
+    if joined_starts is None:
+        runs = [
+            (m.start(), m.group()) for lo, hi in windows for m in _CARD_RUN.finditer(text, lo, hi)
+        ]
+    else:  # one search over all windows (see `Redactor._scan_joined`)
+        joined, starts = joined_starts
+        runs, i = [], 0
+        for m in _CARD_RUN.finditer(joined):
+            while starts[i + 1] <= m.start():
+                i += 1
+            runs.append((windows[i][0] + m.start() - starts[i], m.group()))
     if not runs:
         return []
     joined = _CARD_PAD.join([g for _, g in runs])
     ds = joined.translate(_CARD_DIGITS)
     shape = joined.translate(_CARD_SHAPE).replace("d ", "S").replace("d-", "H")
     shape = shape.replace("dx", "Ex")[:-1] + "E"
+    seps = shape.translate(_SEPARATED)  # "s" where a separator follows the digit
     # Checked in bulk when long: bit n - 13 of bits[k] (Luhn included), else every start.
-    bits = _card_candidates(ds, shape) if len(ds) > _CARD_BULK else b""
+    long = len(ds) - len(_CARD_PAD) * (len(runs) - 1) > _CARD_BULK
+    bits = _card_candidates(ds, shape) if long else b""
     spans: list[tuple[int, int]] = []
     run = -1
     run_lo = run_hi = 0  # the current run's digits in `ds`
@@ -860,41 +980,45 @@ def _find_cards(text: str, windows: list[tuple[int, int]]) -> list[tuple[int, in
                 continue
         elif shape[k - 1] != "S":
             continue
-        # The greedy match: the longest length whose last digit may end a match (`_E`).
-        greedy = top
-        while greedy >= 13:
-            c = shape[k + greedy - 1]
-            if c == "S":
-                break
-            if c == "E":
-                if end_ok is None:
-                    start, g = runs[run]
-                    end_ok = _END_OK.match(text, start + len(g)) is not None
-                if end_ok:
-                    break
-            greedy -= 1
+        # The greedy match: the longest length whose last digit may end a match (`_E`): the
+        # run's last digit, or one followed by a space.
+        if top == run_hi - k:
+            if end_ok is None:
+                start, g = runs[run]
+                end_ok = _END_OK.match(text, start + len(g)) is not None
+            greedy = top if end_ok else 0
         else:
-            continue
-        passed = bits[k] if bits else 0
-        for n in _card_lengths(ds[k : k + 4]):
-            if (
-                n <= greedy
-                and (n == greedy or shape[k + n - 1] in "SH")
-                and (passed >> (n - 13) & 1 if bits else _luhn(ds[k : k + n]))
-            ):
+            greedy = 0
+        if not greedy:
+            j = shape.rfind("S", k + 12, k + top)
+            if j < 0:
+                continue
+            greedy = j - k + 1
+        # Lengths (bit n - 13) the issuer allows, that end at the greedy end or at a cut before
+        # it (a space or hyphen follows), and that pass Luhn (known from the bulk pass).
+        cuts = seps[k + 12 : k + greedy - 1][::-1].translate(_BITS)
+        valid = _card_lengths(ds[k : k + 4]) & ((int(cuts, 2) if cuts else 0) | 1 << (greedy - 13))
+        if bits:
+            valid &= bits[k]
+        n = 0
+        while valid:
+            n = valid.bit_length() + 12
+            if bits or _luhn(ds[k : k + n]):
                 break
-        else:
+            valid ^= 1 << (n - 13)
+            n = 0
+        if not n:
             continue
-        extra += shape.count("S", seen, k) + shape.count("H", seen, k)
+        extra += seps.count("s", seen, k)
         first = runs[run][0] + (k - run_lo) + extra
-        extra += shape.count("S", k, k + n - 1) + shape.count("H", k, k + n - 1)
+        extra += seps.count("s", k, k + n - 1)
         seen = k + n - 1
         spans.append((first, runs[run][0] + (seen - run_lo) + extra + 1))
         k += n - 1  # the next start is past this card
     return spans
 
 
-def _find_emails(text: str, windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _find_emails(text: str, windows: list[tuple[int, int]], _: object) -> list[tuple[int, int]]:
     """The spans a search of each window with the unbounded-start regex would find."""
     spans: list[tuple[int, int]] = []
     for lo, hi in windows:
@@ -903,7 +1027,7 @@ def _find_emails(text: str, windows: list[tuple[int, int]]) -> list[tuple[int, i
         while (m := _EMAIL.search(window, pos)) is not None:
             spans.append((lo + m.start(), lo + m.end()))
             pos = m.end()
-            while (m := _EMAIL_GLUED.match(window, pos)) is not None:
+            while window[pos : pos + 1] in _LOCAL and (m := _EMAIL_GLUED.match(window, pos)):
                 spans.append((lo + m.start(), lo + m.end()))
                 pos = m.end()
     return spans
@@ -915,14 +1039,11 @@ def _digit_runs(text: str) -> list[tuple[int, int, int]]:
     n = len(text)
     out = []
     for m in _DIGIT_WINDOW.finditer(text):
-        runs = "".join(_DIGIT_RUN.findall(m.group()))  # not the digits between runs
-        out.append(
-            (
-                max(0, m.start() - 3),
-                min(n, m.end() + 2),
-                len(runs) - len(runs.translate(_DROP_DIGITS)),
-            )
-        )
+        run = m.group()
+        if m.start(1) < m.end(1):  # several runs: not the digits between them
+            run = "".join(_DIGIT_RUN.findall(run))
+        digits = len(run) - len(run.translate(_DROP_DIGITS))
+        out.append((max(0, m.start() - 3), min(n, m.end() + 2), digits))
     return out
 
 
@@ -948,6 +1069,8 @@ def _near_windows(
                 i, hi = j, min(n, j + after)
             windows.append((lo, hi))
             i = low.find(g, hi + before + 1) if hi < n else -1
+    if len(windows) < 2:
+        return windows
     if len(guards) > 1:
         windows.sort()
     return _merge(windows)
