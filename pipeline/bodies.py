@@ -67,11 +67,16 @@ def parse_body(raw: Any) -> Body:
 _TOKEN = re.compile(
     r'"[^"\\]*(?:\\.[^"\\]*)*"'
     r'|"[^"\\]*(?:\\.[^"\\]*)*\\?\Z'
+    r"|\[\[+|\]\]+"  # runs of brackets: one step for the run, not one per bracket
+    r'|(?:\{\s*"[^"\\]*"\s*:\s*){2,}'  # runs of `{"key":` (nested objects), likewise
     r"|[{}\[\]:,]"
     r'|[^\s{}\[\]:,"]+',
     re.DOTALL,
 )
 _CLOSE = {"{": "}", "[": "]"}
+_KEY = re.compile(r'"[^"\\]*"')
+# orjson decodes at most 1,024 levels: a deeper prefix is cut where it reaches them.
+_MAX_DEPTH = 1024
 # Trailing pieces of an escape sequence cut by the truncation: "\", "\u", "\u00", ...
 _PARTIAL_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?\Z")
 
@@ -103,8 +108,41 @@ def repair_truncated(text: str) -> Any | None:
         tok = m.group()
         ch = tok[0]
         state = stack[-1][1] if stack else "value"
+        if ch == "{" and len(tok) > 1:
+            levels = tok.count("{") - sum(key.count("{") for key in _KEY.findall(tok))
+            room = _MAX_DEPTH - len(stack)
+            if state != "value" or levels > room:
+                break
+            stack.extend([["{", "value"] for _ in range(levels)])
+            # Cut point: just after the last `{` (its key and colon wait for a value).
+            cut_end = m.start() + tok.rfind("{") + 1
+            continue
+        if len(tok) > 1 and ch in "[]":
+            if ch == "[":
+                if state != "value":
+                    break
+                room = _MAX_DEPTH - len(stack)
+                stack.extend([["[", "value"] for _ in range(min(room, len(tok)))])
+                if room < len(tok):
+                    cut_end = m.start() + room
+                    break
+                cut_end = m.end()
+                continue
+            # a run of `]`: as many frames as are arrays close; a mismatch ends the repair
+            k = 0
+            for frame in reversed(stack):
+                if k == len(tok) or frame[0] != "[":
+                    break
+                k += 1
+            if k:
+                del stack[len(stack) - k :]
+                after_value()
+                cut_end = m.start() + k
+            if k < len(tok) or not stack:
+                break
+            continue
         if ch == "{" or ch == "[":
-            if state != "value":
+            if state != "value" or len(stack) >= _MAX_DEPTH:
                 break
             stack.append([ch, "key" if ch == "{" else "value"])
             cut_end = m.end()

@@ -15,6 +15,7 @@ ignored and `complete` stays False.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,25 +71,27 @@ class Stream:
         return self.text + "".join(calls)
 
 
+# One SSE line we act on: a blank line (end of an event), a `data` or an `event` field.
+# Anything else (comments, unknown fields, garbage) never matches, so the regex engine skips
+# it without a Python step per line.
+_LINE = re.compile(r"^(?:(data|event)(?::[ ]?(.*))?)?$", re.MULTILINE)
+
+
 def _events(text: str) -> list[tuple[str | None, str]]:
     """(event type, data) pairs. Incomplete trailing events are returned as they are."""
     out: list[tuple[str | None, str]] = []
     event: str | None = None
     data: list[str] = []
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        if raw == "":
+    for m in _LINE.finditer(text.replace("\r\n", "\n").replace("\r", "\n")):
+        name = m.group(1)
+        if name is None:  # a blank line
             if data:
                 out.append((event, "\n".join(data)))
             event, data = None, []
-            continue
-        if raw.startswith(":"):
-            continue  # comment / keep-alive
-        name, _, value = raw.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
+        elif name == "data":
+            data.append(m.group(2) or "")
+        else:
+            event = m.group(2) or ""
     if data:
         out.append((event, "\n".join(data)))
     return out
@@ -100,10 +103,13 @@ def parse_sse(text: str) -> Stream:
         if data.strip() == "[DONE]":
             s.complete = True
             continue
+        body = data.strip()
+        if not (body.startswith("{") and body.endswith("}")):
+            continue  # the event the log cut in half (an exception per event costs more)
         try:
-            doc = safejson.loads(data)
+            doc = safejson.loads(body)
         except orjson.JSONDecodeError:
-            continue  # the event the log cut in half
+            continue
         if not isinstance(doc, dict):
             continue
         s.events += 1
