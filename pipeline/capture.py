@@ -30,7 +30,7 @@ from typing import Any, Literal
 import orjson
 
 from . import safejson
-from .redact import Redaction, Redactor, Spans, apply_spans, clip_text
+from .redact import Redaction, Redactor, Spans, clip_text
 from .settings import Config, SettingsError
 
 PromptMode = Literal["redacted", "truncated", "hashed", "none", "full"]
@@ -264,7 +264,9 @@ class CapturePolicy:
         todo: dict[str, Spans | None] = {}
         plain: list[str] = []
         memo = self._memo
-        for s in strings:
+        # Each distinct string once: `todo` is keyed by value, and a crafted body that
+        # repeats one string thousands of times then costs one scan of it.
+        for s in dict.fromkeys(strings):
             if _text_kind(s) != "plain":
                 todo[s] = None  # decoded and walked by redact_string
             elif len(s) >= 32 and s in memo:
@@ -313,9 +315,15 @@ class CapturePolicy:
             spans = todo[value]
             if spans is None:
                 return self.redact_string(value, counts)
-            r = apply_spans(value, spans)
-            counts.update(r.counts)
-            return r.text
+            parts: list[str] = []
+            pos = 0
+            for start, end, label in spans:  # apply_spans, without a Counter per string
+                parts.append(value[pos:start])
+                parts.append(f"[{label}]")
+                counts[label] += 1
+                pos = end
+            parts.append(value[pos:])
+            return "".join(parts)
         if isinstance(value, dict):
             return {
                 k: v if k in _NOT_TEXT else self._rebuild(v, todo, counts) for k, v in value.items()
@@ -477,6 +485,10 @@ class CapturePolicy:
         if capture.archive == "full":
             return body, Counter()
         counts: Counter[str] = Counter()
+        if body.count(b"[") + body.count(b"{") > len(body) // 8:
+            # Mostly brackets (real bodies are mostly text): decoding would cost far more
+            # than the text it holds, so it is matched as text.
+            return self.dead_letter_text(body, capture)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
