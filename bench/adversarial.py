@@ -1107,7 +1107,10 @@ def _ops() -> dict[str, Callable[[Any], Any]]:
     redactions: Counter[str] = Counter()
 
     def envelope(body: bytes) -> None:
-        for record in open_envelope(body).records:
+        records = open_envelope(body).records
+        if len(records) > ingest.MAX_RECORDS_PER_EVENT:
+            return  # as ingest: such an event is one dead letter, its records not read
+        for record in records:
             if isinstance(record, dict):
                 flatten(record)
 

@@ -16,6 +16,11 @@ from . import safejson
 _BOM = b"\xef\xbb\xbf"
 
 
+# APIM writes at most about 1,700 records (of ~600 bytes) into a 1 MB event: an event with
+# more is not read record by record (ingest dead-letters it whole).
+MAX_RECORDS = 5_000
+
+
 class EnvelopeError(ValueError):
     """The event body is not a shape we can read; the message says why."""
 
@@ -48,11 +53,10 @@ def open_envelope(body: bytes) -> Envelope:
         records, enveloped = doc, False
     else:
         raise EnvelopeError(f"event body is JSON {type(doc).__name__}, expected an object or array")
-    nested = (
-        frozenset(i for i, r in enumerate(records) if safejson.bound(r))
-        if (safejson.may_be_deep(data))
-        else frozenset()
-    )
+    if len(records) > MAX_RECORDS or not safejson.may_be_deep(data):
+        nested: frozenset[int] = frozenset()  # too many to read (ingest refuses the event)
+    else:
+        nested = frozenset(i for i, r in enumerate(records) if safejson.bound(r))
     return Envelope(records, enveloped, nested)
 
 

@@ -26,7 +26,7 @@ import orjson
 
 from . import archive, attribution, capture, heap, llmlogs, policy, rows, safejson
 from .bodies import repair_truncated
-from .envelope import EnvelopeError, category_of, flatten, open_envelope, text
+from .envelope import MAX_RECORDS, EnvelopeError, category_of, flatten, open_envelope, text
 from .gateway import gateway_facts
 from .join import CallState, add_fragment
 from .model import (
@@ -173,8 +173,7 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, captures: capture.Captu
         plan.dead.append(_raw_dead_letter(captures, event, None, reason[:1000]))
 
 
-# APIM writes at most about 1,700 records (of ~600 bytes) into a 1 MB event.
-MAX_RECORDS_PER_EVENT = 5_000
+MAX_RECORDS_PER_EVENT = MAX_RECORDS
 # Dead-lettered records of one event past which the event is dead-lettered once, whole.
 MAX_DEAD_PER_EVENT = 16
 
