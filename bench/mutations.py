@@ -61,6 +61,39 @@ DOWN = "tests/test_ingest.py::test_storage_down_raises_so_the_trigger_retries"
 PARKED = "tests/test_reliability.py::test_a_batch_that_keeps_failing_is_parked_and_replayed_later"
 LIMITS = "tests/test_limits.py"
 
+# The proofs of "A client sends a request built to break or stall the audit" and of README
+# "Hostile input" (tests/test_hostile.py, and the detectors' and replay's own tests).
+H = "tests/test_hostile.py::"
+DEEP_BODY = H + "test_a_deep_request_body_does_not_fail_the_batch"
+DEEP_RECORD = H + "test_a_record_nested_deeper_than_the_limit_is_a_row_marked_nesting"
+DEAD_LETTER_FAILS = H + "test_a_parser_failure_whose_dead_letter_also_fails_keeps_the_event_bytes"
+NO_ROW = H + "test_a_row_that_cannot_be_built_dead_letters_its_records_not_the_batch"
+UNICODE_DIGITS = H + "test_unicode_digits_in_a_status_do_not_turn_a_call_into_a_dead_letter"
+PARKING = H + "test_parking_does_not_parse_the_events"
+MANY_BAD = H + "test_an_event_of_many_bad_records_is_one_dead_letter"
+REPAIR_LINEAR = H + "test_repairing_a_cut_body_is_linear"
+REPAIR_BUDGET = H + "test_a_token_dense_cut_body_is_read_to_the_budget_and_cut_there"
+TOOL_SLOTS = H + "test_a_crafted_stream_cannot_grow_tool_call_slots"
+IMPLAUSIBLE = H + "test_an_implausible_time_never_names_a_partition_or_a_blob"
+IMPLAUSIBLE_UNDATED = H + "test_an_implausible_time_without_an_enqueued_time_is_a_dead_letter"
+BLOB_NAME = H + "test_the_batch_blob_is_named_by_the_batch_not_by_a_record"
+FORGED = H + "test_a_forged_archived_property_is_not_honoured"
+OWN_MEMBER = H + "test_a_pointer_at_this_calls_own_member_is_checked_too"
+ZIP_BOMB = H + "test_a_pointer_at_a_zip_bomb_is_refused_in_bounded_memory"
+UNVERIFIED = H + "test_an_unverified_archived_pointer_is_ignored_by_the_pure_path"
+CLAIMS = H + "test_policy_claims_follow_the_gateway_rule"
+OWNER = H + "test_dead_letters_follow_the_owners_capture_override"
+OWNER_LESS = H + "test_an_owner_less_dead_letter_follows_the_strictest_capture"
+HUGE_NUMBERS = H + "test_numbers_past_int64_are_unknown_not_a_dead_letter"
+DETECTOR_COST = "tests/test_detectors_adversarial.py::test_worst_input_costs_about_what_prose_costs"
+URL_NAMES = (
+    "tests/test_detectors_adversarial.py::test_url_secret_parameters_are_removed_in_any_case"
+)
+URL_SAS = (
+    "tests/test_detectors_adversarial.py::"
+    "test_url_scrubbing_keeps_other_parameters_and_covers_sas_and_fragments"
+)
+
 
 @dataclass(frozen=True)
 class Mutation:
@@ -249,6 +282,267 @@ MUTATIONS = [
         "    if _FORBIDDEN_KEY_RE.search(correlation_id) is None:\n",
         "    if True:\n",
         (CRAFTED,),
+    ),
+    # --- hostile input (README: Guarantees, "A client sends a request built to break or stall
+    # the audit", and "Hostile input") ---
+    Mutation(
+        "hostile: record boundary removed (the event boundary takes the whole event)",
+        "pipeline/ingest.py",
+        "    except Exception as exc:  # noqa: BLE001 - the record boundary (see _contain)\n"
+        "        _contain(plan, captures, event, index, exc, record, enveloped, cut_message)\n",
+        "    except Exception:  # noqa: BLE001 - the record boundary (see _contain)\n"
+        "        raise\n",
+        (DEAD_LETTER_FAILS,),
+    ),
+    Mutation(
+        "hostile: a contained failure propagates (_contain re-raises)",
+        "pipeline/ingest.py",
+        '    plan.parser_errors += 1\n    reason = f"parser error: ',
+        '    raise exc\n    plan.parser_errors += 1\n    reason = f"parser error: ',
+        (DEAD_LETTER_FAILS, NO_ROW),
+    ),
+    Mutation(
+        "hostile: call boundary removed (a row that cannot be built fails the batch)",
+        "pipeline/ingest.py",
+        "        except Exception as exc:  # noqa: BLE001 - the call boundary\n",
+        "        except ZeroDivisionError as exc:  # noqa: BLE001 - the call boundary\n",
+        (NO_ROW,),
+    ),
+    Mutation(
+        "hostile: no raw fallback when a record's dead letter fails",
+        "pipeline/ingest.py",
+        "        return _raw_dead_letter(captures, event, index, reason)\n",
+        "        raise\n",
+        (DEAD_LETTER_FAILS,),
+    ),
+    Mutation(
+        "hostile: a dead letter's reason quotes the exception's message",
+        "pipeline/ingest.py",
+        '    reason = f"parser error: {type(exc).__name__} (at {where})"\n',
+        '    reason = f"parser error: {type(exc).__name__}: {exc} (at {where})"\n',
+        (DEAD_LETTER_FAILS,),
+    ),
+    Mutation(
+        "hostile: depth bound disabled (safejson.bound returns 0)",
+        "pipeline/safejson.py",
+        "    replaced = 0\n    stack: list[tuple[Any, int]] = [(doc, 1)]\n",
+        "    return 0\n    replaced = 0\n    stack: list[tuple[Any, int]] = [(doc, 1)]\n",
+        (DEEP_BODY, DEEP_RECORD),
+    ),
+    Mutation(
+        "hostile: an event's records not bounded (open_envelope skips safejson.bound)",
+        "pipeline/envelope.py",
+        "frozenset(i for i, r in enumerate(records) if safejson.bound(r))",
+        "frozenset()",
+        (DEEP_RECORD,),
+    ),
+    Mutation(
+        "hostile: redaction walks a body too deep to walk (depth_ok check removed)",
+        "pipeline/capture.py",
+        "            if not safejson.depth_ok(doc):\n                # Too deep to walk",
+        "            if False:\n                # Too deep to walk",
+        (DEEP_BODY,),
+    ),
+    Mutation(
+        "hostile: repair quadratic again (closing brackets worked out at every token)",
+        "pipeline/bodies.py",
+        "            break  # token-dense text past the budget: keep what is complete so far\n",
+        "            break  # token-dense text past the budget: keep what is complete so far\n"
+        "        _closing(stack)  # the closing brackets worked out at every token\n",
+        (REPAIR_LINEAR,),
+    ),
+    Mutation(
+        "hostile: repair budget removed",
+        "pipeline/bodies.py",
+        "    budget = repair_budget(len(text))\n",
+        "    budget = len(text) + 1\n",
+        (REPAIR_BUDGET,),
+    ),
+    Mutation(
+        "hostile: unicode digits accepted (isascii dropped)",
+        "pipeline/envelope.py",
+        "s.isascii() and s.isdigit()",
+        "s.isdigit()",
+        (UNICODE_DIGITS,),
+    ),
+    Mutation(
+        "hostile: stream tool-call slots unbounded",
+        "pipeline/stream.py",
+        "        if len(s.tool_calls) >= MAX_TOOL_CALLS:\n",
+        "        if False:\n",
+        (TOOL_SLOTS,),
+    ),
+    Mutation(
+        "hostile: stream indexes taken as written (not only whole numbers)",
+        "pipeline/stream.py",
+        "    return as_int(value)\n",
+        "    return value  # type: ignore[return-value]\n",
+        (TOOL_SLOTS,),
+    ),
+    Mutation(
+        "hostile: caller claims trusted on failed calls",
+        "pipeline/ingest.py",
+        "    trusted = cfg.trust_bearer and facts.status is not None and facts.status < 400\n",
+        "    trusted = cfg.trust_bearer\n",
+        (CLAIMS,),
+    ),
+    Mutation(
+        "hostile: CALLER_FROM_BEARER ignored",
+        "pipeline/ingest.py",
+        "    trusted = cfg.trust_bearer and facts.status is not None and facts.status < 400\n",
+        "    trusted = facts.status is not None and facts.status < 400\n",
+        (CLAIMS,),
+    ),
+    Mutation(
+        "hostile: implausible record time accepted",
+        "pipeline/ingest.py",
+        "    if plausible(facts.call_time, enqueued):\n        return\n",
+        "    return\n",
+        (IMPLAUSIBLE, IMPLAUSIBLE_UNDATED),
+    ),
+    Mutation(
+        "hostile: times before 2015 plausible",
+        "pipeline/timestamps.py",
+        "    return EARLIEST <= dt <= latest\n",
+        "    return dt <= latest\n",
+        (IMPLAUSIBLE, IMPLAUSIBLE_UNDATED),
+    ),
+    Mutation(
+        "hostile: times far in the future plausible",
+        "pipeline/timestamps.py",
+        "    return EARLIEST <= dt <= latest\n",
+        "    return EARLIEST <= dt\n",
+        (IMPLAUSIBLE,),
+    ),
+    Mutation(
+        "hostile: archive blob named by the earliest call time, not the batch's",
+        "pipeline/ingest.py",
+        "    when = plan.enqueued or earliest\n",
+        "    when = earliest or plan.enqueued\n",
+        (BLOB_NAME,),
+    ),
+    Mutation(
+        "hostile: blob paths with strftime's %Y (year 999 is '999')",
+        "pipeline/timestamps.py",
+        '    return f"{dt.year:04d}/{dt.month:02d}/{dt.day:02d}/{dt.hour:02d}"\n',
+        '    return dt.strftime("%Y/%m/%d/%H")\n',
+        (BLOB_NAME,),
+    ),
+    Mutation(
+        "hostile: archived pointer trusted without verification",
+        "pipeline/ingest.py",
+        "        archived.verified and archived.correlation_id == correlation_id\n",
+        "        True\n",
+        (UNVERIFIED, FORGED),
+    ),
+    Mutation(
+        "hostile: archived pointer honoured for another call's member",
+        "pipeline/ingest.py",
+        "        archived.verified and archived.correlation_id == correlation_id\n",
+        "        archived.verified\n",
+        (FORGED,),
+    ),
+    Mutation(
+        "hostile: archived pointer's SHA-256 not checked",
+        "pipeline/ingest.py",
+        "        member = archive.open_member(data, p.sha256)\n",
+        "        member = archive.open_member(data)\n",
+        (OWN_MEMBER,),
+    ),
+    Mutation(
+        "hostile: archived pointer may name any blob (BLOB_NAME check dropped)",
+        "pipeline/ingest.py",
+        "        not archive.BLOB_NAME.match(p.blob)\n        or p.offset < 0\n",
+        "        p.offset < 0\n",
+        (OWN_MEMBER,),
+    ),
+    Mutation(
+        "hostile: archive member inflated without a bound (zip bomb)",
+        "pipeline/archive.py",
+        "        raw = d.decompress(data, limit + 1)\n",
+        "        raw = d.decompress(data)\n",
+        (ZIP_BOMB,),
+    ),
+    Mutation(
+        "hostile: a record's dead letter under the default capture, not its owner's",
+        "pipeline/ingest.py",
+        "        owner = _owner_capture(captures, record)\n",
+        "        owner = captures.default\n",
+        (OWNER,),
+    ),
+    Mutation(
+        "hostile: an unreadable event's dead letter under the default capture",
+        "pipeline/ingest.py",
+        "_dead_letter(captures, captures.strictest, event.body, str(exc), event, None)",
+        "_dead_letter(captures, captures.default, event.body, str(exc), event, None)",
+        (OWNER_LESS,),
+    ),
+    Mutation(
+        "hostile: an owner-less record's dead letter under the default capture",
+        "pipeline/ingest.py",
+        "            return captures.for_call(subscription, product, named=True)\n"
+        "    return captures.strictest\n",
+        "            return captures.for_call(subscription, product, named=True)\n"
+        "    return captures.default\n",
+        (OWNER_LESS,),
+    ),
+    Mutation(
+        "hostile: raw dead letters (parked, contained) under the default capture",
+        "pipeline/ingest.py",
+        "        stored, _ = captures.dead_letter_text(event.body, captures.strictest)\n",
+        "        stored, _ = captures.dead_letter_text(event.body, captures.default)\n",
+        (OWNER_LESS,),
+    ),
+    Mutation(
+        "hostile: parking parses the events (_dead_letter)",
+        "pipeline/ingest.py",
+        "        store.put_dead_letter(_raw_dead_letter(captures, event, None, reason))\n",
+        "        store.put_dead_letter(\n"
+        "            _dead_letter(captures, captures.strictest, event.body, reason, event, None)\n"
+        "        )\n",
+        (PARKING,),
+    ),
+    Mutation(
+        "hostile: bad records not collapsed into one dead letter",
+        "pipeline/ingest.py",
+        "    if plan.event_dead > MAX_DEAD_PER_EVENT:\n",
+        "    if False:\n",
+        (MANY_BAD,),
+    ),
+    Mutation(
+        "hostile: records per event not capped",
+        "pipeline/ingest.py",
+        "    if len(env.records) > MAX_RECORDS_PER_EVENT:\n",
+        "    if False:\n",
+        (MANY_BAD,),
+    ),
+    Mutation(
+        "hostile: numbers past 2^63-1 kept",
+        "pipeline/envelope.py",
+        "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",
+        "    if isinstance(value, int) and 0 <= value:\n",
+        (HUGE_NUMBERS,),
+    ),
+    Mutation(
+        "hostile: JWT detector without its left boundary (eyJ-eyJ-... quadratic)",
+        "pipeline/redact.py",
+        'r"(?<![A-Za-z0-9_-])(?<![A-Z]\\])(?=[A-Za-z0-9_-]*+\\.eyJ',
+        'r"(?<![A-Z]\\])(?=[A-Za-z0-9_-]*+\\.eyJ',
+        (DETECTOR_COST,),
+    ),
+    Mutation(
+        "hostile: URL secret names reduced (SAS sig)",
+        "pipeline/redact.py",
+        "|key|sig|signature|",
+        "|key|signature|",
+        (URL_NAMES, URL_SAS),
+    ),
+    Mutation(
+        "hostile: URL secrets in a fragment kept",
+        "pipeline/redact.py",
+        'r"([?&#](?:"',
+        'r"([?&](?:"',
+        (URL_SAS,),
     ),
 ]
 

@@ -1,11 +1,15 @@
 """Hostile input: what a client (or any sender on the hub) writes cannot lose, stall or hide
-a call. Every test here runs the real path against Azurite, and each one fails when the
-defence it names is removed (the closing note lists the mutations tried)."""
+a call. Every test here runs the real path (against Azurite where storage is involved), and each
+one fails when the defence it names is removed: `python -m bench.mutations hostile` applies
+those mutations and checks it."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,14 +19,15 @@ import orjson
 import pytest
 from azure.data.tables import TableEntity
 
-from pipeline import ingest, safejson
+from pipeline import archive, ingest, safejson, stream
 from pipeline.archive import open_member
-from pipeline.bodies import parse_body
+from pipeline.bodies import parse_body, repair_budget
 from pipeline.eventhub import ARCHIVED_PROPERTY, from_trigger
 from pipeline.ingest import process_batch, run_trigger_batch, transform
 from pipeline.model import Archived, EventIn, RawPointer
 from pipeline.settings import Config
 from pipeline.store import Store
+from pipeline.timestamps import path_hour
 from tests.fixtures import apim, sources
 
 ENQUEUED = datetime(2025, 3, 4, 10, 15, 7, tzinfo=UTC)
@@ -185,6 +190,16 @@ def test_unicode_digits_in_a_status_do_not_turn_a_call_into_a_dead_letter(
     assert dead_letters(store) == []
 
 
+def test_numbers_past_int64_are_unknown_not_a_dead_letter(store: Store, cfg: Config) -> None:
+    cid = apim.new_id("huge-numbers")
+    huge = "__RAW_123456789012345678901234567890__"  # orjson reads it as a float
+    rec = apim.gateway(cid, responseCode=huge, requestSize="__RAW_1e30__", durationMs=2**63)
+    process_batch([ev(envelope(rec))], cfg, store)
+    row = rows(store)[cid]
+    assert "Status" not in row and "DurationMs" not in row
+    assert dead_letters(store) == []
+
+
 def test_parking_does_not_parse_the_events(
     store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -203,6 +218,21 @@ def test_parking_does_not_parse_the_events(
     assert result.dead_letters == 2
     parked = [body for body, meta in dead_letters(store) if "last delivery" in meta["reason"]]
     assert sorted(parked) == sorted(e.body for e in events)
+
+
+def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Config) -> None:
+    """Past 16 bad records, or past 5,000 records, an event is one dead letter (its bytes),
+    not one per record: a crafted event costs one blob, not thousands."""
+    cfg = replace(cfg, archive_capture="full")  # to compare bytes
+    bad = envelope(*ordinary(2), *({"category": "GatewayLogs", "n": i} for i in range(40)))
+    many = envelope(*[{"category": "GatewayLogs"}] * (ingest.MAX_RECORDS_PER_EVENT + 1))
+    result = process_batch([ev(bad, 1), ev(many, 2)], cfg, store)
+    assert len(rows(store)) == 2
+    letters = dead_letters(store)
+    assert len(letters) == result.dead_letters == 2
+    got = {meta["sequencenumber"]: (body, meta["reason"]) for body, meta in letters}
+    assert got["1"][0] == bad and got["1"][1].startswith("40 records of this event")
+    assert got["2"][0] == many and "more than the 5000" in got["2"][1]
 
 
 # --- linear time ------------------------------------------------------------------------------
@@ -224,8 +254,9 @@ def best_of(fn: Callable[[], object], runs: int = 3) -> float:
         '{"a":' * 12_000,
         '{"messages":[' + '{"content":"' + "\\u00e9" * 10_000,
         "{" + "x" * 60_000,
+        "[" * 1000 + "0," * 30_000,
     ],
-    ids=["brackets", "objects", "escapes", "not-json"],
+    ids=["brackets", "objects", "escapes", "not-json", "deep-then-dense"],
 )
 def test_repairing_a_cut_body_is_linear(cut: str) -> None:
     """Repair used to cost O(length x depth): 20,000 `[` took 30 s. Same size, benign body
@@ -234,6 +265,26 @@ def test_repairing_a_cut_body_is_linear(cut: str) -> None:
     worst = best_of(lambda: parse_body(cut))
     base = best_of(lambda: parse_body(benign))
     assert worst <= 20 * base + 0.005, (worst, base)
+
+
+def test_a_token_dense_cut_body_is_read_to_the_budget_and_cut_there() -> None:
+    """Text of one-character tokens costs a Python step a byte: it is read to the budget."""
+    cut = "[" + "1," * 100_000
+    body = parse_body(cut)
+    assert body.kind == "json" and body.truncated
+    assert 0 < len(body.doc) <= repair_budget(len(cut)) // 2
+
+
+def test_a_crafted_stream_cannot_grow_tool_call_slots() -> None:
+    """Indexes that are not whole numbers are ignored; at most MAX_TOOL_CALLS slots."""
+    indexes: list[Any] = ["²", "1e3", 1.5, -1, True, [0], {"i": 0}, *range(1000)]
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": i, "function": {"name": "f", "arguments": "{}"}}]}}]}
+        for i in indexes
+    ]  # fmt: skip
+    s = stream.parse_sse("".join(f"data: {orjson.dumps(c).decode()}\n\n" for c in chunks))
+    assert sorted(s.tool_calls) == list(range(stream.MAX_TOOL_CALLS))
 
 
 def test_a_policy_message_that_is_not_json_but_starts_with_a_brace_is_linear(
@@ -292,6 +343,7 @@ def test_the_batch_blob_is_named_by_the_batch_not_by_a_record(store: Store, cfg:
     )
     (blob,) = [b.name for b in store.archive.list_blobs()]
     assert blob.startswith("2025/03/04/10/")
+    assert path_hour(datetime(999, 1, 2, 3, tzinfo=UTC)) == "0999/01/02/03"  # not strftime's %Y
 
 
 def archived_event(body: bytes, pointer: RawPointer, rid: str) -> EventIn:
@@ -340,6 +392,53 @@ def test_a_forged_archived_property_is_not_honoured(store: Store, cfg: Config) -
         assert (row["RawBlob"], row["RawOffset"]) != (real_ptr.blob, real_ptr.offset), label
         data = store.read_range(store.archive, row["RawBlob"], row["RawOffset"], row["RawLength"])
         assert open_member(data, row["RawSha256"])["correlationId"] == cid, label
+
+
+@pytest.mark.parametrize("claim", ["odd-name", "wrong-hash"])
+def test_a_pointer_at_this_calls_own_member_is_checked_too(
+    store: Store, cfg: Config, claim: str
+) -> None:
+    """This call's own member under a name build_blob never writes, or with a hash that is
+    not its member's: the record is archived anew, and the row's RawSha256 proves its member."""
+    cid = apim.new_id(f"own-member-{claim}")
+    body = apim.envelope(apim.gateway(cid))
+    done = transform([ev(body)], cfg)
+    assert done.blob is not None
+    (pointer,) = done.blob.pointers
+    if claim == "odd-name":
+        pointer = replace(pointer, blob="elsewhere/" + done.blob.name.replace("/", "-"))
+    else:
+        pointer = replace(pointer, sha256="f" * 64)
+    store.archive.upload_blob(pointer.blob, done.blob.data)
+    rid = open_member(done.blob.data[pointer.offset : pointer.offset + pointer.length])["rid"]
+    process_batch([archived_event(body, pointer, rid)], cfg, store)
+    row = rows(store)[cid]
+    assert archive.BLOB_NAME.match(row["RawBlob"])
+    data = store.read_range(store.archive, row["RawBlob"], row["RawOffset"], row["RawLength"])
+    assert open_member(data, row["RawSha256"])["correlationId"] == cid
+
+
+def test_a_pointer_at_a_zip_bomb_is_refused_in_bounded_memory(store: Store, cfg: Config) -> None:
+    """64 KB that inflate to 64 MiB, its hash claimed: inflating stops at 16 MiB."""
+    z, chunk, digest = zlib.compressobj(9, zlib.DEFLATED, 31), bytes(1 << 20), hashlib.sha256()
+    parts = []
+    for _ in range(64):
+        parts.append(z.compress(chunk))
+        digest.update(chunk)
+    bomb = b"".join([*parts, z.flush()])
+    pointer = RawPointer(
+        "2025/03/04/10/" + "b" * 40 + ".jsonl.gz", 0, len(bomb), digest.hexdigest()
+    )
+    store.archive.upload_blob(pointer.blob, bomb)
+    event = archived_event(apim.envelope(apim.gateway(apim.new_id("bomb"))), pointer, "r" * 32)
+    tracemalloc.start()
+    try:
+        (checked,) = ingest.verify_archived([event], store)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert checked.archived is None
+    assert peak < 64 * 1024 * 1024, peak
 
 
 def test_a_genuine_archived_property_is_honoured(store: Store, cfg: Config) -> None:
@@ -415,9 +514,13 @@ def test_an_owner_less_dead_letter_follows_the_strictest_capture(store: Store, c
         capture_overrides='{"products": {"hr": {"archive": "metadata"}}}',
     )
     body = b'not json, from jane.doe@contoso.com {"messages": ['
-    process_batch([ev(body)], cfg, store)
-    ((stored, _meta),) = dead_letters(store)
-    assert b"jane.doe@contoso.com" not in stored and b"[EMAIL]" in stored
+    no_owner = {"category": "GatewayLogs", "properties": {"requestBody": "jane.doe@contoso.com"}}
+    process_batch([ev(body, 1), ev(apim.envelope(no_owner), 2)], cfg, store)
+    ingest.park_batch([ev(body, 3)], cfg, store, "batch failed on its last delivery")
+    letters = dead_letters(store)
+    assert {meta["sequencenumber"] for _, meta in letters} == {"1", "2", "3"}
+    for stored, _meta in letters:
+        assert b"jane.doe@contoso.com" not in stored and b"[EMAIL]" in stored
 
 
 # --- a fuzzer of hostile values ------------------------------------------------------------------
