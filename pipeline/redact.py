@@ -147,7 +147,11 @@ def scrub_credentials(record: dict[str, Any]) -> dict[str, Any]:
 # character only; possessive quantifiers (`*+`, `{m,n}+`) where giving characters back can
 # never lead to a match; validation inside the regex where it can be written as one (IPv4
 # octets); and for checksums, every candidate length of a match checked in one pass, with
-# long digit runs prefiltered in bulk (cards).
+# long digit runs prefiltered in bulk (cards). A regex still tries a match at every digit of
+# its window, and a window of digit runs ("1 2 3 ...", "12 34 ...") can be the whole text:
+# detectors whose matches hold a rarer shape (an SSN's 3-2-4 digit groups; a phone's "+",
+# trunk "0" or 3-3-4 groups) scan only the parts of long windows around it (`Anchors`),
+# found by string searches.
 
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
 # A placeholder reads as a word: no match starts right after one or ends right before one, so
@@ -380,6 +384,23 @@ class Detector:
     # Finds the spans itself in the windows (and their `_join`, scope "digits"), instead of a
     # regex search per window.
     finder: Callable[[str, list[tuple[int, int]], Any], list[tuple[int, int]]] | None = None
+    # Scope "digits": what every match holds near its start; the windows shrink to the parts
+    # around such anchors (`_anchored`).
+    anchors: Anchors | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Anchors:
+    """What every match of a detector holds around its start: a match that starts at s holds
+    an anchor starting in s - 1 ... s + `before`, and its regex reads (lookarounds included)
+    no further than s + `reach`. An anchor is a literal in the window's text as ASCII bytes
+    (one per character), translated by a table: `_AS_D`: digits as "d", "dddd" is four digits
+    in a row; `_AS_DB`: the rest as "b" too, "bddd" is a group of (at least) 3 digits after a
+    character that is not one, or after the text's start."""
+
+    literals: tuple[tuple[bytes, bytes], ...]  # (table, literal)
+    before: int
+    reach: int
 
 
 _B = (
@@ -393,8 +414,12 @@ _START_OK, _END_OK = re.compile(_B), re.compile(_E)
 # reference the finder is tested against.
 _CARD = re.compile(_B + r"\d(?:[ -]?\d){12,18}" + _E)
 # Possessive: a run of joined digits is taken whole, never re-split; the lookbehinds make a
-# digit inside a run (too short to be a card) fail at once instead of rescanning the run.
-_CARD_RUN = re.compile(r"[0-9](?<![0-9][0-9])(?<![0-9][ -][0-9])(?:[ -]?[0-9]){12,}+")
+# digit inside a run (too short to be a card) fail at once instead of rescanning the run. The
+# 13 digits a card needs one by one, the rest group by group (a repeat of a group costs a step
+# per digit: "12 34 56 ..." took twice as long).
+_CARD_RUN = re.compile(
+    r"[0-9](?<![0-9][0-9])(?<![0-9][ -][0-9])(?:[ -]?[0-9]){12}+[0-9]*+(?:[ -][0-9]++)*+"
+)
 
 # E-mail: the local part starts where a run of its characters starts, so the run is scanned
 # once, not once from each of its characters ("a.a.a.a...@" was quadratic). `_find_emails`
@@ -406,6 +431,64 @@ _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])" + _AFTER_PLACEHOLDER + _EMAIL_BODY)
 # An address glued to the end of the previous match ("a@b.com-c@d.com"), tried once there.
 _EMAIL_GLUED = re.compile(_EMAIL_BODY)
 _LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+
+# Anchors (`Anchors`) closer than this are one cluster: text dense with anchors costs a
+# string search per this many characters, not one per anchor.
+_CLUSTER_GAP = 128
+_AS_D = bytes.maketrans(b"0123456789", b"dddddddddd")
+_AS_DB = bytes(ord("d") if 48 <= c <= 57 else ord("b") for c in range(256))
+_ZERO_AS_O = bytes.maketrans(b"0123456789", b"oddddddddd")  # "od": 0 then 1-9
+_WIDE_DIGIT = re.compile(r"[^\D\x00-\x7f]")  # a digit `\d` matches outside ASCII
+# Windows narrower than this are scanned whole: finding anchors would cost more.
+_ANCHOR_FROM = 256
+
+
+def _clusters(shape: bytes, literal: bytes) -> list[tuple[int, int]]:
+    """(first start, last end) of each run of `literal`s in `shape` that follow each other
+    within `_CLUSTER_GAP` bytes: a search per cluster, then one per `_CLUSTER_GAP` bytes
+    (the last occurrence within reach, `rfind`)."""
+    out = []
+    size = len(literal)
+    i = shape.find(literal)
+    while i != -1:
+        end = i + size
+        while (j := shape.rfind(literal, end, end + _CLUSTER_GAP + size)) != -1:
+            end = j + size
+        out.append((i, end))
+        i = shape.find(literal, end)
+    return out
+
+
+def _anchored(text: str, anchors: Anchors, windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of long windows that can hold a match: from `before` (and 3 characters for a
+    lookbehind, as a window's start gives) before a cluster of anchors to `reach` past its last
+    one. A regex search of these finds what a search of the window finds: a match's anchor is
+    in a cluster, so the match lies in that cluster's part and reads nothing past its end;
+    and a match in a part has its anchor in the part, so it is a match in the window."""
+    back, reach = anchors.before + 3, anchors.reach
+    out: list[tuple[int, int]] = []
+    for lo, hi in windows:
+        # `\d` matches digits outside ASCII: such a window is scanned whole
+        if hi - lo < _ANCHOR_FROM or (
+            not (window := text[lo:hi]).isascii() and _WIDE_DIGIT.search(window)
+        ):
+            out.append((lo, hi))
+            continue
+        # One byte per character, after a space: a group of digits at the window's start
+        # counts as after a non-digit (anchors found in excess only widen the parts).
+        ascii_ = (" " + window).encode("ascii", "replace")
+        shapes: dict[bytes, bytes] = {}
+        spans: list[tuple[int, int]] = []
+        for table, literal in anchors.literals:
+            if table not in shapes:
+                shapes[table] = ascii_.translate(table)
+            spans += [(a - back, b + reach) for a, b in _clusters(shapes[table], literal)]
+        if len(anchors.literals) > 1:
+            spans.sort()
+        lo1 = lo - 1  # the text's offset of byte 0
+        out += [(max(lo, lo1 + a), min(hi, lo1 + b)) for a, b in _merge(spans)]
+    return out
+
 
 DETECTORS: tuple[Detector, ...] = (
     Detector(
@@ -529,6 +612,8 @@ DETECTORS: tuple[Detector, ...] = (
         re.compile(_B + r"\d{3}(?<!000|666|9\d\d)([- ])(?!00)\d{2}\1(?!0000)\d{4}" + _E),
         "digits",
         min_digits=9,
+        # the match is the anchor; `_E` reads 3 characters past its end
+        anchors=Anchors(((_AS_D, b"ddd dd dddd"), (_AS_D, b"ddd-dd-dddd")), before=0, reach=14),
     ),
     Detector(
         "PHONE",
@@ -554,6 +639,19 @@ DETECTORS: tuple[Detector, ...] = (
         validate=_valid_phone,
         min_digits=8,
         resolve=_phone_end,
+        # At the start: "+", a trunk "0[1-9]", or North America's three groups (3, 3 and 4 or
+        # more digits) after a character that is not a digit (or "(" and a space). At most 41
+        # characters (+CC 3, (area) 7, 5 groups of 6), then `_E` reads 3.
+        anchors=Anchors(
+            (
+                (_AS_D, b"+"),
+                (_ZERO_AS_O, b"od"),
+                (_AS_DB, b"bdddbdddbdddd"),
+                (_AS_DB, b"bdddbbdddbdddd"),
+            ),
+            before=0,
+            reach=44,
+        ),
     ),
     Detector(
         "IP",
@@ -687,6 +785,8 @@ class Redactor:
                     if digits >= det.min_digits
                     and (det.needs is None or text.count(det.needs[0], lo, hi) >= det.needs[1])
                 ]
+                if det.anchors is not None and any(hi - lo >= _ANCHOR_FROM for lo, hi in windows):
+                    windows = _anchored(text, det.anchors, windows)
             elif det.label == "IP":  # IPv6: anchored on colon pairs, not every colon
                 if ":" not in text:
                     continue
@@ -849,7 +949,9 @@ def _shorter_valid(det: Detector, text: str, start: int, end: int) -> int:
 # more digits than `_CARD_BULK` are first filtered in bulk: Luhn sums of every start and
 # length at once with big-integer arithmetic (one byte per digit), masked by the issuer's
 # first two digits and the shape of the run; only starts left over are checked one by one,
-# with exactly the rules of `_CARD` + `_valid_card` + `_shorter_valid`.
+# with exactly the rules of `_CARD` + `_valid_card` + `_shorter_valid` (`_card_spans`: the
+# greedy end is in the bulk pass too, the four first digits checked only where the first two
+# do not tell the lengths; a few operations per card found).
 
 _CARD_BULK = 64
 _CARD_PAD = "x" * 19  # between runs: no 19-digit window spans two runs
@@ -861,60 +963,75 @@ _VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
 _TIMES_TWO = bytes.maketrans(bytes(range(10)), bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
 _TENS = bytes(1 if v % 10 == 0 else 0 for v in range(256))
 _CAN_END = bytes(1 if chr(v) in "SHE" else 0 for v in range(256))  # a length may end here
-_CAN_FOLLOW = bytes(1 if chr(v) in "Sx" else 0 for v in range(256))  # a start may follow
+_GREEDY_END = bytes(1 if chr(v) in "SE" else 0 for v in range(256))  # a greedy match may
+# A start may follow (any length): a space, or padding (the run's first digit).
+_CAN_FOLLOW = bytes(0x7F if chr(v) in "Sx" else 0 for v in range(256))
 _NONZERO = re.compile(rb"[^\x00]")
 _SEPARATED = str.maketrans("SH", "ss")
 _BITS = str.maketrans("sdEx", "1000")
 
 
 @functools.cache
-def _card_two_digits() -> dict[int, bytes]:
-    """Per length: a translation table from the first two digits (as 0-99) to 1 if a card
-    number of that length can start with them."""
-    ok = {n: bytearray(256) for n in range(13, 20)}
+def _card_two_digits() -> tuple[bytes, bytes]:
+    """Translation tables from the first two digits (as 0-99): to the lengths a card number
+    starting with them may have (bit n - 13), and to 1 where the next two digits matter."""
+    lengths: dict[int, set[int]] = {}
     for p in range(10_000):
-        for n in _card_range(f"{p:04d}"):
-            if n >= 13:
-                ok[n][p // 100] = 1
-    return {n: bytes(t) for n, t in ok.items()}
+        lengths.setdefault(p // 100, set()).add(_card_lengths(f"{p:04d}"))
+    union = bytes(functools.reduce(int.__or__, lengths.get(v, {0})) for v in range(256))
+    return union, bytes(len(lengths.get(v, ())) > 1 for v in range(256))
 
 
-def _card_candidates(ds: str, shape: str) -> bytes:
+def _sum12(x: int) -> int:
+    """Byte k: the sum of bytes k, ..., k + 11 of `x` (each at most 9: no carries)."""
+    x2 = x + (x >> 8)
+    x4 = x2 + (x2 >> 16)
+    return x4 + (x4 >> 32) + (x4 >> 64)
+
+
+def _card_candidates(ds: str, shape: str) -> tuple[bytes, bytes]:
     """Per index of `ds`, bit n - 13 set where length n passes Luhn, may end (shape), and the
-    first two digits allow it: a superset of the starts (and lengths) of valid cards."""
+    first two digits allow it: a superset of the starts (and lengths) of valid cards. And per
+    index, the two digits from it (as 0-99)."""
     n = len(ds)
     values = ds.encode().translate(_VALUES)
     x = int.from_bytes(values, "little")
     two = (x * 10 + (x >> 8)).to_bytes(n, "little")  # byte k: 10 * digit k + digit k + 1
     shape_b = shape.encode()
     starts = int.from_bytes((b"x" + shape_b[:-1]).translate(_CAN_FOLLOW), "little")
-    tables = _card_two_digits()
-    allowed = {n: int.from_bytes(two.translate(t), "little") & starts for n, t in tables.items()}
-    if not any(allowed.values()):  # no run of digits starts like a card number
-        return bytes(n)
+    allowed = int.from_bytes(two.translate(_card_two_digits()[0]), "little") & starts
+    if not allowed:  # no run of digits starts like a card number
+        return bytes(n), two
     doubled = values.translate(_TIMES_TWO)
     # Digit j weighted as Luhn weighs it when the number ends on an even (a) / odd (b) index.
     wa, wb = bytearray(values), bytearray(doubled)
     wa[1::2], wb[1::2] = doubled[1::2], values[1::2]
     xa, xb = int.from_bytes(wa, "little"), int.from_bytes(wb, "little")
-    even = int.from_bytes(b"\xff\x00" * (n // 2 + 1), "little") & ((1 << (8 * n)) - 1)
-    sa, sb = xa, xb
-    for i in range(1, 12):  # byte k of sa: sum of wa[k], ..., wa[k + i]; at most 19 * 9 < 256
-        sa += xa >> (8 * i)
-        sb += xb >> (8 * i)
+    full = (1 << (8 * n)) - 1
+    even = int.from_bytes(b"\xff\x00" * (n // 2 + 1), "little") & full
+    odd = even ^ full
+    ones = full // 255  # byte k: 1
+    sa, sb = _sum12(xa), _sum12(xb)  # byte k of sa: sum of wa[k], ..., wa[k + 11]
     can_end = int.from_bytes(shape_b.translate(_CAN_END), "little")
+    # The greedy match ends before a space or at the run's end (taken as allowed by `_E`
+    # here): a length ending no later is a candidate (it is the match or a cut of it).
+    greedy_end = int.from_bytes(shape_b.translate(_GREEDY_END), "little")
+    greedy, any_end = {}, 0
+    for length in range(19, 12, -1):
+        any_end |= greedy_end >> (8 * (length - 1))
+        greedy[length] = any_end
     hits = 0
     for length in range(13, 20):
         sa += xa >> (8 * (length - 1))
         sb += xb >> (8 * (length - 1))
-        if not allowed[length]:
+        bit = length - 13
+        if not allowed & (ones << bit):
             continue
         # Starts k with k + length - 1 even take the a-weights.
-        pick = even if length % 2 else even ^ ((1 << (8 * n)) - 1)
-        sums = (sa & pick) | (sb & ~pick)
+        sums = (sa & even) | (sb & odd) if length % 2 else (sa & odd) | (sb & even)
         ok = int.from_bytes(sums.to_bytes(n, "little").translate(_TENS), "little")
-        hits |= (ok & allowed[length] & (can_end >> (8 * (length - 1)))) << (length - 13)
-    return hits.to_bytes(n, "little")
+        hits |= (ok & (can_end >> (8 * (length - 1))) & greedy[length]) << bit
+    return (hits & allowed).to_bytes(n, "little"), two
 
 
 def _join(text: str, windows: list[tuple[int, int]]) -> tuple[str, list[int]]:
@@ -947,9 +1064,8 @@ def _find_cards(
     shape = joined.translate(_CARD_SHAPE).replace("d ", "S").replace("d-", "H")
     shape = shape.replace("dx", "Ex")[:-1] + "E"
     seps = shape.translate(_SEPARATED)  # "s" where a separator follows the digit
-    # Checked in bulk when long: bit n - 13 of bits[k] (Luhn included), else every start.
-    long = len(ds) - len(_CARD_PAD) * (len(runs) - 1) > _CARD_BULK
-    bits = _card_candidates(ds, shape) if long else b""
+    if len(ds) - len(_CARD_PAD) * (len(runs) - 1) > _CARD_BULK:
+        return _card_spans(text, runs, ds, shape, seps, *_card_candidates(ds, shape))
     spans: list[tuple[int, int]] = []
     run = -1
     run_lo = run_hi = 0  # the current run's digits in `ds`
@@ -958,11 +1074,7 @@ def _find_cards(
     k = -1
     while True:
         k += 1
-        if bits:
-            if (m := _NONZERO.search(bits, k)) is None:
-                break
-            k = m.start()
-        elif k >= len(ds):
+        if k >= len(ds):
             break
         if shape[k] == "x":
             continue
@@ -995,15 +1107,13 @@ def _find_cards(
                 continue
             greedy = j - k + 1
         # Lengths (bit n - 13) the issuer allows, that end at the greedy end or at a cut before
-        # it (a space or hyphen follows), and that pass Luhn (known from the bulk pass).
+        # it (a space or hyphen follows).
         cuts = seps[k + 12 : k + greedy - 1][::-1].translate(_BITS)
         valid = _card_lengths(ds[k : k + 4]) & ((int(cuts, 2) if cuts else 0) | 1 << (greedy - 13))
-        if bits:
-            valid &= bits[k]
         n = 0
         while valid:
             n = valid.bit_length() + 12
-            if bits or _luhn(ds[k : k + n]):
+            if _luhn(ds[k : k + n]):
                 break
             valid ^= 1 << (n - 13)
             n = 0
@@ -1015,6 +1125,61 @@ def _find_cards(
         seen = k + n - 1
         spans.append((first, runs[run][0] + (seen - run_lo) + extra + 1))
         k += n - 1  # the next start is past this card
+    return spans
+
+
+def _card_spans(
+    text: str,
+    runs: list[tuple[int, str]],
+    ds: str,
+    shape: str,
+    seps: str,
+    bits: bytes,
+    two: bytes,
+) -> list[tuple[int, int]]:
+    """`_find_cards` for long runs, from the bulk pass (`_card_candidates`): only its candidate
+    starts are visited, and its bits already hold Luhn, the start after a space (or a run's
+    start), an end before a separator (or the run's end) and no later than the greedy
+    match's. Left to check: a run's own start and end (`_B`, `_E`), and the issuer's four
+    digits where the first two do not tell the lengths."""
+    spans: list[tuple[int, int]] = []
+    run = -1
+    run_lo = run_hi = 0  # the current run's digits in `ds`
+    start_ok = end_ok = False
+    seen = base = 0  # text offset of digit k: base + k + separators in seps[seen:k]
+    search = _NONZERO.search
+    inexact = _card_two_digits()[1]
+    k = 0
+    while (m := search(bits, k)) is not None:
+        k = m.start()
+        if k >= run_hi:  # bits lie inside runs (padding starts no card and ends none)
+            while k >= run_hi:
+                run += 1
+                run_lo = run_hi + (len(_CARD_PAD) if run else 0)
+                g = runs[run][1]
+                run_hi = run_lo + len(g) - g.count(" ") - g.count("-")
+            start, g = runs[run]
+            start_ok = _START_OK.match(text, start) is not None
+            end_ok = _END_OK.match(text, start + len(g)) is not None
+            seen, base = run_lo, start - run_lo
+        valid = bits[k]
+        if run_hi - k <= 19 and not end_ok:  # the greedy match ends at a space before
+            if (j := shape.rfind("S", k + 12, run_hi)) < 0:
+                k += 1
+                continue
+            valid &= (2 << (j - k - 12)) - 1  # lengths up to j - k + 1
+        if inexact[two[k]]:
+            valid &= _card_lengths(ds[k : k + 4])
+        if not valid or (k == run_lo and not start_ok):
+            k += 1
+            continue
+        last = k + valid.bit_length() + 11
+        base += seps.count("s", seen, k)
+        first = base + k
+        base += seps.count("s", k, last)
+        seen = last
+        spans.append((first, base + last + 1))
+        k = last + 1  # the next start is past this card
     return spans
 
 

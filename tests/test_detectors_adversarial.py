@@ -8,6 +8,7 @@ of 3 runs each, in the same test: a quadratic regex costs seconds here, against 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import time
@@ -95,6 +96,24 @@ def test_worst_input_costs_about_what_prose_costs(name: str) -> None:
     base = best_of(lambda: r.redact(benign()))
     worst = best_of(lambda: r.redact(text))
     assert worst <= RATIO * base, (name, worst, base)
+
+
+# Digit runs separated by spaces: the digit detectors' window is the whole text, and every digit
+# starts a candidate. They took 200-330 µs/KB (8-10x prose) before `redact.Anchors` and the
+# bulk card loop; about 75-135 since (2.5-4.5x).
+DIGIT_RUNS = {
+    unit: _fill(unit) for unit in ("1 2 3 4 5 6 7 8 9 0 ", "12 34 56 78 ", "123 456 789 ")
+}
+DIGIT_RUNS_RATIO = 8
+
+
+def test_digit_runs_cost_little_more_than_prose() -> None:
+    """Worst of the digit runs against prose, best of 3 each, µs/KB in the message."""
+    r = Redactor()
+    base = best_of(lambda: r.redact(benign()))
+    times = {unit: best_of(functools.partial(r.redact, text)) for unit, text in DIGIT_RUNS.items()}
+    per_kb = {unit: round(t * 1e6 / (SIZE / 1024)) for unit, t in times.items()}
+    assert max(times.values()) <= DIGIT_RUNS_RATIO * base, (per_kb, round(base * 1e6 / 200))
 
 
 def test_stream_pieces_are_linear() -> None:
@@ -191,6 +210,67 @@ def test_phones_resolve_the_longest_valid_cut_as_the_plain_rules_do(text: str) -
     every cut gives."""
     det = next(d for d in redact.DETECTORS if d.label == "PHONE")
     assert _scan_alone(det, text) == _reference_scan(det, text)
+
+
+# Digit windows cut down to the parts around anchors (`redact._anchored`): the same spans as
+# scanning the whole windows. Pieces: whole and broken SSNs and phone numbers, groups of every
+# size, prose long enough to split clusters, a digit outside ASCII (`\d`: no anchors), a
+# placeholder.
+_ANCHOR_PIECES = [
+    *"0123456789",
+    *" -.()+/x",
+    "  ",
+    "123-45-6789",
+    "123 45 6789",
+    "(555) 123-4567",
+    "(555)123 4567",
+    "555.123.4567",
+    "555 123 45678",
+    "+33 6 12 34 56 78",
+    "+1 ",
+    "020 7946 0958",
+    "06 12 34 56 78",
+    "0612345678",
+    "1234",
+    "12345 678 ",
+    "é",
+    "\u0663",
+    "[PHONE]",
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. " * 2,
+]
+_ANCHORED = [d for d in redact.DETECTORS if d.anchors is not None]
+
+
+def _find_anchored(detectors: tuple[redact.Detector, ...], text: str, anchor_from: int) -> object:
+    saved = redact._ANCHOR_FROM
+    redact._ANCHOR_FROM = anchor_from
+    try:
+        r = Redactor()
+        r.detectors = detectors
+        return r.find(text)
+    finally:
+        redact._ANCHOR_FROM = saved
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from(_ANCHOR_PIECES), max_size=80).map("".join))
+@example("x 555 123 45678" + " " * 300 + "+1 ")
+@example("x123-45-6789 abcdefgh " * 10)  # joined windows: a part's start reads as a line start
+@example("1 2 3 4 5 6 7 8 9 0 " * 30 + "123-45-6789 " + "12 34 " * 60 + "(555) 123-4567")
+def test_anchored_windows_find_what_whole_windows_find(text: str) -> None:
+    """Every window anchored (from 0 characters) against none (the plain rules)."""
+    for detectors in (*((d,) for d in _ANCHORED), redact.DETECTORS):
+        whole = _find_anchored(detectors, text, 10**9)
+        assert _find_anchored(detectors, text, 0) == whole, detectors[0].label
+
+
+def test_anchor_reach_covers_what_the_regex_reads() -> None:
+    """`Anchors.reach`: the longest match, and 3 characters `_E` reads past it (lookaheads
+    inside a match read no further: PHONE's "+" lookahead reads 25)."""
+    for det in _ANCHORED:
+        assert det.anchors is not None
+        longest = re._parser.parse(det.pattern.pattern).getwidth()[1]
+        assert longest + 3 <= det.anchors.reach, det.label
 
 
 @settings(max_examples=300, derandomize=True, deadline=None)

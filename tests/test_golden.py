@@ -114,6 +114,8 @@ def test_what_is_stored_matches_the_snapshot(store: Store, cfg: Config) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_bytes(gzip.compress(orjson.dumps(got, option=orjson.OPT_SORT_KEYS), mtime=0))
+    if os.environ.get("GOLDEN_DUMP"):
+        Path(os.environ["GOLDEN_DUMP"]).write_bytes(orjson.dumps(got))
     expected = orjson.loads(gzip.decompress(SNAPSHOT.read_bytes()))
     diff = differences(expected, got)
     assert not diff, f"{len(diff)} differences, the first: " + "; ".join(diff[:8])
