@@ -362,11 +362,12 @@ class CapturePolicy:
                 doc = orjson.loads(s)
             except orjson.JSONDecodeError:
                 return self._redact_escaped(s, counts)  # cut JSON: match on an unescaped view
-            if not safejson.depth_ok(doc):
+            before = sum(counts.values())
+            try:
+                walked = self._walk(doc, counts)
+            except _TooDeep:
                 # Too deep to walk (and to re-serialise): matched as text, like cut JSON.
                 return self._redact_escaped(s, counts)
-            before = sum(counts.values())
-            walked = self._walk(doc, counts)
             if sum(counts.values()) == before:
                 return s  # nothing masked: keep the body exactly as logged
             out = orjson.dumps(walked).decode()
@@ -433,7 +434,7 @@ class CapturePolicy:
                     doc = orjson.loads(data)
                 except orjson.JSONDecodeError:
                     doc = None
-                if not safejson.depth_ok(doc):
+                if safejson.may_be_deep(data) and not safejson.depth_ok(doc):
                     doc = None  # matched as text below
             parsed.append((event_line, doc, block))
         # Deltas: (doc, path) per stream of text, joined then redacted together.
@@ -586,18 +587,30 @@ def _text_kind(s: str) -> str:
 _ANCHORED = re.compile(r"\^|\$|\\[AZz]|\(\?<[=!]")
 
 
-def _collect(value: Any, out: list[str]) -> None:
+class _TooDeep(Exception):
+    """A decoded body nests deeper than _COLLECT_DEPTH: it is matched as text instead."""
+
+
+# Records arrive bounded (safejson.MAX_DEPTH, envelope.py); bodies decoded here are not, and
+# the depth is checked by the walk that collects their strings anyway (no second pass).
+_COLLECT_DEPTH = safejson.MAX_DEPTH + 16
+
+
+def _collect(value: Any, out: list[str], depth: int = 0) -> None:
     """The text strings in `value` (not under machine-data keys), as `_walk` visits them."""
     if isinstance(value, str):
         if len(value) >= 6:
             out.append(value)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            if k not in _NOT_TEXT:
-                _collect(v, out)
-    elif isinstance(value, list):
-        for v in value:
-            _collect(v, out)
+    elif isinstance(value, dict | list):
+        if depth > _COLLECT_DEPTH:
+            raise _TooDeep
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k not in _NOT_TEXT:
+                    _collect(v, out, depth + 1)
+        else:
+            for v in value:
+                _collect(v, out, depth + 1)
 
 
 def _delta_slots(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], dict[str, Any], str]]:
