@@ -398,9 +398,9 @@ def minimal_gateway(i: int, pad: str = "") -> str:
 
 def max_records() -> int:
     """Records an event may hold before ingest stops reading it record by record."""
-    from pipeline import ingest
+    from pipeline.envelope import MAX_RECORDS
 
-    return getattr(ingest, "MAX_RECORDS_PER_EVENT", 100_000)
+    return MAX_RECORDS
 
 
 def records_at_limit(record: Callable[[int, str], str], size: int = EVENT) -> bytes:
@@ -1098,7 +1098,7 @@ def benign_bodies_to(size: int) -> list[bytes]:
 def _ops() -> dict[str, Callable[[Any], Any]]:
     from pipeline import archive, capture, ingest, inputs, tokens
     from pipeline.bodies import parse_body
-    from pipeline.envelope import flatten, open_envelope
+    from pipeline.envelope import MAX_RECORDS, flatten, open_envelope
     from pipeline.model import EventIn
     from pipeline.stream import parse_sse
 
@@ -1108,7 +1108,7 @@ def _ops() -> dict[str, Callable[[Any], Any]]:
 
     def envelope(body: bytes) -> None:
         records = open_envelope(body).records
-        if len(records) > ingest.MAX_RECORDS_PER_EVENT:
+        if len(records) > MAX_RECORDS:
             return  # as ingest: such an event is one dead letter, its records not read
         for record in records:
             if isinstance(record, dict):

@@ -512,7 +512,7 @@ MUTATIONS = [
     Mutation(
         "hostile: records per event not capped",
         "pipeline/ingest.py",
-        "    if len(env.records) > MAX_RECORDS_PER_EVENT:\n",
+        "    if len(env.records) > MAX_RECORDS:\n",
         "    if False:\n",
         (MANY_BAD,),
     ),

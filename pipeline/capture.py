@@ -30,7 +30,7 @@ from typing import Any, Literal
 import orjson
 
 from . import safejson
-from .redact import Redaction, Redactor, Spans, clip_text
+from .redact import Redaction, Redactor, Spans, clip_text, splice
 from .settings import Config, SettingsError
 
 PromptMode = Literal["redacted", "truncated", "hashed", "none", "full"]
@@ -315,15 +315,7 @@ class CapturePolicy:
             spans = todo[value]
             if spans is None:
                 return self.redact_string(value, counts)
-            parts: list[str] = []
-            pos = 0
-            for start, end, label in spans:  # apply_spans, without a Counter per string
-                parts.append(value[pos:start])
-                parts.append(f"[{label}]")
-                counts[label] += 1
-                pos = end
-            parts.append(value[pos:])
-            return "".join(parts)
+            return splice(value, spans, counts)  # no Counter per string
         if isinstance(value, dict):
             return {
                 k: v if k in _NOT_TEXT else self._rebuild(v, todo, counts) for k, v in value.items()
@@ -402,15 +394,7 @@ class CapturePolicy:
         spans = self.redactor.find(view)
         if not spans:
             return s
-        parts, pos = [], 0
-        for start, end, label in spans:
-            a, b = offsets[start], offsets[end]
-            parts.append(s[pos:a])
-            parts.append(f"[{label}]")
-            counts[label] += 1
-            pos = b
-        parts.append(s[pos:])
-        return "".join(parts)
+        return splice(s, spans, counts, offsets)
 
     def _redact_sse(self, s: str, counts: Counter[str]) -> str:
         """Redact a logged stream as the text it carries: deltas are joined before matching,

@@ -150,10 +150,10 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, captures: capture.Captu
         plan.records += 1
         _guarded(plan, event, 0, salvaged, False, cfg, cut_message=event.body)
         return
-    if len(env.records) > MAX_RECORDS_PER_EVENT:
+    if len(env.records) > MAX_RECORDS:
         plan.records += len(env.records)
         reason = (
-            f"event holds {len(env.records)} records, more than the {MAX_RECORDS_PER_EVENT} "
+            f"event holds {len(env.records)} records, more than the {MAX_RECORDS} "
             "an Event Hub event of APIM logs can (1 MB): not read record by record"
         )
         plan.dead.append(_raw_dead_letter(captures, event, None, reason))
@@ -173,7 +173,6 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, captures: capture.Captu
         plan.dead.append(_raw_dead_letter(captures, event, None, reason[:1000]))
 
 
-MAX_RECORDS_PER_EVENT = MAX_RECORDS
 # Dead-lettered records of one event past which the event is dead-lettered once, whole.
 MAX_DEAD_PER_EVENT = 16
 
@@ -207,7 +206,7 @@ def _guarded(
 ) -> None:
     captures = capture.policy_for(cfg)
     try:
-        _plan_record(plan, event, index, record, enveloped, cfg, cut_message, nested)
+        _plan_record(plan, event, index, record, enveloped, cfg, captures, cut_message, nested)
     except Exception as exc:  # noqa: BLE001 - the record boundary (see _contain)
         _contain(plan, captures, event, index, exc, record, enveloped, cut_message)
 
@@ -398,10 +397,10 @@ def _plan_record(
     record: Any,
     enveloped: bool,
     cfg: Config,
+    captures: capture.CapturePolicy,
     cut_message: bytes | None,
     nested: bool = False,
 ) -> None:
-    captures = capture.policy_for(cfg)
     captures.forget()
     try:
         if not isinstance(record, dict):

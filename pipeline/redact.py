@@ -716,6 +716,22 @@ Spans = list[tuple[int, int, str]]  # (start, end, label), left to right, not ov
 _NEW_COUNTER = Counter.__new__
 
 
+def splice(text: str, spans: Spans, counts: Counter[str], at: Sequence[int] | None = None) -> str:
+    """`text` with each span replaced by its typed placeholder, counted into `counts`. With
+    `at`, spans are offsets of a view of `text` (capture.unescaped_view) and `at` maps them
+    back onto `text`."""
+    parts: list[str] = []
+    pos = 0
+    for start, end, label in spans:
+        a, b = (start, end) if at is None else (at[start], at[end])
+        parts.append(text[pos:a])
+        parts.append(f"[{label}]")
+        counts[label] += 1
+        pos = b
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
 def apply_spans(text: str, spans: Spans) -> Redaction:
     """`text` with each span replaced by its typed placeholder."""
     if not spans:
@@ -725,14 +741,8 @@ def apply_spans(text: str, spans: Spans) -> Redaction:
         counts = _NEW_COUNTER(Counter)
         counts[label] = 1
         return Redaction(f"{text[:start]}[{label}]{text[end:]}", counts)
-    parts: list[str] = []
-    pos = 0
-    for start, end, label in spans:
-        parts.append(text[pos:start])
-        parts.append(f"[{label}]")
-        pos = end
-    parts.append(text[pos:])
-    return Redaction("".join(parts), Counter([label for _, _, label in spans]))
+    counts = Counter()
+    return Redaction(splice(text, spans, counts), counts)
 
 
 class PatternError(ValueError):

@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-import time
-from collections.abc import Callable
 
 import pytest
 from hypothesis import example, given, settings
@@ -21,6 +19,7 @@ from hypothesis import strategies as st
 from bench.corpus import prompts
 from pipeline import redact
 from pipeline.redact import Redactor, scrub_url
+from tests.timing import best_of
 
 SIZE = 200 * 1024
 RATIO = 20  # worst / benign, same size; measured worst cases run at 2-12x
@@ -28,15 +27,6 @@ RATIO = 20  # worst / benign, same size; measured worst cases run at 2-12x
 
 def _fill(unit: str, n: int = SIZE) -> str:
     return (unit * (n // len(unit) + 1))[:n]
-
-
-def best_of(fn: Callable[[], object], runs: int = 3) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 _BENIGN: dict[int, str] = {}

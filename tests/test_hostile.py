@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import tracemalloc
 import zlib
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +20,7 @@ from azure.data.tables import TableEntity
 from pipeline import archive, ingest, safejson, stream
 from pipeline.archive import open_member
 from pipeline.bodies import parse_body, repair_budget
+from pipeline.envelope import MAX_RECORDS
 from pipeline.eventhub import ARCHIVED_PROPERTY, from_trigger
 from pipeline.ingest import process_batch, run_trigger_batch, transform
 from pipeline.model import Archived, EventIn, RawPointer
@@ -29,6 +28,7 @@ from pipeline.settings import Config
 from pipeline.store import Store
 from pipeline.timestamps import path_hour
 from tests.fixtures import apim, sources
+from tests.timing import best_of
 
 ENQUEUED = datetime(2025, 3, 4, 10, 15, 7, tzinfo=UTC)
 
@@ -225,7 +225,7 @@ def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Conf
     not one per record: a crafted event costs one blob, not thousands."""
     cfg = replace(cfg, archive_capture="full")  # to compare bytes
     bad = envelope(*ordinary(2), *({"category": "GatewayLogs", "n": i} for i in range(40)))
-    many = envelope(*[{"category": "GatewayLogs"}] * (ingest.MAX_RECORDS_PER_EVENT + 1))
+    many = envelope(*[{"category": "GatewayLogs"}] * (MAX_RECORDS + 1))
     result = process_batch([ev(bad, 1), ev(many, 2)], cfg, store)
     assert len(rows(store)) == 2
     letters = dead_letters(store)
@@ -236,15 +236,6 @@ def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Conf
 
 
 # --- linear time ------------------------------------------------------------------------------
-
-
-def best_of(fn: Callable[[], object], runs: int = 3) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 @pytest.mark.parametrize(
@@ -568,12 +559,16 @@ def _set(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     doc[path[-1]] = value
 
 
-@settings(
+# Both fuzzers: fixed seed (CI runs the same examples every time), no per-example deadline.
+FUZZ = settings(
     max_examples=150,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@FUZZ
 @given(
     record_edits=st.lists(st.tuples(st.sampled_from(RECORD_PATHS), HOSTILE), max_size=3),
     request_edits=st.lists(st.tuples(st.sampled_from(REQUEST_PATHS), HOSTILE), max_size=3),
@@ -634,12 +629,7 @@ POLICY_FIELDS = [
 SSE_FIELDS = ["choices", "usage", "model", "id", "type", "delta", "output_index", "response"]
 
 
-@settings(
-    max_examples=150,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@FUZZ
 @given(
     source=st.sampled_from(["policy", "llm", "sse", "responses-sse"]),
     edits=st.lists(st.tuples(st.integers(min_value=0, max_value=99), HOSTILE), max_size=4),
