@@ -61,7 +61,7 @@ def _archived(properties: Any) -> Archived | None:
             ),
             str(doc["rid"]),
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
         return None  # not ours: process the event as any other
 
 
