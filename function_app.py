@@ -8,9 +8,11 @@ from typing import List  # noqa: UP035 - the worker rejects list[...] in binding
 
 import azure.functions as func
 
-from pipeline import daily, eventhub, runtime
-from pipeline.ingest import run_trigger_batch
-from pipeline.rollup import days_to_roll
+from pipeline import runtime
+from pipeline.ingest.batch import run_trigger_batch
+from pipeline.kpi import daily
+from pipeline.kpi.rollup import days_to_roll
+from pipeline.sources import eventhub
 
 app = func.FunctionApp()
 log = logging.getLogger("pipeline.function")

@@ -282,7 +282,7 @@ def benign_policy(size: int) -> bytes:
 def benign_members(size: int) -> Input:
     """A record as `open_envelope` gives it: realistic GatewayLogs (below 64 KB) or a policy
     message with a realistic request body (larger)."""
-    from pipeline.envelope import open_envelope
+    from pipeline.sources.envelope import open_envelope
 
     body = benign_gateway_event(size) if size < 65_536 else benign_policy(size)
     return Input(open_envelope(body).records[0], len(body))
@@ -337,7 +337,7 @@ def _chunk(delta: dict[str, Any], index: int = 0, **extra: Any) -> str:
     return "data: " + orjson.dumps(doc).decode()
 
 
-# Detector near-misses and dense matches (pipeline/redact.py): text a client can send.
+# Detector near-misses and dense matches (pipeline/protect/redact.py): text a client can send.
 NEAR_MISSES: dict[str, str] = {
     "eyJ- runs (JWT near-miss)": "eyJ-",
     "eyJ….eyJ… runs (JWT near-miss)": "eyJabcdefgh.eyJab.",
@@ -398,7 +398,7 @@ def minimal_gateway(i: int, pad: str = "") -> str:
 
 def max_records() -> int:
     """Records an event may hold before ingest stops reading it record by record."""
-    from pipeline.envelope import MAX_RECORDS
+    from pipeline.sources.envelope import MAX_RECORDS
 
     return MAX_RECORDS
 
@@ -464,7 +464,7 @@ def avro(bodies: list[bytes]) -> bytes:
 
 
 def archive_blob(body: bytes) -> bytes:
-    from pipeline.ingest import transform
+    from pipeline.ingest.batch import transform
     from pipeline.model import EventIn
 
     blob = transform([EventIn(body, partition="0", sequence=1)], _config()).blob
@@ -1030,7 +1030,7 @@ def b_events(fn: Callable[[int], bytes]) -> Callable[[int], Input]:
 
 def request_input(body: str, operation: str = "chat.completions") -> Input:
     """A request body as the pipeline parses it (bodies.parse_body), for an estimate."""
-    from pipeline.bodies import parse_body
+    from pipeline.call.bodies import parse_body
 
     return Input((parse_body(body).doc, operation), len(body.encode("utf-8", "surrogatepass")))
 
@@ -1038,8 +1038,8 @@ def request_input(body: str, operation: str = "chat.completions") -> Input:
 def record_input(event: bytes) -> Input:
     """The first record of an event as the pipeline reads it (open_envelope, then the
     credential scrub)."""
-    from pipeline.envelope import open_envelope
-    from pipeline.redact import scrub_credentials
+    from pipeline.protect.redact import scrub_credentials
+    from pipeline.sources.envelope import open_envelope
 
     record = open_envelope(event).records[0]
     return Input(scrub_credentials(record) if isinstance(record, dict) else record, len(event))
@@ -1096,11 +1096,14 @@ def benign_bodies_to(size: int) -> list[bytes]:
 
 
 def _ops() -> dict[str, Callable[[Any], Any]]:
-    from pipeline import archive, capture, ingest, inputs, tokens
-    from pipeline.bodies import parse_body
-    from pipeline.envelope import MAX_RECORDS, flatten, open_envelope
+    from pipeline.call import tokens
+    from pipeline.call.bodies import parse_body
+    from pipeline.call.stream import parse_sse
+    from pipeline.ingest import batch as ingest
     from pipeline.model import EventIn
-    from pipeline.stream import parse_sse
+    from pipeline.protect import archive, capture
+    from pipeline.sources import inputs
+    from pipeline.sources.envelope import MAX_RECORDS, flatten, open_envelope
 
     cfg = _config()
     policy = capture.policy_for(cfg)
@@ -1286,7 +1289,7 @@ def worker(quick: bool, folder: str) -> None:
     all_cases = cases()
     ops = _ops()
     # Warm up: vocabularies, compiled patterns, caches (what a long-running host has).
-    from pipeline import tokens
+    from pipeline.call import tokens
 
     tokens.encoding("o200k_base")
     tokens.encoding("cl100k_base")

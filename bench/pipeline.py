@@ -35,12 +35,12 @@ from typing import Any
 import orjson
 
 from bench.corpus import apim_events
-from pipeline import archive
-from pipeline.azurite import Azurite
-from pipeline.ingest import plan_batch, process_batch, transform
+from pipeline.cli.azurite import Azurite
+from pipeline.ingest.batch import plan_batch, process_batch, transform
 from pipeline.model import EventIn
+from pipeline.protect import archive
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store.account import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_CALLS = 5_000
@@ -234,10 +234,10 @@ MEMORY_SCRIPT = """
 import sys
 from pathlib import Path
 import orjson
-from pipeline.ingest import run_trigger_batch
+from pipeline.ingest.batch import run_trigger_batch
 from pipeline.model import EventIn
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store.account import Store
 cfg = Config(storage_connection=sys.argv[1])
 store = Store(cfg)
 store.ensure()
@@ -266,10 +266,10 @@ start = time.perf_counter()
 import function_app
 imported = time.perf_counter()
 heavy = sorted(m for m in ("tiktoken", "matplotlib", "azure.eventhub") if m in sys.modules)
-from pipeline.ingest import run_trigger_batch
+from pipeline.ingest.batch import run_trigger_batch
 from pipeline.model import EventIn
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store.account import Store
 cfg = Config.from_env()
 store = Store(cfg)
 store.ensure()
@@ -277,7 +277,7 @@ ready = time.perf_counter()
 body = open(sys.argv[1], "rb").read().split(b"\\n")[0]
 run_trigger_batch([EventIn(body, partition="0", sequence=1)], cfg, store)
 first = time.perf_counter()
-from pipeline import tokens
+from pipeline.call import tokens
 tokens.encoding("o200k_base")  # what the first call needing an estimate adds, once
 vocab = time.perf_counter()
 import orjson

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.corpus import apim_events
-from pipeline import inputs
-from pipeline.azurite import Azurite
-from pipeline.replay import replay
+from pipeline.cli.azurite import Azurite
+from pipeline.cli.replay import replay
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.sources import inputs
+from pipeline.store.account import Store
 from tests.fixtures import capture
 
 CALLS = 5000

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-from pipeline import prices
-from pipeline.rollup import rollup_day
+from pipeline.kpi import prices
+from pipeline.kpi.rollup import rollup_day
 
 DAY = date(2025, 11, 4)
 MODELS = [

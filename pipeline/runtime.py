@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from .settings import Config
-from .store import Store
+from pipeline.settings import Config
+from pipeline.store.account import Store
 
 _lock = threading.Lock()
 _current: tuple[Config, Store] | None = None

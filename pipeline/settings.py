@@ -115,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PRICE_TABLE",
         "",
-        "Price table: empty for the bundled pipeline/data/prices.json, a file path, or "
+        "Price table: empty for the bundled pipeline/kpi/prices.json, a file path, or "
         "blob:CONTAINER/NAME in the audit storage account.",
     ),
     Setting(
@@ -270,7 +270,7 @@ class Config:
             capture_overrides=_str(env, "CAPTURE_OVERRIDES"),
             redact_patterns=_str(env, "REDACT_PATTERNS"),
         )
-        from .capture import policy_for
+        from pipeline.protect.capture import policy_for
 
         policy_for(cfg)  # validate the capture settings now, with a clear message
         return cfg

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.azurite import Azurite
+from pipeline.cli.azurite import Azurite
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store.account import Store
 
 _names = itertools.count(1)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.azurite import connection_string, free_port
-from pipeline.cli import main
+from pipeline.cli.azurite import connection_string, free_port
+from pipeline.cli.main import main
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store.account import Store
 from tests.conftest import settings_env
 from tests.fixtures import apim
 from tests.test_ingest import all_rows, blobs, comparable

@@ -17,8 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.corpus import prompts
-from pipeline import redact
-from pipeline.redact import Redactor, scrub_url
+from pipeline.protect import redact
+from pipeline.protect.redact import Redactor, scrub_url
 from tests.timing import best_of
 
 SIZE = 200 * 1024

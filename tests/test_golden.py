@@ -22,11 +22,11 @@ from typing import Any
 import orjson
 
 from bench.corpus import apim_events
-from pipeline.archive import iter_members
-from pipeline.ingest import process_batch
+from pipeline.ingest.batch import process_batch
 from pipeline.model import EventIn
+from pipeline.protect.archive import iter_members
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store.account import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = ROOT / "tests" / "golden" / "snapshot.json.gz"

@@ -17,16 +17,19 @@ import orjson
 import pytest
 from azure.data.tables import TableEntity
 
-from pipeline import archive, ingest, safejson, stream
-from pipeline.archive import open_member
-from pipeline.bodies import parse_body, repair_budget
-from pipeline.envelope import MAX_RECORDS
-from pipeline.eventhub import ARCHIVED_PROPERTY, from_trigger
-from pipeline.ingest import process_batch, run_trigger_batch, transform
+from pipeline.call import stream
+from pipeline.call.bodies import parse_body, repair_budget
+from pipeline.common import safejson
+from pipeline.common.timestamps import path_hour
+from pipeline.ingest import batch as ingest
+from pipeline.ingest.batch import process_batch, run_trigger_batch, transform
 from pipeline.model import Archived, EventIn, RawPointer
+from pipeline.protect import archive
+from pipeline.protect.archive import open_member
 from pipeline.settings import Config
-from pipeline.store import Store
-from pipeline.timestamps import path_hour
+from pipeline.sources.envelope import MAX_RECORDS
+from pipeline.sources.eventhub import ARCHIVED_PROPERTY, from_trigger
+from pipeline.store.account import Store
 from tests.fixtures import apim, sources
 from tests.timing import best_of
 
@@ -159,7 +162,7 @@ def test_a_parser_failure_whose_dead_letter_also_fails_keeps_the_event_bytes(
 def test_a_row_that_cannot_be_built_dead_letters_its_records_not_the_batch(
     store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import rows as rows_module
+    from pipeline.store import rows as rows_module
 
     bad_id = apim.new_id("no-row")
     real = rows_module.to_entity

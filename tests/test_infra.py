@@ -13,8 +13,8 @@ import orjson
 import pytest
 from azure.eventhub import EventDataBatch
 
-from pipeline import publish
-from pipeline.cli import main
+from pipeline.cli import send as publish
+from pipeline.cli.main import main
 from pipeline.settings import SETTINGS, azure_defaults
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def test_send_publishes_the_samples_in_full_batches(
 
 def test_doctor_passes_on_azurite_except_immutability(azurite, capsys) -> None:
     from pipeline.settings import Config
-    from pipeline.store import Store
+    from pipeline.store.account import Store
 
     Store(Config(storage_connection=azurite.connection_string)).ensure()  # the default names
     code = main(
@@ -194,12 +194,12 @@ def test_doctor_passes_on_azurite_except_immutability(azurite, capsys) -> None:
 
 
 def test_doctor_reports_missing_pieces(cfg, monkeypatch, capsys) -> None:
-    from pipeline.azurite import connection_string, free_port
+    from pipeline.cli.azurite import connection_string, free_port
 
     port = free_port()
     env = {"AUDIT_STORAGE_CONNECTION": connection_string(port, port, port)}
-    from pipeline import doctor
-    from pipeline.store import Store
+    from pipeline.cli import doctor
+    from pipeline.store.account import Store
 
     checks = doctor.run(env, make_store=lambda c: Store(c, retry_total=0))
     text = "\n".join(c.line() for c in checks)

@@ -11,12 +11,12 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 from azure.data.tables import TableEntity
 
-from pipeline.archive import open_member
-from pipeline.azurite import connection_string, free_port
-from pipeline.ingest import process_batch, run_trigger_batch
+from pipeline.cli.azurite import connection_string, free_port
+from pipeline.ingest.batch import process_batch, run_trigger_batch
 from pipeline.model import EventIn, Fragment
+from pipeline.protect.archive import open_member
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store.account import Store
 from tests.fixtures import apim
 
 CID = "5b1f3c2e-7a4d-4e2b-9f00-3c1a2b3c4d5e"  # formats.md §1.3
@@ -181,7 +181,7 @@ def test_calls_recut_into_other_batches_give_identical_rows(
 def test_a_large_batch_is_handled_in_slices_with_the_same_rows(
     cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import ingest
+    from pipeline.ingest import batch as ingest
     from tests.fixtures import sources
 
     cid = apim.new_id("sliced")

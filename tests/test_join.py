@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.ingest import process_batch
+from pipeline.ingest.batch import process_batch
 from pipeline.model import EventIn
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store.account import Store
 from tests.fixtures import apim, sources
 from tests.test_ingest import all_rows, comparable
 
@@ -449,7 +449,7 @@ def test_bearer_token_attribution_on_gateway_logs(cfg: Config, store: Store) -> 
 def test_caller_from_bearer_can_be_switched_off(cfg: Config) -> None:
     from dataclasses import replace
 
-    from pipeline.ingest import plan_batch
+    from pipeline.ingest.batch import plan_batch
 
     token = sources.jwt({"appid": "app-123", "oid": "user-456"})
     rec = apim.gateway(apim.new_id("jwt-off"), requestHeaders={"Authorization": f"Bearer {token}"})

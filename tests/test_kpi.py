@@ -17,13 +17,14 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline import daily, prices, rollup, runtime
-from pipeline.cli import main
-from pipeline.ingest import process_batch
+from pipeline import runtime
+from pipeline.cli.main import main
+from pipeline.ingest.batch import process_batch
+from pipeline.kpi import daily, prices, rollup
+from pipeline.kpi.sketch import Sketch
 from pipeline.model import EventIn
 from pipeline.settings import Config, SettingsError
-from pipeline.sketch import Sketch
-from pipeline.store import KpiStore, Store
+from pipeline.store.account import KpiStore, Store
 from tests.conftest import settings_env
 from tests.fixtures import apim, sources
 from tests.test_function_app import _functions

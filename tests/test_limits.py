@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 from azure.data.tables import EdmType, EntityProperty
 
-from pipeline import limits, rows
-from pipeline.join import CallState, add_fragment
+from pipeline.call.join import CallState, add_fragment
 from pipeline.model import Call, Facts, Fragment
 from pipeline.settings import Config
-from pipeline.store import Store, _chunks
+from pipeline.store import limits, rows
+from pipeline.store.account import Store, _chunks
 
 T = datetime(2025, 3, 4, 10, 15, 2, tzinfo=UTC)
 

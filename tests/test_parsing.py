@@ -8,10 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline import operations, rows
-from pipeline.bodies import parse_body, repair_truncated
-from pipeline.envelope import EnvelopeError, category_of, flatten, open_envelope
-from pipeline.timestamps import parse_time
+from pipeline.call import operations
+from pipeline.call.bodies import parse_body, repair_truncated
+from pipeline.common.timestamps import parse_time
+from pipeline.sources.envelope import EnvelopeError, category_of, flatten, open_envelope
+from pipeline.store import rows
 from tests.fixtures import apim
 
 

@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.capture import CapturePolicy, unescaped_view
-from pipeline.cli import main
-from pipeline.ingest import plan_batch, process_batch
+from pipeline.cli.main import main
+from pipeline.ingest.batch import plan_batch, process_batch
 from pipeline.model import EventIn
-from pipeline.redact import Redactor, clip_text
+from pipeline.protect.capture import CapturePolicy, unescaped_view
+from pipeline.protect.redact import Redactor, clip_text
 from pipeline.settings import Config, SettingsError
-from pipeline.store import Store
+from pipeline.store.account import Store
 from tests.conftest import settings_env
 from tests.fixtures import apim, pii_corpus, sources
 from tests.fixtures.shapes import FIRST_EVENT, sse
@@ -384,7 +384,7 @@ _docs = st.recursive(
 
 def _reference_walk(policy: CapturePolicy, value: Any, counts) -> Any:
     """Each string redacted on its own: what the one-scan walk must equal."""
-    from pipeline.capture import _NOT_TEXT
+    from pipeline.protect.capture import _NOT_TEXT
 
     if isinstance(value, str):
         return policy.redact_string(value, counts)

@@ -16,13 +16,14 @@ import orjson
 import pytest
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from pipeline import archive, inputs
-from pipeline.azurite import Azurite, connection_string
-from pipeline.ingest import plan_batch, process_batch, run_trigger_batch
+from pipeline.cli.azurite import Azurite, connection_string
+from pipeline.cli.replay import replay
+from pipeline.ingest.batch import plan_batch, process_batch, run_trigger_batch
 from pipeline.model import EventIn
-from pipeline.replay import replay
+from pipeline.protect import archive
 from pipeline.settings import Config
-from pipeline.store import Store, retry_after
+from pipeline.sources import inputs
+from pipeline.store.account import Store, retry_after
 from tests.faults import FaultProxy, Policy
 from tests.fixtures import apim
 from tests.test_ingest import all_rows, stored_record
@@ -263,7 +264,7 @@ def test_a_batch_that_keeps_failing_is_parked_and_replayed_later(
         (batch,), ids = batches_of_calls("parked", 4)
         garbage = EventIn(b"not json at all", partition="0", sequence=99, origin="test:garbage")
         batch = [*batch, garbage]
-        with caplog.at_level(logging.INFO, logger="pipeline.ingest"):
+        with caplog.at_level(logging.INFO, logger="pipeline.ingest.batch"):
             for attempt in range(DELIVERIES - 1):
                 with pytest.raises((ServiceRequestError, ServiceResponseError)):  # tables down
                     run_trigger_batch(
@@ -322,7 +323,7 @@ def test_structured_batch_log_without_prompt_text(
 def test_a_parser_bug_dead_letters_the_record_and_logs_only_where(
     cfg: Config, store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import ingest
+    from pipeline.ingest import batch as ingest
 
     secret = "maria.garcia@contoso.com"
     good = apim.gateway(apim.new_id("parser-ok"))
@@ -525,8 +526,8 @@ def test_fuzz_batches_never_raise_and_account_for_every_record(bodies: list[byte
 @FUZZ
 @given(st.text(max_size=3000))
 def test_fuzz_bodies_and_streams_never_raise(text: str) -> None:
-    from pipeline.bodies import parse_body, repair_truncated
-    from pipeline.stream import parse_sse
+    from pipeline.call.bodies import parse_body, repair_truncated
+    from pipeline.call.stream import parse_sse
 
     parse_body(text)
     repair_truncated(text)
@@ -538,7 +539,7 @@ def test_fuzz_bodies_and_streams_never_raise(text: str) -> None:
 @FUZZ
 @given(st.text(max_size=2000))
 def test_fuzz_redaction_never_raises_and_is_idempotent(text: str) -> None:
-    from pipeline.capture import policy_for
+    from pipeline.protect.capture import policy_for
 
     policy = policy_for(Config())
     from collections import Counter

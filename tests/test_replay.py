@@ -16,14 +16,16 @@ import orjson
 import pytest
 from azure.eventhub import EventDataBatch
 
-from pipeline import archive, inputs, publish
-from pipeline.cli import main
-from pipeline.eventhub import ARCHIVED_PROPERTY, from_trigger
-from pipeline.ingest import process_batch
+from pipeline.cli import send as publish
+from pipeline.cli.main import main
+from pipeline.cli.replay import Progress, ResumeState, replay
+from pipeline.ingest.batch import process_batch
 from pipeline.model import EventIn
-from pipeline.replay import Progress, ResumeState, replay
+from pipeline.protect import archive
 from pipeline.settings import Config, SettingsError
-from pipeline.store import Store
+from pipeline.sources import inputs
+from pipeline.sources.eventhub import ARCHIVED_PROPERTY, from_trigger
+from pipeline.store.account import Store
 from tests.conftest import settings_env
 from tests.fixtures import apim, capture, sources
 from tests.test_ingest import all_rows, blobs, comparable
@@ -857,7 +859,7 @@ def test_misspelled_containers_are_errors_never_created(
 def test_storage_unavailable_while_reading_stops_the_run(
     azurite: Any, cfg: Config, store: Store, tmp_path: Path
 ) -> None:
-    from pipeline.azurite import connection_string
+    from pipeline.cli.azurite import connection_string
     from tests.faults import FaultProxy
 
     source = store.blobs.get_container_client(f"{cfg.archive_container}-down")

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.cli import settings_markdown
+from pipeline.cli.main import settings_markdown
 from pipeline.settings import SETTINGS, Config, SettingsError, sample_values
 
 ROOT = Path(__file__).resolve().parent.parent

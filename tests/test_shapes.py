@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline import rows
-from pipeline.ingest import plan_batch, process_batch
-from pipeline.join import resolve
+from pipeline.call.join import resolve
+from pipeline.ingest.batch import plan_batch, process_batch
 from pipeline.model import EventIn
 from pipeline.settings import Config
-from pipeline.store import Store
+from pipeline.store import rows
+from pipeline.store.account import Store
 from tests.fixtures import apim, shapes
 
 CASES = shapes.cases()

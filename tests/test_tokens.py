@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import tiktoken_ext.openai_public as openai_public
 
-from pipeline import tokens
+from pipeline.call import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def test_vocabularies_load_with_no_network_and_no_downloader() -> None:
         tiktoken.load.read_file = no
         tiktoken.load.read_file_cached = no
         tiktoken.registry.get_encoding = no
-        from pipeline import tokens
+        from pipeline.call import tokens
         e = tokens.encoding("o200k_base")
         c = tokens.encoding("cl100k_base")
         assert e.encode_ordinary("hello world") == [24912, 2375], e.encode_ordinary("hello world")
@@ -66,7 +66,7 @@ def test_a_corrupt_vocabulary_is_refused(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_vocabularies_load_lazily() -> None:
     code = (
-        "import function_app, sys; from pipeline import tokens; "
+        "import function_app, sys; from pipeline.call import tokens; "
         "print(len(tokens._loaded), 'tiktoken' in sys.modules)"
     )
     proc = subprocess.run(

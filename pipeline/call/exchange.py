@@ -1,0 +1,266 @@
+"""What a logged request/response pair says about a call: operation, model, tokens, errors.
+
+Shared by every source that logs bodies (GatewayLogs, log-to-eventhub policies).
+
+Token accounting (`Usage.source`, the row's TokensSource):
+- `reported`: the response body's `usage`, or the final stream chunk's.
+- `estimated`: no usage was logged for a successful call (stream without include_usage, a body
+  cut before `usage`, no response logged): the prompt is counted from the request, the
+  completion from the text that was logged (scaled up when the body was cut, never above the
+  request's max tokens); with no response logged, completion and total stay unknown.
+- `none`: nothing to count, and always for failed calls (4xx/5xx are not billed: their tokens
+  stay null, never an estimate).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.call import operations, tokens
+from pipeline.call.bodies import ABSENT, Body
+from pipeline.call.content import completion_text, generated_text, prompt_text
+from pipeline.call.errors import aoai_error, classify, is_content_filter
+from pipeline.call.stream import Stream, parse_sse
+from pipeline.call.usage import normalise_usage
+from pipeline.model import Facts, Usage
+from pipeline.sources.envelope import as_int
+
+# Operations that name their deployment in the body's `model` on v1 / Responses paths.
+_INFERENCE = frozenset(
+    {"chat.completions", "completions", "embeddings", "responses", "images", "audio"}
+)
+# Bytes of a chat/completions JSON body after the answer text: created, id, model, object,
+# prompt_filter_results, system_fingerprint, usage (formats.md §1.3: about 900 bytes).
+_JSON_TAIL_BYTES = 900
+_JOB_PATH = re.compile(r"/(?:fine_tuning/jobs|fine-tunes|batches|files)/([^/?#]+)", re.IGNORECASE)
+_JOB_OBJECTS = frozenset({"fine_tuning.job", "batch", "file", "fine-tune"})
+
+
+@dataclass(slots=True)
+class Exchange:
+    facts: Facts
+    prompt_text: str | None
+    completion_text: str | None
+
+
+def _max_output(request: dict[str, Any] | None) -> int | None:
+    if not request:
+        return None
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = as_int(request.get(key))
+        if value is not None and value > 0:
+            return value
+    return None
+
+
+def interpret(
+    *,
+    url: str | None = None,
+    backend_url: str | None = None,
+    operation_id: str | None = None,
+    status: int | None = None,
+    backend_status: int | None = None,
+    request: Body = ABSENT,
+    response: Body = ABSENT,
+    request_size: int | None = None,
+    response_size: int | None = None,
+    last_error: dict[str, Any] | None = None,
+) -> Exchange:
+    req = request.doc if isinstance(request.doc, dict) else None
+    stream = parse_sse(response.text) if response.kind == "sse" and response.text else None
+    resp = response.doc if isinstance(response.doc, dict) else None
+
+    operation = (
+        operations.operation_from_url(backend_url)
+        or operations.operation_from_url(url)
+        or operations.operation_from_id(operation_id)
+        or "other"
+    )
+    deployment = operations.deployment_from_url(backend_url) or operations.deployment_from_url(url)
+    if (
+        deployment is None
+        and req is not None
+        and operation in _INFERENCE
+        and operations.is_body_model_deployment(backend_url or url)
+    ):
+        deployment = _str(req.get("model"))  # v1 and Responses: the body names the deployment
+
+    model = _str(stream.model if stream else None) or _str(resp.get("model") if resp else None)
+    if model is None and operation == "fine_tuning" and req is not None:
+        model = _str(req.get("model"))  # the base model of a job being created
+    response_id = _str(stream.response_id if stream else None) or _str(
+        resp.get("id") if resp else None
+    )
+
+    failed = status is not None and status >= 400
+    error = classify(status, backend_status, resp, last_error)
+    if error is None and stream is not None and stream.error is not None:
+        failed = True  # a stream that ended in an error event
+        code = stream.error.get("code")
+        error_code, error_source, error_message = (
+            (str(code) if code else "stream_error"),
+            "backend",
+            _str(stream.error.get("message")),
+        )
+    else:
+        error_code = error.code if error else None
+        error_source = error.source if error else None
+        error_message = error.message if error else None
+
+    finish_reason, filtered = _finish(resp, stream)
+    filtered = (
+        filtered or bool(error and error.content_filtered) or is_content_filter(aoai_error(resp))
+    )
+
+    p_text = prompt_text(req, operation)
+    c_text = stream.completion_text() if stream else completion_text(resp)
+
+    usage = None if failed else _reported(resp, stream, operation)
+    if usage is None:
+        usage = (
+            Usage(source="none")
+            if failed
+            else _estimate(
+                operation,
+                model,
+                deployment,
+                req,
+                request,
+                response,
+                stream,
+                resp,
+                request_size,
+                response_size,
+            )
+        )
+
+    facts = Facts(
+        url=url,
+        deployment=deployment,
+        api_version=operations.api_version_from_url(backend_url)
+        or operations.api_version_from_url(url),
+        operation=operation,
+        status=status,
+        backend_status=backend_status,
+        model=model,
+        response_id=response_id,
+        streamed=_streamed(req, response),
+        body_truncated=request.truncated
+        or response.truncated
+        or bool(stream is not None and not stream.complete),
+        usage=usage,
+        finish_reason=finish_reason,
+        content_filtered=filtered,
+        error_code=error_code,
+        error_source=error_source,
+        error_message=error_message,
+        job_id=_job_id(operation, resp, backend_url or url),
+    )
+    return Exchange(facts, p_text, c_text)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _streamed(req: dict[str, Any] | None, response: Body) -> bool | None:
+    if response.kind == "sse":
+        return True
+    if req is not None:
+        return req.get("stream") is True
+    if response.kind == "json":
+        return False
+    return None  # neither body logged: unknown
+
+
+def _finish(resp: dict[str, Any] | None, stream: Stream | None) -> tuple[str | None, bool]:
+    if stream is not None:
+        return stream.finish_reason, stream.content_filtered
+    if resp is None:
+        return None, False
+    choices = resp.get("choices")
+    if isinstance(choices, list) and choices:
+        reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict)]
+        first = reasons[0] if reasons and isinstance(reasons[0], str) else None
+        return first, "content_filter" in reasons
+    if resp.get("object") == "response":
+        details = resp.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return _str(reason) or _str(resp.get("status")), reason == "content_filter"
+    return None, False
+
+
+def _reported(resp: dict[str, Any] | None, stream: Stream | None, operation: str) -> Usage | None:
+    if stream is not None and stream.usage is not None:
+        return normalise_usage(stream.usage, operation)
+    if resp is not None:
+        return normalise_usage(resp.get("usage"), operation)
+    return None
+
+
+def _estimate(
+    operation: str,
+    model: str | None,
+    deployment: str | None,
+    req: dict[str, Any] | None,
+    request: Body,
+    response: Body,
+    stream: Stream | None,
+    resp: dict[str, Any] | None,
+    request_size: int | None,
+    response_size: int | None,
+) -> Usage:
+    if operation not in tokens.ESTIMABLE:
+        return Usage(source="none")  # images, audio, files...: only what the body reports
+    enc = tokens.encoding_name(model, deployment)
+    prompt = tokens.estimate_prompt(req, operation, enc)
+    if prompt is not None and request.truncated:
+        prompt = tokens.scale(prompt, request.logged_bytes, request_size)
+
+    completion: int | None = None
+    if operation == "embeddings":
+        completion = 0  # no output tokens, ever
+    elif response.kind != "absent":
+        if stream is not None:
+            seen = tokens.estimate_text(stream.generated_text(), enc)
+            if not stream.complete:
+                seen = tokens.scale(seen, response.logged_bytes, response_size)
+            completion = seen
+        elif resp is not None:
+            text = generated_text(resp)
+            seen = tokens.estimate_text(text, enc)
+            if response.truncated and text:
+                completion = _scale_cut_json(seen, text, response.logged_bytes, response_size)
+            else:
+                completion = seen
+        cap = _max_output(req)
+        if completion is not None and cap is not None:
+            completion = min(completion, cap)
+
+    if prompt is None and completion is None:
+        return Usage(source="none")
+    total = prompt + completion if prompt is not None and completion is not None else None
+    return Usage(prompt, completion, total, None, None, "estimated")
+
+
+def _scale_cut_json(tokens_seen: int, text: str, logged_bytes: int, total_bytes: int | None) -> int:
+    # The unseen part of a cut JSON body is the rest of the answer plus a fixed-size tail.
+    if not total_bytes or total_bytes <= logged_bytes:
+        return tokens_seen
+    seen = len(text.encode("utf-8"))
+    if seen == 0:
+        return tokens_seen
+    unseen = max(0, total_bytes - logged_bytes - _JSON_TAIL_BYTES)
+    return math.ceil(tokens_seen * (seen + unseen) / seen)
+
+
+def _job_id(operation: str, resp: dict[str, Any] | None, url: str | None) -> str | None:
+    if operation not in ("fine_tuning", "batches", "files"):
+        return None
+    if resp is not None and resp.get("object") in _JOB_OBJECTS:
+        return _str(resp.get("id"))
+    m = _JOB_PATH.search(url or "")
+    return m.group(1) if m else None

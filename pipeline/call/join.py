@@ -1,0 +1,209 @@
+"""Fragments of one call → the call's resolved facts. Pure and order-independent.
+
+Whatever order the log records of a call arrive in, `add_fragment` followed by `resolve`
+gives the same result:
+- two fragments under the same key (a duplicate, or the same record parsed again) keep
+  one: the incoming one if it is the same record (same `rid`: a re-parse replaces the old
+  extraction), else the one with the larger `rid` (deterministic, whatever came first);
+- each field comes from the best-ranked fragment that knows it (gateway > policy > LLM log);
+- tokens come from the best `TokensSource` (reported > llm-log > estimated > none);
+- each preview comes from the best-ranked fragment that has one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, fields
+
+from pipeline.model import (
+    SOURCE_LABEL,
+    SOURCE_RANK,
+    TOKENS_RANK,
+    Call,
+    Facts,
+    Fragment,
+    Preview,
+    RawPointer,
+    Usage,
+)
+
+_FACT_FIELDS = tuple(f.name for f in fields(Facts) if f.name not in ("usage", "clipped"))
+# Fields where any source saying True wins (a gateway record without bodies cannot tell).
+_ANY_TRUE = frozenset({"streamed", "body_truncated", "content_filtered"})
+
+
+@dataclass(slots=True)
+class CallState:
+    """A call's fragments plus the best previews seen (previews are stored once, on the row)."""
+
+    call: Call
+    prompt_preview: Preview | None = None
+    completion_preview: Preview | None = None
+
+
+def rank_of(fragment: Fragment) -> tuple[int, int]:
+    return (SOURCE_RANK[fragment.kind], fragment.part)
+
+
+# LLM-log message chunks kept per call: the lowest ones (the previews come from the first).
+# Bounded, so a call logged in thousands of chunks cannot grow the row past Azure's limits.
+MAX_MESSAGE_FRAGMENTS = 8
+
+
+def add_fragment(state: CallState, incoming: Fragment) -> bool:
+    """Merge `incoming` into `state`. Returns True when anything changed."""
+    if incoming.kind == "llm-msg":
+        parts = sorted(f.part for f in state.call.fragments.values() if f.kind == "llm-msg")
+        if incoming.key not in state.call.fragments and len(parts) >= MAX_MESSAGE_FRAGMENTS:
+            if incoming.part > parts[-1]:
+                return False  # beyond the chunks we keep, whatever order they come in
+            _drop_previews_of(state, (SOURCE_RANK["llm-msg"], parts[-1]))
+            del state.call.fragments[f"llm-msg:{parts[-1]}" if parts[-1] else "llm-msg"]
+    existing = state.call.fragments.get(incoming.key)
+    if existing is not None:
+        if existing.rid != incoming.rid and existing.rid > incoming.rid:
+            return False  # the other record of this key wins, whichever came first
+        if existing.rid == incoming.rid and existing.pointer is not None:
+            # Same record archived before: keep pointing at the first copy.
+            incoming.pointer = existing.pointer
+        if _same(existing, incoming) and not _preview_differs(state, incoming):
+            return False
+        _drop_previews_of(state, rank_of(existing))
+    state.call.fragments[incoming.key] = incoming
+    _offer_previews(state, incoming)
+    return True
+
+
+def _same(a: Fragment, b: Fragment) -> bool:
+    return (
+        a.rid == b.rid
+        and a.facts == b.facts
+        and a.pointer == b.pointer
+        and a.redactions == b.redactions
+    )
+
+
+def _preview_differs(state: CallState, frag: Fragment) -> bool:
+    rank = rank_of(frag)
+    for current, offered in (
+        (state.prompt_preview, frag.prompt_preview),
+        (state.completion_preview, frag.completion_preview),
+    ):
+        mine = current if current is not None and current.rank == rank else None
+        if offered is None:
+            # The fragment has no preview now (capture setting changed): ours must go, unless
+            # it never came from this fragment.
+            if mine is not None:
+                return True
+        elif mine is None:
+            if current is None or offered.rank < current.rank:
+                return True
+        elif mine.text != offered.text:
+            return True
+    return False
+
+
+def _drop_previews_of(state: CallState, rank: tuple[int, int]) -> None:
+    if state.prompt_preview is not None and state.prompt_preview.rank == rank:
+        state.prompt_preview = None
+    if state.completion_preview is not None and state.completion_preview.rank == rank:
+        state.completion_preview = None
+
+
+def _offer_previews(state: CallState, frag: Fragment) -> None:
+    p, c = frag.prompt_preview, frag.completion_preview
+    if p is not None and (state.prompt_preview is None or p.rank <= state.prompt_preview.rank):
+        state.prompt_preview = p
+    if c is not None and (
+        state.completion_preview is None or c.rank <= state.completion_preview.rank
+    ):
+        state.completion_preview = c
+
+
+@dataclass(slots=True)
+class Resolved:
+    correlation_id: str
+    facts: Facts
+    usage: Usage
+    sources: str
+    pointer: RawPointer | None
+    pointers: list[tuple[str, RawPointer]]
+    prompt_preview: Preview | None
+    completion_preview: Preview | None
+    # Placeholders in what is stored for this call (previews and raw records), by type.
+    redactions: dict[str, int]
+
+
+def ordered(call: Call) -> list[Fragment]:
+    return sorted(call.fragments.values(), key=rank_of)
+
+
+def resolve(state: CallState) -> Resolved:
+    frags = ordered(state.call)
+    merged = Facts()
+    if len(frags) == 1:
+        # Most calls have one source: its facts are the call's (copied: rows may change them).
+        only = frags[0].facts
+        for name in _FACT_FIELDS:
+            setattr(merged, name, getattr(only, name))
+    else:
+        _merge_facts(frags, merged)
+    # A value cut at parse stays marked when it is the one the row shows.
+    cut = {
+        name
+        for f in frags
+        if f.facts.clipped
+        for name in f.facts.clipped.split(",")
+        # "nesting" is no field: a record nested too deep marks the call whatever it shows
+        if name == "nesting"
+        or (
+            getattr(merged, name, None) is not None
+            and getattr(merged, name) == getattr(f.facts, name)
+        )
+    }
+    merged.clipped = ",".join(sorted(cut)) or None
+
+    usages = [
+        (TOKENS_RANK[f.facts.usage.source], rank_of(f), f.facts.usage)
+        for f in frags
+        if f.facts.usage is not None
+    ]
+    usage = min(usages, key=lambda u: (u[0], u[1]))[2] if usages else Usage()
+    if merged.status is not None and merged.status >= 400:
+        usage = Usage()  # failed calls are not billed, whatever another log says
+
+    labels: list[str] = []
+    for f in frags:
+        label = SOURCE_LABEL[f.kind]
+        if label not in labels:
+            labels.append(label)
+    pointers = [(f.key, f.pointer) for f in frags if f.pointer is not None]
+    redactions: Counter[str] = Counter()
+    for f in frags:
+        redactions.update(f.redactions)
+    return Resolved(
+        correlation_id=state.call.correlation_id,
+        facts=merged,
+        usage=usage,
+        sources=",".join(labels),
+        pointer=pointers[0][1] if pointers else None,
+        pointers=pointers,
+        prompt_preview=state.prompt_preview,
+        completion_preview=state.completion_preview,
+        redactions=dict(redactions),
+    )
+
+
+def _merge_facts(frags: list[Fragment], merged: Facts) -> None:
+    """Each fact from the best-ranked source that has it."""
+    for name in _FACT_FIELDS:
+        if name in _ANY_TRUE:
+            values = [getattr(f.facts, name) for f in frags]
+            value = (
+                True
+                if any(v is True for v in values)
+                else next((v for v in values if v is not None), None)
+            )
+        else:
+            value = next((v for f in frags if (v := getattr(f.facts, name)) is not None), None)
+        setattr(merged, name, value)

@@ -1,0 +1,1 @@
+"""Bottom helpers with no knowledge of the pipeline: bounded JSON, times, tables, memory."""

@@ -1,0 +1,1 @@
+"""Daily KPIs: rollup, latency sketch, prices, the daily job, reports."""

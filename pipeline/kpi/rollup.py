@@ -1,0 +1,251 @@
+"""Daily KPIs from audit rows: pure aggregation (the timer and `rollup` do the I/O).
+
+One KPI row per (Deployment, Model, SubscriptionId, ProductId, BackendId) seen on a day, plus
+`_total`. Counting rules (README, "Daily KPIs"):
+- Succeeded: status < 400; ClientErrors: 4xx except 429; ServerErrors: 5xx; Throttled: 429
+  from anyone, ThrottledByGateway: the 429s APIM produced itself (its token-limit policy).
+  Calls with no status (seen only in LLM logs) count in Calls only.
+- Token sums add every known count, estimates included (EstimatedCalls says how many);
+  UnknownTokenCalls: successful calls whose tokens are unknown.
+- CostUsd prices each successful call whose model and tokens are known with the price table
+  entry valid that day; failed calls cost 0 (not billed); the other successful calls are
+  UnpricedCalls, never a guess.
+- Percentiles from mergeable sketches (1% relative error), kept on the row for the report.
+Memory grows with the number of groups, not calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from azure.data.tables import EdmType, EntityProperty
+
+from pipeline import __version__
+from pipeline.kpi.prices import PriceTable
+from pipeline.kpi.sketch import Sketch
+
+DIMENSIONS = ("Deployment", "Model", "SubscriptionId", "ProductId", "BackendId")
+TOTAL_KEY = "_total"
+# Columns the rollup reads from AuditLog (a projection: nothing else crosses the wire).
+AUDIT_COLUMNS = [
+    *DIMENSIONS,
+    "Status",
+    "ErrorSource",
+    "ContentFiltered",
+    "Streamed",
+    "PromptTokens",
+    "CompletionTokens",
+    "TotalTokens",
+    "CachedTokens",
+    "ReasoningTokens",
+    "TokensSource",
+    "DurationMs",
+    "BackendMs",
+]
+COUNTS = (
+    "Calls",
+    "Succeeded",
+    "ClientErrors",
+    "ServerErrors",
+    "Throttled",
+    "ThrottledByGateway",
+    "ContentFiltered",
+    "Streamed",
+    "EstimatedCalls",
+    "UnknownTokenCalls",
+    "UnpricedCalls",
+)
+TOKENS = ("PromptTokens", "CompletionTokens", "TotalTokens", "CachedTokens", "ReasoningTokens")
+PERCENTILES = (
+    ("DurationP50Ms", "duration", 0.50),
+    ("DurationP95Ms", "duration", 0.95),
+    ("DurationP99Ms", "duration", 0.99),
+    ("BackendP95Ms", "backend", 0.95),
+)
+
+
+@dataclass(slots=True)
+class Accumulator:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKENS, 0))
+    # Priced token sums per model price, so cost is computed once, independent of row order.
+    priced: dict[tuple[float, float | None, float], list[int]] = field(default_factory=dict)
+    duration: Sketch = field(default_factory=Sketch)
+    backend: Sketch = field(default_factory=Sketch)
+
+    def add(self, row: Mapping[str, Any], price_of: Any) -> None:
+        c = self.counts
+        c["Calls"] += 1
+        status = _int(row.get("Status"))
+        failed = status is not None and status >= 400
+        if status is not None:
+            if status < 400:
+                c["Succeeded"] += 1
+            elif status == 429:
+                c["Throttled"] += 1
+                if row.get("ErrorSource") == "gateway":
+                    c["ThrottledByGateway"] += 1
+            elif status < 500:
+                c["ClientErrors"] += 1
+            else:
+                c["ServerErrors"] += 1
+        if row.get("ContentFiltered") is True:
+            c["ContentFiltered"] += 1
+        if row.get("Streamed") is True:
+            c["Streamed"] += 1
+        source = row.get("TokensSource")
+        if source == "estimated":
+            c["EstimatedCalls"] += 1
+        elif source in (None, "none") and not failed:
+            c["UnknownTokenCalls"] += 1
+        for name in TOKENS:
+            value = _int(row.get(name))
+            if value is not None:
+                self.tokens[name] += value
+        prompt, completion = _int(row.get("PromptTokens")), _int(row.get("CompletionTokens"))
+        if not failed:
+            price = price_of(row.get("Model"), row.get("Deployment"))
+            if price is None or prompt is None or completion is None:
+                c["UnpricedCalls"] += 1
+            else:
+                cached = min(_int(row.get("CachedTokens")) or 0, prompt)
+                key = (price.input, price.cached_input, price.output)
+                sums = self.priced.setdefault(key, [0, 0, 0])
+                sums[0] += prompt - cached
+                sums[1] += cached
+                sums[2] += completion
+        duration = _int(row.get("DurationMs"))
+        if duration is not None:
+            self.duration.add(duration)
+        backend = _int(row.get("BackendMs"))
+        if backend is not None:
+            self.backend.add(backend)
+
+    def merge(self, other: Accumulator) -> None:
+        for k, v in other.counts.items():
+            self.counts[k] += v
+        for k, v in other.tokens.items():
+            self.tokens[k] += v
+        for key, sums in other.priced.items():
+            mine = self.priced.setdefault(key, [0, 0, 0])
+            for i in range(3):
+                mine[i] += sums[i]
+        self.duration.merge(other.duration)
+        self.backend.merge(other.backend)
+
+    def cost(self) -> float:
+        total = 0.0
+        for (inp, cached, out), (uncached_prompt, cached_tokens, completion) in sorted(
+            self.priced.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1.0, kv[0][2])
+        ):
+            cached_rate = cached if cached is not None else inp
+            total += uncached_prompt * inp + cached_tokens * cached_rate + completion * out
+        return round(total / 1_000_000, 8)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, EntityProperty):
+        value = value.value
+    return value if isinstance(value, int) else None
+
+
+def group_key(row: Mapping[str, Any]) -> tuple[str | None, ...]:
+    return tuple(_dim(row.get(d)) for d in DIMENSIONS)
+
+
+def _dim(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def aggregate(
+    rows: Iterable[Mapping[str, Any]], day: date, prices: PriceTable
+) -> tuple[dict[tuple[str | None, ...], Accumulator], Accumulator]:
+    """Stream audit rows of one day into per-group accumulators and a total."""
+    groups: dict[tuple[str | None, ...], Accumulator] = {}
+    cache: dict[tuple[Any, Any], Any] = {}
+
+    def price_of(model: Any, deployment: Any) -> Any:
+        key = (model, deployment)
+        if key not in cache:
+            cache[key] = prices.price(_dim(model), _dim(deployment), day)
+        return cache[key]
+
+    for row in rows:
+        key = group_key(row)
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = Accumulator()
+        acc.add(row, price_of)
+    total = Accumulator()
+    for acc in groups.values():
+        total.merge(acc)
+    return groups, total
+
+
+_KEY_FORBIDDEN = (
+    frozenset("/\\#?%|") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
+)
+
+
+def kpi_row_key(dims: tuple[str | None, ...]) -> str:
+    parts = []
+    for value in dims:
+        v = value or ""
+        parts.append("".join(f"%{ord(ch):02X}" if ch in _KEY_FORBIDDEN else ch for ch in v))
+    key = "|".join(parts)
+    if len(key) > 250:
+        import hashlib
+
+        key = "h:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
+
+
+def to_entity(
+    day: date, dims: tuple[str | None, ...] | None, acc: Accumulator, prices: PriceTable
+) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": f"{day:%Y-%m-%d}",
+        "RowKey": TOTAL_KEY if dims is None else kpi_row_key(dims),
+        "Day": f"{day:%Y-%m-%d}",
+    }
+    if dims is not None:
+        for name, value in zip(DIMENSIONS, dims, strict=True):
+            if value is not None:
+                entity[name] = value
+    entity.update(acc.counts)
+    for name, value in acc.tokens.items():
+        # Always Int64: a busy day's sums pass 2^31, and one type per column keeps BI tools sane.
+        entity[name] = EntityProperty(value, EdmType.INT64)
+    for name, which, q in PERCENTILES:
+        value = getattr(acc, which).quantile(q)
+        if value is not None:
+            entity[name] = round(value, 2)
+    entity["CostUsd"] = acc.cost()
+    entity["PriceTableVersion"] = prices.version
+    entity["DurationSketch"] = orjson.dumps(acc.duration.to_json()).decode()
+    entity["BackendSketch"] = orjson.dumps(acc.backend.to_json()).decode()
+    entity["PipelineVersion"] = __version__
+    return entity
+
+
+def rollup_day(
+    rows: Iterable[Mapping[str, Any]], day: date, prices: PriceTable
+) -> list[dict[str, Any]]:
+    """KPI entities of one day: a row per group, sorted by key, then `_total`."""
+    groups, total = aggregate(rows, day, prices)
+    entities = [to_entity(day, dims, acc, prices) for dims, acc in groups.items()]
+    entities.sort(key=lambda e: e["RowKey"])
+    entities.append(to_entity(day, None, total, prices))
+    return entities
+
+
+def days_to_roll(today: date, reroll: int) -> list[date]:
+    """The timer's days: yesterday (UTC) and the `reroll` days before it, oldest first."""
+    yesterday = today - timedelta(days=1)
+    return [yesterday - timedelta(days=i) for i in range(reroll, -1, -1)]

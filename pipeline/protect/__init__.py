@@ -1,0 +1,1 @@
+"""What may be stored: credentials, detectors, the capture policy, archive records, dead letters."""

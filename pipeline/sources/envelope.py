@@ -1,0 +1,168 @@
+"""Event Hub message bodies → log records, and case-tolerant field lookup in a record.
+
+Shapes (formats.md §0): a diagnostic setting sends `{"records": [...]}`; a log-to-eventhub
+policy sends whatever string it built (a bare object, or an array of objects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pipeline.common import safejson
+
+_BOM = b"\xef\xbb\xbf"
+
+
+# APIM writes at most about 1,700 records (of ~600 bytes) into a 1 MB event: an event with
+# more is not read record by record (ingest dead-letters it whole).
+MAX_RECORDS = 5_000
+
+
+class EnvelopeError(ValueError):
+    """The event body is not a shape we can read; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    records: list[Any]
+    # True when the body was a diagnostic-settings `{"records": [...]}` envelope.
+    enveloped: bool
+    # Indexes of the records nested deeper than safejson.MAX_DEPTH (kept as JSON text there).
+    nested: frozenset[int] = frozenset()
+
+
+def open_envelope(body: bytes) -> Envelope:
+    """Decode an event body into its records. Raises EnvelopeError with a readable reason."""
+    data = body[3:] if body.startswith(_BOM) else body
+    if not data.strip():
+        raise EnvelopeError("empty event body")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # orjson's messages name a position, never the content.
+        raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
+    if isinstance(doc, dict):
+        records = _records_member(doc)
+        enveloped = records is not None
+        if records is None:
+            records = [doc]
+    elif isinstance(doc, list):
+        records, enveloped = doc, False
+    else:
+        raise EnvelopeError(f"event body is JSON {type(doc).__name__}, expected an object or array")
+    if len(records) > MAX_RECORDS or not safejson.may_be_deep(data):
+        nested: frozenset[int] = frozenset()  # too many to read (ingest refuses the event)
+    else:
+        nested = frozenset(i for i, r in enumerate(records) if safejson.bound(r))
+    return Envelope(records, enveloped, nested)
+
+
+def _records_member(doc: dict[str, Any]) -> list[Any] | None:
+    for key, value in doc.items():
+        if key.lower() == "records" and isinstance(value, list):
+            return value
+    return None
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """Lower-cased view of a record: top-level fields win over `properties` (formats.md §0.2).
+
+    `properties` may be an object or, in some Azure resource logs, a JSON string.
+    """
+    flat: dict[str, Any] = {}
+    props = None
+    for key, value in record.items():
+        if key.lower() == "properties":
+            props = value
+    if isinstance(props, str):
+        try:
+            props = safejson.loads(props)
+        except orjson.JSONDecodeError:
+            props = None
+    if isinstance(props, dict):
+        for key, value in props.items():
+            flat[key.lower()] = value
+    for key, value in record.items():
+        lk = key.lower()
+        if lk != "properties":
+            flat[lk] = value
+    return flat
+
+
+def category_of(flat: dict[str, Any]) -> str | None:
+    """The diagnostic category (`GatewayLogs`, `GatewayLlmLogs`, ...) or None."""
+    value = flat.get("category")
+    if isinstance(value, str) and value:
+        return value
+    op = flat.get("operationname")
+    # Some exporters drop `category` but keep `operationName: Microsoft.ApiManagement/<cat>`.
+    if isinstance(op, str) and op.lower().startswith("microsoft.apimanagement/"):
+        return op.split("/", 1)[1]
+    return None
+
+
+def text(flat: dict[str, Any], *names: str) -> str | None:
+    """First non-empty value among `names` as a string (numbers are accepted and converted)."""
+    for name in names:
+        value = flat.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if value:
+                return value
+        elif isinstance(value, bool):
+            return "true" if value else "false"
+        elif isinstance(value, int | float):
+            return str(value)
+    return None
+
+
+def integer(flat: dict[str, Any], *names: str) -> int | None:
+    """First value among `names` that is a whole number (numeric strings too, as policies send)."""
+    for name in names:
+        value = as_int(flat.get(name))
+        if value is not None:
+            return value
+    return None
+
+
+# Every whole number we read is a count, a size, a duration or a status: never negative, and
+# stored as Edm.Int64. Anything else (orjson reads 1e30 as a float) is not a fact we can keep.
+_MAX_INT64 = 2**63 - 1
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        value = int(value) if value.is_integer() else None
+    elif isinstance(value, str):
+        s = value.strip()
+        # isascii: "²" and "٣" are digits to str.isdigit, but not to int().
+        value = int(s) if s.isascii() and s.isdigit() and len(s) < 20 else None
+    if isinstance(value, int) and 0 <= value <= _MAX_INT64:
+        return value
+    return None
+
+
+def boolean(flat: dict[str, Any], *names: str) -> bool | None:
+    for name in names:
+        value = flat.get(name)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    return None
+
+
+def mapping(flat: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = flat.get(name)
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            value = safejson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,101 @@
+"""GatewayLogs records (APIM diagnostics, formats.md §1) → facts about one call."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pipeline.call.bodies import ABSENT, Body, parse_body
+from pipeline.call.exchange import interpret
+from pipeline.common.timestamps import parse_time
+from pipeline.model import Facts
+from pipeline.sources.envelope import integer, mapping, text
+
+_SERVICE = re.compile(r"/providers/microsoft\.apimanagement/service/([^/]+)", re.IGNORECASE)
+
+
+def apim_service(resource_id: str | None) -> str | None:
+    # Azure Monitor upper-cases resourceId; APIM service names are lower-case DNS labels.
+    m = _SERVICE.search(resource_id or "")
+    return m.group(1).lower() if m else None
+
+
+def region_name(value: str | None) -> str | None:
+    """`West Europe` (GatewayLogs) and `westeurope` (LLM logs) both become `westeurope`."""
+    return value.replace(" ", "").lower() if value else None
+
+
+def header(headers: dict[str, Any] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name:
+            if isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            return value if isinstance(value, str) else None
+    return None
+
+
+def client_ip(forwarded_for: str | None, caller_ip: str | None) -> str | None:
+    """The client: first X-Forwarded-For entry (Application Gateway in front), else the caller."""
+    if forwarded_for:
+        first = forwarded_for.split(",", 1)[0].strip()
+        if first.startswith("["):  # [2001:db8::1]:443
+            first = first[1:].split("]", 1)[0]
+        elif first.count(":") == 1:  # 203.0.113.7:53120
+            first = first.split(":", 1)[0]
+        if first:
+            return first
+    return caller_ip
+
+
+def pick_body(*raws: Any) -> Body:
+    """The first body that parsed completely, else the first one that was logged at all.
+    (Backend bodies come first: they are what the model saw and said.)"""
+    first: Body | None = None
+    seen: list[Any] = []
+    for raw in raws:
+        if raw is None or any(raw is r or raw == r for r in seen):
+            continue  # APIM logs the same text twice when no policy changed it
+        seen.append(raw)
+        body = parse_body(raw)
+        if body.kind == "json" and not body.truncated:
+            return body
+        if first is None and body.kind != "absent":
+            first = body
+    return first or ABSENT
+
+
+def gateway_facts(flat: dict[str, Any]) -> tuple[Facts, str | None, str | None]:
+    """Facts, prompt text and completion text of one GatewayLogs record."""
+    url = text(flat, "url")
+    ex = interpret(
+        url=url,
+        backend_url=text(flat, "backendurl"),
+        operation_id=text(flat, "operationid"),
+        status=integer(flat, "responsecode"),
+        backend_status=integer(flat, "backendresponsecode"),
+        request=pick_body(flat.get("backendrequestbody"), flat.get("requestbody")),
+        response=pick_body(flat.get("backendresponsebody"), flat.get("responsebody")),
+        request_size=integer(flat, "requestsize"),
+        response_size=integer(flat, "responsesize"),
+        last_error=mapping(flat, "lasterror"),
+    )
+    facts = ex.facts
+    request_headers = mapping(flat, "requestheaders")
+    facts.call_time = parse_time(flat.get("time"))
+    facts.apim_service = apim_service(text(flat, "resourceid"))
+    facts.region = region_name(text(flat, "location", "region"))
+    facts.api_id = text(flat, "apiid")
+    facts.operation_id = text(flat, "operationid")
+    facts.product_id = text(flat, "productid")
+    facts.subscription_id = text(flat, "apimsubscriptionid")
+    facts.user_id = text(flat, "userid")
+    facts.caller_ip = client_ip(
+        header(request_headers, "x-forwarded-for"), text(flat, "calleripaddress")
+    )
+    facts.method = text(flat, "method")
+    facts.backend_id = text(flat, "backendid")
+    facts.duration_ms = integer(flat, "durationms", "totaltime")
+    facts.backend_ms = integer(flat, "backendtime")
+    return facts, ex.prompt_text, ex.completion_text

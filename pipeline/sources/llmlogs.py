@@ -1,0 +1,119 @@
+"""GatewayLlmLogs records (APIM's built-in LLM logging, formats.md §2) → call facts.
+
+Per call APIM writes one *header* record (DeploymentName, ModelName, tokens) and zero or more
+*message* records (RequestMessages / ResponseMessages, DeploymentName empty, tokens 0); a
+message over 32 KB is split into chunks ordered by SequenceNumber, each holding a slice of
+the serialized JSON. Only header records count tokens (every Microsoft sample filters
+`DeploymentName != ''` before summing).
+
+The raw Event Hub shape is not documented: fields are looked up case-insensitively, at the
+top level and in `properties` (camelCase inside `properties` and flat PascalCase both work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.call.bodies import parse_body, repair_truncated
+from pipeline.call.content import part_text
+from pipeline.call.operations import operation_from_id
+from pipeline.common.timestamps import parse_time
+from pipeline.model import Facts, Usage
+from pipeline.sources.envelope import as_int, boolean, integer, text
+from pipeline.sources.gateway import apim_service, region_name
+
+# APIM operation names seen in LLM logs, beyond the AOAI operationIds (formats.md §2.3).
+_OPERATIONS = {"responses_create": "responses", "createresponse": "responses"}
+
+
+@dataclass(slots=True)
+class LlmRecord:
+    correlation_id: str | None
+    header: bool
+    sequence: int
+    facts: Facts
+    # Request/response messages as logged: a list, or a string (a chunk of serialized JSON).
+    request_messages: Any
+    response_messages: Any
+
+
+def parse_llm_record(flat: dict[str, Any]) -> LlmRecord:
+    deployment = text(flat, "deploymentname")
+    header = deployment is not None
+    facts = Facts(
+        call_time=parse_time(flat.get("time") or flat.get("timegenerated")),
+        apim_service=apim_service(text(flat, "resourceid")),
+        region=region_name(text(flat, "region", "location")),
+        streamed=boolean(flat, "isstreamcompletion"),
+    )
+    if header:
+        op_name = text(flat, "operationname") or ""
+        facts.deployment = deployment
+        facts.model = text(flat, "modelname")
+        facts.api_version = text(flat, "apiversion")
+        facts.response_id = text(flat, "requestid")
+        facts.operation = operation_from_id(op_name) or _OPERATIONS.get(op_name.lower())
+        prompt = integer(flat, "prompttokens")
+        completion = integer(flat, "completiontokens")
+        total = integer(flat, "totaltokens")
+        if total is None and prompt is not None and completion is not None:
+            total = prompt + completion
+        if prompt is not None or completion is not None or total is not None:
+            # Only a third-party note mentions promptCachedTokens; used when present.
+            cached = as_int(flat.get("promptcachedtokens"))
+            facts.usage = Usage(prompt, completion, total, cached, None, "llm-log")
+    return LlmRecord(
+        correlation_id=text(flat, "correlationid"),
+        header=header,
+        sequence=integer(flat, "sequencenumber") or 0,
+        facts=facts,
+        request_messages=flat.get("requestmessages"),
+        response_messages=flat.get("responsemessages"),
+    )
+
+
+def messages_of(value: Any) -> list[Any] | None:
+    """A messages value as a list: already a list, a JSON string, or a salvageable prefix."""
+    if isinstance(value, list):
+        return value or None
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, str) and value.strip():
+        body = parse_body(value)
+        doc = body.doc
+        if doc is None and value.lstrip().startswith("["):
+            doc = repair_truncated(value.lstrip())
+        if isinstance(doc, list):
+            return doc or None
+        if isinstance(doc, dict):
+            return [doc]
+    return None
+
+
+def first_content(messages: list[Any] | None) -> str | None:
+    if not messages:
+        return None
+    first = messages[0]
+    if isinstance(first, str):
+        return first
+    if isinstance(first, dict):
+        return part_text(first.get("content"))
+    return None
+
+
+def texts(
+    record: LlmRecord, request: Any = None, response: Any = None
+) -> tuple[str | None, str | None]:
+    """First request and response message texts (from reassembled chunks, when given)."""
+    req = messages_of(request if request is not None else record.request_messages)
+    resp = messages_of(response if response is not None else record.response_messages)
+    return first_content(req), first_content(resp)
+
+
+def reassemble(chunks: list[tuple[int, str]]) -> str | None:
+    """Concatenate string chunks of one message field in SequenceNumber order, if they start
+    at the beginning of the JSON (a run that starts mid-document cannot be parsed alone)."""
+    ordered = [c for _, c in sorted(chunks)]
+    joined = "".join(ordered)
+    return joined if joined.lstrip().startswith(("[", "{")) else None

@@ -1,0 +1,63 @@
+"""Dead letters: what could not become an audit row, kept with its bytes and the reason.
+
+One blob per dead letter in DEADLETTER_CONTAINER. The blob's content is the event body (or
+the single record, wrapped as `{"records": [record]}` so it replays like the original event);
+everything else is blob metadata: reason, partition, sequence number, enqueued time, offset,
+origin, record index, pipeline version and a status (`new`, later `done` once replayed).
+
+Names are deterministic (`yyyy/MM/dd/<hash>.json`, from the enqueued day and the content and
+position), so a batch delivered twice leaves one dead letter per item, not two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from pipeline import __version__
+from pipeline.common.timestamps import iso, path_hour, plausible
+from pipeline.model import DeadLetter
+
+_NOT_METADATA = re.compile(r"[^\x20-\x7e]")
+MAX_REASON = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterBlob:
+    name: str
+    data: bytes
+    metadata: dict[str, str]
+
+
+def _ascii(value: str, limit: int) -> str:
+    # Blob metadata values must be ASCII; keep them readable and bounded.
+    return _NOT_METADATA.sub("?", value)[:limit]
+
+
+def dead_letter_blob(dead: DeadLetter) -> DeadLetterBlob:
+    ev = dead.event
+    # The enqueued day names the blob only when it is a plausible one (a Capture file can say
+    # anything): `replay --from-deadletter 2025/11/04` must find it by prefix.
+    day = path_hour(ev.enqueued)[:10] if plausible(ev.enqueued) and ev.enqueued else "undated"
+    h = hashlib.sha256()
+    h.update(dead.body)
+    h.update(f"|{ev.partition}|{ev.sequence}|{dead.record_index}|{ev.origin}".encode())
+    name = f"{day}/{h.hexdigest()[:40]}.json"
+    meta = {
+        "reason": _ascii(dead.reason, MAX_REASON),
+        "status": "new",
+        "pipelineversion": __version__,
+        "origin": _ascii(ev.origin, 512),
+    }
+    if ev.partition is not None:
+        meta["partition"] = _ascii(str(ev.partition), 64)
+    if ev.sequence is not None:
+        meta["sequencenumber"] = str(ev.sequence)
+    if ev.enqueued is not None:
+        meta["enqueuedtime"] = iso(ev.enqueued)
+    if ev.offset is not None:
+        meta["offset"] = _ascii(str(ev.offset), 64)
+    if dead.record_index is not None:
+        meta["recordindex"] = str(dead.record_index)
+    return DeadLetterBlob(name, dead.body, meta)

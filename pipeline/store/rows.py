@@ -1,0 +1,331 @@
+"""Resolved calls ↔ `AuditLog` table entities.
+
+Keys:
+- RowKey = the APIM correlation id (characters Azure forbids in keys are %-escaped).
+- PartitionKey = `yyyy-MM-dd_S`: the UTC day of the call and a shard S = crc32(id) mod
+  AUDIT_SHARDS. The same call always gets the same key, a day is a key range
+  (`PartitionKey ge '2025-03-04' and PartitionKey lt '2025-03-05'`), and a batch's rows fall
+  into few partitions, so they go in few entity-group transactions.
+
+Unknown values are left out of the entity: Table storage has no null, and a missing
+property reads back as None, never as a made-up 0.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from azure.data.tables import EdmType, EntityProperty
+
+from pipeline import __version__
+from pipeline.call.join import CallState, Resolved, add_fragment, resolve
+from pipeline.common.timestamps import parse_time
+from pipeline.model import Call, Facts, Fragment, Preview, RawPointer, Usage
+from pipeline.store import limits
+
+# Audit-row property ← Facts field. The names are a contract: users query them.
+FACT_PROPERTIES: tuple[tuple[str, str], ...] = (
+    ("CallTime", "call_time"),
+    ("ApimService", "apim_service"),
+    ("Region", "region"),
+    ("ApiId", "api_id"),
+    ("OperationId", "operation_id"),
+    ("ProductId", "product_id"),
+    ("SubscriptionId", "subscription_id"),
+    ("UserId", "user_id"),
+    ("CallerIp", "caller_ip"),
+    ("CallerAppId", "caller_app_id"),
+    ("CallerUserId", "caller_user_id"),
+    ("CallerTenantId", "caller_tenant_id"),
+    ("Method", "method"),
+    ("Url", "url"),
+    ("Deployment", "deployment"),
+    ("ApiVersion", "api_version"),
+    ("Operation", "operation"),
+    ("BackendId", "backend_id"),
+    ("Status", "status"),
+    ("BackendStatus", "backend_status"),
+    ("DurationMs", "duration_ms"),
+    ("BackendMs", "backend_ms"),
+    ("Model", "model"),
+    ("ResponseId", "response_id"),
+    ("Streamed", "streamed"),
+    ("BodyTruncated", "body_truncated"),
+    ("FinishReason", "finish_reason"),
+    ("ContentFiltered", "content_filtered"),
+    ("ErrorCode", "error_code"),
+    ("ErrorSource", "error_source"),
+    ("ErrorMessage", "error_message"),
+    ("JobId", "job_id"),
+)
+USAGE_PROPERTIES: tuple[tuple[str, str], ...] = (
+    ("PromptTokens", "prompt"),
+    ("CompletionTokens", "completion"),
+    ("TotalTokens", "total"),
+    ("CachedTokens", "cached"),
+    ("ReasoningTokens", "reasoning"),
+)
+
+_FORBIDDEN_KEY_CHARS = (
+    frozenset("/\\#?%") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
+)
+_FORBIDDEN_KEY_RE = re.compile("[" + re.escape("".join(sorted(_FORBIDDEN_KEY_CHARS))) + "]")
+MAX_KEY_CHARS = 255
+
+
+class KeyTooLong(ValueError):
+    """A correlation id that cannot be a RowKey even escaped."""
+
+
+def row_key(correlation_id: str) -> str:
+    if _FORBIDDEN_KEY_RE.search(correlation_id) is None:
+        key = correlation_id
+    else:
+        key = "".join(f"%{ord(c):02X}" if c in _FORBIDDEN_KEY_CHARS else c for c in correlation_id)
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise KeyTooLong(f"correlation id of {len(correlation_id)} characters is not a usable key")
+    return key
+
+
+def correlation_id_of(key: str) -> str:
+    if "%" not in key:
+        return key
+    out, i = [], 0
+    while i < len(key):
+        if key[i] == "%" and _is_hex(key[i + 1 : i + 3]):
+            out.append(chr(int(key[i + 1 : i + 3], 16)))
+            i += 3
+        else:
+            out.append(key[i])
+            i += 1
+    return "".join(out)
+
+
+def _is_hex(s: str) -> bool:
+    return len(s) == 2 and all(c in "0123456789ABCDEFabcdef" for c in s)
+
+
+def shard_of(correlation_id: str, shards: int) -> int:
+    return zlib.crc32(correlation_id.encode("utf-8", "surrogatepass")) % shards
+
+
+def partition_key(call_time: datetime, correlation_id: str, shards: int) -> str:
+    return f"{call_time:%Y-%m-%d}_{shard_of(correlation_id, shards)}"
+
+
+# Records of one call from different sources may carry slightly different times; near
+# midnight they may fall on different days. Within this margin the writer checks the other
+# day's partition (one point read, for about 0.3% of calls).
+DAY_EDGE = timedelta(minutes=2)
+
+
+def neighbour_days(state: CallState, own_day: str) -> list[str]:
+    """Days other than `own_day` (where the call's row goes) whose partition may already hold
+    this call's row: days of its fragments' times, and days within DAY_EDGE of them."""
+    days: set[str] = set()
+    for frag in state.call.fragments.values():
+        t = frag.facts.call_time
+        if t is None:
+            continue
+        for probe in (t - DAY_EDGE, t, t + DAY_EDGE):
+            days.add(f"{probe:%Y-%m-%d}")
+    days.discard(own_day)
+    return sorted(days)
+
+
+def day_range(day: str) -> str:
+    """OData filter for every partition of one day (`yyyy-MM-dd`)."""
+    nxt = day[:-1] + chr(ord(day[-1]) + 1)  # '2025-03-04' → '2025-03-05' lexically
+    return f"PartitionKey ge '{day}' and PartitionKey lt '{nxt}'"
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**31) <= v < 2**31:
+        return EntityProperty(v, EdmType.INT64)
+    return v
+
+
+# The join state is JSON on the row; past this size it is stored compressed (binary, 64 KiB).
+FRAGMENTS_INLINE_CHARS = 30_000
+
+
+Row = tuple[CallState, dict[str, Any]]  # a call's join state and the entity built from it
+
+
+def entities(states: Iterable[CallState], shards: int) -> list[Row]:
+    """Each call's row, beside its join state (which the writer needs to merge)."""
+    return [(state, to_entity(resolve(state), state, shards)) for state in states]
+
+
+def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, Any]:
+    facts = resolved.facts
+    if facts.call_time is None:
+        raise ValueError("call has no time")  # callers dead-letter such records first
+    entity: dict[str, Any] = {
+        "PartitionKey": partition_key(facts.call_time, resolved.correlation_id, shards),
+        "RowKey": row_key(resolved.correlation_id),
+    }
+    for prop, name in FACT_PROPERTIES:
+        value = getattr(facts, name)
+        if value is not None:
+            entity[prop] = _value(value)
+    usage = resolved.usage
+    for prop, name in USAGE_PROPERTIES:
+        value = getattr(usage, name)
+        if value is not None:
+            entity[prop] = _value(value)
+    entity["TokensSource"] = usage.source
+    if resolved.prompt_preview is not None:
+        entity["PromptPreview"] = resolved.prompt_preview.text
+    if resolved.completion_preview is not None:
+        entity["CompletionPreview"] = resolved.completion_preview.text
+    if resolved.pointer is not None:
+        p = resolved.pointer
+        entity.update(RawBlob=p.blob, RawOffset=p.offset, RawLength=p.length, RawSha256=p.sha256)
+    if resolved.redactions:
+        entity["Redactions"] = orjson.dumps(
+            resolved.redactions, option=orjson.OPT_SORT_KEYS
+        ).decode()
+    entity["Sources"] = resolved.sources
+    entity["PipelineVersion"] = __version__
+    fragments = fragments_json(state)
+    if len(fragments) <= FRAGMENTS_INLINE_CHARS:
+        entity["Fragments"] = fragments
+    else:
+        packed = zlib.compress(fragments.encode(), 6)
+        step = limits.MAX_BINARY_BYTES
+        for i in range(0, len(packed), step):  # a binary property holds 64 KiB
+            name = "FragmentsZ" if i == 0 else f"FragmentsZ{i // step}"
+            entity[name] = EntityProperty(packed[i : i + step], EdmType.BINARY)
+    cut = (facts.clipped or "").split(",")
+    cut_at_parse = [prop for prop, name in FACT_PROPERTIES if name in cut]
+    if "nesting" in cut:
+        # A record or body nested deeper than safejson.MAX_DEPTH: kept as JSON text there.
+        cut_at_parse.append("Nesting")
+    return limits.fit(entity, cut_at_parse)
+
+
+# --- join state kept on the row --------------------------------------------------------------
+
+
+_FACT_NAMES = tuple(f.name for f in fields(Facts))
+_USAGE_NAMES = tuple(f.name for f in fields(Usage))
+
+
+def _facts_dict(facts: Facts) -> dict[str, Any]:
+    # By hand rather than dataclasses.asdict, which deep-copies: this runs for every fragment.
+    out = {}
+    for name in _FACT_NAMES:
+        value = getattr(facts, name)
+        if value is not None:
+            if name == "usage":
+                value = {k: getattr(value, k) for k in _USAGE_NAMES}
+            out[name] = value
+    return out
+
+
+def fragments_json(state: CallState) -> str:
+    """Each source's facts (without previews, which live once in the row's columns)."""
+    out: dict[str, Any] = {}
+    for key, frag in state.call.fragments.items():
+        item: dict[str, Any] = {"rid": frag.rid, "facts": _facts_dict(frag.facts)}
+        if frag.redactions:
+            item["red"] = frag.redactions
+        if frag.pointer is not None:
+            p = frag.pointer
+            item["ptr"] = [p.blob, p.offset, p.length, p.sha256]
+        out[key] = item
+    previews = {}
+    if state.prompt_preview is not None:
+        previews["prompt"] = list(state.prompt_preview.rank)
+    if state.completion_preview is not None:
+        previews["completion"] = list(state.completion_preview.rank)
+    out["_previews"] = previews
+    # Sorted: the same fragments give the same string whatever order they arrived in.
+    return orjson.dumps(out, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _facts_from(d: dict[str, Any]) -> Facts:
+    known = {f.name for f in fields(Facts)}
+    kwargs = {k: v for k, v in d.items() if k in known}
+    if "call_time" in kwargs:
+        kwargs["call_time"] = parse_time(kwargs["call_time"])
+    if isinstance(kwargs.get("usage"), dict):
+        u = kwargs["usage"]
+        kwargs["usage"] = Usage(
+            **{k: u.get(k) for k in ("prompt", "completion", "total", "cached", "reasoning")},
+            source=u.get("source", "none"),
+        )
+    return Facts(**kwargs)
+
+
+def state_from_entity(entity: dict[str, Any]) -> CallState:
+    """Rebuild the join state stored on an existing row."""
+    cid = correlation_id_of(entity["RowKey"])
+    raw = entity.get("Fragments")
+    if entity.get("FragmentsZ") is not None:
+        parts, i = [], 0
+        while (part := entity.get("FragmentsZ" if i == 0 else f"FragmentsZ{i}")) is not None:
+            parts.append(getattr(part, "value", part))
+            i += 1
+        raw = zlib.decompress(b"".join(parts)).decode()
+    doc = orjson.loads(raw) if raw else {}
+    call = Call(cid)
+    previews = doc.pop("_previews", {}) if isinstance(doc, dict) else {}
+    for key, item in doc.items():
+        kind, _, part = key.partition(":")
+        ptr = item.get("ptr")
+        call.fragments[key] = Fragment(
+            kind=kind,
+            correlation_id=cid,
+            rid=item["rid"],
+            facts=_facts_from(item.get("facts", {})),
+            pointer=RawPointer(*ptr) if ptr else None,
+            part=int(part) if part else 0,
+            redactions=item.get("red") or {},
+        )
+    state = CallState(call)
+    if "prompt" in previews and entity.get("PromptPreview") is not None:
+        state.prompt_preview = Preview(entity["PromptPreview"], tuple(previews["prompt"]))
+    if "completion" in previews and entity.get("CompletionPreview") is not None:
+        state.completion_preview = Preview(
+            entity["CompletionPreview"], tuple(previews["completion"])
+        )
+    return state
+
+
+def merge_into(current: Any, incoming: CallState, shards: int) -> dict[str, Any] | None:
+    """The new entity after adding `incoming`'s fragments to an existing row; None if unchanged."""
+    state = state_from_entity(current)
+    changed = False
+    for frag in incoming.call.fragments.values():
+        changed |= add_fragment(state, frag)
+    if not changed and current.get("PipelineVersion") == __version__:
+        return None
+    entity = to_entity(resolve(state), state, shards)
+    if entity["PartitionKey"] != current["PartitionKey"]:
+        # The day of the call changed (a better-ranked source has another time): the caller
+        # writes it under the current key; the partition is fixed by the first writer.
+        entity["PartitionKey"] = current["PartitionKey"]
+    if not changed and _same_entity(entity, current):
+        return None
+    return entity
+
+
+def _same_entity(entity: dict[str, Any], current: Any) -> bool:
+    keys = set(entity) | {k for k in current if k not in ("Timestamp",)}
+    for key in keys:
+        a, b = entity.get(key), current.get(key)
+        if hasattr(a, "value"):
+            a = a.value
+        if hasattr(b, "value"):
+            b = b.value
+        if a != b:
+            return False
+    return True
