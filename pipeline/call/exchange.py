@@ -25,8 +25,8 @@ from pipeline.call.content import completion_text, generated_text, prompt_text
 from pipeline.call.errors import aoai_error, classify, is_content_filter
 from pipeline.call.stream import Stream, parse_sse
 from pipeline.call.usage import normalise_usage
+from pipeline.common.values import as_int
 from pipeline.model import Facts, Usage
-from pipeline.sources.envelope import as_int
 
 # Operations that name their deployment in the body's `model` on v1 / Responses paths.
 _INFERENCE = frozenset(

@@ -23,7 +23,7 @@ import orjson
 
 from pipeline.call.content import completion_text, generated_text
 from pipeline.common import safejson
-from pipeline.sources.envelope import as_int
+from pipeline.common.values import as_int
 
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.common.values import as_int
 from pipeline.model import TokensSource, Usage
-from pipeline.sources.envelope import as_int
 
 
 def _detail(usage: dict[str, Any], block: str, name: str) -> int | None:

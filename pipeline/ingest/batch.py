@@ -29,6 +29,7 @@ from pipeline.call.bodies import repair_truncated
 from pipeline.call.join import CallState, add_fragment
 from pipeline.common import heap, safejson
 from pipeline.common.timestamps import plausible
+from pipeline.common.values import text
 from pipeline.model import (
     SOURCE_RANK,
     Archived,
@@ -50,7 +51,6 @@ from pipeline.sources.envelope import (
     category_of,
     flatten,
     open_envelope,
-    text,
 )
 from pipeline.sources.gateway import gateway_facts
 from pipeline.store import rows

@@ -8,8 +8,8 @@ from typing import Any
 from pipeline.call.bodies import ABSENT, Body, parse_body
 from pipeline.call.exchange import interpret
 from pipeline.common.timestamps import parse_time
+from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts
-from pipeline.sources.envelope import integer, mapping, text
 
 _SERVICE = re.compile(r"/providers/microsoft\.apimanagement/service/([^/]+)", re.IGNORECASE)
 

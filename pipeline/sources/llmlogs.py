@@ -19,8 +19,8 @@ from pipeline.call.bodies import parse_body, repair_truncated
 from pipeline.call.content import part_text
 from pipeline.call.operations import operation_from_id
 from pipeline.common.timestamps import parse_time
+from pipeline.common.values import as_int, boolean, integer, text
 from pipeline.model import Facts, Usage
-from pipeline.sources.envelope import as_int, boolean, integer, text
 from pipeline.sources.gateway import apim_service, region_name
 
 # APIM operation names seen in LLM logs, beyond the AOAI operationIds (formats.md §2.3).

@@ -22,8 +22,8 @@ from pipeline.call.bodies import ABSENT, parse_body
 from pipeline.call.exchange import interpret
 from pipeline.call.usage import normalise_usage
 from pipeline.common.timestamps import parse_time
+from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts, Usage
-from pipeline.sources.envelope import integer, mapping, text
 from pipeline.sources.gateway import client_ip, region_name
 
 SCHEMA = "aoai-audit/1"
