@@ -67,11 +67,19 @@ def boolean(flat: dict[str, Any], *names: str) -> bool | None:
     return None
 
 
-def mapping(flat: dict[str, Any], name: str) -> dict[str, Any] | None:
-    value = flat.get(name)
-    if isinstance(value, str) and value.startswith("{"):
+def json_object(value: Any) -> dict[str, Any] | None:
+    """`value` as a JSON object: itself, or decoded when a sender put the object in a string.
+
+    Azure resource logs may send `properties` as a JSON string, and policies do the same with
+    headers; everything that reads such a field goes through here (depth-bounded, safejson).
+    """
+    if isinstance(value, str) and value.lstrip().startswith("{"):
         try:
             value = safejson.loads(value)
         except orjson.JSONDecodeError:
             return None
     return value if isinstance(value, dict) else None
+
+
+def mapping(flat: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return json_object(flat.get(name))
