@@ -9,9 +9,12 @@ import orjson
 import pytest
 
 from pipeline.call import operations
+from pipeline.call.attribution import authorization_of
 from pipeline.call.bodies import parse_body, repair_truncated
+from pipeline.call.exchange import interpret
 from pipeline.common.timestamps import parse_time
 from pipeline.sources.envelope import EnvelopeError, category_of, flatten, open_envelope
+from pipeline.sources.origin import apim_service, client_ip, region_name
 from pipeline.store import rows
 from tests.fixtures import apim
 
@@ -43,6 +46,57 @@ def test_flatten_prefers_top_level_and_decodes_string_properties() -> None:
         category_of({"operationname": "Microsoft.ApiManagement/GatewayLlmLogs"}) == "GatewayLlmLogs"
     )
     assert flatten({"properties": "{not json"}) == {}
+
+
+def test_the_authorization_header_is_found_in_the_record_or_its_properties() -> None:
+    """Wherever GatewayLogs puts the request headers, and whether they come as an object or
+    as a JSON string, the Authorization header is the one attribution reads."""
+    bearer = "Bearer a.b.c"
+    assert authorization_of({"requestHeaders": {"authorization": bearer}}) == bearer
+    assert authorization_of({"properties": {"RequestHeaders": {"Authorization": bearer}}}) == bearer
+    as_text = orjson.dumps({"requestHeaders": orjson.dumps({"AUTHORIZATION": bearer}).decode()})
+    assert authorization_of({"properties": as_text.decode()}) == bearer
+    assert authorization_of({"properties": "{not json", "requestHeaders": "{"}) is None
+    assert authorization_of({"requestHeaders": {"x-other": "v"}}) is None
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "caller", "client"),
+    [
+        ("198.51.100.23, 10.0.0.4", "10.0.0.4", "198.51.100.23"),
+        ("203.0.113.7:53120", None, "203.0.113.7"),
+        ("[2001:db8::1]:443", None, "2001:db8::1"),
+        ("2001:db8::2", None, "2001:db8::2"),
+        (None, "192.0.2.1", "192.0.2.1"),
+        (" , 10.0.0.4", "192.0.2.1", "192.0.2.1"),
+    ],
+)
+def test_the_client_is_the_first_forwarded_address_else_the_caller(
+    forwarded: str | None, caller: str | None, client: str
+) -> None:
+    assert client_ip(forwarded, caller) == client
+
+
+def test_service_and_region_read_the_same_from_every_source() -> None:
+    rid = "/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.APIMANAGEMENT/SERVICE/APIM-1"
+    assert apim_service(rid) == "apim-1"
+    assert apim_service("not a resource id") is None
+    assert region_name("West Europe") == region_name("westeurope") == "westeurope"
+
+
+def test_a_stream_that_ends_in_an_error_event_is_a_failed_backend_call() -> None:
+    """The status (200) went out before the error: the error event decides, and nothing is
+    estimated for the tokens."""
+    stream = (
+        'data: {"id":"c1","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+        'data: {"error":{"code":"server_error","message":"The server had an error"}}\n\n'
+    )
+    facts = interpret(status=200, response=parse_body(stream)).facts
+    assert (facts.error_code, facts.error_source) == ("server_error", "backend")
+    assert facts.error_message == "The server had an error"
+    assert facts.usage is not None and facts.usage.source == "none"
+    nameless = interpret(status=200, response=parse_body('data: {"error":{}}\n\n')).facts
+    assert nameless.error_code == "stream_error" and nameless.error_message is None
 
 
 def _is_salvage_of(part: Any, whole: Any, path: str = "$") -> None:

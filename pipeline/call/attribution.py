@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.common.values import json_object
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -72,24 +74,12 @@ def from_authorization(value: Any) -> Caller:
 
 
 def authorization_of(record: dict[str, Any]) -> Any:
-    """The logged `Authorization` request header of a GatewayLogs record, if any."""
-    for level in (record, record.get("properties")):
-        if isinstance(level, str) and level.startswith("{"):
-            try:
-                level = orjson.loads(level)
-            except orjson.JSONDecodeError:
-                continue
-        if not isinstance(level, dict):
-            continue
-        for key, value in level.items():
-            if key.lower() == "requestheaders":
-                if isinstance(value, str) and value.startswith("{"):
-                    try:
-                        value = orjson.loads(value)
-                    except orjson.JSONDecodeError:
-                        continue
-                if isinstance(value, dict):
-                    for name, v in value.items():
-                        if name.lower() == "authorization":
-                            return v
+    """The logged `Authorization` request header of a GatewayLogs record, if any: in the
+    record's `requestHeaders` or its `properties`' (either may be sent as a JSON string)."""
+    for level in (record, json_object(record.get("properties"))):
+        for key, value in level.items() if level is not None else ():
+            headers = json_object(value) if key.lower() == "requestheaders" else None
+            for name, header in headers.items() if headers is not None else ():
+                if name.lower() == "authorization":
+                    return header
     return None

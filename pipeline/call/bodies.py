@@ -11,6 +11,7 @@ dropped rather than guessed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,6 +81,15 @@ _MAX_DEPTH = 1024
 # Trailing pieces of an escape sequence cut by the truncation: "\", "\u", "\u00", ...
 _PARTIAL_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?\Z")
 
+# The repair is a state machine over the tokens. Its state is what the innermost open
+# container expects next: an object a "key", "colon", "value" or "comma", an array a "value"
+# or "comma", the top level a "value". A step returning None ends the repair; _CUT_STRING
+# marks a string value the truncation cut (always the last token).
+_CUT_STRING = "cut string"
+# One step per token: (openers of the open containers, state, token, its match, cut point)
+# → (state, cut point). The cut point is where the last complete value or opener ends.
+Step = Callable[[list[str], str, str, re.Match[str], int], tuple[str | None, int]]
+
 
 def repair_truncated(text: str) -> Any | None:
     """Parse the longest valid prefix of a JSON document that was cut off.
@@ -92,102 +102,137 @@ def repair_truncated(text: str) -> Any | None:
     so the stack then is the stack of the last cut point).
     """
     text = text.rstrip("\ufffd")
-    # stack of [opener, state]; object states: key, colon, value, comma; array: value, comma
-    stack: list[list[str]] = []
+    stack: list[str] = []
+    state: str | None = "value"
     cut_end = -1
     budget = repair_budget(len(text))
-
-    def after_value() -> None:
-        if stack:
-            stack[-1][1] = "comma"
-
     for m in _TOKEN.finditer(text):
         budget -= 1
         if budget < 0:
             break  # token-dense text past the budget: keep what is complete so far
         tok = m.group()
-        ch = tok[0]
-        state = stack[-1][1] if stack else "value"
-        if ch == "{" and len(tok) > 1:
-            levels = tok.count("{") - sum(key.count("{") for key in _KEY.findall(tok))
-            room = _MAX_DEPTH - len(stack)
-            if state != "value" or levels > room:
-                break
-            stack.extend([["{", "value"] for _ in range(levels)])
-            # Cut point: just after the last `{` (its key and colon wait for a value).
-            cut_end = m.start() + tok.rfind("{") + 1
-            continue
-        if len(tok) > 1 and ch in "[]":
-            if ch == "[":
-                if state != "value":
-                    break
-                room = _MAX_DEPTH - len(stack)
-                stack.extend([["[", "value"] for _ in range(min(room, len(tok)))])
-                if room < len(tok):
-                    cut_end = m.start() + room
-                    break
-                cut_end = m.end()
-                continue
-            # a run of `]`: as many frames as are arrays close; a mismatch ends the repair
-            k = 0
-            for frame in reversed(stack):
-                if k == len(tok) or frame[0] != "[":
-                    break
-                k += 1
-            if k:
-                del stack[len(stack) - k :]
-                after_value()
-                cut_end = m.start() + k
-            if k < len(tok) or not stack:
-                break
-            continue
-        if ch == "{" or ch == "[":
-            if state != "value" or len(stack) >= _MAX_DEPTH:
-                break
-            stack.append([ch, "key" if ch == "{" else "value"])
-            cut_end = m.end()
-        elif ch == "}" or ch == "]":
-            if not stack or _CLOSE[stack[-1][0]] != ch or state in ("colon",):
-                break
-            stack.pop()
-            after_value()
-            cut_end = m.end()
-            if not stack:
-                break
-        elif ch == ":":
-            if state != "colon":
-                break
-            stack[-1][1] = "value"
-        elif ch == ",":
-            if state != "comma":
-                break
-            stack[-1][1] = "key" if stack[-1][0] == "{" else "value"
-        elif ch == '"':
-            complete = len(tok) >= 2 and tok.endswith('"') and not _ends_escaped(tok)
-            if state == "key":
-                if not complete:
-                    break  # a key cut in half: the pair is lost
-                stack[-1][1] = "colon"
-            elif state == "value":
-                if complete:
-                    after_value()
-                    cut_end = m.end()
-                else:
-                    # A string value cut by the truncation: keep what arrived.
-                    partial = _PARTIAL_ESCAPE.sub("", tok)
-                    return _finish(text[: m.start()] + partial + '"', _closing(stack))
-            else:
-                break
-        else:
-            if state != "value":
-                break
-            if m.end() == len(text):
-                break  # a literal at the very end may be cut (`12` of `1234`): drop it
-            after_value()
-            cut_end = m.end()
+        state, cut_end = _STEPS.get(tok[0], _literal)(stack, state, tok, m, cut_end)
+        if state is None:
+            break
+    if state == _CUT_STRING:
+        # Keep what arrived of the string (it runs to the end of the text), closed.
+        partial = _PARTIAL_ESCAPE.sub("", text[cut_end:])
+        return _finish(text[:cut_end] + partial + '"', _closing(stack))
     if cut_end == -1:
         return None
     return _finish(text[:cut_end], _closing(stack))
+
+
+def _string(
+    stack: list[str], state: str, tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    if len(tok) < 2 or tok[-1] != '"' or _ends_escaped(tok):
+        # Cut by the truncation (it runs to the end of the text): a key cut in half loses
+        # its pair, a value keeps what arrived.
+        return (_CUT_STRING, m.start()) if state == "value" else (None, cut_end)
+    if state == "key":
+        return "colon", cut_end
+    if state == "value":
+        return ("comma" if stack else "value"), m.end()
+    return None, cut_end
+
+
+def _open(
+    stack: list[str], state: str, tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    """`{` or `[`; a run of `[`, or of `{"key":`, opens several containers in one step."""
+    if len(tok) > 1:
+        run = _open_objects if tok[0] == "{" else _open_arrays
+        return run(stack, state, tok, m, cut_end)
+    if state != "value" or len(stack) >= _MAX_DEPTH:
+        return None, cut_end
+    stack.append(tok)
+    return ("key" if tok == "{" else "value"), m.end()
+
+
+def _open_objects(
+    stack: list[str], state: str, tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    levels = tok.count("{") - sum(key.count("{") for key in _KEY.findall(tok))
+    if state != "value" or levels > _MAX_DEPTH - len(stack):
+        return None, cut_end
+    stack.extend("{" * levels)
+    # Cut point: just after the last `{` (its key and colon wait for a value).
+    return "value", m.start() + tok.rfind("{") + 1
+
+
+def _open_arrays(
+    stack: list[str], state: str, tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    if state != "value":
+        return None, cut_end
+    room = _MAX_DEPTH - len(stack)
+    stack.extend("[" * min(room, len(tok)))
+    if room < len(tok):
+        return None, m.start() + room  # deeper than the decoder reads: cut at its limit
+    return "value", m.end()
+
+
+def _close(
+    stack: list[str], state: str, tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    """`}` or `]`, or a run of `]`."""
+    if len(tok) > 1:
+        return _close_arrays(stack, tok, m, cut_end)
+    if not stack or _CLOSE[stack[-1]] != tok or state == "colon":
+        return None, cut_end
+    stack.pop()
+    # A closed top-level value is the whole document: nothing after it belongs to it.
+    return ("comma" if stack else None), m.end()
+
+
+def _close_arrays(
+    stack: list[str], tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    # As many arrays close as are open on top; a mismatch ends the repair.
+    k = 0
+    for opener in reversed(stack):
+        if k == len(tok) or opener != "[":
+            break
+        k += 1
+    if k:
+        del stack[len(stack) - k :]
+        cut_end = m.start() + k
+    return ("comma" if k == len(tok) and stack else None), cut_end
+
+
+def _colon(
+    stack: list[str], state: str, tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    return ("value" if state == "colon" else None), cut_end
+
+
+def _comma(
+    stack: list[str], state: str, tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    if state != "comma":
+        return None, cut_end
+    return ("key" if stack[-1] == "{" else "value"), cut_end
+
+
+def _literal(
+    stack: list[str], state: str, tok: str, m: re.Match[str], cut_end: int
+) -> tuple[str | None, int]:
+    if state != "value" or m.end() == len(m.string):
+        return None, cut_end  # a literal at the very end may be cut (`12` of `1234`): drop it
+    return ("comma" if stack else "value"), m.end()
+
+
+# The step of a token, by its first character (anything else is a bare literal).
+_STEPS: dict[str, Step] = {
+    '"': _string,
+    "{": _open,
+    "[": _open,
+    "}": _close,
+    "]": _close,
+    ":": _colon,
+    ",": _comma,
+}
 
 
 def repair_budget(length: int) -> int:
@@ -197,8 +242,8 @@ def repair_budget(length: int) -> int:
     return max(2048, length // 16)
 
 
-def _closing(stack: list[list[str]]) -> str:
-    return "".join(_CLOSE[frame[0]] for frame in reversed(stack))
+def _closing(stack: list[str]) -> str:
+    return "".join(_CLOSE[opener] for opener in reversed(stack))
 
 
 def _ends_escaped(tok: str) -> bool:

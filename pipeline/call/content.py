@@ -30,6 +30,16 @@ def part_text(content: Any) -> str | None:
     return None
 
 
+def tool_call_text(name: Any, arguments: Any) -> str:
+    """One tool call as previews show it: `name(arguments)`."""
+    return f"{name or '?'}({arguments or ''})"
+
+
+def tool_calls_text(calls: list[str]) -> str | None:
+    """The tool calls of an answer without text, as previews show them."""
+    return "[tool_calls] " + "; ".join(calls) if calls else None
+
+
 def _tool_calls_text(tool_calls: Any) -> str | None:
     if not isinstance(tool_calls, list) or not tool_calls:
         return None
@@ -37,8 +47,8 @@ def _tool_calls_text(tool_calls: Any) -> str | None:
     for call in tool_calls:
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):
-            calls.append(f"{fn.get('name') or '?'}({fn.get('arguments') or ''})")
-    return "[tool_calls] " + "; ".join(calls) if calls else None
+            calls.append(tool_call_text(fn.get("name"), fn.get("arguments")))
+    return tool_calls_text(calls)
 
 
 def _message_text(message: Any) -> str | None:
@@ -106,34 +116,46 @@ def generated_text(response: Any) -> str:
     plus tool-call names and arguments, as counted for an output-token estimate."""
     if not isinstance(response, dict):
         return ""
-    parts: list[str] = []
+    text = ""
     choices = response.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        first = choices[0]
-        if isinstance(first.get("text"), str):
-            parts.append(first["text"])
-        message = first.get("message")
-        if isinstance(message, dict):
-            parts.append(part_text(message.get("content")) or "")
-            for call in message.get("tool_calls") or ():
-                fn = call.get("function") if isinstance(call, dict) else None
-                if isinstance(fn, dict):
-                    parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+        text = _choice_generated(choices[0])
     output = response.get("output")
     if isinstance(output, list):
-        for item in output:
-            if not isinstance(item, dict):
-                continue
-            if item.get("type") == "message":
-                for part in item.get("content") or ():
-                    if isinstance(part, dict) and isinstance(part.get("text"), str):
-                        parts.append(part["text"])
-            elif item.get("type") == "function_call":
-                parts.append(str(item.get("name") or "") + str(item.get("arguments") or ""))
+        text += _output_generated(output)
+    return text
+
+
+def _choice_generated(choice: dict[str, Any]) -> str:
+    parts: list[str] = []
+    if isinstance(choice.get("text"), str):
+        parts.append(choice["text"])
+    message = choice.get("message")
+    if isinstance(message, dict):
+        parts.append(part_text(message.get("content")) or "")
+        for call in message.get("tool_calls") or ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+    return "".join(parts)
+
+
+def _output_generated(output: list[Any]) -> str:
+    parts: list[str] = []
+    for item in output:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    parts.append(part["text"])
+        elif item.get("type") == "function_call":
+            parts.append(str(item.get("name") or "") + str(item.get("arguments") or ""))
     return "".join(parts)
 
 
 def responses_output_text(output: list[Any]) -> str | None:
+    """Text of a Responses API `output`: its message text, else its function calls."""
     texts: list[str] = []
     calls: list[str] = []
     for item in output:
@@ -146,16 +168,7 @@ def responses_output_text(output: list[Any]) -> str | None:
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
                         texts.append(part["text"])
         elif item.get("type") == "function_call":
-            calls.append(f"{item.get('name') or '?'}({item.get('arguments') or ''})")
+            calls.append(tool_call_text(item.get("name"), item.get("arguments")))
     if texts:
         return "".join(texts)
-    if calls:
-        return "[tool_calls] " + "; ".join(calls)
-    return None
-
-
-def clip(text: str | None, limit: int) -> str | None:
-    """The first `limit` characters (code points, so never half a character)."""
-    if text is None or limit <= 0:
-        return None
-    return text if len(text) <= limit else text[:limit]
+    return tool_calls_text(calls)

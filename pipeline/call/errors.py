@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.common.values import string
+
 MAX_MESSAGE = 500
 
 
@@ -75,6 +77,15 @@ def classify(
             code = code or _str(response.get("statusCode"))
             message = message or _str(response.get("message"))
     return ErrorInfo(code or str(status), "gateway", _clip(message), is_content_filter(error))
+
+
+def stream_error(error: dict[str, Any]) -> ErrorInfo:
+    """The error event a stream ended in: the status (200) was sent before it, so the call
+    failed at the backend after all."""
+    code = error.get("code")
+    return ErrorInfo(
+        str(code) if code else "stream_error", "backend", string(error.get("message")), False
+    )
 
 
 def _clip(message: str | None) -> str | None:

@@ -22,10 +22,10 @@ from typing import Any
 from pipeline.call import operations, tokens
 from pipeline.call.bodies import ABSENT, Body
 from pipeline.call.content import completion_text, generated_text, prompt_text
-from pipeline.call.errors import aoai_error, classify, is_content_filter
+from pipeline.call.errors import aoai_error, classify, is_content_filter, stream_error
 from pipeline.call.stream import Stream, parse_sse
 from pipeline.call.usage import normalise_usage
-from pipeline.common.values import as_int
+from pipeline.common.values import as_int, string
 from pipeline.model import Facts, Usage
 
 # Operations that name their deployment in the body's `model` on v1 / Responses paths.
@@ -69,74 +69,34 @@ def interpret(
     response_size: int | None = None,
     last_error: dict[str, Any] | None = None,
 ) -> Exchange:
+    """What one logged request/response pair says; every piece may be missing."""
     req = request.doc if isinstance(request.doc, dict) else None
     stream = parse_sse(response.text) if response.kind == "sse" and response.text else None
     resp = response.doc if isinstance(response.doc, dict) else None
 
-    operation = (
-        operations.operation_from_url(backend_url)
-        or operations.operation_from_url(url)
-        or operations.operation_from_id(operation_id)
-        or "other"
-    )
-    deployment = operations.deployment_from_url(backend_url) or operations.deployment_from_url(url)
-    if (
-        deployment is None
-        and req is not None
-        and operation in _INFERENCE
-        and operations.is_body_model_deployment(backend_url or url)
-    ):
-        deployment = _str(req.get("model"))  # v1 and Responses: the body names the deployment
-
-    model = _str(stream.model if stream else None) or _str(resp.get("model") if resp else None)
-    if model is None and operation == "fine_tuning" and req is not None:
-        model = _str(req.get("model"))  # the base model of a job being created
-    response_id = _str(stream.response_id if stream else None) or _str(
-        resp.get("id") if resp else None
-    )
-
-    failed = status is not None and status >= 400
+    operation = _operation(backend_url, url, operation_id)
+    deployment = _deployment(backend_url, url, req, operation)
+    model = _model(stream, resp, req, operation)
     error = classify(status, backend_status, resp, last_error)
-    if error is None and stream is not None and stream.error is not None:
-        failed = True  # a stream that ended in an error event
-        code = stream.error.get("code")
-        error_code, error_source, error_message = (
-            (str(code) if code else "stream_error"),
-            "backend",
-            _str(stream.error.get("message")),
-        )
-    else:
-        error_code = error.code if error else None
-        error_source = error.source if error else None
-        error_message = error.message if error else None
-
+    failure = error
+    if failure is None and stream is not None and stream.error is not None:
+        failure = stream_error(stream.error)  # a stream that ended in an error event
     finish_reason, filtered = _finish(resp, stream)
-    filtered = (
-        filtered or bool(error and error.content_filtered) or is_content_filter(aoai_error(resp))
-    )
-
-    p_text = prompt_text(req, operation)
-    c_text = stream.completion_text() if stream else completion_text(resp)
-
-    usage = None if failed else _reported(resp, stream, operation)
+    # Failed calls are not billed: their tokens stay unknown, never an estimate.
+    usage = Usage(source="none") if failure else _reported(resp, stream, operation)
     if usage is None:
-        usage = (
-            Usage(source="none")
-            if failed
-            else _estimate(
-                operation,
-                model,
-                deployment,
-                req,
-                request,
-                response,
-                stream,
-                resp,
-                request_size,
-                response_size,
-            )
+        usage = _estimate(
+            operation,
+            model,
+            deployment,
+            req,
+            request,
+            response,
+            stream,
+            resp,
+            request_size,
+            response_size,
         )
-
     facts = Facts(
         url=url,
         deployment=deployment,
@@ -146,24 +106,56 @@ def interpret(
         status=status,
         backend_status=backend_status,
         model=model,
-        response_id=response_id,
+        response_id=string(stream.response_id if stream else None)
+        or string(resp.get("id") if resp else None),
         streamed=_streamed(req, response),
         body_truncated=request.truncated
         or response.truncated
         or bool(stream is not None and not stream.complete),
         usage=usage,
         finish_reason=finish_reason,
-        content_filtered=filtered,
-        error_code=error_code,
-        error_source=error_source,
-        error_message=error_message,
+        content_filtered=filtered
+        or bool(error and error.content_filtered)
+        or is_content_filter(aoai_error(resp)),
+        error_code=failure.code if failure else None,
+        error_source=failure.source if failure else None,
+        error_message=failure.message if failure else None,
         job_id=_job_id(operation, resp, backend_url or url),
     )
-    return Exchange(facts, p_text, c_text)
+    c_text = stream.completion_text() if stream else completion_text(resp)
+    return Exchange(facts, prompt_text(req, operation), c_text)
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _operation(backend_url: str | None, url: str | None, operation_id: str | None) -> str:
+    return (
+        operations.operation_from_url(backend_url)
+        or operations.operation_from_url(url)
+        or operations.operation_from_id(operation_id)
+        or "other"
+    )
+
+
+def _deployment(
+    backend_url: str | None, url: str | None, req: dict[str, Any] | None, operation: str
+) -> str | None:
+    deployment = operations.deployment_from_url(backend_url) or operations.deployment_from_url(url)
+    if (
+        deployment is None
+        and req is not None
+        and operation in _INFERENCE
+        and operations.is_body_model_deployment(backend_url or url)
+    ):
+        return string(req.get("model"))  # v1 and Responses: the body names the deployment
+    return deployment
+
+
+def _model(
+    stream: Stream | None, resp: dict[str, Any] | None, req: dict[str, Any] | None, operation: str
+) -> str | None:
+    model = string(stream.model if stream else None) or string(resp.get("model") if resp else None)
+    if model is None and operation == "fine_tuning" and req is not None:
+        return string(req.get("model"))  # the base model of a job being created
+    return model
 
 
 def _streamed(req: dict[str, Any] | None, response: Body) -> bool | None:
@@ -189,7 +181,7 @@ def _finish(resp: dict[str, Any] | None, stream: Stream | None) -> tuple[str | N
     if resp.get("object") == "response":
         details = resp.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
-        return _str(reason) or _str(resp.get("status")), reason == "content_filter"
+        return string(reason) or string(resp.get("status")), reason == "content_filter"
     return None, False
 
 
@@ -219,31 +211,40 @@ def _estimate(
     prompt = tokens.estimate_prompt(req, operation, enc)
     if prompt is not None and request.truncated:
         prompt = tokens.scale(prompt, request.logged_bytes, request_size)
-
-    completion: int | None = None
-    if operation == "embeddings":
-        completion = 0  # no output tokens, ever
-    elif response.kind != "absent":
-        if stream is not None:
-            seen = tokens.estimate_text(stream.generated_text(), enc)
-            if not stream.complete:
-                seen = tokens.scale(seen, response.logged_bytes, response_size)
-            completion = seen
-        elif resp is not None:
-            text = generated_text(resp)
-            seen = tokens.estimate_text(text, enc)
-            if response.truncated and text:
-                completion = _scale_cut_json(seen, text, response.logged_bytes, response_size)
-            else:
-                completion = seen
-        cap = _max_output(req)
-        if completion is not None and cap is not None:
-            completion = min(completion, cap)
-
+    completion = _estimate_completion(operation, enc, req, response, stream, resp, response_size)
     if prompt is None and completion is None:
         return Usage(source="none")
     total = prompt + completion if prompt is not None and completion is not None else None
     return Usage(prompt, completion, total, None, None, "estimated")
+
+
+def _estimate_completion(
+    operation: str,
+    enc: str,
+    req: dict[str, Any] | None,
+    response: Body,
+    stream: Stream | None,
+    resp: dict[str, Any] | None,
+    response_size: int | None,
+) -> int | None:
+    """Output tokens counted from the text logged, scaled up when the body was cut."""
+    if operation == "embeddings":
+        return 0  # no output tokens, ever
+    if response.kind == "absent":
+        return None
+    if stream is not None:
+        completion = tokens.estimate_text(stream.generated_text(), enc)
+        if not stream.complete:
+            completion = tokens.scale(completion, response.logged_bytes, response_size)
+    elif resp is not None:
+        text = generated_text(resp)
+        completion = tokens.estimate_text(text, enc)
+        if response.truncated and text:
+            completion = _scale_cut_json(completion, text, response.logged_bytes, response_size)
+    else:
+        return None
+    cap = _max_output(req)
+    return min(completion, cap) if cap is not None else completion
 
 
 def _scale_cut_json(tokens_seen: int, text: str, logged_bytes: int, total_bytes: int | None) -> int:
@@ -261,6 +262,6 @@ def _job_id(operation: str, resp: dict[str, Any] | None, url: str | None) -> str
     if operation not in ("fine_tuning", "batches", "files"):
         return None
     if resp is not None and resp.get("object") in _JOB_OBJECTS:
-        return _str(resp.get("id"))
+        return string(resp.get("id"))
     m = _JOB_PATH.search(url or "")
     return m.group(1) if m else None

@@ -21,9 +21,14 @@ from typing import Any
 
 import orjson
 
-from pipeline.call.content import completion_text, generated_text
+from pipeline.call.content import (
+    completion_text,
+    generated_text,
+    tool_call_text,
+    tool_calls_text,
+)
 from pipeline.common import safejson
-from pipeline.common.values import as_int
+from pipeline.common.values import as_int, string
 
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -55,13 +60,10 @@ class Stream:
                 return text
         if self.text:
             return self.text
-        if self.tool_calls:
-            calls = [
-                f"{c.get('name') or '?'}({c.get('arguments', '')})"
-                for _, c in sorted(self.tool_calls.items())
-            ]
-            return "[tool_calls] " + "; ".join(calls)
-        return None
+        calls = sorted(self.tool_calls.items())
+        return tool_calls_text(
+            [tool_call_text(c.get("name"), c.get("arguments")) for _, c in calls]
+        )
 
     def generated_text(self) -> str:
         """Everything the model generated that we saw: text plus tool names and arguments."""
@@ -149,76 +151,90 @@ def _slot(s: Stream, index: int | None) -> dict[str, Any] | None:
     return slot
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _chat_chunk(s: Stream, doc: dict[str, Any]) -> None:
     if not s.model:
-        s.model = _str(doc.get("model"))  # Azure's first event has model ""
+        s.model = string(doc.get("model"))  # Azure's first event has model ""
     if not s.response_id:
-        s.response_id = _str(doc.get("id"))
+        s.response_id = string(doc.get("id"))
     if isinstance(doc.get("usage"), dict):
         s.usage = doc["usage"]
     if isinstance(doc.get("error"), dict):
         s.error = doc["error"]
     choices = doc.get("choices")
     for choice in choices if isinstance(choices, list) else ():
-        if not isinstance(choice, dict) or _index(choice.get("index")) != 0:
-            continue  # previews and estimates follow the first choice
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            if isinstance(delta.get("content"), str):
-                s.parts.append(delta["content"])
-            calls = delta.get("tool_calls")
-            for call in calls if isinstance(calls, list) else ():
-                if not isinstance(call, dict):
-                    continue
-                slot = _slot(s, _index(call.get("index")))
-                fn = call.get("function")
-                if slot is None or not isinstance(fn, dict):
-                    continue
-                if _str(fn.get("name")):
-                    slot["name"] = fn["name"]
-                if isinstance(fn.get("arguments"), str):
-                    slot.setdefault("pieces", []).append(fn["arguments"])
-        reason = _str(choice.get("finish_reason"))
-        if reason:
-            s.finish_reason = reason
-            if reason == "content_filter":
-                s.content_filtered = True
+        if isinstance(choice, dict) and _index(choice.get("index")) == 0:
+            _first_choice(s, choice)  # previews and estimates follow the first choice
+
+
+def _first_choice(s: Stream, choice: dict[str, Any]) -> None:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        if isinstance(delta.get("content"), str):
+            s.parts.append(delta["content"])
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            _tool_call_deltas(s, calls)
+    reason = string(choice.get("finish_reason"))
+    if reason:
+        s.finish_reason = reason
+        if reason == "content_filter":
+            s.content_filtered = True
+
+
+def _tool_call_deltas(s: Stream, calls: list[Any]) -> None:
+    """Tool calls arrive as a name, then their arguments in pieces, each under its index."""
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        slot = _slot(s, _index(call.get("index")))
+        fn = call.get("function")
+        if slot is None or not isinstance(fn, dict):
+            continue
+        if string(fn.get("name")):
+            slot["name"] = fn["name"]
+        if isinstance(fn.get("arguments"), str):
+            slot.setdefault("pieces", []).append(fn["arguments"])
 
 
 def _responses_event(s: Stream, kind: str, doc: dict[str, Any]) -> None:
     s.kind = "responses"
     response = doc.get("response")
     if isinstance(response, dict):
-        s.model = _str(response.get("model")) or s.model
-        s.response_id = _str(response.get("id")) or s.response_id
+        s.model = string(response.get("model")) or s.model
+        s.response_id = string(response.get("id")) or s.response_id
     if kind == "response.output_text.delta" and isinstance(doc.get("delta"), str):
         s.parts.append(doc["delta"])
     elif kind == "response.output_item.added":
         item = doc.get("item")
         if isinstance(item, dict) and item.get("type") == "function_call":
-            slot = _slot(s, _index(doc.get("output_index")))
-            if slot is not None:
-                slot.clear()
-                slot["name"] = _str(item.get("name")) or ""
+            _function_call_added(s, doc, item)
     elif kind == "response.function_call_arguments.delta" and isinstance(doc.get("delta"), str):
         slot = _slot(s, _index(doc.get("output_index")))
         if slot is not None:
             slot.setdefault("pieces", []).append(doc["delta"])
     elif kind in _TERMINAL and isinstance(response, dict):
-        s.complete = True
-        s.response = response
-        if isinstance(response.get("usage"), dict):
-            s.usage = response["usage"]
-        details = response.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, dict) else None
-        s.finish_reason = reason or response.get("status")
-        if reason == "content_filter":
-            s.content_filtered = True
-        if isinstance(response.get("error"), dict):
-            s.error = response["error"]
+        _terminal(s, response)
     elif kind == "error":
         s.error = doc.get("error") if isinstance(doc.get("error"), dict) else doc
+
+
+def _function_call_added(s: Stream, doc: dict[str, Any], item: dict[str, Any]) -> None:
+    slot = _slot(s, _index(doc.get("output_index")))
+    if slot is not None:
+        slot.clear()
+        slot["name"] = string(item.get("name")) or ""
+
+
+def _terminal(s: Stream, response: dict[str, Any]) -> None:
+    """`response.completed`, `.incomplete` or `.failed`: the whole response, with usage."""
+    s.complete = True
+    s.response = response
+    if isinstance(response.get("usage"), dict):
+        s.usage = response["usage"]
+    details = response.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    s.finish_reason = reason or response.get("status")
+    if reason == "content_filter":
+        s.content_filtered = True
+    if isinstance(response.get("error"), dict):
+        s.error = response["error"]

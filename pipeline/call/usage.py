@@ -39,6 +39,19 @@ def normalise_usage(
     total = as_int(usage.get("total_tokens"))
     if completion is None and operation == "embeddings" and prompt is not None:
         completion = 0  # embeddings have no output tokens: a known zero, not an unknown
+    return from_counts(prompt, completion, total, cached, reasoning, source)
+
+
+def from_counts(
+    prompt: int | None,
+    completion: int | None,
+    total: int | None,
+    cached: int | None,
+    reasoning: int | None,
+    source: TokensSource,
+) -> Usage | None:
+    """The usage of counts a log reported; None when it reported none of them. A missing
+    total is the sum of the two others when both are known."""
     if prompt is None and completion is None and total is None:
         return None
     if total is None and prompt is not None and completion is not None:

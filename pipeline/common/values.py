@@ -13,6 +13,11 @@ import orjson
 from pipeline.common import safejson
 
 
+def string(value: Any) -> str | None:
+    """`value` when it is a non-empty string (a field that is text or nothing, never a number)."""
+    return value if isinstance(value, str) and value else None
+
+
 def text(flat: dict[str, Any], *names: str) -> str | None:
     """First non-empty value among `names` as a string (numbers are accepted and converted)."""
     for name in names:

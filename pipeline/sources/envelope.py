@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from pipeline.common import safejson
+from pipeline.common.values import json_object
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -72,19 +73,12 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
 
     `properties` may be an object or, in some Azure resource logs, a JSON string.
     """
-    flat: dict[str, Any] = {}
     props = None
     for key, value in record.items():
         if key.lower() == "properties":
             props = value
-    if isinstance(props, str):
-        try:
-            props = safejson.loads(props)
-        except orjson.JSONDecodeError:
-            props = None
-    if isinstance(props, dict):
-        for key, value in props.items():
-            flat[key.lower()] = value
+    props = json_object(props)
+    flat = {key.lower(): value for key, value in props.items()} if props is not None else {}
     for key, value in record.items():
         lk = key.lower()
         if lk != "properties":

@@ -17,11 +17,15 @@ import orjson
 from pipeline.model import Archived, EventIn, RawPointer
 
 
-def partition_id(first_event: Any) -> str | None:
+def _metadata(first_event: Any) -> Any:
+    """The batch's metadata: the host puts it on the first event."""
     try:
-        metadata = first_event.metadata or {}
+        return first_event.metadata or {}
     except Exception:  # noqa: BLE001 - metadata that fails to decode must not stop the batch
-        return None
+        return {}
+
+
+def partition_id(metadata: Any) -> str | None:
     ctx = metadata.get("PartitionContext")
     if isinstance(ctx, dict):
         pid = ctx.get("PartitionId")
@@ -65,11 +69,8 @@ def _archived(properties: Any) -> Archived | None:
         return None  # not ours: process the event as any other
 
 
-def _properties(first_event: Any) -> list[Any]:
-    try:
-        metadata = first_event.metadata or {}
-    except Exception:  # noqa: BLE001 - metadata that fails to decode must not stop the batch
-        return []
+def _properties(metadata: Any) -> list[Any]:
+    """Each event's application properties, in event order."""
     props = metadata.get("PropertiesArray")
     return props if isinstance(props, list) else []
 
@@ -78,8 +79,9 @@ def from_trigger(events: Sequence[Any]) -> list[EventIn]:
     """Adapt `azure.functions.EventHubEvent` objects (duck-typed, for tests and the host)."""
     if not events:
         return []
-    pid = partition_id(events[0])
-    properties = _properties(events[0])
+    metadata = _metadata(events[0])
+    pid = partition_id(metadata)
+    properties = _properties(metadata)
     out = []
     for i, ev in enumerate(events):
         enqueued = ev.enqueued_time

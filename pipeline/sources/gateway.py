@@ -1,8 +1,12 @@
-"""GatewayLogs records (APIM diagnostics, formats.md §1) → facts about one call."""
+"""GatewayLogs records (APIM's diagnostic setting, formats.md §1) → the facts of one call.
+
+One record per request: the gateway's own fields (§1.1, §1.2: ids, status codes, timings,
+caller) and, when the diagnostic logs them, the request and response bodies and headers
+(cut at 8,192 bytes, §1.4), which `call.exchange` reads for operation, model and tokens.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pipeline.call.bodies import ABSENT, Body, parse_body
@@ -10,19 +14,7 @@ from pipeline.call.exchange import interpret
 from pipeline.common.timestamps import parse_time
 from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts
-
-_SERVICE = re.compile(r"/providers/microsoft\.apimanagement/service/([^/]+)", re.IGNORECASE)
-
-
-def apim_service(resource_id: str | None) -> str | None:
-    # Azure Monitor upper-cases resourceId; APIM service names are lower-case DNS labels.
-    m = _SERVICE.search(resource_id or "")
-    return m.group(1).lower() if m else None
-
-
-def region_name(value: str | None) -> str | None:
-    """`West Europe` (GatewayLogs) and `westeurope` (LLM logs) both become `westeurope`."""
-    return value.replace(" ", "").lower() if value else None
+from pipeline.sources.origin import apim_service, client_ip, region_name
 
 
 def header(headers: dict[str, Any] | None, name: str) -> str | None:
@@ -34,19 +26,6 @@ def header(headers: dict[str, Any] | None, name: str) -> str | None:
                 value = ",".join(str(v) for v in value)
             return value if isinstance(value, str) else None
     return None
-
-
-def client_ip(forwarded_for: str | None, caller_ip: str | None) -> str | None:
-    """The client: first X-Forwarded-For entry (Application Gateway in front), else the caller."""
-    if forwarded_for:
-        first = forwarded_for.split(",", 1)[0].strip()
-        if first.startswith("["):  # [2001:db8::1]:443
-            first = first[1:].split("]", 1)[0]
-        elif first.count(":") == 1:  # 203.0.113.7:53120
-            first = first.split(":", 1)[0]
-        if first:
-            return first
-    return caller_ip
 
 
 def pick_body(*raws: Any) -> Body:

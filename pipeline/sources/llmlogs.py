@@ -1,12 +1,12 @@
-"""GatewayLlmLogs records (APIM's built-in LLM logging, formats.md §2) → call facts.
+"""GatewayLlmLogs records (APIM's built-in LLM logging, formats.md §2) → the facts of one call.
 
 Per call APIM writes one *header* record (DeploymentName, ModelName, tokens) and zero or more
 *message* records (RequestMessages / ResponseMessages, DeploymentName empty, tokens 0); a
 message over 32 KB is split into chunks ordered by SequenceNumber, each holding a slice of
 the serialized JSON. Only header records count tokens (every Microsoft sample filters
-`DeploymentName != ''` before summing).
+`DeploymentName != ''` before summing; §2.2, §2.4).
 
-The raw Event Hub shape is not documented: fields are looked up case-insensitively, at the
+The raw Event Hub shape is not documented (§2.5): fields are looked up case-insensitively, at the
 top level and in `properties` (camelCase inside `properties` and flat PascalCase both work).
 """
 
@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.call.bodies import parse_body, repair_truncated
+from pipeline.call.bodies import parse_body
 from pipeline.call.content import part_text
 from pipeline.call.operations import operation_from_id
+from pipeline.call.usage import from_counts
 from pipeline.common.timestamps import parse_time
 from pipeline.common.values import as_int, boolean, integer, text
-from pipeline.model import Facts, Usage
-from pipeline.sources.gateway import apim_service, region_name
+from pipeline.model import Facts
+from pipeline.sources.origin import apim_service, region_name
 
 # APIM operation names seen in LLM logs, beyond the AOAI operationIds (formats.md §2.3).
 _OPERATIONS = {"responses_create": "responses", "createresponse": "responses"}
@@ -54,15 +55,15 @@ def parse_llm_record(flat: dict[str, Any]) -> LlmRecord:
         facts.api_version = text(flat, "apiversion")
         facts.response_id = text(flat, "requestid")
         facts.operation = operation_from_id(op_name) or _OPERATIONS.get(op_name.lower())
-        prompt = integer(flat, "prompttokens")
-        completion = integer(flat, "completiontokens")
-        total = integer(flat, "totaltokens")
-        if total is None and prompt is not None and completion is not None:
-            total = prompt + completion
-        if prompt is not None or completion is not None or total is not None:
+        facts.usage = from_counts(
+            integer(flat, "prompttokens"),
+            integer(flat, "completiontokens"),
+            integer(flat, "totaltokens"),
             # Only a third-party note mentions promptCachedTokens; used when present.
-            cached = as_int(flat.get("promptcachedtokens"))
-            facts.usage = Usage(prompt, completion, total, cached, None, "llm-log")
+            as_int(flat.get("promptcachedtokens")),
+            None,
+            "llm-log",
+        )
     return LlmRecord(
         correlation_id=text(flat, "correlationid"),
         header=header,
@@ -80,10 +81,7 @@ def messages_of(value: Any) -> list[Any] | None:
     if isinstance(value, dict):
         return [value]
     if isinstance(value, str) and value.strip():
-        body = parse_body(value)
-        doc = body.doc
-        if doc is None and value.lstrip().startswith("["):
-            doc = repair_truncated(value.lstrip())
+        doc = parse_body(value).doc  # a chunk cut mid-JSON is repaired there
         if isinstance(doc, list):
             return doc or None
         if isinstance(doc, dict):

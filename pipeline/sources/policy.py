@@ -1,6 +1,6 @@
-"""log-to-eventhub policy messages → call facts (formats.md §3).
+"""log-to-eventhub policy messages (formats.md §3) → the facts of one call.
 
-The Event Hub body is whatever string the policy built. Recognised shapes:
+The Event Hub body is whatever string the policy built (§3.1). Recognised shapes (§3.2):
 - `aoai-audit/1`: our own policy (infra/apim/), one message per call from outbound or on-error,
   keyed by APIM's request id (= GatewayLogs correlationId, so it joins with the other logs);
 - AI-Gateway "message-storing" (shape A): one message per 200 response;
@@ -15,16 +15,17 @@ reported", never as real counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.call.bodies import ABSENT, parse_body
 from pipeline.call.exchange import interpret
-from pipeline.call.usage import normalise_usage
+from pipeline.call.usage import from_counts, normalise_usage
 from pipeline.common.timestamps import parse_time
 from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts, Usage
-from pipeline.sources.gateway import client_ip, region_name
+from pipeline.sources.origin import client_ip, region_name
 
 SCHEMA = "aoai-audit/1"
 _NA = frozenset({"NA", "N/A", ""})
@@ -62,24 +63,22 @@ def _clean(value: str | None) -> str | None:
     return None if value is None or value in _NA else value
 
 
-def _tokens(flat: dict[str, Any], prompt: str, completion: str, total: str) -> tuple:
+def _tokens(
+    flat: dict[str, Any], prompt: str, completion: str, total: str
+) -> tuple[int | None, int | None, int | None]:
     return integer(flat, prompt), integer(flat, completion), integer(flat, total)
 
 
 def _usage(p: int | None, c: int | None, t: int | None, operation: str | None) -> Usage | None:
-    if p is None and c is None and t is None:
-        return None
-    if operation == "embeddings" and c is None:
-        c = 0
-    if t is None and p is not None and c is not None:
-        t = p + c
-    return Usage(p, c, t, None, None, "reported")
+    if operation == "embeddings" and c is None and (p is not None or t is not None):
+        c = 0  # embeddings have no output tokens
+    return from_counts(p, c, t, None, None, "reported")
 
 
 def parse_policy(flat: dict[str, Any], shape: str, trust_bearer: bool) -> PolicyMessage | None:
-    """Facts of one policy message; None when it carries no correlation key."""
-    parse = {"audit": _ours, "A": _shape_a, "B": _shape_b, "C": _shape_c}[shape]
-    return parse(flat, trust_bearer)
+    """Facts of one policy message of `shape` (see `shape_of`); None when it carries no
+    correlation key."""
+    return _PARSERS[shape](flat, trust_bearer)
 
 
 def _ours(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
@@ -210,16 +209,21 @@ def _shape_c(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
         f.product_id = _clean(text(flat, "productid"))
         f.backend_ms = integer(flat, "modeltime")
         f.finish_reason = ex.facts.finish_reason
-        f.usage = normalise_usage(
-            {
-                k: integer(flat, k)
-                for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-                if integer(flat, k) is not None
-            },
-            f.operation,
-        )
+        counts = {
+            k: integer(flat, k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+        }
+        reported = {k: v for k, v in counts.items() if v is not None}
+        f.usage = normalise_usage(reported, f.operation)
         completion = ex.completion_text
     return PolicyMessage(cid, part, f, prompt, completion)
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any], bool], PolicyMessage | None]] = {
+    "audit": _ours,
+    "A": _shape_a,
+    "B": _shape_b,
+    "C": _shape_c,
+}
 
 
 def _operation_from_request(doc: Any) -> str | None:
