@@ -36,7 +36,8 @@ import orjson
 
 from bench.corpus import apim_events
 from pipeline.cli.azurite import Azurite
-from pipeline.ingest.batch import plan_batch, process_batch, transform
+from pipeline.ingest.batch import process_batch, transform
+from pipeline.ingest.plan import plan_batch
 from pipeline.model import EventIn
 from pipeline.protect import archive
 from pipeline.settings import Config

@@ -9,9 +9,12 @@ code; they are listed so that deployments and local runs set them too.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
 
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -220,9 +223,34 @@ def _str(env: Mapping[str, str], name: str) -> str:
     return value.strip()
 
 
+PromptMode = Literal["redacted", "truncated", "hashed", "none", "full"]
+ArchiveMode = Literal["redacted", "full", "metadata"]
+PROMPT_MODES: tuple[str, ...] = ("redacted", "truncated", "hashed", "none", "full")
+ARCHIVE_MODES: tuple[str, ...] = ("redacted", "full", "metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """What of a call is stored (PROMPT_CAPTURE, ARCHIVE_CAPTURE, PREVIEW_CHARS), by default
+    or for one subscription or product (CAPTURE_OVERRIDES)."""
+
+    prompt: PromptMode
+    archive: ArchiveMode
+    preview_chars: int
+
+
+# A custom redaction pattern: its placeholder label and the compiled regex.
+Pattern = tuple[str, re.Pattern[str]]
+# Overrides by name, in the order the setting lists them (tuples: a Config stays hashable).
+Overrides = tuple[tuple[str, Capture], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Validated settings of one process. Build with `Config.from_env()`."""
+    """Validated settings of one process. Build with `Config.from_env()`.
+
+    The capture settings are given as text (as in the environment) and read once, when the
+    Config is made (`replace()` included), into the typed values below them."""
 
     storage_connection: str = ""
     storage_account: str = ""
@@ -243,11 +271,35 @@ class Config:
     prompt_hash_key: str = ""
     capture_overrides: str = ""
     redact_patterns: str = ""
+    # Read from the texts above by __post_init__.
+    capture: Capture = field(init=False, compare=False, repr=False)
+    capture_by_subscription: Overrides = field(init=False, compare=False, repr=False)
+    capture_by_product: Overrides = field(init=False, compare=False, repr=False)
+    custom_patterns: tuple[Pattern, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        default = Capture(
+            _mode(self.prompt_capture, PROMPT_MODES, "PROMPT_CAPTURE"),
+            _mode(self.archive_capture, ARCHIVE_MODES, "ARCHIVE_CAPTURE"),
+            self.preview_chars,
+        )
+        by_subscription, by_product = _overrides(self.capture_overrides, default)
+        patterns = _patterns(self.redact_patterns)
+        everything = [default, *(c for _, c in by_subscription), *(c for _, c in by_product)]
+        if any(c.prompt == "hashed" for c in everything) and not self.prompt_hash_key:
+            raise SettingsError("PROMPT_CAPTURE=hashed needs PROMPT_HASH_KEY (a secret)")
+        if self.caller_ip_mode == "hash" and not self.prompt_hash_key:
+            # An unkeyed hash of an IPv4 address is reversed by trying all 2^32 of them.
+            raise SettingsError("CALLER_IP_MODE=hash needs PROMPT_HASH_KEY (a secret)")
+        object.__setattr__(self, "capture", default)
+        object.__setattr__(self, "capture_by_subscription", by_subscription)
+        object.__setattr__(self, "capture_by_product", by_product)
+        object.__setattr__(self, "custom_patterns", patterns)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
-        cfg = cls(
+        return cls(
             storage_connection=_str(env, "AUDIT_STORAGE_CONNECTION"),
             storage_account=_str(env, "AUDIT_STORAGE_ACCOUNT"),
             audit_table=_table_name(_str(env, "AUDIT_TABLE"), "AUDIT_TABLE"),
@@ -270,10 +322,90 @@ class Config:
             capture_overrides=_str(env, "CAPTURE_OVERRIDES"),
             redact_patterns=_str(env, "REDACT_PATTERNS"),
         )
-        from pipeline.protect.capture import policy_for
 
-        policy_for(cfg)  # validate the capture settings now, with a clear message
-        return cfg
+
+def _mode(value: str, allowed: tuple[str, ...], setting: str) -> Any:
+    v = value.strip().lower()
+    if v not in allowed:
+        raise SettingsError(f"{setting}={value!r}: expected one of {', '.join(allowed)}")
+    return v
+
+
+def _overrides(raw: str, default: Capture) -> tuple[Overrides, Overrides]:
+    if not raw.strip():
+        return (), ()
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SettingsError(f"CAPTURE_OVERRIDES is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or set(doc) - {"subscriptions", "products"}:
+        raise SettingsError(
+            'CAPTURE_OVERRIDES: expected {"subscriptions": {...}, "products": {...}}'
+        )
+    subscriptions = _override_scope(doc, "subscriptions", default)
+    return subscriptions, _override_scope(doc, "products", default)
+
+
+def _override_scope(doc: dict[str, Any], scope: str, default: Capture) -> Overrides:
+    entries = doc.get(scope) or {}
+    if not isinstance(entries, dict):
+        raise SettingsError(f"CAPTURE_OVERRIDES.{scope}: expected an object of names")
+    parsed: dict[str, Capture] = {}
+    for name, spec in entries.items():
+        where = f"CAPTURE_OVERRIDES.{scope}.{name}"
+        if not isinstance(spec, dict) or set(spec) - {"prompt", "archive", "previewChars"}:
+            raise SettingsError(f"{where}: allowed keys are prompt, archive, previewChars")
+        chars = spec.get("previewChars", default.preview_chars)
+        if not isinstance(chars, int) or not 0 <= chars <= 2000:
+            raise SettingsError(f"{where}.previewChars: a whole number from 0 to 2000")
+        parsed[name] = Capture(
+            _mode(str(spec.get("prompt", default.prompt)), PROMPT_MODES, f"{where}.prompt"),
+            _mode(str(spec.get("archive", default.archive)), ARCHIVE_MODES, f"{where}.archive"),
+            chars,
+        )
+    return tuple(parsed.items())
+
+
+def _patterns(raw: str) -> tuple[Pattern, ...]:
+    if not raw.strip():
+        return ()
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SettingsError(f"REDACT_PATTERNS is not valid JSON ({exc})") from None
+    if isinstance(doc, dict):
+        items = list(doc.items())
+    elif isinstance(doc, list) and all(isinstance(d, dict) for d in doc):
+        items = [(d.get("name"), d.get("pattern")) for d in doc]
+    else:
+        raise SettingsError('REDACT_PATTERNS: expected {"NAME": "regex", ...}')
+    for name, pattern in items:
+        if not isinstance(name, str) or not isinstance(pattern, str):
+            raise SettingsError("REDACT_PATTERNS: every entry needs a name and a regex string")
+    return tuple(_pattern(name, pattern) for name, pattern in items)
+
+
+_NOT_LABEL = re.compile(r"[^A-Z0-9_]")
+
+
+def _pattern(name: str, pattern: str) -> Pattern:
+    """A custom pattern compiled, under the label its placeholder shows ([EMPLOYEE_ID])."""
+    label = _NOT_LABEL.sub("_", name.upper())
+    if not label or not label[0].isalpha():
+        raise SettingsError(
+            f"REDACT_PATTERNS: redaction pattern name {name!r}: must start with a letter"
+        )
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise SettingsError(
+            f"REDACT_PATTERNS: redaction pattern {name!r}: invalid regex ({exc})"
+        ) from None
+    if compiled.search(""):
+        raise SettingsError(
+            f"REDACT_PATTERNS: redaction pattern {name!r}: matches the empty string"
+        )
+    return label, compiled
 
 
 # NCRONTAB fields: {second} {minute} {hour} {day} {month} {day-of-week}.

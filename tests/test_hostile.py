@@ -22,9 +22,12 @@ from pipeline.call.bodies import parse_body, repair_budget
 from pipeline.common import safejson
 from pipeline.common.timestamps import path_hour
 from pipeline.ingest import batch as ingest
+from pipeline.ingest import records
+from pipeline.ingest.archived import verify_archived
 from pipeline.ingest.batch import process_batch, run_trigger_batch, transform
+from pipeline.ingest.plan import plan_batch
 from pipeline.model import Archived, EventIn, RawPointer
-from pipeline.protect import archive
+from pipeline.protect import archive, deadletters
 from pipeline.protect.archive import open_member
 from pipeline.settings import Config
 from pipeline.sources.envelope import MAX_RECORDS
@@ -135,7 +138,7 @@ def test_a_parser_failure_whose_dead_letter_also_fails_keeps_the_event_bytes(
     secret = "confidential-marker-7f3a"
     bad_id = apim.new_id("bad")
     bad = apim.gateway(bad_id, operationId=secret)
-    real_read = ingest._read
+    real_read = records.read_source
 
     def failing_read(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Any:
         if flat.get("correlationid") == bad_id:
@@ -145,8 +148,8 @@ def test_a_parser_failure_whose_dead_letter_also_fails_keeps_the_event_bytes(
     def failing_dead_record(record: Any, enveloped: bool) -> bytes:
         raise TypeError("Recursion limit reached")
 
-    monkeypatch.setattr(ingest, "_read", failing_read)
-    monkeypatch.setattr(ingest, "_dead_record", failing_dead_record)
+    monkeypatch.setattr(records, "read_source", failing_read)
+    monkeypatch.setattr(deadletters, "record_body", failing_dead_record)
     cfg = replace(cfg, archive_capture="full")  # to compare bytes (else the IPs are masked)
     event = apim.envelope(*ordinary(3), bad)
     result = process_batch([ev(event)], cfg, store)
@@ -216,7 +219,7 @@ def test_parking_does_not_parse_the_events(
 
     cfg = replace(cfg, archive_capture="full")  # to compare bytes (else the IPs are masked)
     monkeypatch.setattr(store, "write_rows", down)
-    monkeypatch.setattr(ingest, "_dead_letter", down)  # parsing-based dead letters: unusable
+    monkeypatch.setattr(deadletters, "dead_letter", down)  # parsing-based dead letters: unusable
     result = run_trigger_batch(events, cfg, store, attempt=5, max_retries=5)
     assert result.dead_letters == 2
     parked = [body for body, meta in dead_letters(store) if "last delivery" in meta["reason"]]
@@ -427,7 +430,7 @@ def test_a_pointer_at_a_zip_bomb_is_refused_in_bounded_memory(store: Store, cfg:
     event = archived_event(apim.envelope(apim.gateway(apim.new_id("bomb"))), pointer, "r" * 32)
     tracemalloc.start()
     try:
-        (checked,) = ingest.verify_archived([event], store)
+        (checked,) = verify_archived([event], store)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -608,7 +611,7 @@ def test_fuzz_hostile_values_never_make_a_parser_error(
     for path, value in record_edits:
         _set(rec, path, value)
     cfg = Config()
-    plan = ingest.plan_batch([ev(envelope(rec, *ordinary(1)))], cfg)
+    plan = plan_batch([ev(envelope(rec, *ordinary(1)))], cfg)
     assert plan.parser_errors == 0, [d.reason for d in plan.dead]
     # Records, or the whole event when it is nested past what any decoder takes.
     assert plan.accepted + len(plan.dead) + sum(plan.skipped.values()) == max(plan.records, 1)
@@ -677,7 +680,7 @@ def test_fuzz_other_sources_never_make_a_parser_error(
         stream = "\n\n".join(chunks) + "\n\ndata: [DONE]\n\n"
         request["stream"] = True
         body = envelope(apim.gateway(cid, request=dumps(request).decode(), response=stream))
-    plan = ingest.plan_batch([ev(body)], Config())
+    plan = plan_batch([ev(body)], Config())
     assert plan.parser_errors == 0, [d.reason for d in plan.dead]
     ingest._entities(plan, Config())
     assert plan.parser_errors == 0, [d.reason for d in plan.dead]

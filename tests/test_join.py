@@ -449,7 +449,7 @@ def test_bearer_token_attribution_on_gateway_logs(cfg: Config, store: Store) -> 
 def test_caller_from_bearer_can_be_switched_off(cfg: Config) -> None:
     from dataclasses import replace
 
-    from pipeline.ingest.batch import plan_batch
+    from pipeline.ingest.plan import plan_batch
 
     token = sources.jwt({"appid": "app-123", "oid": "user-456"})
     rec = apim.gateway(apim.new_id("jwt-off"), requestHeaders={"Authorization": f"Bearer {token}"})

@@ -11,9 +11,11 @@ import orjson
 import pytest
 
 from pipeline.cli.main import main
-from pipeline.ingest.batch import plan_batch, process_batch
+from pipeline.ingest.batch import process_batch
+from pipeline.ingest.plan import plan_batch
 from pipeline.model import EventIn
-from pipeline.protect.capture import CapturePolicy, unescaped_view
+from pipeline.protect.masking import NOT_TEXT, Masker, unescaped_view
+from pipeline.protect.policy import policy_for
 from pipeline.protect.redact import Redactor, clip_text
 from pipeline.settings import Config, SettingsError
 from pipeline.store.account import Store
@@ -83,9 +85,9 @@ def test_escaped_json_text_is_matched_on_its_decoded_view() -> None:
     s = '{"messages":[{"content":"write to alice\\u0040contoso.com\\nthanks'  # cut, unparseable
     view, offsets = unescaped_view(s)
     assert "alice@contoso.com\nthanks" in view and len(offsets) == len(view) + 1
-    policy = CapturePolicy(Config())
+    masker = Masker(policy_for(Config()))
     counts: Any = __import__("collections").Counter()
-    out = policy.redact_string(s, counts)
+    out = masker.redact_string(s, counts)
     assert "contoso" not in out and "[EMAIL]\\nthanks" in out and counts == {"EMAIL": 1}
 
 
@@ -382,18 +384,16 @@ _docs = st.recursive(
 )
 
 
-def _reference_walk(policy: CapturePolicy, value: Any, counts) -> Any:
+def _reference_walk(masker: Masker, value: Any, counts) -> Any:
     """Each string redacted on its own: what the one-scan walk must equal."""
-    from pipeline.protect.capture import _NOT_TEXT
-
     if isinstance(value, str):
-        return policy.redact_string(value, counts)
+        return masker.redact_string(value, counts)
     if isinstance(value, dict):
         return {
-            k: v if k in _NOT_TEXT else _reference_walk(policy, v, counts) for k, v in value.items()
+            k: v if k in NOT_TEXT else _reference_walk(masker, v, counts) for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_reference_walk(policy, v, counts) for v in value]
+        return [_reference_walk(masker, v, counts) for v in value]
     return value
 
 
@@ -402,21 +402,20 @@ def _reference_walk(policy: CapturePolicy, value: Any, counts) -> Any:
 def test_one_scan_walk_equals_redacting_each_string_alone(doc: Any, custom: bool) -> None:
     from collections import Counter
 
-    policy = CapturePolicy(Config(redact_patterns=_CUSTOM if custom else ""))
+    policy = policy_for(Config(redact_patterns=_CUSTOM if custom else ""))
     fast_counts: Counter[str] = Counter()
-    fast = policy._walk(doc, fast_counts)
-    policy.forget()
+    fast = Masker(policy).walk(doc, fast_counts)
     ref_counts: Counter[str] = Counter()
-    ref = _reference_walk(policy, doc, ref_counts)
+    ref = _reference_walk(Masker(policy), doc, ref_counts)
     assert fast == ref and fast_counts == ref_counts
 
 
 def test_custom_patterns_anchored_on_string_edges_still_match_inside_documents() -> None:
     cfg = Config(redact_patterns='{"TICKET": "^TCK-\\\\d{4}$"}')
-    policy = CapturePolicy(cfg)
+    masker = Masker(policy_for(cfg))
     from collections import Counter
 
     counts: Counter[str] = Counter()
-    out = policy._walk({"messages": ["hello there", "TCK-1234", "TCK-1234 not alone"]}, counts)
+    out = masker.walk({"messages": ["hello there", "TCK-1234", "TCK-1234 not alone"]}, counts)
     assert out == {"messages": ["hello there", "[TICKET]", "TCK-1234 not alone"]}
     assert counts == {"TICKET": 1}

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from pipeline.call.join import resolve
-from pipeline.ingest.batch import plan_batch, process_batch
+from pipeline.ingest.batch import process_batch
+from pipeline.ingest.plan import plan_batch
 from pipeline.model import EventIn
 from pipeline.settings import Config
 from pipeline.store import rows

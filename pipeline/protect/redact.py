@@ -2,7 +2,7 @@
 
 Credentials in headers and URLs are removed from every record before it is archived,
 dead-lettered or turned into a row, under every capture setting. Personal data and secrets in
-text are masked by `Redactor` where the capture policy says so (capture.py). The live request
+text are masked by `Redactor` where the capture policy says so (policy.py). The live request
 is never touched: we only see logs of it.
 """
 
@@ -16,21 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
+from pipeline.common.values import json_object
+from pipeline.protect.fields import CREDENTIAL, CREDENTIAL_HEADERS, HEADERS, URL, key_kind
 
-CREDENTIAL_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "api-key",
-        "x-api-key",
-        "ocp-apim-subscription-key",
-        "ocp-apim-trace-key",
-        "cookie",
-        "set-cookie",
-        "x-functions-key",
-    }
-)
 # Query (and fragment: OAuth implicit flow) parameters that carry keys, tokens, passwords or
 # signatures: APIM subscription and AOAI keys, OAuth tokens and codes, storage SAS `sig`,
 # S3 and GCS presigned-URL signatures, session ids. Names match whole, in any case. A list of
@@ -52,32 +40,16 @@ def scrub_url(url: str) -> str:
 
 
 def _scrub_headers(headers: Any) -> Any:
-    if isinstance(headers, str) and headers.startswith("{"):
-        try:
-            headers = orjson.loads(headers)
-        except orjson.JSONDecodeError:
-            return headers
-    if not isinstance(headers, dict):
+    decoded = json_object(headers) if isinstance(headers, str) else headers
+    if not isinstance(decoded, dict):
         return headers
-    if not any(k.lower() in CREDENTIAL_HEADERS for k in headers):
-        return headers
-    return {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+    if not any(k.lower() in CREDENTIAL_HEADERS for k in decoded):
+        return decoded
+    return {k: v for k, v in decoded.items() if k.lower() not in CREDENTIAL_HEADERS}
 
 
-_DROP_KEY, _HEADERS_KEY, _URL_KEY, _PLAIN_KEY = range(4)
-
-
-# Record keys repeat in every record: classify each once.
-@functools.lru_cache(maxsize=4096)  # bounded: a hostile record cannot grow it
-def _key_kind(key: str) -> int:
-    lk = key.lower()
-    if lk in CREDENTIAL_HEADERS:
-        return _DROP_KEY  # a policy that logged a credential as a field of its own
-    if lk.endswith("headers"):
-        return _HEADERS_KEY
-    if lk.endswith("url") or lk == "uri":
-        return _URL_KEY
-    return _PLAIN_KEY
+# What credential scrubbing reads (fields.key_kind): the rest of a record is left alone.
+_SCRUBBED = frozenset({CREDENTIAL, HEADERS, URL})
 
 
 # Records of one source share their set of keys: which of them need a look is worked out
@@ -90,15 +62,15 @@ def _scrub_level(obj: dict[str, Any]) -> dict[str, Any]:
     keys = tuple(obj)
     plan = _PLANS.get(keys)
     if plan is None:
-        plan = tuple((k, kind) for k in keys if (kind := _key_kind(k)) != _PLAIN_KEY)
+        plan = tuple((k, kind) for k in keys if (kind := key_kind(k)) in _SCRUBBED)
         if len(_PLANS) < 1_000:
             _PLANS[keys] = plan
     changes: dict[str, Any] = {}
     for key, kind in plan:
         value = obj[key]
-        if kind == _DROP_KEY:
+        if kind == CREDENTIAL:
             changes[key] = _DROPPED
-        elif kind == _HEADERS_KEY:
+        elif kind == HEADERS:
             new = _scrub_headers(value)
             if new is not value:
                 changes[key] = new
@@ -121,10 +93,7 @@ def scrub_credentials(record: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(out.items()):
         if key.lower() == "properties":
             if isinstance(value, str):
-                try:
-                    value = orjson.loads(value)
-                except orjson.JSONDecodeError:
-                    continue
+                value = json_object(value)
             if isinstance(value, dict):
                 scrubbed = _scrub_level(value)
                 if scrubbed is not out[key]:
@@ -718,7 +687,7 @@ _NEW_COUNTER = Counter.__new__
 
 def splice(text: str, spans: Spans, counts: Counter[str], at: Sequence[int] | None = None) -> str:
     """`text` with each span replaced by its typed placeholder, counted into `counts`. With
-    `at`, spans are offsets of a view of `text` (capture.unescaped_view) and `at` maps them
+    `at`, spans are offsets of a view of `text` (masking.unescaped_view) and `at` maps them
     back onto `text`."""
     parts: list[str] = []
     pos = 0
@@ -745,27 +714,15 @@ def apply_spans(text: str, spans: Spans) -> Redaction:
     return Redaction(splice(text, spans, counts), counts)
 
 
-class PatternError(ValueError):
-    """A custom redaction pattern that cannot be used; the message names it."""
-
-
 class Redactor:
     """Masks personal data and secrets in text with typed placeholders (`[EMAIL]`, ...)."""
 
-    def __init__(self, custom: Sequence[tuple[str, str]] = ()) -> None:
-        detectors = list(DETECTORS)
-        for name, pattern in custom:
-            label = re.sub(r"[^A-Z0-9_]", "_", name.upper())
-            if not label or not label[0].isalpha():
-                raise PatternError(f"redaction pattern name {name!r}: must start with a letter")
-            try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
-                raise PatternError(f"redaction pattern {name!r}: invalid regex ({exc})") from None
-            if compiled.search(""):
-                raise PatternError(f"redaction pattern {name!r}: matches the empty string")
-            detectors.append(Detector(label, compiled, "text"))
-        self.detectors = tuple(detectors)
+    def __init__(self, custom: Sequence[tuple[str, re.Pattern[str]]] = ()) -> None:
+        """`custom`: (label, regex) pairs, validated by settings (REDACT_PATTERNS)."""
+        self.detectors = (
+            *DETECTORS,
+            *(Detector(label, compiled, "text") for label, compiled in custom),
+        )
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping (start, end, label) spans, left to right. On overlap the detector
@@ -779,59 +736,46 @@ class Redactor:
         for rank, det in enumerate(self.detectors):
             scope = det.scope
             if scope == "text":
-                if det.guards:
-                    for g in det.guards:
-                        if g in text:
-                            break
-                    else:
+                # A guard, when listed, must occur (a loop: cheaper than any() per detector).
+                for g in det.guards:
+                    if g in text:
+                        break
+                else:
+                    if det.guards:
                         continue
                 windows: list[tuple[int, int]] = [(0, n)]
             elif scope == "digits":
                 if runs is None:
                     runs = _digit_runs(text)
-                windows = [
-                    (max(0, lo - det.before) if det.before else lo, hi)
-                    for lo, hi, digits in runs
-                    if digits >= det.min_digits
-                    and (det.needs is None or text.count(det.needs[0], lo, hi) >= det.needs[1])
-                ]
-                if det.anchors is not None and any(hi - lo >= _ANCHOR_FROM for lo, hi in windows):
-                    windows = _anchored(text, det.anchors, windows)
+                windows = _digit_windows(det, text, runs)
             elif det.label == "IP":  # IPv6: anchored on colon pairs, not every colon
                 if ":" not in text:
                     continue
-                windows = _merge(
-                    [
-                        (max(0, m.start() - det.before), min(n, m.end() + det.after))
-                        for m in _IPV6_CLUSTER.finditer(text)
-                    ]
-                )
+                windows = _ipv6_windows(det, text)
             else:
-                if low is None:
-                    low = text.lower()
-                    if len(low) != n:  # "İ" lowers to two characters: keep offsets aligned
-                        low = text.replace("\u0130", "i").lower()
+                low = low or _lower(text)  # once, for the first detector that needs it
                 windows = _near_windows(low, det.guards, det.before, det.after)
-            if not windows:
-                continue
-            joined = _join(text, windows) if scope == "digits" and len(windows) > 8 else None
-            if det.finder is not None:
-                found += [(a, rank, -b, det.label) for a, b in det.finder(text, windows, joined)]
-            elif joined is not None:
-                self._scan_joined(det, rank, text, windows, joined, found)
-            else:
-                for lo, hi in windows:
-                    self._scan(det, rank, text, lo, hi, found, det.word_start)
-        if not found:
-            return []
-        found.sort()  # (start, rank, -end, label): leftmost, then first listed, then longest
-        out: list[tuple[int, int, str]] = []
-        for start, _, end, label in found:
-            end = -end
-            if out and start < out[-1][1]:
-                continue  # overlaps a span taken by an earlier or higher-priority detector
-            out.append((start, end, label))
-        return out
+            if windows:
+                self._scan_windows(det, rank, text, windows, found)
+        return _leftmost(found) if found else []
+
+    def _scan_windows(
+        self,
+        det: Detector,
+        rank: int,
+        text: str,
+        windows: list[tuple[int, int]],
+        found: list[tuple[int, int, int, str]],
+    ) -> None:
+        """`det`'s matches in `windows` of `text`, added to `found` as (start, rank, -end)."""
+        joined = _join(text, windows) if det.scope == "digits" and len(windows) > 8 else None
+        if det.finder is not None:
+            found += [(a, rank, -b, det.label) for a, b in det.finder(text, windows, joined)]
+        elif joined is not None:
+            self._scan_joined(det, rank, text, windows, joined, found)
+        else:
+            for lo, hi in windows:
+                self._scan(det, rank, text, lo, hi, found, det.word_start)
 
     @staticmethod
     def _scan(
@@ -1056,17 +1000,7 @@ def _find_cards(
 ) -> list[tuple[int, int]]:
     """The spans `_scan` would find with `_CARD`, `_valid_card` and `_shorter_valid`: at each
     start, the longest valid length among the greedy match and its cuts at a separator."""
-    if joined_starts is None:
-        runs = [
-            (m.start(), m.group()) for lo, hi in windows for m in _CARD_RUN.finditer(text, lo, hi)
-        ]
-    else:  # one search over all windows (see `Redactor._scan_joined`)
-        joined, starts = joined_starts
-        runs, i = [], 0
-        for m in _CARD_RUN.finditer(joined):
-            while starts[i + 1] <= m.start():
-                i += 1
-            runs.append((windows[i][0] + m.start() - starts[i], m.group()))
+    runs = _card_runs(text, windows, joined_starts)
     if not runs:
         return []
     joined = _CARD_PAD.join([g for _, g in runs])
@@ -1076,24 +1010,59 @@ def _find_cards(
     seps = shape.translate(_SEPARATED)  # "s" where a separator follows the digit
     if len(ds) - len(_CARD_PAD) * (len(runs) - 1) > _CARD_BULK:
         return _card_spans(text, runs, ds, shape, seps, *_card_candidates(ds, shape))
+    return _card_spans_few(text, runs, ds, shape, seps)
+
+
+def _card_runs(
+    text: str, windows: list[tuple[int, int]], joined_starts: tuple[str, list[int]] | None
+) -> list[tuple[int, str]]:
+    """The card-shaped runs of digits in the windows: (offset in `text`, the run)."""
+    if joined_starts is None:
+        return [
+            (m.start(), m.group()) for lo, hi in windows for m in _CARD_RUN.finditer(text, lo, hi)
+        ]
+    # One search over all windows (see `Redactor._scan_joined`).
+    joined, starts = joined_starts
+    runs, i = [], 0
+    for m in _CARD_RUN.finditer(joined):
+        while starts[i + 1] <= m.start():
+            i += 1
+        runs.append((windows[i][0] + m.start() - starts[i], m.group()))
+    return runs
+
+
+def _next_run(
+    text: str, runs: list[tuple[int, str]], run: int, run_hi: int, k: int
+) -> tuple[int, int, int, bool]:
+    """The run holding digit `k` of `ds`, from run `run` on (whose digits end at `run_hi`):
+    its index, its first digit and one past its last in `ds`, and whether a match may end
+    where it ends (`_E`)."""
+    run_lo = run_hi
+    while k >= run_hi:
+        run += 1
+        run_lo = run_hi + (len(_CARD_PAD) if run else 0)
+        g = runs[run][1]
+        run_hi = run_lo + len(g) - g.count(" ") - g.count("-")
+    start, g = runs[run]
+    return run, run_lo, run_hi, _END_OK.match(text, start + len(g)) is not None
+
+
+def _card_spans_few(
+    text: str, runs: list[tuple[int, str]], ds: str, shape: str, seps: str
+) -> list[tuple[int, int]]:
+    """`_find_cards` for a few digits: every start is tried."""
     spans: list[tuple[int, int]] = []
     run = -1
     run_lo = run_hi = 0  # the current run's digits in `ds`
-    end_ok: bool | None = None
+    end_ok = False
     seen, extra = 0, 0  # separators before digit `seen` of the current run
     k = -1
-    while True:
-        k += 1
-        if k >= len(ds):
-            break
+    while (k := k + 1) < len(ds):
         if shape[k] == "x":
             continue
-        while k >= run_hi:
-            run += 1
-            run_lo = run_hi + (len(_CARD_PAD) if run else 0)
-            g = runs[run][1]
-            run_hi = run_lo + len(g) - g.count(" ") - g.count("-")
-            end_ok, seen, extra = None, run_lo, 0
+        if k >= run_hi:
+            run, run_lo, run_hi, end_ok = _next_run(text, runs, run, run_hi, k)
+            seen, extra = run_lo, 0
         top = min(19, run_hi - k)
         if top < 13:
             continue
@@ -1104,29 +1073,14 @@ def _find_cards(
             continue
         # The greedy match: the longest length whose last digit may end a match (`_E`): the
         # run's last digit, or one followed by a space.
-        if top == run_hi - k:
-            if end_ok is None:
-                start, g = runs[run]
-                end_ok = _END_OK.match(text, start + len(g)) is not None
-            greedy = top if end_ok else 0
+        if top == run_hi - k and end_ok:
+            greedy = top
         else:
-            greedy = 0
-        if not greedy:
             j = shape.rfind("S", k + 12, k + top)
             if j < 0:
                 continue
             greedy = j - k + 1
-        # Lengths (bit n - 13) the issuer allows, that end at the greedy end or at a cut before
-        # it (a space or hyphen follows).
-        cuts = seps[k + 12 : k + greedy - 1][::-1].translate(_BITS)
-        valid = _card_lengths(ds[k : k + 4]) & ((int(cuts, 2) if cuts else 0) | 1 << (greedy - 13))
-        n = 0
-        while valid:
-            n = valid.bit_length() + 12
-            if _luhn(ds[k : k + n]):
-                break
-            valid ^= 1 << (n - 13)
-            n = 0
+        n = _card_length(ds, seps, k, greedy)
         if not n:
             continue
         extra += seps.count("s", seen, k)
@@ -1136,6 +1090,19 @@ def _find_cards(
         spans.append((first, runs[run][0] + (seen - run_lo) + extra + 1))
         k += n - 1  # the next start is past this card
     return spans
+
+
+def _card_length(ds: str, seps: str, k: int, greedy: int) -> int:
+    """The longest valid card at digit `k` of `ds`, or 0: a length the issuer allows, that
+    ends at the greedy end or at a cut before it (a space or hyphen follows), with Luhn."""
+    cuts = seps[k + 12 : k + greedy - 1][::-1].translate(_BITS)  # bit n - 13: length n
+    valid = _card_lengths(ds[k : k + 4]) & ((int(cuts, 2) if cuts else 0) | 1 << (greedy - 13))
+    while valid:
+        n = valid.bit_length() + 12
+        if _luhn(ds[k : k + n]):
+            return n
+        valid ^= 1 << (n - 13)
+    return 0
 
 
 def _card_spans(
@@ -1163,14 +1130,9 @@ def _card_spans(
     while (m := search(bits, k)) is not None:
         k = m.start()
         if k >= run_hi:  # bits lie inside runs (padding starts no card and ends none)
-            while k >= run_hi:
-                run += 1
-                run_lo = run_hi + (len(_CARD_PAD) if run else 0)
-                g = runs[run][1]
-                run_hi = run_lo + len(g) - g.count(" ") - g.count("-")
-            start, g = runs[run]
+            run, run_lo, run_hi, end_ok = _next_run(text, runs, run, run_hi, k)
+            start = runs[run][0]
             start_ok = _START_OK.match(text, start) is not None
-            end_ok = _END_OK.match(text, start + len(g)) is not None
             seen, base = run_lo, start - run_lo
         valid = bits[k]
         if run_hi - k <= 19 and not end_ok:  # the greedy match ends at a space before
@@ -1249,6 +1211,53 @@ def _near_windows(
     if len(guards) > 1:
         windows.sort()
     return _merge(windows)
+
+
+def _digit_windows(
+    det: Detector, text: str, runs: list[tuple[int, int, int]]
+) -> list[tuple[int, int]]:
+    """A digit detector's windows: the runs with enough digits (and of what it `needs`),
+    from `before` characters ahead; around its anchors only, in long windows."""
+    windows = [
+        (max(0, lo - det.before) if det.before else lo, hi)
+        for lo, hi, digits in runs
+        if digits >= det.min_digits
+        and (det.needs is None or text.count(det.needs[0], lo, hi) >= det.needs[1])
+    ]
+    if det.anchors is not None and any(hi - lo >= _ANCHOR_FROM for lo, hi in windows):
+        windows = _anchored(text, det.anchors, windows)
+    return windows
+
+
+def _ipv6_windows(det: Detector, text: str) -> list[tuple[int, int]]:
+    n = len(text)
+    return _merge(
+        [
+            (max(0, m.start() - det.before), min(n, m.end() + det.after))
+            for m in _IPV6_CLUSTER.finditer(text)
+        ]
+    )
+
+
+def _lower(text: str) -> str:
+    """`text` lower-cased, offsets kept: "İ" lowers to two characters."""
+    low = text.lower()
+    if len(low) != len(text):
+        low = text.replace("\u0130", "i").lower()
+    return low
+
+
+def _leftmost(found: list[tuple[int, int, int, str]]) -> list[tuple[int, int, str]]:
+    """Non-overlapping spans of `found` (start, rank, -end, label): leftmost, then first
+    listed, then longest."""
+    found.sort()
+    out: list[tuple[int, int, str]] = []
+    for start, _, end, label in found:
+        end = -end
+        if out and start < out[-1][1]:
+            continue  # overlaps a span taken by an earlier or higher-priority detector
+        out.append((start, end, label))
+    return out
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -1,0 +1,268 @@
+"""A batch of events → a plan: the calls' fragments, dead letters and counts (pure: no I/O).
+
+Each record goes through the steps of records.py. Nothing in one event or record can fail
+the batch: a failure while reading an event or a record (building its dead letter included)
+is contained at the event or record boundary (`_contain`) and turned into a dead letter that
+cannot fail (deadletters.raw_dead_letter).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.call.join import CallState, add_fragment
+from pipeline.common.timestamps import plausible
+from pipeline.common.values import text
+from pipeline.ingest import records
+from pipeline.ingest.records import Received
+from pipeline.model import SOURCE_RANK, Call, DeadLetter, EventIn, Fragment, Preview
+from pipeline.protect import deadletters
+from pipeline.protect.masking import Masker
+from pipeline.protect.policy import CapturePolicy, policy_for
+from pipeline.protect.previews import preview
+from pipeline.settings import Capture, Config
+from pipeline.sources import llmlogs
+from pipeline.sources.envelope import MAX_RECORDS, EnvelopeError, flatten, open_envelope
+
+log = logging.getLogger(__name__)
+
+# Dead-lettered records of one event past which the event is dead-lettered once, whole.
+MAX_DEAD_PER_EVENT = 16
+
+
+@dataclass(slots=True)
+class Plan:
+    """The pure result of parsing a batch, before any storage write."""
+
+    states: dict[str, CallState] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    events: int = 0
+    records: int = 0
+    accepted: int = 0  # records that became a fragment of a call
+    # Records (or events) the parser itself failed on: contained, dead-lettered, counted.
+    parser_errors: int = 0
+    # Where each call's records came from: (event, record index), to dead-letter them as
+    # received if the call cannot become a row.
+    origins: dict[str, list[tuple[EventIn, int]]] = field(default_factory=dict)
+    # The batch's own time (its earliest plausible enqueued time): names the archive blob.
+    enqueued: datetime | None = None
+    # Records of the event being read that were dead-lettered (see _plan_event).
+    event_dead: int = 0
+    # String chunks of split LLM-log messages: (correlation id, "request"|"response") → chunks.
+    llm_chunks: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
+
+
+def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
+    """Parse a batch. Nothing in one event or record can fail the batch (see the module)."""
+    plan = Plan()
+    policy = policy_for(cfg)
+    for event in events:
+        plan.events += 1
+        if plausible(event.enqueued) and (plan.enqueued is None or event.enqueued < plan.enqueued):
+            plan.enqueued = event.enqueued
+        try:
+            _plan_event(plan, event, cfg, policy)
+        except Exception as exc:  # noqa: BLE001 - the event boundary (see _contain)
+            contain(plan, policy, event, exc)
+    _reassemble_llm_chunks(plan, policy)
+    return plan
+
+
+def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) -> None:
+    try:
+        env = open_envelope(event.body)
+    except EnvelopeError as exc:
+        _plan_unreadable(plan, event, cfg, policy, str(exc))
+        return
+    if len(env.records) > MAX_RECORDS:
+        plan.records += len(env.records)
+        reason = (
+            f"event holds {len(env.records)} records, more than the {MAX_RECORDS} "
+            "an Event Hub event of APIM logs can (1 MB): not read record by record"
+        )
+        plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason))
+        return
+    first_dead, plan.event_dead = len(plan.dead), 0
+    for index, record in enumerate(env.records):
+        plan.records += 1
+        received = Received(event, index, record, env.enveloped, nested=index in env.nested)
+        _guarded(plan, received, cfg, policy)
+    if plan.event_dead > MAX_DEAD_PER_EVENT:
+        # One dead letter for the event, not one per record: the event's bytes hold them all,
+        # and a crafted event of thousands of bad records costs one blob, not thousands.
+        first = plan.dead[first_dead].reason
+        del plan.dead[first_dead:]
+        reason = (
+            f"{plan.event_dead} records of this event could not become rows (the first: {first})"
+        )
+        plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason[:1000]))
+
+
+def _plan_unreadable(
+    plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy, reason: str
+) -> None:
+    """An event that is not an envelope: a log-to-eventhub message over 200 KB arrives cut,
+    and what is complete of it is salvaged; anything else is a dead letter."""
+    salvaged = records.salvage_message(event.body)
+    if salvaged is None:
+        # Not readable at all: whose it is cannot be known, so the strictest capture.
+        plan.dead.append(
+            deadletters.dead_letter(
+                Masker(policy), policy.strictest, event.body, reason, event, None
+            )
+        )
+        return
+    plan.records += 1
+    _guarded(plan, Received(event, 0, salvaged, False, cut_message=event.body), cfg, policy)
+
+
+def _guarded(plan: Plan, received: Received, cfg: Config, policy: CapturePolicy) -> None:
+    """The record boundary. The record's Masker (its redaction memo) ends with it."""
+    masker = Masker(policy)
+    try:
+        _plan_record(plan, received, cfg, masker)
+    except Exception as exc:  # noqa: BLE001 - the record boundary (see contain)
+        contain(plan, policy, received.event, exc, received, masker)
+
+
+def _plan_record(plan: Plan, received: Received, cfg: Config, masker: Masker) -> None:
+    try:
+        parsed = records.parse(received, cfg)
+        cid = records.facts(parsed, received.event, cfg)
+    except records.Skip as skip:
+        plan.skipped[str(skip)] += 1
+        return
+    except records.Dead as why:
+        reason = str(why)
+        _add_dead(plan, lambda: _record_dead_letter(masker, received, reason))
+        return
+    protected = records.protect(parsed, received, masker)
+    _add(plan, cid, records.fragment(parsed, protected, received, masker.policy), received)
+    llm = parsed.read.llm
+    if llm is not None and not llm.header:
+        for name, value in (("request", llm.request_messages), ("response", llm.response_messages)):
+            if isinstance(value, str) and value:
+                plan.llm_chunks.setdefault((cid, name), []).append((llm.sequence, value))
+
+
+def _add(plan: Plan, cid: str, frag: Fragment, received: Received) -> None:
+    state = plan.states.get(cid)
+    if state is None:
+        state = plan.states[cid] = CallState(Call(cid))
+    add_fragment(state, frag)
+    plan.origins.setdefault(cid, []).append((received.event, received.index))
+    plan.accepted += 1
+
+
+def contain(
+    plan: Plan,
+    policy: CapturePolicy,
+    event: EventIn,
+    exc: Exception,
+    received: Received | None = None,
+    masker: Masker | None = None,
+) -> None:
+    """A parser failure: dead-letter the record (`received`), or, if even that fails or
+    there is no record, the event's bytes as received. The reason and the log say where it
+    failed, never what the record held (an exception's message can quote the input)."""
+    where = " < ".join(
+        f"{Path(f.filename).name}:{f.lineno}" for f in traceback.extract_tb(exc.__traceback__)[-3:]
+    )
+    index = received.index if received is not None else None
+    log.error(
+        "parser error on %s record %s: %s at %s", event.origin, index, type(exc).__name__, where
+    )
+    plan.parser_errors += 1
+    reason = f"parser error: {type(exc).__name__} (at {where})"
+    if received is None or masker is None:
+        plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason))
+    else:
+        _add_dead(plan, lambda: _record_dead_letter(masker, received, reason))
+
+
+def _add_dead(plan: Plan, make: Callable[[], DeadLetter]) -> None:
+    """A record's dead letter, built only while the event has few (see _plan_event)."""
+    plan.event_dead += 1
+    if plan.event_dead <= MAX_DEAD_PER_EVENT:
+        plan.dead.append(make())
+
+
+def _record_dead_letter(masker: Masker, received: Received, reason: str) -> DeadLetter:
+    """The dead letter of one record, under its owner's capture (the strictest when the
+    record cannot say whose it is)."""
+    event, index = received.event, received.index
+    try:
+        owner = _owner_capture(masker.policy, received.record)
+        body = (
+            received.cut_message
+            if received.cut_message is not None
+            else deadletters.record_body(received.record, received.enveloped)
+        )
+        return deadletters.dead_letter(masker, owner, body, reason, event, index)
+    except Exception as exc:  # noqa: BLE001 - the last line of the record boundary
+        log.error("dead letter of %s record %d: %s", event.origin, index, type(exc).__name__)
+        return deadletters.raw_dead_letter(masker.policy, event, index, reason)
+
+
+def _owner_capture(policy: CapturePolicy, record: Any) -> Capture:
+    if isinstance(record, dict):
+        flat = flatten(record)
+        subscription = text(flat, "apimsubscriptionid", "subscriptionid")
+        product = text(flat, "productid", "productname")
+        if subscription is not None or product is not None:
+            return policy.for_call(subscription, product, named=True)
+    return policy.strictest
+
+
+def _reassemble_llm_chunks(plan: Plan, policy: CapturePolicy) -> None:
+    """Messages split into 32 KB chunks: concatenate the chunks of this batch in sequence order
+    and parse the whole; the lowest chunk's fragment gets the previews. (A chunk alone gives
+    the same preview when it is the first one: previews only need the start of the text.)"""
+    cap = policy.for_call(None, None, named=False)
+    masker = Masker(policy)
+    for (cid, name), chunks in plan.llm_chunks.items():
+        if len(chunks) < 2:
+            continue
+        try:
+            _reassemble(plan, masker, cap, cid, name, chunks)
+        except Exception as exc:  # noqa: BLE001 - chunks keep their own previews
+            # Each chunk is a fragment already (rows and archive members): only the joined
+            # preview is lost, and the log says where it failed.
+            log.error("reassembling LLM-log chunks: %s", type(exc).__name__)
+
+
+def _reassemble(
+    plan: Plan,
+    masker: Masker,
+    cap: Capture,
+    cid: str,
+    name: str,
+    chunks: list[tuple[int, str]],
+) -> None:
+    joined = llmlogs.reassemble(chunks)
+    if joined is None:
+        return
+    first = min(seq for seq, _ in chunks)
+    state = plan.states[cid]
+    frag = state.call.fragments.get(f"llm-msg:{first}" if first else "llm-msg")
+    if frag is None:
+        return
+    record = llmlogs.LlmRecord(cid, False, first, frag.facts, None, None)
+    kwargs = {"request": joined} if name == "request" else {"response": joined}
+    prompt_text, completion_text = llmlogs.texts(record, **kwargs)
+    rank = (SOURCE_RANK["llm-msg"], first)
+    if name == "request":
+        p = preview(masker, prompt_text, cap).value
+        frag.prompt_preview = Preview(p, rank) if p else None
+    else:
+        c = preview(masker, completion_text, cap).value
+        frag.completion_preview = Preview(c, rank) if c else None
+    add_fragment(state, frag)

@@ -1,0 +1,66 @@
+"""Which record fields hold what: credentials, the caller's address, messages, bodies, text.
+
+Credential scrubbing (redact.py) and the archive record (records.py) both read a record's keys
+through `key_kind`: one classification, so the two cannot disagree about a field.
+"""
+
+from __future__ import annotations
+
+import functools
+
+# Headers (and fields of a policy's own message) that carry a credential: never stored.
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "api-key",
+        "x-api-key",
+        "ocp-apim-subscription-key",
+        "ocp-apim-trace-key",
+        "cookie",
+        "set-cookie",
+        "x-functions-key",
+    }
+)
+# Fields holding request/response bodies or messages, in any of the sources (lower-case).
+BODY_FIELDS = frozenset(
+    {
+        "requestbody", "responsebody", "backendrequestbody", "backendresponsebody",
+        "request", "response", "messages", "prompt", "choices",
+    }
+)  # fmt: skip
+MESSAGE_FIELDS = frozenset({"requestmessages", "responsemessages"})
+# Who called, kept as logged under `redacted`: the audit needs them, and the row's CallerIp is
+# derived from them (CALLER_IP_MODE governs both).
+CALLER_IP_FIELDS = frozenset(
+    {"calleripaddress", "callerip", "forwardedfor", "clientip", "requestip", "x-forwarded-for"}
+)
+# Record fields that can hold free text (bodies, URLs, headers, errors, traces); the others
+# are identifiers, numbers and names the audit keeps as logged.
+FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords"}
+
+# What a key holds. URL is free text that credential scrubbing also reads (secrets in the query).
+OTHER, CREDENTIAL, PROPERTIES, CALLER_IP, MESSAGES, HEADERS, BODY, URL, FREE = range(9)
+
+
+# Record keys repeat in every record: classify each once.
+@functools.lru_cache(maxsize=4096)  # bounded: a hostile record cannot grow it
+def key_kind(key: str) -> int:
+    lk = key.lower()
+    if lk in CREDENTIAL_HEADERS:
+        return CREDENTIAL  # a policy that logged a credential as a field of its own
+    if lk == "properties":
+        return PROPERTIES
+    if lk in CALLER_IP_FIELDS:
+        return CALLER_IP
+    if lk in MESSAGE_FIELDS:
+        return MESSAGES
+    if lk.endswith("headers"):
+        return HEADERS
+    if lk in BODY_FIELDS:
+        return BODY
+    if lk.endswith("url") or lk == "uri":
+        return URL
+    if lk in FREE_TEXT or lk.endswith(("uri", "message")):
+        return FREE
+    return OTHER

@@ -1,0 +1,339 @@
+"""Redaction of one record's values under a capture policy, memoised for that record.
+
+Redaction works on decoded values: JSON inside JSON strings is decoded and walked (an `@`
+hidden as `\\u0040` is still an `@`), stream deltas are joined before matching (streams.py),
+and text that cannot be decoded (a body cut mid-JSON) is matched on an unescaped view of it.
+
+A `Masker` is made for each record at the record boundary (ingest) and passed to every step
+that stores text of it: previews, the archive record, its dead letter. The same long strings
+repeat within a record (request and backend request bodies; the first message and the
+preview), so each is redacted once; the memo ends with the record's Masker.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pipeline.common import safejson
+from pipeline.protect import streams
+from pipeline.protect.policy import CapturePolicy, policy_for
+from pipeline.protect.redact import Redaction, Redactor, Spans, splice
+from pipeline.settings import Config
+
+# Strings from this length are memoised: shorter ones cost less to redact again.
+_MEMO_FROM = 32
+
+
+@dataclass(slots=True)
+class Stored:
+    """A value as it will be stored, and what was masked in it."""
+
+    value: Any
+    counts: Counter[str]
+
+
+class Masker:
+    """Masks the text of one record's values under `policy`, each long string once."""
+
+    __slots__ = ("_memo", "policy", "redactor")
+
+    def __init__(self, policy: CapturePolicy) -> None:
+        self.policy = policy
+        self.redactor = policy.redactor
+        self._memo: dict[str, tuple[str, Counter[str]]] = {}
+
+    def redact_text(self, s: str, counts: Counter[str]) -> str:
+        """Plain text (a preview, a message): masked, memoised like record strings."""
+        if len(s) >= _MEMO_FROM:
+            hit = self._memo.get(s)
+            if hit is not None and _text_kind(s) != "sse":
+                counts.update(hit[1])
+                return hit[0]
+        r = self._redact_plain(s)
+        if len(s) >= _MEMO_FROM:
+            self._memo[s] = (r.text, r.counts)
+        counts.update(r.counts)
+        return r.text
+
+    def redact_string(self, s: str, counts: Counter[str]) -> str:
+        """A string value: plain text, JSON text (decoded and walked), or an SSE stream."""
+        if len(s) < 6:
+            return s
+        if len(s) >= _MEMO_FROM:
+            hit = self._memo.get(s)
+            if hit is not None:
+                if hit[1]:
+                    counts.update(hit[1])
+                return hit[0]
+            local: Counter[str] = Counter()
+            out = self._redact_uncached(s, local)
+            self._memo[s] = (out, local)
+            if local:
+                counts.update(local)
+            return out
+        return self._redact_uncached(s, counts)
+
+    def walk(self, value: Any, counts: Counter[str]) -> Any:
+        """`value` with every text string in it redacted. Most values hold nothing to mask:
+        their plain strings are scanned together once, and only a string a match touches
+        (or one holding JSON or a stream, decoded on its own) is redacted alone."""
+        if isinstance(value, str):
+            return self.redact_string(value, counts)
+        strings: list[str] = []
+        _collect(value, strings)
+        todo = self._to_redact(strings)
+        return self._rebuild(value, todo, counts) if todo else value
+
+    def redact_escaped(self, s: str, counts: Counter[str]) -> str:
+        return redact_escaped(self.redactor, s, counts)
+
+    def _redact_uncached(self, s: str, counts: Counter[str]) -> str:
+        kind = _text_kind(s)
+        if kind == "json":
+            return self._redact_json(s, counts)
+        if kind == "sse":
+            return self._redact_sse(s, counts)
+        r = self._redact_plain(s)
+        if r.counts:
+            counts.update(r.counts)
+        return r.text
+
+    def _redact_json(self, s: str, counts: Counter[str]) -> str:
+        try:
+            doc = orjson.loads(s)
+        except orjson.JSONDecodeError:
+            return self.redact_escaped(s, counts)  # cut JSON: match on an unescaped view
+        before = sum(counts.values())
+        try:
+            walked = self.walk(doc, counts)
+        except _TooDeep:
+            # Too deep to walk (and to re-serialise): matched as text, like cut JSON.
+            return self.redact_escaped(s, counts)
+        if sum(counts.values()) == before:
+            return s  # nothing masked: keep the body exactly as logged
+        out = orjson.dumps(walked).decode()
+        return out + "\n" if s.endswith("\n") else out
+
+    def _redact_plain(self, s: str) -> Redaction:
+        prefilter = self.policy.prefilter
+        if prefilter is not None and not prefilter(s):
+            return Redaction(s, Counter())  # nothing any detector could match
+        return self.redactor.redact(s)
+
+    def _to_redact(self, strings: list[str]) -> dict[str, Spans | None]:
+        """The strings to change: each with its matches when the joint scan found them all
+        inside it, or None when it must be redacted on its own."""
+        todo, plain = self._triage(strings)
+        if not plain:
+            return todo
+        if not self.policy.joined_scan:
+            todo.update(dict.fromkeys(plain))
+            return todo
+        joined = "\n".join(plain)
+        prefilter = self.policy.prefilter
+        if prefilter is not None and not prefilter(joined):
+            return todo
+        spans = self.redactor.find(joined)
+        if not spans:
+            return todo
+        inside, crossed = _spans_by_string(plain, spans)
+        for i in sorted(inside.keys() | crossed):
+            s = plain[i]
+            if i in crossed or todo.get(s, ()) is None:
+                todo[s] = None  # its own scan decides
+            else:
+                todo[s] = inside[i]
+        return todo
+
+    def _triage(self, strings: list[str]) -> tuple[dict[str, Spans | None], list[str]]:
+        """Strings redacted alone (JSON, streams, memoised changes) and plain ones to scan."""
+        todo: dict[str, Spans | None] = {}
+        plain: list[str] = []
+        memo = self._memo
+        # Each distinct string once: `todo` is keyed by value, and a crafted body that
+        # repeats one string thousands of times then costs one scan of it.
+        for s in dict.fromkeys(strings):
+            if _text_kind(s) != "plain":
+                todo[s] = None  # decoded and walked by redact_string
+            elif len(s) >= _MEMO_FROM and s in memo:
+                # Already redacted in this record (the answer, as its preview was made).
+                if memo[s][0] != s:
+                    todo[s] = None  # redact_string answers from the memo
+            else:
+                plain.append(s)
+        return todo, plain
+
+    def _rebuild(self, value: Any, todo: dict[str, Spans | None], counts: Counter[str]) -> Any:
+        if isinstance(value, str):
+            if value not in todo:
+                return value
+            spans = todo[value]
+            if spans is None:
+                return self.redact_string(value, counts)
+            return splice(value, spans, counts)  # no Counter per string
+        if isinstance(value, dict):
+            return {
+                k: v if k in NOT_TEXT else self._rebuild(v, todo, counts) for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self._rebuild(v, todo, counts) for v in value]
+        return value
+
+    def _redact_sse(self, s: str, counts: Counter[str]) -> str:
+        """Redact a logged stream as the text it carries. A stream with nothing to mask is
+        kept exactly as logged."""
+        before = sum(counts.values())
+        blocks = streams.parse(s)
+        for slots in streams.deltas(blocks).values():
+            self._redact_deltas(slots, counts)
+        out: list[streams.Block] = []
+        for event_line, doc, raw in blocks:
+            if doc is not None:
+                # Chunk metadata (ids, model, filter verdicts) holds no free text; errors and
+                # the whole response of a Responses API terminal event do.
+                for key in ("error", "response"):
+                    if isinstance(doc.get(key), dict):
+                        doc[key] = self.walk(doc[key], counts)
+            elif raw.strip():
+                # [DONE], comments, or the event the log cut in half
+                raw = self.redact_escaped(raw, counts)
+            out.append((event_line, doc, raw))
+        if sum(counts.values()) == before:
+            return s
+        return streams.render(out)
+
+    def _redact_deltas(self, slots: list[streams.Slot], counts: Counter[str]) -> None:
+        """One stream of deltas, joined then redacted together, written back in place."""
+        pieces = [holder[field] for holder, field in slots]
+        joined = "".join(pieces)
+        hit = self._memo.get(joined)
+        if hit is not None and hit[0] == joined:
+            return  # the answer's text, already found clean as its preview was made
+        new, c = self.redactor.redact_pieces(pieces)
+        counts.update(c)
+        for (holder, field), piece in zip(slots, new, strict=True):
+            holder[field] = piece
+
+
+def redact_escaped(redactor: Redactor, s: str, counts: Counter[str]) -> str:
+    """JSON text matched without decoding its structure: on a view with string escapes
+    undone, in linear time (cut JSON, text too deep to walk, dead letters as text)."""
+    view, offsets = unescaped_view(s)
+    spans = redactor.find(view)
+    if not spans:
+        return s
+    return splice(s, spans, counts, offsets)
+
+
+def _spans_by_string(plain: list[str], spans: Spans) -> tuple[dict[int, Spans], set[int]]:
+    """Matches of a scan over `plain` joined by newlines: those inside one string (by its
+    index, as offsets in it), and the indices of strings a match crosses."""
+    starts, pos = [], 0
+    for s in plain:
+        starts.append(pos)
+        pos += len(s) + 1
+    inside: dict[int, Spans] = {}
+    crossed: set[int] = set()
+    for start, end, label in spans:
+        first = bisect.bisect_right(starts, start) - 1
+        last = bisect.bisect_right(starts, end - 1) - 1
+        if first == last:
+            base = starts[first]
+            inside.setdefault(first, []).append((start - base, end - base, label))
+        else:  # a match across strings (a custom pattern, "key" then a hex key)
+            crossed.update(range(first, last + 1))
+    return inside, crossed
+
+
+# Keys whose values are enumerations or machine data, never free text (content-filter
+# verdicts are most of a response's small strings).
+NOT_TEXT = frozenset(
+    {
+        "content_filter_results", "prompt_filter_results", "content_filter_result",
+        "content_filter_offsets", "logprobs", "role", "object", "finish_reason", "type",
+        "system_fingerprint", "embedding", "created", "created_at", "index", "id", "model",
+        "status", "call_id", "item_id", "tool_call_id", "usage",
+    }
+)  # fmt: skip
+_SSE_HEAD = re.compile(r"(?:data|event|id|retry)\s*:|:")
+
+
+def _text_kind(s: str) -> str:
+    """ "json" (decoded and walked), "sse" (a logged stream) or "plain" text."""
+    head = s[:16].lstrip()
+    if head[:1] in ("{", "[", '"'):
+        return "json"
+    return "sse" if _SSE_HEAD.match(head) else "plain"
+
+
+class _TooDeep(Exception):
+    """A decoded body nests deeper than _COLLECT_DEPTH: it is matched as text instead."""
+
+
+# Records arrive bounded (safejson.MAX_DEPTH, envelope.py); bodies decoded here are not, and
+# the depth is checked by the walk that collects their strings anyway (no second pass).
+_COLLECT_DEPTH = safejson.MAX_DEPTH + 16
+
+
+def _collect(value: Any, out: list[str], depth: int = 0) -> None:
+    """The text strings in `value` (not under machine-data keys), as `walk` visits them."""
+    if isinstance(value, str):
+        if len(value) >= 6:
+            out.append(value)
+    elif isinstance(value, dict | list):
+        if depth > _COLLECT_DEPTH:
+            raise _TooDeep
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k not in NOT_TEXT:
+                    _collect(v, out, depth + 1)
+        else:
+            for v in value:
+                _collect(v, out, depth + 1)
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def unescaped_view(s: str) -> tuple[str, list[int]]:
+    """JSON text with string escapes decoded, and for each character of the view its offset
+    in `s` (plus one past the end), so spans found in the view map back onto `s`."""
+    if "\\" not in s:
+        return s, list(range(len(s) + 1))
+    view: list[str] = []
+    offsets: list[int] = []
+    i, n = 0, len(s)
+    while i < n:
+        ch = s[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = s[i + 1]
+            if nxt == "u" and i + 6 <= n:
+                try:
+                    view.append(chr(int(s[i + 2 : i + 6], 16)))
+                    offsets.append(i)
+                    i += 6
+                    continue
+                except ValueError:
+                    pass
+            elif nxt in _ESCAPES:
+                view.append(_ESCAPES[nxt])
+                offsets.append(i)
+                i += 2
+                continue
+        view.append(ch)
+        offsets.append(i)
+        i += 1
+    offsets.append(n)
+    return "".join(view), offsets
+
+
+def masker_for(cfg: Config) -> Masker:
+    """A fresh Masker under the policy of `cfg`: for tools and tests that redact values
+    outside a batch (each call starts an empty memo)."""
+    return Masker(policy_for(cfg))

@@ -1,0 +1,108 @@
+"""A logged server-sent-events stream as blocks, where its text deltas are, and back to text.
+
+Redaction (masking.py) joins each stream of deltas before matching, so a card number split
+across two chunks is still found, then writes the blocks back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from pipeline.common import safejson
+
+# One event of the stream: its `event:` line, its data decoded (None: kept as text), its text.
+Block = tuple[str | None, Any, str]
+# Where one delta of a stream of text lives: the dict holding it, and its field.
+Slot = tuple[dict[str, Any], str]
+
+
+def parse(s: str) -> list[Block]:
+    blocks: list[Block] = []
+    for raw in s.replace("\r\n", "\n").split("\n\n"):
+        event_line = None
+        data_lines = []
+        for line in raw.split("\n"):
+            if line.startswith("event:"):
+                event_line = line
+            elif line.startswith("data:"):
+                data_lines.append(line[5:].lstrip(" "))
+        blocks.append((event_line, _data("\n".join(data_lines)), raw))
+    return blocks
+
+
+def _data(data: str) -> Any:
+    if not data or data.strip() == "[DONE]":
+        return None
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if safejson.may_be_deep(data) and not safejson.depth_ok(doc):
+        return None  # matched as text
+    return doc
+
+
+def deltas(blocks: list[Block]) -> dict[tuple[Any, ...], list[Slot]]:
+    """The text deltas of the stream, by stream of text (a choice's content, a tool call's
+    arguments, a Responses API output), in order."""
+    streams: dict[tuple[Any, ...], list[Slot]] = {}
+    for _, doc, _ in blocks:
+        if isinstance(doc, dict):
+            for key, holder, field in _delta_slots(doc):
+                streams.setdefault(key, []).append((holder, field))
+    return streams
+
+
+def render(blocks: list[Block]) -> str:
+    """The stream's text: blocks with data re-serialised, the others as they were."""
+    out = []
+    for event_line, doc, raw in blocks:
+        if doc is None:
+            out.append(raw)
+            continue
+        lines = [event_line] if event_line else []
+        lines.append("data: " + orjson.dumps(doc).decode())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _delta_slots(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], dict[str, Any], str]]:
+    """Where text deltas live in one chunk: (stream key, holder dict, field)."""
+    slots = _choice_slots(doc.get("choices"))
+    kind = doc.get("type")
+    if kind in (
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+    ) and isinstance(doc.get("delta"), str):
+        key = (kind, _key_part(doc.get("output_index", 0)), _key_part(doc.get("content_index", 0)))
+        slots.append((key, doc, "delta"))
+    return slots
+
+
+def _choice_slots(choices: Any) -> list[tuple[tuple[Any, ...], dict[str, Any], str]]:
+    """Chat Completions chunks: each choice's content and tool-call arguments."""
+    slots: list[tuple[tuple[Any, ...], dict[str, Any], str]] = []
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        idx = _key_part(choice.get("index", 0))
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            continue
+        if isinstance(delta.get("content"), str):
+            slots.append((("content", idx), delta, "content"))
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                slots.append((("tool", idx, _key_part(call.get("index", 0))), fn, "arguments"))
+    return slots
+
+
+def _key_part(value: Any) -> Any:
+    """An index as a dict key: a list or object where a number belongs is not hashable."""
+    return (
+        value if isinstance(value, int | str | float | bool) or value is None else repr(type(value))
+    )
