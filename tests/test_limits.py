@@ -14,7 +14,7 @@ from pipeline.call.join import CallState, add_fragment
 from pipeline.model import Call, Facts, Fragment
 from pipeline.settings import Config
 from pipeline.store import limits, rows
-from pipeline.store.account import Store, _chunks
+from pipeline.store.account import Store
 
 T = datetime(2025, 3, 4, 10, 15, 2, tzinfo=UTC)
 
@@ -78,9 +78,9 @@ def test_more_than_252_properties_keeps_the_keys_and_the_join_state() -> None:
 
 def test_transactions_stop_at_100_operations_and_4_mib() -> None:
     small = [(None, {"PartitionKey": "p", "RowKey": str(i), "A": "x"}) for i in range(250)]
-    assert [len(c) for c in _chunks(small)] == [100, 100, 50]
+    assert [len(c) for c in limits.transactions(small)] == [100, 100, 50]
     big = [(None, {"PartitionKey": "p", "RowKey": str(i), "A": "x" * 30_000}) for i in range(100)]
-    chunks = list(_chunks(big))
+    chunks = list(limits.transactions(big))
     assert len(chunks) > 1 and sum(len(c) for c in chunks) == 100
     for chunk in chunks:
         size = sum(limits.entity_size(e) + limits.TRANSACTION_OP_OVERHEAD for _, e in chunk)

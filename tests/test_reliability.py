@@ -17,13 +17,15 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from pipeline.cli.azurite import Azurite, connection_string
-from pipeline.cli.replay import replay
-from pipeline.ingest.batch import plan_batch, process_batch, run_trigger_batch
+from pipeline.cli.runner import replay
+from pipeline.ingest.batch import process_batch, run_trigger_batch
+from pipeline.ingest.plan import plan_batch
 from pipeline.model import EventIn
 from pipeline.protect import archive
 from pipeline.settings import Config
-from pipeline.sources import inputs
-from pipeline.store.account import Store, retry_after
+from pipeline.sources import deadletter_blobs
+from pipeline.store.account import Store
+from pipeline.store.retry import retry_after
 from tests.faults import FaultProxy, Policy
 from tests.fixtures import apim
 from tests.test_ingest import all_rows, stored_record
@@ -283,7 +285,7 @@ def test_a_batch_that_keeps_failing_is_parked_and_replayed_later(
     assert not all_rows(store)
 
     # The cause is fixed: replay the dead letters. Rows appear; the garbage stays a dead letter.
-    items = list(inputs.deadletter_inputs(store.deadletters, ""))
+    items = list(deadletter_blobs.deadletter_inputs(store.deadletters, ""))
     assert len(items) == len(batch)
     reasons = [b.metadata["reason"] for b in store.deadletters.list_blobs(include=["metadata"])]
     assert len(reasons) == len(batch)
@@ -296,7 +298,7 @@ def test_a_batch_that_keeps_failing_is_parked_and_replayed_later(
     # The garbage keeps its one dead letter, which now says why it failed this time.
     (still,) = [m for m in meta.values() if m["status"] == "new"]
     assert "not valid JSON" in still["reason"] and "last delivery" in still["previousreason"]
-    again = replay(list(inputs.deadletter_inputs(store.deadletters, "")), cfg, store)
+    again = replay(list(deadletter_blobs.deadletter_inputs(store.deadletters, "")), cfg, store)
     assert again.totals.created == 0 and again.totals.events == 1  # only the garbage is left
 
 
@@ -323,7 +325,7 @@ def test_structured_batch_log_without_prompt_text(
 def test_a_parser_bug_dead_letters_the_record_and_logs_only_where(
     cfg: Config, store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.ingest import batch as ingest
+    from pipeline.ingest import records as ingest
 
     secret = "maria.garcia@contoso.com"
     good = apim.gateway(apim.new_id("parser-ok"))
@@ -539,13 +541,13 @@ def test_fuzz_bodies_and_streams_never_raise(text: str) -> None:
 @FUZZ
 @given(st.text(max_size=2000))
 def test_fuzz_redaction_never_raises_and_is_idempotent(text: str) -> None:
-    from pipeline.protect.capture import policy_for
-
-    policy = policy_for(Config())
     from collections import Counter
 
-    once = policy.redact_string(text, Counter())
-    assert policy.redact_string(once, Counter()) == once
+    from pipeline.protect.masking import masker_for
+
+    # Two maskers: the second must not answer from the first one's memo.
+    once = masker_for(Config()).redact_string(text, Counter())
+    assert masker_for(Config()).redact_string(once, Counter()) == once
 
 
 def test_caller_ip_hash_and_drop(cfg: Config, store: Store) -> None:

@@ -14,7 +14,8 @@ from datetime import date
 from pipeline.kpi import prices
 from pipeline.kpi.rollup import AUDIT_COLUMNS, rollup_day
 from pipeline.settings import Config
-from pipeline.store.account import KpiStore, Store
+from pipeline.store.account import Store
+from pipeline.store.kpis import KpiStore
 
 log = logging.getLogger("pipeline.kpi.daily")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -36,6 +37,27 @@ class PriceTableError(ValueError):
     """The price table cannot be used; the message says where."""
 
 
+Rates = tuple[float, float | None, float]  # input, cachedInput, output: USD per 1M tokens
+Billed = tuple[int, int, int]  # uncached prompt, cached prompt and completion tokens
+
+
+def billed(prompt: int, completion: int, cached: int | None) -> Billed:
+    """A call's tokens as billed: cached tokens are part of the prompt tokens (never more)."""
+    cached = min(cached or 0, prompt)
+    return prompt - cached, cached, completion
+
+
+def cost(priced: Iterable[tuple[Rates, Sequence[int]]]) -> float:
+    """USD for billed token counts (uncached prompt, cached prompt, completion) at their
+    rates: the one cost formula. Summed in the order given and divided by the unit once, so
+    that a rollup's groups, summed in one order, give one figure to the last bit."""
+    total = 0.0
+    for (inp, cached_rate, out), (uncached, cached, completion) in priced:
+        rate = inp if cached_rate is None else cached_rate
+        total += uncached * inp + cached * rate + completion * out
+    return total / 1_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
     input: float
@@ -43,13 +65,13 @@ class Price:
     output: float
     effective: date
 
+    @property
+    def rates(self) -> Rates:
+        return self.input, self.cached_input, self.output
+
     def cost(self, prompt: int, completion: int, cached: int | None) -> float:
         """USD for one call's tokens."""
-        cached = min(cached or 0, prompt)
-        cached_rate = self.cached_input if self.cached_input is not None else self.input
-        return (
-            (prompt - cached) * self.input + cached * cached_rate + completion * self.output
-        ) / 1_000_000
+        return cost([(self.rates, billed(prompt, completion, cached))])
 
 
 def normalise_model(name: str) -> str:
@@ -58,53 +80,29 @@ def normalise_model(name: str) -> str:
 
 
 class PriceTable:
+    """The parsed table: prices by normalised model name, oldest first, and deployments."""
+
     def __init__(self, doc: Any, origin: str = "price table") -> None:
         if not isinstance(doc, dict) or not isinstance(doc.get("prices"), list):
             raise PriceTableError(f'{origin}: expected an object with a "prices" list')
-        self.version = str(doc.get("version") or "")
         self.currency = str(doc.get("currency") or "USD")
         self._by_name: dict[str, list[Price]] = {}
         for i, entry in enumerate(doc["prices"]):
             where = f"{origin}: prices[{i}]"
-            if not isinstance(entry, dict):
-                raise PriceTableError(f"{where}: expected an object")
-            models = entry.get("models")
-            if (
-                not isinstance(models, list)
-                or not models
-                or not all(isinstance(m, str) for m in models)
-            ):
-                raise PriceTableError(f'{where}: "models" must be a non-empty list of names')
-            try:
-                effective = date.fromisoformat(str(entry.get("effective")))
-            except ValueError:
-                raise PriceTableError(f'{where}: "effective" must be a date (YYYY-MM-DD)') from None
-            rates = []
-            for key in ("input", "output"):
-                value = entry.get(key)
-                if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                    raise PriceTableError(f'{where}: "{key}" must be a price >= 0')
-                rates.append(float(value))
-            cached = entry.get("cachedInput")
-            if cached is not None and (not isinstance(cached, int | float) or cached < 0):
-                raise PriceTableError(f'{where}: "cachedInput" must be a price >= 0 or null')
-            price = Price(rates[0], None if cached is None else float(cached), rates[1], effective)
+            models, price = _entry(entry, where)
             for name in models:
-                prices = self._by_name.setdefault(normalise_model(name), [])
-                if any(p.effective == effective for p in prices):
-                    raise PriceTableError(
-                        f"{where}: a second price for {name} effective {effective}"
-                    )
-                bisect.insort(prices, price, key=lambda p: p.effective)
+                self._add(name, price, where)
         deployments = doc.get("deployments") or {}
         if not isinstance(deployments, dict):
             raise PriceTableError(f'{origin}: "deployments" must map deployment names to models')
         self.deployments = {str(k): str(v) for k, v in deployments.items()}
-        if not self.version:
-            self.version = (
-                "sha256:"
-                + hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
-            )
+        self.version = str(doc.get("version") or "") or _digest(doc)
+
+    def _add(self, name: str, price: Price, where: str) -> None:
+        prices = self._by_name.setdefault(normalise_model(name), [])
+        if any(p.effective == price.effective for p in prices):
+            raise PriceTableError(f"{where}: a second price for {name} effective {price.effective}")
+        bisect.insort(prices, price, key=lambda p: p.effective)
 
     def price(self, model: str | None, deployment: str | None, day: date) -> Price | None:
         """The price of a call's tokens on `day`, or None when the table has none."""
@@ -124,6 +122,36 @@ class PriceTable:
         except orjson.JSONDecodeError as exc:
             raise PriceTableError(f"{origin}: not valid JSON ({exc})") from None
         return cls(doc, origin)
+
+
+def _entry(entry: Any, where: str) -> tuple[list[str], Price]:
+    """One entry of "prices": the model names it prices, and its price."""
+    if not isinstance(entry, dict):
+        raise PriceTableError(f"{where}: expected an object")
+    models = entry.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        raise PriceTableError(f'{where}: "models" must be a non-empty list of names')
+    try:
+        effective = date.fromisoformat(str(entry.get("effective")))
+    except ValueError:
+        raise PriceTableError(f'{where}: "effective" must be a date (YYYY-MM-DD)') from None
+    rates = []
+    for key in ("input", "output"):
+        value = entry.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise PriceTableError(f'{where}: "{key}" must be a price >= 0')
+        rates.append(float(value))
+    cached = entry.get("cachedInput")
+    if cached is not None and (not isinstance(cached, int | float) or cached < 0):
+        raise PriceTableError(f'{where}: "cachedInput" must be a price >= 0 or null')
+    return models, Price(rates[0], None if cached is None else float(cached), rates[1], effective)
+
+
+def _digest(doc: Any) -> str:
+    """The version of a table that names none: a digest of its content."""
+    return (
+        "sha256:" + hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+    )
 
 
 def load(source: str, read_blob: Any = None) -> PriceTable:

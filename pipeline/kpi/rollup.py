@@ -16,6 +16,7 @@ Memory grows with the number of groups, not calls.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -25,8 +26,9 @@ import orjson
 from azure.data.tables import EdmType, EntityProperty
 
 from pipeline import __version__
-from pipeline.kpi.prices import PriceTable
+from pipeline.kpi.prices import PriceTable, Rates, billed, cost
 from pipeline.kpi.sketch import Sketch
+from pipeline.store.rows import FORBIDDEN_KEY_CHARS, escape_key
 
 DIMENSIONS = ("Deployment", "Model", "SubscriptionId", "ProductId", "BackendId")
 TOTAL_KEY = "_total"
@@ -73,57 +75,39 @@ class Accumulator:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKENS, 0))
     # Priced token sums per model price, so cost is computed once, independent of row order.
-    priced: dict[tuple[float, float | None, float], list[int]] = field(default_factory=dict)
+    priced: dict[Rates, list[int]] = field(default_factory=dict)
     duration: Sketch = field(default_factory=Sketch)
     backend: Sketch = field(default_factory=Sketch)
 
     def add(self, row: Mapping[str, Any], price_of: Any) -> None:
-        c = self.counts
-        c["Calls"] += 1
         status = _int(row.get("Status"))
         failed = status is not None and status >= 400
-        if status is not None:
-            if status < 400:
-                c["Succeeded"] += 1
-            elif status == 429:
-                c["Throttled"] += 1
-                if row.get("ErrorSource") == "gateway":
-                    c["ThrottledByGateway"] += 1
-            elif status < 500:
-                c["ClientErrors"] += 1
-            else:
-                c["ServerErrors"] += 1
-        if row.get("ContentFiltered") is True:
-            c["ContentFiltered"] += 1
-        if row.get("Streamed") is True:
-            c["Streamed"] += 1
-        source = row.get("TokensSource")
-        if source == "estimated":
-            c["EstimatedCalls"] += 1
-        elif source in (None, "none") and not failed:
-            c["UnknownTokenCalls"] += 1
+        _count(self.counts, row, status, failed)
         for name in TOKENS:
             value = _int(row.get(name))
             if value is not None:
                 self.tokens[name] += value
-        prompt, completion = _int(row.get("PromptTokens")), _int(row.get("CompletionTokens"))
         if not failed:
-            price = price_of(row.get("Model"), row.get("Deployment"))
-            if price is None or prompt is None or completion is None:
-                c["UnpricedCalls"] += 1
-            else:
-                cached = min(_int(row.get("CachedTokens")) or 0, prompt)
-                key = (price.input, price.cached_input, price.output)
-                sums = self.priced.setdefault(key, [0, 0, 0])
-                sums[0] += prompt - cached
-                sums[1] += cached
-                sums[2] += completion
+            self._price(row, price_of)
         duration = _int(row.get("DurationMs"))
         if duration is not None:
             self.duration.add(duration)
         backend = _int(row.get("BackendMs"))
         if backend is not None:
             self.backend.add(backend)
+
+    def _price(self, row: Mapping[str, Any], price_of: Any) -> None:
+        """A successful call's tokens, added to the sums of its price; or UnpricedCalls."""
+        price = price_of(row.get("Model"), row.get("Deployment"))
+        prompt, completion = _int(row.get("PromptTokens")), _int(row.get("CompletionTokens"))
+        if price is None or prompt is None or completion is None:
+            self.counts["UnpricedCalls"] += 1
+            return
+        uncached, cached, completion = billed(prompt, completion, _int(row.get("CachedTokens")))
+        sums = self.priced.setdefault(price.rates, [0, 0, 0])
+        sums[0] += uncached
+        sums[1] += cached
+        sums[2] += completion
 
     def merge(self, other: Accumulator) -> None:
         for k, v in other.counts.items():
@@ -138,13 +122,34 @@ class Accumulator:
         self.backend.merge(other.backend)
 
     def cost(self) -> float:
-        total = 0.0
-        for (inp, cached, out), (uncached_prompt, cached_tokens, completion) in sorted(
-            self.priced.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1.0, kv[0][2])
-        ):
-            cached_rate = cached if cached is not None else inp
-            total += uncached_prompt * inp + cached_tokens * cached_rate + completion * out
-        return round(total / 1_000_000, 8)
+        # Summed in one order (by rates), whatever order the rows came in.
+        priced = sorted(self.priced.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1.0, kv[0][2]))
+        return round(cost(priced), 8)
+
+
+def _count(c: dict[str, int], row: Mapping[str, Any], status: int | None, failed: bool) -> None:
+    """Add a row to the counts its status, flags and token source say."""
+    c["Calls"] += 1
+    if status is not None:
+        if status < 400:
+            c["Succeeded"] += 1
+        elif status == 429:
+            c["Throttled"] += 1
+            if row.get("ErrorSource") == "gateway":
+                c["ThrottledByGateway"] += 1
+        elif status < 500:
+            c["ClientErrors"] += 1
+        else:
+            c["ServerErrors"] += 1
+    if row.get("ContentFiltered") is True:
+        c["ContentFiltered"] += 1
+    if row.get("Streamed") is True:
+        c["Streamed"] += 1
+    source = row.get("TokensSource")
+    if source == "estimated":
+        c["EstimatedCalls"] += 1
+    elif source in (None, "none") and not failed:
+        c["UnknownTokenCalls"] += 1
 
 
 def _int(value: Any) -> int | None:
@@ -188,20 +193,13 @@ def aggregate(
     return groups, total
 
 
-_KEY_FORBIDDEN = (
-    frozenset("/\\#?%|") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
-)
+# "|" separates the dimensions in a KPI RowKey.
+_KEY_FORBIDDEN = FORBIDDEN_KEY_CHARS | {"|"}
 
 
 def kpi_row_key(dims: tuple[str | None, ...]) -> str:
-    parts = []
-    for value in dims:
-        v = value or ""
-        parts.append("".join(f"%{ord(ch):02X}" if ch in _KEY_FORBIDDEN else ch for ch in v))
-    key = "|".join(parts)
+    key = "|".join(escape_key(value or "", _KEY_FORBIDDEN) for value in dims)
     if len(key) > 250:
-        import hashlib
-
         key = "h:" + hashlib.sha256(key.encode()).hexdigest()
     return key
 

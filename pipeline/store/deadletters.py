@@ -61,3 +61,11 @@ def dead_letter_blob(dead: DeadLetter) -> DeadLetterBlob:
     if dead.record_index is not None:
         meta["recordindex"] = str(dead.record_index)
     return DeadLetterBlob(name, dead.body, meta)
+
+
+def restated(old: dict[str, str], new: dict[str, str]) -> dict[str, str] | None:
+    """The metadata of a dead letter whose event failed again (a redelivery, or a replay of
+    it): the one blob is kept, but says why it failed this time. None when it already does."""
+    if old.get("reason") == new["reason"] and old.get("status") == "new":
+        return None
+    return {**old, **new, "previousreason": old.get("reason", "")}

@@ -14,8 +14,9 @@ Oversized values are clipped, never rejected, and the row says which (`Clipped`)
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.data.tables import EdmType, EntityProperty
 
@@ -35,6 +36,8 @@ NEVER_CLIP = frozenset(
     | {"FragmentsZ"}
     | {f"FragmentsZ{i}" for i in range(1, 16)}
 )
+# Something carrying an entity second, like a row (join state, entity).
+WithEntity = TypeVar("WithEntity", bound=tuple[Any, dict[str, Any]])
 
 
 def utf16_units(s: str) -> int:
@@ -115,6 +118,22 @@ def fit(entity: dict[str, Any], clipped_before: list[str] | None = None) -> dict
         if clipped:
             entity["Clipped"] = ",".join(clipped)
         return entity
+    _clip_long_strings(entity, clipped)
+    if len(entity) - 2 > MAX_PROPERTIES:
+        # Keep the protected ones, and room for `Clipped` itself.
+        room = MAX_PROPERTIES - 1 - sum(1 for k in entity if k in NEVER_CLIP) + 2
+        extra = [k for k in entity if k not in NEVER_CLIP][room:]
+        for name in extra:
+            del entity[name]
+        clipped += extra
+    _clip_to_size(entity, clipped)
+    if clipped:
+        entity["Clipped"] = ",".join(clipped)
+    return entity
+
+
+def _clip_long_strings(entity: dict[str, Any], clipped: list[str]) -> None:
+    """Clip every string over MAX_STRING_UNITS (but the never-clipped), noting it in `clipped`."""
     for name in [
         n
         for n, v in entity.items()
@@ -124,33 +143,45 @@ def fit(entity: dict[str, Any], clipped_before: list[str] | None = None) -> dict
         if short != entity[name]:
             entity[name] = short
             clipped.append(name)
-    if len(entity) - 2 > MAX_PROPERTIES:
-        # Keep the protected ones, and room for `Clipped` itself.
-        room = MAX_PROPERTIES - 1 - sum(1 for k in entity if k in NEVER_CLIP) + 2
-        extra = [k for k in entity if k not in NEVER_CLIP][room:]
-        for name in extra:
-            del entity[name]
-        clipped += extra
+
+
+def _clip_to_size(entity: dict[str, Any], clipped: list[str]) -> None:
+    """Clip strings until the entity is within MAX_ENTITY_BYTES: CLIP_ORDER first, then the
+    longest, noting each in `clipped`."""
     size = entity_size(entity)
-    if size > MAX_ENTITY_BYTES:
-        order = [n for n in CLIP_ORDER if isinstance(entity.get(n), str)] + sorted(
-            (
-                n
-                for n, v in entity.items()
-                if isinstance(v, str) and n not in NEVER_CLIP and n not in CLIP_ORDER
-            ),
-            key=lambda n: -len(entity[n]),
-        )
-        for name in order:
-            if size <= MAX_ENTITY_BYTES:
-                break
-            value = entity[name]
-            excess = (size - MAX_ENTITY_BYTES) // 2 + 64
-            keep = max(0, utf16_units(value) - excess)
-            entity[name] = clip_utf16(value, keep)
-            if name not in clipped:
-                clipped.append(name)
-            size = entity_size(entity)
-    if clipped:
-        entity["Clipped"] = ",".join(clipped)
-    return entity
+    if size <= MAX_ENTITY_BYTES:
+        return
+    order = [n for n in CLIP_ORDER if isinstance(entity.get(n), str)] + sorted(
+        (
+            n
+            for n, v in entity.items()
+            if isinstance(v, str) and n not in NEVER_CLIP and n not in CLIP_ORDER
+        ),
+        key=lambda n: -len(entity[n]),
+    )
+    for name in order:
+        if size <= MAX_ENTITY_BYTES:
+            break
+        value = entity[name]
+        excess = (size - MAX_ENTITY_BYTES) // 2 + 64
+        keep = max(0, utf16_units(value) - excess)
+        entity[name] = clip_utf16(value, keep)
+        if name not in clipped:
+            clipped.append(name)
+        size = entity_size(entity)
+
+
+def transactions(items: Iterable[WithEntity]) -> Iterator[list[WithEntity]]:
+    """`items` in order, cut into transactions of at most MAX_TRANSACTION_OPS entities and
+    MAX_TRANSACTION_BYTES (the entities' sizes and each operation's envelope)."""
+    chunk: list[WithEntity] = []
+    size = 0
+    for item in items:
+        n = entity_size(item[1]) + TRANSACTION_OP_OVERHEAD
+        if chunk and (len(chunk) >= MAX_TRANSACTION_OPS or size + n > MAX_TRANSACTION_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk

@@ -17,14 +17,14 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
 from azure.data.tables import EdmType, EntityProperty
 
 from pipeline import __version__
-from pipeline.call.join import CallState, Resolved, add_fragment, resolve
+from pipeline.call.join import CallState, Resolved, resolve
 from pipeline.common.timestamps import parse_time
 from pipeline.model import Call, Facts, Fragment, Preview, RawPointer, Usage
 from pipeline.store import limits
@@ -72,10 +72,11 @@ USAGE_PROPERTIES: tuple[tuple[str, str], ...] = (
     ("ReasoningTokens", "reasoning"),
 )
 
-_FORBIDDEN_KEY_CHARS = (
+# Characters Azure forbids in PartitionKey and RowKey values.
+FORBIDDEN_KEY_CHARS = (
     frozenset("/\\#?%") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 )
-_FORBIDDEN_KEY_RE = re.compile("[" + re.escape("".join(sorted(_FORBIDDEN_KEY_CHARS))) + "]")
+_FORBIDDEN_KEY_RE = re.compile("[" + re.escape("".join(sorted(FORBIDDEN_KEY_CHARS))) + "]")
 MAX_KEY_CHARS = 255
 
 
@@ -83,11 +84,16 @@ class KeyTooLong(ValueError):
     """A correlation id that cannot be a RowKey even escaped."""
 
 
+def escape_key(value: str, forbidden: frozenset[str] = FORBIDDEN_KEY_CHARS) -> str:
+    """`value` with each `forbidden` character written %XX (reversible while `%` is one)."""
+    return "".join(f"%{ord(c):02X}" if c in forbidden else c for c in value)
+
+
 def row_key(correlation_id: str) -> str:
     if _FORBIDDEN_KEY_RE.search(correlation_id) is None:
         key = correlation_id
     else:
-        key = "".join(f"%{ord(c):02X}" if c in _FORBIDDEN_KEY_CHARS else c for c in correlation_id)
+        key = escape_key(correlation_id)
     if not key or len(key) > MAX_KEY_CHARS:
         raise KeyTooLong(f"correlation id of {len(correlation_id)} characters is not a usable key")
     return key
@@ -119,26 +125,6 @@ def partition_key(call_time: datetime, correlation_id: str, shards: int) -> str:
     return f"{call_time:%Y-%m-%d}_{shard_of(correlation_id, shards)}"
 
 
-# Records of one call from different sources may carry slightly different times; near
-# midnight they may fall on different days. Within this margin the writer checks the other
-# day's partition (one point read, for about 0.3% of calls).
-DAY_EDGE = timedelta(minutes=2)
-
-
-def neighbour_days(state: CallState, own_day: str) -> list[str]:
-    """Days other than `own_day` (where the call's row goes) whose partition may already hold
-    this call's row: days of its fragments' times, and days within DAY_EDGE of them."""
-    days: set[str] = set()
-    for frag in state.call.fragments.values():
-        t = frag.facts.call_time
-        if t is None:
-            continue
-        for probe in (t - DAY_EDGE, t, t + DAY_EDGE):
-            days.add(f"{probe:%Y-%m-%d}")
-    days.discard(own_day)
-    return sorted(days)
-
-
 def day_range(day: str) -> str:
     """OData filter for every partition of one day (`yyyy-MM-dd`)."""
     nxt = day[:-1] + chr(ord(day[-1]) + 1)  # '2025-03-04' → '2025-03-05' lexically
@@ -164,6 +150,7 @@ def entities(states: Iterable[CallState], shards: int) -> list[Row]:
 
 
 def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, Any]:
+    """A resolved call's audit row, its join state kept on it, within Azure's limits."""
     facts = resolved.facts
     if facts.call_time is None:
         raise ValueError("call has no time")  # callers dead-letter such records first
@@ -194,27 +181,38 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
         ).decode()
     entity["Sources"] = resolved.sources
     entity["PipelineVersion"] = __version__
-    fragments = fragments_json(state)
+    _put_fragments(entity, fragments_json(state))
+    return limits.fit(entity, _cut_at_parse(facts.clipped))
+
+
+def _put_fragments(entity: dict[str, Any], fragments: str) -> None:
+    """The join state on the row: JSON text, or past FRAGMENTS_INLINE_CHARS compressed into
+    as many binary properties (64 KiB each) as it needs."""
     if len(fragments) <= FRAGMENTS_INLINE_CHARS:
         entity["Fragments"] = fragments
-    else:
-        packed = zlib.compress(fragments.encode(), 6)
-        step = limits.MAX_BINARY_BYTES
-        for i in range(0, len(packed), step):  # a binary property holds 64 KiB
-            name = "FragmentsZ" if i == 0 else f"FragmentsZ{i // step}"
-            entity[name] = EntityProperty(packed[i : i + step], EdmType.BINARY)
-    cut = (facts.clipped or "").split(",")
+        return
+    packed = zlib.compress(fragments.encode(), 6)
+    step = limits.MAX_BINARY_BYTES
+    for i in range(0, len(packed), step):
+        name = "FragmentsZ" if i == 0 else f"FragmentsZ{i // step}"
+        entity[name] = EntityProperty(packed[i : i + step], EdmType.BINARY)
+
+
+def _cut_at_parse(clipped: str | None) -> list[str]:
+    """The row's columns whose values the parser cut (`Facts.clipped`), for `Clipped`."""
+    cut = (clipped or "").split(",")
     cut_at_parse = [prop for prop, name in FACT_PROPERTIES if name in cut]
     if "nesting" in cut:
         # A record or body nested deeper than safejson.MAX_DEPTH: kept as JSON text there.
         cut_at_parse.append("Nesting")
-    return limits.fit(entity, cut_at_parse)
+    return cut_at_parse
 
 
 # --- join state kept on the row --------------------------------------------------------------
 
 
 _FACT_NAMES = tuple(f.name for f in fields(Facts))
+_FACT_NAME_SET = frozenset(_FACT_NAMES)
 _USAGE_NAMES = tuple(f.name for f in fields(Usage))
 
 
@@ -252,8 +250,7 @@ def fragments_json(state: CallState) -> str:
 
 
 def _facts_from(d: dict[str, Any]) -> Facts:
-    known = {f.name for f in fields(Facts)}
-    kwargs = {k: v for k, v in d.items() if k in known}
+    kwargs = {k: v for k, v in d.items() if k in _FACT_NAME_SET}
     if "call_time" in kwargs:
         kwargs["call_time"] = parse_time(kwargs["call_time"])
     if isinstance(kwargs.get("usage"), dict):
@@ -298,34 +295,3 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
             entity["CompletionPreview"], tuple(previews["completion"])
         )
     return state
-
-
-def merge_into(current: Any, incoming: CallState, shards: int) -> dict[str, Any] | None:
-    """The new entity after adding `incoming`'s fragments to an existing row; None if unchanged."""
-    state = state_from_entity(current)
-    changed = False
-    for frag in incoming.call.fragments.values():
-        changed |= add_fragment(state, frag)
-    if not changed and current.get("PipelineVersion") == __version__:
-        return None
-    entity = to_entity(resolve(state), state, shards)
-    if entity["PartitionKey"] != current["PartitionKey"]:
-        # The day of the call changed (a better-ranked source has another time): the caller
-        # writes it under the current key; the partition is fixed by the first writer.
-        entity["PartitionKey"] = current["PartitionKey"]
-    if not changed and _same_entity(entity, current):
-        return None
-    return entity
-
-
-def _same_entity(entity: dict[str, Any], current: Any) -> bool:
-    keys = set(entity) | {k for k in current if k not in ("Timestamp",)}
-    for key in keys:
-        a, b = entity.get(key), current.get(key)
-        if hasattr(a, "value"):
-            a = a.value
-        if hasattr(b, "value"):
-            b = b.value
-        if a != b:
-            return False
-    return True

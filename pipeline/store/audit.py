@@ -1,0 +1,183 @@
+"""The audit table's requests, in the order that keeps the hot path free of reads:
+
+1. Rows go out as `create` operations in entity-group transactions (≤ 100 per partition).
+   A call seen for the first time costs no read.
+2. If a transaction fails because a row already exists (a redelivery, a replay, or another
+   log record of the same call that arrived earlier), that chunk is read back (≤ 14 keys per
+   query), each existing row's join state is merged with the new fragments (merge.py), and only
+   rows that changed are written, with their ETag, so concurrent writers never lose updates.
+3. Calls near midnight are first looked up on the neighbouring day (merge.py, the day edge).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError
+
+from pipeline.call.join import CallState
+from pipeline.store import limits, merge, rows
+from pipeline.store.merge import Edge, WriteStats
+from pipeline.store.retry import RetryPolicy
+from pipeline.store.rows import Row
+
+KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
+MERGE_ATTEMPTS = 8
+
+
+class AuditTable:
+    """Writes and point reads of the audit rows, every request through the account's retry
+    policy."""
+
+    def __init__(self, table: TableClient, retry: RetryPolicy, shards: int) -> None:
+        self.table = table
+        self.retry = retry
+        self.shards = shards
+
+    def write_rows(self, items: Sequence[Row], *, dry_run: bool = False) -> WriteStats:
+        """Store a batch's rows (with `dry_run`, only say what would change): one create
+        transaction per partition and 100 rows, the partitions written concurrently."""
+        groups, edge = merge.split_at_day_edge(items)
+        # Calls near midnight: one query per neighbouring partition finds the rows that
+        # already sit on the other day; the others are written with their own day.
+        across = merge.place_edge(groups, edge, self._neighbour_rows(edge)) if edge else []
+        tasks: list[Callable[[], WriteStats]] = [
+            lambda s=s, d=d, c=c: self._merge_across_days(s, d, c, dry_run) for s, d, c in across
+        ]
+        # Chunks of one partition in order (so a merge sees the creates before it);
+        # partitions side by side.
+        tasks += [
+            lambda pk=pk, group=group: self._write_partition(pk, group, dry_run)
+            for pk, group in groups.items()
+        ]
+        return _run(tasks)
+
+    def fetch(self, pk: str, keys: Iterable[str]) -> dict[str, Any]:
+        """Existing rows among `keys` in partition `pk` (parameterised queries, never spliced)."""
+        found: dict[str, Any] = {}
+        for query, params in _key_queries(pk, keys):
+            for entity in self.retry.call(
+                lambda q=query, p=params: list(self.table.query_entities(q, parameters=p))
+            ):
+                found[entity["RowKey"]] = entity
+        return found
+
+    def find_rows(self, correlation_id: str) -> list[Any]:
+        """All rows with this correlation id (any day): a cross-partition query, for the CLI."""
+        rk = rows.row_key(correlation_id)
+        return self.retry.call(
+            lambda: list(self.table.query_entities("RowKey eq @rk", parameters={"rk": rk}))
+        )
+
+    def _write_partition(self, pk: str, items: list[Row], dry_run: bool) -> WriteStats:
+        stats = WriteStats()
+        for chunk in limits.transactions(items):
+            stats.add(self._write_chunk(pk, chunk, dry_run))
+        return stats
+
+    def _neighbour_rows(self, edge: Edge) -> dict[tuple[str, str], Any]:
+        found: dict[tuple[str, str], Any] = {}
+        for pk, rks in merge.neighbour_keys(edge).items():
+            for rk, current in self.fetch(pk, rks).items():
+                found[(pk, rk)] = current
+        return found
+
+    def _merge_across_days(
+        self, state: CallState, day: str, current: Any, dry_run: bool
+    ) -> WriteStats:
+        """A call logged within minutes of midnight whose row already sits under the other
+        day (another source's record of it carried a time on that side): merge into one row
+        under the day of the best-ranked time, and remove the other."""
+        other_pk = current["PartitionKey"]
+        merged_state, merged = merge.merge_across_days(state, current, self.shards)
+        if merged["PartitionKey"] == other_pk:
+            return self._write_chunk(other_pk, [(state, merged)], dry_run)
+        stats = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)], dry_run)
+        if not dry_run:
+            with contextlib.suppress(ResourceNotFoundError):
+                self.retry.call(
+                    self.table.delete_entity,
+                    other_pk,
+                    current["RowKey"],
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        stats.days.add(day)  # the day the row left changes too
+        return stats
+
+    def _write_chunk(self, pk: str, chunk: list[Row], dry_run: bool = False) -> WriteStats:
+        if not dry_run:
+            try:
+                self.retry.call(self.table.submit_transaction, [("create", e) for _, e in chunk])
+                return WriteStats(created=len(chunk), days={pk[:10]})
+            except TableTransactionError as exc:
+                if not _is_conflict(exc):
+                    raise
+        return self._merge_chunk(pk, chunk, dry_run)
+
+    def _merge_chunk(self, pk: str, chunk: list[Row], dry_run: bool) -> WriteStats:
+        last: Exception | None = None
+        for _ in range(MERGE_ATTEMPTS):
+            existing = self.fetch(pk, [e["RowKey"] for _, e in chunk])
+            ops, stats = merge.merge_ops(pk, chunk, existing, self.shards)
+            if not ops or dry_run:
+                return stats
+            try:
+                self.retry.call(self.table.submit_transaction, ops)
+                return stats
+            except TableTransactionError as exc:
+                if not (_is_conflict(exc) or exc.status_code == 412):
+                    raise
+                last = exc  # someone else wrote one of these rows meanwhile: read again
+        raise RuntimeError(f"rows of partition {pk} kept changing under us") from last
+
+
+def _key_queries(pk: str, keys: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Filters (with their parameters) for the distinct `keys` of partition `pk`, at most
+    KEYS_PER_QUERY each."""
+    distinct = list(dict.fromkeys(keys))
+    for start in range(0, len(distinct), KEYS_PER_QUERY):
+        part = distinct[start : start + KEYS_PER_QUERY]
+        params: dict[str, Any] = {"pk": pk}
+        clauses = []
+        for i, key in enumerate(part):
+            params[f"k{i}"] = key
+            clauses.append(f"RowKey eq @k{i}")
+        # The SDK substitutes @names split on spaces: keep them space-separated.
+        yield f"PartitionKey eq @pk and ( {' or '.join(clauses)} )", params
+
+
+def _run(tasks: list[Callable[[], WriteStats]]) -> WriteStats:
+    """Run the partitions' writes, side by side when there are several; their stats summed."""
+    stats = WriteStats()
+    if len(tasks) == 1:
+        stats.add(tasks[0]())
+    elif tasks:
+        for result in _writers().map(lambda task: task(), tasks):
+            stats.add(result)
+    return stats
+
+
+_WRITERS: ThreadPoolExecutor | None = None
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writers() -> ThreadPoolExecutor:
+    """Threads for a batch's partitions: requests wait on the network, not the GIL. Created
+    once per process (a Function instance runs one batch per partition lease at a time)."""
+    global _WRITERS
+    with _WRITERS_LOCK:
+        if _WRITERS is None:
+            _WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="audit-write")
+        return _WRITERS
+
+
+def _is_conflict(exc: HttpResponseError) -> bool:
+    code = str(getattr(exc, "error_code", "") or "")
+    return exc.status_code == 409 or code == "EntityAlreadyExists"

@@ -1,0 +1,88 @@
+"""Blob requests: create-if-absent writes (never an overwrite) and ranged reads, each through
+the account's retry policy.
+
+Create-only is what makes a redelivered batch harmless: the archive blob or dead letter it
+would write is already there, and the write says so instead of replacing it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient, ContentSettings
+
+from pipeline.model import DeadLetter
+from pipeline.store.deadletters import dead_letter_blob, restated
+from pipeline.store.retry import RetryPolicy
+
+log = logging.getLogger("pipeline.store.blobs")
+
+
+def create(
+    retry: RetryPolicy,
+    container: ContainerClient,
+    name: str,
+    data: bytes,
+    *,
+    metadata: dict[str, str] | None = None,
+    content_type: str = "application/octet-stream",
+) -> bool:
+    """Create a blob; never overwrite. False when it already existed (a redelivery)."""
+    try:
+        retry.call(
+            container.upload_blob,
+            name,
+            data,
+            overwrite=False,
+            metadata=metadata,
+            content_settings=ContentSettings(content_type=content_type),
+        )
+        return True
+    except ResourceExistsError:
+        return False
+
+
+def put_dead_letter(retry: RetryPolicy, container: ContainerClient, dead: DeadLetter) -> bool:
+    """Create the dead letter's blob; False when it already existed, and then its metadata
+    says why it failed this time."""
+    b = dead_letter_blob(dead)
+    created = create(retry, container, b.name, b.data, metadata=b.metadata)
+    if not created:
+        client = container.get_blob_client(b.name)
+        old = retry.call(lambda: client.get_blob_properties().metadata) or {}
+        meta = restated(old, b.metadata)
+        if meta is not None:
+            retry.call(lambda: client.set_blob_metadata(meta))
+    log.warning("dead letter %s: %s (%s)", b.name, b.metadata["reason"], b.metadata.get("origin"))
+    return created
+
+
+def read_range(
+    retry: RetryPolicy, container: ContainerClient, name: str, offset: int, length: int
+) -> bytes:
+    return retry.call(lambda: container.download_blob(name, offset=offset, length=length).readall())
+
+
+def read_member(
+    retry: RetryPolicy, container: ContainerClient, name: str, offset: int, length: int
+) -> bytes | None:
+    """`length` bytes at `offset` of a blob; None when the blob or the range is not there
+    (a pointer that an event property claims, checked before it is honoured)."""
+    try:
+        data = read_range(retry, container, name, offset, length)
+    except ResourceNotFoundError:
+        return None
+    except HttpResponseError as exc:
+        if exc.status_code in (400, 416):  # a range past the end of the blob
+            return None
+        raise
+    return data if len(data) == length else None
+
+
+def read_all(retry: RetryPolicy, container: ContainerClient, name: str) -> bytes:
+    return retry.call(lambda: container.download_blob(name).readall())
+
+
+def exists(retry: RetryPolicy, container: ContainerClient, name: str) -> bool:
+    return bool(retry.call(container.get_blob_client(name).exists))

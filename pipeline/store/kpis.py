@@ -1,0 +1,65 @@
+"""The KPI job's storage: reads of a day's audit rows, writes and reads of the KPI rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from azure.data.tables import UpdateMode
+
+from pipeline.store import limits, rows
+from pipeline.store.account import Store
+
+
+def replace_ops(
+    day: str, entities: list[dict[str, Any]], existing: set[str]
+) -> list[tuple[Any, ...]]:
+    """The operations that make a day's KPI rows exactly `entities`, given the RowKeys
+    already there: upsert them all, delete the others."""
+    keep = {e["RowKey"] for e in entities}
+    ops: list[tuple[Any, ...]] = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]
+    ops += [("delete", {"PartitionKey": day, "RowKey": rk}) for rk in sorted(existing - keep)]
+    return ops
+
+
+class KpiStore:
+    """Reads of a day's audit rows and writes of its KPI rows."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def audit_rows(self, day: str, columns: list[str]) -> Iterable[Any]:
+        """Every audit row of one UTC day: only that day's partitions, only `columns`."""
+        return self.store.audit.query_entities(
+            rows.day_range(day), select=columns, results_per_page=1000
+        )
+
+    def replace_day(self, day: str, entities: list[dict[str, Any]]) -> tuple[int, int]:
+        """Make the day's KPI rows exactly `entities`: upsert them, delete the others.
+        Returns (written, deleted). Running it twice gives the same rows."""
+        table = self.store.kpi
+        existing = self.store.call(
+            lambda: {
+                e["RowKey"]
+                for e in table.query_entities(
+                    "PartitionKey eq @day", parameters={"day": day}, select=["RowKey"]
+                )
+            }
+        )
+        ops = replace_ops(day, entities, existing)
+        for start in range(0, len(ops), limits.MAX_TRANSACTION_OPS):
+            self.store.call(
+                table.submit_transaction, ops[start : start + limits.MAX_TRANSACTION_OPS]
+            )
+        return len(entities), len(ops) - len(entities)
+
+    def rows(self, first: str, last: str) -> Iterable[Any]:
+        """KPI rows of the days first..last (inclusive)."""
+        return self.store.call(
+            lambda: list(
+                self.store.kpi.query_entities(
+                    "PartitionKey ge @first and PartitionKey le @last",
+                    parameters={"first": first, "last": last},
+                )
+            )
+        )
