@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.corpus import apim_events
 from pipeline.cli.azurite import Azurite
-from pipeline.cli.replay import replay
+from pipeline.cli.runner import replay
 from pipeline.settings import Config
 from pipeline.sources import inputs
 from pipeline.store.account import Store

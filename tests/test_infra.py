@@ -52,9 +52,6 @@ def test_app_settings_come_from_the_one_list() -> None:
             )
         else:
             assert name in azure_defaults(), name
-    readme = (ROOT / "README.md").read_text()
-    for s in SETTINGS:
-        assert f"`{s.name}`" in readme
 
 
 def test_names_agree_across_code_bicep_and_the_emulator() -> None:

@@ -18,12 +18,14 @@ from azure.eventhub import EventDataBatch
 
 from pipeline.cli import send as publish
 from pipeline.cli.main import main
-from pipeline.cli.replay import Progress, ResumeState, replay
+from pipeline.cli.progress import Progress
+from pipeline.cli.resume import ResumeState
+from pipeline.cli.runner import replay
 from pipeline.ingest.batch import process_batch
 from pipeline.model import EventIn
 from pipeline.protect import archive
 from pipeline.settings import Config, SettingsError
-from pipeline.sources import inputs
+from pipeline.sources import archive_blobs, byte_streams, capture_avro, files, inputs
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, from_trigger
 from pipeline.store.account import Store
 from tests.conftest import settings_env
@@ -97,7 +99,7 @@ def test_capture_files_both_codecs_and_corrupt_file(
     bad = tmp_path / capture.capture_path("3", T0 + timedelta(minutes=9))
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_bytes(b"Obj\x01" + b"\x00" * 40)
-    items = list(inputs.local_inputs([tmp_path], inputs.Filters()))
+    items = list(files.local_inputs([tmp_path], inputs.Filters()))
     said: list[str] = []
     summary = replay(items, cfg, store, say=said.append)
     assert summary.totals.calls == 8 and summary.totals.dead_letters == 0
@@ -167,7 +169,7 @@ def test_replay_from_our_archive_after_a_capture_policy_change(cfg: Config, stor
     archive_before = blobs(store)
 
     hashed = replace(cfg, prompt_capture="hashed", prompt_hash_key="k")
-    items = list(inputs.blob_inputs(store.archive, "", inputs.Filters(), "archive"))
+    items = list(archive_blobs.archive_inputs(store.archive, "", inputs.Filters()))
     assert len(items) == 1  # both events went in one batch, so one archive blob
     summary = replay(items, hashed, Store(hashed))
     assert (
@@ -187,7 +189,7 @@ def test_replay_from_our_archive_after_a_capture_policy_change(cfg: Config, stor
         assert row["PromptTokens"] == old["PromptTokens"] and row["Status"] == old["Status"]
     assert blobs(store) == archive_before  # no second raw blob, nothing overwritten
     again = replay(
-        list(inputs.blob_inputs(store.archive, "", inputs.Filters(), "archive")),
+        list(archive_blobs.archive_inputs(store.archive, "", inputs.Filters())),
         hashed,
         Store(hashed),
     )
@@ -204,7 +206,7 @@ def test_resume_after_an_interruption(cfg: Config, store: Store, tmp_path: Path)
         )
     stop = threading.Event()
     state = ResumeState(tmp_path / "state.json", resume=False)
-    items = list(inputs.local_inputs([folder], inputs.Filters()))
+    items = list(files.local_inputs([folder], inputs.Filters()))
     original_events = items[1].events
 
     def stopping(data: Any, report: Any = None) -> Any:  # Ctrl-C while the second file is read
@@ -221,9 +223,7 @@ def test_resume_after_an_interruption(cfg: Config, store: Store, tmp_path: Path)
     assert 5 < stored < 20
 
     resumed = ResumeState(tmp_path / "state.json", resume=True)
-    second = replay(
-        list(inputs.local_inputs([folder], inputs.Filters())), cfg, store, state=resumed
-    )
+    second = replay(list(files.local_inputs([folder], inputs.Filters())), cfg, store, state=resumed)
     assert second.ok and second.skipped_inputs == 1 and second.inputs == 3
     assert len(all_rows(store)) == 20
     assert len(resumed.done) == 4
@@ -235,7 +235,7 @@ def test_dry_run_writes_nothing(cfg: Config, store: Store, tmp_path: Path) -> No
         apim.envelope(apim.gateway(apim.new_id("dry-1")), apim.gateway(apim.new_id("dry-2")))
         + b"\nnot json\n"
     )
-    items = list(inputs.local_inputs([f], inputs.Filters()))
+    items = list(files.local_inputs([f], inputs.Filters()))
     summary = replay(items, cfg, store, dry_run=True)
     assert (
         summary.totals.created,
@@ -259,7 +259,7 @@ def test_progress_line(cfg: Config, store: Store, tmp_path: Path) -> None:
         (tmp_path / f"p{i}.json").write_bytes(apim.envelope(apim.gateway(apim.new_id(f"prog-{i}"))))
     stream = io.StringIO()
     progress = Progress(0, 0, stream=stream)
-    replay(list(inputs.local_inputs([tmp_path], inputs.Filters())), cfg, store, progress=progress)
+    replay(list(files.local_inputs([tmp_path], inputs.Filters())), cfg, store, progress=progress)
     text = stream.getvalue()
     assert "inputs 3/3 · events 3 · calls 3" in text and "/s)" in text
 
@@ -285,7 +285,7 @@ def test_republish_fills_batches_and_keeps_partition_keys(tmp_path: Path) -> Non
     path.write_bytes(capture.capture_bytes(bodies[:8], T0, partition_key="team-a"))
     events = [
         e
-        for item in inputs.local_inputs([path], inputs.Filters())
+        for item in files.local_inputs([path], inputs.Filters())
         for e in item.events(item.fetch())
     ]
     events += [EventIn(b, partition_key="team-b") for b in bodies[8:]]
@@ -312,7 +312,7 @@ def test_events_republished_from_the_archive_are_not_archived_again(
 
     rec = apim.gateway(apim.new_id("republished"))
     process_batch([EventIn(apim.envelope(rec))], cfg, store)
-    (item,) = inputs.blob_inputs(store.archive, "", inputs.Filters(), "archive")
+    (item,) = archive_blobs.archive_inputs(store.archive, "", inputs.Filters())
     (event,) = list(item.events(item.fetch()))
     data = publish.event_data(event)
     assert ARCHIVED_PROPERTY in data.properties
@@ -394,7 +394,7 @@ def capture_blocks(
     out = io.BytesIO()
     fastavro.writer(out, capture.SCHEMA, records, codec=codec, sync_interval=1)
     data = out.getvalue()
-    _, sync, first = inputs._avro_header(inputs._Buffer([data]))
+    _, sync, first = capture_avro._avro_header(byte_streams.Buffer([data]))
     starts = [first]
     while (i := data.find(sync, starts[-1])) >= 0 and i + 16 < len(data):
         starts.append(i + 16)
@@ -404,9 +404,9 @@ def capture_blocks(
 
 def overwrite_block_data(data: bytes, start: int, end: int) -> bytes:
     """Block data replaced by 0xff bytes, its count, size and sync marker kept."""
-    buf = inputs._Buffer([data])
-    _, pos = inputs._long(buf, start)
-    size, pos = inputs._long(buf, pos)
+    buf = byte_streams.Buffer([data])
+    _, pos = capture_avro._long(buf, start)
+    size, pos = capture_avro._long(buf, pos)
     assert pos + size + 16 == end
     return data[:pos] + b"\xff" * size + data[pos + size :]
 
@@ -472,7 +472,7 @@ def test_replay_keeps_going_past_every_kind_of_bad_input(
     avro["i"] = write_capture(folder, "1", 5, b"Obj\x01" + b"\x00" * 40)
     (folder / "z-last.json").write_bytes(good("keep-5"))
 
-    items = list(inputs.local_inputs([folder], inputs.Filters(), limit=limit))
+    items = list(files.local_inputs([folder], inputs.Filters(), limit=limit))
     # Listed, then made unreadable before it is read (a directory where the file was).
     unreadable.unlink()
     unreadable.mkdir()
@@ -558,7 +558,7 @@ def test_archive_blob_damaged_in_the_middle_loses_only_the_damaged_members(
     source.upload_blob("2025/11/04/10/damaged.jsonl.gz", blob)
 
     other, other_store = fresh_table(cfg, "b")
-    items = list(inputs.blob_inputs(source, "", inputs.Filters(), "archive", chunk=1024))
+    items = list(archive_blobs.archive_inputs(source, "", inputs.Filters(), chunk=1024))
     said: list[str] = []
     summary = replay(items, other, other_store, say=said.append)
 
@@ -607,7 +607,7 @@ def test_archive_resynchronisation_stays_linear(cfg: Config, store: Store) -> No
     source.upload_blob("2025/11/04/10/fakes.jsonl.gz", blob)
     problems: list[str] = []
     start = time.perf_counter()
-    (item,) = inputs.blob_inputs(source, "", inputs.Filters(), "archive")
+    (item,) = archive_blobs.archive_inputs(source, "", inputs.Filters())
     events = list(item.events(item.fetch(), report=problems.append))
     seconds = time.perf_counter() - start
     assert [e.archived.pointer.offset for e in events if e.archived] == [0]
@@ -648,7 +648,7 @@ def test_zip_bomb_in_an_archive_member_is_an_error_not_a_memory_spike(
     source.upload_blob("2025/11/04/10/bomb.jsonl.gz", pieces[0] + bomb + pieces[1])
     limit = 1024 * 1024
     problems: list[str] = []
-    (item,) = inputs.blob_inputs(source, "", inputs.Filters(), "archive", limit=limit)
+    (item,) = archive_blobs.archive_inputs(source, "", inputs.Filters(), limit=limit)
     events, peak = peak_of(lambda: list(item.events(item.fetch(), report=problems.append)))
     assert len(events) == 2  # the members on both sides of the bomb
     assert len(problems) == 1 and "inflates to more than 1 MiB" in problems[0]
@@ -672,7 +672,7 @@ def test_zip_bomb_in_an_avro_block_is_an_error_not_a_memory_spike(tmp_path: Path
     crafted = data[: starts[1]] + block + data[starts[1] :]
     path = write_capture(tmp_path, "0", 0, crafted)
     problems: list[str] = []
-    (item,) = inputs.local_inputs([path], inputs.Filters(), limit=1024 * 1024)
+    (item,) = files.local_inputs([path], inputs.Filters(), limit=1024 * 1024)
     events, peak = peak_of(lambda: list(item.events(item.fetch(), report=problems.append)))
     assert [e.sequence for e in events] == [0, 1, 2]
     assert len(problems) == 1
@@ -705,7 +705,7 @@ def test_files_and_blobs_are_streamed_in_bounded_memory(
         )
         fastavro.writer(f, capture.SCHEMA, records, codec="null")
     assert path.stat().st_size > size
-    (item,) = inputs.local_inputs([path], inputs.Filters())
+    (item,) = files.local_inputs([path], inputs.Filters())
     count, file_peak = peak_of(lambda: sum(1 for _ in item.events(item.fetch())))
     assert count == n
 
@@ -721,8 +721,8 @@ def test_files_and_blobs_are_streamed_in_bounded_memory(
     source.create_container()
     source.upload_blob("2025/11/04/10/big.jsonl.gz", blob)
     del blob
-    (item,) = inputs.blob_inputs(
-        source, "", inputs.Filters(), "archive", store.call, chunk=256 * 1024
+    (item,) = archive_blobs.archive_inputs(
+        source, "", inputs.Filters(), store.call, chunk=256 * 1024
     )
     count, blob_peak = peak_of(lambda: sum(1 for _ in item.events(item.fetch())))
     assert count == size // len(member) + 1
@@ -750,7 +750,7 @@ def test_resume_is_exact_when_inputs_fill_batches_exactly(
     (folder / "in-4.jsonl").write_bytes(b"\n\n")  # no events: done as soon as it is read
     state_path = tmp_path / "state.json"
     stop = threading.Event()
-    items = list(inputs.local_inputs([folder], inputs.Filters()))
+    items = list(files.local_inputs([folder], inputs.Filters()))
     original_events = items[1].events
 
     def stopping(data: Any, report: Any = None) -> Any:  # Ctrl-C while in-1 is read
@@ -768,7 +768,7 @@ def test_resume_is_exact_when_inputs_fill_batches_exactly(
         "in-1.jsonl",
     }
     second = replay(
-        list(inputs.local_inputs([folder], inputs.Filters())),
+        list(files.local_inputs([folder], inputs.Filters())),
         cfg,
         store,
         batch_size=4,
@@ -780,7 +780,7 @@ def test_resume_is_exact_when_inputs_fill_batches_exactly(
     # The run's last input filled its last batch exactly: recorded as done all the same.
     assert len(ResumeState(state_path, True).done) == 5
     third = replay(
-        list(inputs.local_inputs([folder], inputs.Filters())),
+        list(files.local_inputs([folder], inputs.Filters())),
         cfg,
         store,
         batch_size=4,
@@ -810,7 +810,7 @@ def test_dry_run_creates_nothing_in_an_empty_account(
     assert cfg.audit_table not in tables_before and cfg.archive_container not in containers_before
     assert not state.exists()
     # The library call too: nothing created, the same answer.
-    summary = replay(list(inputs.local_inputs([f], inputs.Filters())), cfg, s, dry_run=True)
+    summary = replay(list(files.local_inputs([f], inputs.Filters())), cfg, s, dry_run=True)
     assert summary.ok and summary.totals.created == 2
     assert {t.name for t in s.tables.list_tables()} == tables_before
     assert {c.name for c in s.blobs.list_containers()} == containers_before
@@ -874,15 +874,14 @@ def test_storage_unavailable_while_reading_stops_the_run(
         conn = connection_string(proxy.port, azurite.table_port, azurite.queue_port)
         reader = Store(replace(cfg, storage_retries=1), connection=conn, retry_base=0.01)
         items: list[Any] = list(
-            inputs.blob_inputs(
+            capture_avro.capture_inputs(
                 reader.blobs.get_container_client(source.container_name),
                 "",
                 inputs.Filters(),
-                "capture",
                 reader.call,
             )
         )
-        items += inputs.local_inputs([after], inputs.Filters())
+        items += files.local_inputs([after], inputs.Filters())
         proxy.policy.down = True  # listed; now the source storage is gone
         said: list[str] = []
         summary = replay(items, cfg, store, say=said.append)

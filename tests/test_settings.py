@@ -1,4 +1,4 @@
-"""One list of settings feeds local.settings.sample.json and the README."""
+"""One list of settings feeds local.settings.sample.json (the docs' table: tests/test_docs.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.cli.main import settings_markdown
-from pipeline.settings import SETTINGS, Config, SettingsError, sample_values
+from pipeline.cli import settings as settings_command
+from pipeline.cli.main import main
+from pipeline.settings import SETTINGS, Config, SettingsError, azure_defaults, sample_values
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,15 +21,29 @@ def test_local_settings_sample_lists_every_setting() -> None:
     assert doc["IsEncrypted"] is False
 
 
-def test_readme_settings_table_is_generated_from_the_list() -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", readme, re.S)
-    assert block, "README lost its settings markers"
-    assert block.group(1).strip() == settings_markdown(), (
-        "README settings table is stale: python -m pipeline settings --write"
+def test_settings_write_regenerates_the_sample_and_app_settings_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "infra").mkdir()
+    monkeypatch.setattr(settings_command, "REPO", tmp_path)
+    assert main(["settings", "--write"]) == 0
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["infra/app-settings.json", "local.settings.sample.json"]  # no README
+    sample = orjson.loads((tmp_path / "local.settings.sample.json").read_bytes())
+    assert sample == {"IsEncrypted": False, "Values": sample_values()}
+    assert orjson.loads((tmp_path / "infra" / "app-settings.json").read_bytes()) == (
+        azure_defaults()
     )
+    assert "README" not in capsys.readouterr().out
+
+
+def test_settings_markdown_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["settings", "--markdown"]) == 0
+    table = capsys.readouterr().out
+    assert table == settings_command.settings_markdown() + "\n"
+    assert main(["settings"]) == 0 and capsys.readouterr().out == table
     for s in SETTINGS:
-        assert f"`{s.name}`" in readme
+        assert f"| `{s.name}` |" in table
 
 
 def test_every_setting_has_a_default_and_a_doc_line() -> None:

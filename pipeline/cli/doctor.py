@@ -7,6 +7,7 @@ the archive is immutable, nothing may be written there to test it).
 
 from __future__ import annotations
 
+import argparse
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,11 +15,34 @@ from typing import Literal
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from pipeline.cli import options
 from pipeline.kpi import prices
 from pipeline.settings import Config, SettingsError
 from pipeline.store.account import Store
 
 Status = Literal["pass", "fail", "warn"]
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("doctor", help="check a deployment: settings, storage, immutability, canary")
+    p.add_argument("--settings", metavar="local.settings.json", help="read Values from this file")
+    options.add_storage(p)
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    env = options.env_with_local_settings(args.settings)
+    if args.storage:
+        env["AUDIT_STORAGE_CONNECTION"] = args.storage
+    checks = run(env)
+    for check in checks:
+        print(check.line())
+    failed = sum(c.status == "fail" for c in checks)
+    print(
+        f"\n{len(checks)} checks: {failed} failed"
+        + ("" if failed else ", deployment looks healthy")
+    )
+    return 1 if failed else 0
 
 
 @dataclass(frozen=True, slots=True)

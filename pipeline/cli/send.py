@@ -1,5 +1,5 @@
-"""Publish events to an Event Hub (`replay --to-eventhub`, `send`): a deployed function then
-reprocesses them at scale.
+"""`python -m pipeline send`, and publishing events to an Event Hub (`send`, `replay
+--to-eventhub`): a deployed function then reprocesses them at scale.
 
 Batches are filled up to the hub's size limit (`EventDataBatch` knows it) and keep each
 event's partition key, so events of one key stay in order on one partition. Events rebuilt
@@ -9,12 +9,54 @@ existing raw record instead of archiving it again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from pipeline.cli import options
 from pipeline.model import EventIn
+from pipeline.sources import files
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, archived_property
+from pipeline.sources.inputs import Filters, Input, InputProblem
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "send", help="publish recorded APIM events to an Event Hub (e.g. the emulator)"
+    )
+    p.add_argument("paths", nargs="+", help=".json, .jsonl or Capture .avro files, or folders")
+    p.add_argument("--hub", help="Event Hub name (default: EVENTHUB_NAME)")
+    p.add_argument("--connection", help="connection string (default: EventHubConnection)")
+    p.add_argument("--namespace", help="FQDN, with DefaultAzureCredential instead of a key")
+    p.add_argument("--partition-key", help="send every event with this partition key")
+    p.add_argument("--settings", metavar="local.settings.json", help="read Values from this file")
+    p.set_defaults(func=cmd_send)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    env = options.env_with_local_settings(args.settings)
+    hub = args.hub or env.get("EVENTHUB_NAME") or "apim-logs"
+    connection = args.connection or env.get("EventHubConnection") or None
+    namespace = args.namespace or env.get("EventHubConnection__fullyQualifiedNamespace") or None
+    items = list(files.local_inputs(args.paths, Filters()))
+    problems = [i for i in items if isinstance(i, InputProblem)]
+    for p in problems:
+        print(f"error: {p.where}: {p.message}", file=sys.stderr)
+    inputs = [i for i in items if isinstance(i, Input)]
+    producer = producer_for(hub, connection, namespace)
+    with producer:
+        stats = publish(_keyed(inputs, args.partition_key), producer)
+    print(f"sent {stats.events} events in {stats.batches} batches ({stats.bytes:,} bytes) to {hub}")
+    return 1 if problems else 0
+
+
+def _keyed(inputs: list[Input], partition_key: str | None) -> Iterator[EventIn]:
+    """The events of `inputs`, each with `partition_key` when given."""
+    for item in inputs:
+        for event in item.events(item.fetch()):
+            yield replace(event, partition_key=partition_key) if partition_key else event
 
 
 class Producer(Protocol):

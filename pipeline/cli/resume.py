@@ -1,0 +1,33 @@
+"""`replay --resume`: the inputs completed by earlier runs, in a small JSON file written
+atomically. An input is recorded once it was read to its end without a problem and all of its
+events are stored."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+
+from pipeline.sources.inputs import InputError
+
+
+class ResumeState:
+    """Inputs completed by earlier runs, in a small JSON file written atomically."""
+
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        self.done: set[str] = set()
+        if resume and path.exists():
+            try:
+                self.done = set(orjson.loads(path.read_bytes()).get("done", []))
+            except (orjson.JSONDecodeError, AttributeError):
+                raise InputError(
+                    f"{path}: resume state is unreadable; delete it to start over"
+                ) from None
+
+    def mark(self, key: str) -> None:
+        self.done.add(key)
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_bytes(orjson.dumps({"done": sorted(self.done)}))
+        os.replace(tmp, self.path)
