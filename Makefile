@@ -36,6 +36,7 @@ lint-infra: setup .venv-checkov/.stamp
 test: lint lint-infra
 	$(BIN)/python -m pytest -q
 
+# Prints the table of docs/performance.md; `$(BIN)/python -m bench.run --docs` also writes it there.
 bench: setup
 	$(BIN)/python -m bench.run
 

@@ -1,5 +1,5 @@
-"""Mutation check of the README's Guarantees table: break each guarantee on purpose and see the
-tests named as its proof fail.
+"""Mutation check of the Guarantees table (docs/guarantees.md): break each guarantee on purpose
+and see the tests named as its proof fail.
 
     .venv/bin/python -m bench.mutations            # every mutation (a few minutes)
     .venv/bin/python -m bench.mutations retry      # only mutations whose name contains "retry"
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 TIMEOUT = 900  # seconds per pytest run
 
-# The proofs named in README.md, section Guarantees.
+# The proofs named in docs/guarantees.md, section Guarantees.
 GARBAGE = "tests/test_ingest.py::test_garbage_events_are_dead_lettered_and_the_rest_is_stored"
 CRAFTED = "tests/test_reliability.py::test_crafted_inputs_become_rows_or_dead_letters"
 PARSER_BUG = (
@@ -61,8 +61,9 @@ DOWN = "tests/test_ingest.py::test_storage_down_raises_so_the_trigger_retries"
 PARKED = "tests/test_reliability.py::test_a_batch_that_keeps_failing_is_parked_and_replayed_later"
 LIMITS = "tests/test_limits.py"
 
-# The proofs of "A client sends a request built to break or stall the audit" and of README
-# "Hostile input" (tests/test_hostile.py, and the detectors' and replay's own tests).
+# The proofs of "A client sends a request built to break or stall the audit" and of
+# docs/guarantees.md, "Hostile input" (tests/test_hostile.py, and the detectors' and replay's
+# own tests).
 H = "tests/test_hostile.py::"
 DEEP_BODY = H + "test_a_deep_request_body_does_not_fail_the_batch"
 DEEP_RECORD = H + "test_a_record_nested_deeper_than_the_limit_is_a_row_marked_nesting"
@@ -283,8 +284,8 @@ MUTATIONS = [
         "    if True:\n",
         (CRAFTED,),
     ),
-    # --- hostile input (README: Guarantees, "A client sends a request built to break or stall
-    # the audit", and "Hostile input") ---
+    # --- hostile input (docs/guarantees.md: Guarantees, "A client sends a request built to
+    # break or stall the audit", and "Hostile input") ---
     Mutation(
         "hostile: record boundary removed (the event boundary takes the whole event)",
         "pipeline/ingest/batch.py",

@@ -1,10 +1,10 @@
 """`make bench`: every benchmark, one table with the goals beside the measured figures.
 
 .venv/bin/python -m bench.run            # print the table
-.venv/bin/python -m bench.run --readme   # and put it in README.md (section Performance)
+.venv/bin/python -m bench.run --docs     # and put it in docs/performance.md
 
 The adversarial inputs (bench/adversarial.py) add one row per stage to the table; their full
-report (every case, and the exceptions found) is printed below it, not put in README.md.
+report (every case, and the exceptions found) is printed below it, not put in the docs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import adversarial, pipeline, redaction, replay, rollup
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PERFORMANCE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 MARKERS = re.compile(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", re.S)
 
 
@@ -56,13 +56,15 @@ def main(argv: list[str]) -> None:
     print(text)
     print()
     print(adversarial_report)
-    if "--readme" in argv:
-        readme = README.read_text()
-        if not MARKERS.search(readme):
-            raise SystemExit("README.md has no <!-- bench:start --> / <!-- bench:end --> markers")
+    if "--docs" in argv:
+        page = PERFORMANCE.read_text()
+        if not MARKERS.search(page):
+            raise SystemExit(
+                f"{PERFORMANCE} has no <!-- bench:start --> / <!-- bench:end --> markers"
+            )
         block = "```\n" + text + "\n```\n"
-        README.write_text(MARKERS.sub(lambda m: m.group(1) + block + m.group(2), readme))
-        print("\nupdated README.md")
+        PERFORMANCE.write_text(MARKERS.sub(lambda m: m.group(1) + block + m.group(2), page))
+        print("\nupdated docs/performance.md")
 
 
 if __name__ == "__main__":
