@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from azure.data.tables import TableEntity
+from azure.data.tables import EntityProperty, TableEntity
 
 from pipeline.call import stream
 from pipeline.call.bodies import parse_body, repair_budget
@@ -33,7 +33,7 @@ from pipeline.settings import Config
 from pipeline.sources.envelope import MAX_RECORDS
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, from_trigger
 from pipeline.store.account import Store
-from tests.fixtures import apim, sources
+from tests.fixtures import apim, shapes, sources
 from tests.timing import best_of
 
 ENQUEUED = datetime(2025, 3, 4, 10, 15, 7, tzinfo=UTC)
@@ -115,6 +115,33 @@ def test_a_record_nested_deeper_than_the_limit_is_a_row_marked_nesting(
     assert safejson.depth_ok(kept, safejson.MAX_DEPTH + 2)  # walkable now
     # What was cut off is still there, as text.
     assert orjson.dumps(kept).count(b"[") + orjson.dumps(kept).count(b"\\u005b") >= 64
+
+
+def row_of(done: Any, cid: str) -> dict[str, Any]:
+    """The entity `transform` built for call `cid`."""
+    (entity,) = [e for _, e in done.rows if e["RowKey"] == cid]
+    return entity
+
+
+@pytest.mark.parametrize("depth", [100, 300])
+@pytest.mark.parametrize("given_as", ["object", "string"])
+def test_deep_properties_are_marked_nesting_whether_an_object_or_a_string(
+    cfg: Config, given_as: str, depth: int
+) -> None:
+    """Azure resource logs may send `properties` as a JSON string. Decoded (to remove
+    credentials) outside the depth watch, a deep string was bounded unseen: the row did not
+    say `Nesting`. Both shapes now give the same row, marked."""
+    cid = apim.new_id(f"deep-properties-{given_as}-{depth}")
+    rec = apim.gateway(cid)
+    rec["properties"]["traceRecords"] = nested(depth)
+    if given_as == "string":
+        rec["properties"] = dumps(rec["properties"]).decode()
+    done = transform([ev(envelope(rec, *ordinary(1)))], cfg)
+    assert done.plan.parser_errors == 0 and not done.plan.dead
+    row = row_of(done, cid)
+    assert "Nesting" in row["Clipped"].split(",")
+    assert row["Deployment"] == "chat-prod" and row["TokensSource"] == "reported"
+    assert "Nesting" not in (row_of(done, apim.new_id("ordinary-0")).get("Clipped") or "")
 
 
 def test_an_event_deeper_than_the_decoder_allows_is_a_dead_letter_and_the_rest_stored(
@@ -252,8 +279,18 @@ def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Conf
         '{"messages":[' + '{"content":"' + "\\u00e9" * 10_000,
         "{" + "x" * 60_000,
         "[" * 1000 + "0," * 30_000,
+        '{"a{":' * 12_000,
+        '{"a":' * 6_000 + '{"' + "{" * 30_000 + '":',
     ],
-    ids=["brackets", "objects", "escapes", "not-json", "deep-then-dense"],
+    ids=[
+        "brackets",
+        "objects",
+        "escapes",
+        "not-json",
+        "deep-then-dense",
+        "brace-keys",
+        "brace-key",
+    ],
 )
 def test_repairing_a_cut_body_is_linear(cut: str) -> None:
     """Repair used to cost O(length x depth): 20,000 `[` took 30 s. Same size, benign body
@@ -270,6 +307,25 @@ def test_a_token_dense_cut_body_is_read_to_the_budget_and_cut_there() -> None:
     body = parse_body(cut)
     assert body.kind == "json" and body.truncated
     assert 0 < len(body.doc) <= repair_budget(len(cut)) // 2
+
+
+@pytest.mark.parametrize("key", ['"a{"', '"{"', '"{{{"', ' "x{y" '])
+def test_a_body_cut_after_a_key_holding_a_brace_keeps_every_field_before_it(
+    cfg: Config, key: str
+) -> None:
+    """The cut lands after `{"key":` runs (nested objects, one token) whose last key holds a
+    `{`: the repair cut there, inside the key, and salvaged nothing (the body was text)."""
+    cid = apim.new_id(f"cut-brace-key-{key}")
+    answer = orjson.dumps(apim.chat_response("Book economy class.", usage=False)).decode()
+    cut = answer[:-1] + ',"extra":{"more":{' + key + ":"
+    done = transform([ev(envelope(apim.gateway(cid, response=cut)))], cfg)
+    assert done.plan.parser_errors == 0 and not done.plan.dead
+    row = row_of(done, cid)
+    assert row["Model"] == "gpt-4o-2024-08-06" and row["BodyTruncated"] is True
+    assert row["CompletionPreview"] == "Book economy class."
+    assert row["FinishReason"] == "stop" and row["TokensSource"] == "estimated"
+    doc = parse_body(cut).doc
+    assert doc["extra"] == {"more": {}} and doc["choices"][0]["message"]["role"] == "assistant"
 
 
 def test_a_crafted_stream_cannot_grow_tool_call_slots() -> None:
@@ -520,6 +576,189 @@ def test_an_owner_less_dead_letter_follows_the_strictest_capture(store: Store, c
         assert b"jane.doe@contoso.com" not in stored and b"[EMAIL]" in stored
 
 
+# --- odd types and shapes where an object, a list or a string belongs ----------------------------
+
+# What a reader of a stream or body row shows: compared between a hostile and a benign variant.
+READ_COLUMNS = (
+    "Model", "PromptPreview", "CompletionPreview", "TokensSource", "PromptTokens",
+    "CompletionTokens", "TotalTokens", "FinishReason", "Streamed", "BodyTruncated", "Clipped",
+    "ErrorCode",
+)  # fmt: skip
+STORABLE = (str, int, float, bool, bytes, datetime, type(None), EntityProperty)
+
+
+def stored_record(done: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """The record as the archive keeps it (member of `transform`'s blob)."""
+    data = done.blob.data[row["RawOffset"] : row["RawOffset"] + row["RawLength"]]
+    record: dict[str, Any] = open_member(data, row["RawSha256"])["record"]
+    return record
+
+
+def stream_with(junk: str) -> str:
+    """The §5.4 stream with one more event, `data: <junk>`, before its content delta."""
+    blocks = apim.text("chat_stream_usage.sse").split("\n\n")
+    blocks.insert(1, f"data: {junk}")
+    return "\n\n".join(blocks)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["[1, 2]", "5", "-0.5", '"a string"', "true", '[{"choices": []}]', "[]", "{}", "{not json"],
+)
+def test_a_stream_data_line_that_is_not_an_object_is_a_junk_line(cfg: Config, junk: str) -> None:
+    """A `data:` line holding JSON that is not an object (an array, a number, a string): the
+    stream's redaction read it as a chunk (`.get` on a list) and the call became a parser-error
+    dead letter. It is now a junk line: the row is the one a line of garbage gives, and the
+    line is archived as it came."""
+    request = dumps(apim.chat_request(("user", "Summarise our travel policy."), stream=True))
+    done = {}
+    for label, line in (("junk", junk), ("garbage", "garbage, not JSON")):
+        cid = apim.new_id(f"stream-junk-{label}")
+        rec = apim.gateway(cid, request=request.decode(), response=stream_with(line))
+        done[label] = transform([ev(envelope(rec))], cfg)
+        assert done[label].plan.parser_errors == 0 and not done[label].plan.dead, label
+    row = row_of(done["junk"], apim.new_id("stream-junk-junk"))
+    benign = row_of(done["garbage"], apim.new_id("stream-junk-garbage"))
+    assert {c: row.get(c) for c in READ_COLUMNS} == {c: benign.get(c) for c in READ_COLUMNS}
+    assert row["CompletionPreview"] == "Hello there" and row["TokensSource"] == "reported"
+    kept = stored_record(done["junk"], row)["properties"]["backendResponseBody"]
+    assert kept == stream_with(junk)  # nothing to mask: kept exactly as logged
+
+
+def test_a_non_object_stream_line_is_redacted_as_text(cfg: Config) -> None:
+    email = "jane.doe@contoso.com"
+    cid = apim.new_id("stream-junk-pii")
+    request = dumps(apim.chat_request(("user", "Summarise our travel policy."), stream=True))
+    rec = apim.gateway(cid, request=request.decode(), response=stream_with(f'["{email}", 5]'))
+    done = transform([ev(envelope(rec))], cfg)
+    assert done.plan.parser_errors == 0 and not done.plan.dead
+    kept = stored_record(done, row_of(done, cid))["properties"]["backendResponseBody"]
+    assert email not in kept and 'data: ["[EMAIL]", 5]' in kept
+    assert "Hello there" in kept
+
+
+@pytest.mark.parametrize("depth", [100, 300])
+def test_a_deep_value_under_a_machine_data_key_is_redacted_as_text(cfg: Config, depth: int) -> None:
+    """Redaction does not walk machine-data keys (`role`, `id`, ...), so the depth check of
+    its walk never saw a value nested there: when something else in the body was masked, the
+    body was re-serialised, orjson refused the depth, and the call became a parser error.
+    Such a body is now matched as text, like any body too deep to walk."""
+    email = "jane.doe@contoso.com"
+    cid = apim.new_id(f"deep-under-role-{depth}")
+    request = {"messages": [{"role": nested(depth), "content": f"Write to {email}"}]}
+    done = transform([ev(envelope(apim.gateway(cid, request=dumps(request).decode())))], cfg)
+    assert done.plan.parser_errors == 0 and not done.plan.dead, [d.reason for d in done.plan.dead]
+    row = row_of(done, cid)
+    assert row["PromptPreview"] == "Write to [EMAIL]"
+    kept = stored_record(done, row)["properties"]["requestBody"]
+    assert email not in kept and "[EMAIL]" in kept
+
+
+CHAT_PATH = "/openai/deployments/chat-prod/chat/completions?api-version=2024-10-21"
+RESPONSES_PATH = "/openai/v1/responses"
+JOBS_PATH = "/openai/fine_tuning/jobs?api-version=2024-10-21"
+
+
+def without_usage(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = {k: v for k, v in doc.items() if k != "usage"}
+    if isinstance(doc.get("response"), dict):
+        doc["response"] = without_usage(doc["response"])
+    return doc
+
+
+def tool_call_answer(tool_calls: Any) -> dict[str, Any]:
+    doc = without_usage(apim.load("chat_response_tools.json"))
+    doc["choices"][0]["message"]["tool_calls"] = tool_calls
+    return doc
+
+
+def responses_answer(**edits: Any) -> dict[str, Any]:
+    doc = without_usage(apim.load("responses_response.json"))
+    doc["output"].append({"type": "function_call", "name": "f", "arguments": "{}"})
+    for key, value in edits.items():
+        if key == "content":
+            doc["output"][0]["content"] = value
+        else:
+            doc[key] = value
+    return doc
+
+
+def responses_stream(**edits: Any) -> str:
+    """A Responses API stream without usage, ending in `response.completed` (or `edits`)."""
+    response = responses_answer(**edits)
+    return shapes.sse(
+        {"type": "response.output_text.delta", "output_index": 0, "delta": "Receipts"},
+        {"type": response.pop("terminal", "response.completed"), "response": response},
+        event_names=True,
+        done=False,
+    )
+
+
+# (url path, response body, what the row says) for a value of the wrong type where the
+# readers of content expected an object, a list or a string.
+ODD_TYPES: dict[str, tuple[str, Any, dict[str, Any]]] = {
+    "tool_calls a number": (CHAT_PATH, tool_call_answer(5), {"TokensSource": "estimated"}),
+    "tool_calls a string": (CHAT_PATH, tool_call_answer("call"), {"TokensSource": "estimated"}),
+    "tool_calls an object": (
+        CHAT_PATH, tool_call_answer({"function": {"name": "f"}}), {"TokensSource": "estimated"}
+    ),
+    "a tool call's function a number": (
+        CHAT_PATH, tool_call_answer([{"function": 7}]), {"TokensSource": "estimated"}
+    ),
+    "output content a number": (
+        RESPONSES_PATH, responses_answer(content=5), {"TokensSource": "estimated"}
+    ),
+    "output content an object": (
+        RESPONSES_PATH, responses_answer(content={"text": "x"}), {"TokensSource": "estimated"}
+    ),
+    "streamed output content a number": (
+        RESPONSES_PATH, responses_stream(content=5), {"TokensSource": "estimated"}
+    ),
+    "streamed status a number": (
+        RESPONSES_PATH, responses_stream(status=5), {"FinishReason": None}
+    ),
+    "streamed status a list": (
+        RESPONSES_PATH, responses_stream(status=["completed"]), {"FinishReason": None}
+    ),
+    "streamed incomplete reason an object": (
+        RESPONSES_PATH,
+        responses_stream(
+            terminal="response.incomplete", status="incomplete",
+            incomplete_details={"reason": {"why": "max_output_tokens"}},
+        ),
+        {"FinishReason": "incomplete"},
+    ),
+    "stream error code an object": (
+        RESPONSES_PATH,
+        shapes.sse({"type": "error", "error": {"code": {"c": 1}, "message": "m"}},
+                   event_names=True, done=False),
+        {"ErrorCode": "stream_error", "ErrorSource": "backend"},
+    ),
+    "job object a list": (
+        JOBS_PATH, {"object": ["fine_tuning.job"], "id": "ftjob-1", "status": "queued"},
+        {"Operation": "fine_tuning", "JobId": None},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ODD_TYPES)
+def test_a_value_of_an_odd_type_in_a_body_is_read_as_absent(cfg: Config, case: str) -> None:
+    """`generated_text` iterated `message.tool_calls` whatever it was (a number: TypeError),
+    and other content readers assumed a field's type the same way: a valid call without
+    usage became a parser-error dead letter, or a row with a list where a string belongs.
+    A field of the wrong type is now read as absent; the rest of the call is read."""
+    path, response, expected = ODD_TYPES[case]
+    cid = apim.new_id(f"odd-type-{case}")
+    body = response if isinstance(response, str) else dumps(response).decode()
+    rec = apim.gateway(cid, path=path, request=dumps({"input": "hi"}).decode(), response=body)
+    done = transform([ev(envelope(rec))], cfg)
+    assert done.plan.parser_errors == 0 and not done.plan.dead, [d.reason for d in done.plan.dead]
+    row = row_of(done, cid)
+    assert {k: row.get(k) for k in expected} == expected
+    odd = {k: type(v).__name__ for k, v in row.items() if not isinstance(v, STORABLE)}
+    assert not odd, odd
+
+
 # --- a fuzzer of hostile values ------------------------------------------------------------------
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -640,9 +879,14 @@ SSE_FIELDS = ["choices", "usage", "model", "id", "type", "delta", "output_index"
     source=st.sampled_from(["policy", "llm", "sse", "responses-sse"]),
     edits=st.lists(st.tuples(st.integers(min_value=0, max_value=99), HOSTILE), max_size=4),
     body_edits=st.lists(st.tuples(st.sampled_from(REQUEST_PATHS), HOSTILE), max_size=3),
+    # Streams: more `data:` lines, anywhere, holding any JSON (arrays, numbers, strings).
+    junk=st.lists(st.tuples(st.integers(min_value=0, max_value=5), HOSTILE), max_size=2),
 )
 def test_fuzz_other_sources_never_make_a_parser_error(
-    source: str, edits: list[tuple[int, Any]], body_edits: list[tuple[str, Any]]
+    source: str,
+    edits: list[tuple[int, Any]],
+    body_edits: list[tuple[str, Any]],
+    junk: list[tuple[int, Any]],
 ) -> None:
     """The same promise for policy messages, LLM-log records and streamed bodies."""
     request = apim.chat_request(("user", "Summarise our travel policy."))
@@ -677,6 +921,8 @@ def test_fuzz_other_sources_never_make_a_parser_error(
                 if j % 4 == i:
                     chunk[SSE_FIELDS[j % len(SSE_FIELDS)]] = value
             chunks.append("data: " + dumps(chunk).decode())
+        for at, value in junk:
+            chunks.insert(at % (len(chunks) + 1), "data: " + dumps(value).decode())
         stream = "\n\n".join(chunks) + "\n\ndata: [DONE]\n\n"
         request["stream"] = True
         body = envelope(apim.gateway(cid, request=dumps(request).decode(), response=stream))
@@ -684,3 +930,195 @@ def test_fuzz_other_sources_never_make_a_parser_error(
     assert plan.parser_errors == 0, [d.reason for d in plan.dead]
     ingest._entities(plan, Config())
     assert plan.parser_errors == 0, [d.reason for d in plan.dead]
+
+
+# Realistic calls, each a request and a response (a stream: its chunks), whose every field a
+# client could set to a value of another type: url path, request, response, stream kind.
+def _chunks(stream_text: str) -> list[Any]:
+    """The chunks of a stream (the `data:` line of each event but [DONE])."""
+    lines = [line for line in stream_text.split("\n") if line.startswith("data: {")]
+    return [orjson.loads(line[6:]) for line in lines]
+
+
+def _content_calls() -> dict[str, tuple[str, Any, Any, str]]:
+    chat_request = apim.load("chat_request_tools.json")
+    responses_request = {
+        "model": "gpt-4.1-nano",
+        "instructions": "Be brief.",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Receipts?"}]},
+            {"type": "function_call", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "output": "{}"},
+        ],
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object",
+                   "properties": {"a": {"type": "string", "enum": ["x"]}}}}],
+        "max_output_tokens": 100,
+    }  # fmt: skip
+    responses_answer = apim.load("responses_response.json")
+    responses_answer["output"].append({"type": "function_call", "name": "f", "arguments": "{}"})
+    chat_stream = _chunks(shapes.sse_tool_call()) + _chunks(shapes.SSE_USAGE)
+    incomplete = {
+        **responses_answer,
+        "status": "incomplete",
+        "incomplete_details": {"reason": "max_output_tokens"},
+    }
+    stream_error = {"type": "error", "error": {"code": "server_error", "message": "Retry."}}
+    completions = "/openai/deployments/inst/completions?api-version=2024-10-21"
+    embeddings = "/openai/deployments/embed/embeddings?api-version=2024-10-21"
+    return {
+        "chat": (CHAT_PATH, chat_request, apim.load("chat_response_tools.json"), "json"),
+        "chat-text": (
+            CHAT_PATH, apim.chat_request(("user", "Hi")), apim.chat_response("Hello."), "json"
+        ),
+        "completions": (
+            completions, {"prompt": ["Say", "hi"], "max_tokens": 5},
+            apim.load("completions_response.json"), "json",
+        ),
+        "embeddings": (
+            embeddings, {"input": ["a", "b"]}, apim.load("embeddings_response.json"), "json"
+        ),
+        "responses": (RESPONSES_PATH, responses_request, responses_answer, "json"),
+        "chat-stream": (CHAT_PATH, chat_request, chat_stream, "sse"),
+        "responses-stream": (
+            RESPONSES_PATH, responses_request, _chunks(shapes.sse_responses()), "events"
+        ),
+        "responses-stream-incomplete": (
+            RESPONSES_PATH, responses_request,
+            [{"type": "response.incomplete", "response": incomplete}], "events",
+        ),
+        "responses-stream-error": (
+            RESPONSES_PATH, responses_request,
+            [{"type": "response.output_text.delta", "output_index": 0, "delta": "Re"},
+             stream_error], "events",
+        ),
+        "fine-tuning": (
+            JOBS_PATH, {"model": "gpt-4o", "training_file": "file-1"},
+            {"object": "fine_tuning.job", "id": "ftjob-1", "status": "queued"}, "json",
+        ),
+    }  # fmt: skip
+
+
+CONTENT_CALLS = _content_calls()
+# Machine data no reader opens: its subtrees are not edited (the key itself is).
+_NOT_READ = frozenset({"content_filter_results", "prompt_filter_results", "logprobs"})
+
+
+def _paths(doc: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in `doc`: each key of each object and each item of each list."""
+    out = [at]
+    if at and at[-1] in _NOT_READ:
+        return out
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
+    for key, value in items:
+        out.extend(_paths(value, (*at, key)))
+    return out
+
+
+def _has(doc: Any, key: Any) -> bool:
+    if isinstance(doc, dict):
+        return key in doc
+    return isinstance(doc, list) and isinstance(key, int) and key < len(doc)
+
+
+def _put(doc: Any, path: tuple[Any, ...], value: Any) -> None:
+    """Set the value at `path`, unless an earlier edit replaced a container on the way."""
+    for key in path[:-1]:
+        if not _has(doc, key):
+            return
+        doc = doc[key]
+    if _has(doc, path[-1]):
+        doc[path[-1]] = value
+
+
+def _without_usage(doc: Any) -> Any:
+    if isinstance(doc, list):
+        return [_without_usage(d) for d in doc]
+    if not isinstance(doc, dict):
+        return doc
+    return {k: _without_usage(v) if k == "response" else v for k, v in doc.items() if k != "usage"}
+
+
+def _stream_text(chunks: Any, kind: str) -> str:
+    """The logged stream: each chunk a `data:` line (with its `event:` line for the Responses
+    API), whatever the chunk now holds."""
+    if not isinstance(chunks, list):
+        return "data: " + dumps(chunks).decode() + "\n\n"
+    lines = []
+    for chunk in chunks:
+        name = chunk.get("type") if kind == "events" and isinstance(chunk, dict) else None
+        head = f"event: {name}\n" if isinstance(name, str) and "\n" not in name else ""
+        lines.append(head + "data: " + dumps(chunk).decode())
+    return "\n\n".join(lines) + ("\n\ndata: [DONE]\n\n" if kind == "sse" else "\n\n")
+
+
+def _content_record(call: str, doc: dict[str, Any], n: int = 0) -> dict[str, Any]:
+    """The GatewayLogs record of `call` whose bodies are `doc`'s request and response."""
+    path, _, _, kind = CONTENT_CALLS[call]
+    response = doc["response"]
+    body = _stream_text(response, kind) if kind != "json" else dumps(response).decode()
+    request = dumps(doc["request"]).decode()
+    return apim.gateway(apim.new_id(f"content-{call}-{n}"), path=path, request=request,
+                        response=body)  # fmt: skip
+
+
+def _content_doc(call: str, estimate: bool) -> dict[str, Any]:
+    """A fresh copy of `call`'s bodies; without usage when the tokens are to be estimated."""
+    _, request, response, _ = CONTENT_CALLS[call]
+    doc: dict[str, Any] = orjson.loads(orjson.dumps({"request": request, "response": response}))
+    if estimate:
+        doc["response"] = _without_usage(doc["response"])
+    return doc
+
+
+def _rows_of_content_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the records (one call each), asserting none is a parser error or dead."""
+    cfg = Config()
+    plan = plan_batch([ev(envelope(*records))], cfg)
+    assert plan.parser_errors == 0, [d.reason for d in plan.dead]
+    assert plan.accepted == len(records) and not plan.dead
+    built = [entity for _, entity in ingest._entities(plan, cfg)]
+    assert plan.parser_errors == 0, [d.reason for d in plan.dead]
+    assert len(built) == len(records)
+    for row in built:
+        odd = {k: type(v).__name__ for k, v in row.items() if not isinstance(v, STORABLE)}
+        assert not odd, odd
+    return built
+
+
+# A value of each JSON type (a string empty too, and an array too deep to walk).
+EVERY_TYPE = [5, -1.5, True, "s", "", None, [5], {"a": 5}, nested(70)]
+
+
+@pytest.mark.parametrize("estimate", [True, False], ids=["no-usage", "usage"])
+@pytest.mark.parametrize("call", CONTENT_CALLS)
+def test_a_value_of_every_type_at_every_content_field(call: str, estimate: bool) -> None:
+    """Each field of a realistic request, response and stream chunk (a whole chunk too), in
+    turn, set to a value of each JSON type: every call is a row of storable values. Without
+    usage, every text reader runs (the estimate); a parser error anywhere fails the test."""
+    places = _paths(_content_doc(call, estimate))[1:]
+    records = []
+    for place in places:
+        for value in EVERY_TYPE:
+            doc = _content_doc(call, estimate)
+            _put(doc, place, value)
+            records.append(_content_record(call, doc, len(records)))
+    for i in range(0, len(records), 200):
+        _rows_of_content_records(records[i : i + 200])
+
+
+@pytest.mark.parametrize("call", CONTENT_CALLS)
+@FUZZ
+@given(data=st.data(), estimate=st.booleans())
+def test_fuzz_odd_types_at_every_content_field(
+    call: str, data: st.DataObject, estimate: bool
+) -> None:
+    """Hostile values at up to three fields at once of realistic requests, responses and
+    stream chunks (a whole chunk too), usage logged or not: never a parser error."""
+    doc = _content_doc(call, estimate)
+    places = _paths(doc)[1:]
+    edits = data.draw(st.lists(st.tuples(st.sampled_from(places), HOSTILE), min_size=1, max_size=3))
+    for place, value in edits:
+        _put(doc, place, value)
+    _rows_of_content_records([_content_record(call, doc)])

@@ -249,3 +249,16 @@ def test_partition_key_is_day_and_shard_and_day_range_covers_it() -> None:
         == "PartitionKey ge '2025-03-09' and PartitionKey lt '2025-03-0:'"
     )
     assert "2025-03-09_3" < "2025-03-0:"
+
+
+def test_a_body_cut_after_keys_holding_braces_keeps_every_field_before_the_cut() -> None:
+    """Runs of `{"key":` (nested objects) are read as one token; a key may hold `{`, and the
+    cut may land right after it: the repair cuts after the last opener, not inside the key."""
+    whole = {"model": "gpt-4o", "a{": {"b{": {"{c": {"d": "x", "{": {"}{": 1}}}}, "n": 2}
+    text = orjson.dumps(whole).decode()
+    first = text.index(',"a{"')
+    for n in range(first, len(text)):
+        doc = repair_truncated(text[:n])
+        assert doc is not None and doc["model"] == "gpt-4o", text[:n]
+        _is_salvage_of(doc, whole)
+    assert repair_truncated('{"a":{"b{":{ "{c" :') == {"a": {"b{": {}}}

@@ -157,8 +157,10 @@ def _open_objects(
     if state != "value" or levels > _MAX_DEPTH - len(stack):
         return None, cut_end
     stack.extend("{" * levels)
-    # Cut point: just after the last `{` (its key and colon wait for a value).
-    return "value", m.start() + tok.rfind("{") + 1
+    # Cut point: just after the last opener (its key and colon wait for a value). Keys may
+    # hold `{` and never `"`: that opener is the last `{` before the last key's quotes.
+    key_start = tok.rfind('"', 0, tok.rfind('"'))
+    return "value", m.start() + tok.rfind("{", 0, key_start) + 1
 
 
 def _open_arrays(

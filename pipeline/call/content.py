@@ -133,11 +133,16 @@ def _choice_generated(choice: dict[str, Any]) -> str:
     message = choice.get("message")
     if isinstance(message, dict):
         parts.append(part_text(message.get("content")) or "")
-        for call in message.get("tool_calls") or ():
+        for call in _list(message.get("tool_calls")):
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict):
                 parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
     return "".join(parts)
+
+
+def _list(value: Any) -> list[Any]:
+    """A field that holds a list, or nothing: a sender may put any JSON value there."""
+    return value if isinstance(value, list) else []
 
 
 def _output_generated(output: list[Any]) -> str:
@@ -146,7 +151,7 @@ def _output_generated(output: list[Any]) -> str:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            for part in item.get("content") or ():
+            for part in _list(item.get("content")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     parts.append(part["text"])
         elif item.get("type") == "function_call":

@@ -82,9 +82,8 @@ def classify(
 def stream_error(error: dict[str, Any]) -> ErrorInfo:
     """The error event a stream ended in: the status (200) was sent before it, so the call
     failed at the backend after all."""
-    code = error.get("code")
     return ErrorInfo(
-        str(code) if code else "stream_error", "backend", string(error.get("message")), False
+        _str(error.get("code")) or "stream_error", "backend", string(error.get("message")), False
     )
 
 

@@ -261,7 +261,7 @@ def _scale_cut_json(tokens_seen: int, text: str, logged_bytes: int, total_bytes:
 def _job_id(operation: str, resp: dict[str, Any] | None, url: str | None) -> str | None:
     if operation not in ("fine_tuning", "batches", "files"):
         return None
-    if resp is not None and resp.get("object") in _JOB_OBJECTS:
+    if resp is not None and string(resp.get("object")) in _JOB_OBJECTS:
         return string(resp.get("id"))
     m = _JOB_PATH.search(url or "")
     return m.group(1) if m else None

@@ -232,8 +232,8 @@ def _terminal(s: Stream, response: dict[str, Any]) -> None:
     if isinstance(response.get("usage"), dict):
         s.usage = response["usage"]
     details = response.get("incomplete_details")
-    reason = details.get("reason") if isinstance(details, dict) else None
-    s.finish_reason = reason or response.get("status")
+    reason = string(details.get("reason")) if isinstance(details, dict) else None
+    s.finish_reason = reason or string(response.get("status"))
     if reason == "content_filter":
         s.content_filtered = True
     if isinstance(response.get("error"), dict):

@@ -107,9 +107,10 @@ def parse(received: Received, cfg: Config) -> Parsed:
     if not isinstance(record, dict):
         raise Dead(f"record {received.index} is JSON {type(record).__name__}, expected an object")
     authorization = attribution.authorization_of(record)
-    # Credentials go first: nothing below (facts, archive, dead letters) ever sees them.
-    record = scrub_credentials(record)
     with safejson.watch() as deep:
+        # Credentials go first: nothing below (facts, archive, dead letters) ever sees them.
+        # Inside the watch: `properties` sent as a JSON string is decoded (and bounded) here.
+        record = scrub_credentials(record)
         read = read_source(record, flatten(record), cfg)
     if received.nested or deep.pruned:
         mark_clipped(read.facts, "nesting")

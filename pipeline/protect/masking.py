@@ -109,15 +109,17 @@ class Masker:
             doc = orjson.loads(s)
         except orjson.JSONDecodeError:
             return self.redact_escaped(s, counts)  # cut JSON: match on an unescaped view
-        before = sum(counts.values())
+        local: Counter[str] = Counter()
         try:
-            walked = self.walk(doc, counts)
-        except _TooDeep:
-            # Too deep to walk (and to re-serialise): matched as text, like cut JSON.
+            walked = self.walk(doc, local)
+            if sum(local.values()) == 0:
+                return s  # nothing masked: keep the body exactly as logged
+            out = orjson.dumps(walked).decode()
+        except (_TooDeep, orjson.JSONEncodeError):
+            # Too deep to walk, or to re-serialise (deep under a key the walk skips, such as
+            # `role`): matched as text, like cut JSON.
             return self.redact_escaped(s, counts)
-        if sum(counts.values()) == before:
-            return s  # nothing masked: keep the body exactly as logged
-        out = orjson.dumps(walked).decode()
+        counts.update(local)
         return out + "\n" if s.endswith("\n") else out
 
     def _redact_plain(self, s: str) -> Redaction:

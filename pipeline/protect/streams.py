@@ -13,7 +13,7 @@ import orjson
 from pipeline.common import safejson
 
 # One event of the stream: its `event:` line, its data decoded (None: kept as text), its text.
-Block = tuple[str | None, Any, str]
+Block = tuple[str | None, dict[str, Any] | None, str]
 # Where one delta of a stream of text lives: the dict holding it, and its field.
 Slot = tuple[dict[str, Any], str]
 
@@ -32,12 +32,16 @@ def parse(s: str) -> list[Block]:
     return blocks
 
 
-def _data(data: str) -> Any:
+def _data(data: str) -> dict[str, Any] | None:
+    """The event's chunk; None for anything else (kept and redacted as text): [DONE], a
+    line cut in half, or JSON that is no chunk (an array, a number, a string)."""
     if not data or data.strip() == "[DONE]":
         return None
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
         return None
     if safejson.may_be_deep(data) and not safejson.depth_ok(doc):
         return None  # matched as text
@@ -49,7 +53,7 @@ def deltas(blocks: list[Block]) -> dict[tuple[Any, ...], list[Slot]]:
     arguments, a Responses API output), in order."""
     streams: dict[tuple[Any, ...], list[Slot]] = {}
     for _, doc, _ in blocks:
-        if isinstance(doc, dict):
+        if doc is not None:
             for key, holder, field in _delta_slots(doc):
                 streams.setdefault(key, []).append((holder, field))
     return streams
