@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import inspect
 import os
 import random
 import re
@@ -495,12 +494,13 @@ STAGES: dict[str, str] = {
     "envelope": "envelope.open_envelope + flatten of every record",
     "repair": "bodies.parse_body on bodies cut mid-JSON (repair_truncated)",
     "sse": "stream.parse_sse",
-    "redaction": "capture.CapturePolicy (default settings): preview, redact_string, archive_record",
+    "redaction": "masking.Masker (default settings): previews.preview, redact_string, "
+    "records.archive_record",
     "tokens": "tokens.estimate_prompt (o200k_base) on a parsed request body",
     "archive": "archive.record_bytes + record_id + member_bytes + pack_member",
-    "deadletter": "ingest._dead_letter (capture.dead_letter and the reason)",
-    "transform": "ingest.transform(events, Config()), one event",
-    "replay": "inputs.py readers, every event read",
+    "deadletter": "deadletters.dead_letter (the body under the strictest capture, the reason)",
+    "transform": "ingest.batch.transform(events, Config()), one event",
+    "replay": "sources/ readers (files, capture_avro, archive_blobs), every event read",
 }
 
 
@@ -1101,12 +1101,17 @@ def _ops() -> dict[str, Callable[[Any], Any]]:
     from pipeline.call.stream import parse_sse
     from pipeline.ingest import batch as ingest
     from pipeline.model import EventIn
-    from pipeline.protect import archive, capture
+    from pipeline.protect import archive, deadletters, previews
+    from pipeline.protect import records as protect_records
+    from pipeline.protect.masking import Masker
+    from pipeline.protect.policy import policy_for
     from pipeline.sources import inputs
+    from pipeline.sources.archive_blobs import read_archive as read_archive_blob
     from pipeline.sources.envelope import MAX_RECORDS, flatten, open_envelope
+    from pipeline.sources.files import local_inputs
 
     cfg = _config()
-    policy = capture.policy_for(cfg)
+    policy = policy_for(cfg)
     redactions: Counter[str] = Counter()
 
     def envelope(body: bytes) -> None:
@@ -1117,17 +1122,17 @@ def _ops() -> dict[str, Callable[[Any], Any]]:
             if isinstance(record, dict):
                 flatten(record)
 
+    # The redaction memo spans one record (its Masker): each run is a new record, so each
+    # makes a fresh Masker, as the record boundary does (ingest/plan.py).
+
     def redact_string(s: str) -> None:
-        policy.forget()  # the memo spans one record: each run is a new record
-        policy.redact_string(s, redactions)
+        Masker(policy).redact_string(s, redactions)
 
     def preview(s: str) -> None:
-        policy.forget()
-        policy.preview(s, policy.default)
+        previews.preview(Masker(policy), s, policy.default)
 
     def archive_record(record: Any) -> None:
-        policy.forget()
-        policy.archive_record(record, policy.default)
+        protect_records.archive_record(Masker(policy), record, policy.default)
 
     def estimate(value: tuple[Any, str]) -> None:
         request, operation = value
@@ -1139,16 +1144,10 @@ def _ops() -> dict[str, Callable[[Any], Any]]:
         packed = archive.member_bytes("gateway", "cid", rid, EventIn(b""), 0, True, raw)
         archive.pack_member(packed)
 
-    dead_letter_takes_cap = "cap" in inspect.signature(ingest._dead_letter).parameters
-
     def dead_letter(body: bytes) -> None:
-        policy.forget()
         event = EventIn(body, partition="0", sequence=1)
         reason = "unknown record shape: no category and not a known log-to-eventhub message"
-        if dead_letter_takes_cap:
-            ingest._dead_letter(policy, policy.strictest, body, reason, event, None)
-        else:
-            ingest._dead_letter(policy, body, reason, event, None)
+        deadletters.dead_letter(Masker(policy), policy.strictest, body, reason, event, None)
 
     def transform(events: list[Any]) -> Any:
         return ingest.transform(events, cfg)
@@ -1156,31 +1155,21 @@ def _ops() -> dict[str, Callable[[Any], Any]]:
     problems: list[str] = []
 
     def read_file(path: str) -> None:
-        """A local .jsonl or Capture file, as `replay` reads it (inputs.local_inputs)."""
-        for item in inputs.local_inputs([path], inputs.Filters()):
-            if not hasattr(item, "events"):
-                problems.append(str(getattr(item, "message", item)))
+        """A local .jsonl or Capture file, as `replay` reads it (files.local_inputs)."""
+        for item in local_inputs([path], inputs.Filters()):
+            if not isinstance(item, inputs.Input):
+                problems.append(item.message)
                 continue
-            fetched = item.fetch()
-            if "report" in inspect.signature(item.events).parameters:
-                events = item.events(fetched, report=problems.append)
-            else:
-                events = item.events(fetched)
-            for _ in events:
+            for _ in item.events(item.fetch(), report=problems.append):
                 pass
-
-    archive_params = inspect.signature(inputs.read_archive).parameters
 
     def read_archive(data: bytes) -> None:
         """An archive blob (as replay reads one from the container)."""
         name = "2025/11/04/10/adversarial.jsonl.gz"
-        kwargs: dict[str, Any] = {"blob": name, "filters": inputs.Filters()}
-        if "label" in archive_params:
-            kwargs["label"] = name
-        if "report" in archive_params:
-            kwargs["report"] = problems.append
-        first = [data] if "chunks" in archive_params else data
-        for _ in inputs.read_archive(first, **kwargs):
+        events = read_archive_blob(
+            [data], blob=name, label=name, filters=inputs.Filters(), report=problems.append
+        )
+        for _ in events:
             pass
 
     return {

@@ -108,10 +108,10 @@ class Mutation:
 MUTATIONS = [
     Mutation(
         "rows never written (write_rows returns without writing)",
-        "pipeline/store/account.py",
-        "        groups: dict[str, list[Row]] = defaultdict(list)\n",
+        "pipeline/store/audit.py",
+        "        groups, edge = merge.split_at_day_edge(items)\n",
         "        return WriteStats(created=len(items))\n"
-        "        groups: dict[str, list[Row]] = defaultdict(list)\n",
+        "        groups, edge = merge.split_at_day_edge(items)\n",
         (GARBAGE, CRAFTED, FAULTS, RESTART, DOWN),
     ),
     Mutation(
@@ -138,63 +138,64 @@ MUTATIONS = [
     ),
     Mutation(
         "dead letters dropped (put_dead_letter does nothing)",
-        "pipeline/store/account.py",
-        "        b = dead_letter_blob(dead)\n",
-        "        return True\n        b = dead_letter_blob(dead)\n",
+        "pipeline/store/blobs.py",
+        "    b = dead_letter_blob(dead)\n",
+        "    return True\n    b = dead_letter_blob(dead)\n",
         (GARBAGE, CRAFTED, PARKED, PARSER_BUG),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",
         "    plan.parser_errors += 1\n    return\n",
         (PARSER_BUG,),
     ),
     Mutation(
         "a parser failure logs the exception's message (record content)",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/plan.py",
         '"parser error on %s record %s: %s at %s", event.origin, index, type(exc).__name__, where',
         '"parser error on %s record %s: %s at %s", event.origin, index, exc, where',
         (PARSER_BUG,),
     ),
     Mutation(
         "a parser bug (on records with time and properties)",
-        "pipeline/ingest/batch.py",
-        "        authorization = attribution.authorization_of(record)\n",
-        "        authorization = attribution.authorization_of(record)\n"
-        '        if "time" in record and "properties" in record:\n'
-        '            raise KeyError("a parser bug")\n',
+        "pipeline/ingest/records.py",
+        "    authorization = attribution.authorization_of(record)\n",
+        "    authorization = attribution.authorization_of(record)\n"
+        '    if "time" in record and "properties" in record:\n'
+        '        raise KeyError("a parser bug")\n',
         (FUZZ,),
     ),
     Mutation(
         "archive blob not written",
         "pipeline/store/account.py",
-        "        return self.create_blob(self.archive, blob.name, blob.data, "
-        'content_type="application/gzip")\n',
+        "        return blobs.create(\n"
+        "            self.retry, self.archive, blob.name, blob.data, "
+        'content_type="application/gzip"\n'
+        "        )\n",
         "        return True\n",
         (DUPLICATE, FAULTS),
     ),
     Mutation(
         "archive blob overwritten (not create-only)",
-        "pipeline/store/account.py",
-        "                overwrite=False,\n",
-        "                overwrite=True,\n",
+        "pipeline/store/blobs.py",
+        "            overwrite=False,\n",
+        "            overwrite=True,\n",
         (DUPLICATE,),
     ),
     Mutation(
         "duplicates not deduplicated (rid random)",
-        "pipeline/ingest/batch.py",
-        "    rid = archived.rid if archived else archive.record_id(original)\n",
+        "pipeline/ingest/records.py",
+        "    rid = archived.rid if archived else archive.record_id(protected.original)\n",
         "    rid = archived.rid if archived else "
-        'archive.record_id(original + __import__("os").urandom(8))\n',
+        'archive.record_id(protected.original + __import__("os").urandom(8))\n',
         (DUPLICATE, ORDER),
     ),
     Mutation(
         "unchanged rows rewritten",
-        "pipeline/store/account.py",
-        "                merged = rows.merge_into(current, state, self.cfg.shards)\n",
-        "                merged = rows.merge_into(current, state, self.cfg.shards)"
-        " or dict(current)\n",
+        "pipeline/store/merge.py",
+        "        merged = merge_into(current, state, shards)\n",
+        "        merged = merge_into(current, state, shards) or dict(current)\n",
         (DUPLICATE,),
     ),
     Mutation(
@@ -208,20 +209,20 @@ MUTATIONS = [
     Mutation(
         "retry disabled (attempts=1)",
         "pipeline/store/account.py",
-        "        self.attempts = cfg.storage_retries + 1\n",
-        "        self.attempts = 1\n",
+        "            cfg.storage_retries + 1, retry_base=retry_base, retry_cap=retry_cap\n",
+        "            1, retry_base=retry_base, retry_cap=retry_cap\n",
         (FAULTS, THROTTLED),
     ),
     Mutation(
         "Retry-After ignored",
-        "pipeline/store/account.py",
+        "pipeline/store/retry.py",
         "                asked = retry_after(exc)\n",
         "                asked = 0.0\n",
         (THROTTLED, OVER_CAP),
     ),
     Mutation(
         "Retry-After over the cap slept for the cap (the old behaviour)",
-        "pipeline/store/account.py",
+        "pipeline/store/retry.py",
         "                if asked > self.retry_cap:\n",
         "                asked = min(asked, self.retry_cap)\n"
         "                if asked > self.retry_cap:\n",
@@ -229,28 +230,28 @@ MUTATIONS = [
     ),
     Mutation(
         "Retry-After as an HTTP date not read",
-        "pipeline/store/account.py",
+        "pipeline/store/retry.py",
         "            waits.append(when.timestamp() - (time.time() if now is None else now))\n",
         "            pass\n",
         (RETRY_AFTER, OVER_CAP),
     ),
     Mutation(
         "x-ms-retry-after-ms not read",
-        "pipeline/store/account.py",
+        "pipeline/store/retry.py",
         '    for name, unit in (("x-ms-retry-after-ms", 0.001), ("retry-after-ms", 0.001)):\n',
         '    for name, unit in (("retry-after-ms", 0.001),):\n',
         (RETRY_AFTER, OVER_CAP),
     ),
     Mutation(
         "lost response: a blob already there is an error",
-        "pipeline/store/account.py",
-        "        except ResourceExistsError:\n            return False\n",
-        "        except ResourceExistsError:\n            raise\n",
+        "pipeline/store/blobs.py",
+        "    except ResourceExistsError:\n        return False\n",
+        "    except ResourceExistsError:\n        raise\n",
         (FAULTS, DUPLICATE),
     ),
     Mutation(
         "lost response: a row already there is an error",
-        "pipeline/store/account.py",
+        "pipeline/store/audit.py",
         "                if not _is_conflict(exc):\n                    raise\n"
         "        return self._merge_chunk(pk, chunk, dry_run)\n",
         "                raise\n        return self._merge_chunk(pk, chunk, dry_run)\n",
@@ -259,8 +260,8 @@ MUTATIONS = [
     Mutation(
         "parking disabled (last delivery claims to park, writes nothing)",
         "pipeline/ingest/batch.py",
-        "            parked = park_batch(events, cfg, store, reason)\n",
-        "            parked = len(events)\n",
+        "        parked = park_batch(events, cfg, store, reason)\n",
+        "        parked = len(events)\n",
         (PARKED,),
     ),
     Mutation(
@@ -288,16 +289,16 @@ MUTATIONS = [
     # break or stall the audit", and "Hostile input") ---
     Mutation(
         "hostile: record boundary removed (the event boundary takes the whole event)",
-        "pipeline/ingest/batch.py",
-        "    except Exception as exc:  # noqa: BLE001 - the record boundary (see _contain)\n"
-        "        _contain(plan, captures, event, index, exc, record, enveloped, cut_message)\n",
-        "    except Exception:  # noqa: BLE001 - the record boundary (see _contain)\n"
+        "pipeline/ingest/plan.py",
+        "    except Exception as exc:  # noqa: BLE001 - the record boundary (see contain)\n"
+        "        contain(plan, policy, received.event, exc, received, masker)\n",
+        "    except Exception:  # noqa: BLE001 - the record boundary (see contain)\n"
         "        raise\n",
         (DEAD_LETTER_FAILS,),
     ),
     Mutation(
-        "hostile: a contained failure propagates (_contain re-raises)",
-        "pipeline/ingest/batch.py",
+        "hostile: a contained failure propagates (contain re-raises)",
+        "pipeline/ingest/plan.py",
         '    plan.parser_errors += 1\n    reason = f"parser error: ',
         '    raise exc\n    plan.parser_errors += 1\n    reason = f"parser error: ',
         (DEAD_LETTER_FAILS, NO_ROW),
@@ -311,14 +312,14 @@ MUTATIONS = [
     ),
     Mutation(
         "hostile: no raw fallback when a record's dead letter fails",
-        "pipeline/ingest/batch.py",
-        "        return _raw_dead_letter(captures, event, index, reason)\n",
+        "pipeline/ingest/plan.py",
+        "        return deadletters.raw_dead_letter(masker.policy, event, index, reason)\n",
         "        raise\n",
         (DEAD_LETTER_FAILS,),
     ),
     Mutation(
         "hostile: a dead letter's reason quotes the exception's message",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/plan.py",
         '    reason = f"parser error: {type(exc).__name__} (at {where})"\n',
         '    reason = f"parser error: {type(exc).__name__}: {exc} (at {where})"\n',
         (DEAD_LETTER_FAILS,),
@@ -339,9 +340,9 @@ MUTATIONS = [
     ),
     Mutation(
         "hostile: redaction walks a body too deep to walk (depth_ok check removed)",
-        "pipeline/protect/capture.py",
-        "            if not safejson.depth_ok(doc):\n                # Too deep to walk",
-        "            if False:\n                # Too deep to walk",
+        "pipeline/protect/masking.py",
+        "        if depth > _COLLECT_DEPTH:\n            raise _TooDeep\n",
+        "        if False:\n            raise _TooDeep\n",
         (DEEP_BODY,),
     ),
     Mutation(
@@ -361,7 +362,7 @@ MUTATIONS = [
     ),
     Mutation(
         "hostile: unicode digits accepted (isascii dropped)",
-        "pipeline/sources/envelope.py",
+        "pipeline/common/values.py",
         "s.isascii() and s.isdigit()",
         "s.isdigit()",
         (UNICODE_DIGITS,),
@@ -382,21 +383,21 @@ MUTATIONS = [
     ),
     Mutation(
         "hostile: caller claims trusted on failed calls",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/records.py",
         "    trusted = cfg.trust_bearer and facts.status is not None and facts.status < 400\n",
         "    trusted = cfg.trust_bearer\n",
         (CLAIMS,),
     ),
     Mutation(
         "hostile: CALLER_FROM_BEARER ignored",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/records.py",
         "    trusted = cfg.trust_bearer and facts.status is not None and facts.status < 400\n",
         "    trusted = facts.status is not None and facts.status < 400\n",
         (CLAIMS,),
     ),
     Mutation(
         "hostile: implausible record time accepted",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/records.py",
         "    if plausible(facts.call_time, enqueued):\n        return\n",
         "    return\n",
         (IMPLAUSIBLE, IMPLAUSIBLE_UNDATED),
@@ -431,28 +432,28 @@ MUTATIONS = [
     ),
     Mutation(
         "hostile: archived pointer trusted without verification",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/records.py",
         "        archived.verified and archived.correlation_id == correlation_id\n",
         "        True\n",
         (UNVERIFIED, FORGED),
     ),
     Mutation(
         "hostile: archived pointer honoured for another call's member",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/records.py",
         "        archived.verified and archived.correlation_id == correlation_id\n",
         "        archived.verified\n",
         (FORGED,),
     ),
     Mutation(
         "hostile: archived pointer's SHA-256 not checked",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/archived.py",
         "        member = archive.open_member(data, p.sha256)\n",
         "        member = archive.open_member(data)\n",
         (OWN_MEMBER,),
     ),
     Mutation(
         "hostile: archived pointer may name any blob (BLOB_NAME check dropped)",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/archived.py",
         "        not archive.BLOB_NAME.match(p.blob)\n        or p.offset < 0\n",
         "        p.offset < 0\n",
         (OWN_MEMBER,),
@@ -466,60 +467,63 @@ MUTATIONS = [
     ),
     Mutation(
         "hostile: a record's dead letter under the default capture, not its owner's",
-        "pipeline/ingest/batch.py",
-        "        owner = _owner_capture(captures, record)\n",
-        "        owner = captures.default\n",
+        "pipeline/ingest/plan.py",
+        "        owner = _owner_capture(masker.policy, received.record)\n",
+        "        owner = masker.policy.default\n",
         (OWNER,),
     ),
     Mutation(
         "hostile: an unreadable event's dead letter under the default capture",
-        "pipeline/ingest/batch.py",
-        "_dead_letter(captures, captures.strictest, event.body, str(exc), event, None)",
-        "_dead_letter(captures, captures.default, event.body, str(exc), event, None)",
+        "pipeline/ingest/plan.py",
+        "Masker(policy), policy.strictest, event.body, reason, event, None",
+        "Masker(policy), policy.default, event.body, reason, event, None",
         (OWNER_LESS,),
     ),
     Mutation(
         "hostile: an owner-less record's dead letter under the default capture",
-        "pipeline/ingest/batch.py",
-        "            return captures.for_call(subscription, product, named=True)\n"
-        "    return captures.strictest\n",
-        "            return captures.for_call(subscription, product, named=True)\n"
-        "    return captures.default\n",
+        "pipeline/ingest/plan.py",
+        "            return policy.for_call(subscription, product, named=True)\n"
+        "    return policy.strictest\n",
+        "            return policy.for_call(subscription, product, named=True)\n"
+        "    return policy.default\n",
         (OWNER_LESS,),
     ),
     Mutation(
         "hostile: raw dead letters (parked, contained) under the default capture",
-        "pipeline/ingest/batch.py",
-        "        stored, _ = captures.dead_letter_text(event.body, captures.strictest)\n",
-        "        stored, _ = captures.dead_letter_text(event.body, captures.default)\n",
+        "pipeline/protect/deadletters.py",
+        "        stored, _ = stored_text(policy, event.body, policy.strictest)\n",
+        "        stored, _ = stored_text(policy, event.body, policy.default)\n",
         (OWNER_LESS,),
     ),
     Mutation(
-        "hostile: parking parses the events (_dead_letter)",
+        "hostile: parking parses the events (deadletters.dead_letter)",
         "pipeline/ingest/batch.py",
-        "        store.put_dead_letter(_raw_dead_letter(captures, event, None, reason))\n",
+        "        store.put_dead_letter(deadletters.raw_dead_letter(policy, event, None, reason))\n",
         "        store.put_dead_letter(\n"
-        "            _dead_letter(captures, captures.strictest, event.body, reason, event, None)\n"
+        "            deadletters.dead_letter(\n"
+        "                deadletters.Masker(policy), policy.strictest, event.body, reason, event, "
+        "None\n"
+        "            )\n"
         "        )\n",
         (PARKING,),
     ),
     Mutation(
         "hostile: bad records not collapsed into one dead letter",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/plan.py",
         "    if plan.event_dead > MAX_DEAD_PER_EVENT:\n",
         "    if False:\n",
         (MANY_BAD,),
     ),
     Mutation(
         "hostile: records per event not capped",
-        "pipeline/ingest/batch.py",
+        "pipeline/ingest/plan.py",
         "    if len(env.records) > MAX_RECORDS:\n",
         "    if False:\n",
         (MANY_BAD,),
     ),
     Mutation(
         "hostile: numbers past 2^63-1 kept",
-        "pipeline/sources/envelope.py",
+        "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",
         "    if isinstance(value, int) and 0 <= value:\n",
         (HUGE_NUMBERS,),

@@ -15,7 +15,7 @@ from bench.corpus import apim_events
 from pipeline.cli.azurite import Azurite
 from pipeline.cli.runner import replay
 from pipeline.settings import Config
-from pipeline.sources import inputs
+from pipeline.sources import files, inputs
 from pipeline.store.account import Store
 from tests.fixtures import capture
 
@@ -39,7 +39,7 @@ def measure() -> dict[str, float]:
         cfg = Config(storage_connection=az.connection_string)
         store = Store(cfg)
         store.ensure()
-        items = list(inputs.local_inputs([tmp], inputs.Filters()))
+        items = list(files.local_inputs([tmp], inputs.Filters()))
         start = time.perf_counter()
         summary = replay(items, cfg, store, say=lambda s: None)
         seconds = time.perf_counter() - start
