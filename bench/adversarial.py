@@ -336,7 +336,7 @@ def _chunk(delta: dict[str, Any], index: int = 0, **extra: Any) -> str:
     return "data: " + orjson.dumps(doc).decode()
 
 
-# Detector near-misses and dense matches (pipeline/protect/redact.py): text a client can send.
+# Detector near-misses and dense matches (pipeline/protect/detectors.py): text a client can send.
 NEAR_MISSES: dict[str, str] = {
     "eyJ- runs (JWT near-miss)": "eyJ-",
     "eyJ….eyJ… runs (JWT near-miss)": "eyJabcdefgh.eyJab.",
@@ -1038,7 +1038,7 @@ def request_input(body: str, operation: str = "chat.completions") -> Input:
 def record_input(event: bytes) -> Input:
     """The first record of an event as the pipeline reads it (open_envelope, then the
     credential scrub)."""
-    from pipeline.protect.redact import scrub_credentials
+    from pipeline.protect.credentials import scrub_credentials
     from pipeline.sources.envelope import open_envelope
 
     record = open_envelope(event).records[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from bench.corpus import prompts
-from pipeline.protect.redact import Redactor
+from pipeline.protect.redactor import Redactor
 
 GOAL_MB_S = 20.0
 

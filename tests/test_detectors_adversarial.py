@@ -17,8 +17,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.corpus import prompts
-from pipeline.protect import redact
-from pipeline.protect.redact import Redactor, scrub_url
+from pipeline.protect import windows
+from pipeline.protect.cards import _CARD_BULK, find_cards
+from pipeline.protect.credentials import scrub_url
+from pipeline.protect.detectors import (
+    DETECTORS,
+    Detector,
+    _valid_ipv4,
+    _valid_ipv6,
+    shorter_valid,
+)
+from pipeline.protect.redactor import Redactor
 from tests.timing import best_of
 
 SIZE = 200 * 1024
@@ -89,7 +98,7 @@ def test_worst_input_costs_about_what_prose_costs(name: str) -> None:
 
 
 # Digit runs separated by spaces: the digit detectors' window is the whole text, and every digit
-# starts a candidate. They took 200-330 µs/KB (8-10x prose) before `redact.Anchors` and the
+# starts a candidate. They took 200-330 µs/KB (8-10x prose) before `detectors.Anchors` and the
 # bulk card loop; about 75-135 since (2.5-4.5x).
 DIGIT_RUNS = {
     unit: _fill(unit) for unit in ("1 2 3 4 5 6 7 8 9 0 ", "12 34 56 78 ", "123 456 789 ")
@@ -131,13 +140,13 @@ def test_url_scrubbing_is_linear() -> None:
 # --- the same answers: fast paths against the plain rules -------------------------------------
 
 
-def _reference_scan(det: redact.Detector, text: str) -> list[tuple[int, int]]:
+def _reference_scan(det: Detector, text: str) -> list[tuple[int, int]]:
     """A detector as plain rules: search, validate, else the longest valid cut."""
     out, pos = [], 0
     while (m := det.pattern.search(text, pos)) is not None:
         start, end = m.span()
         if det.validate is not None and not det.validate(m.group()):
-            end = redact._shorter_valid(det, text, start, end)
+            end = shorter_valid(det, text, start, end)
             if end < 0:
                 pos = start + 1
                 continue
@@ -146,7 +155,7 @@ def _reference_scan(det: redact.Detector, text: str) -> list[tuple[int, int]]:
     return out
 
 
-_CARD_DET = next(d for d in redact.DETECTORS if d.label == "CARD")
+_CARD_DET = next(d for d in DETECTORS if d.label == "CARD")
 _CARD_PIECES = [*"416530292", " ", " ", "-", "4111", "6011", "3782", "5555", "x", ".", "/"]
 _digits_text = st.lists(
     st.sampled_from([*_CARD_PIECES, "4111 1111 1111 1111", "371449635398431", "+", "(", "@"]),
@@ -157,16 +166,16 @@ _digits_text = st.lists(
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(_digits_text, st.booleans())
 def test_card_finder_equals_the_card_regex_with_luhn(text: str, padded: bool) -> None:
-    """`_find_cards` (bulk Luhn filter for long runs, one pass per start) finds what the
-    `_CARD` regex, `_valid_card` and the cut rule find. Padding past `_CARD_BULK` digits
+    """`find_cards` (bulk Luhn filter for long runs, one pass per start) finds what the
+    `CARD` regex, `valid_card` and the cut rule find. Padding past `_CARD_BULK` digits
     takes the bulk path."""
     if padded:
         text = "9 " * 70 + text
     windows = [(0, len(text))]
     expected = _reference_scan(_CARD_DET, text)
-    assert redact._find_cards(text, windows, None) == expected
+    assert find_cards(text, windows, None) == expected
     if padded:
-        assert len(text.replace(" ", "")) > redact._CARD_BULK
+        assert len(text.replace(" ", "")) > _CARD_BULK
 
 
 _PHONE_PIECES = ["+", "+33", "+1", "(0)", "(555)", "0", "06", "020", "1", "12", "123", "12345"]
@@ -186,7 +195,7 @@ _colon_text = st.lists(
 ).map("".join)
 
 
-def _scan_alone(det: redact.Detector, text: str) -> list[tuple[int, int]]:
+def _scan_alone(det: Detector, text: str) -> list[tuple[int, int]]:
     found: list[tuple[int, int, int, str]] = []
     Redactor._scan(det, 0, text, 0, len(text), found, False)
     return [(start, -neg_end) for start, _, neg_end, _ in found]
@@ -198,11 +207,11 @@ def _scan_alone(det: redact.Detector, text: str) -> list[tuple[int, int]]:
 def test_phones_resolve_the_longest_valid_cut_as_the_plain_rules_do(text: str) -> None:
     """`_phone_end` (one regex for the cut, no validation per cut) gives what validating
     every cut gives."""
-    det = next(d for d in redact.DETECTORS if d.label == "PHONE")
+    det = next(d for d in DETECTORS if d.label == "PHONE")
     assert _scan_alone(det, text) == _reference_scan(det, text)
 
 
-# Digit windows cut down to the parts around anchors (`redact._anchored`): the same spans as
+# Digit windows cut down to the parts around anchors (`windows._anchored`): the same spans as
 # scanning the whole windows. Pieces: whole and broken SSNs and phone numbers, groups of every
 # size, prose long enough to split clusters, a digit outside ASCII (`\d`: no anchors), a
 # placeholder.
@@ -228,18 +237,18 @@ _ANCHOR_PIECES = [
     "[PHONE]",
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. " * 2,
 ]
-_ANCHORED = [d for d in redact.DETECTORS if d.anchors is not None]
+_ANCHORED = [d for d in DETECTORS if d.anchors is not None]
 
 
-def _find_anchored(detectors: tuple[redact.Detector, ...], text: str, anchor_from: int) -> object:
-    saved = redact._ANCHOR_FROM
-    redact._ANCHOR_FROM = anchor_from
+def _find_anchored(detectors: tuple[Detector, ...], text: str, anchor_from: int) -> object:
+    saved = windows._ANCHOR_FROM
+    windows._ANCHOR_FROM = anchor_from
     try:
         r = Redactor()
         r.detectors = detectors
         return r.find(text)
     finally:
-        redact._ANCHOR_FROM = saved
+        windows._ANCHOR_FROM = saved
 
 
 @settings(max_examples=500, derandomize=True, deadline=None)
@@ -249,13 +258,13 @@ def _find_anchored(detectors: tuple[redact.Detector, ...], text: str, anchor_fro
 @example("1 2 3 4 5 6 7 8 9 0 " * 30 + "123-45-6789 " + "12 34 " * 60 + "(555) 123-4567")
 def test_anchored_windows_find_what_whole_windows_find(text: str) -> None:
     """Every window anchored (from 0 characters) against none (the plain rules)."""
-    for detectors in (*((d,) for d in _ANCHORED), redact.DETECTORS):
+    for detectors in (*((d,) for d in _ANCHORED), DETECTORS):
         whole = _find_anchored(detectors, text, 10**9)
         assert _find_anchored(detectors, text, 0) == whole, detectors[0].label
 
 
 def test_anchor_reach_covers_what_the_regex_reads() -> None:
-    """`Anchors.reach`: the longest match, and 3 characters `_E` reads past it (lookaheads
+    """`Anchors.reach`: the longest match, and 3 characters `RIGHT_EDGE` reads past it (lookaheads
     inside a match read no further: PHONE's "+" lookahead reads 25)."""
     for det in _ANCHORED:
         assert det.anchors is not None
@@ -266,7 +275,7 @@ def test_anchor_reach_covers_what_the_regex_reads() -> None:
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(_colon_text)
 def test_ipv6_resolves_the_cut_before_the_ipv4_tail_as_the_plain_rules_do(text: str) -> None:
-    det = next(d for d in redact.DETECTORS if d.scope == "near" and d.label == "IP")
+    det = next(d for d in DETECTORS if d.scope == "near" and d.label == "IP")
     assert _scan_alone(det, text) == _reference_scan(det, text)
 
 
@@ -285,16 +294,16 @@ def test_ipv6_validation_is_what_ipaddress_accepts(text: str) -> None:
         expected = text.count(":") >= 2 and len(text) >= 6
     except ValueError:
         expected = False
-    assert redact._valid_ipv6(text) == expected
+    assert _valid_ipv6(text) == expected
 
 
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(st.lists(st.sampled_from(["0", "1", "9", "25", "255", "256", "127", "01", "."]), max_size=9))
 def test_ipv4_rules_in_the_regex_are_the_validation_rules(parts: list[str]) -> None:
     text = "".join(parts)
-    ip = next(d for d in redact.DETECTORS if d.label == "IP" and d.scope == "digits")
+    ip = next(d for d in DETECTORS if d.label == "IP" and d.scope == "digits")
     structural = re.fullmatch(r"\d{1,3}(?:\.\d{1,3}){3}", text) is not None
-    assert (ip.pattern.fullmatch(text) is not None) == (structural and redact._valid_ipv4(text))
+    assert (ip.pattern.fullmatch(text) is not None) == (structural and _valid_ipv4(text))
 
 
 def test_iban_candidates_are_one_per_start() -> None:

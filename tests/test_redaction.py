@@ -16,7 +16,7 @@ from pipeline.ingest.plan import plan_batch
 from pipeline.model import EventIn
 from pipeline.protect.masking import NOT_TEXT, Masker, unescaped_view
 from pipeline.protect.policy import policy_for
-from pipeline.protect.redact import Redactor, clip_text
+from pipeline.protect.redactor import Redactor, clip_text
 from pipeline.settings import Config, SettingsError
 from pipeline.store.account import Store
 from tests.conftest import settings_env

@@ -25,11 +25,11 @@ from pipeline.common.timestamps import plausible
 from pipeline.common.values import text
 from pipeline.model import SOURCE_RANK, EventIn, Facts, Fragment, Preview
 from pipeline.protect import archive
+from pipeline.protect.credentials import scrub_credentials
 from pipeline.protect.masking import Masker
 from pipeline.protect.policy import CapturePolicy
 from pipeline.protect.previews import preview
 from pipeline.protect.records import archive_record
-from pipeline.protect.redact import scrub_credentials
 from pipeline.settings import Capture, Config
 from pipeline.sources import llmlogs, policy
 from pipeline.sources.envelope import category_of, flatten

@@ -16,9 +16,9 @@ import orjson
 
 from pipeline.common import safejson
 from pipeline.model import DeadLetter, EventIn
+from pipeline.protect.credentials import scrub_credentials
 from pipeline.protect.masking import Masker, redact_escaped
 from pipeline.protect.policy import CapturePolicy
-from pipeline.protect.redact import scrub_credentials
 from pipeline.settings import Capture
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Which record fields hold what: credentials, the caller's address, messages, bodies, text.
 
-Credential scrubbing (redact.py) and the archive record (records.py) both read a record's keys
-through `key_kind`: one classification, so the two cannot disagree about a field.
+Credential scrubbing (credentials.py) and the archive record (records.py) both read a record's
+keys through `key_kind`: one classification, so the two cannot disagree about a field.
 """
 
 from __future__ import annotations

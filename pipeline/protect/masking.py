@@ -23,7 +23,7 @@ import orjson
 from pipeline.common import safejson
 from pipeline.protect import streams
 from pipeline.protect.policy import CapturePolicy, policy_for
-from pipeline.protect.redact import Redaction, Redactor, Spans, splice
+from pipeline.protect.redactor import Redaction, Redactor, Spans, splice
 from pipeline.settings import Config
 
 # Strings from this length are memoised: shorter ones cost less to redact again.

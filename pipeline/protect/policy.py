@@ -10,7 +10,7 @@
   subscription or product (LLM logs) follow the strictest of the default and all overrides,
   so a metadata-only team's prompts never leak through a log that cannot say whose they are.
 
-Credentials are removed before any of this, under every setting (redact.scrub_credentials).
+Credentials are removed before any of this, under every setting (credentials.scrub_credentials).
 What is stored under a capture: previews.py, records.py (the archive), deadletters.py; the
 redaction they share, memoised per record: masking.py.
 """
@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pipeline.protect.redact import Redactor
+from pipeline.protect.redactor import Redactor
 from pipeline.settings import Capture, Config
 
 # From least to most protective, to find the strictest.

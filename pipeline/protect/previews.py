@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pipeline.protect.masking import Masker, Stored
-from pipeline.protect.redact import clip_text
+from pipeline.protect.redactor import clip_text
 from pipeline.settings import Capture
 
 # Table storage: a string property holds 32K UTF-16 units; keep `full` previews below that.

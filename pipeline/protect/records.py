@@ -18,11 +18,11 @@ from pipeline.protect.fields import (
 )
 from pipeline.protect.masking import Masker, Stored
 from pipeline.protect.policy import CapturePolicy
-from pipeline.protect.redact import clip_text
+from pipeline.protect.redactor import clip_text
 from pipeline.settings import Capture
 
 # Kinds whose values the archive keeps as logged under every capture (credentials are gone
-# already: redact.scrub_credentials runs first).
+# already: credentials.scrub_credentials runs first).
 _AS_LOGGED = frozenset({OTHER, CREDENTIAL})
 _DROP = object()
 

@@ -1,0 +1,95 @@
+"""Credentials removed from every record before it is archived, dead-lettered or turned into
+a row, under every capture setting: credential headers dropped, secrets in URLs (query and
+fragment) replaced by `[REMOVED]`. The live request is never touched: we only see logs of it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pipeline.common.values import json_object
+from pipeline.protect.fields import CREDENTIAL, CREDENTIAL_HEADERS, HEADERS, URL, key_kind
+
+# Query (and fragment: OAuth implicit flow) parameters that carry keys, tokens, passwords or
+# signatures: APIM subscription and AOAI keys, OAuth tokens and codes, storage SAS `sig`,
+# S3 and GCS presigned-URL signatures, session ids. Names match whole, in any case. A list of
+# literals then one character class: no nested quantifier, linear time.
+_URL_SECRET = re.compile(
+    r"([?&#](?:"
+    r"(?:access|id|refresh|auth|session|x-amz-security)[-_]?token|token"
+    r"|client[-_]?secret|secret|password|passwd|pwd"
+    r"|(?:api|subscription)[-_]?key|key|sig|signature|x-amz-signature|x-goog-signature"
+    r"|code|auth|session(?:[-_]?id)?"
+    r")=)[^&#\s\"]*",
+    re.IGNORECASE,
+)
+REMOVED = "[REMOVED]"
+
+
+def scrub_url(url: str) -> str:
+    return _URL_SECRET.sub(lambda m: m.group(1) + REMOVED, url) if "=" in url else url
+
+
+def _scrub_headers(headers: Any) -> Any:
+    decoded = json_object(headers) if isinstance(headers, str) else headers
+    if not isinstance(decoded, dict):
+        return headers
+    if not any(k.lower() in CREDENTIAL_HEADERS for k in decoded):
+        return decoded
+    return {k: v for k, v in decoded.items() if k.lower() not in CREDENTIAL_HEADERS}
+
+
+# What credential scrubbing reads (fields.key_kind): the rest of a record is left alone.
+_SCRUBBED = frozenset({CREDENTIAL, HEADERS, URL})
+
+
+# Records of one source share their set of keys: which of them need a look is worked out
+# once per key set.
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
+
+
+def _scrub_level(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` without credentials: the same dict when it holds none (most records)."""
+    keys = tuple(obj)
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = tuple((k, kind) for k in keys if (kind := key_kind(k)) in _SCRUBBED)
+        if len(_PLANS) < 1_000:
+            _PLANS[keys] = plan
+    changes: dict[str, Any] = {}
+    for key, kind in plan:
+        value = obj[key]
+        if kind == CREDENTIAL:
+            changes[key] = _DROPPED
+        elif kind == HEADERS:
+            new = _scrub_headers(value)
+            if new is not value:
+                changes[key] = new
+        elif isinstance(value, str):
+            new = scrub_url(value)
+            if new != value:
+                changes[key] = new
+    if not changes:
+        return obj
+    return {k: changes.get(k, v) for k, v in obj.items() if changes.get(k) is not _DROPPED}
+
+
+_DROPPED = object()
+
+
+def scrub_credentials(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` without credential headers or URL keys (top level and properties); the record
+    itself is never changed (a copy is made where something goes)."""
+    out = _scrub_level(record)
+    for key, value in list(out.items()):
+        if key.lower() == "properties":
+            if isinstance(value, str):
+                value = json_object(value)
+            if isinstance(value, dict):
+                scrubbed = _scrub_level(value)
+                if scrubbed is not out[key]:
+                    if out is record:
+                        out = dict(record)
+                    out[key] = scrubbed
+    return out
