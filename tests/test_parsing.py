@@ -14,7 +14,7 @@ from pipeline.call.bodies import parse_body, repair_truncated
 from pipeline.call.exchange import interpret
 from pipeline.common.timestamps import parse_time
 from pipeline.sources.envelope import EnvelopeError, category_of, flatten, open_envelope
-from pipeline.sources.origin import apim_service, client_ip, region_name
+from pipeline.sources.origin import apim_service, client_ip, region_name, service_name
 from pipeline.store import rows
 from tests.fixtures import apim
 
@@ -82,6 +82,66 @@ def test_service_and_region_read_the_same_from_every_source() -> None:
     assert apim_service(rid) == "apim-1"
     assert apim_service("not a resource id") is None
     assert region_name("West Europe") == region_name("westeurope") == "westeurope"
+
+
+@pytest.mark.parametrize(
+    ("value", "service"),
+    [
+        ("contoso-apim", "contoso-apim"),
+        ("CONTOSO-APIM", "contoso-apim"),
+        ("contoso-apim.azure-api.net", "contoso-apim"),  # ai-hub gatewayName, its sample data
+        ("apim-7pg4fleh6wgj6.azure-api.net", "apim-7pg4fleh6wgj6"),
+        ("", None),
+        ("-not a name", None),
+    ],
+)
+def test_a_gateway_host_and_a_service_name_are_one_service(value: str, service: str) -> None:
+    assert service_name(value) == service
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "caller"),
+    [(None, "X.Y.Z"), (None, "NA"), ("unknown", "X.Y.Z"), (None, "1.2.3.4.5"), ("x" * 5000, None)],
+)
+def test_a_placeholder_is_no_client_address(forwarded: str | None, caller: str | None) -> None:
+    assert client_ip(forwarded, caller) is None
+
+
+def test_a_placeholder_forwarded_entry_falls_back_to_the_caller() -> None:
+    assert client_ip("unknown, 10.0.0.4", "192.0.2.1") == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    ("operation_id", "operation"),
+    [
+        ("getChatCompletions", "chat.completions"),  # Azure AI Model Inference API via APIM
+        ("getEmbeddings", "embeddings"),
+        ("getImageEmbeddings", "embeddings"),
+        ("createChatCompletion", "chat.completions"),  # OpenAI spec ids (v1 APIs)
+        ("createResponse", "responses"),
+        ("createEmbedding", "embeddings"),
+    ],
+)
+def test_operation_ids_of_the_current_inference_apis(
+    operation_id: str, operation: str | None
+) -> None:
+    assert operations.operation_from_id(operation_id) == operation
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://r.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview",
+        "https://apim.azure-api.net/foundry/models/chat/completions?api-version=2025-04-01",
+        "https://r.services.ai.azure.com/models/images/embeddings?api-version=2024-05-01-preview",
+        "https://phi-4-x.eastus2.models.ai.azure.com/chat/completions",
+    ],
+)
+def test_routes_without_a_deployment_segment_name_it_in_the_body(url: str) -> None:
+    body = parse_body('{"model": "dep-1", "messages": [{"role": "user", "content": "hi"}]}')
+    assert operations.is_body_model_deployment(url)
+    assert interpret(url=url, request=body).facts.deployment == "dep-1"
+    assert not operations.is_body_model_deployment(None)
 
 
 def test_a_stream_that_ends_in_an_error_event_is_a_failed_backend_call() -> None:

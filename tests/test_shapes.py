@@ -17,7 +17,7 @@ from pipeline.model import EventIn
 from pipeline.settings import Config
 from pipeline.store import rows
 from pipeline.store.account import Store
-from tests.fixtures import apim, shapes
+from tests.fixtures import aihub, apim, shapes
 
 CASES = shapes.cases()
 
@@ -144,3 +144,67 @@ def test_prompt_estimate_is_exact_for_text_chat(model: str, reported: int) -> No
 def test_reported_usage_always_wins_over_an_estimate() -> None:
     rec = CASES["stream_with_usage"][0]
     assert row_of(rec)["TokensSource"] == "reported"
+
+
+# --- issue 15's smaller points, from the published shapes (tests/fixtures/aihub.py) ----------
+
+
+def policy_row(body: bytes) -> dict[str, Any]:
+    plan = plan_batch([EventIn(body)], Config())
+    assert not plan.dead, plan.dead[0].reason
+    (state,) = plan.states.values()
+    return rows.to_entity(resolve(state), state, 2)
+
+
+def test_an_ai_hub_usage_record_as_the_accelerator_publishes_it() -> None:
+    row = policy_row(aihub.usage_record())
+    assert row["ApimService"] == "apim-7pg4fleh6wgj6"  # the gateway host's service
+    assert (row["Region"], row["CallerIp"]) == ("eastus", "20.121.82.216")
+    assert (row["ProductId"], row["SubscriptionId"], row["BackendId"]) == (
+        "AI-HR",
+        "master",
+        "openai-backend-2",
+    )
+    assert (row["Deployment"], row["Model"], row["Operation"]) == (
+        "chat",
+        "gpt-35-turbo",
+        "chat.completions",
+    )
+    assert (row["PromptTokens"], row["CompletionTokens"], row["TotalTokens"]) == (38, 222, 260)
+
+
+@pytest.mark.parametrize("placeholder", ["X.Y.Z", "unknown", "999.1.1.1"])
+def test_a_placeholder_request_ip_is_no_caller(placeholder: str) -> None:
+    row = policy_row(aihub.usage_record(RequestIp=placeholder))
+    assert "CallerIp" not in row
+
+
+def test_portal_admin_defaults_are_no_product_or_subscription() -> None:
+    """frag-openai-usage.xml: `context.Product?.Name ?? "Portal-Admin"` (and the same for the
+    subscription) when the call came with no subscription key."""
+    row = policy_row(aihub.usage_record(productName="Portal-Admin", subscriptionId="Portal-Admin"))
+    assert "ProductId" not in row and "SubscriptionId" not in row
+
+
+def test_ai_hub_and_gateway_logs_rows_name_one_service(store: Store, cfg: Config) -> None:
+    """The host an ai-hub record names and the resourceId of GatewayLogs are one service, so
+    the KPIs, which group by ApimService, do not split it in two."""
+    hub = aihub.usage_record(gatewayName="contoso-apim.azure-api.net", id="chatcmpl-hub-1")
+    gateway = apim.gateway(apim.new_id("one-service"))
+    process_batch([EventIn(hub), EventIn(apim.envelope(gateway))], cfg, store)
+    services = {e["ApimService"] for e in store.audit.list_entities()}
+    assert services == {"contoso-apim"}
+
+
+@pytest.mark.parametrize("variant", ["A", "B"])
+def test_llm_log_subscription_and_backend_fill_in_for_an_absent_gateway_twin(variant: str) -> None:
+    cid = apim.new_id(f"llm-entities-{variant}")
+    llm = aihub.llm_header_with_entities(cid, variant)
+    alone = row_of(llm)
+    assert (alone["SubscriptionId"], alone["BackendId"]) == ("team-finance", "aoai-weu")
+    # With its GatewayLogs twin, the gateway's values win (its rank is higher).
+    twin = apim.gateway(cid, apimSubscriptionId="team-hr", backendId="aoai-sec")
+    plan = plan_batch([EventIn(apim.envelope(llm, twin))], Config())
+    (state,) = plan.states.values()
+    row = rows.to_entity(resolve(state), state, 2)
+    assert (row["SubscriptionId"], row["BackendId"]) == ("team-hr", "aoai-sec")

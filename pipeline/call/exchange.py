@@ -123,7 +123,18 @@ def interpret(
         job_id=_job_id(operation, resp, backend_url or url),
     )
     c_text = stream.completion_text() if stream else completion_text(resp)
-    return Exchange(facts, prompt_text(req, operation), c_text)
+    return Exchange(facts, prompt_text(req, operation), without_leading_blank_lines(c_text))
+
+
+# Legacy completions answer a prompt with its continuation, which usually starts with blank
+# lines ("\n\nParis is ..."): a preview showing them looks empty in a table.
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
+
+
+def without_leading_blank_lines(text: str | None) -> str | None:
+    if not text:
+        return text
+    return _LEADING_BLANK_LINES.sub("", text, count=1) or None
 
 
 def _operation(backend_url: str | None, url: str | None, operation_id: str | None) -> str:
@@ -153,6 +164,9 @@ def _model(
     stream: Stream | None, resp: dict[str, Any] | None, req: dict[str, Any] | None, operation: str
 ) -> str | None:
     model = string(stream.model if stream else None) or string(resp.get("model") if resp else None)
+    if model is None and operation == "other" and resp is not None:
+        # Foundry's GetModelInfo answers {"model_name", "model_type", "model_provider_name"}.
+        return string(resp.get("model_name"))
     if model is None and operation == "fine_tuning" and req is not None:
         return string(req.get("model"))  # the base model of a job being created
     return model
@@ -212,8 +226,8 @@ def _estimate(
     if prompt is not None and request.truncated:
         prompt = tokens.scale(prompt, request.logged_bytes, request_size)
     completion = _estimate_completion(operation, enc, req, response, stream, resp, response_size)
-    if prompt is None and completion is None:
-        return Usage(source="none")
+    if prompt is None and (completion is None or operation == "embeddings"):
+        return Usage(source="none")  # an embedding's 0 output tokens alone say nothing
     total = prompt + completion if prompt is not None and completion is not None else None
     return Usage(prompt, completion, total, None, None, "estimated")
 

@@ -1,8 +1,20 @@
 """Which Azure OpenAI operation a URL addresses, its deployment and api-version (formats.md §5.1).
 
 Works on backend URLs (`https://x.openai.azure.com/openai/deployments/d/chat/completions`),
-APIM frontend URLs with any API suffix, and v1 paths (`/openai/v1/responses`) where the
-deployment is the request body's `model`.
+APIM frontend URLs with any API suffix, and the routes where the deployment is the request
+body's `model` (any path without `/deployments/{name}`):
+- Azure OpenAI v1 (`/openai/v1/chat/completions`, `/openai/v1/responses`, ...) and the
+  Responses preview path (`/openai/responses?api-version=2025-04-01-preview`);
+- the Azure AI Model Inference API of Foundry resources,
+  `https://{resource}.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview`
+  (also `/models/embeddings` and `/models/images/embeddings`; `GET /models/info` is `other`),
+  which routes "by matching the `model` parameter in the request to the name of the
+  deployment" (learn.microsoft.com azure/ai-foundry/foundry-models/concepts/endpoints).
+  APIM imports it as a `/models` API ("the request body includes the deployment name",
+  learn.microsoft.com azure/api-management/azure-ai-foundry-api) whose operations are the
+  REST spec's `GetChatCompletions`, `GetEmbeddings`, `GetImageEmbeddings`, `GetModelInfo`;
+- Foundry project routes (`/api/projects/{project}/openai/responses`), serverless endpoints
+  (`https://{name}.{region}.models.ai.azure.com/chat/completions`).
 """
 
 from __future__ import annotations
@@ -48,6 +60,20 @@ _OPERATION_IDS = {
     "transcriptions_create": "audio",
     "translations_create": "audio",
     "speech_create": "audio",
+    # Azure AI Model Inference API (stable 2025-04-01, preview 2024-05-01), as APIM imports it.
+    "getchatcompletions": "chat.completions",
+    "getembeddings": "embeddings",
+    "getimageembeddings": "embeddings",
+    # The OpenAI spec's operation ids (an `/openai/v1` API imported from it).
+    "createchatcompletion": "chat.completions",
+    "createcompletion": "completions",
+    "createembedding": "embeddings",
+    "createresponse": "responses",
+    "responses_create": "responses",
+    "createimage": "images",
+    "createtranscription": "audio",
+    "createtranslation": "audio",
+    "createspeech": "audio",
 }
 
 
@@ -95,8 +121,7 @@ def operation_from_id(operation_id: str | None) -> str | None:
 
 
 def is_body_model_deployment(url: str | None) -> bool:
-    """True for paths where the deployment is named by the body's `model` (v1, Responses)."""
+    """True for paths where the deployment is named by the body's `model`: every documented
+    inference route without a `/deployments/{name}` segment (v1, Responses, `/models/...`)."""
     path = _path(url).lower()
-    return "/deployments/" not in path and (
-        "/v1/" in path or path.endswith("/v1") or "/responses" in path
-    )
+    return bool(path) and "/deployments/" not in path

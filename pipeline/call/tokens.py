@@ -284,7 +284,12 @@ def estimate_prompt(request: Any, operation: str | None, enc_name: str) -> int |
         return None
     enc = encoding(enc_name)
     if operation == "embeddings":
-        return _text_or_tokens(request["input"], enc) if "input" in request else None
+        value = request.get("input")
+        if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            # Image embeddings (`/models/images/embeddings`: {"image": data URL, "text"}): an
+            # image's tokens are not text tokens; only a reported usage counts them.
+            return None
+        return _text_or_tokens(value, enc) if "input" in request else None
     if operation == "completions":
         return _text_or_tokens(request["prompt"], enc) if "prompt" in request else None
     if operation == "responses":

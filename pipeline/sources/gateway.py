@@ -16,6 +16,8 @@ from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts
 from pipeline.sources.origin import apim_service, client_ip, region_name
 
+_DEPLOYMENT_HEADER = "azureml-model-deployment"
+
 
 def header(headers: dict[str, Any] | None, name: str) -> str | None:
     if not headers:
@@ -62,6 +64,13 @@ def gateway_facts(flat: dict[str, Any]) -> tuple[Facts, str | None, str | None]:
     )
     facts = ex.facts
     request_headers = mapping(flat, "requestheaders")
+    if facts.deployment is None:
+        # Managed-compute endpoints route by this header when the body names no model
+        # (Azure AI Model Inference API reference, request headers); logged only when the
+        # diagnostic lists it.
+        facts.deployment = header(request_headers, _DEPLOYMENT_HEADER) or header(
+            mapping(flat, "backendrequestheaders"), _DEPLOYMENT_HEADER
+        )
     facts.call_time = parse_time(flat.get("time"))
     facts.apim_service = apim_service(text(flat, "resourceid"))
     facts.region = region_name(text(flat, "location", "region"))

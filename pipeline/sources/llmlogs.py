@@ -24,9 +24,6 @@ from pipeline.common.values import as_int, boolean, integer, text
 from pipeline.model import Facts
 from pipeline.sources.origin import apim_service, region_name
 
-# APIM operation names seen in LLM logs, beyond the AOAI operationIds (formats.md §2.3).
-_OPERATIONS = {"responses_create": "responses", "createresponse": "responses"}
-
 
 @dataclass(slots=True)
 class LlmRecord:
@@ -47,6 +44,11 @@ def parse_llm_record(flat: dict[str, Any]) -> LlmRecord:
         apim_service=apim_service(text(flat, "resourceid")),
         region=region_name(text(flat, "region", "location")),
         streamed=boolean(flat, "isstreamcompletion"),
+        # Microsoft's Stream Analytics sample for LLM logs on Event Hub reads both; they are
+        # the call's only subscription and backend when no GatewayLogs record comes with it
+        # (a GatewayLogs twin outranks them in the join).
+        subscription_id=text(flat, "apimsubscriptionid"),
+        backend_id=text(flat, "backendid"),
     )
     if header:
         op_name = text(flat, "operationname") or ""
@@ -54,7 +56,7 @@ def parse_llm_record(flat: dict[str, Any]) -> LlmRecord:
         facts.model = text(flat, "modelname")
         facts.api_version = text(flat, "apiversion")
         facts.response_id = text(flat, "requestid")
-        facts.operation = operation_from_id(op_name) or _OPERATIONS.get(op_name.lower())
+        facts.operation = operation_from_id(op_name)
         facts.usage = from_counts(
             integer(flat, "prompttokens"),
             integer(flat, "completiontokens"),

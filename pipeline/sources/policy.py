@@ -25,10 +25,14 @@ from pipeline.call.usage import from_counts, normalise_usage
 from pipeline.common.timestamps import parse_time
 from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts, Usage
-from pipeline.sources.origin import client_ip, region_name
+from pipeline.sources.origin import client_ip, region_name, service_name
 
 SCHEMA = "aoai-audit/1"
 _NA = frozenset({"NA", "N/A", ""})
+# What the ai-hub-gateway usage fragment writes for a call with no subscription or product
+# (`context.Subscription?.Id ?? "Portal-Admin"`, `context.Product?.Name ?? "Portal-Admin"`):
+# a default, not an APIM entity.
+_NO_ENTITY = frozenset({"Portal-Admin"})
 # Response `object` (shape B's targetService) → operation.
 _OBJECT_OPERATION = {
     "chat.completion": "chat.completions",
@@ -61,6 +65,11 @@ def shape_of(flat: dict[str, Any]) -> str | None:
 
 def _clean(value: str | None) -> str | None:
     return None if value is None or value in _NA else value
+
+
+def _entity(value: str | None) -> str | None:
+    value = _clean(value)
+    return None if value in _NO_ENTITY else value
 
 
 def _tokens(
@@ -100,7 +109,7 @@ def _ours(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     )
     f = ex.facts
     f.call_time = parse_time(flat.get("time"))
-    f.apim_service = _clean(text(flat, "service"))
+    f.apim_service = service_name(_clean(text(flat, "service")))
     f.region = region_name(_clean(text(flat, "region")))
     f.api_id = _clean(text(flat, "apiid"))
     f.operation_id = _clean(text(flat, "operationid"))
@@ -141,7 +150,7 @@ def _shape_a(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     f.call_time = parse_time(flat.get("timestamp"))
     f.model = _clean(text(flat, "model"))
     f.region = region_name(_clean(text(flat, "modelregion")))
-    f.caller_ip = _clean(text(flat, "clientip"))
+    f.caller_ip = client_ip(None, _clean(text(flat, "clientip")))
     f.response_id = _clean(text(flat, "id"))
     p, c, t = _tokens(flat, "prompttokens", "responsetokens", "totaltokens")
     if (p, c, t) != (0, 0, 0):  # the sample's default when usage was missing
@@ -159,11 +168,13 @@ def _shape_b(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
         status=200,  # the accelerator logs usage only for status 200
         operation=operation,
         model=_clean(text(flat, "model")),
-        apim_service=_clean(text(flat, "gatewayname")),
+        apim_service=service_name(_clean(text(flat, "gatewayname"))),
         region=region_name(_clean(text(flat, "gatewayregion"))),
-        subscription_id=_clean(text(flat, "subscriptionid")),
-        product_id=_clean(text(flat, "productname")),
-        caller_ip=_clean(text(flat, "requestip")),
+        subscription_id=_entity(text(flat, "subscriptionid")),
+        # The product's display name (`context.Product.Name`): the only product identity this
+        # record has, kept as is (docs/sources.md says why it differs from GatewayLogs' id).
+        product_id=_entity(text(flat, "productname")),
+        caller_ip=client_ip(None, _clean(text(flat, "requestip"))),
         backend_id=_clean(text(flat, "backendid")),
         deployment=_clean(text(flat, "deploymentname")),
         caller_app_id=_clean(text(flat, "appid")),
