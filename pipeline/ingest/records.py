@@ -31,7 +31,7 @@ from pipeline.protect.policy import CapturePolicy
 from pipeline.protect.previews import preview
 from pipeline.protect.records import archive_record
 from pipeline.settings import Capture, Config
-from pipeline.sources import llmlogs, policy
+from pipeline.sources import llmlogs, loganalytics, policy
 from pipeline.sources.envelope import category_of, flatten
 from pipeline.sources.gateway import gateway_facts
 from pipeline.store import rows
@@ -121,6 +121,10 @@ def parse(received: Received, cfg: Config) -> Parsed:
 
 def read_source(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Read:
     """Which log shape the record is, and the facts it states."""
+    table = loganalytics.table_of(flat)
+    if table is not None:
+        # A Log Analytics row (backfill): read as its diagnostic-setting twin, same kind.
+        flat = loganalytics.as_diagnostic(flat, table)
     category = category_of(flat)
     if category is None:
         return _read_policy(flat, cfg)
@@ -131,7 +135,7 @@ def read_source(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Re
         facts, prompt_text, completion_text = gateway_facts(flat)
         return Read(
             "gateway",
-            "GatewayLogs record",
+            f"{loganalytics.GATEWAY_TABLE} row" if table else "GatewayLogs record",
             text(flat, "correlationid"),
             facts,
             0,
@@ -142,7 +146,7 @@ def read_source(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Re
     prompt_text, completion_text = llmlogs.texts(llm)
     return Read(
         "llm" if llm.header else "llm-msg",
-        "GatewayLlmLogs record",
+        f"{loganalytics.LLM_TABLE} row" if table else "GatewayLlmLogs record",
         llm.correlation_id,
         llm.facts,
         0 if llm.header else llm.sequence,

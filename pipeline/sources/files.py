@@ -2,15 +2,33 @@
 line), and the chooser of local paths (folders walked; a `.avro` file read as Event Hubs
 Capture, capture_avro.py).
 
+Log Analytics rows leave a workspace in three forms, each read here one row per event
+(docs/backfill.md; the rows themselves are read by loganalytics.py):
+
+- `az monitor log-analytics query -o json`: a `.json` file holding one array of row objects
+  (azure-cli-extensions `azext_loganalytics/custom.py`); split into one event per row.
+- the portal's CSV export: a `.csv` file, a header row of column names then one row per line
+  (a quoted value may span lines); each row becomes a JSON object of its non-empty cells.
+- a workspace data export rule: JSON lines (one row per line, no outer array) in blobs named
+  `.../y=YYYY/m=MM/d=DD/h=HH/m=MM/PT05M.json` (`PT05M_N.json` past 50,000 appends; Azure
+  Monitor "Log Analytics workspace data export"). A `.json` file in such a folder is read as
+  lines, and so is a diagnostic setting's own `PT1H.json` (JSON lines as well).
+
 A `.json` file or a `.jsonl` line is one unit: at most MAX_UNIT_BYTES. A longer line is
 reported and reading goes on at the next one.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import re
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+
+import orjson
 
 from pipeline.model import EventIn
 from pipeline.sources.byte_streams import FILE_CHUNK, FileStream
@@ -25,8 +43,18 @@ from pipeline.sources.inputs import (
     printable,
     stream_events,
 )
+from pipeline.sources.loganalytics import is_row
 
-EVENT_SUFFIXES = (".json", ".jsonl", ".avro")
+EVENT_SUFFIXES = (".json", ".jsonl", ".avro", ".csv")
+
+# An Azure Monitor storage blob written as JSON lines: a data export rule's five-minute
+# `PT05M.json` (or `PT05M_2.json`; `PT5M.json` is reported too) or a diagnostic setting's
+# hourly `PT1H.json`, under `y=/m=/d=/h=/m=` folders.
+_MONITOR_BLOB = re.compile(
+    r"/y=(\d{4})/m=(\d{2})/d=(\d{2})/h=(\d{2})/m=(\d{2})/PT\w{1,8}\.json$", re.IGNORECASE
+)
+# `TimeGenerated [UTC]`: the portal names the time zone of a datetime column in its header.
+_HEADER_ZONE = re.compile(r"\s*\[([^\]]{1,40})\]\s*$")
 
 
 def read_body(chunks: Iterable[bytes], label: str, limit: int, report: Report) -> Iterator[EventIn]:
@@ -39,7 +67,37 @@ def read_body(chunks: Iterable[bytes], label: str, limit: int, report: Report) -
             report(f"{label}: larger than {mib(limit)}: not replayed (a .json file is one event)")
             return
         parts.append(chunk)
-    yield EventIn(body=b"".join(parts), origin=f"file:{label}")
+    body = b"".join(parts)
+    rows = _query_rows(body)
+    if rows is None:
+        yield EventIn(body=body, origin=f"file:{label}")
+        return
+    for n, row in enumerate(rows, 1):
+        yield _row_event(row, f"file:{label}:row {n}", report)
+
+
+def _query_rows(body: bytes) -> list[object] | None:
+    """The rows of an `az monitor log-analytics query` answer (a JSON array whose first item
+    is a Log Analytics row), or None for any other body (read as one event, as before)."""
+    if not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        return None
+    try:
+        doc = orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
+    except orjson.JSONDecodeError:
+        return None  # the pipeline dead-letters the body with the reason
+    if isinstance(doc, list) and doc and is_row(doc[0]):
+        return doc
+    return None
+
+
+def _row_event(row: object, origin: str, report: Report) -> EventIn:
+    """One row as its own event: its JSON text (a row too deep to write again is reported,
+    and its event carries what could be written: the pipeline dead-letters it)."""
+    try:
+        return EventIn(body=orjson.dumps(row), origin=origin)
+    except orjson.JSONEncodeError as exc:
+        report(f"{origin}: row cannot be written as JSON ({exc}): dead-lettered")
+        return EventIn(body=b"[row nested too deep to write]", origin=origin)
 
 
 def read_lines(
@@ -86,6 +144,101 @@ def read_lines(
             yield ev
 
 
+def read_csv(chunks: Iterable[bytes], label: str, limit: int, report: Report) -> Iterator[EventIn]:
+    """A CSV export of Log Analytics rows: one event per row, a JSON object of the row's
+    non-empty cells named by the header. A row whose cell count differs from the header's,
+    or that the CSV reader rejects, becomes an event of its own bytes (the pipeline
+    dead-letters them as not JSON) and is reported with the reason."""
+    lines = _text_lines(chunks, limit, label, report)
+    consumed: list[str] = []
+
+    def feed() -> Iterator[str]:
+        for line in lines:
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(feed(), strict=True)
+    header: list[str] | None = None
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            cells, problem = None, f"not CSV ({exc})"
+        # A quoted value may span lines: a row is named by the line it starts on.
+        raw, origin = "".join(consumed), f"file:{label}:line {reader.line_num - len(consumed) + 1}"
+        consumed.clear()
+        if header is None:
+            header = _csv_header(cells or [], label, report)
+            if header is None:
+                return
+            continue
+        if cells is not None and len(cells) == len(header):
+            row = {name: cell for name, cell in zip(header, cells, strict=True) if cell != ""}
+            yield EventIn(body=orjson.dumps(row), origin=origin)
+            continue
+        if cells is not None:
+            problem = f"{len(cells)} cells where the header names {len(header)}"
+        report(f"{origin}: {problem}: dead-lettered")
+        yield EventIn(body=raw.encode("utf-8", "replace"), origin=origin)
+
+
+def _csv_header(cells: list[str], label: str, report: Report) -> list[str] | None:
+    """Column names without the portal's zone suffix; a time in local time cannot be
+    placed in UTC, so such an export is refused rather than misread."""
+    names = []
+    for cell in cells:
+        m = _HEADER_ZONE.search(cell)
+        if m is not None and m.group(1).strip().upper() != "UTC":
+            report(f"{label}: column {printable(cell[:60])!r} is not in UTC: export it in UTC")
+            return None
+        names.append(cell[: m.start()] if m else cell.strip())
+    if not names or not any(names):
+        report(f"{label}: no header row")
+        return None
+    return names
+
+
+def _text_lines(chunks: Iterable[bytes], limit: int, label: str, report: Report) -> Iterator[str]:
+    """UTF-8 text (a leading BOM dropped) split after each newline, a line at most `limit`
+    characters (a longer one is reported and cut: the CSV reader then rejects its row). Each
+    chunk's text is searched once: linear in the input, however long its lines."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    parts: list[str] = []  # the line read so far, without a newline yet
+    size = 0
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        nl = text.rfind("\n")
+        if nl < 0:
+            parts.append(text)
+            size += len(text)
+            if size > limit:
+                report(f"{label}: line longer than {mib(limit)}: cut")
+                yield "".join(parts)[:limit] + "\n"
+                parts, size = [], 0
+            continue
+        head = "".join([*parts, text[: nl + 1]])
+        parts, size = [text[nl + 1 :]], len(text) - nl - 1
+        for line in head.split("\n")[:-1]:
+            yield line + "\n"
+    rest = "".join(parts) + decoder.decode(b"", final=True)
+    if rest:
+        yield rest
+
+
+def monitor_blob_time(path: str) -> datetime | None:
+    """The folder time of an Azure Monitor JSON-lines blob (`.../y=/m=/d=/h=/m=/PT05M.json`),
+    or None when `path` is not one."""
+    m = _MONITOR_BLOB.search(path)
+    if m is None:
+        return None
+    try:
+        return datetime(*(int(g) for g in m.groups()), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def local_inputs(
     paths: Iterable[str | Path],
     filters: Filters,
@@ -100,7 +253,7 @@ def local_inputs(
             found = sorted(p for p in path.rglob("*") if p.suffix in EVENT_SUFFIXES and p.is_file())
             if not found:
                 yield InputProblem(
-                    printable(str(path)), "folder holds no .json, .jsonl or .avro files"
+                    printable(str(path)), "folder holds no .json, .jsonl, .csv or .avro files"
                 )
             for p in found:
                 item = _local(p, filters, limit, chunk)
@@ -129,7 +282,11 @@ def _local(path: Path, filters: Filters, limit: int, chunk: int) -> Input | None
         if not filters.partition_ok(partition):
             return None
         read = partial(read_capture, label=label, partition=partition, limit=limit)
-    elif path.suffix == ".jsonl":
+    elif path.suffix == ".csv":
+        read = partial(read_csv, label=label, limit=limit)
+    elif path.suffix == ".jsonl" or (blob_time := monitor_blob_time(path.as_posix())):
+        if path.suffix == ".json" and not filters.time_ok(blob_time):
+            return None  # --since/--until on the export's folder time, as on Capture's
         read = partial(read_lines, label=label, limit=limit)
     else:
         read = partial(read_body, label=label, limit=limit)
