@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench import adversarial, pipeline, redaction, replay, rollup
+from bench import adversarial, midnight, pipeline, redaction, replay, rollup
 
 PERFORMANCE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 MARKERS = re.compile(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", re.S)
@@ -38,6 +38,7 @@ def table() -> tuple[str, str]:
     """The table, and the adversarial bench's full report."""
     rows: list[tuple[str, str, str, str]] = []
     rows += pipeline.report()
+    rows += midnight.report()
     rows += redaction.report()
     rows += rollup.report()
     rows += replay.report()

@@ -6,7 +6,10 @@
    log record of the same call that arrived earlier), that chunk is read back (≤ 14 keys per
    query), each existing row's join state is merged with the new fragments (merge.py), and only
    rows that changed are written, with their ETag, so concurrent writers never lose updates.
-3. Calls near midnight are first looked up on the neighbouring day (merge.py, the day edge).
+3. Calls near midnight are first looked up on the neighbouring day (merge.py, the day edge):
+   per batch, one query per neighbouring partition (its rows in the batch's RowKey range and
+   CallTime window, RowKey only; a page per 1,000 such rows), then a read of the rows it
+   found among the batch's calls (≤ 14 keys per query), those that really cross midnight.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from azure.data.tables import TableClient, TableTransactionError
 
 from pipeline.call.join import CallState
 from pipeline.store import limits, merge, rows
-from pipeline.store.merge import Edge, WriteStats
+from pipeline.store.merge import Edge, EdgeWindow, WriteStats
 from pipeline.store.retry import RetryPolicy
 from pipeline.store.rows import Row
 
 KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
+EDGE_PAGE = 1000  # Azure returns at most 1,000 entities per query response
 MERGE_ATTEMPTS = 8
 
 
@@ -44,8 +48,8 @@ class AuditTable:
         """Store a batch's rows (with `dry_run`, only say what would change): one create
         transaction per partition and 100 rows, the partitions written concurrently."""
         groups, edge = merge.split_at_day_edge(items)
-        # Calls near midnight: one query per neighbouring partition finds the rows that
-        # already sit on the other day; the others are written with their own day.
+        # Calls near midnight: one query per neighbouring partition (merge.edge_windows) finds
+        # the rows that already sit on the other day; the others are written with their own day.
         across = merge.place_edge(groups, edge, self._neighbour_rows(edge)) if edge else []
         tasks: list[Callable[[], WriteStats]] = [
             lambda s=s, d=d, c=c: self._merge_across_days(s, d, c, dry_run) for s, d, c in across
@@ -82,11 +86,32 @@ class AuditTable:
         return stats
 
     def _neighbour_rows(self, edge: Edge) -> dict[tuple[str, str], Any]:
+        """The stored rows, on the other day, of this batch's calls near midnight."""
         found: dict[tuple[str, str], Any] = {}
-        for pk, rks in merge.neighbour_keys(edge).items():
-            for rk, current in self.fetch(pk, rks).items():
+        for pk, window in merge.edge_windows(edge).items():
+            there = self.edge_keys(pk, window)
+            if not there:
+                continue  # the usual case: no record of these calls was stored on that day
+            for rk, current in self.fetch(pk, sorted(there)).items():
                 found[(pk, rk)] = current
         return found
+
+    def edge_keys(self, pk: str, window: EdgeWindow) -> set[str]:
+        """Which of `window.keys` have a row in partition `pk`: one query (a page per 1,000
+        rows of the window), the RowKey alone returned, not the rows."""
+        query, params = _window_query(pk, window)
+        try:
+            keys = self.retry.call(
+                lambda: [
+                    e["RowKey"]
+                    for e in self.table.query_entities(
+                        query, parameters=params, select=["RowKey"], results_per_page=EDGE_PAGE
+                    )
+                ]
+            )
+        except ResourceNotFoundError:
+            return set()  # no table yet (a dry run on a new account): no rows in it
+        return window.keys.intersection(keys)
 
     def _merge_across_days(
         self, state: CallState, day: str, current: Any, dry_run: bool
@@ -97,7 +122,7 @@ class AuditTable:
         other_pk = current["PartitionKey"]
         merged_state, merged = merge.merge_across_days(state, current, self.shards)
         if merged["PartitionKey"] == other_pk:
-            return self._write_chunk(other_pk, [(state, merged)], dry_run)
+            return self._merge_read_row(other_pk, (state, merged), current, dry_run)
         stats = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)], dry_run)
         if not dry_run:
             with contextlib.suppress(ResourceNotFoundError):
@@ -110,6 +135,20 @@ class AuditTable:
                 )
         stats.days.add(day)  # the day the row left changes too
         return stats
+
+    def _merge_read_row(self, pk: str, item: Row, current: Any, dry_run: bool) -> WriteStats:
+        """Merge into a row already read (`current`): a conditional write without reading it
+        again; only if somebody wrote it meanwhile is it read and merged anew."""
+        ops, stats = merge.merge_ops(pk, [item], {current["RowKey"]: current}, self.shards)
+        if not ops or dry_run:
+            return stats
+        try:
+            self.retry.call(self.table.submit_transaction, ops)
+            return stats
+        except TableTransactionError as exc:
+            if not (_is_conflict(exc) or exc.status_code == 412):
+                raise
+        return self._merge_chunk(pk, [item], dry_run)
 
     def _write_chunk(self, pk: str, chunk: list[Row], dry_run: bool = False) -> WriteStats:
         if not dry_run:
@@ -151,6 +190,24 @@ def _key_queries(pk: str, keys: Iterable[str]) -> Iterator[tuple[str, dict[str, 
             clauses.append(f"RowKey eq @k{i}")
         # The SDK substitutes @names split on spaces: keep them space-separated.
         yield f"PartitionKey eq @pk and ( {' or '.join(clauses)} )", params
+
+
+def _window_query(pk: str, window: EdgeWindow) -> tuple[str, dict[str, Any]]:
+    """The filter (with its parameters) of partition `pk`'s rows in the window's RowKey range
+    and CallTime window: a range of the table's index, whatever the number of keys."""
+    params: dict[str, Any] = {
+        "pk": pk,
+        "lo": window.lowest,
+        "hi": window.highest,
+        "t0": window.start,
+        "t1": window.end,
+    }
+    # The SDK substitutes @names split on spaces: keep them space-separated.
+    query = (
+        "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
+        " and CallTime ge @t0 and CallTime le @t1"
+    )
+    return query, params
 
 
 def _run(tasks: list[Callable[[], WriteStats]]) -> WriteStats:
