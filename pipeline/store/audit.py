@@ -86,13 +86,18 @@ class AuditTable:
         return stats
 
     def _neighbour_rows(self, edge: Edge) -> dict[tuple[str, str], Any]:
-        """The stored rows, on the other day, of this batch's calls near midnight."""
-        found: dict[tuple[str, str], Any] = {}
-        for pk, window in merge.edge_windows(edge).items():
+        """The stored rows, on the other day, of this batch's calls near midnight. The
+        neighbouring partitions are asked side by side: the writes wait for the answers."""
+
+        def look(item: tuple[str, EdgeWindow]) -> tuple[str, dict[str, Any]]:
+            pk, window = item
             there = self.edge_keys(pk, window)
-            if not there:
-                continue  # the usual case: no record of these calls was stored on that day
-            for rk, current in self.fetch(pk, sorted(there)).items():
+            # Usually empty: no record of these calls was stored on that day.
+            return pk, (self.fetch(pk, sorted(there)) if there else {})
+
+        found: dict[tuple[str, str], Any] = {}
+        for pk, stored in _writers().map(look, merge.edge_windows(edge).items()):
+            for rk, current in stored.items():
                 found[(pk, rk)] = current
         return found
 
