@@ -144,16 +144,7 @@ class AuditTable:
     def _merge_read_row(self, pk: str, item: Row, current: Any, dry_run: bool) -> WriteStats:
         """Merge into a row already read (`current`): a conditional write without reading it
         again; only if somebody wrote it meanwhile is it read and merged anew."""
-        ops, stats = merge.merge_ops(pk, [item], {current["RowKey"]: current}, self.shards)
-        if not ops or dry_run:
-            return stats
-        try:
-            self.retry.call(self.table.submit_transaction, ops)
-            return stats
-        except TableTransactionError as exc:
-            if not (_is_conflict(exc) or exc.status_code == 412):
-                raise
-        return self._merge_chunk(pk, [item], dry_run)
+        return self._merge_chunk(pk, [item], dry_run, known={current["RowKey"]: current})
 
     def _write_chunk(self, pk: str, chunk: list[Row], dry_run: bool = False) -> WriteStats:
         if not dry_run:
@@ -165,10 +156,17 @@ class AuditTable:
                     raise
         return self._merge_chunk(pk, chunk, dry_run)
 
-    def _merge_chunk(self, pk: str, chunk: list[Row], dry_run: bool) -> WriteStats:
+    def _merge_chunk(
+        self, pk: str, chunk: list[Row], dry_run: bool, known: dict[str, Any] | None = None
+    ) -> WriteStats:
+        """Read the chunk's rows (`known`: as already read, for the first attempt), merge, and
+        write them with their ETags; read again when somebody wrote one meanwhile."""
         last: Exception | None = None
         for _ in range(MERGE_ATTEMPTS):
-            existing = self.fetch(pk, [e["RowKey"] for _, e in chunk])
+            existing = (
+                known if known is not None else self.fetch(pk, [e["RowKey"] for _, e in chunk])
+            )
+            known = None
             ops, stats = merge.merge_ops(pk, chunk, existing, self.shards)
             if not ops or dry_run:
                 return stats
