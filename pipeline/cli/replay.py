@@ -64,7 +64,10 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "paths",
         nargs="*",
-        help=".json (one body), .jsonl (one per line) or Capture .avro files, or folders",
+        help=(
+            ".json (one body, or a Log Analytics query's rows), .jsonl (one per line), .csv"
+            " (Log Analytics export), Capture .avro files, or folders"
+        ),
     )
     p.add_argument("--from-blob", metavar="CONTAINER[/PREFIX]", help="Capture .avro blobs")
     p.add_argument(
