@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -20,7 +20,7 @@ import orjson
 
 from pipeline.model import EventIn, RawPointer
 from pipeline.protect import archive
-from pipeline.sources.byte_streams import BLOB_CHUNK, Buffer, Damaged, blob_input, inflate
+from pipeline.sources.byte_streams import BLOB_CHUNK, Buffer, Damaged, inflate, listed_inputs
 from pipeline.sources.inputs import (
     MAX_UNIT_BYTES,
     Caller,
@@ -76,12 +76,13 @@ def archive_inputs(
 ) -> Iterator[Input]:
     """The archive blobs under a prefix, oldest first, filtered on the hour their path names
     (and, member by member, on the partition)."""
-    for blob in container.list_blobs(name_starts_with=prefix or None):
-        name = blob.name
+
+    def pick(name: str) -> Callable[..., Iterator[EventIn]] | None:
         if not name.endswith(".jsonl.gz") or not filters.time_ok(archive_path_time(name)):
-            continue
-        read = partial(read_archive, blob=name, filters=filters, limit=limit)
-        yield blob_input(container, blob, call, chunk, read)
+            return None
+        return partial(read_archive, blob=name, filters=filters, limit=limit)
+
+    return listed_inputs(container, prefix, pick, call, chunk)
 
 
 def _inflate_member(buf: Buffer, start: int, limit: int) -> tuple[int, bytes]:

@@ -148,6 +148,21 @@ def blob_input(
     return Input(key, label, size, fetch, stream_events(partial(read, label=label)))
 
 
+def listed_inputs(
+    container: Any,
+    prefix: str,
+    pick: Callable[[str], Callable[..., Iterator[EventIn]] | None],
+    call: Caller,
+    chunk: int,
+) -> Iterator[Input]:
+    """The blobs under a prefix, in listing order (oldest first for time-named paths), that
+    `pick` gives a reader for: the others are not replayed."""
+    for blob in container.list_blobs(name_starts_with=prefix or None):
+        read = pick(blob.name)
+        if read is not None:
+            yield blob_input(container, blob, call, chunk, read)
+
+
 class Buffer:
     """The bytes of a chunk stream from `base` on, read on demand; `drop` forgets the bytes
     before a position. Holds what the reader still needs plus one chunk."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -24,7 +24,7 @@ import orjson
 
 from pipeline.common.timestamps import parse_time
 from pipeline.model import EventIn
-from pipeline.sources.byte_streams import BLOB_CHUNK, Buffer, Damaged, blob_input, inflate
+from pipeline.sources.byte_streams import BLOB_CHUNK, Buffer, Damaged, inflate, listed_inputs
 from pipeline.sources.inputs import (
     MAX_UNIT_BYTES,
     Caller,
@@ -69,14 +69,16 @@ def capture_inputs(
 ) -> Iterator[Input]:
     """The Capture blobs under a prefix, oldest first, filtered on the time and partition
     their path names."""
-    for blob in container.list_blobs(name_starts_with=prefix or None):
-        if not blob.name.endswith(".avro"):
-            continue
-        partition, t = capture_path(blob.name)
+
+    def pick(name: str) -> Callable[..., Iterator[EventIn]] | None:
+        if not name.endswith(".avro"):
+            return None
+        partition, t = capture_path(name)
         if not filters.time_ok(t) or not filters.partition_ok(partition):
-            continue
-        read = partial(read_capture, partition=partition, limit=limit)
-        yield blob_input(container, blob, call, chunk, read)
+            return None
+        return partial(read_capture, partition=partition, limit=limit)
+
+    return listed_inputs(container, prefix, pick, call, chunk)
 
 
 # --- the container file -------------------------------------------------------------------
