@@ -891,3 +891,24 @@ def test_storage_unavailable_while_reading_stops_the_run(
     assert not summary.problems  # not blamed on the inputs' content
     assert any(line.startswith("error: storage failed, stopping") for line in said)
     assert not all_rows(store)  # the run stopped: the local file after it was not replayed
+
+
+def test_archive_blobs_are_chosen_by_the_hour_their_path_names(cfg: Config, store: Store) -> None:
+    """`replay --from-archive --since/--until`: a blob outside the window is not listed."""
+    early, late = (
+        datetime(2025, 11, 4, 9, 30, tzinfo=UTC),
+        datetime(2025, 11, 4, 12, 30, tzinfo=UTC),
+    )
+    for when, tag in ((early, "early"), (late, "late")):
+        rec = apim.gateway(apim.new_id(tag), time=when.isoformat())
+        process_batch([EventIn(apim.envelope(rec), enqueued=when)], cfg, store)
+    hours = sorted(name[:13] for name in blobs(store))
+    assert hours == ["2025/11/04/09", "2025/11/04/12"]
+
+    def listed(**window: datetime) -> list[str]:
+        chosen = archive_blobs.archive_inputs(store.archive, "", inputs.Filters(**window))
+        return [item.label.split("/", 1)[1][:13] for item in chosen]
+
+    assert listed(since=datetime(2025, 11, 4, 10, tzinfo=UTC)) == ["2025/11/04/12"]
+    assert listed(until=datetime(2025, 11, 4, 10, tzinfo=UTC)) == ["2025/11/04/09"]
+    assert listed() == hours
