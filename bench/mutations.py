@@ -86,6 +86,8 @@ CLAIMS = H + "test_policy_claims_follow_the_gateway_rule"
 OWNER = H + "test_dead_letters_follow_the_owners_capture_override"
 OWNER_LESS = H + "test_an_owner_less_dead_letter_follows_the_strictest_capture"
 HUGE_NUMBERS = H + "test_numbers_past_int64_are_unknown_not_a_dead_letter"
+TWINS = "tests/test_twins.py::"
+TWINS_MIDNIGHT = TWINS + "test_across_midnight_the_row_leaves_the_other_day"
 DETECTOR_COST = "tests/test_detectors_adversarial.py::test_worst_input_costs_about_what_prose_costs"
 URL_NAMES = (
     "tests/test_detectors_adversarial.py::test_url_secret_parameters_are_removed_in_any_case"
@@ -548,6 +550,42 @@ MUTATIONS = [
         'r"([?&#](?:"',
         'r"([?&](?:"',
         (URL_SAS,),
+    ),
+    Mutation(
+        "twins: a batch's response-keyed call not joined to its call",
+        "pipeline/ingest/plan.py",
+        "    _join_twins(plan)\n    return plan",
+        "    return plan",
+        (TWINS + "test_one_batch_one_call_whatever_the_order",),
+    ),
+    Mutation(
+        "twins: the rollup does not join rows across batches",
+        "pipeline/kpi/daily.py",
+        "in store.join_twins(label)",
+        "in set()",
+        (TWINS + "test_across_batches_the_rollup_joins_them", TWINS_MIDNIGHT),
+    ),
+    Mutation(
+        "twins: the day a row left across midnight is not rolled up again",
+        "pipeline/kpi/daily.py",
+        "                queue.append(other)",
+        "                pass",
+        (TWINS_MIDNIGHT,),
+    ),
+    Mutation(
+        "twins: the response-keyed row deleted although written meanwhile",
+        "pipeline/store/audit.py",
+        "            if exc.status_code != 412:\n                raise\n            return False\n"
+        "        return True\n\n    def _write_partition",
+        "            return True\n        return True\n\n    def _write_partition",
+        (TWINS + "test_a_twin_written_again_during_the_join_is_merged_anew",),
+    ),
+    Mutation(
+        "twins: a response id two calls name is joined anyway",
+        "pipeline/call/join.py",
+        "if len(cids) == 1]",
+        "]",
+        (TWINS + "test_a_response_id_two_calls_name_joins_neither",),
     ),
 ]
 

@@ -174,3 +174,7 @@ class Call:
 
     correlation_id: str
     fragments: dict[str, Fragment] = field(default_factory=dict)
+    # The id is the model's response id (`chatcmpl-…`): the records carried no APIM
+    # correlation id. Such a call joins the call whose ResponseId it is (call/join.twins,
+    # store/audit.join_twins) as soon as both are seen.
+    keyed_by_response: bool = False

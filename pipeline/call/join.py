@@ -12,7 +12,8 @@ gives the same result:
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from pipeline.model import (
@@ -72,6 +73,35 @@ def add_fragment(state: CallState, incoming: Fragment) -> bool:
     state.call.fragments[incoming.key] = incoming
     _offer_previews(state, incoming)
     return True
+
+
+def absorb(state: CallState, twin: CallState) -> bool:
+    """Merge the fragments of `twin` (a call keyed by its response id) into `state`, the
+    call whose ResponseId it is. Returns True when anything changed."""
+    changed = False
+    for frag in twin.call.fragments.values():
+        changed |= add_fragment(state, frag)
+    return changed
+
+
+def response_ids(state: CallState) -> set[str]:
+    """The response ids the call's records name (normally one)."""
+    return {f.facts.response_id for f in state.call.fragments.values() if f.facts.response_id}
+
+
+def twins(states: Mapping[str, CallState]) -> list[tuple[str, str]]:
+    """(call keyed by a response id, the call whose records name that ResponseId) pairs among
+    `states`. A response id that two calls name joins neither: which one it belongs to
+    cannot be told, and two rows are better than a wrong one."""
+    keyed = {cid for cid, s in states.items() if s.call.keyed_by_response}
+    if not keyed:
+        return []
+    owners: dict[str, set[str]] = defaultdict(set)
+    for cid, state in states.items():
+        if not state.call.keyed_by_response:
+            for rid in response_ids(state) & keyed:
+                owners[rid].add(cid)
+    return [(rid, next(iter(cids))) for rid, cids in owners.items() if len(cids) == 1]
 
 
 def _same(a: Fragment, b: Fragment) -> bool:

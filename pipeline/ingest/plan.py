@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.call.join import CallState, add_fragment
+from pipeline.call.join import CallState, absorb, add_fragment, twins
 from pipeline.common.timestamps import plausible
 from pipeline.common.values import text
 from pipeline.ingest import records
@@ -73,7 +73,17 @@ def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
         except Exception as exc:  # noqa: BLE001 - the event boundary (see _contain)
             contain(plan, policy, event, exc)
     _reassemble_llm_chunks(plan, policy)
+    _join_twins(plan)
     return plan
+
+
+def _join_twins(plan: Plan) -> None:
+    """A call keyed by its response id (its records carry no APIM correlation id) and the
+    call of this batch with that ResponseId are one call: one state, one row. Across batches
+    the rows join in storage (store/audit.py `join_twins`)."""
+    for keyed, cid in twins(plan.states):
+        absorb(plan.states[cid], plan.states.pop(keyed))
+        plan.origins.setdefault(cid, []).extend(plan.origins.pop(keyed, []))
 
 
 def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) -> None:
@@ -145,7 +155,8 @@ def _plan_record(plan: Plan, received: Received, cfg: Config, masker: Masker) ->
         _add_dead(plan, lambda: _record_dead_letter(masker, received, reason))
         return
     protected = records.protect(parsed, received, masker)
-    _add(plan, cid, records.fragment(parsed, protected, received, masker.policy), received)
+    frag = records.fragment(parsed, protected, received, masker.policy)
+    _add(plan, cid, frag, received, by_response=parsed.read.by_response)
     llm = parsed.read.llm
     if llm is not None and not llm.header:
         for name, value in (("request", llm.request_messages), ("response", llm.response_messages)):
@@ -153,10 +164,12 @@ def _plan_record(plan: Plan, received: Received, cfg: Config, masker: Masker) ->
                 plan.llm_chunks.setdefault((cid, name), []).append((llm.sequence, value))
 
 
-def _add(plan: Plan, cid: str, frag: Fragment, received: Received) -> None:
+def _add(
+    plan: Plan, cid: str, frag: Fragment, received: Received, *, by_response: bool = False
+) -> None:
     state = plan.states.get(cid)
     if state is None:
-        state = plan.states[cid] = CallState(Call(cid))
+        state = plan.states[cid] = CallState(Call(cid, keyed_by_response=by_response))
     add_fragment(state, frag)
     plan.origins.setdefault(cid, []).append((received.event, received.index))
     plan.accepted += 1

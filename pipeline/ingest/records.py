@@ -74,6 +74,8 @@ class Read:
     prompt_text: str | None
     completion_text: str | None
     llm: llmlogs.LlmRecord | None = None
+    # `correlation_id` is the model's response id (no APIM correlation id in the record).
+    by_response: bool = False
 
 
 @dataclass(slots=True)
@@ -172,6 +174,7 @@ def _read_policy(flat: dict[str, Any], cfg: Config) -> Read:
         msg.part,
         msg.prompt_text,
         msg.completion_text,
+        by_response=msg.by_response,
     )
 
 

@@ -34,11 +34,19 @@ def price_table(cfg: Config, store: Store) -> prices.PriceTable:
 
 
 def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
+    """Roll up `days`, after joining their calls keyed by a response id into their twins. A
+    join that takes a row from a neighbouring day (within minutes of midnight) rolls that day
+    up again too, unless it is later than every day asked (not rolled up yet)."""
     table = price_table(cfg, store)  # read once per run: every day of a run uses one table
     kpis = KpiStore(store)
-    results = []
-    for day in days:
+    results: dict[date, DayResult] = {}
+    queue, last = sorted(set(days)), max(days, default=None)
+    while queue:
+        day = queue.pop(0)
         label = f"{day:%Y-%m-%d}"
+        for other in sorted(date.fromisoformat(d) for d in store.join_twins(label)):
+            if other != day and last is not None and other <= last and other not in queue:
+                queue.append(other)
         # A transient failure while paging the day restarts that day's pass (the rows are
         # streamed, never held): the result does not depend on how often it ran.
         entities = store.call(
@@ -48,7 +56,7 @@ def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
         )
         written, deleted = kpis.replace_day(label, entities)
         total = entities[-1]
-        results.append(DayResult(day, total["Calls"], written - 1, deleted, total["CostUsd"]))
+        results[day] = DayResult(day, total["Calls"], written - 1, deleted, total["CostUsd"])
         log.info(
             "kpi rollup %s: %d calls in %d groups, cost %.4f USD (prices %s)",
             label,
@@ -57,4 +65,4 @@ def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
             total["CostUsd"],
             table.version,
         )
-    return results
+    return sorted(results.values(), key=lambda r: r.day)

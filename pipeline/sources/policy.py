@@ -49,6 +49,8 @@ class PolicyMessage:
     facts: Facts
     prompt_text: str | None
     completion_text: str | None
+    # `correlation_id` is the response id: the message carries no APIM request id.
+    by_response: bool = False
 
 
 def shape_of(flat: dict[str, Any]) -> str | None:
@@ -133,7 +135,8 @@ def _ours(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
 
 
 def _shape_a(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
-    cid = _clean(text(flat, "apimrequestid")) or _clean(text(flat, "id"))
+    apim_id = _clean(text(flat, "apimrequestid"))
+    cid = apim_id or _clean(text(flat, "id"))
     if cid is None:
         return None
     request = parse_body(flat.get("request"))
@@ -155,7 +158,7 @@ def _shape_a(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     p, c, t = _tokens(flat, "prompttokens", "responsetokens", "totaltokens")
     if (p, c, t) != (0, 0, 0):  # the sample's default when usage was missing
         f.usage = _usage(p, c, t, f.operation) or f.usage
-    return PolicyMessage(cid, 0, f, ex.prompt_text, ex.completion_text)
+    return PolicyMessage(cid, 0, f, ex.prompt_text, ex.completion_text, apim_id is None)
 
 
 def _shape_b(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
@@ -187,7 +190,8 @@ def _shape_b(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
         f.usage = _usage(p, c, t, operation)
     if f.usage is None:
         f.usage = Usage(source="none")
-    return PolicyMessage(cid, 0, f, None, None)
+    # The accelerator logs no APIM request id: the call is keyed by the response id.
+    return PolicyMessage(cid, 0, f, None, None, by_response=True)
 
 
 def _shape_c(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:

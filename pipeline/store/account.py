@@ -147,6 +147,10 @@ class Store:
         """Existing audit rows among `keys` in partition `pk`."""
         return self.audit_rows.fetch(pk, keys)
 
+    def join_twins(self, day: str) -> set[str]:
+        """Join the day's calls keyed by a response id into their twins (AuditTable)."""
+        return self.audit_rows.join_twins(day)
+
     def find_rows(self, correlation_id: str) -> list[Any]:
         """All rows with this correlation id (any day): a cross-partition query, for the CLI."""
         return self.audit_rows.find_rows(correlation_id)

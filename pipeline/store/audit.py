@@ -10,11 +10,16 @@
    per batch, one query per neighbouring partition (its rows in the batch's RowKey range and
    CallTime window, RowKey only; a page per 1,000 such rows), then a read of the rows it
    found among the batch's calls (≤ 14 keys per query), those that really cross midnight.
+4. Calls keyed by their response id (records without an APIM correlation id, `KeyedBy`) join
+   the row whose ResponseId they are when the KPI job rolls their day up (`join_twins`): one
+   filtered query per day finds them; only when there are some is the day's ResponseId
+   column read, and each pair costs a read, a write and a delete. Nothing on the hot path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +27,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableTransactionError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from pipeline.call.join import CallState
 from pipeline.store import limits, merge, rows
@@ -33,6 +38,8 @@ from pipeline.store.rows import Row
 KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
 EDGE_PAGE = 1000  # Azure returns at most 1,000 entities per query response
 MERGE_ATTEMPTS = 8
+
+log = logging.getLogger(__name__)
 
 
 class AuditTable:
@@ -78,6 +85,116 @@ class AuditTable:
         return self.retry.call(
             lambda: list(self.table.query_entities("RowKey eq @rk", parameters={"rk": rk}))
         )
+
+    # --- calls keyed by their response id ---------------------------------------------------
+
+    def join_twins(self, day: str) -> set[str]:
+        """Join each row keyed by a response id that can belong to `day` into the row of
+        `day` whose ResponseId it is (merged into it, then deleted), whichever was written
+        first. Returns the days whose rows changed. A response id that two rows of the day
+        name joins neither (logged)."""
+        keyed = self._keyed_by_response(day)
+        if not keyed:
+            return set()
+        changed: set[str] = set()
+        for rid, places in self._owners(day, keyed).items():
+            if len(places) > 1:
+                log.warning("response id %s is named by %d rows: not joined", rid, len(places))
+                continue
+            (pk, rk), twin = places[0], keyed[rid]
+            if self._join_twin(pk, rk, twin):
+                changed |= {pk[:10], twin["PartitionKey"][:10]}
+        return changed
+
+    def _keyed_by_response(self, day: str) -> dict[str, Any]:
+        """The rows keyed by a response id whose twin can be on `day` (merge.twin_window),
+        by response id: one query, filtered on the server."""
+        start, end = merge.twin_window(day)
+        params = {
+            "p0": f"{start:%Y-%m-%d}",
+            "p1": rows.day_range_end(f"{end:%Y-%m-%d}"),
+            "k": rows.KEYED_BY_RESPONSE,
+            "t0": start,
+            "t1": end,
+        }
+        query = (
+            "PartitionKey ge @p0 and PartitionKey lt @p1 and KeyedBy eq @k"
+            " and CallTime ge @t0 and CallTime lt @t1"
+        )
+        try:
+            found = self.retry.call(
+                lambda: list(self.table.query_entities(query, parameters=params))
+            )
+        except ResourceNotFoundError:
+            return {}
+        return {rows.correlation_id_of(e["RowKey"]): e for e in found}
+
+    def _owners(self, day: str, keyed: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+        """The rows of `day` (not keyed by a response id) naming a ResponseId of `keyed`."""
+
+        def scan() -> dict[str, list[tuple[str, str]]]:
+            owners: dict[str, list[tuple[str, str]]] = {}
+            for e in self.table.query_entities(
+                rows.day_range(day),
+                select=["PartitionKey", "RowKey", "ResponseId", "KeyedBy"],
+                results_per_page=EDGE_PAGE,
+            ):
+                rid = e.get("ResponseId")
+                if rid in keyed and e.get("KeyedBy") is None:
+                    owners.setdefault(rid, []).append((e["PartitionKey"], e["RowKey"]))
+            return owners
+
+        return self.retry.call(scan)
+
+    def _join_twin(self, pk: str, rk: str, twin: Any) -> bool:
+        """Merge `twin` into the row (pk, rk), then delete it, each on the condition that
+        nobody wrote it meanwhile (else read again). False if that row is gone."""
+        for _ in range(MERGE_ATTEMPTS):
+            current = self.fetch(pk, [rk]).get(rk)
+            if current is None:
+                return False
+            merged = merge.absorb_twin(current, twin, self.shards)
+            if merged is not None and not self._replace_if_unchanged(merged, current):
+                continue
+            if self._delete_if_unchanged(twin):
+                return True
+            # The twin was written again meanwhile (its record delivered again): merge anew.
+            twin = self.fetch(twin["PartitionKey"], [twin["RowKey"]]).get(twin["RowKey"])
+            if twin is None:
+                return True
+        raise RuntimeError(f"row {rk} of partition {pk} kept changing under us")
+
+    def _replace_if_unchanged(self, entity: dict[str, Any], current: Any) -> bool:
+        try:
+            self.retry.call(
+                self.table.update_entity,
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except HttpResponseError as exc:
+            if exc.status_code != 412:
+                raise
+            return False
+        return True
+
+    def _delete_if_unchanged(self, current: Any) -> bool:
+        try:
+            self.retry.call(
+                self.table.delete_entity,
+                current["PartitionKey"],
+                current["RowKey"],
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceNotFoundError:
+            return True  # deleted by another run
+        except HttpResponseError as exc:
+            if exc.status_code != 412:
+                raise
+            return False
+        return True
 
     def _write_partition(self, pk: str, items: list[Row], dry_run: bool) -> WriteStats:
         stats = WriteStats()

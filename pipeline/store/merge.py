@@ -15,14 +15,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
 from pipeline import __version__
-from pipeline.call.join import CallState, add_fragment, resolve
+from pipeline.call.join import CallState, add_fragment, rank_of, resolve
+from pipeline.model import Call
 from pipeline.store import rows
 from pipeline.store.rows import Row
 
@@ -236,3 +237,29 @@ def merge_across_days(
     for frag in state.call.fragments.values():
         add_fragment(merged_state, frag)
     return merged_state, rows.to_entity(resolve(merged_state), merged_state, shards)
+
+
+# --- a call keyed by its response id, and the call whose ResponseId it is ------------------------
+
+
+def twin_window(day: str) -> tuple[datetime, datetime]:
+    """CallTimes of the rows keyed by a response id whose twin can be on `day`: the day
+    itself and DAY_EDGE on either side (two records of one call are logged that close)."""
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return start - DAY_EDGE, start + timedelta(days=1) + DAY_EDGE
+
+
+def absorb_twin(current: Any, twin: Any, shards: int) -> dict[str, Any] | None:
+    """The row `current` after taking in the fragments of `twin`, a row keyed by a response
+    id that `current` names as its ResponseId (None when it holds them already)."""
+    state = rows.state_from_entity(twin)
+    # The row keeps each preview once, beside the rank of the fragment it came from: give
+    # them back to their fragments, so the merge weighs them against the row's own.
+    for frag in state.call.fragments.values():
+        rank = rank_of(frag)
+        if state.prompt_preview is not None and state.prompt_preview.rank == rank:
+            frag.prompt_preview = state.prompt_preview
+        if state.completion_preview is not None and state.completion_preview.rank == rank:
+            frag.completion_preview = state.completion_preview
+    cid = rows.correlation_id_of(current["RowKey"])
+    return merge_into(current, CallState(Call(cid, state.call.fragments)), shards)

@@ -72,6 +72,10 @@ USAGE_PROPERTIES: tuple[tuple[str, str], ...] = (
     ("ReasoningTokens", "reasoning"),
 )
 
+# `KeyedBy` of a row whose RowKey is the model's response id, not an APIM correlation id (its
+# records carried none): it joins the row whose ResponseId it is (store/audit.join_twins).
+KEYED_BY_RESPONSE = "ResponseId"
+
 # Characters Azure forbids in PartitionKey and RowKey values.
 FORBIDDEN_KEY_CHARS = (
     frozenset("/\\#?%") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
@@ -127,8 +131,12 @@ def partition_key(call_time: datetime, correlation_id: str, shards: int) -> str:
 
 def day_range(day: str) -> str:
     """OData filter for every partition of one day (`yyyy-MM-dd`)."""
-    nxt = day[:-1] + chr(ord(day[-1]) + 1)  # '2025-03-04' → '2025-03-05' lexically
-    return f"PartitionKey ge '{day}' and PartitionKey lt '{nxt}'"
+    return f"PartitionKey ge '{day}' and PartitionKey lt '{day_range_end(day)}'"
+
+
+def day_range_end(day: str) -> str:
+    """The least string above every PartitionKey of `day`."""
+    return day[:-1] + chr(ord(day[-1]) + 1)  # '2025-03-04' → '2025-03-05' lexically
 
 
 def _value(v: Any) -> Any:
@@ -180,6 +188,8 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
             resolved.redactions, option=orjson.OPT_SORT_KEYS
         ).decode()
     entity["Sources"] = resolved.sources
+    if state.call.keyed_by_response:
+        entity["KeyedBy"] = KEYED_BY_RESPONSE
     entity["PipelineVersion"] = __version__
     _put_fragments(entity, fragments_json(state))
     return limits.fit(entity, _cut_at_parse(facts.clipped))
@@ -273,7 +283,7 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
             i += 1
         raw = zlib.decompress(b"".join(parts)).decode()
     doc = orjson.loads(raw) if raw else {}
-    call = Call(cid)
+    call = Call(cid, keyed_by_response=entity.get("KeyedBy") == KEYED_BY_RESPONSE)
     previews = doc.pop("_previews", {}) if isinstance(doc, dict) else {}
     for key, item in doc.items():
         kind, _, part = key.partition(":")
