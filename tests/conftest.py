@@ -29,6 +29,8 @@ def cfg(azurite: Azurite) -> Config:
         storage_connection=azurite.connection_string,
         audit_table=f"Audit{n}".replace("x", "t"),
         kpi_table=f"Kpi{n}".replace("x", "t"),
+        kpi_hourly_table=f"Hourly{n}".replace("x", "t"),
+        budget_alerts_table=f"Alerts{n}".replace("x", "t"),
         archive_container=f"raw-{n}",
         deadletter_container=f"dead-{n}",
     )
@@ -48,6 +50,8 @@ def settings_env(cfg: Config) -> dict[str, str]:
         "AUDIT_STORAGE_CONNECTION": cfg.storage_connection,
         "AUDIT_TABLE": cfg.audit_table,
         "KPI_TABLE": cfg.kpi_table,
+        "KPI_HOURLY_TABLE": cfg.kpi_hourly_table,
+        "BUDGET_ALERTS_TABLE": cfg.budget_alerts_table,
         "ARCHIVE_CONTAINER": cfg.archive_container,
         "DEADLETTER_CONTAINER": cfg.deadletter_container,
         "AUDIT_SHARDS": str(cfg.shards),

@@ -70,10 +70,17 @@ def _commands() -> dict[str, set[str]]:
     """Each command of `python -m pipeline` and its option strings, from the real parser."""
     parser = cli.build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return {
-        name: {o for action in p._actions for o in action.option_strings}
-        for name, p in sub.choices.items()
-    }
+    return {name: _options(p) for name, p in sub.choices.items()}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    """A command's option strings, those of its own sub-commands included (`budgets check`)."""
+    found = {o for action in parser._actions for o in action.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                found |= _options(nested)
+    return found
 
 
 def _shown_commands() -> list[tuple[str, str, list[str]]]:

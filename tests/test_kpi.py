@@ -20,7 +20,7 @@ import pytest
 from pipeline import runtime
 from pipeline.cli.main import main
 from pipeline.ingest.batch import process_batch
-from pipeline.kpi import daily, prices, rollup
+from pipeline.kpi import daily, prices, report, rollup
 from pipeline.kpi.sketch import Sketch
 from pipeline.model import EventIn
 from pipeline.settings import Config, SettingsError
@@ -366,6 +366,65 @@ def test_kpi_command_table_csv_json_and_chart(
     assert doc[-1]["BackendId"] == "TOTAL" and doc[-1]["Calls"] == 40
     assert main(["kpi", "--from", "2020-01-01", "--to", "2020-01-02"]) == 1
     assert "rollup --day 2020-01-02 --days 2" in capsys.readouterr().err
+
+
+def test_stacked_ylim_is_above_the_tallest_stacked_day_not_the_largest_layer() -> None:
+    # day 0 holds the largest single layer (60), day 1 the tallest stack (50 + 40 + 20 + 0)
+    series = {"a": [60.0, 50.0, 5.0], "b": [0.0, 40.0, 5.0], "c": [1.0, 20.0, 0.0]}
+    series["d"] = [0.0, 0.0, 0.0]
+    assert report.stacked_totals(series) == [61.0, 110.0, 10.0]
+    bottom, top = report.stacked_ylim(series)
+    assert bottom == 0 and top == pytest.approx(110 * (1 + report.CHART_HEADROOM)) and top > 110
+    assert report.stacked_ylim({"a": [0.0, 0.0]}) == (0.0, 1.0)  # nothing spent: still a range
+    assert report.stacked_ylim({}) == (0.0, 1.0)
+
+
+def _stacked_lines(groups: int, tail: int) -> list[dict[str, Any]]:
+    """Daily lines where D2's stacked total (110,000 tokens + `tail`) towers over D1 and D3,
+    while the largest single layer (60,000) is on D1; the cheapest group, drawn last (unless
+    folded into "other"), has `tail` tokens on D2."""
+    tokens = [(D1, "team-a", 60_000), (D1, "team-tiny", 1_000), (D3, "team-a", 20_000)]
+    tokens += [(D2, f"team-{i:02}", 110_000 / groups) for i in range(groups)]
+    tokens += [(D2, "team-tiny", tail)] if tail else []
+    lines = [
+        {"Day": f"{day}", "SubscriptionId": key, "TotalTokens": n, "CostUsd": n * 1.5e-6}
+        for day, key, n in tokens
+    ]
+    return [*lines, {"SubscriptionId": "TOTAL", "TotalTokens": 0, "CostUsd": 0.0}]
+
+
+@pytest.mark.parametrize(("groups", "tail"), [(2, 0), (5, 0), (5, 1), (12, 0)])
+def test_chart_y_axes_end_above_the_tallest_stacked_day(
+    groups: int, tail: int, tmp_path: Path, monkeypatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    lines = _stacked_lines(groups, tail)
+    tallest = {
+        metric: max(
+            sum(ln[metric] for ln in lines if ln.get("Day") == f"{day}") for day in (D1, D2, D3)
+        )
+        for metric in ("TotalTokens", "CostUsd")
+    }
+    assert tallest["TotalTokens"] == pytest.approx(110_000 + tail)
+    drawn: dict[str, tuple[float, float]] = {}
+    close = plt.close
+
+    def capture(fig: Any = None) -> None:
+        drawn.update({ax.get_ylabel(): ax.get_ylim() for ax in fig.axes})
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", capture)
+    path = tmp_path / "stacked.png"
+    assert report.chart(lines, "subscription", path, "stacked") == path
+    assert _png_size_and_ink(path)[:2] == (1200, 800)
+    panels = {"Tokens per day": "TotalTokens", "Cost per day (USD)": "CostUsd"}
+    assert set(drawn) == set(panels)
+    for label, metric in panels.items():
+        bottom, top = drawn[label]
+        assert bottom == 0
+        assert top >= 1.02 * tallest[metric], (label, top, tallest[metric])
 
 
 def test_llm_only_calls_count_without_a_status(cfg: Config, store: Store) -> None:

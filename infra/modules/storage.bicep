@@ -1,4 +1,4 @@
-// The audit storage account: tables (AuditLog, KpiDaily), the raw archive container with
+// The audit storage account: tables (AuditLog, KpiDaily, KpiHourly, BudgetAlerts), the raw archive container with
 // version-level immutability (WORM) and a time-based retention policy, the dead-letter container
 // (not immutable: dead letters are replayed and marked done), and optionally the Capture container.
 // Shared-key access is off: every client uses Microsoft Entra ID.
@@ -8,6 +8,8 @@ param name string
 param tags object = {}
 param auditTable string
 param kpiTable string
+param kpiHourlyTable string
+param budgetAlertsTable string
 param archiveContainer string
 param deadletterContainer string
 param captureContainer string = ''
@@ -121,6 +123,16 @@ resource audit 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-0
 resource kpi 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: kpiTable
+}
+
+resource kpiHourly 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: kpiHourlyTable
+}
+
+resource budgetAlerts 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: budgetAlertsTable
 }
 
 output id string = account.id

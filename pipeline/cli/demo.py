@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import date, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pipeline.cli import options
+from pipeline.cli.chargeback import statement_text
 from pipeline.cli.kpi import kpi_report
+from pipeline.cli.receiver import Receiver
 from pipeline.cli.runner import replay
 from pipeline.cli.show import show
 from pipeline.common.render import table
-from pipeline.kpi import daily
+from pipeline.kpi import alerting, budgets, daily
 from pipeline.settings import Config
 from pipeline.sources import files
 from pipeline.sources.inputs import Filters
@@ -23,6 +28,8 @@ from pipeline.store import rows
 from pipeline.store.account import Store
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+# The demo's attribution map and budgets (not in samples/: replay reads every file there).
+EXAMPLES = SAMPLES.parent / "examples"
 
 DEMO_COLUMNS = (
     "CallTime",
@@ -62,6 +69,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def demo(cfg: Config, samples: Path = SAMPLES) -> int:
+    # The sample attribution map and budgets, unless the environment names others.
+    cfg = replace(
+        cfg,
+        attribution=cfg.attribution or os.path.relpath(EXAMPLES / "attribution.json"),
+        budgets=cfg.budgets or os.path.relpath(EXAMPLES / "budgets.json"),
+    )
     store = options.ensured_store(cfg)
     shown = os.path.relpath(samples) if samples.is_relative_to(Path.cwd()) else str(samples)
     print(f"Replaying the bundled APIM sample events from {shown} ...\n")
@@ -74,7 +87,10 @@ def demo(cfg: Config, samples: Path = SAMPLES) -> int:
     _show_one_call(store, entities)
     days = sorted({e["PartitionKey"][:10] for e in entities})
     if days:
-        _daily_kpis(cfg, store, date.fromisoformat(days[0]), date.fromisoformat(days[-1]))
+        first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
+        _daily_kpis(cfg, store, first, last)
+        _chargeback(store, first, last)
+        _budget_check(cfg, store, last)
     return 0 if summary.ok else 1
 
 
@@ -109,3 +125,46 @@ def _daily_kpis(cfg: Config, store: Store, first: date, last: date) -> None:
         chart=str(chart),
     )
     kpi_report(store, args)
+
+
+def _chargeback(store: Store, first: date, last: date) -> None:
+    """`chargeback` by team as a table, and the HTML statement."""
+    print(f"\npython -m pipeline chargeback --from {first} --to {last} --by team\n")
+    print(statement_text(store, first, last, "team", "table"))
+    page = Path("out") / "statement.html"
+    page.write_text(statement_text(store, first, last, "team", "html"), encoding="utf-8")
+    print(
+        f"python -m pipeline chargeback --from {first} --to {last} --format html --out {page}"
+        f"\n  → {page} (one self-contained page: open it, or mail it)"
+    )
+
+
+def _budget_check(cfg: Config, store: Store, last: date) -> None:
+    """`budgets check` at the end of the last day, alerts posted to a local receiver."""
+    at = datetime(last.year, last.month, last.day, 23, 30, tzinfo=UTC)
+    with Receiver(on_alert=lambda a: print(f"  webhook received: {a['text']}")) as receiver:
+        checked = replace(cfg, alert_webhook=cfg.alert_webhook or receiver.url)
+        print(
+            f"\nBudgets ({cfg.budgets}): python -m pipeline budgets check --at {at:%Y-%m-%dT%H:%MZ}"
+        )
+        print(f"  (ALERT_WEBHOOK → a local receiver, {receiver.url})\n")
+        result = alerting.check(checked, store, at)
+        for state in result.spends:
+            for line in _status_lines(budgets.status(state, at)):
+                print(line)
+        print(f"\n{len(result.decided)} alerts decided, {len(result.delivered)} delivered")
+        if receiver.received:
+            print("\nOne alert as the webhook got it:\n")
+            print(orjson.dumps(receiver.received[0], option=orjson.OPT_INDENT_2).decode())
+
+
+def _status_lines(state: dict[str, Any]) -> list[str]:
+    lines = []
+    for metric in ("costUsd", "tokens"):
+        if metric in state:
+            m = state[metric]
+            lines.append(
+                f"  {state['budget']} {state['period']}: {m['spent']} of {m['limit']} "
+                f"{'USD' if metric == 'costUsd' else 'tokens'} ({m['share']:.0%})"
+            )
+    return lines

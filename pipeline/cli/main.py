@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from pipeline import __version__
-from pipeline.cli import demo, doctor, kpi, replay, send, settings, show
+from pipeline.cli import budgets, chargeback, demo, doctor, kpi, replay, send, settings, show
+from pipeline.kpi.attribution import AttributionError
+from pipeline.kpi.budgets import BudgetsError
 from pipeline.settings import SettingsError
 
 
@@ -24,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_parser(sub)
     demo.add_parser(sub)
     kpi.add_parsers(sub)
+    chargeback.add_parser(sub)
+    budgets.add_parser(sub)
     doctor.add_parser(sub)
     send.add_parser(sub)
     settings.add_parser(sub)
@@ -36,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except SettingsError as exc:
+    except (SettingsError, AttributionError, BudgetsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

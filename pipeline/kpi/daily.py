@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from pipeline.kpi import prices
+from pipeline.kpi import attribution, prices
 from pipeline.kpi.rollup import AUDIT_COLUMNS, rollup_day
 from pipeline.settings import Config
 from pipeline.store.account import Store
@@ -33,11 +33,16 @@ def price_table(cfg: Config, store: Store) -> prices.PriceTable:
     return prices.load(cfg.price_table, read_blob=store.read_blob)
 
 
+def attribution_map(cfg: Config, store: Store) -> attribution.Attribution:
+    return attribution.load(cfg.attribution, read_blob=store.read_blob)
+
+
 def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
     """Roll up `days`, after joining their calls keyed by a response id into their twins. A
     join that takes a row from a neighbouring day (within minutes of midnight) rolls that day
     up again too, unless it is later than every day asked (not rolled up yet)."""
     table = price_table(cfg, store)  # read once per run: every day of a run uses one table
+    teams = attribution_map(cfg, store)
     kpis = KpiStore(store)
     results: dict[date, DayResult] = {}
     queue, last = sorted(set(days)), max(days, default=None)
@@ -49,12 +54,14 @@ def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
                 queue.append(other)
         # A transient failure while paging the day restarts that day's pass (the rows are
         # streamed, never held): the result does not depend on how often it ran.
-        entities = store.call(
+        rolled = store.call(
             lambda label=label, day=day: rollup_day(
-                kpis.audit_rows(label, AUDIT_COLUMNS), day, table
+                kpis.audit_rows(label, AUDIT_COLUMNS), day, table, teams
             )
         )
+        entities = rolled.daily
         written, deleted = kpis.replace_day(label, entities)
+        kpis.replace_day(label, rolled.hourly, store.kpi_hourly)
         total = entities[-1]
         results[day] = DayResult(day, total["Calls"], written - 1, deleted, total["CostUsd"])
         log.info(

@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.kpi.files import DocumentError, read_document
+
 BUNDLED = Path(__file__).resolve().parent / "prices.json"
 
 
@@ -158,14 +160,8 @@ def load(source: str, read_blob: Any = None) -> PriceTable:
     """The table named by PRICE_TABLE: "" (bundled), a file path, or blob:CONTAINER/NAME."""
     if not source:
         return PriceTable.from_bytes(BUNDLED.read_bytes(), str(BUNDLED.name))
-    if source.startswith("blob:"):
-        container, _, name = source[5:].partition("/")
-        if not container or not name or read_blob is None:
-            raise PriceTableError(f"PRICE_TABLE={source!r}: expected blob:CONTAINER/NAME")
-        return PriceTable.from_bytes(read_blob(container, name), source)
-    path = Path(source)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PriceTableError(f"PRICE_TABLE={source!r}: cannot read ({exc.strerror})") from None
+        data = read_document("PRICE_TABLE", source, read_blob)
+    except DocumentError as exc:
+        raise PriceTableError(str(exc)) from None
     return PriceTable.from_bytes(data, source)

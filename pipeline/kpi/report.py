@@ -24,6 +24,7 @@ BY = {
 }
 UNKNOWN = "(unknown)"
 CHART_SIZE = (1200, 800)  # pixels
+CHART_HEADROOM = 0.08  # room above the tallest stacked bar, as a fraction of its height
 
 
 @dataclass(slots=True)
@@ -124,6 +125,21 @@ def as_json(lines: list[dict[str, Any]]) -> str:
     return orjson.dumps(lines, option=orjson.OPT_INDENT_2).decode()
 
 
+def stacked_totals(series: Mapping[str, list[float]]) -> list[float]:
+    """Per day, the height of its stacked bar: the layers summed in drawing order."""
+    return [sum(layers, 0.0) for layers in zip(*series.values(), strict=True)]
+
+
+def stacked_ylim(series: Mapping[str, list[float]]) -> tuple[float, float]:
+    """The y limits of a stacked panel: from 0 to CHART_HEADROOM above the tallest day's total.
+
+    Set explicitly because autoscaling can't be trusted here: matplotlib makes each bar's
+    bottom a "sticky" edge that its margins must not cross, so a zero (or nearly zero) layer
+    on top of the tallest day pins the axis to that day's total, or just below it."""
+    tallest = max(stacked_totals(series), default=0.0)
+    return 0.0, (tallest * (1 + CHART_HEADROOM) if tallest > 0 else 1.0)
+
+
 def chart(daily_lines: list[dict[str, Any]], by: str, path: Path, title: str) -> Path:
     """Daily tokens and cost, stacked by the dimension: a PNG of CHART_SIZE pixels."""
     try:
@@ -158,10 +174,12 @@ def chart(daily_lines: list[dict[str, Any]], by: str, path: Path, title: str) ->
         (ax_tokens, "TotalTokens", "Tokens per day"),
         (ax_cost, "CostUsd", "Cost per day (USD)"),
     ):
+        layers = series(metric)
         bottom = [0.0] * len(days)
-        for key, values in series(metric).items():
+        for key, values in layers.items():
             ax.bar(x, values, bottom=bottom, label=key)
             bottom = [a + b for a, b in zip(bottom, values, strict=True)]
+        ax.set_ylim(*stacked_ylim(layers))
         ax.set_ylabel(label)
         many = len(days) > 7
         ax.set_xticks(x, days, rotation=30 if many else 0, ha="right" if many else "center")

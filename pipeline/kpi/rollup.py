@@ -19,22 +19,30 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
 from azure.data.tables import EdmType, EntityProperty
 
 from pipeline import __version__
+from pipeline.kpi import attribution
+from pipeline.kpi.attribution import Attribution
 from pipeline.kpi.prices import PriceTable, Rates, billed, cost
 from pipeline.kpi.sketch import Sketch
 from pipeline.store.rows import FORBIDDEN_KEY_CHARS, escape_key
 
 DIMENSIONS = ("Deployment", "Model", "SubscriptionId", "ProductId", "BackendId")
+# The hourly rows' dimensions beyond those: who (team and cost center from the attribution
+# map, app, user) and where (gateway, region).
+HOURLY_EXTRA = ("CallerAppId", "CallerUserId", "ApimService", "Region")
+HOURLY_DIMENSIONS = ("Team", "CostCenter", *HOURLY_EXTRA, *DIMENSIONS)
 TOTAL_KEY = "_total"
 # Columns the rollup reads from AuditLog (a projection: nothing else crosses the wire).
 AUDIT_COLUMNS = [
     *DIMENSIONS,
+    *HOURLY_EXTRA,
+    "CallTime",
     "Status",
     "ErrorSource",
     "ContentFiltered",
@@ -80,6 +88,11 @@ class Accumulator:
     backend: Sketch = field(default_factory=Sketch)
 
     def add(self, row: Mapping[str, Any], price_of: Any) -> None:
+        self.add_usage(row, price_of)
+        self.add_latency(row)
+
+    def add_usage(self, row: Mapping[str, Any], price_of: Any) -> None:
+        """Counts, tokens and cost of a row (what the hourly rows keep)."""
         status = _int(row.get("Status"))
         failed = status is not None and status >= 400
         _count(self.counts, row, status, failed)
@@ -89,6 +102,8 @@ class Accumulator:
                 self.tokens[name] += value
         if not failed:
             self._price(row, price_of)
+
+    def add_latency(self, row: Mapping[str, Any]) -> None:
         duration = _int(row.get("DurationMs"))
         if duration is not None:
             self.duration.add(duration)
@@ -122,9 +137,12 @@ class Accumulator:
         self.backend.merge(other.backend)
 
     def cost(self) -> float:
+        return round(self.cost_exact(), 8)
+
+    def cost_exact(self) -> float:
         # Summed in one order (by rates), whatever order the rows came in.
         priced = sorted(self.priced.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1.0, kv[0][2]))
-        return round(cost(priced), 8)
+        return cost(priced)
 
 
 def _count(c: dict[str, int], row: Mapping[str, Any], status: int | None, failed: bool) -> None:
@@ -168,11 +186,73 @@ def _dim(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _hour(value: Any) -> int:
+    """The UTC hour of a CallTime (every audit row has one; 0 if a row has none)."""
+    return value.hour if isinstance(value, datetime) else 0
+
+
+# An hourly group: (hour, Team, CostCenter, the other HOURLY_DIMENSIONS..., DIMENSIONS...).
+HourKey = tuple[Any, ...]
+
+
+_KEY_COLUMNS = (*HOURLY_EXTRA, *DIMENSIONS)
+
+
+def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
+    """The (hourly, daily latency) accumulators of a row whose raw key (hour, _KEY_COLUMNS
+    values) is new."""
+    values = dict(zip(_KEY_COLUMNS, raw[1:], strict=True))
+    team, cost_center = teams.team_of(values)
+    key = (raw[0], team, cost_center, *(_dim(v) for v in raw[1:]))
+    hourly = folded.hours.get(key)
+    if hourly is None:
+        hourly = folded.hours[key] = Accumulator()
+    dims = key[-len(DIMENSIONS) :]
+    latency = folded.latency.get(dims)
+    if latency is None:
+        latency = folded.latency[dims] = Accumulator()
+    return hourly, latency
+
+
+@dataclass(slots=True)
+class DayRollup:
+    """A day's rows folded once: usage by hour and every dimension chargeback and budgets
+    need (`hours`), latency sketches by daily group (`latency`). The daily groups and the
+    total are merges of these, not a second pass over the rows. Hourly groups keep no
+    sketch: with app and user among their dimensions they can number as many as the calls,
+    and a sketch weighs kilobytes; percentiles stay daily."""
+
+    hours: dict[HourKey, Accumulator]
+    latency: dict[tuple[str | None, ...], Accumulator]
+
+    def groups(self) -> dict[tuple[str | None, ...], Accumulator]:
+        out: dict[tuple[str | None, ...], Accumulator] = {}
+        tail = len(DIMENSIONS)
+        for key, acc in self.hours.items():
+            dims = key[-tail:]
+            mine = out.get(dims)
+            if mine is None:
+                mine = out[dims] = Accumulator()
+                mine.merge(self.latency[dims])
+            mine.merge(acc)
+        return out
+
+
+def total_of(groups: Iterable[Accumulator]) -> Accumulator:
+    total = Accumulator()
+    for acc in groups:
+        total.merge(acc)
+    return total
+
+
 def aggregate(
-    rows: Iterable[Mapping[str, Any]], day: date, prices: PriceTable
-) -> tuple[dict[tuple[str | None, ...], Accumulator], Accumulator]:
-    """Stream audit rows of one day into per-group accumulators and a total."""
-    groups: dict[tuple[str | None, ...], Accumulator] = {}
+    rows: Iterable[Mapping[str, Any]],
+    day: date,
+    prices: PriceTable,
+    teams: Attribution = attribution.NONE,
+) -> DayRollup:
+    """Stream audit rows of one day into hourly accumulators (memory: groups, not calls)."""
+    folded = DayRollup({}, {})
     cache: dict[tuple[Any, Any], Any] = {}
 
     def price_of(model: Any, deployment: Any) -> Any:
@@ -181,16 +261,17 @@ def aggregate(
             cache[key] = prices.price(_dim(model), _dim(deployment), day)
         return cache[key]
 
+    # Rows are looked up by their raw values (one C-level `map`); a new combination is
+    # normalised (empty = None) and attributed once, so the map is not consulted per row.
+    by_raw: dict[tuple[Any, ...], tuple[Accumulator, Accumulator]] = {}
     for row in rows:
-        key = group_key(row)
-        acc = groups.get(key)
-        if acc is None:
-            acc = groups[key] = Accumulator()
-        acc.add(row, price_of)
-    total = Accumulator()
-    for acc in groups.values():
-        total.merge(acc)
-    return groups, total
+        raw = (_hour(row.get("CallTime")), *map(row.get, _KEY_COLUMNS))
+        accs = by_raw.get(raw)
+        if accs is None:
+            accs = by_raw[raw] = _group(folded, raw, teams)
+        accs[0].add_usage(row, price_of)
+        accs[1].add_latency(row)
+    return folded
 
 
 # "|" separates the dimensions in a KPI RowKey.
@@ -232,15 +313,50 @@ def to_entity(
     return entity
 
 
+def hourly_entity(
+    day: date, key: HourKey, acc: Accumulator, prices: PriceTable, version: str | None
+) -> dict[str, Any]:
+    """A KpiHourly row: the measures of one hour and group of a day. Its cost is not
+    rounded, so a month of hourly rows sums to the daily KPIs' cost to the micro-dollar."""
+    hour, dims = key[0], key[1:]
+    entity = to_entity(day, None, acc, prices)
+    entity["RowKey"] = f"{hour:02d}|{kpi_row_key(dims)}"
+    entity["Hour"] = hour
+    for name, value in zip(HOURLY_DIMENSIONS, dims, strict=True):
+        if value is not None:
+            entity[name] = value
+    entity["CostUsd"] = acc.cost_exact()
+    del entity["DurationSketch"], entity["BackendSketch"]
+    if version is not None:
+        entity["AttributionVersion"] = version
+    return entity
+
+
+@dataclass(slots=True)
+class RolledDay:
+    """A day's KpiDaily rows (groups sorted by key, then `_total`) and KpiHourly rows."""
+
+    daily: list[dict[str, Any]]
+    hourly: list[dict[str, Any]]
+
+
 def rollup_day(
-    rows: Iterable[Mapping[str, Any]], day: date, prices: PriceTable
-) -> list[dict[str, Any]]:
-    """KPI entities of one day: a row per group, sorted by key, then `_total`."""
-    groups, total = aggregate(rows, day, prices)
+    rows: Iterable[Mapping[str, Any]],
+    day: date,
+    prices: PriceTable,
+    teams: Attribution = attribution.NONE,
+) -> RolledDay:
+    """KPI entities of one day, daily and hourly, from one pass over its audit rows."""
+    folded = aggregate(rows, day, prices, teams)
+    groups = folded.groups()
     entities = [to_entity(day, dims, acc, prices) for dims, acc in groups.items()]
     entities.sort(key=lambda e: e["RowKey"])
-    entities.append(to_entity(day, None, total, prices))
-    return entities
+    entities.append(to_entity(day, None, total_of(groups.values()), prices))
+    hourly = [
+        hourly_entity(day, key, acc, prices, teams.version) for key, acc in folded.hours.items()
+    ]
+    hourly.sort(key=lambda e: e["RowKey"])
+    return RolledDay(entities, hourly)
 
 
 def days_to_roll(today: date, reroll: int) -> list[date]:

@@ -49,6 +49,8 @@ class Sketch:
         self._bump(math.ceil(math.log(value) / _LOG_GAMMA), 1)
 
     def merge(self, other: Sketch) -> None:
+        if not other.count:
+            return
         self.count += other.count
         self.zeros += other.zeros
         for i, n in enumerate(other.counts):

@@ -70,6 +70,8 @@ class Store:
             )
         self.audit: TableClient = self.tables.get_table_client(cfg.audit_table)
         self.kpi: TableClient = self.tables.get_table_client(cfg.kpi_table)
+        self.kpi_hourly: TableClient = self.tables.get_table_client(cfg.kpi_hourly_table)
+        self.budget_alerts: TableClient = self.tables.get_table_client(cfg.budget_alerts_table)
         self.archive: ContainerClient = self.blobs.get_container_client(cfg.archive_container)
         self.deadletters: ContainerClient = self.blobs.get_container_client(
             cfg.deadletter_container
@@ -100,8 +102,13 @@ class Store:
         ARCHIVE_CONTAINER, it would take the raw archive without it, silently. So unless the
         account is Azurite (`is_local`), a missing container raises SettingsError naming it
         and its setting. `create_containers` overrides the detection."""
-        self.call(self.tables.create_table_if_not_exists, self.cfg.audit_table)
-        self.call(self.tables.create_table_if_not_exists, self.cfg.kpi_table)
+        for table in (
+            self.cfg.audit_table,
+            self.cfg.kpi_table,
+            self.cfg.kpi_hourly_table,
+            self.cfg.budget_alerts_table,
+        ):
+            self.call(self.tables.create_table_if_not_exists, table)
         create = self.is_local() if create_containers is None else create_containers
         for container, setting in (
             (self.archive, "ARCHIVE_CONTAINER"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
 from pipeline.store import limits, rows
 from pipeline.store.account import Store
@@ -34,10 +34,13 @@ class KpiStore:
             rows.day_range(day), select=columns, results_per_page=1000
         )
 
-    def replace_day(self, day: str, entities: list[dict[str, Any]]) -> tuple[int, int]:
-        """Make the day's KPI rows exactly `entities`: upsert them, delete the others.
-        Returns (written, deleted). Running it twice gives the same rows."""
-        table = self.store.kpi
+    def replace_day(
+        self, day: str, entities: list[dict[str, Any]], table: TableClient | None = None
+    ) -> tuple[int, int]:
+        """Make the day's rows of `table` (KpiDaily by default; KpiHourly) exactly
+        `entities`: upsert them, delete the others. Returns (written, deleted). Running it
+        twice gives the same rows."""
+        table = self.store.kpi if table is None else table
         existing = self.store.call(
             lambda: {
                 e["RowKey"]
@@ -52,6 +55,28 @@ class KpiStore:
                 table.submit_transaction, ops[start : start + limits.MAX_TRANSACTION_OPS]
             )
         return len(entities), len(ops) - len(entities)
+
+    def hourly_rows(self, first: str, last: str, columns: list[str]) -> Iterable[Any]:
+        """KpiHourly rows of the days first..last (inclusive), only `columns`, streamed."""
+        return self.store.kpi_hourly.query_entities(
+            "PartitionKey ge @first and PartitionKey le @last",
+            parameters={"first": first, "last": last},
+            select=columns,
+            results_per_page=1000,
+        )
+
+    def rolled_days(self, first: str, last: str) -> set[str]:
+        """Days first..last that have KPI rows (a `_total` row): rolled up at least once."""
+        return self.store.call(
+            lambda: {
+                e["PartitionKey"]
+                for e in self.store.kpi.query_entities(
+                    "PartitionKey ge @first and PartitionKey le @last and RowKey eq @total",
+                    parameters={"first": first, "last": last, "total": "_total"},
+                    select=["PartitionKey"],
+                )
+            }
+        )
 
     def rows(self, first: str, last: str) -> Iterable[Any]:
         """KPI rows of the days first..last (inclusive)."""

@@ -1,0 +1,134 @@
+"""The attribution map (ATTRIBUTION): which team and cost center a call is charged to.
+
+```json
+{"version": "2025-11-01",
+ "rules": [{"team": "Claims", "costCenter": "CC-4100", "match": {"subscription": "team-claims"}},
+           {"team": "HR", "match": {"user": "<entra object id>"}}]}
+```
+
+Every key of a rule's `match` must equal the call's value, compared case-insensitively (Azure
+ids and names are); the first matching rule in file order wins; no match is team
+`Unattributed` without a cost center. Applied when rolling up, like prices: editing the map
+and rolling up again re-attributes history. A malformed map raises AttributionError naming
+the rule and what is wrong, when it is loaded (at the start of every run that needs it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pipeline.kpi.files import DocumentError, ReadBlob, read_document
+
+UNATTRIBUTED = "Unattributed"
+# Match key → the audit-row column it compares.
+MATCH_KEYS: dict[str, str] = {
+    "subscription": "SubscriptionId",
+    "product": "ProductId",
+    "app": "CallerAppId",
+    "user": "CallerUserId",
+    "deployment": "Deployment",
+    "service": "ApimService",
+}
+COLUMNS = tuple(MATCH_KEYS.values())
+MAX_RULES = 10_000
+
+
+class AttributionError(ValueError):
+    """The attribution map cannot be used; the message says where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    team: str
+    cost_center: str | None
+    # (column, value casefolded) pairs; all must hold.
+    match: tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class Attribution:
+    """Rules in file order, and a memo of the answers (calls repeat the same few values)."""
+
+    version: str | None = None
+    rules: tuple[Rule, ...] = ()
+    _memo: dict[tuple[Any, ...], tuple[str, str | None]] = field(default_factory=dict)
+
+    def team_of(self, row: Mapping[str, Any]) -> tuple[str, str | None]:
+        """(team, cost center) of an audit row: the first rule whose keys all match."""
+        values = tuple(row.get(c) for c in COLUMNS)
+        found = self._memo.get(values)
+        if found is None:
+            found = self._memo[values] = self._first_match(values)
+        return found
+
+    def _first_match(self, values: tuple[Any, ...]) -> tuple[str, str | None]:
+        folded = {
+            c: v.casefold() for c, v in zip(COLUMNS, values, strict=True) if isinstance(v, str)
+        }
+        for rule in self.rules:
+            if all(folded.get(column) == value for column, value in rule.match):
+                return rule.team, rule.cost_center
+        return UNATTRIBUTED, None
+
+
+NONE = Attribution()
+
+
+def load(source: str, read_blob: ReadBlob | None = None) -> Attribution:
+    """The map ATTRIBUTION names: "" (none: every call Unattributed), a file path, or
+    blob:CONTAINER/NAME."""
+    if not source:
+        return Attribution()
+    try:
+        data = read_document("ATTRIBUTION", source, read_blob)
+    except DocumentError as exc:
+        raise AttributionError(str(exc)) from None
+    return parse(data, source)
+
+
+def parse(data: bytes, where: str = "ATTRIBUTION") -> Attribution:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise AttributionError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise AttributionError(f'{where}: expected an object with a "rules" list')
+    version = doc.get("version")
+    if version is not None and not isinstance(version, str):
+        raise AttributionError(f'{where}: "version" must be a string')
+    if len(doc["rules"]) > MAX_RULES:
+        raise AttributionError(f"{where}: more than {MAX_RULES} rules")
+    rules = tuple(_rule(r, f"{where}: rule {i + 1}") for i, r in enumerate(doc["rules"]))
+    return Attribution(version, rules)
+
+
+def _rule(raw: Any, where: str) -> Rule:
+    if not isinstance(raw, dict):
+        raise AttributionError(f"{where}: expected an object")
+    team = raw.get("team")
+    if not isinstance(team, str) or not team.strip():
+        raise AttributionError(f'{where}: "team" must be a non-empty string')
+    where = f"{where} (team {team!r})"
+    cost_center = raw.get("costCenter")
+    if cost_center is not None and (not isinstance(cost_center, str) or not cost_center):
+        raise AttributionError(f'{where}: "costCenter" must be a non-empty string or absent')
+    unknown = set(raw) - {"team", "costCenter", "match"}
+    if unknown:
+        raise AttributionError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    match = raw.get("match")
+    if not isinstance(match, dict) or not match:
+        raise AttributionError(f'{where}: "match" must be a non-empty object')
+    pairs = []
+    for key, value in match.items():
+        if key not in MATCH_KEYS:
+            raise AttributionError(
+                f"{where}: unknown match key {key!r} (expected {', '.join(MATCH_KEYS)})"
+            )
+        if not isinstance(value, str) or not value:
+            raise AttributionError(f"{where}: match {key!r} must be a non-empty string")
+        pairs.append((MATCH_KEYS[key], value.casefold()))
+    return Rule(team.strip(), cost_center, tuple(pairs))

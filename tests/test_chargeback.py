@@ -1,0 +1,319 @@
+"""Chargeback on Azurite: calls of several days and teams, attributed by every match key of
+the map (first match wins, the rest Unattributed), rolled up, and summed by every `--by`:
+lines add up to the total, the total is the `kpi` report's, and each team's calls are the
+ones the map gives it, counted here independently of the code under test."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.cli.main import main as cli
+from pipeline.ingest.batch import process_batch
+from pipeline.kpi import attribution, chargeback, daily
+from pipeline.model import EventIn
+from pipeline.settings import Config
+from pipeline.store.account import Store
+from tests.conftest import settings_env
+from tests.fixtures import apim, sources
+
+DAYS = [date(2025, 11, 3), date(2025, 11, 4), date(2025, 11, 5)]
+# Ids compare case-insensitively: a map may say "team-ops" for "Team-Ops".
+SUBSCRIPTIONS = ["team-claims", "team-research", "team-hr", "Team-Ops"]
+PRODUCTS = ["genai-gold", "genai-silver"]
+APPS = ["11111111-aaaa-4aaa-8aaa-000000000001", "22222222-bbbb-4bbb-8bbb-000000000002"]
+USERS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(6)]
+DEPLOYMENTS = ["chat-prod", "mini-prod", "custom-ft"]
+MODELS = {"chat-prod": "gpt-4o-2024-08-06", "mini-prod": "gpt-4o-mini-2024-07-18"}
+
+MAP = {
+    "version": "2025-11-01",
+    "rules": [
+        {"team": "Claims", "costCenter": "CC-4100", "match": {"subscription": "TEAM-CLAIMS"}},
+        {
+            "team": "Research",
+            "costCenter": "CC-7000",
+            "match": {"product": "genai-gold", "app": APPS[0].upper()},
+        },
+        {"team": "HR", "costCenter": "CC-2000", "match": {"user": USERS[3]}},
+        {"team": "Fine-tuning", "match": {"deployment": "custom-ft"}},
+        # Never reached for team-claims calls: the first rule already took them.
+        {"team": "Shadowed", "match": {"subscription": "team-claims"}},
+        {"team": "Gateway", "costCenter": "CC-9000", "match": {"service": "other-apim"}},
+        {"team": "Ops", "match": {"subscription": "team-ops", "product": "genai-silver"}},
+    ],
+}
+
+
+def corpus(seed: int = 7) -> list[dict[str, Any]]:
+    """What each call is, before it is turned into a log-to-eventhub message."""
+    rng = random.Random(seed)
+    calls = []
+    for i in range(240):
+        day = DAYS[i % len(DAYS)]
+        deployment = rng.choice(DEPLOYMENTS)
+        calls.append(
+            {
+                "cid": apim.new_id(f"chargeback-{seed}-{i}"),
+                "time": f"{day}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:07.5Z",
+                "subscription": rng.choice(SUBSCRIPTIONS),
+                "product": rng.choice(PRODUCTS),
+                "app": rng.choice(APPS),
+                "user": rng.choice(USERS),
+                "deployment": deployment,
+                "status": 200 if rng.random() > 0.1 else 429,
+                "prompt": rng.randint(10, 4000),
+                "completion": rng.randint(1, 900),
+            }
+        )
+    return calls
+
+
+def message(call: dict[str, Any]) -> bytes:
+    ok = call["status"] == 200
+    response = (
+        apim.chat_response(
+            "ok",
+            model=MODELS.get(call["deployment"], "my-finetune"),
+            prompt=call["prompt"],
+            completion=call["completion"],
+            rid=f"chatcmpl-{call['cid'][:8]}",
+        )
+        if ok
+        else None
+    )
+    body = orjson.loads(
+        sources.policy_message(
+            call["cid"],
+            time=call["time"],
+            status=call["status"],
+            response=response,
+            request=apim.chat_request(("user", "hello")),
+            caller=(call["app"], call["user"], "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            backend_url=apim.AOAI
+            + f"/openai/deployments/{call['deployment']}/chat/completions?api-version=2024-10-21",
+            subscription=call["subscription"],
+        )
+    )
+    body["productId"] = call["product"]
+    return orjson.dumps(body)
+
+
+def expected_team(call: dict[str, Any], rules: list[dict[str, Any]]) -> str:
+    """The map's rule, read independently of pipeline/kpi/attribution.py. Caller claims are
+    kept for successful calls only (docs/sources.md, Attribution): a failed call has no app
+    or user to match."""
+    ok = call["status"] == 200
+    values = {
+        "subscription": call["subscription"],
+        "product": call["product"],
+        "app": call["app"] if ok else "",
+        "user": call["user"] if ok else "",
+        "deployment": call["deployment"],
+        "service": "contoso-apim",
+    }
+    for rule in rules:
+        if all(values[k].lower() == v.lower() for k, v in rule["match"].items()):
+            return rule["team"]
+    return "Unattributed"
+
+
+@pytest.fixture
+def loaded(store: Store, cfg: Config, tmp_path: Path) -> tuple[Config, list[dict[str, Any]]]:
+    path = tmp_path / "attribution.json"
+    path.write_bytes(orjson.dumps(MAP))
+    cfg = Config(**{**_fields(cfg), "attribution": str(path)})
+    calls = corpus()
+    events = [EventIn(message(c)) for c in calls]
+    for i in range(0, len(events), 50):
+        process_batch(events[i : i + 50], cfg, store)
+    daily.roll_up(DAYS, cfg, store)
+    return cfg, calls
+
+
+def _fields(cfg: Config) -> dict[str, Any]:
+    return {
+        name: getattr(cfg, name)
+        for name in Config.__dataclass_fields__
+        if Config.__dataclass_fields__[name].init
+    }
+
+
+def run_cli(cfg: Config, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ATTRIBUTION", cfg.attribution)
+    return cli(list(args))
+
+
+def chargeback_json(
+    cfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], by: str
+) -> dict[str, Any]:
+    capsys.readouterr()
+    period = ["--from", str(DAYS[0]), "--to", str(DAYS[-1])]
+    assert run_cli(cfg, monkeypatch, "chargeback", *period, "--by", by, "--format", "json") == 0
+    return orjson.loads(capsys.readouterr().out)
+
+
+def kpi_total(
+    cfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> dict[str, Any]:
+    capsys.readouterr()
+    period = ["--from", str(DAYS[0]), "--to", str(DAYS[-1])]
+    assert run_cli(cfg, monkeypatch, "kpi", *period, "--format", "json") == 0
+    (total,) = [ln for ln in orjson.loads(capsys.readouterr().out) if ln["Model"] == "TOTAL"]
+    return total
+
+
+@pytest.mark.parametrize("by", list(chargeback.BY))
+def test_lines_sum_to_the_total_and_the_total_is_the_kpi_reports(
+    by: str,
+    loaded: tuple[Config, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg, calls = loaded
+    doc = chargeback_json(cfg, monkeypatch, capsys, by)
+    assert (doc["from"], doc["to"], doc["by"], doc["currency"]) == (
+        "2025-11-03",
+        "2025-11-05",
+        by,
+        "USD",
+    )
+    assert doc["attributionVersion"] == "2025-11-01" and doc["priceTableVersion"]
+    total = doc["total"]
+    for name in (*chargeback.MEASURES, *chargeback.COVERAGE):
+        assert sum(ln[name] for ln in doc["lines"]) == total[name], name
+    # Micro-dollars apportioned: the rounded lines add up to the rounded total exactly.
+    assert round(sum(ln["costUsd"] for ln in doc["lines"]) * 1e6) == round(total["costUsd"] * 1e6)
+    assert abs(sum(ln["share"] for ln in doc["lines"]) - 1) < 1e-3
+    kpi = kpi_total(cfg, monkeypatch, capsys)
+    assert total["calls"] == kpi["Calls"] == len(calls)
+    assert total["succeeded"] == kpi["Succeeded"]
+    assert total["totalTokens"] == kpi["TotalTokens"] and total["totalTokens"] > 0
+    assert total["unpricedCalls"] == kpi["UnpricedCalls"] > 0  # custom-ft has no price
+    assert abs(total["costUsd"] - kpi["CostUsd"]) <= 1e-6 and total["costUsd"] > 0
+
+
+def test_each_team_gets_the_calls_its_first_matching_rule_gives_it(
+    loaded: tuple[Config, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg, calls = loaded
+    doc = chargeback_json(cfg, monkeypatch, capsys, "team")
+    got = {ln["group"]: ln["calls"] for ln in doc["lines"]}
+    want = Counter(expected_team(c, MAP["rules"]) for c in calls)
+    assert got == dict(want)
+    assert {"Claims", "Research", "HR", "Fine-tuning", "Ops", "Unattributed"} <= set(got)
+    assert "Shadowed" not in got and "Gateway" not in got  # first match wins; no such service
+    centers = {ln["group"]: ln["costCenter"] for ln in doc["lines"]}
+    assert centers["Claims"] == "CC-4100" and centers["Unattributed"] is None
+    assert centers["Fine-tuning"] is None
+    by_center = chargeback_json(cfg, monkeypatch, capsys, "cost-center")
+    assert {ln["group"] for ln in by_center["lines"]} >= {"CC-4100", "CC-7000", "Unattributed"}
+
+
+def test_editing_the_map_re_attributes_history_on_re_roll(
+    loaded: tuple[Config, list[dict[str, Any]]],
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg, calls = loaded
+    edited = {
+        "version": "2025-12-01",
+        "rules": [{"team": "Everyone", "match": {"service": "contoso-apim"}}],
+    }
+    Path(cfg.attribution).write_bytes(orjson.dumps(edited))
+    before = chargeback_json(cfg, monkeypatch, capsys, "team")
+    assert "Everyone" not in {ln["group"] for ln in before["lines"]}  # not until re-rolled
+    daily.roll_up(DAYS, cfg, store)
+    after = chargeback_json(cfg, monkeypatch, capsys, "team")
+    assert [(ln["group"], ln["calls"]) for ln in after["lines"]] == [("Everyone", len(calls))]
+    assert after["attributionVersion"] == "2025-12-01"
+    assert after["total"] == before["total"]
+
+
+def test_month_and_formats(
+    loaded: tuple[Config, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    cfg, _ = loaded
+    capsys.readouterr()
+    assert run_cli(cfg, monkeypatch, "chargeback", "--month", "2025-11", "--by", "user") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2025-11-01 to 2025-11-30 by user") and "TOTAL" in out
+    assert run_cli(cfg, monkeypatch, "chargeback", "--month", "2025-11", "--format", "csv") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("group,costCenter,calls,") and lines[-1].startswith("TOTAL,")
+    page = tmp_path / "statement.html"
+    args = ["chargeback", "--month", "2025-11", "--format", "html", "--out", str(page)]
+    assert run_cli(cfg, monkeypatch, *args) == 0
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Claims" in html and "<svg" in html
+
+
+def test_a_malformed_map_is_a_clear_error_naming_the_rule(
+    cfg: Config,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = {
+        "rules": [
+            {"team": "A", "match": {"subscription": "x"}},
+            {"team": "B", "match": {"usr": "y"}},
+        ]
+    }
+    path = tmp_path / "map.json"
+    path.write_bytes(orjson.dumps(bad))
+    with pytest.raises(
+        attribution.AttributionError, match=r"rule 2 \(team 'B'\): unknown match key 'usr'"
+    ):
+        attribution.load(str(path))
+    cfg = Config(**{**_fields(cfg), "attribution": str(path)})
+    capsys.readouterr()
+    assert run_cli(cfg, monkeypatch, "rollup", "--day", "2025-11-03") == 2
+    assert "rule 2 (team 'B')" in capsys.readouterr().err
+    for doc, message in (
+        (b"{", "not valid JSON"),
+        ({"rules": [{"team": "", "match": {"user": "u"}}]}, 'rule 1: "team"'),
+        ({"rules": [{"team": "T", "match": {}}]}, '"match" must be a non-empty object'),
+        ({"rules": [{"team": "T", "costCenter": 7, "match": {"app": "a"}}]}, '"costCenter"'),
+    ):
+        data = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+        with pytest.raises(attribution.AttributionError, match=message):
+            attribution.parse(data)
+
+
+def test_apportioned_cents_add_up_whatever_the_lines() -> None:
+    rng = random.Random(3)
+    for _ in range(200):
+        exact = [
+            rng.random() * rng.choice((1e-7, 1e-3, 1, 100)) for _ in range(rng.randint(1, 400))
+        ]
+        micros = chargeback.apportion(exact, sum(exact))
+        assert sum(micros) == round(sum(exact) * 1e6)
+        assert all(abs(m - x * 1e6) < 1 for m, x in zip(micros, exact, strict=True))
+
+
+def test_days_of_the_period_not_rolled_up_are_named(
+    loaded: tuple[Config, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg, _ = loaded
+    capsys.readouterr()
+    last = DAYS[-1] + timedelta(days=3)
+    assert run_cli(cfg, monkeypatch, "chargeback", "--from", str(DAYS[0]), "--to", str(last)) == 0
+    assert "3 day(s) of the period have no KPI rows (first 2025-11-06)" in capsys.readouterr().err
