@@ -24,13 +24,17 @@ from tests.test_chargeback import DAYS, _fields, corpus, message
 AT = datetime(2025, 11, 5, 18, 30, tzinfo=UTC)  # hours before 18:00 on 2025-11-05 count
 
 
-def tokens_before(calls: list[dict[str, Any]], at: datetime, day_only: bool) -> int:
+def tokens_before(
+    calls: list[dict[str, Any]], at: datetime, day_only: bool, subscription: str | None = None
+) -> int:
     """Total tokens of successful calls in the hours over at `at` (this day, or the month),
     from the corpus itself: the oracle does not use the code under test."""
     cut = at.replace(minute=0, second=0, microsecond=0)
     total = 0
     for c in calls:
         t = datetime.fromisoformat(c["time"].replace("Z", "+00:00"))
+        if subscription is not None and c["subscription"] != subscription:
+            continue
         if c["status"] == 200 and t < cut and (not day_only or t.date() == at.date()):
             total += c["prompt"] + c["completion"]
     return total
@@ -297,3 +301,50 @@ def test_usd_then_tokens_name_a_threshold_once() -> None:
 def test_a_bad_budgets_file_names_the_budget(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(budgets.BudgetsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         budgets.parse(orjson.dumps(doc))
+
+
+def test_doctor_names_a_bad_budgets_file_and_map(cfg: Config, store: Store, tmp_path: Path) -> None:
+    from pipeline.cli import doctor
+    from tests.conftest import settings_env
+
+    bad_budgets = tmp_path / "budgets.json"
+    bad_budgets.write_bytes(orjson.dumps({"budgets": [{"name": "x", "period": "year"}]}))
+    bad_map = tmp_path / "map.json"
+    bad_map.write_bytes(orjson.dumps({"rules": [{"team": "T", "match": {"tenant": "t"}}]}))
+    env = {**settings_env(cfg), "BUDGETS": str(bad_budgets), "ATTRIBUTION": str(bad_map)}
+    text = "\n".join(c.line() for c in doctor.run(env))
+    assert "FAIL  budgets: " in text and "budget 1 ('x'): \"period\"" in text
+    assert "FAIL  attribution map: " in text and "unknown match key 'tenant'" in text
+
+
+def test_the_budgets_timer_is_bound_and_checks_now(
+    cfg: Config, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timer rolls up today and records what is due now: a daily token budget of 1
+    token is reached by the calls of the hours already over today."""
+    from pipeline import runtime
+    from tests.conftest import settings_env
+    from tests.test_function_app import _functions
+
+    fn = _functions()["budgets"]
+    (binding,) = orjson.loads(fn.get_function_json())["bindings"]
+    assert binding["type"] == "timerTrigger" and binding["schedule"] == "%BUDGET_SCHEDULE%"
+    assert Config.from_env({}).budget_schedule == "0 5 * * * *"
+    now = datetime.now(UTC)
+    if now.hour == 0:
+        pytest.skip("no hour of today is over yet")  # the first hour of a UTC day
+    earlier = now.replace(hour=0, minute=30).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+    process_batch([EventIn(message({**corpus()[0], "time": earlier, "status": 200}))], cfg, store)
+    path = tmp_path / "budgets.json"
+    doc = {"budgets": [{"name": "tiny", "period": "day", "tokens": 1}]}
+    path.write_bytes(orjson.dumps(doc))
+    for key, value in {**settings_env(cfg), "BUDGETS": str(path)}.items():
+        monkeypatch.setenv(key, value)
+    runtime.reset()
+    try:
+        fn.get_user_function()(None)
+    finally:
+        runtime.reset()
+    (row,) = list(store.budget_alerts.list_entities())
+    assert row["PartitionKey"] == "tiny" and row["RowKey"] == f"{now:%Y-%m-%d}|threshold|1.0"
+    assert row["Delivered"] is True  # no webhook: recorded only

@@ -47,6 +47,14 @@ MAP = {
         {"team": "Shadowed", "match": {"subscription": "team-claims"}},
         {"team": "Gateway", "costCenter": "CC-9000", "match": {"service": "other-apim"}},
         {"team": "Ops", "match": {"subscription": "team-ops", "product": "genai-silver"}},
+        {
+            "team": "Mini",
+            "match": {
+                "service": "CONTOSO-APIM",
+                "deployment": "mini-prod",
+                "product": "genai-gold",
+            },
+        },
     ],
 }
 
@@ -211,7 +219,7 @@ def test_each_team_gets_the_calls_its_first_matching_rule_gives_it(
     got = {ln["group"]: ln["calls"] for ln in doc["lines"]}
     want = Counter(expected_team(c, MAP["rules"]) for c in calls)
     assert got == dict(want)
-    assert {"Claims", "Research", "HR", "Fine-tuning", "Ops", "Unattributed"} <= set(got)
+    assert {"Claims", "Research", "HR", "Fine-tuning", "Ops", "Mini", "Unattributed"} <= set(got)
     assert "Shadowed" not in got and "Gateway" not in got  # first match wins; no such service
     centers = {ln["group"]: ln["costCenter"] for ln in doc["lines"]}
     assert centers["Claims"] == "CC-4100" and centers["Unattributed"] is None
@@ -317,3 +325,14 @@ def test_days_of_the_period_not_rolled_up_are_named(
     last = DAYS[-1] + timedelta(days=3)
     assert run_cli(cfg, monkeypatch, "chargeback", "--from", str(DAYS[0]), "--to", str(last)) == 0
     assert "3 day(s) of the period have no KPI rows (first 2025-11-06)" in capsys.readouterr().err
+
+
+def test_the_map_can_live_in_a_blob(store: Store) -> None:
+    container = store.blobs.get_container_client(f"config-{store.cfg.archive_container}")
+    container.create_container()
+    container.upload_blob("attribution.json", orjson.dumps(MAP))
+    source = f"blob:{container.container_name}/attribution.json"
+    teams = attribution.load(source, read_blob=store.read_blob)
+    assert teams.version == "2025-11-01" and len(teams.rules) == len(MAP["rules"])
+    with pytest.raises(attribution.AttributionError, match="expected blob:CONTAINER/NAME"):
+        attribution.load("blob:no-name", read_blob=store.read_blob)

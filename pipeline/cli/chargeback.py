@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.cli import options
 from pipeline.kpi import chargeback, statement
+from pipeline.kpi.rollup import LEVEL_RANGES
 from pipeline.store.account import Store
 from pipeline.store.kpis import KpiStore
 
@@ -69,7 +70,10 @@ def statement_text(store: Store, first: date, last: date, by: str, fmt: str) -> 
     kpis = KpiStore(store)
     lo, hi = f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"
     _warn_unrolled(kpis, first, last)
-    folded = store.call(lambda: chargeback.fold(kpis.hourly_rows(lo, hi, chargeback.COLUMNS), by))
+    keys = LEVEL_RANGES[chargeback.level_of(by)]
+    folded = store.call(
+        lambda: chargeback.fold(kpis.usage_rows(lo, hi, keys, chargeback.COLUMNS), by)
+    )
     doc = chargeback.report(folded, by, first, last)
     if fmt == "json":
         return chargeback.as_json(doc)

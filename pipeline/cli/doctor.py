@@ -16,7 +16,7 @@ from typing import Literal
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from pipeline.cli import options
-from pipeline.kpi import prices
+from pipeline.kpi import attribution, budgets, prices
 from pipeline.settings import Config, SettingsError
 from pipeline.store.account import Store
 
@@ -104,9 +104,27 @@ def run(env: Mapping[str, str], make_store: Callable[[Config], Store] = Store) -
             checks.append(Check("pass", "price table", f"version {table.version}"))
         except (prices.PriceTableError, AzureError) as exc:
             checks.append(Check("fail", "price table", str(exc)))
+        checks += _document_checks(cfg, store)
     finally:
         store.close()
     return checks
+
+
+def _document_checks(cfg: Config, store: Store) -> list[Check]:
+    """The attribution map and the budgets file load (each names what is wrong)."""
+    out: list[Check] = []
+    try:
+        teams = attribution.load(cfg.attribution, read_blob=store.read_blob)
+        detail = f"{len(teams.rules)} rules, version {teams.version}" if cfg.attribution else "none"
+        out.append(Check("pass", "attribution map", detail))
+    except (attribution.AttributionError, AzureError) as exc:
+        out.append(Check("fail", "attribution map", str(exc)))
+    try:
+        found = budgets.load(cfg.budgets, read_blob=store.read_blob)
+        out.append(Check("pass", "budgets", f"{len(found)} budgets" if cfg.budgets else "none"))
+    except (budgets.BudgetsError, AzureError) as exc:
+        out.append(Check("fail", "budgets", str(exc)))
+    return out
 
 
 def _storage_checks(cfg: Config, store: Store) -> list[Check]:
@@ -116,7 +134,7 @@ def _storage_checks(cfg: Config, store: Store) -> list[Check]:
     except AzureError as exc:
         return [Check("fail", "audit storage reachable", f"{type(exc).__name__}: {str(exc)[:200]}")]
     out.append(Check("pass", "audit storage reachable", store.tables.url))
-    for table in (cfg.audit_table, cfg.kpi_table):
+    for table in (cfg.audit_table, cfg.kpi_table, cfg.kpi_hourly_table, cfg.budget_alerts_table):
         out.append(
             Check("pass", f"table {table} exists")
             if table in names

@@ -17,6 +17,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ import orjson
 
 from pipeline import __version__
 from pipeline.kpi import budgets, daily
+from pipeline.kpi.rollup import LEVEL_RANGES
 from pipeline.settings import Config
 from pipeline.store.account import Store
 from pipeline.store.alerts import AlertStore
@@ -54,8 +56,18 @@ def spends_at(cfg: Config, store: Store, at: datetime, *, roll: bool = True) -> 
     today = at.astimezone(UTC).date()
     if roll:
         daily.roll_up(days_to_roll(store, start.date(), today), cfg, store)
-    rows = KpiStore(store).hourly_rows(f"{start:%Y-%m-%d}", f"{today:%Y-%m-%d}", budgets.COLUMNS)
-    return store.call(lambda: budgets.spend(found, rows, at))
+    kpis = KpiStore(store)
+
+    def rows() -> Iterator[Any]:
+        # Whole days before today, then today's hours: a period's spend in few rows.
+        yield from kpis.usage_rows(
+            f"{start:%Y-%m-%d}", f"{today:%Y-%m-%d}", LEVEL_RANGES["day"], budgets.COLUMNS
+        )
+        yield from kpis.usage_rows(
+            f"{today:%Y-%m-%d}", f"{today:%Y-%m-%d}", LEVEL_RANGES["hour"], budgets.COLUMNS
+        )
+
+    return store.call(lambda: budgets.spend(found, rows(), at))
 
 
 def days_to_roll(store: Store, first: date, today: date) -> list[date]:

@@ -235,15 +235,19 @@ class Spend:
 def spend(
     budgets: Iterable[Budget], rows: Iterable[Mapping[str, Any]], at: datetime
 ) -> list[Spend]:
-    """Each budget's spend in its period at `at`, from hourly rows (streamed once)."""
+    """Each budget's spend in its period at `at`, from KpiHourly rows (streamed once): whole
+    days' rows (no `Hour`) for the days before `at`'s, hours' rows for that day."""
     cut = last_full_hour(at)
     spends = [Spend(b, period_at(b.period, at)) for b in budgets]
     for row in rows:
-        hour_start = datetime.fromisoformat(row["PartitionKey"]).replace(
-            tzinfo=UTC, hour=int(_v(row.get("Hour")) or 0)
-        )
-        if hour_start >= cut:
-            continue  # the hour is not over: not counted yet
+        hour_start = datetime.fromisoformat(row["PartitionKey"]).replace(tzinfo=UTC)
+        hour = _v(row.get("Hour"))
+        if hour is not None:
+            hour_start = hour_start.replace(hour=int(hour))
+            if hour_start >= cut:
+                continue  # the hour is not over: not counted yet
+        elif hour_start >= cut.replace(hour=0):
+            continue  # a whole day's row counts only for days over by the cut's day
         for s in spends:
             if s.period.start <= hour_start < s.period.end and s.budget.matches(row):
                 s.cost += float(_v(row.get("CostUsd")) or 0.0)

@@ -48,6 +48,13 @@ COVERAGE: dict[str, str] = {
     "unpricedCalls": "UnpricedCalls",
     "unknownTokenCalls": "UnknownTokenCalls",
 }
+
+
+# The KpiHourly rows a `--by` reads: a user's day, or the day by every other dimension.
+def level_of(by: str) -> str:
+    return "user" if by == "user" else "day"
+
+
 # What `chargeback` reads of KpiHourly.
 COLUMNS = [
     "PartitionKey",

@@ -33,15 +33,17 @@ from pipeline.kpi.sketch import Sketch
 from pipeline.store.rows import FORBIDDEN_KEY_CHARS, escape_key
 
 DIMENSIONS = ("Deployment", "Model", "SubscriptionId", "ProductId", "BackendId")
-# The hourly rows' dimensions beyond those: who (team and cost center from the attribution
-# map, app, user) and where (gateway, region).
-HOURLY_EXTRA = ("CallerAppId", "CallerUserId", "ApimService", "Region")
-HOURLY_DIMENSIONS = ("Team", "CostCenter", *HOURLY_EXTRA, *DIMENSIONS)
+# The usage rows' (KpiHourly) dimensions beyond those: who (team and cost center from the
+# attribution map, app) and where (gateway, region). The user has rows of its own, per day.
+USAGE_EXTRA = ("CallerAppId", "ApimService", "Region")
+USAGE_DIMENSIONS = ("Team", "CostCenter", *USAGE_EXTRA, *DIMENSIONS)
+USER = "CallerUserId"
 TOTAL_KEY = "_total"
 # Columns the rollup reads from AuditLog (a projection: nothing else crosses the wire).
 AUDIT_COLUMNS = [
     *DIMENSIONS,
-    *HOURLY_EXTRA,
+    *USAGE_EXTRA,
+    USER,
     "CallTime",
     "Status",
     "ErrorSource",
@@ -191,19 +193,23 @@ def _hour(value: Any) -> int:
     return value.hour if isinstance(value, datetime) else 0
 
 
-# An hourly group: (hour, Team, CostCenter, the other HOURLY_DIMENSIONS..., DIMENSIONS...).
+# An hourly group: (hour, *USAGE_DIMENSIONS values).
 HourKey = tuple[Any, ...]
 
 
-_KEY_COLUMNS = (*HOURLY_EXTRA, *DIMENSIONS)
+_KEY_COLUMNS = (USER, *USAGE_EXTRA, *DIMENSIONS)
+# Raw keys remembered (each maps to its accumulators, so a row is attributed once per new
+# combination, not per row); past this many the memo starts afresh, so memory stays bounded
+# whatever the number of users.
+_MEMO_KEYS = 200_000
 
 
 def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
-    """The (hourly, daily latency) accumulators of a row whose raw key (hour, _KEY_COLUMNS
-    values) is new."""
+    """The (hourly, daily latency, user) accumulators of a row whose raw key (hour,
+    _KEY_COLUMNS values) is new."""
     values = dict(zip(_KEY_COLUMNS, raw[1:], strict=True))
     team, cost_center = teams.team_of(values)
-    key = (raw[0], team, cost_center, *(_dim(v) for v in raw[1:]))
+    key = (raw[0], team, cost_center, *(_dim(v) for v in raw[2:]))
     hourly = folded.hours.get(key)
     if hourly is None:
         hourly = folded.hours[key] = Accumulator()
@@ -211,19 +217,24 @@ def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
     latency = folded.latency.get(dims)
     if latency is None:
         latency = folded.latency[dims] = Accumulator()
-    return hourly, latency
+    user = _dim(raw[1])
+    by_user = folded.users.get(user)
+    if by_user is None:
+        by_user = folded.users[user] = Accumulator()
+    return hourly, latency, by_user
 
 
 @dataclass(slots=True)
 class DayRollup:
     """A day's rows folded once: usage by hour and every dimension chargeback and budgets
-    need (`hours`), latency sketches by daily group (`latency`). The daily groups and the
-    total are merges of these, not a second pass over the rows. Hourly groups keep no
-    sketch: with app and user among their dimensions they can number as many as the calls,
-    and a sketch weighs kilobytes; percentiles stay daily."""
+    need but the user (`hours`), usage by user (`users`), latency sketches by daily group
+    (`latency`). The daily groups and the total are merges of these, not a second pass over
+    the rows. Usage groups keep no sketch (a sketch weighs kilobytes, and with the app among
+    the dimensions they are many); percentiles stay daily."""
 
     hours: dict[HourKey, Accumulator]
     latency: dict[tuple[str | None, ...], Accumulator]
+    users: dict[str | None, Accumulator]
 
     def groups(self) -> dict[tuple[str | None, ...], Accumulator]:
         out: dict[tuple[str | None, ...], Accumulator] = {}
@@ -252,7 +263,7 @@ def aggregate(
     teams: Attribution = attribution.NONE,
 ) -> DayRollup:
     """Stream audit rows of one day into hourly accumulators (memory: groups, not calls)."""
-    folded = DayRollup({}, {})
+    folded = DayRollup({}, {}, {})
     cache: dict[tuple[Any, Any], Any] = {}
 
     def price_of(model: Any, deployment: Any) -> Any:
@@ -263,14 +274,17 @@ def aggregate(
 
     # Rows are looked up by their raw values (one C-level `map`); a new combination is
     # normalised (empty = None) and attributed once, so the map is not consulted per row.
-    by_raw: dict[tuple[Any, ...], tuple[Accumulator, Accumulator]] = {}
+    by_raw: dict[tuple[Any, ...], tuple[Accumulator, Accumulator, Accumulator]] = {}
     for row in rows:
         raw = (_hour(row.get("CallTime")), *map(row.get, _KEY_COLUMNS))
         accs = by_raw.get(raw)
         if accs is None:
+            if len(by_raw) >= _MEMO_KEYS:
+                by_raw.clear()
             accs = by_raw[raw] = _group(folded, raw, teams)
         accs[0].add_usage(row, price_of)
         accs[1].add_latency(row)
+        accs[2].add_usage(row, price_of)
     return folded
 
 
@@ -313,22 +327,58 @@ def to_entity(
     return entity
 
 
-def hourly_entity(
-    day: date, key: HourKey, acc: Accumulator, prices: PriceTable, version: str | None
+# KpiHourly holds three kinds of row per day (PartitionKey), told apart by their RowKey:
+# `HH|dims` an hour, `d|dims` the whole day (the same dimensions), `u|user` a user's day.
+LEVEL_RANGES = {"hour": ("00|", "24"), "day": ("d|", "d}"), "user": ("u|", "u}")}
+
+
+def usage_entity(
+    day: date, row_key: str, level: str, acc: Accumulator, prices: PriceTable, version: str | None
 ) -> dict[str, Any]:
-    """A KpiHourly row: the measures of one hour and group of a day. Its cost is not
-    rounded, so a month of hourly rows sums to the daily KPIs' cost to the micro-dollar."""
-    hour, dims = key[0], key[1:]
+    """A KpiHourly row: the usage measures of one group. Its cost is not rounded, so a
+    month of rows sums to the daily KPIs' cost to the micro-dollar."""
     entity = to_entity(day, None, acc, prices)
-    entity["RowKey"] = f"{hour:02d}|{kpi_row_key(dims)}"
-    entity["Hour"] = hour
-    for name, value in zip(HOURLY_DIMENSIONS, dims, strict=True):
-        if value is not None:
-            entity[name] = value
+    entity["RowKey"] = row_key
+    entity["Level"] = level
     entity["CostUsd"] = acc.cost_exact()
-    del entity["DurationSketch"], entity["BackendSketch"]
+    for name in ("DurationSketch", "BackendSketch", *(p for p, _, _ in PERCENTILES)):
+        entity.pop(name, None)
     if version is not None:
         entity["AttributionVersion"] = version
+    return entity
+
+
+def usage_entities(
+    day: date, folded: DayRollup, prices: PriceTable, version: str | None
+) -> list[dict[str, Any]]:
+    """The day's KpiHourly rows: by hour, by day (hours merged) and by user."""
+    out = []
+    days: dict[tuple[Any, ...], Accumulator] = {}
+    for key, acc in folded.hours.items():
+        hour, dims = key[0], key[1:]
+        entity = usage_entity(day, f"{hour:02d}|{kpi_row_key(dims)}", "hour", acc, prices, version)
+        entity["Hour"] = hour
+        out.append(_with_dims(entity, dims))
+        merged = days.get(dims)
+        if merged is None:
+            merged = days[dims] = Accumulator()
+        merged.merge(acc)
+    for dims, acc in days.items():
+        entity = usage_entity(day, f"d|{kpi_row_key(dims)}", "day", acc, prices, version)
+        out.append(_with_dims(entity, dims))
+    for user, acc in folded.users.items():
+        entity = usage_entity(day, f"u|{kpi_row_key((user,))}", "user", acc, prices, version)
+        if user is not None:
+            entity[USER] = user
+        out.append(entity)
+    out.sort(key=lambda e: e["RowKey"])
+    return out
+
+
+def _with_dims(entity: dict[str, Any], dims: tuple[Any, ...]) -> dict[str, Any]:
+    for name, value in zip(USAGE_DIMENSIONS, dims, strict=True):
+        if value is not None:
+            entity[name] = value
     return entity
 
 
@@ -352,11 +402,7 @@ def rollup_day(
     entities = [to_entity(day, dims, acc, prices) for dims, acc in groups.items()]
     entities.sort(key=lambda e: e["RowKey"])
     entities.append(to_entity(day, None, total_of(groups.values()), prices))
-    hourly = [
-        hourly_entity(day, key, acc, prices, teams.version) for key, acc in folded.hours.items()
-    ]
-    hourly.sort(key=lambda e: e["RowKey"])
-    return RolledDay(entities, hourly)
+    return RolledDay(entities, usage_entities(day, folded, prices, teams.version))
 
 
 def days_to_roll(today: date, reroll: int) -> list[date]:

@@ -56,11 +56,14 @@ class KpiStore:
             )
         return len(entities), len(ops) - len(entities)
 
-    def hourly_rows(self, first: str, last: str, columns: list[str]) -> Iterable[Any]:
-        """KpiHourly rows of the days first..last (inclusive), only `columns`, streamed."""
+    def usage_rows(
+        self, first: str, last: str, keys: tuple[str, str], columns: list[str]
+    ) -> Iterable[Any]:
+        """KpiHourly rows of the days first..last (inclusive) whose RowKey is in `keys`
+        ([low, high): the rows of one level, rollup.LEVEL_RANGES), only `columns`, streamed."""
         return self.store.kpi_hourly.query_entities(
-            "PartitionKey ge @first and PartitionKey le @last",
-            parameters={"first": first, "last": last},
+            "PartitionKey ge @first and PartitionKey le @last and RowKey ge @lo and RowKey lt @hi",
+            parameters={"first": first, "last": last, "lo": keys[0], "hi": keys[1]},
             select=columns,
             results_per_page=1000,
         )
