@@ -9,6 +9,7 @@ from typing import List  # noqa: UP035 - the worker rejects list[...] in binding
 import azure.functions as func
 
 from pipeline import runtime
+from pipeline.export.targets import export_target
 from pipeline.ingest.batch import run_trigger_batch
 from pipeline.kpi import alerting, daily
 from pipeline.kpi.rollup import days_to_roll
@@ -53,8 +54,17 @@ def ingest(events: List[func.EventHubEvent], context: func.Context) -> None:  # 
 def rollup(timer: func.TimerRequest) -> None:
     cfg, store = runtime.current()
     days = days_to_roll(datetime.now(UTC).date(), cfg.kpi_reroll_days)
-    for result in daily.roll_up(days, cfg, store):
+    rolled = daily.roll_up(days, cfg, store)
+    for result in rolled:
         log.info("kpi %s: %d calls, %.4f USD", result.day, result.calls, result.cost_usd)
+    target = export_target(cfg, store)
+    if target is not None:
+        # Imported only when exporting: pyarrow stays off the cold start of every function.
+        from pipeline.export.days import export_days
+
+        what = ("calls", "kpi", "focus")
+        for day in export_days([r.day for r in rolled], cfg, store, target, what):
+            log.info("export %s: written %s", day.day, ",".join(day.written) or "nothing")
 
 
 @app.function_name(name="budgets")

@@ -15,7 +15,16 @@ import re
 import sys
 from pathlib import Path
 
-from bench import adversarial, chargeback, midnight, pipeline, redaction, replay, rollup
+from bench import (
+    adversarial,
+    chargeback,
+    export,
+    midnight,
+    pipeline,
+    redaction,
+    replay,
+    rollup,
+)
 
 PERFORMANCE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 MARKERS = re.compile(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", re.S)
@@ -42,6 +51,7 @@ def table() -> tuple[str, str]:
     rows += redaction.report()
     rows += rollup.report()
     rows += chargeback.report()
+    rows += export.report()
     rows += replay.report()
     adversarial_rows, adversarial_report = adversarial.report()
     rows += adversarial_rows

@@ -157,6 +157,12 @@ SETTINGS: tuple[Setting, ...] = (
         "incoming webhooks, an Azure Monitor action group, ...); empty: alerts are only recorded.",
     ),
     Setting(
+        "EXPORT_TARGET",
+        "",
+        "Where the daily timer exports the days it rolled up as Parquet (calls, kpi, focus): "
+        "blob:CONTAINER[/PREFIX] in the audit storage account; empty: no export.",
+    ),
+    Setting(
         "AUDIT_SHARDS",
         "2",
         "Table partitions per day for audit rows (PartitionKey `yyyy-MM-dd_N`). Set once: "
@@ -300,6 +306,7 @@ class Config:
     budget_schedule: str = "0 5 * * * *"
     budget_alerts_table: str = "BudgetAlerts"
     alert_webhook: str = ""
+    export_target: str = ""
     archive_container: str = "audit-raw"
     deadletter_container: str = "audit-deadletter"
     shards: int = 2
@@ -356,6 +363,7 @@ class Config:
                 _str(env, "BUDGET_ALERTS_TABLE"), "BUDGET_ALERTS_TABLE"
             ),
             alert_webhook=_webhooks(_str(env, "ALERT_WEBHOOK")),
+            export_target=_export_target(_str(env, "EXPORT_TARGET")),
             archive_container=_container_name(_str(env, "ARCHIVE_CONTAINER"), "ARCHIVE_CONTAINER"),
             deadletter_container=_container_name(
                 _str(env, "DEADLETTER_CONTAINER"), "DEADLETTER_CONTAINER"
@@ -371,6 +379,15 @@ class Config:
             capture_overrides=_str(env, "CAPTURE_OVERRIDES"),
             redact_patterns=_str(env, "REDACT_PATTERNS"),
         )
+
+
+def _export_target(raw: str) -> str:
+    if raw and not re.fullmatch(r"blob:[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?(/\S*)?", raw):
+        raise SettingsError(
+            f"EXPORT_TARGET={raw!r}: expected blob:CONTAINER[/PREFIX] (a container name is "
+            "3-63 lower-case letters, digits and hyphens)"
+        )
+    return raw
 
 
 def _webhooks(raw: str) -> str:

@@ -9,7 +9,18 @@ import sys
 from collections.abc import Sequence
 
 from pipeline import __version__
-from pipeline.cli import budgets, chargeback, demo, doctor, kpi, replay, send, settings, show
+from pipeline.cli import (
+    budgets,
+    chargeback,
+    demo,
+    doctor,
+    export,
+    kpi,
+    replay,
+    send,
+    settings,
+    show,
+)
 from pipeline.kpi.attribution import AttributionError
 from pipeline.kpi.budgets import BudgetsError
 from pipeline.settings import SettingsError
@@ -28,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     kpi.add_parsers(sub)
     chargeback.add_parser(sub)
     budgets.add_parser(sub)
+    export.add_parsers(sub)
     doctor.add_parser(sub)
     send.add_parser(sub)
     settings.add_parser(sub)

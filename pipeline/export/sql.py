@@ -1,0 +1,52 @@
+"""`sql`: DuckDB over an export, with views `calls`, `kpi` and `focus` (the Hive partition as
+a `day` DATE column). Views read the files the manifests list, so a query sees whole days
+only, never a file of a version being replaced. A blob export is first copied to a local
+folder (DuckDB's Azure extension is downloaded at run time, which a closed network cannot).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.export.columns import DATASETS
+from pipeline.store.exports import Target
+
+
+def manifests(target: Target, root: Path | None = None) -> list[dict[str, Any]]:
+    """Every day's manifest of a local export folder (blob exports: see `mirror`)."""
+    base = root if root is not None else Path(target.describe())
+    return [orjson.loads(p.read_bytes()) for p in sorted((base / "_manifests").glob("day=*.json"))]
+
+
+def mirror(target: Target, names: list[str], to: Path) -> None:
+    """Copy the listed files of `target` under `to` (same relative paths)."""
+    for name in names:
+        target.fetch(name, to / name)
+
+
+def connect(root: Path, days: list[dict[str, Any]]) -> Any:
+    """A DuckDB connection with a view per dataset over the files the manifests list."""
+    import duckdb
+
+    con = duckdb.connect()
+    for dataset in DATASETS:
+        files = [
+            str(root / e["path"]) for m in days for e in (m.get("datasets") or {}).get(dataset, [])
+        ]
+        if not files:
+            continue
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(
+            f"CREATE VIEW {dataset} AS SELECT * FROM read_parquet([{listed}], "
+            "hive_partitioning = true, hive_types = {'day': DATE})"
+        )
+    return con
+
+
+def query(con: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cursor = con.execute(sql)
+    columns = [d[0] for d in cursor.description] if cursor.description else []
+    return columns, cursor.fetchall()

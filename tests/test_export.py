@@ -1,0 +1,304 @@
+"""Analytics export on Azurite: a multi-day corpus exported as Parquet, read back with pyarrow
+and compared with the audit rows field by field; KPI and FOCUS totals equal the KPI rows; a
+second export changes no byte; a changed day is replaced whole; `sql` answers through DuckDB;
+the blob target works; no credential or unredacted prompt in any file."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli.main import main as cli
+from pipeline.export.columns import CALLS
+from pipeline.ingest.batch import process_batch
+from pipeline.kpi import daily
+from pipeline.model import EventIn
+from pipeline.settings import Config
+from pipeline.store import rows
+from pipeline.store.account import Store
+from tests.conftest import settings_env
+from tests.fixtures import apim, sources
+from tests.test_chargeback import DAYS, corpus, message
+
+SECRET_EMAIL = "jane.doe@contoso.com"
+SECRET_KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+
+
+def leaky_call() -> bytes:
+    """A call whose prompt holds an e-mail address and an API key, and whose request carried
+    a bearer token: under the default settings none of them may reach an exported file."""
+    prompt = f"Mail {SECRET_EMAIL} the report; my key is {SECRET_KEY}."
+    return sources.policy_message(
+        apim.new_id("export-leaky"),
+        time="2025-11-04T12:00:00.5Z",
+        request=apim.chat_request(("user", prompt)),
+        response=apim.chat_response(f"Sent to {SECRET_EMAIL}.", rid="chatcmpl-leaky"),
+    )
+
+
+def cached_call() -> bytes:
+    """A call with cached prompt tokens (billed at gpt-4o's cached-input price) and a
+    correlation id with characters a RowKey escapes (exported unescaped)."""
+    return sources.policy_message(
+        "batch/2025#7?retry",
+        time="2025-11-05T09:30:00.5Z",
+        request=apim.chat_request(("user", "Summarise the attached policy.")),
+        response=apim.chat_response("Done.", prompt=4000, completion=300, cached=3072),
+    )
+
+
+@pytest.fixture
+def loaded(store: Store, cfg: Config) -> list[dict[str, Any]]:
+    calls = corpus(seed=11)
+    extra = [EventIn(leaky_call()), EventIn(cached_call())]
+    events = [EventIn(message(c)) for c in calls] + extra
+    for i in range(0, len(events), 60):
+        process_batch(events[i : i + 60], cfg, store)
+    daily.roll_up(DAYS, cfg, store)
+    return calls
+
+
+def run(cfg: Config, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    return cli(list(args))
+
+
+def export(cfg: Config, monkeypatch: pytest.MonkeyPatch, where: list[str]) -> int:
+    period = ["--from", str(DAYS[0]), "--to", str(DAYS[-1])]
+    return run(cfg, monkeypatch, "export", *period, *where, "--what", "calls,kpi,focus")
+
+
+def files(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def read(root: Path, dataset: str) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted((root / dataset).glob("day=*/part-*.parquet")):
+        out += pq.read_table(path).to_pylist()
+    return out
+
+
+def _plain(value: Any) -> Any:
+    value = getattr(value, "value", value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(microsecond=value.microsecond)
+    return value
+
+
+def test_every_call_equals_its_audit_row_and_totals_match_the_kpis(
+    loaded: list[dict[str, Any]],
+    cfg: Config,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "lake"
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    exported = {r["CorrelationId"]: r for r in read(out, "calls")}
+    audit = {rows.correlation_id_of(e["RowKey"]): e for e in store.audit.list_entities()}
+    assert set(exported) == set(audit) and len(audit) == len(loaded) + 2
+    assert exported["batch/2025#7?retry"]["CachedTokens"] == 3072
+    names = [name for name, _ in CALLS if name != "CorrelationId"]
+    for cid, entity in audit.items():
+        got = exported[cid]
+        for name in names:
+            want = _plain(entity.get(name))
+            assert got[name] == want, (cid, name, got[name], want)
+    assert not {"PartitionKey", "RowKey", "Fragments"} & set(next(iter(exported.values())))
+
+    manifest = orjson.loads((out / "_manifests" / f"day={DAYS[1]}.json").read_bytes())
+    assert manifest["schemaVersion"] == "1" and set(manifest["datasets"]) == {
+        "calls",
+        "kpi",
+        "focus",
+    }
+    for entries in manifest["datasets"].values():
+        for e in entries:
+            data = (out / e["path"]).read_bytes()
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (e["bytes"], e["sha256"])
+            assert pq.read_metadata(out / e["path"]).num_rows == e["rows"]
+
+    kpi = read(out, "kpi")
+    focus = read(out, "focus")
+    for day in DAYS:
+        (total,) = [
+            e
+            for e in store.kpi.query_entities("PartitionKey eq @d", parameters={"d": f"{day}"})
+            if e["RowKey"] == "_total"
+        ]
+        (exported_total,) = [r for r in kpi if r["Day"] == day and r["IsTotal"]]
+        assert (
+            exported_total["CostUsd"] == total["CostUsd"]
+            and exported_total["Calls"] == total["Calls"]
+        )
+        billed = sum(r["BilledCost"] for r in focus if r["ChargePeriodStart"].date() == day)
+        assert abs(billed - total["CostUsd"]) <= 1e-6 and billed > 0
+    row = focus[0]
+    assert (row["ChargeCategory"], row["BillingCurrency"], row["ConsumedUnit"]) == (
+        "Usage",
+        "USD",
+        "Tokens",
+    )
+    assert row["ServiceName"] == "Azure OpenAI" and row["x_TokenType"] in (
+        "input",
+        "cached input",
+        "output",
+    )
+    tags = orjson.loads(row["Tags"])
+    assert {"subscription", "product", "model", "deployment", "tokenType"} <= set(tags)
+    assert (
+        abs(row["ListCost"] - row["ListUnitPrice"] * row["PricingQuantity"]) < 1e-12
+        or not row["x_Priced"]
+    )
+
+
+def test_no_credential_or_unredacted_prompt_in_any_file(
+    loaded: list[dict[str, Any]], cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "lake"
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    text = []
+    for dataset in ("calls", "kpi", "focus"):
+        text += [orjson.dumps(r, default=str).decode() for r in read(out, dataset)]
+    everything = "\n".join(text)
+    assert "[EMAIL]" in everything  # the prompt is there, masked
+    for secret in (SECRET_EMAIL, SECRET_KEY, "eyJ"):
+        assert secret not in everything
+
+
+def test_a_second_export_changes_no_byte_and_a_changed_day_is_replaced_whole(
+    loaded: list[dict[str, Any]],
+    cfg: Config,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "lake"
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    first = files(out)
+    capsys.readouterr()
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    assert files(out) == first
+    assert capsys.readouterr().out.count("unchanged (nothing rewritten)") == len(DAYS)
+
+    late = {**corpus(seed=11)[0], "cid": apim.new_id("export-late"), "time": f"{DAYS[1]}T08:00:00Z"}
+    process_batch([EventIn(message(late))], cfg, store)
+    daily.roll_up([DAYS[1]], cfg, store)
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    now = files(out)
+    changed = {p for p in set(first) | set(now) if first.get(p) != now.get(p)}
+    day = f"day={DAYS[1]}"
+    assert changed and all(day in p for p in changed)  # the other days: not a byte
+    assert f"calls/{day}/part-0000.parquet" not in now  # the previous version is gone
+    assert f"calls/{day}/part-0001.parquet" in now
+    exported = {r["CorrelationId"] for r in read(out, "calls")}
+    assert late["cid"] in exported and len(exported) == len(loaded) + 3
+
+
+def test_sql_answers_through_duckdb_and_the_blob_target_works(
+    loaded: list[dict[str, Any]],
+    cfg: Config,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "lake"
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    container = f"lake-{cfg.archive_container}"
+    assert export(cfg, monkeypatch, ["--to-blob", f"{container}/exports/aoai"]) == 0
+    blobs = [b.name for b in store.blobs.get_container_client(container).list_blobs()]
+    assert f"exports/aoai/_manifests/day={DAYS[0]}.json" in blobs
+    assert f"exports/aoai/calls/day={DAYS[0]}/part-0000.parquet" in blobs
+
+    query = (
+        "SELECT day, count(*) AS calls, sum(TotalTokens) AS tokens FROM calls "
+        "GROUP BY day ORDER BY day"
+    )
+    answers = []
+    for source in (["--dir", str(out)], ["--blob", f"{container}/exports/aoai"]):
+        capsys.readouterr()
+        assert run(cfg, monkeypatch, "sql", query, *source, "--format", "json") == 0
+        answers.append(orjson.loads(capsys.readouterr().out))
+    assert answers[0] == answers[1]
+    want = {}
+    for e in store.audit.list_entities():
+        day = e["PartitionKey"][:10]
+        want[day] = want.get(day, 0) + 1
+    assert {a["day"]: a["calls"] for a in answers[0]} == want
+    capsys.readouterr()
+    assert run(cfg, monkeypatch, "sql", "SELECT sum(BilledCost) FROM focus", "--dir", str(out)) == 0
+    assert run(cfg, monkeypatch, "sql", "SELECT nope FROM calls", "--dir", str(out)) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_the_engines_scripts_name_the_exported_columns() -> None:
+    """infra/analytics/ cannot run here (no cluster, no workspace): at least their column
+    lists are the export's, with matching types."""
+    root = Path(__file__).resolve().parent.parent / "infra" / "analytics"
+    kql = (root / "adx.kql").read_text()
+    table = kql[kql.index(".create-or-alter external table AoaiCalls (") :].split(")", 1)[0]
+    kql_types = {"string": "string", "int64": "long", "bool": "bool", "timestamp": "datetime"}
+    assert [tuple(c.strip().split(": ")) for c in table.split("(", 1)[1].split(",")] == [
+        (name, kql_types[kind]) for name, kind in CALLS
+    ]
+    sql = (root / "fabric-synapse.sql").read_text()
+    with_clause = sql[sql.index(") WITH (") + 8 : sql.index(") AS r;")]
+    names = [line.split()[0] for line in with_clause.strip().splitlines()]
+    assert names == [name for name, _ in CALLS]
+
+
+def test_the_daily_timer_exports_what_it_rolled_up(
+    loaded: list[dict[str, Any]], cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import runtime
+    from tests.test_function_app import _functions
+
+    container = f"timer-{cfg.archive_container}"
+    env = {**settings_env(cfg), "EXPORT_TARGET": f"blob:{container}/aoai", "KPI_REROLL_DAYS": "0"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    # The timer rolls up yesterday: pretend today is the day after the corpus's second day.
+    import function_app
+
+    monkeypatch.setattr(function_app, "days_to_roll", lambda today, reroll: [DAYS[1]])
+    runtime.reset()
+    try:
+        _functions()["rollup"].get_user_function()(None)
+    finally:
+        runtime.reset()
+    blobs = sorted(b.name for b in store.blobs.get_container_client(container).list_blobs())
+    assert blobs == [
+        f"aoai/_manifests/day={DAYS[1]}.json",
+        f"aoai/calls/day={DAYS[1]}/part-0000.parquet",
+        f"aoai/focus/day={DAYS[1]}/part-0000.parquet",
+        f"aoai/kpi/day={DAYS[1]}/part-0000.parquet",
+    ]
+    with pytest.raises(Exception, match="EXPORT_TARGET"):
+        Config.from_env({"EXPORT_TARGET": "abfss://lake"})
+
+
+def test_the_function_app_imports_no_analytics_library() -> None:
+    """pyarrow and duckdb cost the cold start of every function: only an export loads them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, function_app; "
+        "print(sorted(m for m in ('pyarrow', 'duckdb') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
