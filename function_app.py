@@ -9,6 +9,7 @@ from typing import List  # noqa: UP035 - the worker rejects list[...] in binding
 import azure.functions as func
 
 from pipeline import runtime
+from pipeline.compliance.seal import seal_days
 from pipeline.export.targets import export_target
 from pipeline.ingest.batch import run_trigger_batch
 from pipeline.kpi import alerting, daily
@@ -57,6 +58,9 @@ def rollup(timer: func.TimerRequest) -> None:
     rolled = daily.roll_up(days, cfg, store)
     for result in rolled:
         log.info("kpi %s: %d calls, %.4f USD", result.day, result.calls, result.cost_usd)
+    for sealed in seal_days(days, store):
+        if sealed.manifest:
+            log.info("archive %s sealed: %d blobs in %s", sealed.day, sealed.blobs, sealed.manifest)
     target = export_target(cfg, store)
     if target is not None:
         # Imported only when exporting: pyarrow stays off the cold start of every function.

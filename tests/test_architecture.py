@@ -29,6 +29,7 @@ LAYER = {
     "ingest": 4,
     "kpi": 5,
     "export": 6,
+    "compliance": 6,
     "cli": 7,
     "runtime": 7,
     "__main__": 8,

@@ -186,8 +186,41 @@ def test_doctor_passes_on_azurite_except_immutability(azurite, capsys) -> None:
     assert code == 0, out
     lines = [line for line in out.splitlines() if line[:4] in ("PASS", "FAIL", "WARN")]
     assert len(lines) >= 12
-    (warn,) = [line for line in lines if not line.startswith("PASS")]
-    assert warn.startswith("WARN  container audit-raw is immutable (WORM): not verifiable")
+    warns = [line for line in lines if not line.startswith("PASS")]
+    assert warns == [
+        "WARN  container audit-raw is immutable (WORM): not verifiable: Azurite does not "
+        "implement immutability",
+        "WARN  archive retention is at least 180 days: not verifiable: Azurite does not "
+        "implement immutability",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("days", "status"), [(90, "warn"), (179, "warn"), (180, "pass"), (365, "pass")]
+)
+def test_doctor_warns_when_the_archive_retention_is_under_six_months(
+    days, status, monkeypatch
+) -> None:
+    """The retention is read from an archive blob's immutability policy (its expiry minus its
+    creation), as the data plane shows it."""
+    import types
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.cli import doctor
+
+    created = datetime(2025, 11, 3, 9, tzinfo=UTC)
+    props = types.SimpleNamespace(
+        creation_time=created,
+        immutability_policy=types.SimpleNamespace(expiry_time=created + timedelta(days=days)),
+    )
+    blob = types.SimpleNamespace(name="2025/11/03/09/abc.jsonl.gz")
+    archive = types.SimpleNamespace(
+        list_blobs=lambda **_: iter([blob]),
+        get_blob_client=lambda name: types.SimpleNamespace(get_blob_properties=lambda: props),
+    )
+    monkeypatch.setattr(doctor, "is_azurite", lambda store: False)
+    check = doctor._retention(types.SimpleNamespace(archive=archive))
+    assert check.status == status and str(days) in check.detail
 
 
 def test_doctor_reports_missing_pieces(cfg, monkeypatch, capsys) -> None:

@@ -147,6 +147,7 @@ def _storage_checks(cfg: Config, store: Store) -> list[Check]:
         except ResourceNotFoundError:
             out.append(Check("fail", f"container {container.container_name} exists", "missing"))
     out.append(_immutability(store))
+    out.append(_retention(store))
     out.append(_canary_row(store))
     out.append(_canary_blob(store))
     return out
@@ -172,6 +173,38 @@ def _immutability(store: Store) -> Check:
     if versioned:
         return Check("warn", what, "version-level immutability on, but no retention policy")
     return Check("fail", what, "version-level immutability is off")
+
+
+# The EU AI Act asks deployers of high-risk systems to keep logs for at least six months.
+MIN_RETENTION_DAYS = 180
+
+
+def _retention(store: Store) -> Check:
+    """The archive's retention, read from an archive blob's immutability policy (the data
+    plane shows no container policy; the archive takes no test writes)."""
+    what = f"archive retention is at least {MIN_RETENTION_DAYS} days"
+    if is_azurite(store):
+        return Check("warn", what, "not verifiable: Azurite does not implement immutability")
+    try:
+        blob = next(iter(store.archive.list_blobs(results_per_page=1)), None)
+        if blob is None:
+            return Check("warn", what, "not verifiable yet: the archive holds no blob")
+        props = store.archive.get_blob_client(blob.name).get_blob_properties()
+    except AzureError as exc:
+        return Check("fail", what, str(exc)[:200])
+    policy = getattr(props, "immutability_policy", None)
+    expiry = getattr(policy, "expiry_time", None)
+    if expiry is None or props.creation_time is None:
+        return Check("warn", what, f"{blob.name} has no immutability policy")
+    days = (expiry - props.creation_time).days
+    if days < MIN_RETENTION_DAYS:
+        return Check(
+            "warn",
+            what,
+            f"{days} days: under the six months the EU AI Act asks deployers to keep logs "
+            "(infra/: archiveRetentionDays)",
+        )
+    return Check("pass", what, f"{days} days")
 
 
 def _canary_row(store: Store) -> Check:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline.cli import options
+from pipeline.compliance.seal import seal_days
 from pipeline.kpi import daily, report
 from pipeline.store.account import Store
 from pipeline.store.kpis import KpiStore
@@ -45,6 +46,11 @@ def cmd_rollup(args: argparse.Namespace) -> int:
             f"cost {r.cost_usd:.4f} USD"
             + (f", {r.deleted} stale rows removed" if r.deleted else "")
         )
+    for sealed in seal_days(days, store):
+        if sealed.manifest:
+            print(
+                f"{sealed.day:%Y-%m-%d}: archive sealed, {sealed.blobs} blobs in {sealed.manifest}"
+            )
     return 0
 
 

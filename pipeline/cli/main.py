@@ -12,6 +12,7 @@ from pipeline import __version__
 from pipeline.cli import (
     budgets,
     chargeback,
+    compliance,
     demo,
     doctor,
     export,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     chargeback.add_parser(sub)
     budgets.add_parser(sub)
     export.add_parsers(sub)
+    compliance.add_parser(sub)
     doctor.add_parser(sub)
     send.add_parser(sub)
     settings.add_parser(sub)

@@ -1,0 +1,171 @@
+"""`verify`: check the archive of days first..last against its manifests, from the bytes.
+
+1. The chain: every manifest of the days parses, sits under its own day and sequence, and
+   names a previous manifest that exists with that SHA-256 (a supplementary one: the day's
+   manifest before it). Only the first manifest ever may name none.
+2. The blobs: every listed blob exists with its size and SHA-256 (recomputed from its bytes);
+   no blob of a manifested day is missing from its manifests; a day with blobs has a manifest.
+3. The rows: every audit row of the days points at a member whose SHA-256 is `RawSha256`.
+
+Nothing the writer stated is trusted (blob metadata, names): hashes are recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from pipeline.compliance import manifests
+from pipeline.protect.archive import ArchiveError, inflate_member
+from pipeline.store import archive_index
+from pipeline.store.account import Store
+from pipeline.store.kpis import KpiStore
+
+POINTER = ["RowKey", "RawBlob", "RawOffset", "RawLength", "RawSha256"]
+
+
+@dataclass(slots=True)
+class Report:
+    problems: list[str] = field(default_factory=list)
+    manifests: int = 0
+    blobs: int = 0
+    rows: int = 0
+
+    def add(self, problem: str) -> None:
+        self.problems.append(problem)
+
+
+def verify(store: Store, first: date, last: date) -> Report:
+    report = Report()
+    names = list(archive_index.manifests(store))
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    listed_by_day: dict[date, dict[str, tuple[int, str]] | None] = {}
+    for day in days:
+        listed_by_day[day] = _check_chain(store, names, day, report)
+    blob_cache = _BlobCache(store)
+    for day in days:
+        _check_blobs(store, day, listed_by_day[day], report, blob_cache)
+        _check_rows(store, day, report, blob_cache)
+    return report
+
+
+def _check_chain(
+    store: Store, names: list[str], day: date, report: Report
+) -> dict[str, tuple[int, str]] | None:
+    """The blobs the day's manifests list (None: the day has no manifest)."""
+    listed: dict[str, tuple[int, str]] = {}
+    mine = [n for n in names if (archive_index.parse_name(n) or (None,))[0] == day]
+    if not mine:
+        return None
+    for sequence, name in enumerate(mine):
+        report.manifests += 1
+        raw = archive_index.read(store, name)
+        try:
+            doc = manifests.parse(raw or b"")
+        except ValueError as exc:
+            report.add(f"manifest {name}: unreadable ({exc})")
+            continue
+        if doc.get("day") != f"{day:%Y-%m-%d}" or doc.get("sequence") != sequence:
+            report.add(f"manifest {name}: says day {doc.get('day')} #{doc.get('sequence')}")
+        _check_link(store, names, name, day, sequence, doc.get("previous"), report)
+        listed.update(manifests.listed(doc))
+    return listed
+
+
+def _check_link(
+    store: Store,
+    names: list[str],
+    name: str,
+    day: date,
+    sequence: int,
+    previous: Any,
+    report: Report,
+) -> None:
+    if previous is None:
+        earlier = [n for n in names if n < name and (archive_index.parse_name(n) or (0, 1))[1] == 0]
+        if sequence or earlier:
+            report.add(f"manifest {name}: names no previous manifest, but the chain has one")
+        return
+    target = previous.get("name") if isinstance(previous, dict) else None
+    if sequence and target != archive_index.manifest_name(day, sequence - 1):
+        report.add(f"manifest {name}: previous should be the day's #{sequence - 1}, not {target}")
+    raw = archive_index.read(store, str(target)) if target else None
+    if raw is None:
+        report.add(f"manifest {name}: its previous manifest {target} is missing")
+    elif manifests.digest(raw) != previous.get("sha256"):
+        report.add(f"manifest {name}: its previous manifest {target} was changed (SHA-256)")
+
+
+class _BlobCache:
+    """Archive blobs read whole, each once per verify (the members of rows are checked from
+    the same bytes); the last few kept."""
+
+    def __init__(self, store: Store, keep: int = 8) -> None:
+        self.store = store
+        self.keep = keep
+        self.blobs: dict[str, bytes | None] = {}
+
+    def get(self, name: str) -> bytes | None:
+        if name not in self.blobs:
+            if len(self.blobs) >= self.keep:
+                self.blobs.pop(next(iter(self.blobs)))
+            self.blobs[name] = archive_index.read(self.store, name)
+        return self.blobs[name]
+
+
+def _check_blobs(
+    store: Store,
+    day: date,
+    listed: dict[str, tuple[int, str]] | None,
+    report: Report,
+    cache: _BlobCache,
+) -> None:
+    present = {b.name for b in archive_index.day_blobs(store, day)}
+    if listed is None:
+        if present:
+            report.add(f"day {day}: {len(present)} archive blobs and no manifest (not sealed)")
+        return
+    for name in sorted(present - set(listed)):
+        report.add(f"blob {name}: in sealed day {day} but in none of its manifests")
+    for name, (size, sha) in sorted(listed.items()):
+        report.blobs += 1
+        data = cache.get(name)
+        if data is None:
+            report.add(f"blob {name}: listed by the manifest of {day}, missing")
+        elif len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+            report.add(f"blob {name}: changed since {day} was sealed (size or SHA-256)")
+
+
+def _check_rows(store: Store, day: date, report: Report, cache: _BlobCache) -> None:
+    by_blob: dict[str, list[tuple[str, int, int, str]]] = defaultdict(list)
+    for row in _rows(store, day):
+        report.rows += 1
+        blob, offset, length, sha = (row.get(k) for k in POINTER[1:])
+        if not blob:
+            continue  # a call whose records were not archived (replayed from the archive)
+        by_blob[blob].append((row["RowKey"], int(offset or 0), int(length or 0), str(sha)))
+    for blob, pointers in sorted(by_blob.items()):
+        data = cache.get(blob)
+        for key, offset, length, sha in pointers:
+            if data is None:
+                report.add(f"row {key}: its raw record's blob {blob} is missing")
+            elif _member_sha(data[offset : offset + length]) != sha:
+                report.add(f"row {key}: its raw record in {blob} does not match RawSha256")
+
+
+def _rows(store: Store, day: date) -> Iterator[Any]:
+    """The day's rows, their pointers only, streamed (a page of 1,000 at a time)."""
+    return iter(KpiStore(store).audit_rows(f"{day:%Y-%m-%d}", POINTER))
+
+
+def _member_sha(data: bytes) -> str | None:
+    """SHA-256 of a member's content; None when the bytes are no gzip member (inflation is
+    bounded: a crafted range cannot make verify run out of memory)."""
+    try:
+        return hashlib.sha256(inflate_member(data)).hexdigest()
+    except ArchiveError:
+        return None

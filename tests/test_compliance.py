@@ -1,0 +1,147 @@
+"""Tamper evidence on Azurite: the daily manifests of the archive (created once, chained) and
+`verify`, which passes on an untouched archive and fails naming the blob after one is
+overwritten, deleted or an unlisted one is added, and naming the link after a manifest is
+changed."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.cli.main import main as cli
+from pipeline.compliance import manifests
+from pipeline.compliance.seal import seal_days
+from pipeline.compliance.verify import verify
+from pipeline.ingest.batch import process_batch
+from pipeline.model import EventIn
+from pipeline.settings import Config
+from pipeline.store import archive_index
+from pipeline.store.account import Store
+from tests.conftest import settings_env
+from tests.test_chargeback import DAYS, corpus, message
+
+
+def load(store: Store, cfg: Config, calls: list[dict[str, Any]]) -> None:
+    """One batch per day and 20 calls, so each day has archive blobs of its own."""
+    for day in DAYS:
+        mine = [c for c in calls if c["time"].startswith(str(day))]
+        for i in range(0, len(mine), 20):
+            process_batch([EventIn(message(c)) for c in mine[i : i + 20]], cfg, store)
+
+
+@pytest.fixture
+def sealed(store: Store, cfg: Config) -> list[str]:
+    load(store, cfg, corpus(seed=21)[:90])
+    done = seal_days(DAYS, store)
+    assert [s.manifest for s in done] == [archive_index.manifest_name(d, 0) for d in DAYS]
+    return [b.name for d in DAYS for b in archive_index.day_blobs(store, d)]
+
+
+def problems(store: Store) -> list[str]:
+    report = verify(store, DAYS[0], DAYS[-1])
+    assert report.rows == 90 and report.blobs > 0 and report.manifests == len(DAYS)
+    return report.problems
+
+
+def test_an_untouched_archive_verifies_and_the_chain_links_the_days(
+    sealed: list[str], store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    assert problems(store) == []
+    first, second = (archive_index.read(store, archive_index.manifest_name(d, 0)) for d in DAYS[:2])
+    assert first is not None and second is not None
+    doc = manifests.parse(second)
+    assert doc["previous"] == {
+        "name": archive_index.manifest_name(DAYS[0], 0),
+        "sha256": manifests.digest(first),
+    }
+    assert {b["name"] for b in doc["blobs"]} == {
+        b.name for b in archive_index.day_blobs(store, DAYS[1])
+    }
+    # Sealing again with nothing new writes nothing; the CLI says the range is sound.
+    assert [s.manifest for s in seal_days(DAYS, store)] == [None] * len(DAYS)
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    assert cli(["verify", "--from", str(DAYS[0]), "--to", str(DAYS[-1])]) == 0
+    assert "no problem" in capsys.readouterr().out
+
+
+def test_an_overwritten_blob_is_named(sealed: list[str], store: Store) -> None:
+    name = sealed[1]
+    data = store.archive.download_blob(name).readall()
+    store.archive.upload_blob(name, data[:-1] + bytes([data[-1] ^ 1]), overwrite=True)
+    found = problems(store)
+    assert any(p.startswith(f"blob {name}: changed") for p in found), found
+    assert any(f"raw record in {name}" in p for p in found), found  # a row's member too
+
+
+def test_a_deleted_blob_is_named(sealed: list[str], store: Store) -> None:
+    store.archive.delete_blob(sealed[0])
+    found = problems(store)
+    assert any(
+        p == f"blob {sealed[0]}: listed by the manifest of {DAYS[0]}, missing" for p in found
+    )
+
+
+def test_an_unlisted_blob_in_a_sealed_day_is_named(sealed: list[str], store: Store) -> None:
+    name = f"{DAYS[2]:%Y/%m/%d}/13/{'0' * 40}.jsonl.gz"
+    store.archive.upload_blob(name, b"forged")
+    assert f"blob {name}: in sealed day {DAYS[2]} but in none of its manifests" in problems(store)
+
+
+def test_a_changed_manifest_breaks_the_chain(sealed: list[str], store: Store) -> None:
+    name = archive_index.manifest_name(DAYS[0], 0)
+    doc = orjson.loads(archive_index.read(store, name) or b"")
+    doc["blobs"] = doc["blobs"][1:]  # hide a blob
+    store.archive.upload_blob(name, orjson.dumps(doc, option=orjson.OPT_SORT_KEYS), overwrite=True)
+    found = problems(store)
+    second = archive_index.manifest_name(DAYS[1], 0)
+    assert f"manifest {second}: its previous manifest {name} was changed (SHA-256)" in found
+
+
+def test_blobs_that_arrive_later_get_a_supplementary_manifest(
+    sealed: list[str], store: Store, cfg: Config
+) -> None:
+    late = [{**c, "cid": c["cid"][:-4] + "late"} for c in corpus(seed=22)[:30]]
+    late = [c for c in late if c["time"].startswith(str(DAYS[1]))]
+    process_batch([EventIn(message(c)) for c in late], cfg, store)
+    assert any("in none of its manifests" in p for p in verify(store, DAYS[0], DAYS[-1]).problems)
+    done = {s.day: s for s in seal_days(DAYS, store)}
+    supplement = archive_index.manifest_name(DAYS[1], 1)
+    assert done[DAYS[1]].manifest == supplement and done[DAYS[0]].manifest is None
+    doc = manifests.parse(archive_index.read(store, supplement) or b"")
+    assert doc["previous"]["name"] == archive_index.manifest_name(DAYS[1], 0)
+    report = verify(store, DAYS[0], DAYS[-1])
+    assert report.problems == [] and report.manifests == len(DAYS) + 1
+
+
+def test_a_blob_added_to_a_sealed_day_without_calls_is_named(store: Store, cfg: Config) -> None:
+    """A day sealed with no blob at all is sealed too: a blob that appears there is named."""
+    load(store, cfg, [c for c in corpus(seed=25)[:60] if not c["time"].startswith(str(DAYS[2]))])
+    seal_days(DAYS, store)
+    assert verify(store, DAYS[0], DAYS[-1]).problems == []
+    name = f"{DAYS[2]:%Y/%m/%d}/05/{'1' * 40}.jsonl.gz"
+    store.archive.upload_blob(name, b"forged")
+    found = verify(store, DAYS[0], DAYS[-1]).problems
+    assert found == [f"blob {name}: in sealed day {DAYS[2]} but in none of its manifests"]
+
+
+def test_a_day_with_blobs_and_no_manifest_is_named(store: Store, cfg: Config) -> None:
+    load(store, cfg, corpus(seed=23)[:30])
+    seal_days(DAYS[:1], store)
+    found = verify(store, DAYS[0], DAYS[1]).problems
+    assert any(p.startswith(f"day {DAYS[1]}: ") and "no manifest" in p for p in found), found
+
+
+def test_days_are_sealed_by_the_rollup_command(
+    store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    load(store, cfg, corpus(seed=24)[:30])
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    assert cli(["rollup", "--day", str(DAYS[-1]), "--days", str(len(DAYS))]) == 0
+    assert "archive sealed" in capsys.readouterr().out
+    assert list(archive_index.manifests(store)) == [archive_index.manifest_name(d, 0) for d in DAYS]
+    assert date.fromisoformat("2025-11-03") == DAYS[0]
