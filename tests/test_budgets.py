@@ -169,6 +169,8 @@ def test_a_webhook_that_is_down_gets_the_alert_later_once(
         receiver.status = 503
         down = alerting.check(cfg, store, AT)
         assert set(down.failed) == EXPECTED and down.failed[next(iter(EXPECTED))] == "HTTP 503"
+        # Each alert was tried once in this check (its attempts), not again by the retry loop.
+        assert receiver.refused == len(EXPECTED) * alerting.POST_ATTEMPTS
         still = alerting.check(cfg, store, AT)
         assert not still.decided and set(still.failed) == EXPECTED
         assert receiver.received == [] and receiver.refused > 0
@@ -348,3 +350,40 @@ def test_the_budgets_timer_is_bound_and_checks_now(
     (row,) = list(store.budget_alerts.list_entities())
     assert row["PartitionKey"] == "tiny" and row["RowKey"] == f"{now:%Y-%m-%d}|threshold|1.0"
     assert row["Delivered"] is True  # no webhook: recorded only
+
+
+def test_spend_in_the_last_hour_of_a_period_alerts_in_the_first_hour_of_the_next(
+    store: Store, cfg: Config, tmp_path: Path
+) -> None:
+    """At 23:50 the hour 23:00-24:00 is not over; at 00:05 the day is: the check then
+    evaluates the day that just ended too (and rolls it up again), so its last hour counts."""
+    late = {**corpus()[0], "time": "2025-11-05T23:30:00.5Z", "status": 200}
+    process_batch([EventIn(message(late))], cfg, store)
+    path = tmp_path / "budgets.json"
+    path.write_bytes(orjson.dumps({"budgets": [{"name": "d", "period": "day", "tokens": 1}]}))
+    cfg = Config(**{**_fields(cfg), "budgets": str(path)})
+    before = alerting.check(cfg, store, datetime(2025, 11, 5, 23, 50, tzinfo=UTC))
+    assert before.decided == []
+    after = alerting.check(cfg, store, datetime(2025, 11, 6, 0, 5, tzinfo=UTC))
+    assert [a.id for a in after.decided] == ["d|2025-11-05|threshold|1.0"]
+    assert after.decided[0].spent == late["prompt"] + late["completion"]
+
+
+def test_a_month_budget_in_usd_counts_whole_days_and_equals_the_kpis(
+    estate: tuple[Config, list[dict[str, Any]]], store: Store, tmp_path: Path
+) -> None:
+    """Later in the month every day of the corpus is over: the spend is the whole days'
+    packed rows, in USD, and equals the daily KPIs' cost."""
+    cfg, _ = estate
+    path = tmp_path / "usd.json"
+    doc = {"budgets": [{"name": "usd", "period": "month", "amountUsd": 1000, "scope": {}}]}
+    path.write_bytes(orjson.dumps(doc))
+    cfg = Config(**{**_fields(cfg), "budgets": str(path)})
+    later = datetime(2025, 11, 20, 12, 30, tzinfo=UTC)
+    (s,) = alerting.spends_at(cfg, store, later)
+    kpi = sum(
+        e["CostUsd"]
+        for e in store.kpi.query_entities("RowKey eq @t", parameters={"t": "_total"})
+        if e["PartitionKey"].startswith("2025-11")
+    )
+    assert s.cost > 0 and abs(s.cost - kpi) < 1e-6

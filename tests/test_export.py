@@ -202,8 +202,9 @@ def test_a_second_export_changes_no_byte_and_a_changed_day_is_replaced_whole(
     changed = {p for p in set(first) | set(now) if first.get(p) != now.get(p)}
     day = f"day={DAYS[1]}"
     assert changed and all(day in p for p in changed)  # the other days: not a byte
-    assert f"calls/{day}/part-0000.parquet" not in now  # the previous version is gone
-    assert f"calls/{day}/part-0001.parquet" in now
+    for dataset in ("calls", "kpi", "focus"):  # the previous version is gone, whole
+        assert f"{dataset}/{day}/part-0000.parquet" not in now
+        assert f"{dataset}/{day}/part-0001.parquet" in now
     exported = {r["CorrelationId"] for r in read(out, "calls")}
     assert late["cid"] in exported and len(exported) == len(loaded) + 3
 
@@ -302,3 +303,46 @@ def test_the_function_app_imports_no_analytics_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_files_the_manifest_does_not_list_are_ignored_then_removed(
+    loaded: list[dict[str, Any]],
+    cfg: Config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An export that stopped between its manifest and its deletes leaves a file the manifest
+    does not list: `sql` reads through the manifests (each row once), and the next export
+    removes it, so engines that read the folders count each row once too."""
+    out = tmp_path / "lake"
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    folder = out / "calls" / f"day={DAYS[0]}"
+    stray = folder / "part-0007.parquet"
+    stray.write_bytes((folder / "part-0000.parquet").read_bytes())
+    capsys.readouterr()
+    query = "SELECT count(*) AS n FROM calls"
+    assert run(cfg, monkeypatch, "sql", query, "--dir", str(out), "--format", "json") == 0
+    assert orjson.loads(capsys.readouterr().out) == [{"n": len(loaded) + 2}]
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    assert not stray.exists() and (folder / "part-0000.parquet").exists()
+
+
+def test_focus_tags_name_the_team_when_a_map_exists(
+    loaded: list[dict[str, Any]],
+    cfg: Config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.test_chargeback import MAP, expected_team
+
+    path = tmp_path / "map.json"
+    path.write_bytes(orjson.dumps(MAP))
+    monkeypatch.setenv("ATTRIBUTION", str(path))
+    out = tmp_path / "lake"
+    assert export(cfg, monkeypatch, ["--to-dir", str(out)]) == 0
+    teams = {orjson.loads(r["Tags"]).get("team") for r in read(out, "focus")}
+    priced_teams = {expected_team(c, MAP["rules"]) for c in loaded if c["status"] == 200}
+    assert teams == priced_teams | {"Unattributed"} or teams == priced_teams
+    claims = [r for r in read(out, "focus") if orjson.loads(r["Tags"]).get("team") == "Claims"]
+    assert claims and all(orjson.loads(r["Tags"])["costCenter"] == "CC-4100" for r in claims)

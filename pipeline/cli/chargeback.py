@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from pipeline.cli import options
-from pipeline.kpi import chargeback, statement
+from pipeline.kpi import chargeback, packed, statement
 from pipeline.kpi.rollup import LEVEL_RANGES
 from pipeline.store.account import Store
 from pipeline.store.kpis import KpiStore
@@ -71,9 +71,7 @@ def statement_text(store: Store, first: date, last: date, by: str, fmt: str) -> 
     lo, hi = f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"
     _warn_unrolled(kpis, first, last)
     keys = LEVEL_RANGES[chargeback.level_of(by)]
-    folded = store.call(
-        lambda: chargeback.fold(kpis.usage_rows(lo, hi, keys, chargeback.COLUMNS), by)
-    )
+    folded = store.call(lambda: chargeback.fold(packed.unpack(kpis.usage_rows(lo, hi, keys)), by))
     doc = chargeback.report(folded, by, first, last)
     if fmt == "json":
         return chargeback.as_json(doc)

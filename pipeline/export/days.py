@@ -231,4 +231,12 @@ def publish(day: date, produced: dict[str, list[Produced]], target: Target) -> D
         for path in stale:
             target.delete(path)
     result.files = [e["path"] for entries in datasets.values() for e in entries]
+    # Files of the day's folders the manifest does not list (an export that stopped between
+    # its manifest and its deletes, or before its manifest): removed, so that engines that
+    # read the folders, not the manifests, count each row once.
+    listed = set(result.files)
+    for dataset in DATASETS:
+        for path in target.list(f"{dataset}/day={day}"):
+            if path not in listed and _PART.search(path):
+                target.delete(path)
     return result

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from pipeline import __version__
-from pipeline.kpi import budgets, daily
+from pipeline.kpi import budgets, daily, packed
 from pipeline.kpi.rollup import LEVEL_RANGES
 from pipeline.settings import Config
 from pipeline.store.account import Store
@@ -55,13 +55,13 @@ def spends_at(cfg: Config, store: Store, at: datetime, *, roll: bool = True) -> 
         return []
     today = at.astimezone(UTC).date()
     if roll:
-        daily.roll_up(days_to_roll(store, start.date(), today), cfg, store)
+        daily.roll_up(days_to_roll(store, start.date(), today, at), cfg, store)
     kpis = KpiStore(store)
 
     def rows() -> Iterator[Any]:
         # Whole days before today, then today's hours: a period's spend in few rows.
-        yield from kpis.usage_rows(
-            f"{start:%Y-%m-%d}", f"{today:%Y-%m-%d}", LEVEL_RANGES["day"], budgets.COLUMNS
+        yield from packed.unpack(
+            kpis.usage_rows(f"{start:%Y-%m-%d}", f"{today:%Y-%m-%d}", LEVEL_RANGES["day"])
         )
         yield from kpis.usage_rows(
             f"{today:%Y-%m-%d}", f"{today:%Y-%m-%d}", LEVEL_RANGES["hour"], budgets.COLUMNS
@@ -70,11 +70,14 @@ def spends_at(cfg: Config, store: Store, at: datetime, *, roll: bool = True) -> 
     return store.call(lambda: budgets.spend(found, rows(), at))
 
 
-def days_to_roll(store: Store, first: date, today: date) -> list[date]:
-    """Today, and the days from `first` before it that were never rolled up."""
+def days_to_roll(store: Store, first: date, today: date, at: datetime) -> list[date]:
+    """Today; the day of the last full hour (yesterday, in the first hour of a day: its last
+    hour is over only now); and the days from `first` that were never rolled up."""
     rolled = KpiStore(store).rolled_days(f"{first:%Y-%m-%d}", f"{today:%Y-%m-%d}")
     days = [first + timedelta(days=i) for i in range((today - first).days)]
-    return [d for d in days if f"{d:%Y-%m-%d}" not in rolled] + [today]
+    last_hour = (budgets.last_full_hour(at) - timedelta(hours=1)).date()
+    out = [d for d in days if f"{d:%Y-%m-%d}" not in rolled or d == last_hour]
+    return [*out, today]
 
 
 def check(cfg: Config, store: Store, at: datetime, now: datetime | None = None) -> CheckResult:
@@ -83,6 +86,7 @@ def check(cfg: Config, store: Store, at: datetime, now: datetime | None = None) 
     now = now or datetime.now(UTC)
     result = CheckResult(spends_at(cfg, store, at))
     alerts = AlertStore(store)
+    tried: set[tuple[str, str]] = set()  # delivered or tried in this check: not again now
     for s in result.spends:
         for alert in budgets.decide(s, at):
             payload = alert.payload()
@@ -92,7 +96,10 @@ def check(cfg: Config, store: Store, at: datetime, now: datetime | None = None) 
                 # One line per decision, for an Azure Monitor log alert rule (docs/chargeback.md).
                 log.warning("budget-alert %s", fields["Payload"])
                 _deliver(cfg, alerts, alerts.get(alert.budget, alert.row_key), now, result)
+                tried.add((alert.budget, alert.row_key))
     for entity in alerts.undelivered():
+        if (entity["PartitionKey"], entity["RowKey"]) in tried:
+            continue
         claimed = alerts.claim(entity, now)
         if claimed is not None:
             _deliver(cfg, alerts, claimed, now, result)

@@ -51,17 +51,32 @@ class Rule:
 
 @dataclass(slots=True)
 class Attribution:
-    """Rules in file order, and a memo of the answers (calls repeat the same few values)."""
+    """Rules in file order, indexed, and a memo of the answers (calls repeat the same values).
+
+    The index: rules grouped by the set of columns they match on; within a group, a dict from
+    the values to the first rule of the file with them. A call is looked up once per group
+    (a handful), not once per rule, so a map of thousands of user rules costs no more."""
 
     version: str | None = None
     rules: tuple[Rule, ...] = ()
     _memo: dict[tuple[Any, ...], tuple[str, str | None]] = field(default_factory=dict)
+    _index: list[tuple[tuple[str, ...], dict[tuple[str, ...], int]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        groups: dict[tuple[str, ...], dict[tuple[str, ...], int]] = {}
+        for position, rule in enumerate(self.rules):
+            pairs = sorted(rule.match)
+            columns = tuple(c for c, _ in pairs)
+            groups.setdefault(columns, {}).setdefault(tuple(v for _, v in pairs), position)
+        self._index = list(groups.items())
 
     def team_of(self, row: Mapping[str, Any]) -> tuple[str, str | None]:
         """(team, cost center) of an audit row: the first rule whose keys all match."""
         values = tuple(row.get(c) for c in COLUMNS)
         found = self._memo.get(values)
         if found is None:
+            if len(self._memo) >= 200_000:
+                self._memo.clear()  # bounded, whatever the number of users
             found = self._memo[values] = self._first_match(values)
         return found
 
@@ -69,10 +84,15 @@ class Attribution:
         folded = {
             c: v.casefold() for c, v in zip(COLUMNS, values, strict=True) if isinstance(v, str)
         }
-        for rule in self.rules:
-            if all(folded.get(column) == value for column, value in rule.match):
-                return rule.team, rule.cost_center
-        return UNATTRIBUTED, None
+        first: int | None = None
+        for columns, by_values in self._index:
+            key = tuple(folded.get(c) for c in columns)
+            position = by_values.get(key)  # type: ignore[arg-type]
+            if position is not None and (first is None or position < first):
+                first = position
+        if first is None:
+            return UNATTRIBUTED, None
+        return self.rules[first].team, self.rules[first].cost_center
 
 
 NONE = Attribution()
@@ -112,6 +132,8 @@ def _rule(raw: Any, where: str) -> Rule:
     team = raw.get("team")
     if not isinstance(team, str) or not team.strip():
         raise AttributionError(f'{where}: "team" must be a non-empty string')
+    if team.strip() == UNATTRIBUTED:
+        raise AttributionError(f'{where}: "{UNATTRIBUTED}" is the team of calls no rule matches')
     where = f"{where} (team {team!r})"
     cost_center = raw.get("costCenter")
     if cost_center is not None and (not isinstance(cost_center, str) or not cost_center):

@@ -232,13 +232,24 @@ class Spend:
         return (self.cost if metric == "costUsd" else self.tokens) / elapsed
 
 
+def periods_at(kind: str, at: datetime) -> list[Period]:
+    """The periods a check at `at` evaluates: the one that holds `at`, and, in the first hour
+    of a period, the one that just ended (its last hour is over only now: without this,
+    spend in a period's last hour would never be seen by any check of that period)."""
+    current = period_at(kind, at)
+    cut = last_full_hour(at)
+    if cut == current.start:
+        return [period_at(kind, cut - timedelta(hours=1)), current]
+    return [current]
+
+
 def spend(
     budgets: Iterable[Budget], rows: Iterable[Mapping[str, Any]], at: datetime
 ) -> list[Spend]:
-    """Each budget's spend in its period at `at`, from KpiHourly rows (streamed once): whole
-    days' rows (no `Hour`) for the days before `at`'s, hours' rows for that day."""
+    """Each budget's spend in its periods at `at` (periods_at), from KpiHourly rows (streamed
+    once): whole days' rows (no `Hour`) for the days before `at`'s, hours' rows for that day."""
     cut = last_full_hour(at)
-    spends = [Spend(b, period_at(b.period, at)) for b in budgets]
+    spends = [Spend(b, p) for b in budgets for p in periods_at(b.period, at)]
     for row in rows:
         hour_start = datetime.fromisoformat(row["PartitionKey"]).replace(tzinfo=UTC)
         hour = _v(row.get("Hour"))
@@ -260,7 +271,7 @@ def _v(value: Any) -> Any:
 
 
 def earliest_start(budgets: Iterable[Budget], at: datetime) -> datetime | None:
-    starts = [period_at(b.period, at).start for b in budgets]
+    starts = [p.start for b in budgets for p in periods_at(b.period, at)]
     return min(starts) if starts else None
 
 

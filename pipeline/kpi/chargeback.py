@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -110,6 +111,8 @@ class Folded:
 
     groups: dict[str, Sums] = field(default_factory=dict)
     daily: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Each day's cost as its KpiDaily `_total` row says (None: rows without it).
+    day_costs: dict[str, float | None] = field(default_factory=dict)
     price_versions: set[str] = field(default_factory=set)
     attribution_versions: set[str] = field(default_factory=set)
 
@@ -126,6 +129,10 @@ def fold(rows: Iterable[Mapping[str, Any]], by: str) -> Folded:
         sums.add(row)
         key = (row["PartitionKey"], group)
         out.daily[key] = out.daily.get(key, 0.0) + float(_v(row.get("CostUsd")) or 0.0)
+        day_cost = row.get("DayCostUsd")
+        out.day_costs[row["PartitionKey"]] = (
+            float(day_cost) if isinstance(day_cost, int | float) else None
+        )
         for versions, name in (
             (out.price_versions, "PriceTableVersion"),
             (out.attribution_versions, "AttributionVersion"),
@@ -138,7 +145,7 @@ def fold(rows: Iterable[Mapping[str, Any]], by: str) -> Folded:
 
 def apportion(exact: list[float], total: float) -> list[int]:
     """Micro-dollar amounts of `exact` that sum to round(total) exactly (largest remainder)."""
-    target = round(total * MICRO)
+    target = round(round(total, 6) * MICRO)
     scaled = [x * MICRO for x in exact]
     floors = [math.floor(x) for x in scaled]
     left = target - sum(floors)
@@ -153,7 +160,7 @@ def report(
 ) -> dict[str, Any]:
     """The JSON contract of `chargeback`: lines (largest cost first) and their total."""
     groups = sorted(folded.groups.items(), key=lambda kv: (-kv[1].cost, -_calls(kv[1]), kv[0]))
-    total_cost = sum(s.cost for _, s in groups)
+    total_cost = _total_cost(folded, groups)
     micros = apportion([s.cost for _, s in groups], total_cost)
     total_calls = sum(_calls(s) for _, s in groups)
     lines = []
@@ -173,7 +180,7 @@ def report(
             }
         )
     total: dict[str, Any] = {name: sum(ln[name] for ln in lines) for name in MEASURES}
-    total["costUsd"] = round(total_cost * MICRO) / MICRO
+    total["costUsd"] = round(total_cost, 6)
     for name in COVERAGE:
         total[name] = sum(ln[name] for ln in lines)
     return {
@@ -186,6 +193,15 @@ def report(
         "lines": lines,
         "total": total,
     }
+
+
+def _total_cost(folded: Folded, groups: list[tuple[str, Sums]]) -> float:
+    """The days' costs as KpiDaily's `_total` rows state them, summed in day order as the
+    `kpi` report sums them; the groups' sum for rows written before they carried it."""
+    days = folded.day_costs
+    if days and all(v is not None for v in days.values()):
+        return sum(days[d] or 0.0 for d in sorted(days))
+    return sum(s.cost for _, s in groups)
 
 
 def _calls(sums: Sums) -> int:
@@ -223,18 +239,41 @@ def as_json(doc: dict[str, Any]) -> str:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet opens as text: group names come from what clients and
+    senders wrote (a deployment, a product), so one starting like a formula is quoted."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def _shown(value: Any) -> Any:
+    """A text cell for the terminal: control characters written as escapes, not sent."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return value
+
+
 def as_csv(doc: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(doc["lines"])
+    writer.writerows({k: _cell(v) for k, v in ln.items()} for ln in doc["lines"])
     writer.writerow({"group": "TOTAL", **doc["total"]})
     return out.getvalue()
 
 
 def as_table(doc: dict[str, Any]) -> str:
     lines = [
-        {**ln, "costUsd": f"{ln['costUsd']:.6f}", "share": f"{ln['share']:.1%}"}
+        {
+            **{k: _shown(v) for k, v in ln.items()},
+            "costUsd": f"{ln['costUsd']:.6f}",
+            "share": f"{ln['share']:.1%}",
+        }
         for ln in doc["lines"]
     ]
     lines.append({"group": "TOTAL", **doc["total"], "costUsd": f"{doc['total']['costUsd']:.6f}"})

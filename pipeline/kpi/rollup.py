@@ -17,6 +17,7 @@ Memory grows with the number of groups, not calls.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -26,7 +27,7 @@ import orjson
 from azure.data.tables import EdmType, EntityProperty
 
 from pipeline import __version__
-from pipeline.kpi import attribution
+from pipeline.kpi import attribution, packed
 from pipeline.kpi.attribution import Attribution
 from pipeline.kpi.prices import PriceTable, Rates, billed, cost
 from pipeline.kpi.sketch import Sketch
@@ -204,12 +205,33 @@ _KEY_COLUMNS = (USER, *USAGE_EXTRA, *DIMENSIONS)
 _MEMO_KEYS = 200_000
 
 
+# A client names the deployment and model of some routes (the body's `model`): past this many
+# distinct values in a day, further new ones count as OTHER, so a flood of made-up names
+# cannot make the rollup's memory grow with the calls instead of the groups.
+MAX_VALUES_PER_DAY = 2_000
+OTHER = "(other)"
+_CAPPED = ("Deployment", "Model")
+
+
+def _capped(folded: Any, values: dict[str, Any]) -> None:
+    for column in _CAPPED:
+        value = _dim(values[column])
+        seen = folded.seen.setdefault(column, set())
+        if value is not None and value not in seen:
+            if len(seen) >= MAX_VALUES_PER_DAY:
+                value = OTHER
+            else:
+                seen.add(value)
+        values[column] = value
+
+
 def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
     """The (hourly, daily latency, user) accumulators of a row whose raw key (hour,
     _KEY_COLUMNS values) is new."""
     values = dict(zip(_KEY_COLUMNS, raw[1:], strict=True))
+    _capped(folded, values)
     team, cost_center = teams.team_of(values)
-    key = (raw[0], team, cost_center, *(_dim(v) for v in raw[2:]))
+    key = (raw[0], team, cost_center, *(_dim(values[c]) for c in _KEY_COLUMNS[1:]))
     hourly = folded.hours.get(key)
     if hourly is None:
         hourly = folded.hours[key] = Accumulator()
@@ -235,6 +257,8 @@ class DayRollup:
     hours: dict[HourKey, Accumulator]
     latency: dict[tuple[str | None, ...], Accumulator]
     users: dict[str | None, Accumulator]
+    # Distinct values of the capped dimensions seen so far (MAX_VALUES_PER_DAY).
+    seen: dict[str, set[str]] = field(default_factory=dict)
 
     def groups(self) -> dict[tuple[str | None, ...], Accumulator]:
         out: dict[tuple[str | None, ...], Accumulator] = {}
@@ -290,10 +314,18 @@ def aggregate(
 
 # "|" separates the dimensions in a KPI RowKey.
 _KEY_FORBIDDEN = FORBIDDEN_KEY_CHARS | {"|"}
+_KEY_FORBIDDEN_RE = re.compile("[" + re.escape("".join(sorted(_KEY_FORBIDDEN))) + "]")
+
+
+def _key_part(value: str | None) -> str:
+    if not value:
+        return ""
+    # Most values need no escaping: checked by one regex search, not character by character.
+    return value if _KEY_FORBIDDEN_RE.search(value) is None else escape_key(value, _KEY_FORBIDDEN)
 
 
 def kpi_row_key(dims: tuple[str | None, ...]) -> str:
-    key = "|".join(escape_key(value or "", _KEY_FORBIDDEN) for value in dims)
+    key = "|".join(_key_part(value) for value in dims)
     if len(key) > 250:
         key = "h:" + hashlib.sha256(key.encode()).hexdigest()
     return key
@@ -328,30 +360,37 @@ def to_entity(
 
 
 # KpiHourly holds three kinds of row per day (PartitionKey), told apart by their RowKey:
-# `HH|dims` an hour, `d|dims` the whole day (the same dimensions), `u|user` a user's day.
-LEVEL_RANGES = {"hour": ("00|", "24"), "day": ("d|", "d}"), "user": ("u|", "u}")}
+# `HH|dims` an hour; `d:NNNN` the whole day by the same dimensions and `u:NNNN` by user,
+# both packed (kpi/packed.py: a month's statement reads a few dozen entities).
+LEVEL_RANGES = {"hour": ("00|", "24"), "day": ("d:", "d;"), "user": ("u:", "u;")}
 
 
 def usage_entity(
     day: date, row_key: str, level: str, acc: Accumulator, prices: PriceTable, version: str | None
 ) -> dict[str, Any]:
-    """A KpiHourly row: the usage measures of one group. Its cost is not rounded, so a
-    month of rows sums to the daily KPIs' cost to the micro-dollar."""
-    entity = to_entity(day, None, acc, prices)
-    entity["RowKey"] = row_key
-    entity["Level"] = level
+    """A KpiHourly row: the usage measures of one group (no latency: see DayRollup). Its
+    cost is not rounded, so a month of rows sums to the daily KPIs' cost to the micro-dollar."""
+    entity: dict[str, Any] = {
+        "PartitionKey": f"{day:%Y-%m-%d}",
+        "RowKey": row_key,
+        "Day": f"{day:%Y-%m-%d}",
+        "Level": level,
+        **acc.counts,
+    }
+    for name, value in acc.tokens.items():
+        entity[name] = EntityProperty(value, EdmType.INT64)
     entity["CostUsd"] = acc.cost_exact()
-    for name in ("DurationSketch", "BackendSketch", *(p for p, _, _ in PERCENTILES)):
-        entity.pop(name, None)
+    entity["PriceTableVersion"] = prices.version
+    entity["PipelineVersion"] = __version__
     if version is not None:
         entity["AttributionVersion"] = version
     return entity
 
 
 def usage_entities(
-    day: date, folded: DayRollup, prices: PriceTable, version: str | None
+    day: date, folded: DayRollup, prices: PriceTable, version: str | None, day_cost: float
 ) -> list[dict[str, Any]]:
-    """The day's KpiHourly rows: by hour, by day (hours merged) and by user."""
+    """The day's KpiHourly rows: by hour (a row per group), by day and by user (packed)."""
     out = []
     days: dict[tuple[Any, ...], Accumulator] = {}
     for key, acc in folded.hours.items():
@@ -363,16 +402,39 @@ def usage_entities(
         if merged is None:
             merged = days[dims] = Accumulator()
         merged.merge(acc)
-    for dims, acc in days.items():
-        entity = usage_entity(day, f"d|{kpi_row_key(dims)}", "day", acc, prices, version)
-        out.append(_with_dims(entity, dims))
-    for user, acc in folded.users.items():
-        entity = usage_entity(day, f"u|{kpi_row_key((user,))}", "user", acc, prices, version)
-        if user is not None:
-            entity[USER] = user
-        out.append(entity)
+    # The day's cost exactly as KpiDaily's `_total` row has it: a statement's total is then
+    # the `kpi` report's to the last digit (same values, same sum), whatever its groups.
+    common: dict[str, Any] = {
+        "PriceTableVersion": prices.version,
+        "PipelineVersion": __version__,
+        "DayCostUsd": day_cost,
+    }
+    if version is not None:
+        common["AttributionVersion"] = version
+    label = f"{day:%Y-%m-%d}"
+    by_day = [
+        _plain(_with_dims(_usage(acc), dims)) for dims, acc in sorted(days.items(), key=_by_key)
+    ]
+    out += packed.pack(label, "day", by_day, common)
+    by_user = [
+        _plain({**({USER: user} if user is not None else {}), **_usage(acc)})
+        for user, acc in sorted(folded.users.items(), key=lambda kv: kv[0] or "")
+    ]
+    out += packed.pack(label, "user", by_user, common)
     out.sort(key=lambda e: e["RowKey"])
     return out
+
+
+def _by_key(item: tuple[tuple[Any, ...], Accumulator]) -> tuple[str, ...]:
+    return tuple(v or "" for v in item[0])
+
+
+def _usage(acc: Accumulator) -> dict[str, Any]:
+    return {**acc.counts, **acc.tokens, "CostUsd": acc.cost_exact()}
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in row.items()}
 
 
 def _with_dims(entity: dict[str, Any], dims: tuple[Any, ...]) -> dict[str, Any]:
@@ -401,8 +463,10 @@ def rollup_day(
     groups = folded.groups()
     entities = [to_entity(day, dims, acc, prices) for dims, acc in groups.items()]
     entities.sort(key=lambda e: e["RowKey"])
-    entities.append(to_entity(day, None, total_of(groups.values()), prices))
-    return RolledDay(entities, usage_entities(day, folded, prices, teams.version))
+    total = to_entity(day, None, total_of(groups.values()), prices)
+    entities.append(total)
+    usage = usage_entities(day, folded, prices, teams.version, total["CostUsd"])
+    return RolledDay(entities, usage)
 
 
 def days_to_roll(today: date, reroll: int) -> list[date]:

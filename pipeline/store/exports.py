@@ -15,6 +15,7 @@ from azure.storage.blob import ContainerClient, ContentSettings
 
 class Target(Protocol):
     def describe(self) -> str: ...
+    def list(self, folder: str) -> list[str]: ...
     def read(self, path: str) -> bytes | None: ...
     def put(self, path: str, source: Path, content_type: str) -> None: ...
     def delete(self, path: str) -> None: ...
@@ -36,6 +37,16 @@ class DirTarget:
             return (self.root / path).read_bytes()
         except FileNotFoundError:
             return None
+
+    def list(self, folder: str) -> list[str]:
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.iterdir()
+            if p.is_file() and not p.name.startswith(".")
+        )
 
     def put(self, path: str, source: Path, content_type: str) -> None:
         final = self.root / path
@@ -79,6 +90,16 @@ class BlobTarget:
             return self.container.download_blob(self._name(path)).readall()
         except ResourceNotFoundError:
             return None
+
+    def list(self, folder: str) -> list[str]:
+        prefix = self._name(folder.rstrip("/") + "/")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            return sorted(
+                b.name[strip:] for b in self.container.list_blobs(name_starts_with=prefix)
+            )
+        except ResourceNotFoundError:
+            return []
 
     def put(self, path: str, source: Path, content_type: str) -> None:
         with source.open("rb") as data:

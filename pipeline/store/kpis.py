@@ -50,17 +50,17 @@ class KpiStore:
             }
         )
         ops = replace_ops(day, entities, existing)
-        for start in range(0, len(ops), limits.MAX_TRANSACTION_OPS):
-            self.store.call(
-                table.submit_transaction, ops[start : start + limits.MAX_TRANSACTION_OPS]
-            )
+        # At most 100 operations and 4 MiB per transaction (packed usage rows are large).
+        for chunk in limits.transactions(ops):
+            self.store.call(table.submit_transaction, chunk)
         return len(entities), len(ops) - len(entities)
 
     def usage_rows(
-        self, first: str, last: str, keys: tuple[str, str], columns: list[str]
+        self, first: str, last: str, keys: tuple[str, str], columns: list[str] | None = None
     ) -> Iterable[Any]:
         """KpiHourly rows of the days first..last (inclusive) whose RowKey is in `keys`
-        ([low, high): the rows of one level, rollup.LEVEL_RANGES), only `columns`, streamed."""
+        ([low, high): the rows of one level, rollup.LEVEL_RANGES), only `columns` (all when
+        None: packed levels), streamed in PartitionKey, RowKey order."""
         return self.store.kpi_hourly.query_entities(
             "PartitionKey ge @first and PartitionKey le @last and RowKey ge @lo and RowKey lt @hi",
             parameters={"first": first, "last": last, "lo": keys[0], "hi": keys[1]},
