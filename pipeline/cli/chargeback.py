@@ -71,7 +71,11 @@ def statement_text(store: Store, first: date, last: date, by: str, fmt: str) -> 
     lo, hi = f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"
     _warn_unrolled(kpis, first, last)
     keys = LEVEL_RANGES[chargeback.level_of(by)]
-    folded = store.call(lambda: chargeback.fold(packed.unpack(kpis.usage_rows(lo, hi, keys)), by))
+    folded = store.call(
+        lambda: chargeback.fold(
+            packed.unpack(kpis.usage_rows(lo, hi, keys)), by, daily=fmt == "html"
+        )
+    )
     doc = chargeback.report(folded, by, first, last)
     if fmt == "json":
         return chargeback.as_json(doc)

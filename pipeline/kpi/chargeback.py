@@ -117,8 +117,9 @@ class Folded:
     attribution_versions: set[str] = field(default_factory=set)
 
 
-def fold(rows: Iterable[Mapping[str, Any]], by: str) -> Folded:
-    """Stream hourly rows into sums per group (memory: groups, not rows)."""
+def fold(rows: Iterable[Mapping[str, Any]], by: str, daily: bool = True) -> Folded:
+    """Stream usage rows into sums per group (memory: groups, not rows); with `daily`, the
+    cost per day and group too (the HTML statement's chart: days × groups)."""
     column = BY[by]
     out = Folded()
     for row in rows:
@@ -127,8 +128,9 @@ def fold(rows: Iterable[Mapping[str, Any]], by: str) -> Folded:
         if sums is None:
             sums = out.groups[group] = Sums()
         sums.add(row)
-        key = (row["PartitionKey"], group)
-        out.daily[key] = out.daily.get(key, 0.0) + float(_v(row.get("CostUsd")) or 0.0)
+        if daily:
+            key = (row["PartitionKey"], group)
+            out.daily[key] = out.daily.get(key, 0.0) + float(_v(row.get("CostUsd")) or 0.0)
         day_cost = row.get("DayCostUsd")
         out.day_costs[row["PartitionKey"]] = (
             float(day_cost) if isinstance(day_cost, int | float) else None
