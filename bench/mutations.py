@@ -87,6 +87,10 @@ OWNER = H + "test_dead_letters_follow_the_owners_capture_override"
 OWNER_LESS = H + "test_an_owner_less_dead_letter_follows_the_strictest_capture"
 HUGE_NUMBERS = H + "test_numbers_past_int64_are_unknown_not_a_dead_letter"
 TWINS = "tests/test_twins.py::"
+BUDGETS = "tests/test_budgets.py::"
+CHARGEBACK = "tests/test_chargeback.py::"
+EXPORT = "tests/test_export.py::"
+COMPLIANCE = "tests/test_compliance.py::"
 TWINS_MIDNIGHT = TWINS + "test_across_midnight_the_row_leaves_the_other_day"
 DETECTOR_COST = "tests/test_detectors_adversarial.py::test_worst_input_costs_about_what_prose_costs"
 URL_NAMES = (
@@ -586,6 +590,62 @@ MUTATIONS = [
         "if len(cids) == 1]",
         "]",
         (TWINS + "test_a_response_id_two_calls_name_joins_neither",),
+    ),
+    Mutation(
+        "budgets: an alert decided again when its row exists",
+        "pipeline/store/alerts.py",
+        "        except ResourceExistsError:\n            return False\n        return True",
+        "        except ResourceExistsError:\n            return True\n        return True",
+        (BUDGETS + "test_each_threshold_alerts_once_across_checks_replays_and_re_rolls",),
+    ),
+    Mutation(
+        "budgets: a period's last hour never evaluated",
+        "pipeline/kpi/budgets.py",
+        "    if cut == current.start:",
+        "    if False:",
+        (BUDGETS + "test_spend_in_the_last_hour_of_a_period_alerts_in_the_first_hour_of_the_next",),
+    ),
+    Mutation(
+        "chargeback: cents apportioned to the wrong lines",
+        "pipeline/kpi/chargeback.py",
+        "    for (group, sums), micro in zip(groups, micros, strict=True):",
+        "    for (group, sums), micro in zip(groups, micros[::-1], strict=True):",
+        (CHARGEBACK + "test_each_subscriptions_cost_is_the_kpi_reports",),
+    ),
+    Mutation(
+        "attribution: the last matching rule wins",
+        "pipeline/kpi/attribution.py",
+        "            if position is not None and (first is None or position < first):",
+        "            if position is not None and (first is None or position > first):",
+        (CHARGEBACK + "test_each_team_gets_the_calls_its_first_matching_rule_gives_it",),
+    ),
+    Mutation(
+        "export: an unchanged day written again",
+        "pipeline/export/days.py",
+        "        if _content(before) == [(f.rows, f.size, f.sha256) for f in files]:",
+        "        if False:",
+        (EXPORT + "test_a_second_export_changes_no_byte_and_a_changed_day_is_replaced_whole",),
+    ),
+    Mutation(
+        "export: files the manifest does not list are kept",
+        "pipeline/export/days.py",
+        "            if path not in listed and _PART.search(path):",
+        "            if False:",
+        (EXPORT + "test_files_the_manifest_does_not_list_are_ignored_then_removed",),
+    ),
+    Mutation(
+        "verify: a changed manifest's digest not checked",
+        "pipeline/compliance/verify.py",
+        '    elif manifests.digest(raw) != previous.get("sha256"):',
+        "    elif False:",
+        (COMPLIANCE + "test_a_changed_manifest_breaks_the_chain",),
+    ),
+    Mutation(
+        "verify: blobs checked for size only",
+        "pipeline/compliance/verify.py",
+        "        elif len(data) != size or hashlib.sha256(data).hexdigest() != sha:",
+        "        elif len(data) != size:",
+        (COMPLIANCE + "test_an_overwritten_blob_is_named",),
     ),
 ]
 
