@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.kpi.rollup import COUNTS, TOKENS
+
 SCHEMA_VERSION = "1"
 
 STRING, INT64, BOOL, FLOAT64, TIMESTAMP, DATE = (
@@ -83,27 +85,7 @@ KPI: tuple[tuple[str, str], ...] = (
     ("SubscriptionId", STRING),
     ("ProductId", STRING),
     ("BackendId", STRING),
-    *(
-        (name, INT64)
-        for name in (
-            "Calls",
-            "Succeeded",
-            "ClientErrors",
-            "ServerErrors",
-            "Throttled",
-            "ThrottledByGateway",
-            "ContentFiltered",
-            "Streamed",
-            "EstimatedCalls",
-            "UnknownTokenCalls",
-            "UnpricedCalls",
-            "PromptTokens",
-            "CompletionTokens",
-            "TotalTokens",
-            "CachedTokens",
-            "ReasoningTokens",
-        )
-    ),
+    *((name, INT64) for name in (*COUNTS, *TOKENS)),
     ("DurationP50Ms", FLOAT64),
     ("DurationP95Ms", FLOAT64),
     ("DurationP99Ms", FLOAT64),

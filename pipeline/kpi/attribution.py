@@ -144,13 +144,20 @@ def _rule(raw: Any, where: str) -> Rule:
     match = raw.get("match")
     if not isinstance(match, dict) or not match:
         raise AttributionError(f'{where}: "match" must be a non-empty object')
+    pairs = column_values(match, MATCH_KEYS, where, "match", AttributionError)
+    return Rule(team.strip(), cost_center, pairs)
+
+
+def column_values(
+    raw: dict[str, Any], keys: Mapping[str, str], where: str, what: str, error: type[ValueError]
+) -> tuple[tuple[str, str], ...]:
+    """`{key: value}` of a map rule or a budget scope → (column, value casefolded) pairs;
+    `error` names the key that is unknown or not a non-empty string."""
     pairs = []
-    for key, value in match.items():
-        if key not in MATCH_KEYS:
-            raise AttributionError(
-                f"{where}: unknown match key {key!r} (expected {', '.join(MATCH_KEYS)})"
-            )
+    for key, value in raw.items():
+        if key not in keys:
+            raise error(f"{where}: unknown {what} key {key!r} (expected {', '.join(keys)})")
         if not isinstance(value, str) or not value:
-            raise AttributionError(f"{where}: match {key!r} must be a non-empty string")
-        pairs.append((MATCH_KEYS[key], value.casefold()))
-    return Rule(team.strip(), cost_center, tuple(pairs))
+            raise error(f"{where}: {what} {key!r} must be a non-empty string")
+        pairs.append((keys[key], value.casefold()))
+    return tuple(pairs)

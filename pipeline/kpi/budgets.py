@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.kpi.attribution import UNATTRIBUTED
+from pipeline.kpi.attribution import UNATTRIBUTED, column_values
 from pipeline.kpi.files import DocumentError, ReadBlob, read_document
 
 SCHEMA = "aoai-audit-alert/1"
@@ -163,16 +163,7 @@ def _thresholds(raw: Any, where: str) -> tuple[float, ...]:
 def _scope(raw: Any, where: str) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
     if not isinstance(raw, dict):
         raise BudgetsError(f'{where}: "scope" must be an object ({{}} = everything)')
-    pairs = []
-    for key, value in raw.items():
-        if key not in SCOPE_KEYS:
-            raise BudgetsError(
-                f"{where}: unknown scope key {key!r} (expected {', '.join(SCOPE_KEYS)})"
-            )
-        if not isinstance(value, str) or not value:
-            raise BudgetsError(f"{where}: scope {key!r} must be a non-empty string")
-        pairs.append((SCOPE_KEYS[key], value.casefold()))
-    return dict(raw), tuple(pairs)
+    return dict(raw), column_values(raw, SCOPE_KEYS, where, "scope", BudgetsError)
 
 
 # --- periods -----------------------------------------------------------------------------------
