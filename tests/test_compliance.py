@@ -5,6 +5,7 @@ changed."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from typing import Any
 
@@ -50,6 +51,11 @@ def test_an_untouched_archive_verifies_and_the_chain_links_the_days(
     sealed: list[str], store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     assert problems(store) == []
+    # The writer states each blob's SHA-256 as it creates it: sealing lists, never reads.
+    for d in DAYS:
+        for b in archive_index.day_blobs(store, d):
+            data = store.archive.download_blob(b.name).readall()
+            assert b.sha256 == hashlib.sha256(data).hexdigest()
     first, second = (archive_index.read(store, archive_index.manifest_name(d, 0)) for d in DAYS[:2])
     assert first is not None and second is not None
     doc = manifests.parse(second)
