@@ -266,6 +266,8 @@ def test_month_and_formats(
     assert run_cli(cfg, monkeypatch, "chargeback", "--month", "2025-11", "--format", "csv") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("group,costCenter,calls,") and lines[-1].startswith("TOTAL,")
+    with pytest.raises(SystemExit, match="--to goes with --from"):
+        run_cli(cfg, monkeypatch, "chargeback", "--month", "2025-11", "--to", "2025-11-05")
     page = tmp_path / "statement.html"
     args = ["chargeback", "--month", "2025-11", "--format", "html", "--out", str(page)]
     assert run_cli(cfg, monkeypatch, *args) == 0

@@ -44,6 +44,8 @@ def month(value: str) -> tuple[date, date]:
 
 def period_of(args: argparse.Namespace) -> tuple[date, date]:
     if args.month is not None:
+        if args.to_day is not None:
+            raise SystemExit("error: --to goes with --from, not with --month")
         return args.month
     if args.to_day is None:
         raise SystemExit("error: --from needs --to")

@@ -20,6 +20,7 @@ from pipeline.cli.receiver import Receiver
 from pipeline.cli.runner import replay
 from pipeline.cli.show import show
 from pipeline.common.render import table
+from pipeline.compliance.seal import seal_days
 from pipeline.kpi import alerting, budgets, daily
 from pipeline.settings import Config
 from pipeline.sources import files
@@ -110,8 +111,14 @@ def _daily_kpis(cfg: Config, store: Store, first: date, last: date) -> None:
     """`rollup` of the days from `first` to `last`, then `kpi` by subscription with a chart."""
     n = (last - first).days + 1
     print(f"\nDaily KPIs: python -m pipeline rollup --day {last} --days {n}\n")
-    for r in daily.roll_up([first + timedelta(days=i) for i in range(n)], cfg, store):
+    days = [first + timedelta(days=i) for i in range(n)]
+    for r in daily.roll_up(days, cfg, store):
         print(f"  {r.day}: {r.calls} calls, {r.groups} groups, {r.cost_usd:.4f} USD")
+    sealed = [s for s in seal_days(days, store) if s.manifest]
+    print(
+        f"  archive sealed: {len(sealed)} daily manifests; check them with "
+        f"python -m pipeline verify --from {first} --to {last}"
+    )
     chart = Path("out") / "kpi-by-subscription.png"
     chart.parent.mkdir(exist_ok=True)
     command = f"kpi --from {first} --to {last} --by subscription --chart {chart}"

@@ -10,8 +10,8 @@ successful calls the price table cannot price are rows with cost 0 and `x_Priced
 Facts checked against the FOCUS 1.2 requirements: ChargeCategory `Usage`, ChargeFrequency
 `Usage-Based`, ServiceCategory `AI and Machine Learning` with ServiceSubcategory `Generative
 AI`, ChargePeriodStart inclusive and ChargePeriodEnd exclusive in UTC, ListCost =
-ListUnitPrice × PricingQuantity, unit names in the spec's "1000 Tokens" form, custom columns
-prefixed `x_`, null for what does not apply.
+ListUnitPrice × PricingQuantity, unit names in the spec's "1000 Tokens" form (here
+`1000000 Tokens`), custom columns prefixed `x_`, null for what does not apply.
 """
 
 from __future__ import annotations
