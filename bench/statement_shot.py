@@ -20,6 +20,7 @@ from typing import Any
 
 import matplotlib.image
 
+from pipeline.kpi.chargeback import COVERAGE, MEASURES
 from pipeline.kpi.statement import render_html
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,17 +34,7 @@ TEAMS = [
     ("Customer Service", "CC-5300", 4100, 800, 260, 0.0009),
     ("Unattributed", None, 350, 1500, 380, 0.0035),
 ]
-FIELDS = [
-    "calls",
-    "succeeded",
-    "promptTokens",
-    "completionTokens",
-    "cachedTokens",
-    "reasoningTokens",
-    "totalTokens",
-    "unpricedCalls",
-    "unknownTokenCalls",
-]
+FIELDS = [*MEASURES, *COVERAGE]  # the measures of a chargeback line
 
 
 def _day(rng: random.Random, team: tuple, day: date) -> dict[str, Any]:

@@ -19,22 +19,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.kpi.chargeback import COVERAGE, MEASURES
 from pipeline.kpi.statement import CHART_W, PLOT_L, PLOT_R, TOP, nice_axis, render_html
 
 CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_ATTR = '"><img src=https://evil.example/x.png onerror=alert(2)>'
-FIELDS = [
-    "calls",
-    "succeeded",
-    "promptTokens",
-    "completionTokens",
-    "cachedTokens",
-    "reasoningTokens",
-    "totalTokens",
-    "unpricedCalls",
-    "unknownTokenCalls",
-]
+FIELDS = [*MEASURES, *COVERAGE]  # the measures of a chargeback line
 
 
 def _report(costs: dict[str, float], by: str = "team", **extra: Any) -> dict[str, Any]:

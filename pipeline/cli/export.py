@@ -17,7 +17,7 @@ from pipeline.common.render import table
 from pipeline.export.columns import DATASETS
 from pipeline.export.targets import blob_target
 from pipeline.store.account import Store
-from pipeline.store.exports import BlobTarget, DirTarget, Target
+from pipeline.store.exports import DirTarget, Target
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,24 +92,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
         root = Path(args.dir)
         return _answer(sql.connect(root, sql.manifests(DirTarget(root))), args)
     cfg = options.config(args)
-    store = Store(cfg)
-    target = blob_target(cfg, store, args.blob, args.target_storage)
+    target = blob_target(cfg, Store(cfg), args.blob, args.target_storage)
     with tempfile.TemporaryDirectory(prefix="aoai-sql-") as work:
         root = Path(work)
-        days = []
-        for name in _blob_manifests(target):
-            raw = target.read(name)
-            if raw:
-                days.append(orjson.loads(raw))
+        days = sql.manifests(target)
         files = [e["path"] for m in days for entries in m["datasets"].values() for e in entries]
         sql.mirror(target, files, root)
         return _answer(sql.connect(root, days), args)
-
-
-def _blob_manifests(target: BlobTarget) -> list[str]:
-    prefix = f"{target.prefix}/_manifests/" if target.prefix else "_manifests/"
-    strip = len(target.prefix) + 1 if target.prefix else 0
-    return sorted(b.name[strip:] for b in target.container.list_blobs(name_starts_with=prefix))
 
 
 def _answer(con: object, args: argparse.Namespace) -> int:

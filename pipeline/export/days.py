@@ -98,7 +98,12 @@ def produce(
     """The day's datasets in `what`, as local files (calls and focus from one pass)."""
     out: dict[str, list[Produced]] = {}
     if "calls" in what or "focus" in what:
-        calls, focus = store.call(lambda: _calls_pass(day, store, what, table, teams, work))
+        # A transient failure while paging restarts the day's pass from a fresh query.
+        calls, focus = store.call(
+            lambda: calls_files(
+                KpiStore(store).audit_rows(f"{day}", CALLS_READ), day, what, table, teams, work
+            )
+        )
         if "calls" in what:
             out["calls"] = calls
         if focus is not None:
@@ -107,18 +112,6 @@ def produce(
         rows = store.call(lambda: list(KpiStore(store).rows(f"{day}", f"{day}")))
         out["kpi"] = [_write(work / "kpi.parquet", KPI, "kpi", (_kpi_values(e) for e in rows))]
     return out
-
-
-def _calls_pass(
-    day: date,
-    store: Store,
-    what: tuple[str, ...],
-    table: prices.PriceTable,
-    teams: attribution.Attribution,
-    work: Path,
-) -> tuple[list[Produced], list[dict[str, Any]] | None]:
-    rows = KpiStore(store).audit_rows(f"{day}", CALLS_READ)
-    return calls_files(rows, day, what, table, teams, work)
 
 
 def calls_files(

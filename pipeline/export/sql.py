@@ -15,10 +15,14 @@ from pipeline.export.columns import DATASETS
 from pipeline.store.exports import Target
 
 
-def manifests(target: Target, root: Path | None = None) -> list[dict[str, Any]]:
-    """Every day's manifest of a local export folder (blob exports: see `mirror`)."""
-    base = root if root is not None else Path(target.describe())
-    return [orjson.loads(p.read_bytes()) for p in sorted((base / "_manifests").glob("day=*.json"))]
+def manifests(target: Target) -> list[dict[str, Any]]:
+    """Every day's manifest of an export (a folder or blobs: the same listing and reads)."""
+    out = []
+    for name in target.list("_manifests"):
+        raw = target.read(name)
+        if raw:
+            out.append(orjson.loads(raw))
+    return out
 
 
 def mirror(target: Target, names: list[str], to: Path) -> None:

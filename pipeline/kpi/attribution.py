@@ -24,14 +24,21 @@ import orjson
 from pipeline.kpi.files import DocumentError, ReadBlob, read_document
 
 UNATTRIBUTED = "Unattributed"
-# Match key → the audit-row column it compares.
-MATCH_KEYS: dict[str, str] = {
+# The keys a map rule or a budget scope is written with → the column each one names.
+KEY_COLUMNS: dict[str, str] = {
+    "team": "Team",
+    "costCenter": "CostCenter",
     "subscription": "SubscriptionId",
     "product": "ProductId",
     "app": "CallerAppId",
     "user": "CallerUserId",
     "deployment": "Deployment",
+    "model": "Model",
     "service": "ApimService",
+}
+# Match keys of a rule: what an audit row says (not what the map makes of it).
+MATCH_KEYS = {
+    k: KEY_COLUMNS[k] for k in ("subscription", "product", "app", "user", "deployment", "service")
 }
 COLUMNS = tuple(MATCH_KEYS.values())
 MAX_RULES = 10_000

@@ -27,19 +27,14 @@ from typing import Any
 
 import orjson
 
-from pipeline.kpi.attribution import UNATTRIBUTED, column_values
+from pipeline.kpi.attribution import KEY_COLUMNS, UNATTRIBUTED, column_values
 from pipeline.kpi.files import DocumentError, ReadBlob, read_document
 
 SCHEMA = "aoai-audit-alert/1"
-# Scope key → the KpiHourly column it compares (case-insensitively).
-SCOPE_KEYS: dict[str, str] = {
-    "team": "Team",
-    "costCenter": "CostCenter",
-    "subscription": "SubscriptionId",
-    "product": "ProductId",
-    "app": "CallerAppId",
-    "deployment": "Deployment",
-    "model": "Model",
+# Scope keys → the KpiHourly columns they compare (case-insensitively).
+SCOPE_KEYS = {
+    k: KEY_COLUMNS[k]
+    for k in ("team", "costCenter", "subscription", "product", "app", "deployment", "model")
 }
 PERIODS = ("day", "week", "month")
 _FIELDS = frozenset({"name", "scope", "period", "amountUsd", "tokens", "thresholds", "forecast"})

@@ -56,18 +56,6 @@ def level_of(by: str) -> str:
     return "user" if by == "user" else "day"
 
 
-# What `chargeback` reads of KpiHourly.
-COLUMNS = [
-    "PartitionKey",
-    "Team",
-    "CostCenter",
-    *(c for c in BY.values() if c not in ("Team", "CostCenter")),
-    *MEASURES.values(),
-    *COVERAGE.values(),
-    "CostUsd",
-    "PriceTableVersion",
-    "AttributionVersion",
-]
 MICRO = 1_000_000
 
 

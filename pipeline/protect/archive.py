@@ -87,6 +87,7 @@ class ArchiveBlob:
     name: str
     data: bytes
     pointers: list[RawPointer]
+    sha256: str  # of `data`; the name holds its first 40 hex digits
 
 
 def pack_member(member: bytes) -> RawSource:
@@ -100,13 +101,14 @@ def pack_member(member: bytes) -> RawSource:
 def build_blob(members: list[RawSource], when: datetime) -> ArchiveBlob:
     """The batch's blob, named by `when` (the batch's own time, see ingest) and its content."""
     data = b"".join(m.packed for m in members)
-    name = f"{path_hour(when)}/{hashlib.sha256(data).hexdigest()[:40]}.jsonl.gz"
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"{path_hour(when)}/{digest[:40]}.jsonl.gz"
     pointers = []
     offset = 0
     for member in members:
         pointers.append(RawPointer(name, offset, len(member.packed), member.sha256))
         offset += len(member.packed)
-    return ArchiveBlob(name, data, pointers)
+    return ArchiveBlob(name, data, pointers, digest)
 
 
 class ArchiveError(ValueError):

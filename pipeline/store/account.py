@@ -9,7 +9,6 @@ retry.py (the retry policy).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -132,7 +131,7 @@ class Store:
             self.archive,
             blob.name,
             blob.data,
-            metadata={"sha256": hashlib.sha256(blob.data).hexdigest()},
+            metadata={"sha256": blob.sha256},
             content_type="application/gzip",
         )
 
