@@ -39,8 +39,10 @@ param enableCapture bool = true
 @description('Days each raw record stays immutable (time-based retention of the archive).')
 @minValue(1)
 param archiveRetentionDays int = 365
+@description('Encrypt the raw archive with per-record data keys wrapped by a Key Vault key, so that `erase` can shred a subject\'s records on the immutable archive.')
+param archiveEncryption bool = true
 
-@description('Private endpoints for storage and Event Hubs, and VNet integration of the Function.')
+@description('Private endpoints for storage, Event Hubs and the key vault, and VNet integration of the Function.')
 param privateNetworking bool = false
 param functionMaxInstances int = 40
 @description('App setting overrides (name → value), e.g. {"CAPTURE_OVERRIDES": "..."}.')
@@ -83,6 +85,8 @@ module storage 'modules/storage.bicep' = {
     kpiTable: defaults.KPI_TABLE
     kpiHourlyTable: defaults.KPI_HOURLY_TABLE
     budgetAlertsTable: defaults.BUDGET_ALERTS_TABLE
+    archiveKeysTable: defaults.ARCHIVE_KEYS_TABLE
+    legalHoldsTable: defaults.LEGAL_HOLDS_TABLE
     archiveContainer: defaults.ARCHIVE_CONTAINER
     deadletterContainer: defaults.DEADLETTER_CONTAINER
     captureContainer: captureContainer
@@ -128,6 +132,18 @@ module network 'modules/network.bicep' = if (privateNetworking) {
   }
 }
 
+// Before the Function, whose settings name the key; the Function's access to it comes after.
+module keyVault 'modules/keyvault.bicep' = if (archiveEncryption) {
+  scope: rg
+  name: 'keyvault'
+  params: {
+    location: location
+    name: 'kv-${token}'
+    tags: tags
+    privateNetworking: privateNetworking
+  }
+}
+
 module function 'modules/function.bicep' = {
   scope: rg
   name: 'function'
@@ -144,7 +160,19 @@ module function 'modules/function.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     maximumInstanceCount: functionMaxInstances
     subnetId: privateNetworking ? network.outputs.functionsSubnetId : ''
+    archiveEncryption: archiveEncryption
+    kekUri: archiveEncryption ? keyVault.outputs.keyUri : ''
     settingsOverrides: appSettingsOverrides
+  }
+}
+
+module kekUser 'modules/keyvault-crypto-user.bicep' = if (archiveEncryption) {
+  scope: rg
+  name: 'keyvault-crypto-user'
+  params: {
+    principalId: function.outputs.principalId
+    vaultName: keyVault.outputs.name
+    keyName: keyVault.outputs.keyName
   }
 }
 
@@ -163,6 +191,8 @@ module privateEndpoints 'modules/private-endpoints.bicep' = if (privateNetworkin
     tableZoneId: network.outputs.tableZoneId
     queueZoneId: network.outputs.queueZoneId
     serviceBusZoneId: network.outputs.serviceBusZoneId
+    keyVaultId: archiveEncryption ? keyVault.outputs.id : ''
+    keyVaultZoneId: network.outputs.keyVaultZoneId
   }
 }
 
@@ -197,4 +227,5 @@ output AUDIT_ARCHIVE_CONTAINER_ID string = '${storage.outputs.id}/blobServices/d
 output EVENTHUB_NAMESPACE string = eventHubs.outputs.fullyQualifiedNamespace
 output EVENTHUB_NAME string = hubName
 output FUNCTION_APP_NAME string = function.outputs.name
+output ARCHIVE_KEK string = archiveEncryption ? 'keyvault:${keyVault.outputs.keyUri}' : ''
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString

@@ -45,6 +45,12 @@ class Archived:
     # any sender can set) is never honoured: ingest checks it, or archives the record anew.
     verified: bool = False
     correlation_id: str | None = None
+    # Sealed archive: the member's data key (previews of the record are sealed under it).
+    key: bytes | None = None
+    # Read from a sealed member: `body` is still the member, opened by ingest (which holds
+    # the keys: ingest/archived.py); `erased` when its data key was destroyed.
+    sealed: bool = False
+    erased: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,9 @@ class EventIn:
     origin: str = "eventhub"
     partition_key: str | None = None
     archived: Archived | None = None
+    # Read back from our own dead-letter store: the body may be a sealed dead letter, which
+    # ingest opens (never set from anything a sender controls).
+    sealed: bool = False
 
 
 @dataclass(slots=True)
@@ -122,6 +131,15 @@ class Preview:
     text: str
     rank: tuple[int, int]
 
+    @property
+    def sealed(self) -> bool:
+        """Sealed under its record's data key (protect/encryption.py)."""
+        return self.text.startswith(SEALED_TEXT)
+
+
+# How a sealed preview starts (protect/encryption.py writes them).
+SEALED_TEXT = "enc:A256GCM:"
+
 
 @dataclass(frozen=True, slots=True)
 class RawSource:
@@ -130,6 +148,7 @@ class RawSource:
 
     packed: bytes  # one gzip member (archive.pack_member)
     sha256: str  # of the uncompressed member: the row's RawSha256
+    key: bytes | None = None  # its data key, when the archive is sealed
 
 
 @dataclass(slots=True)
@@ -150,6 +169,8 @@ class Fragment:
     part: int = 0
     # What the capture policy masked in what this record stores, by placeholder type.
     redactions: dict[str, int] = field(default_factory=dict)
+    # Sealed archive: the data key of the record's member (never stored on the row).
+    data_key: bytes | None = None
 
     @property
     def key(self) -> str:

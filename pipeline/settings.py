@@ -8,6 +8,7 @@ code; they are listed so that deployments and local runs set them too.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
@@ -33,8 +34,9 @@ class Setting:
     # Value written to local.settings.sample.json when it differs from the default.
     sample: str | None = None
     # Its name in Azure when it differs (identity-based connections use suffixed names); ""
-    # when Azure does not take it. infra/ sets every other setting: deployed values from
-    # the resources, the rest from these defaults (infra/app-settings.json).
+    # when Azure does not take it; its own name when infra/ sets it from the resources it
+    # deploys (function.bicep). infra/ sets every other setting from these defaults
+    # (infra/app-settings.json).
     azure: str | None = None
 
 
@@ -204,6 +206,33 @@ SETTINGS: tuple[Setting, ...] = (
         "(no bodies).",
     ),
     Setting(
+        "ARCHIVE_ENCRYPTION",
+        "off",
+        "on: archived records, dead letters and previews are encrypted (AES-256-GCM, a data key "
+        "per record, so that `erase` can destroy one subject's content on the WORM archive); "
+        "infra/ deploys with on.",
+        azure="ARCHIVE_ENCRYPTION",
+    ),
+    Setting(
+        "ARCHIVE_KEK",
+        "",
+        "Key-encryption key of ARCHIVE_ENCRYPTION: keyvault:https://<vault>.vault.azure.net/"
+        "keys/<name> (wrapped and unwrapped by the app's identity) or local:<base64 of 32 bytes> "
+        "(local runs and tests only).",
+        azure="ARCHIVE_KEK",
+    ),
+    Setting(
+        "ARCHIVE_KEYS_TABLE",
+        "ArchiveKeys",
+        "Table holding the archive's wrapped data keys (one entity per archive blob); `erase` "
+        "destroys keys there.",
+    ),
+    Setting(
+        "LEGAL_HOLDS_TABLE",
+        "LegalHolds",
+        "Table holding legal holds (`hold`, `release`); `erase` refuses data a hold covers.",
+    ),
+    Setting(
         "PROMPT_HASH_KEY",
         "",
         "Secret key of the HMAC used by PROMPT_CAPTURE=hashed (use a Key Vault reference).",
@@ -317,6 +346,10 @@ class Config:
     prompt_capture: str = "redacted"
     archive_capture: str = "redacted"
     prompt_hash_key: str = ""
+    archive_encryption: bool = False
+    archive_kek: str = field(default="", repr=False)
+    archive_keys_table: str = "ArchiveKeys"
+    legal_holds_table: str = "LegalHolds"
     capture_overrides: str = ""
     redact_patterns: str = ""
     # Read from the texts above by __post_init__.
@@ -339,6 +372,11 @@ class Config:
         if self.caller_ip_mode == "hash" and not self.prompt_hash_key:
             # An unkeyed hash of an IPv4 address is reversed by trying all 2^32 of them.
             raise SettingsError("CALLER_IP_MODE=hash needs PROMPT_HASH_KEY (a secret)")
+        if self.archive_encryption and not self.archive_kek:
+            raise SettingsError(
+                "ARCHIVE_ENCRYPTION=on needs ARCHIVE_KEK (keyvault:https://<vault>.vault.azure.net"
+                "/keys/<name>, or local:<base64 of 32 bytes> for local runs)"
+            )
         object.__setattr__(self, "capture", default)
         object.__setattr__(self, "capture_by_subscription", by_subscription)
         object.__setattr__(self, "capture_by_product", by_product)
@@ -376,9 +414,37 @@ class Config:
             prompt_capture=_str(env, "PROMPT_CAPTURE").lower(),
             archive_capture=_str(env, "ARCHIVE_CAPTURE").lower(),
             prompt_hash_key=env.get("PROMPT_HASH_KEY", ""),
+            archive_encryption=_choice(env, "ARCHIVE_ENCRYPTION", ("off", "on")) == "on",
+            archive_kek=_kek(_str(env, "ARCHIVE_KEK")),
+            archive_keys_table=_table_name(_str(env, "ARCHIVE_KEYS_TABLE"), "ARCHIVE_KEYS_TABLE"),
+            legal_holds_table=_table_name(_str(env, "LEGAL_HOLDS_TABLE"), "LEGAL_HOLDS_TABLE"),
             capture_overrides=_str(env, "CAPTURE_OVERRIDES"),
             redact_patterns=_str(env, "REDACT_PATTERNS"),
         )
+
+
+KEYVAULT_KEY = re.compile(
+    r"keyvault:https://[a-z0-9-]{3,24}\.vault\.(?:azure\.net|azure\.cn|usgovcloudapi\.net)"
+    r"/keys/[A-Za-z0-9-]{1,127}(?:/[0-9a-f]{32})?"
+)
+
+
+def _kek(raw: str) -> str:
+    """ARCHIVE_KEK checked (never echoed: a local key is a secret)."""
+    if not raw or KEYVAULT_KEY.fullmatch(raw):
+        return raw
+    if raw.startswith("local:"):
+        try:
+            key = base64.b64decode(raw[6:], validate=True)
+        except ValueError:
+            key = b""
+        if len(key) == 32:
+            return raw
+        raise SettingsError("ARCHIVE_KEK=local:...: expected the base64 of 32 bytes")
+    raise SettingsError(
+        "ARCHIVE_KEK: expected keyvault:https://<vault>.vault.azure.net/keys/<name> or "
+        "local:<base64 of 32 bytes>"
+    )
 
 
 def _export_target(raw: str) -> str:

@@ -46,7 +46,7 @@ def test_app_settings_come_from_the_one_list() -> None:
         name = s.name if s.azure is None else s.azure
         if name == "":
             continue  # not taken in Azure (FUNCTIONS_WORKER_RUNTIME on Flex Consumption)
-        if s.scope == "host" or name == "AUDIT_STORAGE_ACCOUNT":
+        if s.scope == "host" or name in ("AUDIT_STORAGE_ACCOUNT", s.name if s.azure else None):
             assert re.search(rf"^\s*{re.escape(name)}:", deployed, re.M), (
                 f"{name} not set by function.bicep"
             )
@@ -73,6 +73,7 @@ ROLE_IDS = {  # platform.md
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "a638d3c7-ab3a-418d-83e6-5f17a39d4fde": "Azure Event Hubs Data Receiver",
     "2b629674-e913-4c01-ae53-ef4638d8f975": "Azure Event Hubs Data Sender",
+    "12338af0-0e69-4776-bea7-57ae8d297424": "Key Vault Crypto User",
 }
 
 
@@ -88,7 +89,8 @@ def test_least_roles_with_the_right_ids() -> None:
         r"scope: (\w+)\n\s+name: guid\(\w+\.id, site\.id, roles\.storageBlobDataOwner", function
     )
     assert owner_scopes == ["hostStorage"]
-    for text in (function, sender, (INFRA / "modules" / "capture-writer.bicep").read_text()):
+    others = ("capture-writer.bicep", "keyvault-crypto-user.bicep")
+    for text in (function, sender, *((INFRA / "modules" / m).read_text() for m in others)):
         for role in re.findall(
             r"'([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'", text
         ):
@@ -111,6 +113,51 @@ def test_archive_is_worm_and_keys_are_off() -> None:
     assert site["identity"] == {"type": "SystemAssigned"}
     runtime = site["properties"]["functionAppConfig"]["runtime"]
     assert runtime == {"name": "python", "version": "3.11"}
+
+
+def test_archive_kek_is_an_rsa_key_in_a_purge_protected_vault() -> None:
+    vault = parsed("modules/keyvault.bicep")["resources"]
+    props = vault["vault"]["config"]["properties"]
+    assert vault["vault"]["type"] == "Microsoft.KeyVault/vaults"
+    assert props["enableRbacAuthorization"] is True
+    assert props["enableSoftDelete"] is True and props["enablePurgeProtection"] is True
+    (kek,) = [r for r in vault.values() if r["type"] == "Microsoft.KeyVault/vaults/keys"]
+    key = kek["config"]["properties"]
+    assert key["kty"] == "RSA" and key["keySize"] >= 3072
+    assert sorted(key["keyOps"]) == ["unwrapKey", "wrapKey"]
+    keyvault = (INFRA / "modules" / "keyvault.bicep").read_text()
+    assert "output keyUri string = kek.properties.keyUri" in keyvault
+    # The Function's identity, on the key only, after the Function exists (no cycle).
+    user = parsed("modules/keyvault-crypto-user.bicep")
+    assert user["variables"]["keyVaultCryptoUser"]["value"] == (
+        "12338af0-0e69-4776-bea7-57ae8d297424"
+    )
+    assignment = user["resources"]["cryptoUser"]["config"]
+    assert assignment["scope"] == "kek"
+    assert assignment["properties"]["principalId"] == "principalId"
+    main_bicep = (INFRA / "main.bicep").read_text()
+    assert "param archiveEncryption bool = true" in main_bicep
+    assert "kekUri: archiveEncryption ? keyVault.outputs.keyUri : ''" in main_bicep
+    assert "principalId: function.outputs.principalId" in main_bicep
+    assert main_bicep.index("module keyVault") < main_bicep.index("module function")
+    assert main_bicep.index("module function") < main_bicep.index("module kekUser")
+    function = (INFRA / "modules" / "function.bicep").read_text()
+    deployed = function[function.index("var deployed = {") : function.index("var settings =")]
+    assert "ARCHIVE_ENCRYPTION: archiveEncryption ? 'on' : 'off'" in deployed
+    assert "ARCHIVE_KEK: archiveEncryption ? 'keyvault:${kekUri}' : ''" in deployed
+    # Private networking reaches the vault like the other services.
+    assert "'privatelink.vaultcore.azure.net'" in (INFRA / "modules" / "network.bicep").read_text()
+    endpoints = (INFRA / "modules" / "private-endpoints.bicep").read_text()
+    assert "group: 'vault', zone: keyVaultZoneId" in endpoints
+    # Its wrapped data keys and the legal holds live in tables Bicep creates.
+    tables = {
+        r["config"]["name"]
+        for r in parsed("modules/storage.bicep")["resources"].values()
+        if r["type"] == "Microsoft.Storage/storageAccounts/tableServices/tables"
+    }
+    assert {"archiveKeysTable", "legalHoldsTable"} <= tables
+    assert "archiveKeysTable: defaults.ARCHIVE_KEYS_TABLE" in main_bicep
+    assert "legalHoldsTable: defaults.LEGAL_HOLDS_TABLE" in main_bicep
 
 
 def test_apim_wiring_streams_both_categories_and_uses_the_policy_files() -> None:

@@ -17,6 +17,10 @@ param appInsightsConnectionString string
 @maxValue(1000)
 param maximumInstanceCount int = 40
 param subnetId string = ''
+@description('Encrypt the raw archive (crypto-shredding) with the key-encryption key kekUri.')
+param archiveEncryption bool = false
+@description('Key Vault key URI, without version, of the archive KEK; empty when not encrypted.')
+param kekUri string = ''
 @description('Overrides of app settings (name → value), e.g. {"PROMPT_CAPTURE": "hashed"}.')
 param settingsOverrides object = {}
 
@@ -37,6 +41,8 @@ var deployed = {
   AUDIT_STORAGE_ACCOUNT: auditStorageName
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+  ARCHIVE_ENCRYPTION: archiveEncryption ? 'on' : 'off'
+  ARCHIVE_KEK: archiveEncryption ? 'keyvault:${kekUri}' : ''
 }
 var settings = union(defaults, deployed, settingsOverrides)
 

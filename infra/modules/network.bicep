@@ -14,6 +14,7 @@ var zones = [
   'privatelink.table.${environment().suffixes.storage}'
   'privatelink.queue.${environment().suffixes.storage}'
   'privatelink.servicebus.windows.net'
+  'privatelink.vaultcore.azure.net'
 ]
 
 resource vnet 'Microsoft.Network/virtualNetworks@2024-01-01' = {
@@ -76,3 +77,4 @@ output blobZoneId string = dnsZones[0].id
 output tableZoneId string = dnsZones[1].id
 output queueZoneId string = dnsZones[2].id
 output serviceBusZoneId string = dnsZones[3].id
+output keyVaultZoneId string = dnsZones[4].id

@@ -1,5 +1,6 @@
 // Private endpoints of the audit storage (blob, table), the Function's host storage (blob,
-// queue, table) and the Event Hubs namespace, each registered in its private DNS zone.
+// queue, table), the Event Hubs namespace and the archive's key vault (when
+// ARCHIVE_ENCRYPTION is on), each registered in its private DNS zone.
 
 param location string
 param token string
@@ -12,15 +13,20 @@ param blobZoneId string
 param tableZoneId string
 param queueZoneId string
 param serviceBusZoneId string
+@description('The archive\'s key vault; empty when the archive is not encrypted.')
+param keyVaultId string = ''
+param keyVaultZoneId string = ''
 
-var endpoints = [
+var endpoints = concat([
   { name: 'pe-audit-blob', id: auditStorageId, group: 'blob', zone: blobZoneId }
   { name: 'pe-audit-table', id: auditStorageId, group: 'table', zone: tableZoneId }
   { name: 'pe-host-blob', id: hostStorageId, group: 'blob', zone: blobZoneId }
   { name: 'pe-host-queue', id: hostStorageId, group: 'queue', zone: queueZoneId }
   { name: 'pe-host-table', id: hostStorageId, group: 'table', zone: tableZoneId }
   { name: 'pe-eventhubs', id: eventHubsId, group: 'namespace', zone: serviceBusZoneId }
-]
+], empty(keyVaultId) ? [] : [
+  { name: 'pe-keyvault', id: keyVaultId, group: 'vault', zone: keyVaultZoneId }
+])
 
 resource endpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = [for e in endpoints: {
   name: '${e.name}-${token}'

@@ -1,6 +1,7 @@
-// The audit storage account: tables (AuditLog, KpiDaily, KpiHourly, BudgetAlerts), the raw archive container with
-// version-level immutability (WORM) and a time-based retention policy, the dead-letter container
-// (not immutable: dead letters are replayed and marked done), and optionally the Capture container.
+// The audit storage account: tables (AuditLog, KpiDaily, KpiHourly, BudgetAlerts, ArchiveKeys,
+// LegalHolds), the raw archive container with version-level immutability (WORM) and a time-based
+// retention policy, the dead-letter container (not immutable: dead letters are replayed and
+// marked done), and optionally the Capture container.
 // Shared-key access is off: every client uses Microsoft Entra ID.
 
 param location string
@@ -10,6 +11,8 @@ param auditTable string
 param kpiTable string
 param kpiHourlyTable string
 param budgetAlertsTable string
+param archiveKeysTable string
+param legalHoldsTable string
 param archiveContainer string
 param deadletterContainer string
 param captureContainer string = ''
@@ -133,6 +136,17 @@ resource kpiHourly 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-
 resource budgetAlerts 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: budgetAlertsTable
+}
+
+// Not immutable, unlike the archive: `erase` shreds records by deleting their data keys here.
+resource archiveKeys 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: archiveKeysTable
+}
+
+resource legalHolds 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: legalHoldsTable
 }
 
 output id string = account.id

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 
 from pipeline.model import (
     SOURCE_LABEL,
@@ -40,6 +41,8 @@ class CallState:
     call: Call
     prompt_preview: Preview | None = None
     completion_preview: Preview | None = None
+    # When the call's content was erased (compliance/erase.py): it never takes previews again.
+    erased: datetime | None = None
 
 
 def rank_of(fragment: Fragment) -> tuple[int, int]:
@@ -53,6 +56,8 @@ MAX_MESSAGE_FRAGMENTS = 8
 
 def add_fragment(state: CallState, incoming: Fragment) -> bool:
     """Merge `incoming` into `state`. Returns True when anything changed."""
+    if state.erased is not None:
+        incoming.prompt_preview = incoming.completion_preview = None
     if incoming.kind == "llm-msg":
         parts = sorted(f.part for f in state.call.fragments.values() if f.kind == "llm-msg")
         if incoming.key not in state.call.fragments and len(parts) >= MAX_MESSAGE_FRAGMENTS:
@@ -65,8 +70,11 @@ def add_fragment(state: CallState, incoming: Fragment) -> bool:
         if existing.rid != incoming.rid and existing.rid > incoming.rid:
             return False  # the other record of this key wins, whichever came first
         if existing.rid == incoming.rid and existing.pointer is not None:
-            # Same record archived before: keep pointing at the first copy.
+            # Same record archived before: keep pointing at the first copy (and, sealed,
+            # at its key and the previews sealed under it: a redelivery rewrites nothing).
             incoming.pointer = existing.pointer
+            incoming.data_key = existing.data_key
+            _keep_sealed_previews(state, rank_of(existing), incoming)
         if _same(existing, incoming) and not _preview_differs(state, incoming):
             return False
         _drop_previews_of(state, rank_of(existing))
@@ -131,6 +139,17 @@ def _preview_differs(state: CallState, frag: Fragment) -> bool:
         elif mine.text != offered.text:
             return True
     return False
+
+
+def _keep_sealed_previews(state: CallState, rank: tuple[int, int], incoming: Fragment) -> None:
+    """The previews a record gave before, sealed under its first copy's key, stand for the
+    ones its new copy brings (the same text, sealed under another key)."""
+    current, offered = state.prompt_preview, incoming.prompt_preview
+    if current and offered and current.rank == rank and current.sealed:
+        incoming.prompt_preview = current
+    current, offered = state.completion_preview, incoming.completion_preview
+    if current and offered and current.rank == rank and current.sealed:
+        incoming.completion_preview = current
 
 
 def _drop_previews_of(state: CallState, rank: tuple[int, int]) -> None:

@@ -1,4 +1,5 @@
-"""`python -m pipeline verify`: the archive of a range of days against its manifests."""
+"""`python -m pipeline verify | erase | hold | release`: tamper evidence, erasure on the WORM
+archive (crypto-shredding) and legal holds (compliance/)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import argparse
 import sys
 
 from pipeline.cli import options
+from pipeline.compliance import erase as erasing
+from pipeline.compliance.erase import CASE, Held, Subject
 from pipeline.compliance.verify import verify
+from pipeline.settings import SettingsError
+from pipeline.store.holds import HoldExists
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,6 +22,54 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--to", dest="to_day", type=options.day, required=True, metavar="DAY")
     options.add_storage(p)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "erase",
+        help="erase a subject's content: destroy its records' keys, blank its previews",
+    )
+    _subject(p, call=True)
+    p.add_argument("--from", dest="from_day", type=options.day, metavar="DAY")
+    p.add_argument("--to", dest="to_day", type=options.day, metavar="DAY")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be erased; change nothing"
+    )
+    options.add_storage(p)
+    p.set_defaults(func=cmd_erase)
+
+    p = sub.add_parser("hold", help="put a subject's data under legal hold (erase refuses it)")
+    p.add_argument("--case", required=True, help="name of the case (letters, digits, . _ - space)")
+    _subject(p, call=False)
+    p.add_argument("--from", dest="from_day", type=options.day, required=True, metavar="DAY")
+    p.add_argument("--to", dest="to_day", type=options.day, required=True, metavar="DAY")
+    options.add_storage(p)
+    p.set_defaults(func=cmd_hold)
+
+    p = sub.add_parser("release", help="release a legal hold")
+    p.add_argument("--case", required=True)
+    options.add_storage(p)
+    p.set_defaults(func=cmd_release)
+
+
+def _subject(p: argparse.ArgumentParser, *, call: bool) -> None:
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="OID", help="the caller's object id (CallerUserId)")
+    who.add_argument("--subscription", metavar="ID", help="the APIM subscription (SubscriptionId)")
+    if call:
+        who.add_argument("--call", metavar="CORRELATION_ID", help="one call")
+
+
+def _subject_of(args: argparse.Namespace) -> Subject:
+    for kind in ("user", "subscription", "call"):
+        value = getattr(args, kind, None)
+        if value:
+            return Subject(kind, value)
+    raise AssertionError("argparse requires one")
+
+
+def _range_error(args: argparse.Namespace) -> str | None:
+    if args.from_day and args.to_day and args.to_day < args.from_day:
+        return "--to is before --from"
+    return None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -33,3 +86,102 @@ def cmd_verify(args: argparse.Namespace) -> int:
         + (f"{len(report.problems)} problems" if report.problems else "no problem")
     )
     return 1 if report.problems else 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    if why := _range_error(args):
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    cfg = options.config(args)
+    store = options.ensured_store(cfg)
+    subject = _subject_of(args)
+    try:
+        done = erasing.erase(store, subject, args.from_day, args.to_day, dry_run=args.dry_run)
+    except Held as held:
+        print(
+            f"error: refused: legal hold {', '.join(repr(c) for c in held.cases)} covers this "
+            "subject's data (release it first)",
+            file=sys.stderr,
+        )
+        return 2
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    span = f"{args.from_day or 'the first day'} to {args.to_day or 'the last'}"
+    verb = "would erase" if args.dry_run else "erased"
+    print(f"{verb} {subject.kind} {_shown(subject)}: {done.calls} calls ({span})")
+    records = len(done.pointers) + len(done.copies)
+    if args.dry_run:
+        print(
+            f"  archive: {records} records in {done.blobs} blobs would lose their keys "
+            f"({len(done.copies)} of them copies no row points at)"
+        )
+    else:
+        print(
+            f"  archive: {done.destroyed} record keys destroyed in {done.blobs} blobs "
+            f"({len(done.copies)} copies no row points at; blobs untouched, WORM)"
+        )
+    if done.unsealed:
+        print(
+            f"  warning: {done.unsealed} records were archived unsealed (before "
+            "ARCHIVE_ENCRYPTION=on): they stay readable until the archive's retention ends"
+        )
+    rows_verb = "would be blanked" if args.dry_run else "blanked, Erased set"
+    print(f"  rows: {len(done.rows)} ({rows_verb}; {done.already} erased before)")
+    if done.log:
+        print(f"  erasure log: {cfg.archive_container}/{done.log}")
+    return 0
+
+
+def _shown(subject: Subject) -> str:
+    # The operator typed it; shown cut, so a terminal log of the session keeps little of it.
+    v = subject.value
+    return v if subject.kind == "call" else (v[:8] + "…" if len(v) > 8 else v)
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    if not CASE.fullmatch(args.case):
+        print("error: --case: 1-100 letters, digits, '.', '_', '-' or spaces", file=sys.stderr)
+        return 2
+    if why := _range_error(args):
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    store = options.ensured_store(options.config(args))
+    subject = _subject_of(args)
+    try:
+        h, done, why = erasing.hold(store, args.case, subject, args.from_day, args.to_day)
+    except (HoldExists, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"hold {h.case!r}: {subject.kind} {_shown(subject)}, {h.start} to {h.end}; "
+        "erase refuses its data until `release`"
+    )
+    _blob_holds(done, len(h.blobs), why, "set")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    store = options.ensured_store(options.config(args))
+    h, done, why = erasing.release(store, args.case)
+    if h is None:
+        print(f"error: no hold named {args.case!r}", file=sys.stderr)
+        return 2
+    if done == 0 and why is None and h.released is not None:
+        print(f"hold {h.case!r} was released already ({h.released:%Y-%m-%d %H:%M}Z)")
+        return 0
+    print(f"released hold {h.case!r}")
+    _blob_holds(done, len(h.blobs), why, "cleared")
+    return 0
+
+
+def _blob_holds(done: int, total: int, why: str | None, verb: str) -> None:
+    if why is None:
+        print(f"  legal hold {verb} on {done} archive blobs")
+    else:
+        print(
+            f"  warning: legal hold {verb} on {done} of {total} archive blobs: this storage "
+            f"does not support it ({why}); Azurite has no legal holds, Azure needs "
+            "version-level immutability on the container (infra/ sets it)",
+            file=sys.stderr,
+        )

@@ -9,10 +9,15 @@ from typing import Any
 
 import orjson
 
+from pipeline.call.join import rank_of
 from pipeline.cli import options
-from pipeline.protect.archive import ArchiveError, open_member
+from pipeline.model import RawPointer
+from pipeline.protect import encryption
+from pipeline.protect.archive import ArchiveError, is_sealed, open_member, open_sealed
 from pipeline.store import rows
 from pipeline.store.account import Store
+from pipeline.store.kek import KekError
+from pipeline.store.keys import KeyMissing
 
 ROW_ORDER = (
     ["PartitionKey", "RowKey"]
@@ -46,16 +51,55 @@ def print_row(entity: dict[str, Any]) -> None:
         print(f"  {key.ljust(width)}  {value}")
 
 
-def raw_records(store: Store, entity: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The raw record of each source of a row, read with one ranged read each."""
+# A raw record of a row: (source key, the member, or None when erased, and when).
+Raw = tuple[str, dict[str, Any] | None, str | None]
+
+
+def raw_records(store: Store, entity: dict[str, Any]) -> list[Raw]:
+    """The raw record of each source of a row, read with one ranged read each (and opened
+    with its data key when the archive is sealed)."""
     state = rows.state_from_entity(entity)
-    out = []
+    out: list[Raw] = []
     for key, frag in sorted(state.call.fragments.items()):
         p = frag.pointer
         if p is None:
             continue
         data = store.read_range(store.archive, p.blob, p.offset, p.length)
-        out.append((key, open_member(data, p.sha256)))
+        member = open_member(data, p.sha256)
+        if is_sealed(member):
+            data_key = _member_key(store, p)
+            if data_key is None:
+                out.append((key, None, store.keys.erased_at(p) or "(time not recorded)"))
+                continue
+            member = open_sealed(member, data_key)
+        out.append((key, member, None))
+    return out
+
+
+def _member_key(store: Store, p: RawPointer) -> bytes | None:
+    try:
+        return store.keys.member_key(p)
+    except KeyMissing:
+        raise ArchiveError("no key entity lists this sealed member") from None
+
+
+def opened_previews(store: Store, entity: dict[str, Any]) -> dict[str, str]:
+    """The row's sealed previews, opened with the key of the record each came from."""
+    state = rows.state_from_entity(entity)
+    out = {}
+    for which, prop, preview in (
+        ("prompt", "PromptPreview", state.prompt_preview),
+        ("completion", "CompletionPreview", state.completion_preview),
+    ):
+        if preview is None or not preview.sealed:
+            continue
+        frag = next((f for f in state.call.fragments.values() if rank_of(f) == preview.rank), None)
+        key = _member_key(store, frag.pointer) if frag and frag.pointer else None
+        out[prop] = (
+            encryption.open_text(key, preview.text, which, state.call.correlation_id)
+            if key
+            else "(erased)"
+        )
     return out
 
 
@@ -66,13 +110,17 @@ def show(store: Store, correlation_id: str) -> int:
         return 1
     for entity in found:
         print(f"Audit row ({store.cfg.audit_table}):")
-        print_row(entity)
         try:
+            shown = {**entity, **opened_previews(store, entity)}
+            print_row(shown)
             records = raw_records(store, entity)
-        except ArchiveError as exc:
+        except (ArchiveError, encryption.SealError, KekError) as exc:
             print(f"error: raw record unreadable: {exc}", file=sys.stderr)
             return 1
-        for key, member in records:
+        for key, member, erased in records:
+            if member is None:
+                print(f"\nRaw record ({key}): erased {erased} (its data key was destroyed)")
+                continue
             print(f"\nRaw record ({key}, verified against RawSha256):")
             print(orjson.dumps(member, option=orjson.OPT_INDENT_2).decode())
     return 0

@@ -5,6 +5,11 @@ sender on the hub: a claim is honoured only when the blob exists in the archive 
 the range holds a member whose SHA-256 is the claimed one; the member then says which call it
 belongs to (records.fragment honours it for that call only). Otherwise the event is processed
 like any other, and its record archived anew. One ranged read per claim.
+
+Our own sealed inputs are opened here too (ARCHIVE_ENCRYPTION), with the keys only storage
+has: members read back from the sealed archive (`Archived.sealed`; a member whose data key
+was destroyed by `erase` is marked `erased` and never replayed) and sealed dead letters
+(`EventIn.sealed`).
 """
 
 from __future__ import annotations
@@ -13,21 +18,62 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import orjson
+
 from pipeline.model import Archived, EventIn
-from pipeline.protect import archive
+from pipeline.protect import archive, encryption
+from pipeline.store.kek import KekError
+from pipeline.store.keys import KeyMissing
 
 if TYPE_CHECKING:
     from pipeline.store.account import Store
 
 
 def verify_archived(events: Sequence[EventIn], store: Store) -> Sequence[EventIn]:
-    """The events, each claim replaced by its checked version (or by None)."""
-    if all(e.archived is None or e.archived.verified for e in events):
-        return events
-    return [
-        e if e.archived is None or e.archived.verified else replace(e, archived=_check(e, store))
+    """The events, each claim replaced by its checked version (or by None), our sealed
+    members and dead letters opened."""
+    if all(
+        (e.archived is None or (e.archived.verified and not e.archived.sealed)) and not e.sealed
         for e in events
-    ]
+    ):
+        return events
+    return [_checked(e, store) for e in events]
+
+
+def _checked(event: EventIn, store: Store) -> EventIn:
+    if event.sealed:
+        return _open_dead_letter(event, store)
+    if event.archived is None:
+        return event
+    if event.archived.sealed:
+        return _open_member(event, store)
+    if event.archived.verified:
+        return event
+    return replace(event, archived=_check(event, store))
+
+
+def _open_member(event: EventIn, store: Store) -> EventIn:
+    """A member read from the sealed archive, opened with its data key; when that key was
+    destroyed, the event says `erased` (and carries nothing of the record)."""
+    archived = event.archived
+    assert archived is not None
+    try:
+        key = store.keys.member_key(archived.pointer)
+    except KeyMissing:
+        return event  # stays sealed: plan reports it
+    if key is None:
+        return replace(event, body=b"", archived=replace(archived, erased=True))
+    try:
+        return archive.opened_event(event, orjson.loads(event.body), key)
+    except (archive.ArchiveError, orjson.JSONDecodeError, TypeError, ValueError):
+        return event
+
+
+def _open_dead_letter(event: EventIn, store: Store) -> EventIn:
+    try:
+        return replace(event, body=store.open_dead_letter(event.body), sealed=False)
+    except (encryption.SealError, KekError):
+        return event  # stays sealed: plan reports it
 
 
 def _check(event: EventIn, store: Store) -> Archived | None:
@@ -51,4 +97,14 @@ def _check(event: EventIn, store: Store) -> Archived | None:
     cid, rid = member.get("correlationId"), member.get("rid")
     if not isinstance(cid, str) or not isinstance(rid, str):
         return None
-    return Archived(p, rid, verified=True, correlation_id=cid)
+    key = None
+    if archive.is_sealed(member):
+        # Honoured only while the member can be read: an erased one is archived anew (and
+        # loses its new key at once, its row being erased: store/merge.py `erased_copies`).
+        try:
+            key = store.keys.member_key(p)
+        except (KeyMissing, KekError, encryption.SealError):
+            return None
+        if key is None:
+            return None
+    return Archived(p, rid, verified=True, correlation_id=cid, key=key)

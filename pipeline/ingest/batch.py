@@ -26,8 +26,8 @@ import orjson
 from pipeline.common import heap
 from pipeline.ingest.archived import verify_archived
 from pipeline.ingest.plan import Plan, contain, plan_batch
-from pipeline.model import DeadLetter, EventIn, Fragment, RawSource
-from pipeline.protect import archive, deadletters
+from pipeline.model import DeadLetter, EventIn, Fragment, Preview, RawSource
+from pipeline.protect import archive, deadletters, encryption
 from pipeline.protect.policy import policy_for
 from pipeline.settings import Config
 from pipeline.store import rows
@@ -77,6 +77,7 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
     """Build the batch's archive blob and point every fragment at its member."""
     members: list[RawSource] = []
     frags: list[Fragment] = []
+    calls: list[str] = []
     earliest: datetime | None = None
     for state in plan.states.values():
         for frag in state.call.fragments.values():
@@ -84,6 +85,7 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
                 continue
             members.append(frag.raw)
             frags.append(frag)
+            calls.append(frag.correlation_id)
             t = frag.facts.call_time
             if t is not None and (earliest is None or t < earliest):
                 earliest = t
@@ -93,7 +95,7 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
     # earliest call time does (plausible by then: records.facts).
     when = plan.enqueued or earliest
     assert when is not None  # every fragment has a time (checked in records.facts)
-    blob = archive.build_blob(members, when)
+    blob = archive.build_blob(members, when, calls)
     for frag, pointer in zip(frags, blob.pointers, strict=True):
         frag.pointer = pointer
         frag.raw = None  # in the blob now: one copy is enough
@@ -113,7 +115,29 @@ def transform(events: Sequence[EventIn], cfg: Config) -> Transformed:
     """Event bytes → the batch's archive blob and one row per call (pure: no I/O)."""
     plan = plan_batch(events, cfg)
     blob = archive_plan(plan)  # first: rows carry the pointers into it
+    if cfg.archive_encryption:
+        seal_previews(plan)
     return Transformed(plan, blob, _entities(plan, cfg))
+
+
+def seal_previews(plan: Plan) -> None:
+    """Each preview sealed under the data key of the record it was taken from, so that
+    erasing that record's key erases its previews too. A record replayed from an archive
+    written before encryption was on has no key: its previews stay as they were stored."""
+    for state in plan.states.values():
+        for frag in state.call.fragments.values():
+            if frag.data_key is None:
+                continue
+            for which in ("prompt", "completion"):
+                attr = f"{which}_preview"
+                p: Preview | None = getattr(frag, attr)
+                if p is None or p.sealed:
+                    continue
+                text = encryption.seal_text(frag.data_key, p.text, which, frag.correlation_id)
+                sealed = Preview(text, p.rank)
+                if getattr(state, attr) is p:
+                    setattr(state, attr, sealed)
+                setattr(frag, attr, sealed)
 
 
 def _entities(plan: Plan, cfg: Config) -> list[rows.Row]:
@@ -153,13 +177,20 @@ def process_batch(
     in two slices is joined through the row, as across batches)."""
     total = BatchResult()
     calls: set[str] = set()
-    events = verify_archived(events, store)
-    for part in slices(events, SLICE_BYTES):
+    checked = verify_archived(events, store)
+    for part in slices(checked, SLICE_BYTES):
         result = _process_slice(part, cfg, store, dry_run, calls)
         total.add(result)
         total.dead += result.dead
         total.archive_blob = result.archive_blob or total.archive_blob
     total.calls = len(calls)
+    if checked is not events:
+        # Callers know their events by identity (replay settles each input by it): the dead
+        # letters name the event as given, not its checked or opened copy.
+        given = {id(c): e for c, e in zip(checked, events, strict=True) if c is not e}
+        total.dead = [
+            replace(d, event=given[id(d.event)]) if id(d.event) in given else d for d in total.dead
+        ]
     return total
 
 
@@ -202,6 +233,8 @@ def _process_slice(
         if dry_run:
             result.new_archive_blobs = 0 if store.blob_exists(store.archive, blob.name) else 1
         else:
+            if blob.keys is not None:
+                store.keys.put(blob)  # before the blob: no member is ever without its key
             result.new_archive_blobs = 1 if store.put_archive(blob) else 0
     if not dry_run:
         for dead in plan.dead:
@@ -213,6 +246,10 @@ def _process_slice(
         written.unchanged,
     )
     result.days = written.days
+    if written.shred and not dry_run:
+        # Records of calls erased before (a replay from Capture, a late record): their new
+        # copies lose their keys at once, so erasure stays erasure.
+        store.keys.shred(written.shred)
     return result
 
 

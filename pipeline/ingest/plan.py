@@ -23,7 +23,7 @@ from pipeline.common.values import text
 from pipeline.ingest import records
 from pipeline.ingest.records import Received
 from pipeline.model import SOURCE_RANK, Call, DeadLetter, EventIn, Fragment, Preview
-from pipeline.protect import deadletters
+from pipeline.protect import deadletters, encryption
 from pipeline.protect.masking import Masker
 from pipeline.protect.policy import CapturePolicy, policy_for
 from pipeline.protect.previews import preview
@@ -68,6 +68,14 @@ def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
         plan.events += 1
         if plausible(event.enqueued) and (plan.enqueued is None or event.enqueued < plan.enqueued):
             plan.enqueued = event.enqueued
+        if event.archived is not None and (event.archived.erased or event.archived.sealed):
+            # Read back from the sealed archive: erased (its key destroyed), or no key opens it.
+            why = "erased" if event.archived.erased else "sealed, and no key of ours opens it"
+            plan.skipped[f"archive member {why}"] += 1
+            continue
+        if event.sealed and encryption.dead_letter_header(event.body) is not None:
+            plan.skipped["sealed dead letter that no key of ours opens"] += 1
+            continue
         try:
             _plan_event(plan, event, cfg, policy)
         except Exception as exc:  # noqa: BLE001 - the event boundary (see _contain)

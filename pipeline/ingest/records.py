@@ -24,7 +24,7 @@ from pipeline.common import safejson
 from pipeline.common.timestamps import plausible
 from pipeline.common.values import text
 from pipeline.model import SOURCE_RANK, EventIn, Facts, Fragment, Preview
-from pipeline.protect import archive
+from pipeline.protect import archive, encryption
 from pipeline.protect.credentials import scrub_credentials
 from pipeline.protect.masking import Masker
 from pipeline.protect.policy import CapturePolicy
@@ -348,6 +348,8 @@ def fragment(
         archived = None
     rid = archived.rid if archived else archive.record_id(protected.original)
     previews = (protected.prompt_preview, protected.completion_preview)
+    # Sealed archive: a data key of its own for each record (encryption.py).
+    key = archived.key if archived else (encryption.new_key() if policy.sealed else None)
     return Fragment(
         kind=read.kind,
         correlation_id=correlation_id,
@@ -366,7 +368,9 @@ def fragment(
                 received.index,
                 received.enveloped,
                 protected.stored,
-            )
+                key,
+            ),
+            key,
         ),
         pointer=archived.pointer if archived else None,
         part=read.part,
@@ -375,4 +379,5 @@ def fragment(
         redactions=policy.placeholders(
             protected.stored, *(p.text for p in previews if p is not None)
         ),
+        data_key=key,
     )

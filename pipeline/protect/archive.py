@@ -13,6 +13,12 @@ Member line: {"v": 1, "kind", "correlationId", "rid", "event": {partition, parti
 sequence, enqueued, offset, origin}, "index", "enveloped", "record"}. `rid` identifies the record
 as first logged (before redaction), so a replay from the archive updates the same fragment;
 `record` is a string when the logged message was cut (a log-to-eventhub message over 200 KB).
+
+Sealed members (ARCHIVE_ENCRYPTION=on, "v": 2): what may hold personal data (the record, the
+event's partition key and origin) is in "sealed", encrypted under the record's data key
+(protect/encryption.py); what the audit needs to find and check a member stays readable
+(kind, correlation id, rid, partition, sequence, times). RawSha256 is then the hash of the
+member as stored, so `verify` checks an archive without any key, erased members included.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import hashlib
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +36,10 @@ import orjson
 
 from pipeline.common.timestamps import iso, parse_time, path_hour
 from pipeline.model import Archived, EventIn, RawPointer, RawSource
+from pipeline.protect import encryption
 
 FORMAT_VERSION = 1
+SEALED_VERSION = 2
 # Level 3 keeps most of level 6's ratio on JSON at several times the speed (bench/).
 COMPRESS_LEVEL = 3
 
@@ -68,7 +76,12 @@ def member_bytes(
     index: int,
     enveloped: bool,
     stored_record: bytes,
+    key: bytes | None = None,
 ) -> bytes:
+    if key is not None:
+        return _sealed_member(
+            kind, correlation_id, rid, event, index, enveloped, stored_record, key
+        )
     doc = {
         "v": FORMAT_VERSION,
         "kind": kind,
@@ -82,23 +95,86 @@ def member_bytes(
     return orjson.dumps(doc) + b"\n"
 
 
+def _sealed_member(
+    kind: str,
+    correlation_id: str,
+    rid: str,
+    event: EventIn,
+    index: int,
+    enveloped: bool,
+    stored_record: bytes,
+    key: bytes,
+) -> bytes:
+    secret = orjson.dumps(
+        {
+            "record": orjson.Fragment(stored_record),
+            "partitionKey": event.partition_key,
+            "origin": event.origin,
+        }
+    )
+    doc = {
+        "v": SEALED_VERSION,
+        "kind": kind,
+        "correlationId": correlation_id,
+        "rid": rid,
+        "event": {
+            "partition": event.partition,
+            "sequence": event.sequence,
+            "enqueued": iso(event.enqueued) if event.enqueued else None,
+            "offset": event.offset,
+        },
+        "index": index,
+        "enveloped": enveloped,
+        "sealed": encryption.seal_content(key, secret, correlation_id, rid),
+    }
+    return orjson.dumps(doc) + b"\n"
+
+
+def is_sealed(member: dict[str, Any]) -> bool:
+    return member.get("v") == SEALED_VERSION
+
+
+def open_sealed(member: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """A sealed member as a plain one (v1 shape), decrypted with its data key."""
+    cid, rid = member.get("correlationId"), member.get("rid")
+    if not isinstance(cid, str) or not isinstance(rid, str):
+        raise ArchiveError("sealed archive member has no correlation id or rid")
+    try:
+        secret = encryption.open_content(key, member.get("sealed"), cid, rid)
+    except encryption.SealError as exc:
+        raise ArchiveError(f"sealed archive member {exc}") from None
+    ev = member.get("event")
+    ev = dict(ev) if isinstance(ev, dict) else {}
+    ev["partitionKey"] = secret.get("partitionKey")
+    ev["origin"] = secret.get("origin")
+    out = {k: v for k, v in member.items() if k != "sealed"}
+    out.update(v=FORMAT_VERSION, event=ev, record=secret.get("record"))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ArchiveBlob:
     name: str
     data: bytes
     pointers: list[RawPointer]
     sha256: str  # of `data`; the name holds its first 40 hex digits
+    # Sealed archive: each member's data key and correlation id (store/keys.py keeps them).
+    keys: list[bytes] | None = None
+    calls: list[str] | None = None
 
 
-def pack_member(member: bytes) -> RawSource:
+def pack_member(member: bytes, key: bytes | None = None) -> RawSource:
     """A member as the archive stores it: its own gzip member, so one call reads back alone."""
     return RawSource(
         gzip.compress(member, compresslevel=COMPRESS_LEVEL, mtime=0),
         hashlib.sha256(member).hexdigest(),
+        key,
     )
 
 
-def build_blob(members: list[RawSource], when: datetime) -> ArchiveBlob:
+def build_blob(
+    members: list[RawSource], when: datetime, calls: list[str] | None = None
+) -> ArchiveBlob:
     """The batch's blob, named by `when` (the batch's own time, see ingest) and its content."""
     data = b"".join(m.packed for m in members)
     digest = hashlib.sha256(data).hexdigest()
@@ -108,6 +184,10 @@ def build_blob(members: list[RawSource], when: datetime) -> ArchiveBlob:
     for member in members:
         pointers.append(RawPointer(name, offset, len(member.packed), member.sha256))
         offset += len(member.packed)
+    keys = [m.key for m in members]
+    if any(k is not None for k in keys):
+        assert calls is not None and all(k is not None for k in keys)
+        return ArchiveBlob(name, data, pointers, digest, keys, calls)  # type: ignore[arg-type]
     return ArchiveBlob(name, data, pointers, digest)
 
 
@@ -172,7 +252,26 @@ def iter_members(data: bytes) -> Iterator[tuple[int, int, bytes]]:
 
 def member_event(member: dict[str, Any], pointer: RawPointer) -> EventIn:
     """The event a replay feeds back into the pipeline for one archive member: the record in
-    the shape it arrived in (an envelope of one, a bare message, or the text of a cut one)."""
+    the shape it arrived in (an envelope of one, a bare message, or the text of a cut one).
+    A sealed member stays sealed (its body is the member): ingest, which holds the keys,
+    opens it (`opened_event`)."""
+    if is_sealed(member):
+        ev = member.get("event") or {}
+        return EventIn(
+            body=orjson.dumps(member),
+            partition=ev.get("partition"),
+            sequence=ev.get("sequence"),
+            enqueued=parse_time(ev.get("enqueued")),
+            offset=ev.get("offset"),
+            origin=f"archive:{pointer.blob}@{pointer.offset}",
+            archived=Archived(
+                pointer,
+                str(member.get("rid") or ""),
+                verified=True,
+                correlation_id=str(member.get("correlationId") or "") or None,
+                sealed=True,
+            ),
+        )
     record = member.get("record")
     if isinstance(record, str):
         body = record.encode("utf-8", "surrogatepass")
@@ -197,3 +296,11 @@ def member_event(member: dict[str, Any], pointer: RawPointer) -> EventIn:
             correlation_id=str(member.get("correlationId") or "") or None,
         ),
     )
+
+
+def opened_event(event: EventIn, member: dict[str, Any], key: bytes) -> EventIn:
+    """A sealed member's event (`member_event`), opened with its data key."""
+    assert event.archived is not None
+    opened = member_event(open_sealed(member, key), event.archived.pointer)
+    assert opened.archived is not None
+    return replace(opened, archived=replace(opened.archived, key=key))

@@ -52,6 +52,8 @@ class CapturePolicy:
     joined_scan: bool
     placeholder_text: re.Pattern[str]
     placeholder_bytes: re.Pattern[bytes]
+    # ARCHIVE_ENCRYPTION=on: each archived record and its previews sealed under a data key.
+    sealed: bool = False
 
     def for_call(self, subscription: str | None, product: str | None, *, named: bool) -> Capture:
         """The capture of a record; `named` says whether the record can name its owner."""
@@ -114,6 +116,7 @@ def policy_for(cfg: Config) -> CapturePolicy:
         joined_scan=not any(_ANCHORED.search(p.pattern) for _, p in cfg.custom_patterns),
         placeholder_text=re.compile(rf"\[({labels})\]"),
         placeholder_bytes=re.compile(rf"\[({labels})\]".encode()),
+        sealed=cfg.archive_encryption,
     )
 
 

@@ -66,7 +66,8 @@ def _deadletter_input(container: Any, blob: Any, call: Caller, limit: int) -> In
             raise InputError(f"{label}: the blob no longer exists") from None
 
     def events(data: bytes, report: Report | None = None) -> Any:
-        return iter([replace(event, body=data)])
+        # Ours: the body may be sealed (ARCHIVE_ENCRYPTION), and ingest opens it.
+        return iter([replace(event, body=data, sealed=True)])
 
     key = f"deadletter:{container.container_name}/{name}@{blob.etag}"
     return Input(key, label, size, fetch, events, settle)

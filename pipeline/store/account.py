@@ -18,10 +18,13 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from pipeline.model import DeadLetter
+from pipeline.protect import encryption
 from pipeline.protect.archive import ArchiveBlob
 from pipeline.settings import AZURITE_ACCOUNT, AZURITE_CONNECTION, Config, SettingsError
 from pipeline.store import blobs
 from pipeline.store.audit import AuditTable
+from pipeline.store.kek import kek_from
+from pipeline.store.keys import ArchiveKeys
 from pipeline.store.merge import WriteStats
 from pipeline.store.retry import RetryPolicy
 from pipeline.store.rows import Row
@@ -77,6 +80,18 @@ class Store:
             cfg.deadletter_container
         )
         self.audit_rows = AuditTable(self.audit, self.retry, cfg.shards)
+        self.archive_keys_table: TableClient = self.tables.get_table_client(cfg.archive_keys_table)
+        self.legal_holds: TableClient = self.tables.get_table_client(cfg.legal_holds_table)
+        self._keys: ArchiveKeys | None = None
+
+    @property
+    def keys(self) -> ArchiveKeys:
+        """The sealed archive's data keys (raises SettingsError when ARCHIVE_KEK is not set)."""
+        if self._keys is None:
+            self._keys = ArchiveKeys(
+                self.archive_keys_table, self.retry, kek_from(self.cfg.archive_kek)
+            )
+        return self._keys
 
     def close(self) -> None:
         self.tables.close()
@@ -107,6 +122,8 @@ class Store:
             self.cfg.kpi_table,
             self.cfg.kpi_hourly_table,
             self.cfg.budget_alerts_table,
+            self.cfg.archive_keys_table,
+            self.cfg.legal_holds_table,
         ):
             self.call(self.tables.create_table_if_not_exists, table)
         create = self.is_local() if create_containers is None else create_containers
@@ -136,7 +153,21 @@ class Store:
         )
 
     def put_dead_letter(self, dead: DeadLetter) -> bool:
-        return blobs.put_dead_letter(self.retry, self.deadletters, dead)
+        seal = self._seal_dead_letter if self.cfg.archive_encryption else None
+        return blobs.put_dead_letter(self.retry, self.deadletters, dead, seal)
+
+    def _seal_dead_letter(self, body: bytes) -> bytes:
+        key = encryption.new_key()
+        kek_id, wrapped = self.keys.kek.wrap(key)
+        return encryption.seal_dead_letter(key, wrapped, kek_id, body)
+
+    def open_dead_letter(self, data: bytes) -> bytes:
+        """A dead letter's content as stored before sealing (as is when it is not sealed)."""
+        head = encryption.dead_letter_header(data)
+        if head is None:
+            return data
+        kek_id, wrapped, rest = head
+        return encryption.open_dead_letter(self.keys.kek.unwrap(kek_id, wrapped), rest)
 
     def read_range(self, container: ContainerClient, name: str, offset: int, length: int) -> bytes:
         return blobs.read_range(self.retry, container, name, offset, length)

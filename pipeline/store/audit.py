@@ -246,6 +246,7 @@ class AuditTable:
         if merged["PartitionKey"] == other_pk:
             return self._merge_read_row(other_pk, (state, merged), current, dry_run)
         stats = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)], dry_run)
+        stats.shred += merge.erased_copies(current, state)
         if not dry_run:
             with contextlib.suppress(ResourceNotFoundError):
                 self.retry.call(

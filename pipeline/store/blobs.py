@@ -8,6 +8,7 @@ would write is already there, and the write says so instead of replacing it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
@@ -43,11 +44,17 @@ def create(
         return False
 
 
-def put_dead_letter(retry: RetryPolicy, container: ContainerClient, dead: DeadLetter) -> bool:
-    """Create the dead letter's blob; False when it already existed, and then its metadata
-    says why it failed this time."""
+def put_dead_letter(
+    retry: RetryPolicy,
+    container: ContainerClient,
+    dead: DeadLetter,
+    seal: Callable[[bytes], bytes] | None = None,
+) -> bool:
+    """Create the dead letter's blob (its content sealed by `seal`, when given); False when it
+    already existed, and then its metadata says why it failed this time."""
     b = dead_letter_blob(dead)
-    created = create(retry, container, b.name, b.data, metadata=b.metadata)
+    data = b.data if seal is None else seal(b.data)
+    created = create(retry, container, b.name, data, metadata=b.metadata)
     if not created:
         client = container.get_blob_client(b.name)
         old = retry.call(lambda: client.get_blob_properties().metadata) or {}

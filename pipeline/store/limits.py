@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from azure.data.tables import EdmType, EntityProperty
 
+from pipeline.model import SEALED_TEXT
+
 MAX_STRING_UNITS = 32 * 1024
 MAX_BINARY_BYTES = 64 * 1024
 MAX_ENTITY_BYTES = 1024 * 1024 - 4096  # the margin: see above
@@ -165,7 +167,8 @@ def _clip_to_size(entity: dict[str, Any], clipped: list[str]) -> None:
         value = entity[name]
         excess = (size - MAX_ENTITY_BYTES) // 2 + 64
         keep = max(0, utf16_units(value) - excess)
-        entity[name] = clip_utf16(value, keep)
+        # A sealed preview cut would open under no key: it goes whole.
+        entity[name] = "" if value.startswith(SEALED_TEXT) else clip_utf16(value, keep)
         if name not in clipped:
             clipped.append(name)
         size = entity_size(entity)

@@ -23,7 +23,7 @@ from azure.data.tables import UpdateMode
 
 from pipeline import __version__
 from pipeline.call.join import CallState, add_fragment, rank_of, resolve
-from pipeline.model import Call
+from pipeline.model import Call, RawPointer
 from pipeline.store import rows
 from pipeline.store.rows import Row
 
@@ -43,12 +43,23 @@ class WriteStats:
     unchanged: int = 0
     # Days (yyyy-MM-dd) whose rows were created or changed: the KPI days to roll up again.
     days: set[str] = field(default_factory=set)
+    # Archive members whose keys must go: new copies of records of calls already erased.
+    shred: list[RawPointer] = field(default_factory=list)
 
     def add(self, other: WriteStats) -> None:
         self.created += other.created
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.days |= other.days
+        self.shred += other.shred
+
+
+def erased_copies(current: Any, incoming: CallState) -> list[RawPointer]:
+    """The members of `incoming`'s records when the stored row `current` was erased: a
+    replay or a late record must not bring the erased content back readable."""
+    if current.get("Erased") is None:
+        return []
+    return [f.pointer for f in incoming.call.fragments.values() if f.pointer is not None]
 
 
 # --- a stored row and an incoming call ----------------------------------------------------------
@@ -99,6 +110,7 @@ def merge_ops(
             ops.append(("create", entity))
             stats.created += 1
             continue
+        stats.shred += erased_copies(current, state)
         merged = merge_into(current, state, shards)
         if merged is None:
             stats.unchanged += 1

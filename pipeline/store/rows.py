@@ -190,6 +190,8 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
     entity["Sources"] = resolved.sources
     if state.call.keyed_by_response:
         entity["KeyedBy"] = KEYED_BY_RESPONSE
+    if state.erased is not None:
+        entity["Erased"] = state.erased
     entity["PipelineVersion"] = __version__
     _put_fragments(entity, fragments_json(state))
     return limits.fit(entity, _cut_at_parse(facts.clipped))
@@ -298,6 +300,9 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
             redactions=item.get("red") or {},
         )
     state = CallState(call)
+    erased = entity.get("Erased")
+    if erased is not None:
+        state.erased = erased if isinstance(erased, datetime) else parse_time(str(erased))
     if "prompt" in previews and entity.get("PromptPreview") is not None:
         state.prompt_preview = Preview(entity["PromptPreview"], tuple(previews["prompt"]))
     if "completion" in previews and entity.get("CompletionPreview") is not None:

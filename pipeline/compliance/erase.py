@@ -1,0 +1,293 @@
+"""`erase` and legal holds: crypto-shredding on the WORM archive.
+
+Erasing a subject (a user's object id, a subscription, or one call):
+1. finds its calls: the audit rows naming it within the days given (and the rows of the same
+   calls keyed by their response id, not joined yet);
+2. refuses (Held) when an active legal hold covers any of them;
+3. destroys the data key of every archived record of those calls: the members the rows point
+   at and every other copy the key table lists for those calls (a redelivery, a replay);
+4. blanks the rows' previews and sets `Erased` on them (the call's numbers stay: tokens,
+   cost, status, caller ids; the audit of usage is not personal content);
+5. writes the erasure log: one create-only blob per erasure under `_erasures/` in the archive
+   container (WORM), with the subject as a keyed hash, never in clear.
+The raw blobs are not touched; their erased members can no longer be read by anyone.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError
+from azure.data.tables import UpdateMode
+
+from pipeline.call.join import resolve
+from pipeline.model import RawPointer
+from pipeline.store import blobs, rows
+from pipeline.store.account import Store
+from pipeline.store.holds import Hold, LegalHolds
+from pipeline.store.keys import Member
+
+KINDS = {"user": "CallerUserId", "subscription": "SubscriptionId", "call": None}
+LOG_PREFIX = "_erasures/"
+CASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
+ATTEMPTS = 8
+
+
+class Held(Exception):
+    def __init__(self, cases: list[str]) -> None:
+        super().__init__(", ".join(cases))
+        self.cases = cases
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    kind: str  # user | subscription | call
+    value: str
+
+
+@dataclass(slots=True)
+class Erasure:
+    subject: Subject
+    start: date | None
+    end: date | None
+    rows: list[Any] = field(default_factory=list)
+    pointers: list[RawPointer] = field(default_factory=list)
+    copies: list[Member] = field(default_factory=list)
+    destroyed: int = 0
+    already: int = 0  # rows erased before
+    # Records archived unsealed (before ARCHIVE_ENCRYPTION was on): no key to destroy.
+    unsealed: int = 0
+    log: str | None = None
+
+    @property
+    def calls(self) -> int:
+        return len({e["RowKey"] for e in self.rows})
+
+    @property
+    def blobs(self) -> int:
+        return len({p.blob for p in self.pointers} | {m.blob for m in self.copies})
+
+
+def _day(entity: Any) -> str:
+    return str(entity["PartitionKey"])[:10]
+
+
+def _range_filter(start: date | None, end: date | None) -> tuple[str, dict[str, str]]:
+    parts, params = [], {}
+    if start is not None:
+        parts.append("PartitionKey ge @lo")
+        params["lo"] = start.isoformat()
+    if end is not None:
+        parts.append("PartitionKey lt @hi")
+        params["hi"] = (end + timedelta(days=1)).isoformat()
+    return " and ".join(parts), params
+
+
+def find_rows(store: Store, subject: Subject, start: date | None, end: date | None) -> list[Any]:
+    """The audit rows of the subject's calls within the days (all days when not given)."""
+    where, params = _range_filter(start, end)
+    if subject.kind == "call":
+        found = [e for e in store.find_rows(subject.value) if _in(e, start, end)]
+    else:
+        column = KINDS[subject.kind]
+        query = f"{column} eq @subject" + (f" and {where}" if where else "")
+        found = store.call(
+            lambda: list(
+                store.audit.query_entities(query, parameters={**params, "subject": subject.value})
+            )
+        )
+    return found + _twins(store, found)
+
+
+def _in(entity: Any, start: date | None, end: date | None) -> bool:
+    day = _day(entity)
+    return (start is None or day >= start.isoformat()) and (end is None or day <= end.isoformat())
+
+
+def _twins(store: Store, found: list[Any]) -> list[Any]:
+    """Rows keyed by the response id of one of `found` (records without a correlation id,
+    not joined yet: store/audit.py `join_twins`)."""
+    wanted: dict[str, set[str]] = {}
+    for entity in found:
+        rid = entity.get("ResponseId")
+        if rid and entity.get("KeyedBy") is None:
+            for day in _days_around(_day(entity)):
+                wanted.setdefault(day, set()).add(rows.row_key(str(rid)))
+    out = []
+    for day, keys in sorted(wanted.items()):
+        query = f"{rows.day_range(day)} and KeyedBy eq '{rows.KEYED_BY_RESPONSE}'"
+        for entity in store.call(lambda q=query: list(store.audit.query_entities(q))):
+            if entity["RowKey"] in keys:
+                out.append(entity)
+    return out
+
+
+def _days_around(day: str) -> list[str]:
+    d = date.fromisoformat(day)
+    return [(d + timedelta(days=i)).isoformat() for i in (-1, 0, 1)]
+
+
+def holding(holds: Iterable[Hold], store: Store, entities: list[Any]) -> list[str]:
+    """Cases of active holds that cover any of these rows' calls."""
+    holds = list(holds)
+    if not holds:
+        return []
+    cases: set[str] = set()
+    hashes: dict[tuple[str, str], str] = {}
+    for entity in entities:
+        for kind in ("user", "subscription"):
+            value = entity.get(KINDS[kind])
+            if not value:
+                continue
+            h = hashes.get((kind, value))
+            if h is None:
+                h = hashes[(kind, value)] = store.keys.subject_hash(kind, str(value))
+            cases.update(hold.case for hold in holds if hold.covers(kind, h, _day(entity)))
+    return sorted(cases)
+
+
+def row_pointers(entity: Any) -> list[RawPointer]:
+    state = rows.state_from_entity(entity)
+    return [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
+
+
+def plan(store: Store, subject: Subject, start: date | None, end: date | None) -> Erasure:
+    """What erasing the subject destroys (nothing is changed)."""
+    erasure = Erasure(subject, start, end, rows=find_rows(store, subject, start, end))
+    cases = holding(holds_of(store).active(), store, erasure.rows)
+    if cases:
+        raise Held(cases)
+    days: set[str] = set()
+    calls: set[str] = set()
+    for entity in erasure.rows:
+        calls.add(rows.correlation_id_of(entity["RowKey"]))
+        if entity.get("ResponseId"):
+            calls.add(str(entity["ResponseId"]))
+        days.update(_days_around(_day(entity)))
+        for p in row_pointers(entity):
+            erasure.pointers.append(p)
+            days.add(p.blob[:10].replace("/", "-"))
+    pointed = {(p.blob, p.offset) for p in erasure.pointers}
+    erasure.copies = [m for m in store.keys.scan(days, calls) if (m.blob, m.offset) not in pointed]
+    erasure.already = sum(1 for e in erasure.rows if e.get("Erased") is not None)
+    listed = store.keys.listed(erasure.pointers)
+    erasure.unsealed = sum(1 for p in erasure.pointers if (p.blob, p.offset) not in listed)
+    return erasure
+
+
+def holds_of(store: Store) -> LegalHolds:
+    return LegalHolds(store.legal_holds, store.archive, store.retry)
+
+
+def erase(
+    store: Store,
+    subject: Subject,
+    start: date | None,
+    end: date | None,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> Erasure:
+    when = (now or datetime.now(UTC)).replace(microsecond=0)
+    erasure = plan(store, subject, start, end)
+    if dry_run:
+        return erasure
+    erasure.destroyed = store.keys.shred([*erasure.pointers, *erasure.copies], when)
+    for entity in erasure.rows:
+        _erase_row(store, entity, when)
+    erasure.log = _log(store, erasure, when)
+    return erasure
+
+
+def _erase_row(store: Store, entity: Any, when: datetime) -> None:
+    """The row without previews, `Erased` set (kept from an earlier erasure), written only if
+    nobody wrote it meanwhile (read again and redone otherwise)."""
+    for _ in range(ATTEMPTS):
+        state = rows.state_from_entity(entity)
+        state.erased = state.erased or when
+        state.prompt_preview = state.completion_preview = None
+        new = rows.to_entity(resolve(state), state, store.cfg.shards)
+        new["PartitionKey"] = entity["PartitionKey"]
+        try:
+            store.call(
+                store.audit.update_entity,
+                new,
+                mode=UpdateMode.REPLACE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+            return
+        except HttpResponseError as exc:
+            if exc.status_code != 412:
+                raise
+        entity = store.call(store.audit.get_entity, entity["PartitionKey"], entity["RowKey"])
+    raise RuntimeError(f"row {entity['RowKey']} kept changing under us")
+
+
+def _log(store: Store, erasure: Erasure, when: datetime) -> str:
+    """One create-only blob in the WORM archive container per erasure: what and when."""
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    name = f"{LOG_PREFIX}{when:%Y/%m/%d}/{stamp}-{uuid.uuid4().hex[:12]}.json"
+    doc = {
+        "erasedAt": when.isoformat().replace("+00:00", "Z"),
+        "subject": {
+            "kind": erasure.subject.kind,
+            "hmacSha256": store.keys.subject_hash(erasure.subject.kind, erasure.subject.value),
+        },
+        "from": erasure.start.isoformat() if erasure.start else None,
+        "to": erasure.end.isoformat() if erasure.end else None,
+        "calls": erasure.calls,
+        "recordKeysDestroyed": erasure.destroyed,
+        "copiesFound": len(erasure.copies),
+        "archiveBlobs": erasure.blobs,
+    }
+    blobs.create(
+        store.retry,
+        store.archive,
+        name,
+        orjson.dumps(doc, option=orjson.OPT_INDENT_2),
+        content_type="application/json",
+    )
+    return name
+
+
+def hold(
+    store: Store, case: str, subject: Subject, start: date, end: date, now: datetime | None = None
+) -> tuple[Hold, int, str | None]:
+    """Record a legal hold and put a legal hold on the archive blobs of the subject's calls:
+    (the hold, blobs held, why the blob holds failed or None)."""
+    found = find_rows(store, subject, start, end)
+    names = sorted({p.blob for e in found for p in row_pointers(e)})
+    h = Hold(
+        case=case,
+        kind=subject.kind,
+        subject=store.keys.subject_hash(subject.kind, subject.value),
+        start=start,
+        end=end,
+        created=(now or datetime.now(UTC)).replace(microsecond=0),
+        blobs=tuple(names),
+    )
+    holds = holds_of(store)
+    holds.create(h)
+    done, why = holds.set_blob_holds(names, True)
+    return h, done, why
+
+
+def release(
+    store: Store, case: str, now: datetime | None = None
+) -> tuple[Hold | None, int, str | None]:
+    holds = holds_of(store)
+    h = holds.get(case)
+    if h is None or h.released is not None:
+        return h, 0, None
+    holds.release(h, (now or datetime.now(UTC)).replace(microsecond=0))
+    still = {b for other in holds.active() for b in other.blobs}
+    done, why = holds.set_blob_holds([b for b in h.blobs if b not in still], False)
+    return h, done, why

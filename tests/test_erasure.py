@@ -1,0 +1,262 @@
+"""Crypto-shredding on Azurite: with ARCHIVE_ENCRYPTION=on and ARCHIVE_CAPTURE=full, no prompt
+text is readable in any blob or table; `show` opens what is sealed; after `erase --user`
+none of that user's content can be recovered from storage (by anyone holding every key that
+is left, through replay from the archive or from the original events), other users' calls
+still show; a legal hold blocks erase; redelivery stays idempotent."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import gzip
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.cli.main import main as cli
+from pipeline.ingest.batch import process_batch
+from pipeline.model import EventIn
+from pipeline.protect import archive, encryption
+from pipeline.settings import Config
+from pipeline.store import rows
+from pipeline.store.account import Store
+from tests.conftest import settings_env
+from tests.fixtures import apim, sources
+
+KEK = "local:" + base64.b64encode(bytes(range(32))).decode()
+ALICE = "00000000-aaaa-4aaa-8aaa-00000000a11c"  # the subject who asks to be erased
+BOB = "00000000-bbbb-4bbb-8bbb-000000000b0b"
+APP, TENANT = "8f0e2b1c-1111-4a2b-9c3d-5e6f7a8b9c0d", "72f988bf-86f1-41af-91ab-2d7cd011db47"
+DAY = "2025-11-04"
+
+
+def secret(user: str, i: int) -> str:
+    # Words no detector masks (names, free text): only encryption keeps them unreadable.
+    who = "Alice Wonderland of Quarry Lane" if user == ALICE else "Bob Builder of Mill Road"
+    return f"Draft a letter for {who}, case {i}"
+
+
+def call_events(user: str, i: int) -> list[EventIn]:
+    """One call as a policy message (names the user) and its LLM-log records (which do not)."""
+    cid = apim.new_id(f"erasure-{user}-{i}")
+    time = f"{DAY}T10:{i:02d}:03.5Z"
+    prompt = secret(user, i)
+    request = apim.chat_request(("user", prompt))
+    response = apim.chat_response("ok", prompt=21, completion=9, rid=f"chatcmpl-{cid[:8]}")
+    response["choices"][0]["message"]["content"] = f"Dear reader, about {prompt}"
+    policy = sources.policy_message(
+        cid, time=time, request=request, response=response, caller=(APP, user, TENANT)
+    )
+    llm = apim.envelope(
+        sources.llm_header(cid, time=time),
+        sources.llm_messages(
+            cid,
+            [{"role": "user", "content": prompt}],
+            [{"role": "assistant", "content": f"Dear reader, about {prompt}"}],
+            time=time,
+        ),
+    )
+    return [EventIn(policy, partition="0", sequence=i), EventIn(llm, partition="1", sequence=i)]
+
+
+def cid_of(user: str, i: int) -> str:
+    return apim.new_id(f"erasure-{user}-{i}")
+
+
+@pytest.fixture
+def scfg(cfg: Config) -> Config:
+    return dataclasses.replace(
+        cfg,
+        archive_encryption=True,
+        archive_kek=KEK,
+        archive_capture="full",
+        prompt_capture="full",
+        preview_chars=200,
+    )
+
+
+@pytest.fixture
+def sstore(scfg: Config) -> Iterator[Store]:
+    s = Store(scfg)
+    s.ensure()
+    yield s
+    s.close()
+
+
+def events() -> list[EventIn]:
+    out = []
+    for i in range(3):
+        out += call_events(ALICE, i) + call_events(BOB, i)
+    return out
+
+
+def everything_stored(store: Store) -> bytes:
+    """Every byte in the account's blobs (inflated where gzip) and tables, as one text."""
+    out = []
+    for container in (store.archive, store.deadletters):
+        for b in container.list_blobs():
+            data = container.download_blob(b.name).readall()
+            out.append(data)
+            if b.name.endswith(".gz"):
+                out.append(gzip.decompress(data))
+    for table in (store.audit, store.archive_keys_table, store.legal_holds):
+        for entity in table.list_entities():
+            out.append(repr(dict(entity)).encode())
+    return b"\n".join(out)
+
+
+def recoverable(account: Store) -> str:
+    """All content anyone can read with every key the key table still holds: each archive
+    member opened, each row's sealed preview opened (a process of its own: no key cached)."""
+    store = Store(account.cfg)
+    out = []
+    for b in store.archive.list_blobs():
+        if not archive.BLOB_NAME.match(b.name):
+            continue
+        data = store.archive.download_blob(b.name).readall()
+        keys = store.keys.blob_keys(b.name)
+        for offset, _length, raw in archive.iter_members(data):
+            member = orjson.loads(raw)
+            key = keys.get(offset)
+            if key is not None:
+                out.append(orjson.dumps(archive.open_sealed(member, key)).decode())
+    for entity in store.audit.list_entities():
+        state = rows.state_from_entity(entity)
+        for which, p in (
+            ("prompt", state.prompt_preview),
+            ("completion", state.completion_preview),
+        ):
+            if p is None:
+                continue
+            for frag in state.call.fragments.values():
+                if frag.pointer is None:
+                    continue
+                key = store.keys.blob_keys(frag.pointer.blob).get(frag.pointer.offset)
+                if key is None:
+                    continue
+                with contextlib.suppress(encryption.SealError):
+                    out.append(encryption.open_text(key, p.text, which, state.call.correlation_id))
+    return "\n".join(out)
+
+
+def cli_env(monkeypatch: pytest.MonkeyPatch, cfg: Config) -> None:
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+
+
+def test_sealed_archive_keeps_no_prompt_readable_and_show_opens_it(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    result = process_batch(events(), scfg, sstore)
+    assert result.calls == 6 and result.dead_letters == 0
+    # A record that cannot be parsed is dead-lettered sealed too.
+    bad = EventIn(b'{"records": [{"time": "' + secret(ALICE, 9).encode() + b'", "x": [}')
+    assert process_batch([bad], scfg, sstore).dead_letters == 1
+    stored = everything_stored(sstore)
+    for user in (ALICE, BOB):
+        for i in (0, 1, 2, 9):
+            assert secret(user, i).encode() not in stored
+    assert b"Wonderland" not in stored and b"Builder" not in stored
+    # ...while the keys open it all: the content is there, sealed.
+    text = recoverable(sstore)
+    assert all(secret(u, i) in text for u in (ALICE, BOB) for i in range(3))
+
+    cli_env(monkeypatch, scfg)
+    assert cli(["show", cid_of(ALICE, 1)]) == 0
+    out = capsys.readouterr().out
+    assert secret(ALICE, 1) in out  # the record and the opened previews
+    assert "PromptPreview" in out and "enc:A256GCM:" not in out.split("Raw record")[0]
+
+
+def test_redelivery_of_a_sealed_batch_rewrites_no_row(sstore: Store, scfg: Config) -> None:
+    batch = events()
+    first = process_batch(batch, scfg, sstore)
+    again = process_batch(batch, scfg, sstore)
+    assert first.created == 6
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 6)
+
+
+def test_erase_user_leaves_nothing_of_theirs_recoverable_even_through_replay(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    batch = events()
+    process_batch(batch, scfg, sstore)
+    process_batch(batch[:4], scfg, sstore)  # a redelivery: copies no row points at
+    cli_env(monkeypatch, scfg)
+
+    assert cli(["erase", "--user", ALICE, "--from", DAY, "--to", DAY, "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "would erase user" in dry and "3 calls" in dry
+    assert secret(ALICE, 0) in recoverable(sstore)  # a dry run changes nothing
+
+    assert cli(["erase", "--user", ALICE, "--from", DAY, "--to", DAY]) == 0
+    out = capsys.readouterr().out
+    assert "erased user 00000000…: 3 calls" in out and "erasure log:" in out
+    assert ALICE not in out  # the subject is not echoed whole
+
+    def check() -> None:
+        text = recoverable(sstore)
+        for i in range(3):
+            assert secret(ALICE, i) not in text
+            assert secret(BOB, i) in text
+        assert "Wonderland" not in text
+        for i in range(3):
+            (row,) = sstore.find_rows(cid_of(ALICE, i))
+            assert row.get("Erased") is not None
+            assert "PromptPreview" not in row and "CompletionPreview" not in row
+            (other,) = sstore.find_rows(cid_of(BOB, i))
+            assert other.get("Erased") is None and other["PromptPreview"].startswith("enc:")
+
+    check()
+    assert cli(["show", cid_of(ALICE, 0)]) == 0
+    shown = capsys.readouterr().out
+    assert "erased" in shown and secret(ALICE, 0) not in shown
+    assert cli(["show", cid_of(BOB, 0)]) == 0
+    assert secret(BOB, 0) in capsys.readouterr().out
+
+    # The erasure log: create-only in the WORM container, the subject as a keyed hash only.
+    (log,) = [b.name for b in sstore.archive.list_blobs(name_starts_with="_erasures/")]
+    entry = orjson.loads(sstore.archive.download_blob(log).readall())
+    assert entry["subject"]["kind"] == "user" and ALICE not in orjson.dumps(entry).decode()
+    assert entry["calls"] == 3 and entry["recordKeysDestroyed"] >= 6
+
+    # Replay from our archive: erased members are not replayed; nothing comes back.
+    assert cli(["replay", "--from-archive", "--no-rollup"]) == 0
+    assert "archive member erased" in capsys.readouterr().out
+    check()
+    # Replay of the original events (Capture): re-archived, and their keys destroyed at once.
+    process_batch(batch, scfg, sstore)
+    check()
+
+
+def test_a_legal_hold_blocks_erase_until_released(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    process_batch(events(), scfg, sstore)
+    cli_env(monkeypatch, scfg)
+    assert cli(["hold", "--case", "Case 2025-17", "--user", BOB, "--from", DAY, "--to", DAY]) == 0
+    captured = capsys.readouterr()
+    assert "hold 'Case 2025-17'" in captured.out
+    # Azurite has no blob legal holds: said, not skipped silently.
+    assert "does not support it" in captured.err
+    assert cli(["erase", "--user", BOB]) == 2
+    assert "Case 2025-17" in capsys.readouterr().err
+    assert secret(BOB, 0) in recoverable(sstore)
+    # A hold on a user covers their calls only: another user's erasure goes ahead.
+    assert cli(["erase", "--user", ALICE]) == 0
+    # A case name is never reused.
+    assert cli(["hold", "--case", "Case 2025-17", "--user", BOB, "--from", DAY, "--to", DAY]) == 2
+    assert cli(["release", "--case", "Case 2025-17"]) == 0
+    capsys.readouterr()
+    assert cli(["erase", "--user", BOB]) == 0
+    assert secret(BOB, 0) not in recoverable(sstore)
+
+
+def test_erase_refuses_without_a_kek(store: Store, cfg: Config, monkeypatch, capsys) -> None:
+    cli_env(monkeypatch, cfg)
+    monkeypatch.delenv("ARCHIVE_KEK")
+    assert cli(["erase", "--call", "x"]) == 2
+    assert "ARCHIVE_KEK" in capsys.readouterr().err
