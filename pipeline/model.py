@@ -187,6 +187,9 @@ class DeadLetter:
     record_index: int | None = None
     # The body was redacted before storage (ARCHIVE_CAPTURE is not `full`).
     redacted: bool = False
+    # Already a dead letter that stays where it is (a sealed one no key of ours opens):
+    # reported and not settled, but not written again.
+    in_place: bool = False
 
 
 @dataclass(slots=True)

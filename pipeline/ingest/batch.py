@@ -238,7 +238,8 @@ def _process_slice(
             result.new_archive_blobs = 1 if store.put_archive(blob) else 0
     if not dry_run:
         for dead in plan.dead:
-            store.put_dead_letter(dead)
+            if not dead.in_place:
+                store.put_dead_letter(dead)
     written = store.write_rows(done.rows, dry_run=dry_run)
     result.created, result.updated, result.unchanged = (
         written.created,

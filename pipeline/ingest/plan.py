@@ -73,8 +73,10 @@ def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
             why = "erased" if event.archived.erased else "sealed, and no key of ours opens it"
             plan.skipped[f"archive member {why}"] += 1
             continue
-        if event.sealed and encryption.dead_letter_header(event.body) is not None:
-            plan.skipped["sealed dead letter that no key of ours opens"] += 1
+        if event.sealed and event.body.startswith(encryption.DEAD_LETTER_MAGIC):
+            # Still sealed (no key of ours opens it): it stays the dead letter it is.
+            reason = "sealed dead letter that no key of ours opens (ARCHIVE_KEK changed?)"
+            plan.dead.append(DeadLetter(event.body, reason, event, in_place=True))
             continue
         try:
             _plan_event(plan, event, cfg, policy)
