@@ -169,8 +169,10 @@ def fresh_config(az: Azurite, tag: str) -> Config:
     )
 
 
-def storage_requests(az: Azurite, events: list[EventIn], batch_size: int) -> dict[str, Any]:
-    cfg = fresh_config(az, f"Req{batch_size}")
+def storage_requests(
+    az: Azurite, events: list[EventIn], batch_size: int, tag: str = "", **settings: Any
+) -> dict[str, Any]:
+    cfg = replace(fresh_config(az, f"Req{tag}{batch_size}"), **settings)
     Store(cfg).ensure()
     counter = RequestCounter()
     store = Store(cfg, raw_request_hook=counter)

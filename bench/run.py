@@ -18,6 +18,7 @@ from pathlib import Path
 from bench import (
     adversarial,
     chargeback,
+    encryption,
     export,
     midnight,
     pipeline,
@@ -53,6 +54,7 @@ def table() -> tuple[str, str]:
     rows += chargeback.report()
     rows += export.report()
     rows += replay.report()
+    rows += encryption.report()
     adversarial_rows, adversarial_report = adversarial.report()
     rows += adversarial_rows
     header = ("Measure", "Measured", "Goal", "")

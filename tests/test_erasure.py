@@ -21,7 +21,7 @@ from pipeline.ingest.batch import park_batch, process_batch
 from pipeline.model import EventIn
 from pipeline.protect import archive, encryption
 from pipeline.settings import Config
-from pipeline.store import rows
+from pipeline.store import keys, rows
 from pipeline.store.account import Store
 from tests.conftest import settings_env
 from tests.fixtures import apim, sources
@@ -182,8 +182,11 @@ def test_redelivery_of_a_sealed_batch_rewrites_no_row(sstore: Store, scfg: Confi
 def test_erase_user_leaves_nothing_of_theirs_recoverable_even_through_replay(
     sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
+    # A blob's keys in slices of 4 members: the slices of a big batch, on a small one.
+    monkeypatch.setattr(keys, "MEMBERS_PER_ENTITY", 4)
     batch = events()
     process_batch(batch, scfg, sstore)
+    assert len(list(sstore.archive_keys_table.list_entities())) == 5  # 18 records, 1 blob
     process_batch(batch[:4], scfg, sstore)  # a redelivery: copies no row points at
     cli_env(monkeypatch, scfg)
 

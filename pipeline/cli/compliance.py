@@ -107,18 +107,22 @@ def cmd_erase(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    span = f"{args.from_day or 'the first day'} to {args.to_day or 'the last'}"
+    span = (
+        f"{args.from_day or 'the first day'} to {args.to_day or 'the last'}"
+        if args.from_day or args.to_day
+        else "all days"
+    )
     verb = "would erase" if args.dry_run else "erased"
-    print(f"{verb} {subject.kind} {_shown(subject)}: {done.calls} calls ({span})")
+    print(f"{verb} {subject.kind} {_shown(subject)}: {_n(done.calls, 'call')} ({span})")
     records = len(done.pointers) + len(done.copies)
     if args.dry_run:
         print(
-            f"  archive: {records} records in {done.blobs} blobs would lose their keys "
+            f"  archive: {_n(records, 'record')} in {_n(done.blobs, 'blob')} would lose their keys "
             f"({len(done.copies)} of them copies no row points at)"
         )
     else:
         print(
-            f"  archive: {done.destroyed} record keys destroyed in {done.blobs} blobs "
+            f"  archive: {_n(done.destroyed, 'record key')} destroyed in {_n(done.blobs, 'blob')} "
             f"({len(done.copies)} copies no row points at; blobs untouched, WORM)"
         )
     if done.unsealed:
@@ -131,6 +135,10 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if done.log:
         print(f"  erasure log: {cfg.archive_container}/{done.log}")
     return 0
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _shown(subject: Subject) -> str:
@@ -177,7 +185,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def _blob_holds(done: int, total: int, why: str | None, verb: str) -> None:
     if why is None:
-        print(f"  legal hold {verb} on {done} archive blobs")
+        print(f"  legal hold {verb} on {_n(done, 'archive blob')}")
     else:
         print(
             f"  warning: legal hold {verb} on {done} of {total} archive blobs: this storage "

@@ -34,7 +34,13 @@ from typing import Any
 import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableClient,
+    TableTransactionError,
+    UpdateMode,
+)
 
 from pipeline.common.timestamps import iso
 from pipeline.model import RawPointer
@@ -133,10 +139,16 @@ class ArchiveKeys:
         return out
 
     def put(self, blob: ArchiveBlob) -> None:
-        for entity in self.entities(blob):
-            # Exists: a retried request that had succeeded (the same blob, the same keys).
-            with contextlib.suppress(ResourceExistsError):
-                self.retry.call(self.table.create_entity, entity)
+        """The blob's key entities: one request (a transaction) for a blob's slices."""
+        items = [(None, e) for e in self.entities(blob)]
+        for chunk in limits.transactions(items):
+            try:
+                self.retry.call(self.table.submit_transaction, [("create", e) for _, e in chunk])
+            except TableTransactionError:
+                # Exists: a retried request that had succeeded (the same blob, the same keys).
+                for _, entity in chunk:
+                    with contextlib.suppress(ResourceExistsError):
+                        self.retry.call(self.table.create_entity, entity)
 
     # --- reading -------------------------------------------------------------------------
 
