@@ -313,3 +313,13 @@ def test_sealed_dead_letters_replay_and_a_wrong_kek_loses_nothing(
     cli_env(monkeypatch, other)
     assert cli(["show", cid_of(ALICE, 5)]) == 1
     assert "ARCHIVE_KEK is local:" in capsys.readouterr().err
+
+
+def test_doctor_checks_the_kek_round_trip(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    cli_env(monkeypatch, scfg)
+    cli(["doctor"])
+    out = capsys.readouterr().out
+    assert "PASS  archive encryption key (ARCHIVE_KEK) wraps and unwraps: local:" in out
+    assert f"PASS  table {scfg.archive_keys_table} exists" in out

@@ -8,6 +8,7 @@ the archive is immutable, nothing may be written there to test it).
 from __future__ import annotations
 
 import argparse
+import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -134,7 +135,14 @@ def _storage_checks(cfg: Config, store: Store) -> list[Check]:
     except AzureError as exc:
         return [Check("fail", "audit storage reachable", f"{type(exc).__name__}: {str(exc)[:200]}")]
     out.append(Check("pass", "audit storage reachable", store.tables.url))
-    for table in (cfg.audit_table, cfg.kpi_table, cfg.kpi_hourly_table, cfg.budget_alerts_table):
+    for table in (
+        cfg.audit_table,
+        cfg.kpi_table,
+        cfg.kpi_hourly_table,
+        cfg.budget_alerts_table,
+        cfg.archive_keys_table,
+        cfg.legal_holds_table,
+    ):
         out.append(
             Check("pass", f"table {table} exists")
             if table in names
@@ -148,6 +156,7 @@ def _storage_checks(cfg: Config, store: Store) -> list[Check]:
             out.append(Check("fail", f"container {container.container_name} exists", "missing"))
     out.append(_immutability(store))
     out.append(_retention(store))
+    out.append(_kek(cfg, store))
     out.append(_canary_row(store))
     out.append(_canary_blob(store))
     return out
@@ -205,6 +214,20 @@ def _retention(store: Store) -> Check:
             "(infra/: archiveRetentionDays)",
         )
     return Check("pass", what, f"{days} days")
+
+
+def _kek(cfg: Config, store: Store) -> Check:
+    """The KEK wraps and unwraps (with Key Vault: the identity may use the key)."""
+    what = "archive encryption key (ARCHIVE_KEK) wraps and unwraps"
+    if not cfg.archive_encryption:
+        return Check("pass", "archive encryption", "off (ARCHIVE_ENCRYPTION): nothing is sealed")
+    secret = os.urandom(32)
+    try:
+        kek_id, wrapped = store.keys.kek.wrap(secret)
+        ok = store.keys.kek.kek.unwrap(kek_id, wrapped) == secret
+    except Exception as exc:  # noqa: BLE001 - any failure of the KEK is this check's finding
+        return Check("fail", what, f"{type(exc).__name__}: {str(exc)[:200]}")
+    return Check("pass" if ok else "fail", what, kek_id)
 
 
 def _canary_row(store: Store) -> Check:
