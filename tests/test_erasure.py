@@ -169,6 +169,9 @@ def test_sealed_archive_keeps_no_prompt_readable_and_show_opens_it(
     out = capsys.readouterr().out
     assert secret(ALICE, 1) in out  # the record and the opened previews
     assert "PromptPreview" in out and "enc:A256GCM:" not in out.split("Raw record")[0]
+    # Replaying the sealed archive opens every member and changes no row.
+    assert cli(["replay", "--from-archive", "--no-rollup"]) == 0
+    assert "0 rows created, 0 updated, 6 unchanged" in capsys.readouterr().out
 
 
 def test_redelivery_of_a_sealed_batch_rewrites_no_row(sstore: Store, scfg: Config) -> None:
