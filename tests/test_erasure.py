@@ -39,13 +39,16 @@ def secret(user: str, i: int) -> str:
     return f"Draft a letter for {who}, case {i}"
 
 
-def call_events(user: str, i: int) -> list[EventIn]:
+def call_events(
+    user: str, i: int, *, day: str = DAY, response_id: str | None = None, prompt: str = ""
+) -> list[EventIn]:
     """One call as a policy message (names the user) and its LLM-log records (which do not)."""
     cid = apim.new_id(f"erasure-{user}-{i}")
-    time = f"{DAY}T10:{i:02d}:03.5Z"
-    prompt = secret(user, i)
+    time = f"{day}T10:{i:02d}:03.5Z"
+    prompt = prompt or secret(user, i)
     request = apim.chat_request(("user", prompt))
-    response = apim.chat_response("ok", prompt=21, completion=9, rid=f"chatcmpl-{cid[:8]}")
+    rid = response_id or f"chatcmpl-{cid[:8]}"
+    response = apim.chat_response("ok", prompt=21, completion=9, rid=rid)
     response["choices"][0]["message"]["content"] = f"Dear reader, about {prompt}"
     policy = sources.policy_message(
         cid, time=time, request=request, response=response, caller=(APP, user, TENANT)
@@ -326,3 +329,95 @@ def test_doctor_checks_the_kek_round_trip(
     out = capsys.readouterr().out
     assert "PASS  archive encryption key (ARCHIVE_KEK) wraps and unwraps: local:" in out
     assert f"PASS  table {scfg.archive_keys_table} exists" in out
+
+
+def test_erase_finds_only_the_subjects_calls(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A ResponseId is what a body says: Alice's call naming Bob's correlation id as its
+    response id does not make Bob's records hers. The days bound what is erased."""
+    bob = call_events(BOB, 0)
+    alice = call_events(ALICE, 1, response_id=cid_of(BOB, 0))
+    later = call_events(ALICE, 2, day="2025-11-05")
+    process_batch(bob + alice + later, scfg, sstore)
+    cli_env(monkeypatch, scfg)
+    assert cli(["hold", "--case", "Bob", "--user", BOB, "--from", DAY, "--to", DAY]) == 0
+    # A hold on other days, or on another subscription, does not cover Alice's calls.
+    assert (
+        cli(
+            ["hold", "--case", "Old", "--user", ALICE, "--from", "2025-01-01", "--to", "2025-01-31"]
+        )
+        == 0
+    )
+    assert cli(["erase", "--user", ALICE, "--from", DAY, "--to", DAY]) == 0
+    assert "1 call " in capsys.readouterr().out
+    text = recoverable(sstore)
+    assert secret(ALICE, 1) not in text
+    assert secret(BOB, 0) in text  # held, and never hers
+    assert secret(ALICE, 2) in text  # another day
+    # A hold on the subscription covers every user's calls in it.
+    assert (
+        cli(
+            [
+                "hold",
+                "--case",
+                "Team",
+                "--subscription",
+                "team-finance",
+                "--from",
+                "2025-11-05",
+                "--to",
+                "2025-11-05",
+            ]
+        )
+        == 0
+    )
+    assert cli(["erase", "--user", ALICE]) == 2
+    assert "'Team'" in capsys.readouterr().err
+    assert secret(ALICE, 2) in recoverable(sstore)
+
+
+def test_erase_deletes_the_subjects_dead_letters(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process_batch(call_events(ALICE, 0) + call_events(BOB, 0), scfg, sstore)
+    # The same calls parked once (a batch that failed on its last delivery).
+    park_batch(call_events(ALICE, 0) + call_events(BOB, 0), scfg, sstore, "failed (test)")
+    assert len(list(sstore.deadletters.list_blobs())) == 4
+    cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--user", ALICE]) == 0
+    left = [
+        sstore.open_dead_letter(sstore.deadletters.download_blob(b.name).readall(), sealed=True)
+        for b in sstore.deadletters.list_blobs()
+    ]
+    assert len(left) == 2 and all(cid_of(BOB, 0).encode() in d for d in left)
+
+
+def test_a_prompt_that_looks_sealed_is_sealed_too(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    looks = "enc:A256GCM:" + "Carol Lighthouse of Harbour Street"
+    process_batch(call_events(ALICE, 7, prompt=looks), scfg, sstore)
+    assert b"Lighthouse" not in everything_stored(sstore)
+    cli_env(monkeypatch, scfg)
+    assert cli(["show", cid_of(ALICE, 7)]) == 0
+    assert "Carol Lighthouse" in capsys.readouterr().out
+
+
+def test_sealed_content_opens_only_where_it_was_sealed() -> None:
+    """Associated data and nonces: a member's ciphertext moved to another member, or a
+    prompt preview read as the completion, does not open."""
+    key = encryption.new_key()
+    sealed = encryption.seal_content(key, b'{"record": 1}', "call-a", "rid-a")
+    assert encryption.open_content(key, sealed, "call-a", "rid-a") == {"record": 1}
+    for cid, rid in (("call-b", "rid-a"), ("call-a", "rid-b")):
+        with pytest.raises(encryption.SealError):
+            encryption.open_content(key, sealed, cid, rid)
+    prompt = encryption.seal_text(key, "hello", "prompt", "call-a")
+    completion = encryption.seal_text(key, "hello", "completion", "call-a")
+    assert prompt != completion
+    assert encryption.open_text(key, prompt, "prompt", "call-a") == "hello"
+    with pytest.raises(encryption.SealError):
+        encryption.open_text(key, prompt, "completion", "call-a")
+    with pytest.raises(encryption.SealError):
+        encryption.open_text(key, prompt, "prompt", "call-b")

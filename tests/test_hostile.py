@@ -28,7 +28,7 @@ from pipeline.ingest.batch import process_batch, run_trigger_batch, transform
 from pipeline.ingest.plan import plan_batch
 from pipeline.model import Archived, EventIn, RawPointer
 from pipeline.protect import archive, deadletters
-from pipeline.protect.archive import open_member
+from pipeline.protect.archive import member_event, open_member
 from pipeline.settings import Config
 from pipeline.sources.envelope import MAX_RECORDS
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, from_trigger
@@ -502,12 +502,20 @@ def test_a_genuine_archived_property_is_honoured(store: Store, cfg: Config) -> N
     row = rows(store)[cid]
     pointer = RawPointer(row["RawBlob"], row["RawOffset"], row["RawLength"], row["RawSha256"])
     data = store.read_range(store.archive, pointer.blob, pointer.offset, pointer.length)
-    rid = open_member(data)["rid"]
+    member = open_member(data)
+    rid = member["rid"]
+    # What `replay --to-eventhub` sends: the record as the archive holds it.
+    sent = member_event(member, pointer).body
     before = {b.name for b in store.archive.list_blobs()}
-    result = process_batch([archived_event(body, pointer, rid)], cfg, store)
+    result = process_batch([archived_event(sent, pointer, rid)], cfg, store)
     assert {b.name for b in store.archive.list_blobs()} == before
     assert result.new_archive_blobs == 0
     assert rows(store)[cid]["RawBlob"] == pointer.blob
+    # The same genuine pointer on another body (the call's correlation id, other facts) is not
+    # honoured: the body is archived as itself, and the row does not take its facts blindly.
+    forged = apim.envelope(apim.gateway(cid, status=500))
+    result = process_batch([archived_event(forged, pointer, rid)], cfg, store)
+    assert result.new_archive_blobs == 1
 
 
 def test_an_unverified_archived_pointer_is_ignored_by_the_pure_path(cfg: Config) -> None:

@@ -30,6 +30,7 @@ from pipeline.cli import send as publish
 from pipeline.cli.progress import Progress
 from pipeline.cli.resume import ResumeState
 from pipeline.cli.runner import ReplaySummary, replay
+from pipeline.ingest.archived import verify_archived
 from pipeline.kpi import daily
 from pipeline.settings import Config, SettingsError
 from pipeline.sources import files
@@ -284,13 +285,32 @@ def _republish(args: argparse.Namespace, items: list[Input | InputProblem]) -> i
         problems += 1
         print(f"error: {message}", file=sys.stderr)
 
+    opener: Store | None = None
+
+    def opened(ev: Any) -> Any:
+        """A sealed archive member is sent as the record it holds, never erased ones."""
+        nonlocal opener
+        if ev.archived is None or not ev.archived.sealed:
+            return ev
+        opener = opener or Store(options.config(args))
+        (ev,) = verify_archived([ev], opener)
+        if ev.archived.erased:
+            print(f"{ev.origin}: archive member erased: not sent", file=sys.stderr)
+            return None
+        if ev.archived.sealed:
+            report(f"{ev.origin}: archive member sealed, and no key of ours opens it: not sent")
+            return None
+        return ev
+
     def events() -> Any:
         for item in items:
             if isinstance(item, InputProblem):
                 report(f"{item.where}: {item.message}")
                 continue
             try:
-                yield from item.events(item.fetch(), report=report)
+                for ev in item.events(item.fetch(), report=report):
+                    if (ev := opened(ev)) is not None:
+                        yield ev
             except InputError as exc:
                 report(str(exc))
 

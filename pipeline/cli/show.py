@@ -14,6 +14,7 @@ from pipeline.cli import options
 from pipeline.model import RawPointer
 from pipeline.protect import encryption
 from pipeline.protect.archive import ArchiveError, is_sealed, open_member, open_sealed
+from pipeline.settings import SettingsError
 from pipeline.store import rows
 from pipeline.store.account import Store
 from pipeline.store.kek import KekError
@@ -94,12 +95,17 @@ def opened_previews(store: Store, entity: dict[str, Any]) -> dict[str, str]:
         if preview is None or not preview.sealed:
             continue
         frag = next((f for f in state.call.fragments.values() if rank_of(f) == preview.rank), None)
-        key = _member_key(store, frag.pointer) if frag and frag.pointer else None
-        out[prop] = (
-            encryption.open_text(key, preview.text, which, state.call.correlation_id)
-            if key
-            else "(erased)"
-        )
+        try:
+            key = _member_key(store, frag.pointer) if frag and frag.pointer else None
+            out[prop] = (
+                encryption.open_text(key, preview.text, which, state.call.correlation_id)
+                if key
+                else "(erased)"
+            )
+        except (ArchiveError, encryption.SealError, KekError, SettingsError) as exc:
+            # A preview that only looks sealed (a prompt may start that way), or a key we
+            # cannot use: shown as stored, with why.
+            out[prop] = f"{preview.text}  (not opened: {exc})"
     return out
 
 

@@ -15,6 +15,7 @@ The raw blobs are not touched; their erased members can no longer be read by any
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterable
@@ -24,17 +25,21 @@ from typing import Any
 
 import orjson
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from pipeline.call.join import resolve
 from pipeline.model import RawPointer
+from pipeline.protect.encryption import SealError
 from pipeline.store import blobs, rows
 from pipeline.store.account import Store
 from pipeline.store.holds import Hold, LegalHolds
+from pipeline.store.kek import KekError
 from pipeline.store.keys import Member
 
 KINDS = {"user": "CallerUserId", "subscription": "SubscriptionId", "call": None}
+# A dead letter holds one event (at most 1 MB as Event Hubs takes it); larger is not ours.
+MAX_DEAD_LETTER_BYTES = 4 * 1024 * 1024
 LOG_PREFIX = "_erasures/"
 CASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 ATTEMPTS = 8
@@ -64,6 +69,8 @@ class Erasure:
     already: int = 0  # rows erased before
     # Records archived unsealed (before ARCHIVE_ENCRYPTION was on): no key to destroy.
     unsealed: int = 0
+    dead_letters: int = 0
+    days: set[str] = field(default_factory=set)
     log: str | None = None
 
     @property
@@ -114,17 +121,22 @@ def _in(entity: Any, start: date | None, end: date | None) -> bool:
 def _twins(store: Store, found: list[Any]) -> list[Any]:
     """Rows keyed by the response id of one of `found` (records without a correlation id,
     not joined yet: store/audit.py `join_twins`)."""
-    wanted: dict[str, set[str]] = {}
+    wanted: dict[str, dict[str, Any]] = {}
     for entity in found:
         rid = entity.get("ResponseId")
         if rid and entity.get("KeyedBy") is None:
             for day in _days_around(_day(entity)):
-                wanted.setdefault(day, set()).add(rows.row_key(str(rid)))
+                wanted.setdefault(day, {})[rows.row_key(str(rid))] = entity
     out = []
-    for day, keys in sorted(wanted.items()):
+    for day, owners in sorted(wanted.items()):
         query = f"{rows.day_range(day)} and KeyedBy eq '{rows.KEYED_BY_RESPONSE}'"
         for entity in store.call(lambda q=query: list(store.audit.query_entities(q))):
-            if entity["RowKey"] in keys:
+            owner = owners.get(entity["RowKey"])
+            # A ResponseId is what a body says: a twin that names another caller or
+            # subscription is not this call's.
+            if owner is not None and all(
+                entity.get(c) in (None, owner.get(c)) for c in ("CallerUserId", "SubscriptionId")
+            ):
                 out.append(entity)
     return out
 
@@ -164,22 +176,29 @@ def plan(store: Store, subject: Subject, start: date | None, end: date | None) -
     cases = holding(holds_of(store).active(), store, erasure.rows)
     if cases:
         raise Held(cases)
+    erasure.already = sum(1 for e in erasure.rows if e.get("Erased") is not None)
+    _collect(store, erasure)
+    return erasure
+
+
+def _collect(store: Store, erasure: Erasure) -> None:
+    """The archived records of the rows' calls: those the rows point at, and every other copy
+    the key table lists under the same correlation ids (only those: a ResponseId is what a
+    body says, and never picks another call's records)."""
     days: set[str] = set()
     calls: set[str] = set()
+    erasure.pointers = []
     for entity in erasure.rows:
         calls.add(rows.correlation_id_of(entity["RowKey"]))
-        if entity.get("ResponseId"):
-            calls.add(str(entity["ResponseId"]))
         days.update(_days_around(_day(entity)))
         for p in row_pointers(entity):
             erasure.pointers.append(p)
             days.add(p.blob[:10].replace("/", "-"))
     pointed = {(p.blob, p.offset) for p in erasure.pointers}
     erasure.copies = [m for m in store.keys.scan(days, calls) if (m.blob, m.offset) not in pointed]
-    erasure.already = sum(1 for e in erasure.rows if e.get("Erased") is not None)
     listed = store.keys.listed(erasure.pointers)
     erasure.unsealed = sum(1 for p in erasure.pointers if (p.blob, p.offset) not in listed)
-    return erasure
+    erasure.days = days
 
 
 def holds_of(store: Store) -> LegalHolds:
@@ -198,15 +217,55 @@ def erase(
     when = (now or datetime.now(UTC)).replace(microsecond=0)
     erasure = plan(store, subject, start, end)
     if dry_run:
+        erasure.dead_letters = len(_dead_letters(store, erasure))
         return erasure
+    # Rows first: a record of these calls written from now on meets an erased row, and its
+    # new copy loses its key in its own batch (store/merge.py `erased_copies`). Then the
+    # records the rows point at now, and every copy, found again after the rows changed.
+    erasure.rows = [_erase_row(store, entity, when) for entity in erasure.rows]
+    _collect(store, erasure)
     erasure.destroyed = store.keys.shred([*erasure.pointers, *erasure.copies], when)
-    for entity in erasure.rows:
-        _erase_row(store, entity, when)
+    dead = _dead_letters(store, erasure)
+    for name in dead:
+        with contextlib.suppress(ResourceNotFoundError):
+            store.call(store.deadletters.delete_blob, name)
+    erasure.dead_letters = len(dead)
     erasure.log = _log(store, erasure, when)
     return erasure
 
 
-def _erase_row(store: Store, entity: Any, when: datetime) -> None:
+def _dead_letters(store: Store, erasure: Erasure) -> list[str]:
+    """Dead letters that name one of the erased calls (or the subject): the dead-letter
+    container is not WORM, so they are deleted. Read (and opened) one by one: dead letters
+    are few; those of the calls' days, and the undated ones."""
+    needles = [rows.correlation_id_of(e["RowKey"]).encode() for e in erasure.rows]
+    if erasure.subject.kind != "call":
+        needles.append(erasure.subject.value.encode())
+    if not needles:
+        return []
+    prefixes = [*sorted({d.replace("-", "/") + "/" for d in erasure.days}), "undated/"]
+    found = []
+    for prefix in prefixes:
+        for blob in store.call(
+            lambda p=prefix: list(
+                store.deadletters.list_blobs(name_starts_with=p, include=["metadata"])
+            )
+        ):
+            if (blob.size or 0) > MAX_DEAD_LETTER_BYTES:
+                continue
+            data = blobs.read_all(store.retry, store.deadletters, blob.name)
+            try:
+                data = store.open_dead_letter(
+                    data, sealed=bool((blob.metadata or {}).get("sealed"))
+                )
+            except (SealError, KekError):
+                continue  # not ours to open: no key of ours could read it either
+            if any(n in data for n in needles):
+                found.append(blob.name)
+    return found
+
+
+def _erase_row(store: Store, entity: Any, when: datetime) -> Any:
     """The row without previews, `Erased` set (kept from an earlier erasure), written only if
     nobody wrote it meanwhile (read again and redone otherwise)."""
     for _ in range(ATTEMPTS):
@@ -223,7 +282,7 @@ def _erase_row(store: Store, entity: Any, when: datetime) -> None:
                 etag=entity.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
-            return
+            return new
         except HttpResponseError as exc:
             if exc.status_code != 412:
                 raise
@@ -247,6 +306,7 @@ def _log(store: Store, erasure: Erasure, when: datetime) -> str:
         "recordKeysDestroyed": erasure.destroyed,
         "copiesFound": len(erasure.copies),
         "archiveBlobs": erasure.blobs,
+        "deadLettersDeleted": erasure.dead_letters,
     }
     blobs.create(
         store.retry,

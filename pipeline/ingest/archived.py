@@ -22,6 +22,7 @@ import orjson
 
 from pipeline.model import Archived, EventIn
 from pipeline.protect import archive, encryption
+from pipeline.settings import SettingsError
 from pipeline.store.kek import KekError
 from pipeline.store.keys import KeyMissing
 
@@ -59,7 +60,7 @@ def _open_member(event: EventIn, store: Store) -> EventIn:
     assert archived is not None
     try:
         key = store.keys.member_key(archived.pointer)
-    except KeyMissing:
+    except (KeyMissing, KekError, encryption.SealError, SettingsError):
         return event  # stays sealed: plan reports it
     if key is None:
         return replace(event, body=b"", archived=replace(archived, erased=True))
@@ -71,8 +72,8 @@ def _open_member(event: EventIn, store: Store) -> EventIn:
 
 def _open_dead_letter(event: EventIn, store: Store) -> EventIn:
     try:
-        return replace(event, body=store.open_dead_letter(event.body), sealed=False)
-    except (encryption.SealError, KekError):
+        return replace(event, body=store.open_dead_letter(event.body, sealed=True), sealed=False)
+    except (encryption.SealError, KekError, SettingsError):
         return event  # stays sealed: plan reports it
 
 
@@ -97,14 +98,22 @@ def _check(event: EventIn, store: Store) -> Archived | None:
     cid, rid = member.get("correlationId"), member.get("rid")
     if not isinstance(cid, str) or not isinstance(rid, str):
         return None
-    key = None
+    key, opened = None, member
     if archive.is_sealed(member):
         # Honoured only while the member can be read: an erased one is archived anew (and
         # loses its new key at once, its row being erased: store/merge.py `erased_copies`).
         try:
             key = store.keys.member_key(p)
-        except (KeyMissing, KekError, encryption.SealError):
+            opened = archive.open_sealed(member, key) if key is not None else None
+        except (KeyMissing, KekError, encryption.SealError, SettingsError, archive.ArchiveError):
             return None
-        if key is None:
+        if opened is None:
             return None
+    # Honoured only for the very record archived there, as `replay --to-eventhub` sends it:
+    # else a sender would give its own body the identity (and the key) of another record.
+    try:
+        if archive.member_event(opened, p).body != event.body:
+            return None
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return None
     return Archived(p, rid, verified=True, correlation_id=cid, key=key)

@@ -130,8 +130,10 @@ def seal_previews(plan: Plan) -> None:
                 continue
             for which in ("prompt", "completion"):
                 attr = f"{which}_preview"
+                # Every preview here was just parsed (none is sealed yet, whatever its text
+                # looks like: a prompt may start like a sealed one).
                 p: Preview | None = getattr(frag, attr)
-                if p is None or p.sealed:
+                if p is None:
                     continue
                 text = encryption.seal_text(frag.data_key, p.text, which, frag.correlation_id)
                 sealed = Preview(text, p.rank)

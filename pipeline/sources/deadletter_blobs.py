@@ -66,8 +66,8 @@ def _deadletter_input(container: Any, blob: Any, call: Caller, limit: int) -> In
             raise InputError(f"{label}: the blob no longer exists") from None
 
     def events(data: bytes, report: Report | None = None) -> Any:
-        # Ours: the body may be sealed (ARCHIVE_ENCRYPTION), and ingest opens it.
-        return iter([replace(event, body=data, sealed=True)])
+        # Sealed by us (its metadata says so, ARCHIVE_ENCRYPTION): ingest opens it.
+        return iter([replace(event, body=data, sealed=bool(meta.get("sealed")))])
 
     key = f"deadletter:{container.container_name}/{name}@{blob.etag}"
     return Input(key, label, size, fetch, events, settle)

@@ -161,9 +161,10 @@ class Store:
         kek_id, wrapped = self.keys.kek.wrap(key)
         return encryption.seal_dead_letter(key, wrapped, kek_id, body)
 
-    def open_dead_letter(self, data: bytes) -> bytes:
-        """A dead letter's content as stored before sealing (as is when it is not sealed)."""
-        head = encryption.dead_letter_header(data)
+    def open_dead_letter(self, data: bytes, *, sealed: bool) -> bytes:
+        """A dead letter's content as stored before sealing. Only one we sealed (its metadata
+        says so) is opened: a sender's bytes that look sealed are content like any other."""
+        head = encryption.dead_letter_header(data) if sealed else None
         if head is None:
             return data
         kek_id, wrapped, rest = head

@@ -14,6 +14,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from pipeline.model import DeadLetter
+from pipeline.protect import encryption
 from pipeline.store.deadletters import dead_letter_blob, restated
 from pipeline.store.retry import RetryPolicy
 
@@ -53,8 +54,10 @@ def put_dead_letter(
     """Create the dead letter's blob (its content sealed by `seal`, when given); False when it
     already existed, and then its metadata says why it failed this time."""
     b = dead_letter_blob(dead)
-    data = b.data if seal is None else seal(b.data)
-    created = create(retry, container, b.name, data, metadata=b.metadata)
+    data, metadata = b.data, b.metadata
+    if seal is not None:
+        data, metadata = seal(b.data), {**b.metadata, "sealed": encryption.ALGORITHM}
+    created = create(retry, container, b.name, data, metadata=metadata)
     if not created:
         client = container.get_blob_client(b.name)
         old = retry.call(lambda: client.get_blob_properties().metadata) or {}

@@ -78,8 +78,11 @@ class KeyVaultKek:
         from azure.core.exceptions import HttpResponseError
         from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
-        if not kek_id.startswith("keyvault:https://"):
-            raise KekError(f"wrapped by {kek_id}, and ARCHIVE_KEK is a Key Vault key")
+        # Only versions of the configured key: a wrapped key names its KEK, and a name read
+        # from storage must not make us call a vault somebody else chose.
+        own = "keyvault:" + self.url.rstrip("/")
+        if kek_id != own and not kek_id.startswith(own + "/"):
+            raise KekError(f"wrapped by {kek_id}, and ARCHIVE_KEK is {own}")
         try:
             result = self._client(kek_id[9:]).unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped)
         except HttpResponseError as exc:
@@ -94,21 +97,22 @@ class Unwrapped:
 
     def __init__(self, kek: Kek) -> None:
         self.kek = kek
-        self._seen: OrderedDict[bytes, bytes] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def wrap(self, key: bytes) -> tuple[str, bytes]:
         return self.kek.wrap(key)
 
     def unwrap(self, kek_id: str, wrapped: bytes) -> bytes:
+        seen = (kek_id, wrapped)
         with self._lock:
-            hit = self._seen.get(wrapped)
+            hit = self._seen.get(seen)
             if hit is not None:
-                self._seen.move_to_end(wrapped)
+                self._seen.move_to_end(seen)
                 return hit
         key = self.kek.unwrap(kek_id, wrapped)
         with self._lock:
-            self._seen[wrapped] = key
+            self._seen[seen] = key
             while len(self._seen) > self.LIMIT:
                 self._seen.popitem(last=False)
         return key
