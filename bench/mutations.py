@@ -58,6 +58,7 @@ RETRY_AFTER = (
 )
 RESTART = "tests/test_reliability.py::test_azurite_stopped_and_restarted_mid_batch"
 DOWN = "tests/test_ingest.py::test_storage_down_raises_so_the_trigger_retries"
+ERASURE = "tests/test_erasure.py::"
 PARKED = "tests/test_reliability.py::test_a_batch_that_keeps_failing_is_parked_and_replayed_later"
 LIMITS = "tests/test_limits.py"
 
@@ -646,6 +647,86 @@ MUTATIONS = [
         "        elif len(data) != size or hashlib.sha256(data).hexdigest() != sha:",
         "        elif len(data) != size:",
         (COMPLIANCE + "test_an_overwritten_blob_is_named",),
+    ),
+    # --- erasure (issue #18): tests/test_erasure.py -----------------------------------------
+    Mutation(
+        "erase: keys never destroyed",
+        "pipeline/compliance/erase.py",
+        "    erasure.destroyed = store.keys.shred([*erasure.pointers, *erasure.copies], when)",
+        "    erasure.destroyed = 0",
+        (ERASURE + "test_erase_user_leaves_nothing_of_theirs_recoverable_even_through_replay",),
+    ),
+    Mutation(
+        "erase: copies no row points at are left",
+        "pipeline/compliance/erase.py",
+        "    erasure.copies = [m for m in store.keys.scan(days, calls) if (m.blob, m.offset) not "
+        "in pointed]",
+        "    erasure.copies = []",
+        (ERASURE + "test_erase_user_leaves_nothing_of_theirs_recoverable_even_through_replay",),
+    ),
+    Mutation(
+        "erase: a ResponseId picks records too",
+        "pipeline/compliance/erase.py",
+        '        calls.add(rows.correlation_id_of(entity["RowKey"]))\n',
+        '        calls.add(rows.correlation_id_of(entity["RowKey"]))\n'
+        '        calls.add(str(entity.get("ResponseId")))\n',
+        (ERASURE + "test_erase_finds_only_the_subjects_calls",),
+    ),
+    Mutation(
+        "erase: dead letters kept",
+        "pipeline/compliance/erase.py",
+        "            store.call(store.deadletters.delete_blob, name)",
+        "            pass",
+        (ERASURE + "test_erase_deletes_the_subjects_dead_letters",),
+    ),
+    Mutation(
+        "erase: holds ignored",
+        "pipeline/compliance/erase.py",
+        "    if cases:\n        raise Held(cases)",
+        "    if False:\n        raise Held(cases)",
+        (ERASURE + "test_a_legal_hold_blocks_erase_until_released",),
+    ),
+    Mutation(
+        "ingest: new copies of an erased call keep their keys",
+        "pipeline/store/merge.py",
+        '    if current.get("Erased") is None:\n        return []',
+        "    return []",
+        (ERASURE + "test_erase_user_leaves_nothing_of_theirs_recoverable_even_through_replay",),
+    ),
+    Mutation(
+        "ingest: previews not sealed",
+        "pipeline/ingest/batch.py",
+        "    if cfg.archive_encryption:\n        seal_previews(plan)",
+        "    if False:\n        seal_previews(plan)",
+        (ERASURE + "test_sealed_archive_keeps_no_prompt_readable_and_show_opens_it",),
+    ),
+    Mutation(
+        "ingest: a prompt that looks sealed is stored as it is",
+        "pipeline/ingest/batch.py",
+        "                if p is None:\n",
+        "                if p is None or p.sealed:\n",
+        (ERASURE + "test_a_prompt_that_looks_sealed_is_sealed_too",),
+    ),
+    Mutation(
+        "ingest: a redelivery reseals the row's previews",
+        "pipeline/call/join.py",
+        "            _keep_sealed_previews(state, rank_of(existing), incoming)\n",
+        "",
+        (ERASURE + "test_redelivery_of_a_sealed_batch_rewrites_no_row",),
+    ),
+    Mutation(
+        "ingest: an archived claim honoured for any body",
+        "pipeline/ingest/archived.py",
+        "        if archive.member_event(opened, p).body != event.body:",
+        "        if False:",
+        ("tests/test_hostile.py::test_a_genuine_archived_property_is_honoured",),
+    ),
+    Mutation(
+        "encryption: one nonce for record and previews",
+        "pipeline/protect/encryption.py",
+        'NONCE_COMPLETION = bytes(NONCE_BYTES - 1) + b"\\x02"',
+        "NONCE_COMPLETION = NONCE_PROMPT",
+        (ERASURE + "test_sealed_content_opens_only_where_it_was_sealed",),
     ),
 ]
 
