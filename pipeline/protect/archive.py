@@ -78,55 +78,26 @@ def member_bytes(
     stored_record: bytes,
     key: bytes | None = None,
 ) -> bytes:
-    if key is not None:
-        return _sealed_member(
-            kind, correlation_id, rid, event, index, enveloped, stored_record, key
-        )
-    doc = {
+    meta = event_meta(event)
+    doc: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "kind": kind,
         "correlationId": correlation_id,
         "rid": rid,
-        "event": event_meta(event),
+        "event": meta,
         "index": index,
         "enveloped": enveloped,
         "record": orjson.Fragment(stored_record),
     }
-    return orjson.dumps(doc) + b"\n"
-
-
-def _sealed_member(
-    kind: str,
-    correlation_id: str,
-    rid: str,
-    event: EventIn,
-    index: int,
-    enveloped: bool,
-    stored_record: bytes,
-    key: bytes,
-) -> bytes:
-    secret = orjson.dumps(
-        {
-            "record": orjson.Fragment(stored_record),
-            "partitionKey": event.partition_key,
-            "origin": event.origin,
+    if key is not None:
+        # Sealed: what may hold personal data goes under the record's data key.
+        secret = {
+            "record": doc.pop("record"),
+            "partitionKey": meta.pop("partitionKey"),
+            "origin": meta.pop("origin"),
         }
-    )
-    doc = {
-        "v": SEALED_VERSION,
-        "kind": kind,
-        "correlationId": correlation_id,
-        "rid": rid,
-        "event": {
-            "partition": event.partition,
-            "sequence": event.sequence,
-            "enqueued": iso(event.enqueued) if event.enqueued else None,
-            "offset": event.offset,
-        },
-        "index": index,
-        "enveloped": enveloped,
-        "sealed": encryption.seal_content(key, secret, correlation_id, rid),
-    }
+        doc["v"] = SEALED_VERSION
+        doc["sealed"] = encryption.seal_content(key, orjson.dumps(secret), correlation_id, rid)
     return orjson.dumps(doc) + b"\n"
 
 
