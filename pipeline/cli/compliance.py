@@ -180,6 +180,12 @@ def cmd_release(args: argparse.Namespace) -> int:
         return 0
     print(f"released hold {h.case!r}")
     _blob_holds(done, len(h.blobs), why, "cleared")
+    if h.unlisted:
+        print(
+            f"  warning: {h.unlisted} archive blobs were held but too many to list: clear "
+            "their legal holds in the portal or with `az storage blob set-legal-hold`",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -38,6 +38,7 @@ class Hold:
     created: datetime
     released: datetime | None = None
     blobs: tuple[str, ...] = ()
+    unlisted: int = 0  # blobs held but too many to list (release cannot lift those)
 
     def covers(self, kind: str, subject: str, day: str) -> bool:
         """Whether the hold covers a call of `day` (yyyy-MM-dd) whose `kind` hashes to
@@ -52,8 +53,11 @@ class Hold:
 
 def _entity(hold: Hold) -> dict[str, object]:
     blobs = zlib.compress(orjson.dumps(list(hold.blobs)), 6)
+    unlisted = 0
     if len(blobs) > limits.MAX_BINARY_BYTES * 12:
-        raise ValueError("the hold covers more archive blobs than one entity can list")
+        # More blobs than an entity can list (tens of thousands): the hold itself stands;
+        # `release` then cannot lift their blob holds, and says so.
+        unlisted, blobs = len(hold.blobs), zlib.compress(b"[]")
     entity: dict[str, object] = {
         "PartitionKey": HOLD_PK,
         "RowKey": hold.case,
@@ -70,6 +74,8 @@ def _entity(hold: Hold) -> dict[str, object]:
         )
     if hold.released is not None:
         entity["Released"] = hold.released
+    if unlisted:
+        entity["BlobsUnlisted"] = unlisted
     return entity
 
 
@@ -88,6 +94,7 @@ def _hold(entity: dict[str, object]) -> Hold:
         created=entity["Created"],  # type: ignore[arg-type]
         released=entity.get("Released"),  # type: ignore[arg-type]
         blobs=tuple(blobs),
+        unlisted=int(entity.get("BlobsUnlisted") or 0),  # type: ignore[call-overload]
     )
 
 
