@@ -722,6 +722,16 @@ MUTATIONS = [
         ("tests/test_hostile.py::test_a_genuine_archived_property_is_honoured",),
     ),
     Mutation(
+        "replay --to-eventhub: sealed members sent sealed, erased ones too",
+        "pipeline/cli/replay.py",
+        "                    if (ev := opened(ev)) is not None:",
+        "                    if True:",
+        (
+            ERASURE
+            + "test_republishing_a_sealed_archive_sends_records_opened_and_never_erased_ones",
+        ),
+    ),
+    Mutation(
         "encryption: one nonce for record and previews",
         "pipeline/protect/encryption.py",
         'NONCE_COMPLETION = bytes(NONCE_BYTES - 1) + b"\\x02"',

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import gzip
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ ALICE = "00000000-aaaa-4aaa-8aaa-00000000a11c"  # the subject who asks to be era
 BOB = "00000000-bbbb-4bbb-8bbb-000000000b0b"
 APP, TENANT = "8f0e2b1c-1111-4a2b-9c3d-5e6f7a8b9c0d", "72f988bf-86f1-41af-91ab-2d7cd011db47"
 DAY = "2025-11-04"
+LATER = datetime(2025, 11, 20, tzinfo=UTC)  # when an archive is sent to the hub again
 
 
 def secret(user: str, i: int) -> str:
@@ -421,3 +423,39 @@ def test_sealed_content_opens_only_where_it_was_sealed() -> None:
         encryption.open_text(key, prompt, "completion", "call-a")
     with pytest.raises(encryption.SealError):
         encryption.open_text(key, prompt, "prompt", "call-b")
+
+
+def test_republishing_a_sealed_archive_sends_records_opened_and_never_erased_ones(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from pipeline.cli import send as publish
+    from pipeline.model import Archived, RawPointer
+    from tests.test_infra import Recorder
+
+    process_batch(events(), scfg, sstore)
+    cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--user", ALICE]) == 0
+    recorder = Recorder()
+    monkeypatch.setattr(publish, "producer_for", lambda *a: recorder)
+    conn = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=a"
+    assert (
+        cli(["replay", "--from-archive", "--to-eventhub", "hub", "--eventhub-connection", conn])
+        == 0
+    )
+    assert "archive member erased: not sent" in capsys.readouterr().err
+    sent = [e for b in recorder.sent for e in b._internal_events]
+    bodies = b"\n".join(b"".join(e.body) for e in sent)
+    assert len(sent) == 9  # Bob's 3 calls, 3 records each; none of Alice's
+    assert secret(BOB, 1).encode() in bodies and b"Wonderland" not in bodies
+    assert b'"sealed"' not in bodies
+    # Ingested again, each points at its member: nothing archived anew, no row changed.
+    again = []
+    for e in sent:
+        claim = orjson.loads(e.properties[publish.ARCHIVED_PROPERTY])
+        pointer = RawPointer(claim["blob"], claim["offset"], claim["length"], claim["sha256"])
+        # As the trigger makes it (sources/eventhub.py): the claim not yet checked.
+        claim_of = Archived(pointer, claim["rid"])
+        again.append(EventIn(b"".join(e.body), enqueued=LATER, archived=claim_of))
+    result = process_batch(again, scfg, sstore)
+    assert (result.new_archive_blobs, result.created, result.updated) == (0, 0, 0)
+    assert result.unchanged == 3
