@@ -380,14 +380,17 @@ def test_erase_finds_only_the_subjects_calls(
 
 
 def test_erase_deletes_the_subjects_dead_letters(
-    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     process_batch(call_events(ALICE, 0) + call_events(BOB, 0), scfg, sstore)
     # The same calls parked once (a batch that failed on its last delivery).
     park_batch(call_events(ALICE, 0) + call_events(BOB, 0), scfg, sstore, "failed (test)")
     assert len(list(sstore.deadletters.list_blobs())) == 4
     cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--user", ALICE, "--dry-run"]) == 0
+    assert len(list(sstore.deadletters.list_blobs())) == 4
     assert cli(["erase", "--user", ALICE]) == 0
+    assert "dead letters naming these calls: 2 deleted" in capsys.readouterr().out
     left = [
         sstore.open_dead_letter(sstore.deadletters.download_blob(b.name).readall(), sealed=True)
         for b in sstore.deadletters.list_blobs()

@@ -130,6 +130,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
             f"  warning: {done.unsealed} records were archived unsealed (before "
             "ARCHIVE_ENCRYPTION=on): they stay readable until the archive's retention ends"
         )
+    if done.dead_letters:
+        dl_verb = "would be deleted" if args.dry_run else "deleted"
+        print(f"  dead letters naming these calls: {done.dead_letters} {dl_verb}")
     rows_verb = "would be blanked" if args.dry_run else "blanked, Erased set"
     print(f"  rows: {len(done.rows)} ({rows_verb}; {done.already} erased before)")
     if done.log:
