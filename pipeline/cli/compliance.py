@@ -66,15 +66,8 @@ def _subject_of(args: argparse.Namespace) -> Subject:
     raise AssertionError("argparse requires one")
 
 
-def _range_error(args: argparse.Namespace) -> str | None:
-    if args.from_day and args.to_day and args.to_day < args.from_day:
-        return "--to is before --from"
-    return None
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    if args.to_day < args.from_day:
-        print("error: --to is before --from", file=sys.stderr)
+    if options.reversed_range(args):
         return 2
     cfg = options.config(args)
     report = verify(options.ensured_store(cfg), args.from_day, args.to_day)
@@ -89,8 +82,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    if why := _range_error(args):
-        print(f"error: {why}", file=sys.stderr)
+    if options.reversed_range(args):
         return 2
     cfg = options.config(args)
     store = options.ensured_store(cfg)
@@ -154,8 +146,7 @@ def cmd_hold(args: argparse.Namespace) -> int:
     if not CASE.fullmatch(args.case):
         print("error: --case: 1-100 letters, digits, '.', '_', '-' or spaces", file=sys.stderr)
         return 2
-    if why := _range_error(args):
-        print(f"error: {why}", file=sys.stderr)
+    if options.reversed_range(args):
         return 2
     store = options.ensured_store(options.config(args))
     subject = _subject_of(args)

@@ -64,8 +64,7 @@ def datasets(value: str) -> tuple[str, ...]:
 def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export.days import export_days
 
-    if args.to_day < args.from_day:
-        print("error: --to is before --from", file=sys.stderr)
+    if options.reversed_range(args):
         return 2
     cfg = options.config(args)
     store = options.ensured_store(cfg)

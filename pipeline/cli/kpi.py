@@ -62,8 +62,7 @@ def cmd_kpi(args: argparse.Namespace) -> int:
 def kpi_report(store: Store, args: argparse.Namespace) -> int:
     """Print the KPI rows of `args.from_day` to `args.to_day` by `args.by` (and a chart)."""
     first, last = args.from_day, args.to_day
-    if last < first:
-        print("error: --to is before --from", file=sys.stderr)
+    if options.reversed_range(args):
         return 2
     rows = list(KpiStore(store).rows(f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"))
     if not rows:

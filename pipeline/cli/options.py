@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -36,6 +37,15 @@ def ensured_store(cfg: Config) -> Store:
     store = Store(cfg)
     store.ensure()
     return store
+
+
+def reversed_range(args: argparse.Namespace) -> bool:
+    """True, having said so on stderr, when --to is before --from (either may be absent)."""
+    first, last = getattr(args, "from_day", None), getattr(args, "to_day", None)
+    if first is not None and last is not None and last < first:
+        print("error: --to is before --from", file=sys.stderr)
+        return True
+    return False
 
 
 def day(value: str) -> date:

@@ -24,9 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
 
 from pipeline.call.join import resolve
 from pipeline.model import RawPointer
@@ -274,18 +272,8 @@ def _erase_row(store: Store, entity: Any, when: datetime) -> Any:
         state.prompt_preview = state.completion_preview = None
         new = rows.to_entity(resolve(state), state, store.cfg.shards)
         new["PartitionKey"] = entity["PartitionKey"]
-        try:
-            store.call(
-                store.audit.update_entity,
-                new,
-                mode=UpdateMode.REPLACE,
-                etag=entity.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
+        if store.audit_rows.replace_if_unchanged(new, entity):
             return new
-        except HttpResponseError as exc:
-            if exc.status_code != 412:
-                raise
         entity = store.call(store.audit.get_entity, entity["PartitionKey"], entity["RowKey"])
     raise RuntimeError(f"row {entity['RowKey']} kept changing under us")
 

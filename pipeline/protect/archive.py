@@ -226,25 +226,11 @@ def member_event(member: dict[str, Any], pointer: RawPointer) -> EventIn:
     the shape it arrived in (an envelope of one, a bare message, or the text of a cut one).
     A sealed member stays sealed (its body is the member): ingest, which holds the keys,
     opens it (`opened_event`)."""
-    if is_sealed(member):
-        ev = member.get("event") or {}
-        return EventIn(
-            body=orjson.dumps(member),
-            partition=ev.get("partition"),
-            sequence=ev.get("sequence"),
-            enqueued=parse_time(ev.get("enqueued")),
-            offset=ev.get("offset"),
-            origin=f"archive:{pointer.blob}@{pointer.offset}",
-            archived=Archived(
-                pointer,
-                str(member.get("rid") or ""),
-                verified=True,
-                correlation_id=str(member.get("correlationId") or "") or None,
-                sealed=True,
-            ),
-        )
+    sealed = is_sealed(member)
     record = member.get("record")
-    if isinstance(record, str):
+    if sealed:
+        body = orjson.dumps(member)
+    elif isinstance(record, str):
         body = record.encode("utf-8", "surrogatepass")
     elif member.get("enveloped"):
         body = orjson.dumps({"records": [record]})
@@ -265,6 +251,7 @@ def member_event(member: dict[str, Any], pointer: RawPointer) -> EventIn:
             str(member.get("rid") or ""),
             verified=True,
             correlation_id=str(member.get("correlationId") or "") or None,
+            sealed=sealed,
         ),
     )
 

@@ -154,7 +154,7 @@ class AuditTable:
             if current is None:
                 return False
             merged = merge.absorb_twin(current, twin, self.shards)
-            if merged is not None and not self._replace_if_unchanged(merged, current):
+            if merged is not None and not self.replace_if_unchanged(merged, current):
                 continue
             if self._delete_if_unchanged(twin):
                 return True
@@ -164,7 +164,8 @@ class AuditTable:
                 return True
         raise RuntimeError(f"row {rk} of partition {pk} kept changing under us")
 
-    def _replace_if_unchanged(self, entity: dict[str, Any], current: Any) -> bool:
+    def replace_if_unchanged(self, entity: dict[str, Any], current: Any) -> bool:
+        """Replace the row `current` (as read) by `entity`; False if written meanwhile."""
         try:
             self.retry.call(
                 self.table.update_entity,

@@ -156,17 +156,17 @@ class ArchiveKeys:
         pk, rk = entity_keys(blob)
         query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
         params = {"pk": pk, "lo": rk, "hi": rk + "~~"}
-        return list(
-            self.retry.call(lambda: list(self.table.query_entities(query, parameters=params)))
-        )
+        return self.retry.call(lambda: list(self.table.query_entities(query, parameters=params)))
 
-    def _open(self, entity: Any) -> list[bytes]:
+    def _open(self, entity: Any) -> tuple[bytes, list[bytes]]:
+        """The entity's blob key (unwrapped by the KEK) and its members' data keys."""
         blob_key = self.kek.unwrap(
             str(entity.get("Kek")), getattr(entity["BlobKey"], "value", entity["BlobKey"])
         )
-        return encryption.open_keys(
+        keys = encryption.open_keys(
             blob_key, _get_binary(entity, "Keys"), str(entity["RowKey"]).encode()
         )
+        return blob_key, keys
 
     def blob_keys(self, blob: str) -> dict[int, bytes | None]:
         """Data key of each member of `blob` by offset (None: destroyed by `erase`)."""
@@ -179,7 +179,7 @@ class ArchiveKeys:
         found: dict[int, bytes | None] = {}
         for entity in self._read(blob):
             erased = _erased(entity)
-            for member, key in zip(_members(entity), self._open(entity), strict=True):
+            for member, key in zip(_members(entity), self._open(entity)[1], strict=True):
                 gone = str(member.offset) in erased or key == encryption.ERASED_KEY
                 found[member.offset] = None if gone else key
         with self._lock:
@@ -255,13 +255,10 @@ class ArchiveKeys:
         fresh = [i for i in hits if str(members[i].offset) not in erased]
         if not fresh:
             return 0
-        keys = self._open(entity)
+        blob_key, keys = self._open(entity)
         for i in fresh:
             keys[i] = encryption.ERASED_KEY
             erased[str(members[i].offset)] = stamp
-        blob_key = self.kek.unwrap(
-            str(entity.get("Kek")), getattr(entity["BlobKey"], "value", entity["BlobKey"])
-        )
         update: dict[str, Any] = {
             "PartitionKey": entity["PartitionKey"],
             "RowKey": entity["RowKey"],
