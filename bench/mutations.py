@@ -696,15 +696,15 @@ MUTATIONS = [
     Mutation(
         "ingest: previews not sealed",
         "pipeline/ingest/batch.py",
-        "    if cfg.archive_encryption:\n        seal_previews(plan)",
-        "    if False:\n        seal_previews(plan)",
+        "            if cfg.archive_encryption:\n                seal_previews(state)",
+        "            if False:\n                seal_previews(state)",
         (ERASURE + "test_sealed_archive_keeps_no_prompt_readable_and_show_opens_it",),
     ),
     Mutation(
         "ingest: a prompt that looks sealed is stored as it is",
         "pipeline/ingest/batch.py",
-        "                if p is None:\n",
-        "                if p is None or p.sealed:\n",
+        "            if p is None:\n",
+        "            if p is None or p.sealed:\n",
         (ERASURE + "test_a_prompt_that_looks_sealed_is_sealed_too",),
     ),
     Mutation(

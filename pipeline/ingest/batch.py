@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pipeline.call.join import CallState
 from pipeline.common import heap
 from pipeline.ingest.archived import verify_archived
 from pipeline.ingest.plan import Plan, contain, plan_batch
@@ -115,31 +116,28 @@ def transform(events: Sequence[EventIn], cfg: Config) -> Transformed:
     """Event bytes → the batch's archive blob and one row per call (pure: no I/O)."""
     plan = plan_batch(events, cfg)
     blob = archive_plan(plan)  # first: rows carry the pointers into it
-    if cfg.archive_encryption:
-        seal_previews(plan)
     return Transformed(plan, blob, _entities(plan, cfg))
 
 
-def seal_previews(plan: Plan) -> None:
-    """Each preview sealed under the data key of the record it was taken from, so that
-    erasing that record's key erases its previews too. A record replayed from an archive
+def seal_previews(state: CallState) -> None:
+    """Each preview of a call sealed under the data key of the record it was taken from, so
+    that erasing that record's key erases its previews too. A record replayed from an archive
     written before encryption was on has no key: its previews stay as they were stored."""
-    for state in plan.states.values():
-        for frag in state.call.fragments.values():
-            if frag.data_key is None:
+    for frag in state.call.fragments.values():
+        if frag.data_key is None:
+            continue
+        for which in ("prompt", "completion"):
+            attr = f"{which}_preview"
+            # Every preview here was just parsed (none is sealed yet, whatever its text
+            # looks like: a prompt may start like a sealed one).
+            p: Preview | None = getattr(frag, attr)
+            if p is None:
                 continue
-            for which in ("prompt", "completion"):
-                attr = f"{which}_preview"
-                # Every preview here was just parsed (none is sealed yet, whatever its text
-                # looks like: a prompt may start like a sealed one).
-                p: Preview | None = getattr(frag, attr)
-                if p is None:
-                    continue
-                text = encryption.seal_text(frag.data_key, p.text, which, frag.correlation_id)
-                sealed = Preview(text, p.rank)
-                if getattr(state, attr) is p:
-                    setattr(state, attr, sealed)
-                setattr(frag, attr, sealed)
+            text = encryption.seal_text(frag.data_key, p.text, which, frag.correlation_id)
+            sealed = Preview(text, p.rank)
+            if getattr(state, attr) is p:
+                setattr(state, attr, sealed)
+            setattr(frag, attr, sealed)
 
 
 def _entities(plan: Plan, cfg: Config) -> list[rows.Row]:
@@ -149,6 +147,8 @@ def _entities(plan: Plan, cfg: Config) -> list[rows.Row]:
     policy = policy_for(cfg)
     for cid, state in list(plan.states.items()):
         try:
+            if cfg.archive_encryption:
+                seal_previews(state)
             out.extend(rows.entities([state], cfg.shards))
         except Exception as exc:  # noqa: BLE001 - the call boundary
             del plan.states[cid]
