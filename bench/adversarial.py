@@ -1476,7 +1476,8 @@ class Report:
     batch: dict[str, Any] = field(default_factory=dict)
     batch_cases: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
-    slowest: str = ""
+    # 100 × the slowest single transform event: its text and its seconds (estimated).
+    slowest: tuple[str, float] | None = None
     # The bench could not call a stage (an API it uses changed): not a finding about inputs.
     bench_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -1521,9 +1522,9 @@ class Report:
             rows.append(
                 (
                     f"Adversarial: {BATCH_EVENTS} worst-case events through transform, 1 core",
-                    batch_text(self.batch),
+                    batch_text(self.batch) + (f"; {self.slowest[0]}" if self.slowest else ""),
                     f"≤ {BATCH_GOAL_S:.0f} s",
-                    "met" if batch_ok(self.batch) else "NOT met",
+                    "met" if batch_ok(self.batch, self.slowest) else "NOT met",
                 )
             )
         rows.append(
@@ -1537,12 +1538,15 @@ class Report:
         return rows
 
 
-def batch_ok(batch: dict[str, Any]) -> bool:
+def batch_ok(batch: dict[str, Any], slowest: tuple[str, float] | None) -> bool:
+    """The mixed batch and 100 of the slowest single event both within the goal: a sender
+    who found the slowest event would send only that."""
     return (
         "s" in batch
         and not batch.get("timeout")
         and "error" not in batch
         and (batch["s"] <= BATCH_GOAL_S)
+        and (slowest is None or slowest[1] <= BATCH_GOAL_S)
     )
 
 
@@ -1637,23 +1641,27 @@ def measure(
     return report
 
 
-def slowest_event(report: Report) -> str:
-    """100 × the slowest single event: what a sender repeating it costs."""
+def slowest_event(report: Report) -> tuple[str, float] | None:
+    """100 × the slowest single event (what a sender repeating it costs): text, seconds."""
     mine = [o for o in report.outcomes if o.case.stage == "transform"]
     timed_out = [o for o in mine if o.worst.get("timeout")]
     if timed_out:
         o = timed_out[0]
+        s = BATCH_EVENTS * o.worst["s"]
         return (
-            f"{BATCH_EVENTS} × {o.case.name}: > {BATCH_EVENTS * o.worst['s']:,.0f} s "
-            f"(one event took over {o.worst['s']:.0f} s)"
+            f"{BATCH_EVENTS} × {o.case.name}: > {s:,.0f} s "
+            f"(one event took over {o.worst['s']:.0f} s)",
+            s,
         )
     done = [o for o in mine if "bytes" in o.worst and "error" not in o.worst]
     if not done:
-        return ""
+        return None
     o = max(done, key=lambda o: o.worst["s"])
+    s = BATCH_EVENTS * o.worst["s"]
+    note = f", {o.worst['note']}" if o.worst.get("note") else ""
     return (
-        f"{BATCH_EVENTS} × {o.case.name}: about {BATCH_EVENTS * o.worst['s']:,.0f} s "
-        f"({o.worst['s']:.2f} s per event)"
+        f"{BATCH_EVENTS} × the slowest ({o.case.name}{note}): about {s:,.0f} s",
+        s,
     )
 
 
@@ -1743,7 +1751,7 @@ def render(report: Report) -> str:
             ]
             lines.append("  " + "  ".join(cells).rstrip())
     if report.batch:
-        ok = "met" if batch_ok(report.batch) else "<< MISS"
+        ok = "met" if batch_ok(report.batch, report.slowest) else "<< MISS"
         lines += [
             "",
             f"Batch: {BATCH_EVENTS} worst-case events through ingest.transform, one core: "
@@ -1753,7 +1761,7 @@ def render(report: Report) -> str:
             f"{report.batch.get('estimate', 0):,.1f} s)",
         ]
         if report.slowest:
-            lines.append(f"  Slowest single event, repeated: {report.slowest}")
+            lines.append(f"  Slowest single event, repeated (in the goal): {report.slowest[0]}")
     misses = [o for o in report.outcomes if o.status != "ok"]
     lines += ["", f"Cases missing a goal or raising: {len(misses)} of {len(report.outcomes)}"]
     for o in misses:
