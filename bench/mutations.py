@@ -58,6 +58,7 @@ RETRY_AFTER = (
 )
 RESTART = "tests/test_reliability.py::test_azurite_stopped_and_restarted_mid_batch"
 DOWN = "tests/test_ingest.py::test_storage_down_raises_so_the_trigger_retries"
+LIMITS = "tests/test_limits.py::"
 ERASURE = "tests/test_erasure.py::"
 PARKED = "tests/test_reliability.py::test_a_batch_that_keeps_failing_is_parked_and_replayed_later"
 LIMITS = "tests/test_limits.py"
@@ -737,6 +738,27 @@ MUTATIONS = [
         'NONCE_COMPLETION = bytes(NONCE_BYTES - 1) + b"\\x02"',
         "NONCE_COMPLETION = NONCE_PROMPT",
         (ERASURE + "test_sealed_content_opens_only_where_it_was_sealed",),
+    ),
+    Mutation(
+        "store: transactions sized by Azure's entity size, not by the bytes sent",
+        "pipeline/store/limits.py",
+        "        n = max(wire_size(item[1]), entity_size(item[1])) + TRANSACTION_OP_OVERHEAD",
+        "        n = entity_size(item[1]) + TRANSACTION_OP_OVERHEAD",
+        (LIMITS + "test_rows_of_non_ascii_text_are_written_in_transactions_azure_accepts",),
+    ),
+    Mutation(
+        "store: the join state kept inline by its characters, not UTF-16 units",
+        "pipeline/store/rows.py",
+        "    if limits.utf16_units(fragments) <= FRAGMENTS_INLINE_UNITS:",
+        "    if len(fragments) <= FRAGMENTS_INLINE_UNITS:",
+        (LIMITS + "test_a_join_state_of_astral_characters_is_compressed_and_its_batch_stored",),
+    ),
+    Mutation(
+        "store: a row Table storage refuses fails the batch",
+        "pipeline/store/audit.py",
+        "    return exc.status_code in (400, 413) and not _is_conflict(exc)",
+        "    return False",
+        (LIMITS + "test_a_row_table_storage_refuses_is_dead_lettered_and_the_rest_stored",),
     ),
 ]
 

@@ -3,18 +3,24 @@
 
 from __future__ import annotations
 
+import json
 import random
 import string
 from dataclasses import fields
 from datetime import UTC, datetime
 
+import orjson
+import pytest
 from azure.data.tables import EdmType, EntityProperty
+from azure.data.tables._serialize import _add_entity_properties  # what the SDK sends
 
 from pipeline.call.join import CallState, add_fragment
-from pipeline.model import Call, Facts, Fragment
+from pipeline.ingest.batch import process_batch, transform
+from pipeline.model import Call, EventIn, Facts, Fragment
 from pipeline.settings import Config
 from pipeline.store import limits, rows
 from pipeline.store.account import Store
+from tests.fixtures import apim, sources
 
 T = datetime(2025, 3, 4, 10, 15, 2, tzinfo=UTC)
 
@@ -83,8 +89,142 @@ def test_transactions_stop_at_100_operations_and_4_mib() -> None:
     chunks = list(limits.transactions(big))
     assert len(chunks) > 1 and sum(len(c) for c in chunks) == 100
     for chunk in chunks:
-        size = sum(limits.entity_size(e) + limits.TRANSACTION_OP_OVERHEAD for _, e in chunk)
+        size = sum(
+            max(limits.wire_size(e), limits.entity_size(e)) + limits.TRANSACTION_OP_OVERHEAD
+            for _, e in chunk
+        )
         assert size <= limits.MAX_TRANSACTION_BYTES
+
+
+def test_wire_size_bounds_what_the_sdk_sends() -> None:
+    # The SDK writes the entity with json.dumps (ASCII only): a CJK character is a 6-byte
+    # escape, an emoji 12, a control character 6; binary goes as base64 with its type.
+    for text in ("中" * 500, "😀" * 300, '\x01\n"' * 200, "plain ascii" * 50, "\ud83d" * 9):
+        entity = {
+            "PartitionKey": "2025-11-04_0",
+            "RowKey": "中😀" * 10,
+            "Text": text,
+            "Big": EntityProperty(2**40, EdmType.INT64),
+            "CallTime": T,
+            "Z": EntityProperty(bytes(range(256)) * 40, EdmType.BINARY),
+        }
+        sent = len(json.dumps(_add_entity_properties(entity)))
+        assert sent <= limits.wire_size(entity) <= 1.5 * sent + 1024
+        assert limits.entity_size(entity) < sent  # why entity_size cannot cut transactions
+
+
+def _wide(cid: str, text: str, **kw: object) -> dict[str, object]:
+    """A GatewayLogs record whose every free-text fact is `text`."""
+    return apim.gateway(
+        cid,
+        time="2025-11-04T10:00:00Z",
+        path=f"/openai/deployments/{text}/chat/completions?api-version={text}",
+        apiId=text,
+        operationId=text,
+        productId=text,
+        apimSubscriptionId=text,
+        userId=text,
+        backendId=text,
+        **kw,
+    )
+
+
+def test_rows_of_non_ascii_text_are_written_in_transactions_azure_accepts(
+    cfg: Config, store: Store
+) -> None:
+    # 250 calls whose facts are CJK text: 100 rows are under 4 MiB by Azure's entity size,
+    # over it as sent (each character a 6-byte escape). Azurite refuses such a transaction
+    # (RequestBodyTooLarge), which failed the whole batch.
+    text = "中" * 512
+    events = [
+        EventIn(
+            apim.envelope(*(_wide(f"cjk-{e}-{i}", text) for i in range(25))),
+            partition="0",
+            sequence=e,
+        )
+        for e in range(10)
+    ]
+    for chunk in limits.transactions(transform(events, cfg).rows):
+        sent = sum(len(json.dumps(_add_entity_properties(e))) for _, e in chunk)
+        assert sent + len(chunk) * limits.TRANSACTION_OP_OVERHEAD <= limits.MAX_TRANSACTION_BYTES
+    result = process_batch(events, cfg, store)
+    assert (result.created, result.dead_letters) == (250, 0)
+    assert len(list(store.audit.list_entities(select=["RowKey"]))) == 250
+
+
+def _astral_call(cid: str, sequence: int = 0) -> list[EventIn]:
+    """A call logged three ways (gateway, LLM log, policy message) with every text fact at
+    600 emoji: its join state is about 20,000 characters but 40,000 UTF-16 units, past a
+    string property's 32 K."""
+    emoji = "😀" * 600
+    response = {
+        "id": emoji,
+        "model": emoji,
+        "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": emoji, "message": {"content": "hi"}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    gateway = _wide(cid, emoji, response=response, method=emoji, location=emoji)
+    gateway["properties"]["url"] += "😀" * 3000
+    llm = sources.llm_header(cid, deployment=emoji, model=emoji, time="2025-11-04T10:00:01Z")
+    error = {"source": emoji, "reason": emoji, "message": emoji * 2}
+    policy = orjson.loads(
+        sources.policy_message(
+            cid, status=500, section="on-error", time="2025-11-04T10:00:00Z", error=error
+        )
+    )
+    for key in ("service", "region", "apiId", "operationId", "productId", "subscriptionId"):
+        policy[key] = emoji
+    policy["userId"] = policy["method"] = policy["backendId"] = emoji
+    policy["url"] = policy["backendUrl"] = gateway["properties"]["url"]
+    return [
+        EventIn(apim.envelope(gateway, llm), partition="0", sequence=sequence),
+        EventIn(orjson.dumps(policy), partition="0", sequence=sequence + 1),
+    ]
+
+
+def _plain(n: int, sequence: int) -> list[EventIn]:
+    return [
+        EventIn(
+            apim.envelope(apim.gateway(f"plain-{i}", time="2025-11-04T10:00:00Z")),
+            partition="0",
+            sequence=sequence + i,
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_join_state_of_astral_characters_is_compressed_and_its_batch_stored(
+    cfg: Config, store: Store
+) -> None:
+    # Counted in characters, the join state stayed inline, Azure refused the row
+    # (PropertyValueTooLarge) and the whole batch, ten ordinary calls with it, failed on
+    # every delivery.
+    cid = "astral-join-state"
+    result = process_batch(_astral_call(cid) + _plain(10, 2), cfg, store)
+    assert (result.created, result.dead_letters) == (11, 0)
+    (row,) = store.find_rows(cid)
+    assert "Fragments" not in row and "FragmentsZ" in row
+    assert len(rows.state_from_entity(row).call.fragments) == 3
+
+
+def test_a_row_table_storage_refuses_is_dead_lettered_and_the_rest_stored(
+    cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A limit we do not model, made here by keeping the join state inline however long:
+    # Azure refuses that row (400). The rows beside it in its transaction are written, the
+    # call's records are dead-lettered with Azure's error code, and the batch succeeds.
+    monkeypatch.setattr(rows, "FRAGMENTS_INLINE_UNITS", 10**9)
+    cid = "refused-call"
+    events = _plain(30, 0) + _astral_call(cid, 30) + _plain(30, 32)
+    result = process_batch(events, cfg, store)
+    assert result.created == 30 and not store.find_rows(cid)  # the plain ones: 30 distinct
+    reasons = {d.reason for d in result.dead}
+    assert reasons == {"row refused by Table storage (PropertyValueTooLarge)"}
+    # Each record of the call (three, in two events) is a dead letter, as stored.
+    placed = sorted((d.event.sequence, d.record_index) for d in result.dead)
+    assert placed == [(30, 0), (30, 1), (31, 0)]
+    assert len(list(store.deadletters.list_blobs())) == 3
 
 
 def _noisy_state(cid: str) -> CallState:

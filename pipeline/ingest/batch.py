@@ -140,6 +140,20 @@ def seal_previews(state: CallState) -> None:
             setattr(frag, attr, sealed)
 
 
+def refused_dead_letters(plan: Plan, cfg: Config, cid: str, code: str) -> list[DeadLetter]:
+    """The records of call `cid`, whose row Table storage refused, as dead letters (each
+    from its event's bytes as received, under the strictest capture)."""
+    policy = policy_for(cfg)
+    reason = f"row refused by Table storage ({code})"
+    out: list[DeadLetter] = []
+    seen: set[tuple[int, int]] = set()
+    for event, index in plan.origins.get(cid, ()):
+        if (id(event), index) not in seen:
+            seen.add((id(event), index))
+            out.append(deadletters.raw_dead_letter(policy, event, index, reason))
+    return out
+
+
 def _entities(plan: Plan, cfg: Config) -> list[rows.Row]:
     """One row per call. A call whose row cannot be built (a bug) is contained like a
     record: its records are dead-lettered as received, and the other calls are stored."""
@@ -249,6 +263,14 @@ def _process_slice(
         written.unchanged,
     )
     result.days = written.days
+    for state, code in written.refused:
+        # Its records are in the archive already; without a row they are dead letters too,
+        # so that every record is a row or a dead letter.
+        dead = refused_dead_letters(plan, cfg, state.call.correlation_id, code)
+        for d in dead:
+            store.put_dead_letter(d)
+        result.dead += dead
+        result.dead_letters += len(dead)
     if written.shred and not dry_run:
         # Records of calls erased before (a replay from Capture, a late record): their new
         # copies lose their keys at once, so erasure stays erasure.

@@ -271,6 +271,8 @@ class AuditTable:
                 self.retry.call(self.table.submit_transaction, [("create", e) for _, e in chunk])
                 return WriteStats(created=len(chunk), days={pk[:10]})
             except TableTransactionError as exc:
+                if _refused(exc):
+                    return _split(chunk, exc, lambda part: self._write_chunk(pk, part))
                 if not _is_conflict(exc):
                     raise
         return self._merge_chunk(pk, chunk, dry_run)
@@ -293,6 +295,8 @@ class AuditTable:
                 self.retry.call(self.table.submit_transaction, ops)
                 return stats
             except TableTransactionError as exc:
+                if _refused(exc):
+                    return _split(chunk, exc, lambda part: self._merge_chunk(pk, part, dry_run))
                 if not (_is_conflict(exc) or exc.status_code == 412):
                     raise
                 last = exc  # someone else wrote one of these rows meanwhile: read again
@@ -355,6 +359,30 @@ def _writers() -> ThreadPoolExecutor:
         if _WRITERS is None:
             _WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="audit-write")
         return _WRITERS
+
+
+def _refused(exc: HttpResponseError) -> bool:
+    """Table storage refused what we sent (400: a value, entity or name past a limit we do
+    not model; 413: the transaction too large), as opposed to being unavailable. Only the
+    rows at fault should fail then, not the batch: retrying would be refused again."""
+    return exc.status_code in (400, 413) and not _is_conflict(exc)
+
+
+def _split(
+    chunk: list[Row], exc: HttpResponseError, write: Callable[[list[Row]], WriteStats]
+) -> WriteStats:
+    """A refused transaction written again in halves, down to the row at fault, which is
+    reported refused (with Azure's error code, which quotes no content)."""
+    if len(chunk) == 1:
+        code = str(getattr(exc, "error_code", "") or f"HTTP {exc.status_code}")
+        log.error(
+            "a row of partition %s refused by Table storage: %s", chunk[0][1]["PartitionKey"], code
+        )
+        return WriteStats(refused=[(chunk[0][0], code)])
+    half = len(chunk) // 2
+    stats = write(chunk[:half])
+    stats.add(write(chunk[half:]))
+    return stats
 
 
 def _is_conflict(exc: HttpResponseError) -> bool:

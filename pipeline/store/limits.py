@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, TypeVar
 
 from azure.data.tables import EdmType, EntityProperty
@@ -43,7 +44,8 @@ WithEntity = TypeVar("WithEntity", bound=tuple[Any, dict[str, Any]])
 
 
 def utf16_units(s: str) -> int:
-    return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF) if not s.isascii() else len(s)
+    """Azure counts strings in UTF-16 code units: a character past U+FFFF is two."""
+    return len(s) if s.isascii() else len(s.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def clip_utf16(s: str, units: int) -> str:
@@ -174,13 +176,44 @@ def _clip_to_size(entity: dict[str, Any], clipped: list[str]) -> None:
         size = entity_size(entity)
 
 
+# Beyond a typed value itself: its `"Name@odata.type":"Edm.Int64",` annotation.
+_ANNOTATION = 40
+
+
+def wire_size(entity: dict[str, Any]) -> int:
+    """Bytes of the entity as the SDK sends it in a transaction, an upper bound: JSON written
+    by `json.dumps` (ASCII only: a non-ASCII character is a 6-byte `\\uXXXX` escape per
+    UTF-16 unit, three times what `entity_size` counts for it), typed values annotated, binary
+    as base64, and the keys once more in an update's URL (percent-encoded UTF-8). The 4 MiB
+    of a transaction are these bytes, not the entities' sizes."""
+    size = 2 + 12 * (len(entity.get("PartitionKey", "")) + len(entity.get("RowKey", "")))
+    for name, value in entity.items():
+        size += len(name) + 4
+        if type(value) is str:
+            size += len(encode_basestring_ascii(value))
+            continue
+        size += len(name) + _ANNOTATION
+        if isinstance(value, EntityProperty):
+            value = value.value
+        if isinstance(value, bytes):
+            size += 4 * (len(value) + 2) // 3 + 2
+        elif isinstance(value, str):
+            size += len(encode_basestring_ascii(value))
+        else:
+            size += 40  # numbers, booleans, times and GUIDs as text
+    return size
+
+
 def transactions(items: Iterable[WithEntity]) -> Iterator[list[WithEntity]]:
     """`items` in order, cut into transactions of at most MAX_TRANSACTION_OPS entities and
-    MAX_TRANSACTION_BYTES (the entities' sizes and each operation's envelope)."""
+    MAX_TRANSACTION_BYTES (the entities as sent or as Azure counts them, whichever is more,
+    and each operation's envelope)."""
     chunk: list[WithEntity] = []
     size = 0
     for item in items:
-        n = entity_size(item[1]) + TRANSACTION_OP_OVERHEAD
+        # As sent, and never less than Azure's own count of the entity (the 4 MiB were
+        # sized by it before: ASCII rows keep their transactions).
+        n = max(wire_size(item[1]), entity_size(item[1])) + TRANSACTION_OP_OVERHEAD
         if chunk and (len(chunk) >= MAX_TRANSACTION_OPS or size + n > MAX_TRANSACTION_BYTES):
             yield chunk
             chunk, size = [], 0

@@ -45,6 +45,9 @@ class WriteStats:
     days: set[str] = field(default_factory=set)
     # Archive members whose keys must go: new copies of records of calls already erased.
     shred: list[RawPointer] = field(default_factory=list)
+    # Calls whose row Table storage refused (a limit we do not model): the call and Azure's
+    # error code. The batch dead-letters their records; the other rows are written.
+    refused: list[tuple[CallState, str]] = field(default_factory=list)
 
     def add(self, other: WriteStats) -> None:
         self.created += other.created
@@ -52,6 +55,7 @@ class WriteStats:
         self.unchanged += other.unchanged
         self.days |= other.days
         self.shred += other.shred
+        self.refused += other.refused
 
 
 def erased_copies(current: Any, incoming: CallState) -> list[RawPointer]:

@@ -145,8 +145,9 @@ def _value(v: Any) -> Any:
     return v
 
 
-# The join state is JSON on the row; past this size it is stored compressed (binary, 64 KiB).
-FRAGMENTS_INLINE_CHARS = 30_000
+# The join state is JSON on the row; past this many UTF-16 units (a string property holds
+# 32 K) it is stored compressed (binary, 64 KiB).
+FRAGMENTS_INLINE_UNITS = 30_000
 
 
 Row = tuple[CallState, dict[str, Any]]  # a call's join state and the entity built from it
@@ -198,9 +199,10 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
 
 
 def _put_fragments(entity: dict[str, Any], fragments: str) -> None:
-    """The join state on the row: JSON text, or past FRAGMENTS_INLINE_CHARS compressed into
-    as many binary properties (64 KiB each) as it needs."""
-    if len(fragments) <= FRAGMENTS_INLINE_CHARS:
+    """The join state on the row: JSON text, or past FRAGMENTS_INLINE_UNITS compressed into
+    as many binary properties (64 KiB each) as it needs. Counted as Azure counts: a state of
+    20,000 emoji is 40,000 units, too long for one property."""
+    if limits.utf16_units(fragments) <= FRAGMENTS_INLINE_UNITS:
         entity["Fragments"] = fragments
         return
     packed = zlib.compress(fragments.encode(), 6)
