@@ -58,7 +58,6 @@ RETRY_AFTER = (
 )
 RESTART = "tests/test_reliability.py::test_azurite_stopped_and_restarted_mid_batch"
 DOWN = "tests/test_ingest.py::test_storage_down_raises_so_the_trigger_retries"
-LIMITS = "tests/test_limits.py::"
 ERASURE = "tests/test_erasure.py::"
 PARKED = "tests/test_reliability.py::test_a_batch_that_keeps_failing_is_parked_and_replayed_later"
 LIMITS = "tests/test_limits.py"
@@ -744,21 +743,38 @@ MUTATIONS = [
         "pipeline/store/limits.py",
         "        n = max(wire_size(item[1]), entity_size(item[1])) + TRANSACTION_OP_OVERHEAD",
         "        n = entity_size(item[1]) + TRANSACTION_OP_OVERHEAD",
-        (LIMITS + "test_rows_of_non_ascii_text_are_written_in_transactions_azure_accepts",),
+        (LIMITS + "::test_rows_of_non_ascii_text_are_written_in_transactions_azure_accepts",),
     ),
     Mutation(
         "store: the join state kept inline by its characters, not UTF-16 units",
         "pipeline/store/rows.py",
         "    if limits.utf16_units(fragments) <= FRAGMENTS_INLINE_UNITS:",
         "    if len(fragments) <= FRAGMENTS_INLINE_UNITS:",
-        (LIMITS + "test_a_join_state_of_astral_characters_is_compressed_and_its_batch_stored",),
+        (LIMITS + "::test_a_join_state_of_astral_characters_is_compressed_and_its_batch_stored",),
+    ),
+    Mutation(
+        "join: a record that loses to a rival is not archived",
+        "pipeline/call/join.py",
+        "    if displaced is not None and frag.raw is not None and frag.pointer is None:",
+        "    if False:",
+        (
+            H + "test_a_forged_rival_record_is_archived_and_the_row_says_it_is_contested",
+            H + "test_message_chunks_past_those_kept_are_archived",
+        ),
+    ),
+    Mutation(
+        "join: rivals not counted",
+        "pipeline/call/join.py",
+        "    state.rivals.add(rid)\n    return True",
+        "    return False",
+        (H + "test_a_forged_rival_record_is_archived_and_the_row_says_it_is_contested",),
     ),
     Mutation(
         "store: a row Table storage refuses fails the batch",
         "pipeline/store/audit.py",
         "    return exc.status_code in (400, 413) and not _is_conflict(exc)",
         "    return False",
-        (LIMITS + "test_a_row_table_storage_refuses_is_dead_lettered_and_the_rest_stored",),
+        (LIMITS + "::test_a_row_table_storage_refuses_is_dead_lettered_and_the_rest_stored",),
     ),
 ]
 

@@ -5,6 +5,7 @@ those mutations and checks it."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 import tracemalloc
@@ -33,6 +34,7 @@ from pipeline.settings import Config
 from pipeline.sources.envelope import MAX_RECORDS
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, from_trigger
 from pipeline.store.account import Store
+from pipeline.store.rows import state_from_entity
 from tests.fixtures import apim, shapes, sources
 from tests.timing import best_of
 
@@ -1130,3 +1132,84 @@ def test_fuzz_odd_types_at_every_content_field(
     for place, value in edits:
         _put(doc, place, value)
     _rows_of_content_records([_content_record(call, doc)])
+
+
+# --- a record forged for a call another record logged --------------------------------------
+
+
+def archived_lines(store: Store, cid: str) -> list[dict[str, Any]]:
+    """Every archived record of call `cid`, over every archive blob (a member per line)."""
+    out = []
+    for b in store.archive.list_blobs():
+        for line in gzip.decompress(store.archive.download_blob(b.name).readall()).splitlines():
+            if cid.encode() in line:
+                out.append(orjson.loads(line))
+    return out
+
+
+def forged(rec: dict[str, Any], n: int) -> dict[str, Any]:
+    """`rec` as a sender on the hub would forge it: another team billed, the call failed."""
+    out = orjson.loads(orjson.dumps(rec))
+    out["properties"].update(apimSubscriptionId=f"team-someone-else-{n}", responseCode=500)
+    return out
+
+
+def test_a_forged_rival_record_is_archived_and_the_row_says_it_is_contested(
+    store: Store, cfg: Config
+) -> None:
+    # Any sender on the hub can write a record for a call whose id it knows (APIM returns
+    # it to the caller), and grind the record's hash to win the join. Whichever record wins,
+    # neither is dropped: both are archived, and the row counts the rival.
+    genuine = apim.gateway("contested-1")
+    process_batch([ev(envelope(genuine, forged(genuine, 1)))], cfg, store)
+    (row,) = rows(store).values()
+    assert row["Conflicts"] == 1
+    assert len(archived_lines(store, "contested-1")) == 2
+    # A later batch: a second forgery is archived and counted too, the first not twice.
+    again = process_batch([ev(envelope(forged(genuine, 1), forged(genuine, 2)), seq=2)], cfg, store)
+    assert again.dead_letters == 0
+    (row,) = rows(store).values()
+    assert row["Conflicts"] == 2
+    subscriptions = {
+        r["record"]["properties"]["apimSubscriptionId"]
+        for r in archived_lines(store, "contested-1")
+    }
+    assert subscriptions == {
+        genuine["properties"]["apimSubscriptionId"],
+        "team-someone-else-1",
+        "team-someone-else-2",
+    }
+    # Delivered again, in any order: nothing changes.
+    redelivered = process_batch(
+        [ev(envelope(forged(genuine, 2), genuine, forged(genuine, 1)), seq=3)], cfg, store
+    )
+    assert (redelivered.created, redelivered.updated) == (0, 0)
+
+
+def test_rivals_are_the_same_whatever_the_order() -> None:
+    genuine = apim.gateway("contested-2")
+    records = [genuine, forged(genuine, 1), forged(genuine, 2)]
+    cfg = Config()
+    seen = set()
+    for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2]):
+        done = transform([ev(envelope(*(records[i] for i in order)))], cfg)
+        ((_, entity),) = done.rows
+        state = state_from_entity(entity)  # its pointers differ: the archive's order does
+        winner = state.call.fragments["gateway"].rid
+        seen.add(
+            (entity["Conflicts"], winner, tuple(sorted(state.rivals)), entity["SubscriptionId"])
+        )
+        assert len(done.blob.pointers) == 3  # every record archived
+    assert len(seen) == 1
+
+
+def test_message_chunks_past_those_kept_are_archived(store: Store, cfg: Config) -> None:
+    # A call logged in more LLM-log message chunks than a row keeps (join.MAX_MESSAGE_
+    # FRAGMENTS): the row keeps the first ones, the archive every one.
+    cid = "many-chunks"
+    chunks = [
+        sources.llm_messages(cid, [{"role": "user", "content": f"part {i}"}], seq=i)
+        for i in range(1, 13)
+    ]
+    process_batch([ev(envelope(sources.llm_header(cid), *chunks))], cfg, store)
+    assert len(archived_lines(store, cid)) == 13

@@ -4,7 +4,11 @@ Whatever order the log records of a call arrive in, `add_fragment` followed by `
 gives the same result:
 - two fragments under the same key (a duplicate, or the same record parsed again) keep
   one: the incoming one if it is the same record (same `rid`: a re-parse replaces the old
-  extraction), else the one with the larger `rid` (deterministic, whatever came first);
+  extraction), else the one with the larger `rid` (deterministic, whatever came first).
+  Two different records of one kind for one call are a conflict (any sender on the hub can
+  write a record for a call it knows the id of, and grind its `rid`): the others' `rid`s are
+  kept as the call's rivals (the row says `Conflicts`), and a record that loses is never
+  dropped unarchived (`displaced`: the batch archives it like any record);
 - each field comes from the best-ranked fragment that knows it (gateway > policy > LLM log);
 - tokens come from the best `TokensSource` (reported > llm-log > estimated > none);
 - each preview comes from the best-ranked fragment that has one.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from pipeline.model import (
@@ -43,6 +47,8 @@ class CallState:
     completion_preview: Preview | None = None
     # When the call's content was erased (compliance/erase.py): it never takes previews again.
     erased: datetime | None = None
+    # `rid`s of records that lost to another record of the same kind (at most MAX_RIVALS).
+    rivals: set[str] = field(default_factory=set)
 
 
 def rank_of(fragment: Fragment) -> tuple[int, int]:
@@ -54,21 +60,36 @@ def rank_of(fragment: Fragment) -> tuple[int, int]:
 MAX_MESSAGE_FRAGMENTS = 8
 
 
-def add_fragment(state: CallState, incoming: Fragment) -> bool:
-    """Merge `incoming` into `state`. Returns True when anything changed."""
+# Rival records remembered per call: enough to show a call is contested, bounded so that a
+# sender cannot grow a row with forgeries (each is archived whatever the count).
+MAX_RIVALS = 16
+
+
+def add_fragment(
+    state: CallState, incoming: Fragment, displaced: list[Fragment] | None = None
+) -> bool:
+    """Merge `incoming` into `state`. Returns True when anything changed. A record of this
+    batch that ends up in no fragment (it lost, or is past the chunks kept) is appended to
+    `displaced`, for the batch to archive: no record is dropped unarchived."""
     if state.erased is not None:
         incoming.prompt_preview = incoming.completion_preview = None
     if incoming.kind == "llm-msg":
         parts = sorted(f.part for f in state.call.fragments.values() if f.kind == "llm-msg")
         if incoming.key not in state.call.fragments and len(parts) >= MAX_MESSAGE_FRAGMENTS:
             if incoming.part > parts[-1]:
+                _displace(displaced, incoming)
                 return False  # beyond the chunks we keep, whatever order they come in
             _drop_previews_of(state, (SOURCE_RANK["llm-msg"], parts[-1]))
-            del state.call.fragments[f"llm-msg:{parts[-1]}" if parts[-1] else "llm-msg"]
+            key = f"llm-msg:{parts[-1]}" if parts[-1] else "llm-msg"
+            _displace(displaced, state.call.fragments.pop(key))
     existing = state.call.fragments.get(incoming.key)
     if existing is not None:
-        if existing.rid != incoming.rid and existing.rid > incoming.rid:
-            return False  # the other record of this key wins, whichever came first
+        if existing.rid != incoming.rid:
+            loser, winner = sorted((existing, incoming), key=lambda f: f.rid)
+            _displace(displaced, loser)
+            changed = _rival(state, loser.rid)
+            if winner is existing:
+                return changed  # the other record of this key wins, whichever came first
         if existing.rid == incoming.rid and existing.pointer is not None:
             # Same record archived before: keep pointing at the first copy (and, sealed,
             # at its key and the previews sealed under it: a redelivery rewrites nothing).
@@ -83,12 +104,26 @@ def add_fragment(state: CallState, incoming: Fragment) -> bool:
     return True
 
 
-def absorb(state: CallState, twin: CallState) -> bool:
-    """Merge the fragments of `twin` (a call keyed by its response id) into `state`, the
-    call whose ResponseId it is. Returns True when anything changed."""
+def _displace(displaced: list[Fragment] | None, frag: Fragment) -> None:
+    if displaced is not None and frag.raw is not None and frag.pointer is None:
+        displaced.append(frag)
+
+
+def _rival(state: CallState, rid: str) -> bool:
+    if rid in state.rivals or len(state.rivals) >= MAX_RIVALS:
+        return False
+    state.rivals.add(rid)
+    return True
+
+
+def absorb(state: CallState, other: CallState, displaced: list[Fragment] | None = None) -> bool:
+    """Merge the fragments and rivals of `other` (the same call: read from its stored row,
+    or keyed by its response id) into `state`. Returns True when anything changed."""
     changed = False
-    for frag in twin.call.fragments.values():
-        changed |= add_fragment(state, frag)
+    for rid in sorted(other.rivals):
+        changed |= _rival(state, rid)
+    for frag in other.call.fragments.values():
+        changed |= add_fragment(state, frag, displaced)
     return changed
 
 

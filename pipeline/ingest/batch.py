@@ -13,6 +13,7 @@ the job without duplicates.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import Counter
@@ -75,21 +76,22 @@ class BatchResult:
 
 
 def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
-    """Build the batch's archive blob and point every fragment at its member."""
+    """Build the batch's archive blob and point every fragment at its member: those of the
+    calls and those displaced (a record that lost to a rival is archived all the same)."""
     members: list[RawSource] = []
     frags: list[Fragment] = []
     calls: list[str] = []
     earliest: datetime | None = None
-    for state in plan.states.values():
-        for frag in state.call.fragments.values():
-            if frag.raw is None or frag.pointer is not None:
-                continue
-            members.append(frag.raw)
-            frags.append(frag)
-            calls.append(frag.correlation_id)
-            t = frag.facts.call_time
-            if t is not None and (earliest is None or t < earliest):
-                earliest = t
+    kept = (frag for state in plan.states.values() for frag in state.call.fragments.values())
+    for frag in itertools.chain(kept, plan.displaced):
+        if frag.raw is None or frag.pointer is not None:
+            continue
+        members.append(frag.raw)
+        frags.append(frag)
+        calls.append(frag.correlation_id)
+        t = frag.facts.call_time
+        if t is not None and (earliest is None or t < earliest):
+            earliest = t
     if not members:
         return None
     # The batch's own time names the blob; files carry no enqueued time, and then the

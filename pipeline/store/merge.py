@@ -22,7 +22,7 @@ from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
 from pipeline import __version__
-from pipeline.call.join import CallState, add_fragment, rank_of, resolve
+from pipeline.call.join import CallState, absorb, rank_of, resolve
 from pipeline.model import Call, RawPointer
 from pipeline.store import rows
 from pipeline.store.rows import Row
@@ -72,9 +72,7 @@ def erased_copies(current: Any, incoming: CallState) -> list[RawPointer]:
 def merge_into(current: Any, incoming: CallState, shards: int) -> dict[str, Any] | None:
     """The new entity after adding `incoming`'s fragments to an existing row; None if unchanged."""
     state = rows.state_from_entity(current)
-    changed = False
-    for frag in incoming.call.fragments.values():
-        changed |= add_fragment(state, frag)
+    changed = absorb(state, incoming)
     if not changed and current.get("PipelineVersion") == __version__:
         return None
     entity = rows.to_entity(resolve(state), state, shards)
@@ -250,8 +248,7 @@ def merge_across_days(
     """A call's row stored under another day merged with `state`'s fragments: the merged
     join state, and the entity under the day of the best-ranked time."""
     merged_state = rows.state_from_entity(current)
-    for frag in state.call.fragments.values():
-        add_fragment(merged_state, frag)
+    absorb(merged_state, state)
     return merged_state, rows.to_entity(resolve(merged_state), merged_state, shards)
 
 
@@ -278,4 +275,6 @@ def absorb_twin(current: Any, twin: Any, shards: int) -> dict[str, Any] | None:
         if state.completion_preview is not None and state.completion_preview.rank == rank:
             frag.completion_preview = state.completion_preview
     cid = rows.correlation_id_of(current["RowKey"])
-    return merge_into(current, CallState(Call(cid, state.call.fragments)), shards)
+    return merge_into(
+        current, CallState(Call(cid, state.call.fragments), rivals=state.rivals), shards
+    )

@@ -189,13 +189,22 @@ def to_entity(resolved: Resolved, state: CallState, shards: int) -> dict[str, An
             resolved.redactions, option=orjson.OPT_SORT_KEYS
         ).decode()
     entity["Sources"] = resolved.sources
+    _put_state_columns(entity, state)
+    entity["PipelineVersion"] = __version__
+    _put_fragments(entity, fragments_json(state))
+    return limits.fit(entity, _cut_at_parse(facts.clipped))
+
+
+def _put_state_columns(entity: dict[str, Any], state: CallState) -> None:
+    """What the join state says of the call as a whole."""
     if state.call.keyed_by_response:
         entity["KeyedBy"] = KEYED_BY_RESPONSE
     if state.erased is not None:
         entity["Erased"] = state.erased
-    entity["PipelineVersion"] = __version__
-    _put_fragments(entity, fragments_json(state))
-    return limits.fit(entity, _cut_at_parse(facts.clipped))
+    if state.rivals:
+        # Other records of one kind for this call (a forgery, or a record changed since):
+        # the row shows the winner (larger rid), the others are archived (join.py).
+        entity["Conflicts"] = len(state.rivals)
 
 
 def _put_fragments(entity: dict[str, Any], fragments: str) -> None:
@@ -259,6 +268,8 @@ def fragments_json(state: CallState) -> str:
     if state.completion_preview is not None:
         previews["completion"] = list(state.completion_preview.rank)
     out["_previews"] = previews
+    if state.rivals:
+        out["_rivals"] = sorted(state.rivals)
     # Sorted: the same fragments give the same string whatever order they arrived in.
     return orjson.dumps(out, option=orjson.OPT_SORT_KEYS).decode()
 
@@ -289,6 +300,7 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
     doc = orjson.loads(raw) if raw else {}
     call = Call(cid, keyed_by_response=entity.get("KeyedBy") == KEYED_BY_RESPONSE)
     previews = doc.pop("_previews", {}) if isinstance(doc, dict) else {}
+    rivals = doc.pop("_rivals", []) if isinstance(doc, dict) else []
     for key, item in doc.items():
         kind, _, part = key.partition(":")
         ptr = item.get("ptr")
@@ -301,7 +313,7 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
             part=int(part) if part else 0,
             redactions=item.get("red") or {},
         )
-    state = CallState(call)
+    state = CallState(call, rivals=set(rivals))
     erased = entity.get("Erased")
     if erased is not None:
         state.erased = erased if isinstance(erased, datetime) else parse_time(str(erased))
