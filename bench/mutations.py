@@ -770,6 +770,15 @@ MUTATIONS = [
         (H + "test_a_forged_rival_record_is_archived_and_the_row_says_it_is_contested",),
     ),
     Mutation(
+        "stream: a legacy Completion's streamed text not read",
+        "pipeline/call/stream.py",
+        '    elif isinstance(choice.get("text"), str):',
+        "    elif False:",
+        (
+            "tests/test_parsing.py::test_a_streamed_legacy_completion_without_usage_estimates_its_output",
+        ),
+    ),
+    Mutation(
         "store: a row Table storage refuses fails the batch",
         "pipeline/store/audit.py",
         "    return exc.status_code in (400, 413) and not _is_conflict(exc)",

@@ -322,3 +322,34 @@ def test_a_body_cut_after_keys_holding_braces_keeps_every_field_before_the_cut()
         assert doc is not None and doc["model"] == "gpt-4o", text[:n]
         _is_salvage_of(doc, whole)
     assert repair_truncated('{"a":{"b{":{ "{c" :') == {"a": {"b{": {}}}
+
+
+def test_a_streamed_legacy_completion_without_usage_estimates_its_output() -> None:
+    """Legacy Completions stream their text on the choice (`choices[].text`, formats.md §5.5
+    shape, `object: text_completion`), with no delta: unread, such a stream counted no output
+    tokens and had no completion preview. A chat refusal streams as `delta.refusal`."""
+    from tests.fixtures.shapes import sse
+
+    def chunk(choice: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": "cmpl-8Xy7Wv6Ut5Sr4Qp3On2Ml1Kj",
+            "object": "text_completion",
+            "created": 1741083600,
+            "model": "gpt-35-turbo-instruct",
+            "choices": [{"index": 0, "finish_reason": None, "logprobs": None, **choice}],
+        }
+
+    words = [" The", " capital", " of", " France", " is", " Paris."] * 20
+    stream = sse(*(chunk({"text": w}) for w in words), chunk({"text": "", "finish_reason": "stop"}))
+    url = (
+        "https://apim.azure-api.net/openai/deployments/instruct/completions?api-version=2024-10-21"
+    )
+    request = parse_body('{"prompt": "What is the capital of France?", "stream": true}')
+    facts = interpret(url=url, status=200, request=request, response=parse_body(stream)).facts
+    assert facts.usage is not None and facts.usage.source == "estimated"
+    assert facts.usage.completion is not None and facts.usage.completion >= 100
+    refusal = sse({"choices": [{"index": 0, "delta": {"refusal": "I can't help with that."}}]})
+    chat = url.replace("instruct/completions", "chat-prod/chat/completions")
+    ask = parse_body('{"messages": [{"role": "user", "content": "Help me."}], "stream": true}')
+    facts = interpret(url=chat, status=200, request=ask, response=parse_body(refusal)).facts
+    assert facts.usage is not None and facts.usage.completion

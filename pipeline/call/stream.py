@@ -171,9 +171,16 @@ def _first_choice(s: Stream, choice: dict[str, Any]) -> None:
     if isinstance(delta, dict):
         if isinstance(delta.get("content"), str):
             s.parts.append(delta["content"])
+        if isinstance(delta.get("refusal"), str):
+            s.parts.append(delta["refusal"])  # generated text too: it counts as output
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
             _tool_call_deltas(s, calls)
+    elif isinstance(choice.get("text"), str):
+        # A streamed legacy Completion (`object: text_completion`, formats.md): its text is
+        # on the choice, with no delta. Unread, such a stream without `usage` counted no
+        # output tokens.
+        s.parts.append(choice["text"])
     reason = string(choice.get("finish_reason"))
     if reason:
         s.finish_reason = reason
