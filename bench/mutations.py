@@ -779,6 +779,20 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "bodies: a lone surrogate escape leaves a body unread",
+        "pipeline/call/bodies.py",
+        "    fixed = safejson.without_lone_surrogates(raw)\n",
+        "    fixed = None\n",
+        (H + "test_a_lone_surrogate_escape_neither_hides_a_body_nor_dead_letters_an_event",),
+    ),
+    Mutation(
+        "envelope: a lone surrogate escape dead-letters the whole event",
+        "pipeline/sources/envelope.py",
+        "        doc = _without_lone_surrogates(data)\n",
+        "        doc = None\n",
+        (H + "test_a_lone_surrogate_escape_neither_hides_a_body_nor_dead_letters_an_event",),
+    ),
+    Mutation(
         "store: a row Table storage refuses fails the batch",
         "pipeline/store/audit.py",
         "    return exc.status_code in (400, 413) and not _is_conflict(exc)",

@@ -1213,3 +1213,36 @@ def test_message_chunks_past_those_kept_are_archived(store: Store, cfg: Config) 
     ]
     process_batch([ev(envelope(sources.llm_header(cid), *chunks))], cfg, store)
     assert len(archived_lines(store, cid)) == 13
+
+
+def test_a_lone_surrogate_escape_neither_hides_a_body_nor_dead_letters_an_event(
+    cfg: Config,
+) -> None:
+    # JSON allows `\ud800` alone (RFC 8259 §8.2); orjson refuses it. In a request body it
+    # made the body unreadable (no preview, no token estimate for a stream without usage:
+    # a client could evade token accounting); in an event, every call of it a dead letter.
+    question = "Write a long essay about tokens. " * 20
+    body = '{"messages":[{"role":"user","content":"' + question + '\\ud800"}],"stream":true}'
+    stream = shapes.sse_without_usage()
+    rec = apim.gateway("lone-surrogate", request=None, response=None)
+    p = rec["properties"]
+    p["requestBody"] = p["backendRequestBody"] = body
+    p["responseBody"] = p["backendResponseBody"] = stream
+    done = transform([ev(envelope(rec))], cfg)
+    ((_, row),) = done.rows
+    assert row["TokensSource"] == "estimated" and row["PromptTokens"] > 100
+    assert row["PromptPreview"].startswith("Write a long essay")
+    # In the event itself (a value APIM does not write, but a sender can), next to others.
+    others = [apim.gateway(f"beside-surrogate-{i}") for i in range(3)]
+    poisoned = envelope(*others).replace(b'"beside-surrogate-0"', b'"beside-surrogate-0\\udc00"')
+    done = transform([ev(poisoned)], cfg)
+    assert len(done.rows) == 3 and not done.plan.dead
+
+
+def test_only_lone_surrogate_escapes_are_replaced() -> None:
+    fix = safejson.without_lone_surrogates
+    assert fix('"\\ud83d\\ude00 fine"') is None  # a pair
+    assert fix('"\\\\ud800 is text"') is None  # an escaped backslash, then text
+    assert fix('"a\\ud800b\\uDC00c"') == '"a\\ufffdb\\ufffdc"'
+    assert fix('"\\\\\\ud800"') == '"\\\\\\ufffd"'  # a backslash, then a lone escape
+    assert orjson.loads(fix('["\\udbff", "\\ud83d\\ude00"]')) == ["\ufffd", "😀"]

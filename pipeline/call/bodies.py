@@ -10,6 +10,7 @@ dropped rather than guessed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +57,13 @@ def parse_body(raw: Any) -> Body:
         return Body("json", safejson.loads(raw), False, raw, size)
     except orjson.JSONDecodeError:
         pass
-    stripped = raw.lstrip()
+    # Valid JSON that orjson refuses for a lone surrogate escape: read with the replacement
+    # character in its place, or the body would go unread (and its tokens uncounted).
+    fixed = safejson.without_lone_surrogates(raw)
+    if fixed is not None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return Body("json", safejson.loads(fixed), False, raw, size)
+    stripped = (fixed or raw).lstrip()
     if stripped[:1] in ("{", "["):
         doc = repair_truncated(stripped)
         if doc is not None:

@@ -14,6 +14,7 @@ a text with fewer brackets than MAX_DEPTH cannot be too deep and is not walked a
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +60,30 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     if isinstance(doc, dict | list) and may_be_deep(data):
         bound(doc)
     return doc
+
+
+# A `\\uXXXX` escape of a surrogate that is not half of a pair. JSON's grammar allows it
+# (RFC 8259 §8.2), orjson refuses it, and a client can put one in its request body to make
+# the body unreadable (no prompt preview, no token estimate). Escaped backslashes and whole
+# pairs are matched first so that they are left alone; one pass, linear.
+_SURROGATE_ESCAPE = re.compile(
+    r"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def without_lone_surrogates(text: str) -> str | None:
+    """`text` with each lone surrogate escape replaced by `\\ufffd` (the replacement
+    character, as a decoder replaces bad input), or None when it holds none."""
+    if not _MAYBE_SURROGATE.search(text):
+        return None
+    fixed = _SURROGATE_ESCAPE.sub(_keep_or_replace, text)
+    return fixed if fixed != text else None
+
+
+def _keep_or_replace(m: re.Match[str]) -> str:
+    return m.group() if len(m.group()) != 6 else "\\ufffd"
 
 
 def may_be_deep(data: bytes | bytearray | memoryview | str) -> bool:

@@ -43,8 +43,10 @@ def open_envelope(body: bytes) -> Envelope:
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        # orjson's messages name a position, never the content.
-        raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
+        doc = _without_lone_surrogates(data)
+        if doc is None:
+            # orjson's messages name a position, never the content.
+            raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
     if isinstance(doc, dict):
         records = _records_member(doc)
         enveloped = records is not None
@@ -59,6 +61,17 @@ def open_envelope(body: bytes) -> Envelope:
     else:
         nested = frozenset(i for i, r in enumerate(records) if safejson.bound(r))
     return Envelope(records, enveloped, nested)
+
+
+def _without_lone_surrogates(data: bytes) -> Any:
+    """The event decoded with its lone surrogate escapes (valid JSON, refused by orjson) read
+    as the replacement character, so that one such value does not dead-letter every call of
+    the event; None when that is not why it failed."""
+    try:
+        fixed = safejson.without_lone_surrogates(data.decode())
+        return orjson.loads(fixed) if fixed is not None else None
+    except (UnicodeDecodeError, orjson.JSONDecodeError):
+        return None
 
 
 def _records_member(doc: dict[str, Any]) -> list[Any] | None:
