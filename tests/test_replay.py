@@ -912,3 +912,23 @@ def test_archive_blobs_are_chosen_by_the_hour_their_path_names(cfg: Config, stor
     assert listed(since=datetime(2025, 11, 4, 10, tzinfo=UTC)) == ["2025/11/04/12"]
     assert listed(until=datetime(2025, 11, 4, 10, tzinfo=UTC)) == ["2025/11/04/09"]
     assert listed() == hours
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_a_jsonl_line_at_the_limit_is_read_whatever_its_line_ending(newline: bytes) -> None:
+    # The limit counts the line, not its CRLF's \r: a line of exactly the limit was skipped
+    # in a CRLF file and read in an LF one. Cut into chunks at every position.
+    limit = 12
+    at, over = b'{"a":"' + b"x" * 4 + b'"}', b'{"a":"' + b"x" * 5 + b'"}'
+    assert (len(at), len(over)) == (limit, limit + 1)
+    data = at + newline + over + newline + b"{}" + newline + at
+    for size in range(1, len(data) + 1):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        problems: list[str] = []
+        read = list(files.read_lines(chunks, "f.jsonl", limit, problems.append))
+        assert [(e.body, e.origin) for e in read] == [
+            (at, "file:f.jsonl:1"),
+            (b"{}", "file:f.jsonl:3"),
+            (at, "file:f.jsonl:4"),
+        ], size
+        assert problems == ["f.jsonl:2: line longer than 12 bytes: skipped"], size

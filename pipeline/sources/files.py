@@ -104,44 +104,43 @@ def read_lines(
     chunks: Iterable[bytes], label: str, limit: int, report: Report
 ) -> Iterator[EventIn]:
     """A `.jsonl` file: one event body per line (a line that is not JSON is dead-lettered by
-    the pipeline, like any event). A line longer than `limit` is reported and skipped."""
+    the pipeline, like any event). A line longer than `limit` (its CRLF's `\\r` not counted)
+    is reported and skipped."""
+    for lineno, line in enumerate(_lines(chunks, limit + 1), 1):
+        if line is not None and line.endswith(b"\r"):
+            line = line[:-1]
+        if line is None or len(line) > limit:
+            report(f"{label}:{lineno}: line longer than {mib(limit)}: skipped")
+        elif line.strip():
+            yield EventIn(body=line, origin=f"file:{label}:{lineno}")
+
+
+def _lines(chunks: Iterable[bytes], most: int) -> Iterator[bytes | None]:
+    """Each line of the stream, without its `\\n`; None for a line longer than `most` bytes,
+    whose bytes are not kept (memory stays within `most` whatever the line)."""
     buf = bytearray()
-    lineno = 1
-    skipping = False  # inside a line already reported as too long
-
-    def event(line: bytes) -> EventIn | None:
-        line = line.rstrip(b"\r")
-        return EventIn(body=line, origin=f"file:{label}:{lineno}") if line.strip() else None
-
+    skipping = False  # inside a line already too long
     for chunk in chunks:
         start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                if not skipping:
-                    buf += memoryview(chunk)[start:]
-                    if len(buf) > limit:
-                        report(f"{label}:{lineno}: line longer than {mib(limit)}: skipped")
-                        skipping = True
-                        buf.clear()
-                break
-            if skipping:
+        while (nl := chunk.find(b"\n", start)) >= 0:
+            if skipping or len(buf) + nl - start > most:
                 skipping = False
-            elif len(buf) + nl - start > limit:
-                report(f"{label}:{lineno}: line longer than {mib(limit)}: skipped")
                 buf.clear()
+                yield None
             else:
                 buf += memoryview(chunk)[start:nl]
-                ev = event(bytes(buf))
+                yield bytes(buf)
                 buf.clear()
-                if ev is not None:
-                    yield ev
-            lineno += 1
             start = nl + 1
-    if buf and not skipping:
-        ev = event(bytes(buf))
-        if ev is not None:
-            yield ev
+        if not skipping:
+            buf += memoryview(chunk)[start:]
+            if len(buf) > most:
+                skipping = True
+                buf.clear()
+    if skipping:
+        yield None
+    elif buf:
+        yield bytes(buf)
 
 
 def read_csv(chunks: Iterable[bytes], label: str, limit: int, report: Report) -> Iterator[EventIn]:
