@@ -793,6 +793,20 @@ MUTATIONS = [
         (H + "test_a_lone_surrogate_escape_neither_hides_a_body_nor_dead_letters_an_event",),
     ),
     Mutation(
+        "capture: a damaged sync marker costs the next block too",
+        "pipeline/sources/capture_avro.py",
+        "    if isinstance(bad, BadMarker) and not _marker_before(buf, sync, start, bad.after):",
+        "    if False:",
+        ("tests/test_replay.py::test_replay_keeps_going_past_every_kind_of_bad_input",),
+    ),
+    Mutation(
+        "capture: a block's own size trusted after a damaged marker",
+        "pipeline/sources/capture_avro.py",
+        "    if isinstance(bad, BadMarker) and not _marker_before(buf, sync, start, bad.after):",
+        "    if isinstance(bad, BadMarker):",
+        ("tests/test_replay.py::test_replay_keeps_going_past_every_kind_of_bad_input",),
+    ),
+    Mutation(
         "store: a row Table storage refuses fails the batch",
         "pipeline/store/audit.py",
         "    return exc.status_code in (400, 413) and not _is_conflict(exc)",

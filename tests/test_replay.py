@@ -446,7 +446,7 @@ def test_replay_keeps_going_past_every_kind_of_bad_input(
     expected.discard(apim.new_id("lost-c"))
     (folder / "d-too-big.json").write_bytes(long_line)
 
-    bodies = {k: [call_body(f"{k}-{i}") for i in range(5)] for k in "efgh"}
+    bodies = {k: [call_body(f"{k}-{i}") for i in range(5)] for k in "efghj"}
 
     def keep(k: str, *indexes: int) -> None:
         expected.update(apim.new_id(f"{k}-{i}") for i in indexes)
@@ -463,11 +463,21 @@ def test_replay_keeps_going_past_every_kind_of_bad_input(
     data, _, starts = capture_blocks(bodies["g"], T0)
     avro["g"] = write_capture(folder, "1", 3, overwrite_block_data(data, starts[2], starts[3]))
     keep("g", 0, 1, 3, 4)
-    # h: the sync marker closing block 1 is damaged: reading resumes after the next marker
+    # h: the sync marker closing block 1 is damaged: reading resumes right after it (block 1
+    # is not trusted, block 2 is read)
     data, _, starts = capture_blocks(bodies["h"], T0)
     marker = starts[2] - 16
     avro["h"] = write_capture(folder, "1", 4, data[:marker] + b"\x00" * 16 + data[marker + 16 :])
-    keep("h", 0, 3, 4)
+    keep("h", 0, 2, 3, 4)
+    # j: block 1's size is wrong (10 bytes short): its marker is looked for inside its data,
+    # reading there fails, and it resumes after block 1's real marker
+    data, _, starts = capture_blocks(bodies["j"], T0)
+    at = starts[1] + 1  # after the record count (1: one byte)
+    size, n = _varint(data, at)
+    shorter = _zigzag(size - 10)
+    assert len(shorter) == n
+    avro["j"] = write_capture(folder, "1", 6, data[:at] + shorter + data[at + n :])
+    keep("j", 0, 2, 3, 4)
     # i: not Avro
     avro["i"] = write_capture(folder, "1", 5, b"Obj\x01" + b"\x00" * 40)
     (folder / "z-last.json").write_bytes(good("keep-5"))
@@ -493,10 +503,10 @@ def test_replay_keeps_going_past_every_kind_of_bad_input(
         "d-too-big.json",
         *avro.values(),
     }, summary.problems
-    assert summary.failed_inputs == 8
-    assert "8 inputs failed, wholly or in part (8 errors" in "\n".join(summary.lines())
+    assert summary.failed_inputs == 9
+    assert "9 inputs failed, wholly or in part (9 errors" in "\n".join(summary.lines())
     errors = [line for line in said if line.startswith("error: ")]
-    assert len(errors) == 8
+    assert len(errors) == 9
     for p in summary.problems:
         assert p.message.startswith(p.where)  # names the input
     text = "\n".join(said)
@@ -509,9 +519,31 @@ def test_replay_keeps_going_past_every_kind_of_bad_input(
     assert "not valid deflate data" in by_file[avro["f"]]
     assert "record 1 of 1 does not decode" in by_file[avro["g"]]
     assert "sync marker is wrong; skipped to the next block" in by_file[avro["h"]]
+    assert "sync marker is wrong; skipped to the next block" in by_file[avro["j"]]
     assert "not a readable Event Hubs Capture (Avro) file" in by_file[avro["i"]]
     # Only inputs read to their end without a problem count as done for --resume.
     assert {Path(k).name for k in state.done} == {"a-good.jsonl", "z-last.json"}
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """The Avro long (zig-zag varint) at `at`, and how many bytes it takes."""
+    value = shift = n = 0
+    while True:
+        byte = data[at + n]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        n += 1
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1), n
+
+
+def _zigzag(value: int) -> bytes:
+    z, out = (value << 1) ^ (value >> 63), bytearray()
+    while z > 0x7F:
+        out.append(z & 0x7F | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
 
 
 def archive_of(cfg: Config, store: Store, tag: str, n: int) -> tuple[bytes, list[str]]:

@@ -204,6 +204,12 @@ class Buffer:
     def at_end(self, pos: int) -> bool:
         return not self.some(pos, 1)
 
+    def held(self, needle: bytes, start: int, end: int) -> int:
+        """Position of `needle` within [start, end) among the bytes held (none read, none
+        forgotten), or -1."""
+        i = self._buf.find(needle, max(start - self.base, 0), max(end - self.base, 0))
+        return self.base + i if i >= 0 else -1
+
     def drop(self, pos: int) -> None:
         n = min(pos - self.base, len(self._buf))
         if n > 0:

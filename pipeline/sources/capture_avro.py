@@ -5,8 +5,8 @@ the Capture path `{namespace}/{hub}/{partition}/{yyyy}/{MM}/{dd}/{HH}/{mm}/{ss}.
 Read block by block (byte_streams.py), each block (compressed, and again inflated) at most
 MAX_UNIT_BYTES. A block that does not decode is reported and skipped; one whose framing is
 damaged (size, sync marker, a truncated file) is skipped up to the file's next 16-byte sync
-marker. The writer schema is checked before fastavro sees it: a crafted one could make
-decoding run away.
+marker, or, when only its own marker is damaged, up to where that marker is. The writer
+schema is checked before fastavro sees it: a crafted one could make decoding run away.
 """
 
 from __future__ import annotations
@@ -290,24 +290,48 @@ def _block(buf: Buffer, pos: int, head: _Container, limit: int) -> tuple[int, by
     if len(data) < size or len(marker) < 16:
         raise Damaged("the file ends inside it (truncated)")
     if marker != head.sync:
-        raise Damaged("its sync marker is wrong")
+        raise BadMarker(pos + size + 16)
     buf.drop(pos + size + 16)
     return count, data, pos + size + 16
 
 
-def _resync(buf: Buffer, start: int, sync: bytes, why: str, label: str, report: Report) -> int:
-    """After a block at `start` whose framing is damaged: the position of the next block (just
-    after the next sync marker), or -1 when none follows; reported either way."""
-    nxt = buf.find(sync, start + 1)
-    if nxt < 0:
+class BadMarker(Damaged):
+    """A block whose sync marker is wrong: only the marker, perhaps, and then the next block
+    starts at `after`; or its size, and then at the next sync marker."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__("its sync marker is wrong")
+        self.after = after
+
+
+def _resync(buf: Buffer, start: int, sync: bytes, bad: Damaged, label: str, report: Report) -> int:
+    """After a block at `start` whose framing is damaged: the position of the next block, or
+    -1 when none follows; reported either way. The next block starts just after the next
+    sync marker, or, when only the block's own marker is damaged (no marker inside the
+    block as its size says), just after that marker: a damaged marker costs its block, not
+    the next one too (if that is wrong, reading there fails and the search goes on)."""
+    if isinstance(bad, BadMarker) and not _marker_before(buf, sync, start, bad.after):
+        # No marker inside the block as its size says: only its own marker is damaged.
+        pos = bad.after
+    elif (nxt := buf.find(sync, start + 1)) >= 0:
+        pos = nxt + 16
+    else:
         report(
-            f"{label}: Avro block at byte {start}: {why}; no block follows: "
+            f"{label}: Avro block at byte {start}: {bad.why}; no block follows: "
             f"the rest of the file (from byte {start}) is not replayed"
         )
         return -1
-    pos = nxt + 16
-    report(f"{label}: Avro block at byte {start}: {why}; skipped to the next block at byte {pos}")
+    report(
+        f"{label}: Avro block at byte {start}: {bad.why}; skipped to the next block at byte {pos}"
+    )
     return pos
+
+
+def _marker_before(buf: Buffer, sync: bytes, start: int, after: int) -> bool:
+    """A sync marker starts between `start` and `after` (where the block at `start` ends by
+    its size): then its size is wrong, not only its marker."""
+    buf.get(after, len(sync) - 1)  # a marker may start just before `after`
+    return buf.held(sync, start + 1, after + len(sync) - 1) >= 0
 
 
 def _decoded(data: bytes, count: int, codec: bytes, limit: int) -> bytes:
@@ -349,7 +373,7 @@ def read_capture(
         try:
             count, data, pos = _block(buf, pos, head, limit)
         except Damaged as bad:
-            pos = _resync(buf, start, head.sync, bad.why, label, report)
+            pos = _resync(buf, start, head.sync, bad, label, report)
             if pos < 0:
                 return
             continue
