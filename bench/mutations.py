@@ -83,6 +83,7 @@ FORGED = H + "test_a_forged_archived_property_is_not_honoured"
 OWN_MEMBER = H + "test_a_pointer_at_this_calls_own_member_is_checked_too"
 ZIP_BOMB = H + "test_a_pointer_at_a_zip_bomb_is_refused_in_bounded_memory"
 UNVERIFIED = H + "test_an_unverified_archived_pointer_is_ignored_by_the_pure_path"
+VERIFIED_ELSEWHERE = H + "test_a_verified_pointer_at_another_calls_member_is_ignored"
 CLAIMS = H + "test_policy_claims_follow_the_gateway_rule"
 OWNER = H + "test_dead_letters_follow_the_owners_capture_override"
 OWNER_LESS = H + "test_an_owner_less_dead_letter_follows_the_strictest_capture"
@@ -177,8 +178,12 @@ MUTATIONS = [
         "archive blob not written",
         "pipeline/store/account.py",
         "        return blobs.create(\n"
-        "            self.retry, self.archive, blob.name, blob.data, "
-        'content_type="application/gzip"\n'
+        "            self.retry,\n"
+        "            self.archive,\n"
+        "            blob.name,\n"
+        "            blob.data,\n"
+        '            metadata={"sha256": blob.sha256},\n'
+        '            content_type="application/gzip",\n'
         "        )\n",
         "        return True\n",
         (DUPLICATE, FAULTS),
@@ -442,14 +447,14 @@ MUTATIONS = [
         "pipeline/ingest/records.py",
         "        archived.verified and archived.correlation_id == correlation_id\n",
         "        True\n",
-        (UNVERIFIED, FORGED),
+        (UNVERIFIED, VERIFIED_ELSEWHERE),
     ),
     Mutation(
         "hostile: archived pointer honoured for another call's member",
         "pipeline/ingest/records.py",
         "        archived.verified and archived.correlation_id == correlation_id\n",
         "        archived.verified\n",
-        (FORGED,),
+        (VERIFIED_ELSEWHERE,),
     ),
     Mutation(
         "hostile: archived pointer's SHA-256 not checked",

@@ -465,12 +465,30 @@ def test_a_pointer_at_this_calls_own_member_is_checked_too(
     else:
         pointer = replace(pointer, sha256="f" * 64)
     store.archive.upload_blob(pointer.blob, done.blob.data)
-    rid = open_member(done.blob.data[pointer.offset : pointer.offset + pointer.length])["rid"]
-    process_batch([archived_event(body, pointer, rid)], cfg, store)
+    member = open_member(done.blob.data[pointer.offset : pointer.offset + pointer.length])
+    # What a replay from the archive sends for that member (the record as archived, so the
+    # body check passes): only the name or the hash can turn the claim away.
+    replayed = member_event(member, pointer).body
+    result = process_batch([archived_event(replayed, pointer, member["rid"])], cfg, store)
     row = rows(store)[cid]
+    assert result.new_archive_blobs == 1  # archived anew
     assert archive.BLOB_NAME.match(row["RawBlob"])
     data = store.read_range(store.archive, row["RawBlob"], row["RawOffset"], row["RawLength"])
     assert open_member(data, row["RawSha256"])["correlationId"] == cid
+
+
+def test_a_checked_pointer_at_this_calls_own_member_is_honoured(store: Store, cfg: Config) -> None:
+    """The control of the test above: the right name and hash, and the claim stands."""
+    cid = apim.new_id("own-member-control")
+    done = transform([ev(apim.envelope(apim.gateway(cid)))], cfg)
+    assert done.blob is not None
+    (pointer,) = done.blob.pointers
+    store.archive.upload_blob(pointer.blob, done.blob.data)
+    member = open_member(done.blob.data[pointer.offset : pointer.offset + pointer.length])
+    replayed = member_event(member, pointer).body
+    result = process_batch([archived_event(replayed, pointer, member["rid"])], cfg, store)
+    assert result.new_archive_blobs == 0
+    assert rows(store)[cid]["RawBlob"] == pointer.blob
 
 
 def test_a_pointer_at_a_zip_bomb_is_refused_in_bounded_memory(store: Store, cfg: Config) -> None:
@@ -523,6 +541,18 @@ def test_a_genuine_archived_property_is_honoured(store: Store, cfg: Config) -> N
 def test_an_unverified_archived_pointer_is_ignored_by_the_pure_path(cfg: Config) -> None:
     cid = apim.new_id("unverified")
     claim = Archived(RawPointer("2025/03/04/10/" + "a" * 40 + ".jsonl.gz", 0, 10, "b" * 64), "r")
+    done = transform([replace(ev(apim.envelope(apim.gateway(cid))), archived=claim)], cfg)
+    assert done.blob is not None
+    (row,) = [entity for _, entity in done.rows]
+    assert row["RawBlob"] == done.blob.name
+
+
+def test_a_verified_pointer_at_another_calls_member_is_ignored(cfg: Config) -> None:
+    """A pointer checked in storage, but at a member of another call: the record is archived
+    anew (the second check, where the fragment is built, after ingest/archived.py's)."""
+    cid = apim.new_id("verified-elsewhere")
+    pointer = RawPointer("2025/03/04/10/" + "a" * 40 + ".jsonl.gz", 0, 10, "b" * 64)
+    claim = Archived(pointer, "r" * 32, verified=True, correlation_id="someone-else")
     done = transform([replace(ev(apim.envelope(apim.gateway(cid))), archived=claim)], cfg)
     assert done.blob is not None
     (row,) = [entity for _, entity in done.rows]
