@@ -462,3 +462,91 @@ def test_republishing_a_sealed_archive_sends_records_opened_and_never_erased_one
     result = process_batch(again, scfg, sstore)
     assert (result.new_archive_blobs, result.created, result.updated) == (0, 0, 0)
     assert result.unchanged == 3
+
+
+# --- records in no fragment of their call (rivals that lost, message chunks past those kept)
+
+
+def _many_chunks(cid: str, secret: str) -> list[EventIn]:
+    t = "2025-03-04T10:15:03Z"
+    chunks = [
+        sources.llm_messages(cid, [{"role": "user", "content": f"{secret}{i}"}], seq=i, time=t)
+        for i in range(12, 0, -1)  # the last first: kept chunks are displaced as lower ones come
+    ]
+    enqueued = datetime(2025, 3, 4, 10, 16, tzinfo=UTC)
+    body = apim.envelope(sources.llm_header(cid, time=t), *chunks)
+    return [EventIn(body, partition="0", sequence=1, enqueued=enqueued)]
+
+
+def test_records_in_no_fragment_are_shown_erased_and_stay_erased_on_replay(
+    scfg: Config, sstore: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Twelve message chunks, a row keeps eight: the other four are archived, the row says
+    # where (`show` prints them), `erase` destroys their keys, and a replay of the original
+    # events after the erasure does not bring them back readable.
+    from pipeline.cli.show import raw_records
+    from pipeline.compliance.erase import Subject, erase
+
+    cid = "erased-many-chunks"
+    process_batch(_many_chunks(cid, "SECRETPART"), scfg, sstore)
+    (row,) = sstore.find_rows(cid)
+    shown = {key for key, member, _ in raw_records(sstore, row) if member is not None}
+    assert len(shown) == 13 and sum(key.startswith("other ") for key in shown) == 4
+    readable = recoverable(sstore)
+    assert all(f"SECRETPART{i}" in readable for i in range(1, 13))
+    erase(sstore, Subject("call", cid), None, None)
+    assert "SECRETPART" not in recoverable(sstore)
+    process_batch(_many_chunks(cid, "SECRETPART"), scfg, sstore)  # replayed from Capture
+    assert "SECRETPART" not in recoverable(sstore)
+
+
+def test_a_losing_rival_archived_days_later_is_erased_too(scfg: Config, sstore: Store) -> None:
+    # A record forged for a call (a sender on the hub) that loses the join, sent days after:
+    # archived in a blob of that later day, which erasure finds only through the row.
+    from pipeline.compliance.erase import Subject, erase
+    from pipeline.ingest.batch import transform
+
+    cid = "rival-days-later"
+    genuine = apim.gateway(cid, time=f"{DAY}T10:00:00Z")
+    day = datetime(2025, 11, 4, 10, 1, tzinfo=UTC)
+    process_batch([EventIn(apim.envelope(genuine), partition="0", enqueued=day)], scfg, sstore)
+    (row,) = sstore.find_rows(cid)
+    won = rows.state_from_entity(row).call.fragments["gateway"].rid
+    for n in range(200):  # a forgery whose rid is less than the genuine one's: it loses
+        forged = orjson.loads(orjson.dumps(genuine))
+        forged["properties"]["requestBody"] = orjson.dumps(
+            {"messages": [{"role": "user", "content": f"FORGED SECRET {n}"}]}
+        ).decode()
+        event = EventIn(apim.envelope(forged), partition="0", enqueued=LATER)
+        (frag,) = transform([event], scfg).plan.states[cid].call.fragments.values()
+        if frag.rid < won:
+            break
+    process_batch([event], scfg, sstore)
+    (row,) = sstore.find_rows(cid)
+    assert row["Conflicts"] == 1 and "FORGED SECRET" in recoverable(sstore)
+    erase(sstore, Subject("call", cid), None, None)
+    assert "FORGED SECRET" not in recoverable(sstore)
+
+
+def test_a_refused_late_record_of_an_erased_call_stays_unreadable(
+    scfg: Config, sstore: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A late record of an erased call whose merged row Azure refuses: its new copy loses its
+    # key all the same, and it is not kept as a dead letter either.
+    from pipeline.compliance.erase import Subject, erase
+    from tests.test_limits import _astral_call
+
+    cid = "erased-then-refused"
+    first = apim.envelope(apim.gateway(cid, time="2025-11-04T10:00:00Z"))
+    process_batch([EventIn(first, partition="0")], scfg, sstore)
+    erase(sstore, Subject("call", cid), None, None)
+    monkeypatch.setattr(rows, "FRAGMENTS_INLINE_UNITS", 10**9)
+    gateway_and_llm, policy = _astral_call(cid)
+    doc = orjson.loads(policy.body)
+    doc["requestBody"] = '{"messages":[{"role":"user","content":"SECRET-LATE"}]}'
+    late = dataclasses.replace(policy, body=orjson.dumps(doc))
+    result = process_batch([gateway_and_llm, late], scfg, sstore)
+    assert result.dead_letters == 0 and not list(sstore.deadletters.list_blobs())
+    assert "SECRET-LATE" not in recoverable(sstore)
+    (row,) = sstore.find_rows(cid)
+    assert row["Erased"] is not None

@@ -1276,3 +1276,35 @@ def test_only_lone_surrogate_escapes_are_replaced() -> None:
     assert fix('"a\\ud800b\\uDC00c"') == '"a\\ufffdb\\ufffdc"'
     assert fix('"\\\\\\ud800"') == '"\\\\\\ufffd"'  # a backslash, then a lone escape
     assert orjson.loads(fix('["\\udbff", "\\ud83d\\ude00"]')) == ["\ufffd", "😀"]
+
+
+def test_rivals_in_a_batch_merged_into_a_stored_row_are_counted(store: Store, cfg: Config) -> None:
+    # The row holds the call's LLM-log record; a later batch brings its gateway record and a
+    # forgery of it: the rival is counted on the stored row too.
+    cid = "contested-later"
+    process_batch([ev(envelope(sources.llm_header(cid)))], cfg, store)
+    genuine = apim.gateway(cid)
+    process_batch([ev(envelope(genuine, forged(genuine, 1)), seq=2)], cfg, store)
+    (row,) = store.find_rows(cid)
+    assert row["Conflicts"] == 1 and row["Sources"] == "gateway,llm"
+
+
+def test_rivals_of_a_chunk_past_those_kept_do_not_count_whatever_the_order(cfg: Config) -> None:
+    # Two records of message chunk 9: before chunks 1-8, they meet and one loses; after,
+    # chunk 9 is past those kept and neither meets the other. Either way: no conflict, and
+    # both are archived and remembered.
+    cid = "rival-chunks"
+    chunk = [
+        sources.llm_messages(cid, [{"role": "user", "content": f"part {i}"}], seq=i)
+        for i in range(1, 9)
+    ]
+    rivals = [
+        sources.llm_messages(cid, [{"role": "user", "content": f"part 9, take {n}"}], seq=9)
+        for n in (1, 2)
+    ]
+    seen = set()
+    for order in (rivals + chunk, chunk + rivals):
+        done = transform([ev(envelope(sources.llm_header(cid), *order))], cfg)
+        ((state, entity),) = done.rows
+        seen.add(("Conflicts" in entity, len(state.others)))
+    assert seen == {(False, 2)}

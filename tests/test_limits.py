@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 import string
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 
 import orjson
@@ -261,3 +261,45 @@ def test_a_join_state_past_64_kib_is_split_and_reads_back(cfg: Config, store: St
     # Delivered again: recognised as the same call, nothing written.
     again = store.write_rows(rows.entities([_noisy_state(cid)], cfg.shards))
     assert (again.created, again.updated, again.unchanged) == (0, 0, 1)
+
+
+def test_a_refused_row_across_midnight_leaves_the_calls_row_under_the_other_day(
+    cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The call's LLM-log record is stored at 23:59:59; its other records, at 00:00, make a
+    # merged row Azure refuses. The row already stored must stay (it was deleted after the
+    # merged one was written under the new day: here the merged one never was).
+    cid = "edge-refused"
+    first = sources.llm_header(cid, time="2025-11-04T23:59:59Z")
+    process_batch([EventIn(apim.envelope(first), partition="0", sequence=0)], cfg, store)
+    monkeypatch.setattr(rows, "FRAGMENTS_INLINE_UNITS", 10**9)
+    late = [
+        replace(e, body=e.body.replace(b"2025-11-04T10:00:0", b"2025-11-05T00:00:0"))
+        for e in _astral_call(cid, 10)
+    ]
+    result = process_batch(late, cfg, store)
+    assert {d.reason for d in result.dead} == {
+        "row refused by Table storage (PropertyValueTooLarge)"
+    }
+    (row,) = store.find_rows(cid)
+    assert row["PartitionKey"].startswith("2025-11-04") and row["Sources"] == "llm"
+
+
+def test_a_refused_merge_dead_letters_the_new_records_and_keeps_the_row(
+    cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The merge path (the row exists): the merged row is refused; the rows merged beside it
+    # in its transaction are written, the stored row stays as it was.
+    cid = "merge-refused"
+    first = EventIn(apim.envelope(apim.gateway(cid, time="2025-11-04T10:00:00Z")), partition="0")
+    process_batch([first, *_plain(5, 1)], cfg, store)
+    monkeypatch.setattr(rows, "FRAGMENTS_INLINE_UNITS", 10**9)
+    again = [replace(e, sequence=100 + e.sequence) for e in _plain(5, 1)]  # merged, unchanged
+    # The unchanged rows first: the create transaction fails on a conflict, not a refusal.
+    result = process_batch(again + _astral_call(cid, 10), cfg, store)
+    assert {d.reason for d in result.dead} == {
+        "row refused by Table storage (PropertyValueTooLarge)"
+    }
+    assert result.unchanged == 5
+    (row,) = store.find_rows(cid)
+    assert row["Sources"] == "gateway"

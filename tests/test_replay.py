@@ -525,6 +525,21 @@ def test_replay_keeps_going_past_every_kind_of_bad_input(
     assert {Path(k).name for k in state.done} == {"a-good.jsonl", "z-last.json"}
 
 
+@pytest.mark.parametrize("short", [1, 10, 15, 16, 17, 20, 32])
+def test_a_capture_block_whose_size_is_short_costs_only_that_block(short: int) -> None:
+    # Its marker is looked for inside its data: wrong, and then reading resumes after the
+    # block's real marker (16 short: the guess lands exactly on that marker).
+    bodies = [call_body(f"short-{i}") for i in range(5)]
+    data, _, starts = capture_blocks(bodies, T0)
+    at = starts[1] + 1  # after the record count (1: one byte)
+    size, n = _varint(data, at)
+    damaged = data[:at] + _zigzag(size - short) + data[at + n :]
+    problems: list[str] = []
+    read = list(capture_avro.read_capture([damaged], "f", "1", report=problems.append))
+    assert [e.body for e in read] == [bodies[i] for i in (0, 2, 3, 4)]
+    assert len(problems) >= 1
+
+
 def _varint(data: bytes, at: int) -> tuple[int, int]:
     """The Avro long (zig-zag varint) at `at`, and how many bytes it takes."""
     value = shift = n = 0

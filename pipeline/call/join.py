@@ -6,9 +6,11 @@ gives the same result:
   one: the incoming one if it is the same record (same `rid`: a re-parse replaces the old
   extraction), else the one with the larger `rid` (deterministic, whatever came first).
   Two different records of one kind for one call are a conflict (any sender on the hub can
-  write a record for a call it knows the id of, and grind its `rid`): the others' `rid`s are
-  kept as the call's rivals (the row says `Conflicts`), and a record that loses is never
-  dropped unarchived (`displaced`: the batch archives it like any record);
+  write a record for a call it knows the id of, and grind its `rid`): the losers' (key,
+  `rid`) are the call's rivals (the row says `Conflicts`);
+- a record in no fragment (it lost, or is a message chunk past those kept) is never dropped:
+  the batch archives it (`displaced`), and the call remembers where (`others`), so that
+  erasure and `show` find it;
 - each field comes from the best-ranked fragment that knows it (gateway > policy > LLM log);
 - tokens come from the best `TokensSource` (reported > llm-log > estimated > none);
 - each preview comes from the best-ranked fragment that has one.
@@ -47,8 +49,14 @@ class CallState:
     completion_preview: Preview | None = None
     # When the call's content was erased (compliance/erase.py): it never takes previews again.
     erased: datetime | None = None
-    # `rid`s of records that lost to another record of the same kind (at most MAX_RIVALS).
-    rivals: set[str] = field(default_factory=set)
+    # (fragment key, `rid`) of records that lost to another record of that key: the
+    # MAX_RIVALS least, so the same set whatever the order.
+    rivals: set[tuple[str, str]] = field(default_factory=set)
+    # Archived records of the call in no fragment, by `rid` (the MAX_OTHERS least kept).
+    others: dict[str, RawPointer] = field(default_factory=dict)
+    # Records of this batch in no fragment, not archived yet (ingest/batch.py archives them
+    # and moves them to `others`). Never stored.
+    displaced: list[Fragment] = field(default_factory=list)
 
 
 def rank_of(fragment: Fragment) -> tuple[int, int]:
@@ -60,34 +68,34 @@ def rank_of(fragment: Fragment) -> tuple[int, int]:
 MAX_MESSAGE_FRAGMENTS = 8
 
 
-# Rival records remembered per call: enough to show a call is contested, bounded so that a
-# sender cannot grow a row with forgeries (each is archived whatever the count).
+# Rival and other records remembered per call: enough to show a call is contested and to
+# find its records again, bounded so that a sender cannot grow a row with forgeries (every
+# record is archived, and listed under the call's id in the key table, whatever the count).
 MAX_RIVALS = 16
+MAX_OTHERS = 32
 
 
-def add_fragment(
-    state: CallState, incoming: Fragment, displaced: list[Fragment] | None = None
-) -> bool:
-    """Merge `incoming` into `state`. Returns True when anything changed. A record of this
-    batch that ends up in no fragment (it lost, or is past the chunks kept) is appended to
-    `displaced`, for the batch to archive: no record is dropped unarchived."""
+def add_fragment(state: CallState, incoming: Fragment) -> bool:
+    """Merge `incoming` into `state`. Returns True when anything changed. A record that ends
+    up in no fragment (it lost, or is past the chunks kept) is kept aside (`_displace`)."""
     if state.erased is not None:
         incoming.prompt_preview = incoming.completion_preview = None
     if incoming.kind == "llm-msg":
         parts = sorted(f.part for f in state.call.fragments.values() if f.kind == "llm-msg")
         if incoming.key not in state.call.fragments and len(parts) >= MAX_MESSAGE_FRAGMENTS:
             if incoming.part > parts[-1]:
-                _displace(displaced, incoming)
-                return False  # beyond the chunks we keep, whatever order they come in
+                # Beyond the chunks we keep, whatever order they come in.
+                return _displace(state, incoming)
             _drop_previews_of(state, (SOURCE_RANK["llm-msg"], parts[-1]))
             key = f"llm-msg:{parts[-1]}" if parts[-1] else "llm-msg"
-            _displace(displaced, state.call.fragments.pop(key))
+            _displace(state, state.call.fragments.pop(key))
+            # Its rivals go with it: in the other order they would never have met.
+            state.rivals = {r for r in state.rivals if r[0] != key}
     existing = state.call.fragments.get(incoming.key)
     if existing is not None:
         if existing.rid != incoming.rid:
             loser, winner = sorted((existing, incoming), key=lambda f: f.rid)
-            _displace(displaced, loser)
-            changed = _rival(state, loser.rid)
+            changed = _displace(state, loser) | _rival(state, (loser.key, loser.rid))
             if winner is existing:
                 return changed  # the other record of this key wins, whichever came first
         if existing.rid == incoming.rid and existing.pointer is not None:
@@ -104,26 +112,51 @@ def add_fragment(
     return True
 
 
-def _displace(displaced: list[Fragment] | None, frag: Fragment) -> None:
-    if displaced is not None and frag.raw is not None and frag.pointer is None:
-        displaced.append(frag)
+def _displace(state: CallState, frag: Fragment) -> bool:
+    """`frag` is in no fragment of the call: remembered where it is archived, or, not
+    archived yet, kept for the batch to archive. True when the call's state changed."""
+    if frag.pointer is not None:
+        return remember(state, frag.rid, frag.pointer)
+    if frag.raw is not None:
+        state.displaced.append(frag)
+    return False
 
 
-def _rival(state: CallState, rid: str) -> bool:
-    if rid in state.rivals or len(state.rivals) >= MAX_RIVALS:
+def remember(state: CallState, rid: str, pointer: RawPointer) -> bool:
+    """Where a record of the call in no fragment is archived (the first copy, as for a
+    fragment; the MAX_OTHERS least `rid`s). True when that changed what is kept."""
+    if rid in state.others:
         return False
-    state.rivals.add(rid)
+    state.others[rid] = pointer
+    if len(state.others) > MAX_OTHERS:
+        dropped = max(state.others)
+        del state.others[dropped]
+        return dropped != rid
     return True
 
 
-def absorb(state: CallState, other: CallState, displaced: list[Fragment] | None = None) -> bool:
-    """Merge the fragments and rivals of `other` (the same call: read from its stored row,
-    or keyed by its response id) into `state`. Returns True when anything changed."""
+def _rival(state: CallState, rival: tuple[str, str]) -> bool:
+    if rival in state.rivals:
+        return False
+    state.rivals.add(rival)
+    if len(state.rivals) > MAX_RIVALS:
+        dropped = max(state.rivals)
+        state.rivals.discard(dropped)
+        return dropped != rival
+    return True
+
+
+def absorb(state: CallState, other: CallState) -> bool:
+    """Merge `other` (the same call: read from its stored row, or keyed by its response id)
+    into `state`: its fragments, rivals and other records. True when anything changed."""
     changed = False
-    for rid in sorted(other.rivals):
-        changed |= _rival(state, rid)
+    for rival in sorted(other.rivals):
+        changed |= _rival(state, rival)
+    for rid, pointer in sorted(other.others.items()):
+        changed |= remember(state, rid, pointer)
+    state.displaced += other.displaced
     for frag in other.call.fragments.values():
-        changed |= add_fragment(state, frag, displaced)
+        changed |= add_fragment(state, frag)
     return changed
 
 

@@ -61,8 +61,10 @@ def raw_records(store: Store, entity: dict[str, Any]) -> list[Raw]:
     with its data key when the archive is sealed)."""
     state = rows.state_from_entity(entity)
     out: list[Raw] = []
-    for key, frag in sorted(state.call.fragments.items()):
-        p = frag.pointer
+    # The sources', then the call's other records (rivals that lost, chunks past those kept).
+    pointed = [(key, frag.pointer) for key, frag in sorted(state.call.fragments.items())]
+    pointed += [(f"other {rid}", p) for rid, p in sorted(state.others.items())]
+    for key, p in pointed:
         if p is None:
             continue
         data = store.read_range(store.archive, p.blob, p.offset, p.length)

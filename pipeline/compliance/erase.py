@@ -164,8 +164,11 @@ def holding(holds: Iterable[Hold], store: Store, entities: list[Any]) -> list[st
 
 
 def row_pointers(entity: Any) -> list[RawPointer]:
+    """Every archived record the row knows: its sources' and the others (rivals that lost,
+    message chunks past those kept)."""
     state = rows.state_from_entity(entity)
-    return [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
+    kept = [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
+    return kept + list(state.others.values())
 
 
 def plan(store: Store, subject: Subject, start: date | None, end: date | None) -> Erasure:

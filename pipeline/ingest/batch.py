@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.call.join import CallState
+from pipeline.call.join import CallState, remember
 from pipeline.common import heap
 from pipeline.ingest.archived import verify_archived
 from pipeline.ingest.plan import Plan, contain, plan_batch
-from pipeline.model import DeadLetter, EventIn, Fragment, Preview, RawSource
+from pipeline.model import DeadLetter, EventIn, Fragment, Preview, RawPointer, RawSource
 from pipeline.protect import archive, deadletters, encryption
 from pipeline.protect.policy import policy_for
 from pipeline.settings import Config
@@ -77,21 +77,24 @@ class BatchResult:
 
 def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
     """Build the batch's archive blob and point every fragment at its member: those of the
-    calls and those displaced (a record that lost to a rival is archived all the same)."""
+    calls, and the records in none (a record that lost to a rival, a message chunk past those
+    kept), which the call then remembers. Every member is listed under its call's id."""
     members: list[RawSource] = []
     frags: list[Fragment] = []
     calls: list[str] = []
     earliest: datetime | None = None
-    kept = (frag for state in plan.states.values() for frag in state.call.fragments.values())
-    for frag in itertools.chain(kept, plan.displaced):
-        if frag.raw is None or frag.pointer is not None:
-            continue
-        members.append(frag.raw)
-        frags.append(frag)
-        calls.append(frag.correlation_id)
-        t = frag.facts.call_time
-        if t is not None and (earliest is None or t < earliest):
-            earliest = t
+    for cid, state in plan.states.items():
+        seen: set[str] = set()
+        aside = [f for f in state.displaced if not (f.rid in seen or seen.add(f.rid))]
+        for frag in itertools.chain(state.call.fragments.values(), aside):
+            if frag.raw is None or frag.pointer is not None:
+                continue
+            members.append(frag.raw)
+            frags.append(frag)
+            calls.append(cid)
+            t = frag.facts.call_time
+            if t is not None and (earliest is None or t < earliest):
+                earliest = t
     if not members:
         return None
     # The batch's own time names the blob; files carry no enqueued time, and then the
@@ -102,6 +105,11 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
     for frag, pointer in zip(frags, blob.pointers, strict=True):
         frag.pointer = pointer
         frag.raw = None  # in the blob now: one copy is enough
+    for state in plan.states.values():
+        for frag in state.displaced:
+            if frag.pointer is not None:
+                remember(state, frag.rid, frag.pointer)
+        state.displaced.clear()
     return blob
 
 
@@ -142,17 +150,20 @@ def seal_previews(state: CallState) -> None:
             setattr(frag, attr, sealed)
 
 
+def pointers_of(state: CallState) -> list[RawPointer]:
+    """Where the call's records of this batch are archived."""
+    kept = [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
+    return kept + list(state.others.values())
+
+
 def refused_dead_letters(plan: Plan, cfg: Config, cid: str, code: str) -> list[DeadLetter]:
     """The records of call `cid`, whose row Table storage refused, as dead letters (each
     from its event's bytes as received, under the strictest capture)."""
     policy = policy_for(cfg)
     reason = f"row refused by Table storage ({code})"
     out: list[DeadLetter] = []
-    seen: set[tuple[int, int]] = set()
     for event, index in plan.origins.get(cid, ()):
-        if (id(event), index) not in seen:
-            seen.add((id(event), index))
-            out.append(deadletters.raw_dead_letter(policy, event, index, reason))
+        out.append(deadletters.raw_dead_letter(policy, event, index, reason))
     return out
 
 
@@ -265,7 +276,13 @@ def _process_slice(
         written.unchanged,
     )
     result.days = written.days
+    shredded = {(p.blob, p.offset) for p in written.shred}
     for state, code in written.refused:
+        if any((p.blob, p.offset) in shredded for p in pointers_of(state)):
+            # An erased call (its row says so): its new records lost their keys, and must not
+            # come back readable as dead letters.
+            log.warning("records of an erased call not kept: its row was refused (%s)", code)
+            continue
         # Its records are in the archive already; without a row they are dead letters too,
         # so that every record is a row or a dead letter.
         dead = refused_dead_letters(plan, cfg, state.call.correlation_id, code)

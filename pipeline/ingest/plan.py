@@ -58,9 +58,6 @@ class Plan:
     event_dead: int = 0
     # String chunks of split LLM-log messages: (correlation id, "request"|"response") → chunks.
     llm_chunks: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
-    # Records of this batch in no call's fragments (a rival won, or past the chunks kept):
-    # archived with the others (join.add_fragment).
-    displaced: list[Fragment] = field(default_factory=list)
 
 
 def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
@@ -95,7 +92,7 @@ def _join_twins(plan: Plan) -> None:
     call of this batch with that ResponseId are one call: one state, one row. Across batches
     the rows join in storage (store/audit.py `join_twins`)."""
     for keyed, cid in twins(plan.states):
-        absorb(plan.states[cid], plan.states.pop(keyed), plan.displaced)
+        absorb(plan.states[cid], plan.states.pop(keyed))
         plan.origins.setdefault(cid, []).extend(plan.origins.pop(keyed, []))
 
 
@@ -183,7 +180,7 @@ def _add(
     state = plan.states.get(cid)
     if state is None:
         state = plan.states[cid] = CallState(Call(cid, keyed_by_response=by_response))
-    add_fragment(state, frag, plan.displaced)
+    add_fragment(state, frag)
     plan.origins.setdefault(cid, []).append((received.event, received.index))
     plan.accepted += 1
 

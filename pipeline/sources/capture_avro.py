@@ -328,10 +328,10 @@ def _resync(buf: Buffer, start: int, sync: bytes, bad: Damaged, label: str, repo
 
 
 def _marker_before(buf: Buffer, sync: bytes, start: int, after: int) -> bool:
-    """A sync marker starts between `start` and `after` (where the block at `start` ends by
-    its size): then its size is wrong, not only its marker."""
-    buf.get(after, len(sync) - 1)  # a marker may start just before `after`
-    return buf.held(sync, start + 1, after + len(sync) - 1) >= 0
+    """A sync marker starts after `start` and no later than `after` (where the block at
+    `start` ends by its size): then its size is wrong, not only its marker."""
+    buf.get(after, len(sync))  # a marker may start just before `after`, or at it
+    return buf.held(sync, start + 1, after + len(sync)) >= 0
 
 
 def _decoded(data: bytes, count: int, codec: bytes, limit: int) -> bytes:

@@ -248,6 +248,8 @@ class AuditTable:
             return self._merge_read_row(other_pk, (state, merged), current, dry_run)
         stats = self._write_chunk(merged["PartitionKey"], [(merged_state, merged)], dry_run)
         stats.shred += merge.erased_copies(current, state)
+        if stats.refused:
+            return stats  # the row under the other day stays: it is the call's only row
         if not dry_run:
             with contextlib.suppress(ResourceNotFoundError):
                 self.retry.call(
@@ -271,9 +273,11 @@ class AuditTable:
                 self.retry.call(self.table.submit_transaction, [("create", e) for _, e in chunk])
                 return WriteStats(created=len(chunk), days={pk[:10]})
             except TableTransactionError as exc:
-                if _refused(exc):
+                if _refused(exc) and len(chunk) > 1:
                     return _split(chunk, exc, lambda part: self._write_chunk(pk, part))
-                if not _is_conflict(exc):
+                # A row refused alone may exist already (Azure answers the refusal before
+                # the conflict): the merge reads it, so an erased row is known as such.
+                if not (_is_conflict(exc) or _refused(exc)):
                     raise
         return self._merge_chunk(pk, chunk, dry_run)
 
@@ -296,7 +300,9 @@ class AuditTable:
                 return stats
             except TableTransactionError as exc:
                 if _refused(exc):
-                    return _split(chunk, exc, lambda part: self._merge_chunk(pk, part, dry_run))
+                    out = _split(chunk, exc, lambda part: self._merge_chunk(pk, part, dry_run))
+                    out.shred += stats.shred  # copies of erased calls lose their keys all the same
+                    return out
                 if not (_is_conflict(exc) or exc.status_code == 412):
                     raise
                 last = exc  # someone else wrote one of these rows meanwhile: read again
@@ -361,11 +367,28 @@ def _writers() -> ThreadPoolExecutor:
         return _WRITERS
 
 
+# What Table storage answers when a row (or the transaction's size) is past one of its limits
+# (learn.microsoft.com/rest/api/storageservices/table-service-error-codes): the fault of the
+# rows, not of the service. Any other 400 (InvalidInput: what we send is malformed) is a bug
+# of ours that would refuse every row: the batch fails and is delivered again, then parked.
+_ROW_LIMIT_CODES = frozenset(
+    {
+        "PropertyValueTooLarge",
+        "EntityTooLarge",
+        "TooManyProperties",
+        "KeyValueTooLarge",
+        "PropertyNameTooLong",
+        "OutOfRangeInput",
+        "RequestBodyTooLarge",
+    }
+)
+
+
 def _refused(exc: HttpResponseError) -> bool:
-    """Table storage refused what we sent (400: a value, entity or name past a limit we do
-    not model; 413: the transaction too large), as opposed to being unavailable. Only the
-    rows at fault should fail then, not the batch: retrying would be refused again."""
-    return exc.status_code in (400, 413) and not _is_conflict(exc)
+    """Table storage refused what we sent for a limit we do not model (a value, entity or
+    name too large; 413: the transaction too large), as opposed to being unavailable. Only
+    the rows at fault should fail then, not the batch: retrying would be refused again."""
+    return exc.status_code == 413 or str(getattr(exc, "error_code", "")) in _ROW_LIMIT_CODES
 
 
 def _split(

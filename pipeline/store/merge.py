@@ -63,7 +63,8 @@ def erased_copies(current: Any, incoming: CallState) -> list[RawPointer]:
     replay or a late record must not bring the erased content back readable."""
     if current.get("Erased") is None:
         return []
-    return [f.pointer for f in incoming.call.fragments.values() if f.pointer is not None]
+    kept = [f.pointer for f in incoming.call.fragments.values() if f.pointer is not None]
+    return kept + list(incoming.others.values())
 
 
 # --- a stored row and an incoming call ----------------------------------------------------------
@@ -276,5 +277,7 @@ def absorb_twin(current: Any, twin: Any, shards: int) -> dict[str, Any] | None:
             frag.completion_preview = state.completion_preview
     cid = rows.correlation_id_of(current["RowKey"])
     return merge_into(
-        current, CallState(Call(cid, state.call.fragments), rivals=state.rivals), shards
+        current,
+        CallState(Call(cid, state.call.fragments), rivals=state.rivals, others=state.others),
+        shards,
     )

@@ -203,7 +203,7 @@ def _put_state_columns(entity: dict[str, Any], state: CallState) -> None:
         entity["Erased"] = state.erased
     if state.rivals:
         # Other records of one kind for this call (a forgery, or a record changed since):
-        # the row shows the winner (larger rid), the others are archived (join.py).
+        # the row shows the winner (larger rid), the others are archived (join.py `others`).
         entity["Conflicts"] = len(state.rivals)
 
 
@@ -270,6 +270,10 @@ def fragments_json(state: CallState) -> str:
     out["_previews"] = previews
     if state.rivals:
         out["_rivals"] = sorted(state.rivals)
+    if state.others:
+        out["_others"] = [
+            [rid, p.blob, p.offset, p.length, p.sha256] for rid, p in sorted(state.others.items())
+        ]
     # Sorted: the same fragments give the same string whatever order they arrived in.
     return orjson.dumps(out, option=orjson.OPT_SORT_KEYS).decode()
 
@@ -301,6 +305,7 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
     call = Call(cid, keyed_by_response=entity.get("KeyedBy") == KEYED_BY_RESPONSE)
     previews = doc.pop("_previews", {}) if isinstance(doc, dict) else {}
     rivals = doc.pop("_rivals", []) if isinstance(doc, dict) else []
+    others = doc.pop("_others", []) if isinstance(doc, dict) else []
     for key, item in doc.items():
         kind, _, part = key.partition(":")
         ptr = item.get("ptr")
@@ -313,7 +318,11 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
             part=int(part) if part else 0,
             redactions=item.get("red") or {},
         )
-    state = CallState(call, rivals=set(rivals))
+    state = CallState(
+        call,
+        rivals={(key, rid) for key, rid in rivals},
+        others={rid: RawPointer(*p) for rid, *p in others},
+    )
     erased = entity.get("Erased")
     if erased is not None:
         state.erased = erased if isinstance(erased, datetime) else parse_time(str(erased))
