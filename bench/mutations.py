@@ -885,7 +885,7 @@ MUTATIONS = [
         "store: a row Table storage refuses fails the batch",
         "pipeline/store/audit.py",
         "    return exc.status_code == 413 or",
-        "    return False or",
+        "    return False and",
         (LIMITS + "::test_a_row_table_storage_refuses_is_dead_lettered_and_the_rest_stored",),
     ),
 ]
