@@ -66,6 +66,25 @@ LIMITS = "tests/test_limits.py"
 # docs/guarantees.md, "Hostile input" (tests/test_hostile.py, and the detectors' and replay's
 # own tests).
 H = "tests/test_hostile.py::"
+RH = "tests/test_redaction_hostile.py::"
+DUP_PROPERTIES = RH + "test_every_properties_member_is_protected_whatever_its_case"
+NESTED_PROPERTIES = RH + "test_a_properties_member_inside_properties_is_free_text"
+METADATA_FREE_TEXT = RH + "test_metadata_archive_keeps_nothing_that_redacted_masks"
+STREAM_FIELDS = RH + "test_every_text_field_of_a_stream_is_redacted"
+STREAM_REFUSAL = RH + "test_a_stream_value_split_across_refusal_chunks_is_found_once"
+LOGPROBS = RH + "test_log_probabilities_are_not_kept_under_redaction"
+MACHINE_KEYS = RH + "test_values_under_machine_data_keys_are_redacted_unless_they_are_machine_data"
+UNICODE_CORPUS = RH + "test_numbers_in_any_unicode_digits_are_found_as_in_ascii"
+UNICODE_STORED = (
+    RH + "test_numbers_and_addresses_written_in_other_forms_are_masked_in_what_is_stored"
+)
+PLANS_MEMORY = RH + "test_records_with_many_keys_do_not_grow_the_process_memory"
+KINDS_MEMORY = RH + "test_records_with_long_keys_do_not_grow_the_process_memory"
+PCT_NAMES = (
+    "tests/test_detectors_adversarial.py::"
+    "test_url_secret_parameters_are_removed_when_their_names_are_percent_encoded"
+)
+PCT_STORED = RH + "test_percent_encoded_url_keys_are_removed_before_anything_is_stored"
 DEEP_BODY = H + "test_a_deep_request_body_does_not_fail_the_batch"
 DEEP_RECORD = H + "test_a_record_nested_deeper_than_the_limit_is_a_row_marked_nesting"
 DEAD_LETTER_FAILS = H + "test_a_parser_failure_whose_dead_letter_also_fails_keeps_the_event_bytes"
@@ -887,6 +906,113 @@ MUTATIONS = [
         "    return exc.status_code == 413 or",
         "    return False and",
         (LIMITS + "::test_a_row_table_storage_refuses_is_dead_lettered_and_the_rest_stored",),
+    ),
+    Mutation(
+        "redaction: only the lower-case `properties` member protected",
+        "pipeline/protect/records.py",
+        "        if key_kind(key) == PROPERTIES:\n",
+        '        if key == "properties":\n',
+        (DUP_PROPERTIES,),
+    ),
+    Mutation(
+        "redaction: a `properties` member inside `properties` archived as logged",
+        "pipeline/protect/records.py",
+        "            kind = FREE  # a `properties` inside `properties`: no level the parser",
+        "            pass  # a `properties` inside `properties`: no level the parser",
+        (NESTED_PROPERTIES,),
+    ),
+    Mutation(
+        "redaction: ARCHIVE_CAPTURE=metadata keeps the free text that redacted masks",
+        "pipeline/protect/records.py",
+        '    redacted = capture.archive != "full"\n',
+        '    redacted = capture.archive == "redacted"\n',
+        (METADATA_FREE_TEXT, DUP_PROPERTIES),
+    ),
+    Mutation(
+        "redaction: a stream's refusal and reasoning deltas not joined",
+        "pipeline/protect/streams.py",
+        '_DELTA_TEXT = ("content", "refusal", "reasoning_content")\n',
+        '_DELTA_TEXT = ("content",)\n',
+        (STREAM_FIELDS, STREAM_REFUSAL),
+    ),
+    Mutation(
+        "redaction: legacy Completions stream text (choices[].text) not joined",
+        "pipeline/protect/streams.py",
+        '        if isinstance(choice.get("text"), str):\n',
+        "        if False:\n",
+        (STREAM_FIELDS,),
+    ),
+    Mutation(
+        "redaction: Responses API deltas other than output text not joined",
+        "pipeline/protect/streams.py",
+        '    if isinstance(doc.get("delta"), str):\n',
+        '    if doc.get("type") == "response.output_text.delta" and isinstance(\n'
+        '        doc.get("delta"), str\n    ):\n',
+        (STREAM_FIELDS,),
+    ),
+    Mutation(
+        "redaction: stream chunks' values outside the deltas not walked",
+        "pipeline/protect/masking.py",
+        "        docs = [doc for _, doc, _ in blocks if doc is not None]\n",
+        "        docs: list[Any] = []\n",
+        (STREAM_FIELDS,),
+    ),
+    Mutation(
+        "redaction: a stream's event: lines kept as logged",
+        "pipeline/protect/masking.py",
+        "                    event_line = names[event_line]\n",
+        "                    pass\n",
+        (STREAM_FIELDS,),
+    ),
+    Mutation(
+        "redaction: log probabilities walked as text (their tokens' bytes arrays kept)",
+        "pipeline/protect/masking.py",
+        '    return key == "logprobs" and isinstance(value, dict | list) and len(value) > 0\n',
+        "    return False\n",
+        (LOGPROBS,),
+    ),
+    Mutation(
+        "redaction: client-written role/type/id/model values skipped again",
+        "pipeline/protect/masking.py",
+        "    for k, v in value.items():\n        if isinstance(v, str):\n",
+        "    for k, v in value.items():\n"
+        '        if isinstance(v, str) and k not in ("role", "type", "id", "model"):\n',
+        (MACHINE_KEYS,),
+    ),
+    Mutation(
+        "redaction: digits other than ASCII not read as ASCII (a full-width phone kept)",
+        "pipeline/protect/detectors.py",
+        "    return text.translate(_fold_table()) if needs_fold(text) else text\n",
+        "    return text\n",
+        (UNICODE_CORPUS, UNICODE_STORED),
+    ),
+    Mutation(
+        "redaction: the prefilter skips text whose only digits are not ASCII",
+        "pipeline/protect/policy.py",
+        "    if _DIGIT_OR_AT.search(text) is not None or needs_fold(text):\n",
+        "    if _DIGIT_OR_AT.search(text) is not None:\n",
+        (UNICODE_CORPUS, UNICODE_STORED),
+    ),
+    Mutation(
+        "hostile: credential plans cached for key sets of any size",
+        "pipeline/protect/credentials.py",
+        "    cacheable = len(keys) <= _PLAN_KEYS and sum(map(len, keys)) <= _PLAN_KEY_CHARS\n",
+        "    cacheable = True\n",
+        (PLANS_MEMORY,),
+    ),
+    Mutation(
+        "hostile: key classifications cached for keys of any length",
+        "pipeline/protect/fields.py",
+        "        if len(key) <= _KIND_KEY_CHARS:\n",
+        "        if True:\n",
+        (KINDS_MEMORY,),
+    ),
+    Mutation(
+        "hostile: percent-encoded URL secret names kept (subscription%2Dkey=)",
+        "pipeline/protect/credentials.py",
+        '    return _ENCODED_PARAM.sub(_encoded_secret, url) if "%" in url else url\n',
+        "    return url\n",
+        (PCT_NAMES, PCT_STORED),
     ),
 ]
 

@@ -84,6 +84,15 @@ WORST: dict[str, str] = {
     "ipv6-colons": _fill(":: "),
     "digit-windows": _fill("12345abcdef"),
     "separators": _fill("1 "),
+    # Digits other than ASCII are read as ASCII ones (detectors.fold, one pass over the text):
+    # the worst digit runs above, written in them, and full-width addresses.
+    "wide-card-spaced-digits": _fill("１ ２ ３ ４ ５ ６ ７ ８ ９ ０ "),
+    "wide-card-valid-dense": _fill("٤١١١ ١١١١ ١١١١ ١١١١ "),
+    "wide-phone-plus": _fill("+١ ٢ ٣ ٤ ٥ ٦ "),
+    "wide-ssn": _fill("१२३ ४५ "),
+    "wide-email-dense": _fill("ａ＠ｂ．ｃｏ "),
+    # one such digit: the whole text is read through the view (no digit run anywhere else)
+    "wide-digit-then-prose": "٣" + _fill("a whole text read as its view. ", SIZE - 1),
 }
 
 
@@ -380,6 +389,46 @@ def test_url_secret_parameters_are_removed_in_any_case(name: str) -> None:
         assert scrub_url(f"https://h.example/p?{spelled}=s3cr3t") == (
             f"https://h.example/p?{spelled}=[REMOVED]"
         )
+
+
+def _percent_encoded(name: str, every: int) -> str:
+    """`name` with every `every`-th character percent-encoded (in upper or lower hex)."""
+    return "".join(
+        (f"%{ord(c):02X}" if i % 2 else f"%{ord(c):02x}") if i % every == 0 else c
+        for i, c in enumerate(name)
+    )
+
+
+@pytest.mark.parametrize("name", SECRET_PARAMS)
+def test_url_secret_parameters_are_removed_when_their_names_are_percent_encoded(
+    name: str,
+) -> None:
+    """A server decodes a parameter's name before reading it: `subscription%2Dkey` is
+    `subscription-key`, `%73ig` is `sig`. The name stays as logged, the value goes."""
+    for every in (1, 2, 3):
+        spelled = _percent_encoded(name, every)
+        url = f"https://h.example/p?a=1&{spelled}=s3cr3t%2Fv&b=2"
+        assert scrub_url(url) == f"https://h.example/p?a=1&{spelled}=[REMOVED]&b=2"
+        assert scrub_url(f"https://h.example/p#{spelled}=s3cr3t") == (
+            f"https://h.example/p#{spelled}=[REMOVED]"
+        )
+
+
+def test_percent_encoded_names_that_are_no_secret_are_kept() -> None:
+    kept = "https://x/?page%2D2=a&%6Beyword=b&api%252Dkey=c&q=%73ig%3Dd&x%3Dkey=e"
+    assert scrub_url(kept) == kept  # decoded once: "api%2Dkey" is no "api-key"
+
+
+def test_scrubbing_percent_encoded_names_is_linear() -> None:
+    plain = "https://x/?" + "&page=2" * 25_000
+    for hostile in (
+        "https://x/?" + "&%6b" * 40_000 + "=v",  # one name of 40,000 escapes
+        "https://x/?" + "&%6Bey=v" * 20_000,  # 20,000 keys to remove
+        "https://x/?" + "&a%2" * 40_000,  # escapes and no "="
+    ):
+        base = best_of(lambda: scrub_url(plain))
+        worst = best_of(lambda h=hostile: scrub_url(h))
+        assert worst <= RATIO * base + 0.02, (hostile[:20], worst, base)
 
 
 def test_url_scrubbing_keeps_other_parameters_and_covers_sas_and_fragments() -> None:

@@ -14,7 +14,14 @@ from pipeline.cli.main import main
 from pipeline.ingest.batch import process_batch
 from pipeline.ingest.plan import plan_batch
 from pipeline.model import EventIn
-from pipeline.protect.masking import NOT_TEXT, Masker, unescaped_view
+from pipeline.protect.masking import (
+    LOGPROBS_MARKER,
+    NOT_TEXT,
+    Masker,
+    dropped,
+    skipped,
+    unescaped_view,
+)
 from pipeline.protect.policy import policy_for
 from pipeline.protect.redactor import Redactor, clip_text
 from pipeline.settings import Config, SettingsError
@@ -377,7 +384,11 @@ _docs = st.recursive(
     lambda kids: (
         st.lists(kids, max_size=5)
         | st.dictionaries(
-            st.sampled_from(["content", "text", "input", "id", "role", "x"]), kids, max_size=4
+            st.sampled_from(
+                ["content", "text", "input", "id", "role", "x", "logprobs", "embedding"]
+            ),
+            kids,
+            max_size=4,
         )
     ),
     max_leaves=12,
@@ -389,9 +400,16 @@ def _reference_walk(masker: Masker, value: Any, counts) -> Any:
     if isinstance(value, str):
         return masker.redact_string(value, counts)
     if isinstance(value, dict):
-        return {
-            k: v if k in NOT_TEXT else _reference_walk(masker, v, counts) for k, v in value.items()
-        }
+        out = {}
+        for k, v in value.items():
+            if k in NOT_TEXT and skipped(k, v):
+                out[k] = v
+            elif k in NOT_TEXT and dropped(k, v):
+                out[k] = LOGPROBS_MARKER
+                counts["LOGPROBS"] += 1
+            else:
+                out[k] = _reference_walk(masker, v, counts)
+        return out
     if isinstance(value, list):
         return [_reference_walk(masker, v, counts) for v in value]
     return value

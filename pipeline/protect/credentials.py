@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from pipeline.common.values import json_object
 from pipeline.protect.fields import CREDENTIAL, CREDENTIAL_HEADERS, HEADERS, URL, key_kind
@@ -15,20 +16,35 @@ from pipeline.protect.fields import CREDENTIAL, CREDENTIAL_HEADERS, HEADERS, URL
 # signatures: APIM subscription and AOAI keys, OAuth tokens and codes, storage SAS `sig`,
 # S3 and GCS presigned-URL signatures, session ids. Names match whole, in any case. A list of
 # literals then one character class: no nested quantifier, linear time.
-_URL_SECRET = re.compile(
-    r"([?&#](?:"
+_SECRET_NAMES = (
     r"(?:access|id|refresh|auth|session|x-amz-security)[-_]?token|token"
     r"|client[-_]?secret|secret|password|passwd|pwd"
     r"|(?:api|subscription)[-_]?key|key|sig|signature|x-amz-signature|x-goog-signature"
     r"|code|auth|session(?:[-_]?id)?"
-    r")=)[^&#\s\"]*",
-    re.IGNORECASE,
 )
+_URL_SECRET = re.compile(r"([?&#](?:" + _SECRET_NAMES + r")=)[^&#\s\"]*", re.IGNORECASE)
+# A parameter whose name is percent-encoded (`subscription%2Dkey=`, `%73ig=`): servers decode
+# names before reading them, so the name is compared once decoded. The name cannot run past
+# the next `=`, `&` or `#`: linear time, and Python work only for names holding a `%`.
+_ENCODED_PARAM = re.compile(r"([?&#]([^=&#\s\"%]*+%[^=&#\s\"]*+)=)[^&#\s\"]*")
+_SECRET_NAME = re.compile(_SECRET_NAMES, re.IGNORECASE)
+# Longest name that can decode to a secret name: "x-amz-security-token", each byte as %XX.
+_ENCODED_NAME_MAX = 3 * 24
 REMOVED = "[REMOVED]"
 
 
 def scrub_url(url: str) -> str:
-    return _URL_SECRET.sub(lambda m: m.group(1) + REMOVED, url) if "=" in url else url
+    if "=" not in url:
+        return url
+    url = _URL_SECRET.sub(lambda m: m.group(1) + REMOVED, url)
+    return _ENCODED_PARAM.sub(_encoded_secret, url) if "%" in url else url
+
+
+def _encoded_secret(m: re.Match[str]) -> str:
+    name = m.group(2)
+    if len(name) <= _ENCODED_NAME_MAX and _SECRET_NAME.fullmatch(unquote(name)):
+        return m.group(1) + REMOVED
+    return m.group()
 
 
 def _scrub_headers(headers: Any) -> Any:
@@ -45,17 +61,27 @@ _SCRUBBED = frozenset({CREDENTIAL, HEADERS, URL})
 
 
 # Records of one source share their set of keys: which of them need a look is worked out
-# once per key set.
+# once per key set. The cache lives as long as the process and its keys are the senders': it
+# keeps only key sets of the size real records have (APIM records hold a few dozen keys) and
+# starts again when full, so it holds at most _PLANS_MAX x _PLAN_KEY_CHARS characters of
+# names (a few MB at the very worst) whatever senders do; a larger key set is planned on each
+# record, in time linear in it.
 _PLANS: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
+_PLANS_MAX = 256
+_PLAN_KEYS = 128
+_PLAN_KEY_CHARS = 4_096  # all the names of a key set together
 
 
 def _scrub_level(obj: dict[str, Any]) -> dict[str, Any]:
     """`obj` without credentials: the same dict when it holds none (most records)."""
     keys = tuple(obj)
-    plan = _PLANS.get(keys)
+    cacheable = len(keys) <= _PLAN_KEYS and sum(map(len, keys)) <= _PLAN_KEY_CHARS
+    plan = _PLANS.get(keys) if cacheable else None
     if plan is None:
         plan = tuple((k, kind) for k in keys if (kind := key_kind(k)) in _SCRUBBED)
-        if len(_PLANS) < 1_000:
+        if cacheable:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()  # the key sets in use come back at once
             _PLANS[keys] = plan
     changes: dict[str, Any] = {}
     for key, kind in plan:

@@ -6,8 +6,6 @@ keys through `key_kind`: one classification, so the two cannot disagree about a 
 
 from __future__ import annotations
 
-import functools
-
 # Headers (and fields of a policy's own message) that carry a credential: never stored.
 CREDENTIAL_HEADERS = frozenset(
     {
@@ -43,9 +41,27 @@ FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords"}
 OTHER, CREDENTIAL, PROPERTIES, CALLER_IP, MESSAGES, HEADERS, BODY, URL, FREE = range(9)
 
 
-# Record keys repeat in every record: classify each once.
-@functools.lru_cache(maxsize=4096)  # bounded: a hostile record cannot grow it
+# Record keys repeat in every record: each is classified once. A sender chooses the keys, and
+# the cache lives as long as the process: only short ones are kept (real keys are names like
+# "backendResponseBody"), at most _KINDS_MAX of them, so it holds at most 256 K characters
+# whatever senders do (an lru_cache of any key kept 4,096 keys of 200 KB: 800 MB).
+_KINDS: dict[str, int] = {}
+_KINDS_MAX = 4_096
+_KIND_KEY_CHARS = 64
+
+
 def key_kind(key: str) -> int:
+    kind = _KINDS.get(key)
+    if kind is None:
+        kind = _classify(key)
+        if len(key) <= _KIND_KEY_CHARS:
+            if len(_KINDS) >= _KINDS_MAX:
+                _KINDS.clear()  # the keys in use come back at once
+            _KINDS[key] = kind
+    return kind
+
+
+def _classify(key: str) -> int:
     lk = key.lower()
     if lk in CREDENTIAL_HEADERS:
         return CREDENTIAL  # a policy that logged a credential as a field of its own

@@ -86,9 +86,9 @@ class Masker:
         if isinstance(value, str):
             return self.redact_string(value, counts)
         strings: list[str] = []
-        _collect(value, strings)
+        dropped = _collect(value, strings)
         todo = self._to_redact(strings)
-        return self._rebuild(value, todo, counts) if todo else value
+        return self._rebuild(value, todo, counts) if todo or dropped else value
 
     def redact_escaped(self, s: str, counts: Counter[str]) -> str:
         return redact_escaped(self.redactor, s, counts)
@@ -181,27 +181,75 @@ class Masker:
             return splice(value, spans, counts)  # no Counter per string
         if isinstance(value, dict):
             return {
-                k: v if k in NOT_TEXT else self._rebuild(v, todo, counts) for k, v in value.items()
+                k: self._machine(k, v, todo, counts)
+                if k in NOT_TEXT
+                else self._rebuild(v, todo, counts)
+                for k, v in value.items()
             }
         if isinstance(value, list):
             return [self._rebuild(v, todo, counts) for v in value]
         return value
 
+    def _machine(
+        self, key: str, value: Any, todo: dict[str, Spans | None], counts: Counter[str]
+    ) -> Any:
+        """A value under a NOT_TEXT key: kept when it has the key's machine shape, the marker
+        when it is log probabilities, else redacted like any value."""
+        if skipped(key, value):
+            return value
+        if dropped(key, value):
+            counts["LOGPROBS"] += 1
+            return LOGPROBS_MARKER
+        return self._rebuild(value, todo, counts)
+
+    def _rebuild_in_place(
+        self, value: dict[str, Any] | list[Any], todo: dict[str, Spans | None], counts: Counter[str]
+    ) -> None:
+        """`_rebuild` writing into the containers of `value` (which the caller owns), so that
+        references into them (a stream's delta slots) stay valid."""
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            if isinstance(k, str) and k in NOT_TEXT:
+                new = self._machine(k, v, todo, counts)
+                if new is not v:
+                    value[k] = new  # type: ignore[index]
+            elif isinstance(v, str):
+                if v in todo:
+                    value[k] = self._rebuild(v, todo, counts)  # type: ignore[index]
+            elif isinstance(v, _CONTAINERS):
+                self._rebuild_in_place(v, todo, counts)
+
     def _redact_sse(self, s: str, counts: Counter[str]) -> str:
-        """Redact a logged stream as the text it carries. A stream with nothing to mask is
-        kept exactly as logged."""
+        """Redact a logged stream as the text it carries. Text deltas are joined per stream of
+        text before matching (a value split across chunks is still found); every other value
+        of every chunk (a Responses API event's item, part, text or whole response, errors,
+        names, fields we do not know) is walked like a body, all chunks in one walk (the ids
+        and models that repeat in every chunk are scanned once). A stream with nothing to
+        mask is kept exactly as logged."""
         before = sum(counts.values())
         blocks = streams.parse(s)
+        joined: list[tuple[list[streams.Slot], list[str]]] = []
         for slots in streams.deltas(blocks).values():
-            self._redact_deltas(slots, counts)
+            joined.append((slots, self._redact_deltas(slots, counts)))
+            for holder, field in slots:
+                holder[field] = ""  # hidden from the walk: redacted above, joined
+        docs = [doc for _, doc, _ in blocks if doc is not None]
+        strings: list[str] = []
+        dropped = _collect(docs, strings)
+        todo = self._to_redact(strings)
+        if todo or dropped:
+            self._rebuild_in_place(docs, todo, counts)
+        for slots, pieces in joined:
+            for (holder, field), piece in zip(slots, pieces, strict=True):
+                holder[field] = piece
         out: list[streams.Block] = []
+        names: dict[str, str] = {}  # `event:` lines repeat: each distinct one redacted once
         for event_line, doc, raw in blocks:
             if doc is not None:
-                # Chunk metadata (ids, model, filter verdicts) holds no free text; errors and
-                # the whole response of a Responses API terminal event do.
-                for key in ("error", "response"):
-                    if isinstance(doc.get(key), dict):
-                        doc[key] = self.walk(doc[key], counts)
+                if event_line is not None:  # kept by render: a sender can write anything there
+                    if event_line not in names:
+                        names[event_line] = self.redact_text(event_line, counts)
+                    event_line = names[event_line]
             elif raw.strip():
                 # [DONE], comments, or the event the log cut in half
                 raw = self.redact_escaped(raw, counts)
@@ -210,17 +258,16 @@ class Masker:
             return s
         return streams.render(out)
 
-    def _redact_deltas(self, slots: list[streams.Slot], counts: Counter[str]) -> None:
-        """One stream of deltas, joined then redacted together, written back in place."""
+    def _redact_deltas(self, slots: list[streams.Slot], counts: Counter[str]) -> list[str]:
+        """One stream of deltas, joined then redacted together: the pieces to write back."""
         pieces = [holder[field] for holder, field in slots]
         joined = "".join(pieces)
         hit = self._memo.get(joined)
         if hit is not None and hit[0] == joined:
-            return  # the answer's text, already found clean as its preview was made
+            return pieces  # the answer's text, already found clean as its preview was made
         new, c = self.redactor.redact_pieces(pieces)
         counts.update(c)
-        for (holder, field), piece in zip(slots, new, strict=True):
-            holder[field] = piece
+        return new
 
 
 def redact_escaped(redactor: Redactor, s: str, counts: Counter[str]) -> str:
@@ -253,16 +300,34 @@ def _spans_by_string(plain: list[str], spans: Spans) -> tuple[dict[int, Spans], 
     return inside, crossed
 
 
-# Keys whose values are enumerations or machine data, never free text (content-filter
-# verdicts are most of a response's small strings).
-NOT_TEXT = frozenset(
-    {
-        "content_filter_results", "prompt_filter_results", "content_filter_result",
-        "content_filter_offsets", "logprobs", "role", "object", "finish_reason", "type",
-        "system_fingerprint", "embedding", "created", "created_at", "index", "id", "model",
-        "status", "call_id", "item_id", "tool_call_id", "usage",
-    }
-)  # fmt: skip
+# Keys whose values may be machine data, not text. An embedding (a list of numbers, thousands
+# of them) is skipped. `logprobs` repeats the answer token by token: tokens too short to match
+# alone, and `bytes` arrays of UTF-8 values that no detector reads; so wherever values are
+# redacted, log probabilities are not kept: the object or list becomes LOGPROBS_MARKER,
+# counted as LOGPROBS (a request's `"logprobs": true` or `5` stays). Every other key's value
+# is text to whoever wrote it: ids, models, roles, types and filter verdicts are scanned like
+# any text (each distinct string once per walk, so they cost little; a value of the usual
+# shape comes out unchanged, one holding an address or a card number does not).
+NOT_TEXT = frozenset({"embedding", "logprobs"})
+LOGPROBS_MARKER = "[logprobs not kept]"
+
+
+_NUMBERS = frozenset({float, int})
+
+
+def skipped(key: str, value: Any) -> bool:
+    """Whether the value of a NOT_TEXT key is machine data, kept as it is."""
+    if key == "embedding":  # every item a number (one pass in C: no Python step per item)
+        return isinstance(value, list) and all(map(_NUMBERS.__contains__, map(type, value)))
+    return not isinstance(value, dict | list | str)  # logprobs: true, 5, null
+
+
+def dropped(key: str, value: Any) -> bool:
+    """Whether the value of a NOT_TEXT key is log probabilities, replaced by LOGPROBS_MARKER
+    (an empty list or object holds nothing: kept, so a stream stays as logged)."""
+    return key == "logprobs" and isinstance(value, dict | list) and len(value) > 0
+
+
 _SSE_HEAD = re.compile(r"(?:data|event|id|retry)\s*:|:")
 
 
@@ -283,21 +348,51 @@ class _TooDeep(Exception):
 _COLLECT_DEPTH = safejson.MAX_DEPTH + 16
 
 
-def _collect(value: Any, out: list[str], depth: int = 0) -> None:
-    """The text strings in `value` (not under machine-data keys), as `walk` visits them."""
+_CONTAINERS = (dict, list)  # a tuple: `dict | list` is built again at each isinstance
+
+
+def _collect(value: Any, out: list[str], depth: int = 0) -> bool:
+    """The text strings in `value`, as `walk` visits them; whether it holds log probabilities
+    to replace (`dropped`). Strings and scalars inside a container (most values: a stream's
+    chunks are made of them) are taken by its loop, without a call each."""
     if isinstance(value, str):
         if len(value) >= 6:
             out.append(value)
-    elif isinstance(value, dict | list):
+    elif isinstance(value, _CONTAINERS):
         if depth > _COLLECT_DEPTH:
             raise _TooDeep
         if isinstance(value, dict):
-            for k, v in value.items():
-                if k not in NOT_TEXT:
-                    _collect(v, out, depth + 1)
+            return _collect_dict(value, out, depth + 1)
+        return _collect_list(value, out, depth + 1)
+    return False
+
+
+def _collect_list(value: list[Any], out: list[str], depth: int) -> bool:
+    drop = False
+    for v in value:
+        if isinstance(v, str):
+            if len(v) >= 6:
+                out.append(v)
+        elif isinstance(v, _CONTAINERS):
+            drop = _collect(v, out, depth) or drop
+    return drop
+
+
+def _collect_dict(value: dict[str, Any], out: list[str], depth: int) -> bool:
+    """`_collect` of an object: its values, but machine data (`skipped`) and log
+    probabilities (`dropped`, said by the result)."""
+    drop = False
+    for k, v in value.items():
+        if isinstance(v, str):
+            if len(v) >= 6:
+                out.append(v)
+        elif not v or not isinstance(v, _CONTAINERS) or (k in NOT_TEXT and skipped(k, v)):
+            continue  # a scalar, an empty container, or machine data
+        elif k in NOT_TEXT and dropped(k, v):
+            drop = True
         else:
-            for v in value:
-                _collect(v, out, depth + 1)
+            drop = _collect(v, out, depth) or drop
+    return drop
 
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}

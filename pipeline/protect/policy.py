@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from pipeline.protect.detectors import needs_fold
 from pipeline.protect.redactor import Redactor
 from pipeline.settings import Capture, Config
 
@@ -125,14 +126,16 @@ _ANCHORED = re.compile(r"\^|\$|\\[AZz]|\(\?<[=!]")
 
 # Something a built-in detector needs: a digit, an @, a colon pair (IPv6), a key or token
 # prefix, or a credential word. Substring tests, not one regex alternation: on long text
-# without a digit (most answers) they are an order of magnitude faster.
+# without a digit (most answers) they are an order of magnitude faster. Digits other than
+# ASCII (full-width, Arabic-Indic...) and the other characters the detectors read as ASCII
+# (detectors.fold) count too.
 _DIGIT_OR_AT = re.compile(r"[0-9@]")
 _MARKERS = ("::", "-----BEGIN", "eyJ", "sk-", "AKIA", "ASIA")
 _WORDS = ("bearer", "password", "pwd", "accountkey", "sharedaccess", "secret", "key")
 
 
 def _may_match(text: str) -> bool:
-    if _DIGIT_OR_AT.search(text) is not None:
+    if _DIGIT_OR_AT.search(text) is not None or needs_fold(text):
         return True
     if any(m in text for m in _MARKERS):
         return True

@@ -10,6 +10,7 @@ from pipeline.protect.fields import (
     BODY,
     CALLER_IP,
     CREDENTIAL,
+    FREE,
     HEADERS,
     MESSAGES,
     OTHER,
@@ -30,24 +31,37 @@ _DROP = object()
 def archive_record(masker: Masker, record: dict[str, Any], capture: Capture) -> Stored:
     """The record as the archive stores it under `capture`."""
     counts: Counter[str] = Counter()
-    out = _level(masker, record, capture, counts)
-    props_key = next((k for k in out if k.lower() == "properties"), None)
-    if props_key is not None and isinstance(out[props_key], dict):
-        out[props_key] = _level(masker, out[props_key], capture, counts)
+    out = _level(masker, record, capture, counts, top=True)
+    # Every `properties` member, whatever its case: a record may hold several ("properties"
+    # and "Properties"), and the parser reads the last (sources/envelope.py `flatten`). One
+    # that is not an object (a JSON string that is no object, a list) is no level the parser
+    # reads: it is free text like any other.
+    for key, value in out.items():
+        if key_kind(key) == PROPERTIES:
+            if isinstance(value, dict):
+                out[key] = _level(masker, value, capture, counts, top=False)
+            elif capture.archive != "full":
+                out[key] = masker.walk(value, counts)
     return Stored(out, counts)
 
 
 def _level(
-    masker: Masker, obj: dict[str, Any], capture: Capture, counts: Counter[str]
+    masker: Masker, obj: dict[str, Any], capture: Capture, counts: Counter[str], *, top: bool
 ) -> dict[str, Any]:
+    """One level of a record (the record, or its `properties`); at the top, `properties`
+    members are left for `archive_record`, below it they are free text."""
     out: dict[str, Any] = {}
     # Free-text values of this level (header values as a list, without the caller's
     # address), redacted together at the end: one scan for all their plain strings.
     free: dict[str, Any] = {}
     header_maps: set[str] = set()  # keys whose free value is the list of a header map
-    redacted = capture.archive == "redacted"
+    # `metadata` drops bodies and messages, and masks every other free text as `redacted`
+    # does: the stricter setting never keeps what the weaker one masks.
+    redacted = capture.archive != "full"
     for key, value in obj.items():
         kind = key_kind(key)
+        if kind == PROPERTIES and not top:
+            kind = FREE  # a `properties` inside `properties`: no level the parser reads
         if kind in _AS_LOGGED:
             out[key] = value
             continue

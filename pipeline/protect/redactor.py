@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.protect.boundaries import PLACEHOLDER
-from pipeline.protect.detectors import DETECTORS, Detector, shorter_valid
+from pipeline.protect.detectors import DETECTORS, Detector, fold, shorter_valid
 from pipeline.protect.windows import (
     digit_runs,
     digit_windows,
@@ -73,6 +73,7 @@ class Redactor:
             *DETECTORS,
             *(Detector(label, compiled, "text") for label, compiled in custom),
         )
+        self._builtin = len(DETECTORS)  # detectors from here on are custom ones
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping (start, end, label) spans, left to right. On overlap the detector
@@ -80,10 +81,13 @@ class Redactor:
         n = len(text)
         if n < 6:
             return []
-        found: list[tuple[int, int, int, str]] = []
+        found = self._find_custom(text)
+        # Built-in detectors read the text with every digit (full-width, Arabic-Indic...) as
+        # an ASCII one (detectors.fold): the same length, so their spans are the text's.
+        text = fold(text)
         low: str | None = None
         runs: list[tuple[int, int, int]] | None = None
-        for rank, det in enumerate(self.detectors):
+        for rank, det in enumerate(self.detectors[: self._builtin]):
             scope = det.scope
             if scope == "text":
                 # A guard, when listed, must occur (a loop: cheaper than any() per detector).
@@ -108,6 +112,16 @@ class Redactor:
             if windows:
                 self._scan_windows(det, rank, text, windows, found)
         return _leftmost(found) if found else []
+
+    def _find_custom(self, text: str) -> list[tuple[int, int, int, str]]:
+        """Matches of the custom patterns (REDACT_PATTERNS), on the text as written: their
+        authors wrote them for it (a regex digit class matches every digit already)."""
+        found: list[tuple[int, int, int, str]] = []
+        if self._builtin == len(self.detectors):
+            return found  # none configured
+        for rank in range(self._builtin, len(self.detectors)):
+            self._scan_windows(self.detectors[rank], rank, text, [(0, len(text))], found)
+        return found
 
     def _scan_windows(
         self,

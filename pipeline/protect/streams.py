@@ -49,8 +49,9 @@ def _data(data: str) -> dict[str, Any] | None:
 
 
 def deltas(blocks: list[Block]) -> dict[tuple[Any, ...], list[Slot]]:
-    """The text deltas of the stream, by stream of text (a choice's content, a tool call's
-    arguments, a Responses API output), in order."""
+    """The text deltas of the stream, by stream of text (a choice's content, refusal or text,
+    a tool call's arguments, a Responses API event's deltas), in order. The rest of each
+    chunk is redacted as values (masking.Masker._redact_sse)."""
     streams: dict[tuple[Any, ...], list[Slot]] = {}
     for _, doc, _ in blocks:
         if doc is not None:
@@ -75,28 +76,49 @@ def render(blocks: list[Block]) -> str:
 def _delta_slots(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], dict[str, Any], str]]:
     """Where text deltas live in one chunk: (stream key, holder dict, field)."""
     slots = _choice_slots(doc.get("choices"))
-    kind = doc.get("type")
-    if kind in (
-        "response.output_text.delta",
-        "response.function_call_arguments.delta",
-    ) and isinstance(doc.get("delta"), str):
-        key = (kind, _key_part(doc.get("output_index", 0)), _key_part(doc.get("content_index", 0)))
+    if isinstance(doc.get("delta"), str):
+        # Responses API: every `response.*.delta` event (output text, refusal, function-call
+        # and tool arguments, reasoning text and summaries, audio transcripts...) carries its
+        # piece in `delta`; one stream of text per event type, output item, part and summary.
+        # Any other event type with a text `delta` is read the same way (nothing is left out).
+        key = (
+            _key_part(doc.get("type")),
+            _key_part(doc.get("output_index", 0)),
+            _key_part(doc.get("content_index", 0)),
+            _key_part(doc.get("summary_index", 0)),
+        )
         slots.append((key, doc, "delta"))
     return slots
 
 
+# Text fields of a chat chunk's `delta`, each its own stream of text per choice: the answer, a
+# refusal, reasoning (`reasoning_content`, sent by reasoning models behind some gateways).
+_DELTA_TEXT = ("content", "refusal", "reasoning_content")
+
+
 def _choice_slots(choices: Any) -> list[tuple[tuple[Any, ...], dict[str, Any], str]]:
-    """Chat Completions chunks: each choice's content and tool-call arguments."""
+    """Chat Completions and legacy Completions chunks: each choice's text (`text` of a
+    Completions chunk), its delta's content, refusal and reasoning, the legacy
+    `function_call` and each tool call's arguments, and an audio answer's transcript."""
     slots: list[tuple[tuple[Any, ...], dict[str, Any], str]] = []
     for choice in choices if isinstance(choices, list) else ():
         if not isinstance(choice, dict):
             continue
         idx = _key_part(choice.get("index", 0))
+        if isinstance(choice.get("text"), str):
+            slots.append((("text", idx), choice, "text"))
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             continue
-        if isinstance(delta.get("content"), str):
-            slots.append((("content", idx), delta, "content"))
+        for field in _DELTA_TEXT:
+            if isinstance(delta.get(field), str):
+                slots.append(((field, idx), delta, field))
+        fn = delta.get("function_call")
+        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+            slots.append((("function_call", idx), fn, "arguments"))
+        audio = delta.get("audio")
+        if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
+            slots.append((("audio", idx), audio, "transcript"))
         calls = delta.get("tool_calls")
         for call in calls if isinstance(calls, list) else ():
             fn = call.get("function") if isinstance(call, dict) else None

@@ -1,0 +1,565 @@
+"""Redaction against records and bodies built to slip past it: duplicate `properties`, the
+`metadata` capture, text in every field a stream carries, log probabilities and values under
+machine-data keys, numbers in other digits, percent-encoded URL keys, and caches a sender
+fills. Pure: the pipeline's plan (no storage), a Masker, scrubbing functions.
+
+Every value planted here is a positive of the detectors (an e-mail, a card, a phone number):
+a test passes when none of them is stored readable, in any form (raw, JSON-escaped).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import tracemalloc
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.ingest.plan import plan_batch
+from pipeline.model import EventIn
+from pipeline.protect.credentials import scrub_credentials
+from pipeline.protect.fields import key_kind
+from pipeline.protect.masking import LOGPROBS_MARKER, Masker
+from pipeline.protect.policy import policy_for
+from pipeline.protect.redactor import Redactor
+from pipeline.settings import Config
+from tests.fixtures import apim, pii_corpus
+from tests.fixtures.shapes import FIRST_EVENT, RESPONSE_FULL, sse
+from tests.test_ingest import stored_record
+
+EMAIL, CARD, PHONE = "victim@example.com", "4111 1111 1111 1111", "+44 20 7946 0958"
+PLANTED = (EMAIL, CARD, PHONE, "7946 0958", "4111 1111")
+
+
+def _leaks(stored: Any, values: tuple[str, ...] = PLANTED) -> list[str]:
+    """Planted values readable in what is stored (raw or JSON-escaped)."""
+    data = stored if isinstance(stored, str) else orjson.dumps(stored).decode()
+    return [v for v in values if v in data or orjson.dumps(v).decode()[1:-1] in data]
+
+
+def _archived(*records: dict[str, Any], cfg: Config | None = None) -> list[dict[str, Any]]:
+    """The records as the archive would store them, through the pipeline's plan."""
+    plan = plan_batch(
+        [EventIn(apim.envelope(*records), partition="0", sequence=1)], cfg or Config()
+    )
+    assert not plan.dead, [d.reason for d in plan.dead]
+    return [
+        stored_record(plan.states[r["correlationId"]].call.fragments["gateway"]) for r in records
+    ]
+
+
+def _masker(cfg: Config | None = None) -> Masker:
+    return Masker(policy_for(cfg or Config()))
+
+
+# --- 1. every `properties` member, whatever its case ----------------------------------------------
+
+
+@pytest.mark.parametrize("capture", ["redacted", "metadata"])
+def test_every_properties_member_is_protected_whatever_its_case(capture: str) -> None:
+    """The parser reads the last `properties` member whatever its case (envelope.flatten);
+    the archive used to protect only the first, so a second one was stored as logged."""
+    rec = apim.gateway(apim.new_id(f"dup-props-{capture}"))
+    secret = {
+        "requestBody": orjson.dumps(
+            {"messages": [{"role": "user", "content": f"my email is {EMAIL}, card {CARD}"}]}
+        ).decode(),
+        "url": rec["properties"]["url"] + f"&user={EMAIL}",
+        "lastError": {"message": f"call {PHONE}", "reason": "x"},
+    }
+    rec["Properties"] = {**copy.deepcopy(rec["properties"]), **secret}
+    rec["PROPERTIES"] = f"free text member: {EMAIL}"  # not an object: no level, free text
+    (stored,) = _archived(rec, cfg=Config(archive_capture=capture))
+    assert _leaks(stored) == []
+    assert stored["PROPERTIES"] == "free text member: [EMAIL]"
+    if capture == "metadata":  # no member keeps a body
+        for key in ("properties", "Properties"):
+            assert not [k for k in stored[key] if k.lower().endswith("body")]
+    else:
+        assert "[EMAIL]" in stored["Properties"]["requestBody"]
+
+
+def test_a_properties_member_inside_properties_is_free_text() -> None:
+    rec = apim.gateway(apim.new_id("nested-props"))
+    rec["properties"]["properties"] = {"note": f"reach me at {EMAIL} or {PHONE}"}
+    (stored,) = _archived(rec)
+    assert _leaks(stored) == []
+    assert stored["properties"]["properties"] == {"note": "reach me at [EMAIL] or [PHONE]"}
+
+
+# --- 2. `metadata` is at least as strict as `redacted` --------------------------------------------
+
+
+def test_metadata_archive_keeps_nothing_that_redacted_masks() -> None:
+    """Every value the `metadata` archive keeps is what the `redacted` archive keeps: it only
+    drops bodies and messages on top. Free text of formats.md §1.2 (URL with a query, the
+    request headers of §1.3 with `x-end-user-id`, lastError, errors, traceRecords)."""
+    rec = apim.gateway(
+        apim.new_id("metadata-free-text"),
+        url=apim.APIM + f"/openai/deployments/chat-prod/chat/completions?api-version=2024-10-21"
+        f"&q={EMAIL}",
+        lastError={
+            "elapsed": 4,
+            "source": "llm-token-limit",
+            "reason": "TokenLimitExceeded",
+            "message": f"bad content for {EMAIL} {CARD}",
+        },
+        errors=[{"message": f"callback {PHONE}"}],
+        traceRecords=[{"message": f"prompt was: call me at {PHONE}, {EMAIL}"}],
+        backendResponseHeaders={"x-ms-region": "West Europe", "x-debug": f"user {EMAIL}"},
+    )
+    (meta,) = _archived(rec, cfg=Config(archive_capture="metadata"))
+    (red,) = _archived(rec, cfg=Config(archive_capture="redacted"))
+    assert _leaks(meta) == [] and _leaks(red) == []
+    assert rec["properties"]["requestHeaders"]["x-end-user-id"] == "alice@contoso.com"
+    assert "alice@contoso.com" not in orjson.dumps(meta).decode()
+    for level_meta, level_red in ((meta, red), (meta["properties"], red["properties"])):
+        for key, value in level_meta.items():
+            if key.lower() != "properties":
+                assert value == level_red[key], key
+    assert not [k for k in meta["properties"] if k.lower().endswith("body")]
+
+
+# --- 3. every text field a stream carries ---------------------------------------------------------
+
+
+def _chat_chunk(choice: dict[str, Any], obj: str = "chat.completion.chunk") -> dict[str, Any]:
+    return {
+        "choices": [{"content_filter_results": {}, "finish_reason": None, "index": 0, **choice}],
+        "created": 1741083500,
+        "id": "chatcmpl-D9zY8xW7vU6tS5rQ4pO3nM2lK1jI",
+        "model": "gpt-4o-2024-08-06",
+        "object": obj,
+        "system_fingerprint": "fp_ee1d74bde0",
+    }
+
+
+def _pieces(text: str) -> list[str]:
+    """`text` in three pieces, cutting the card number (if any) in two: deltas are joined
+    before matching."""
+    cut = text.index(CARD) + 7 if CARD in text else len(text) // 2
+    return [text[:12], text[12:cut], text[cut:]]
+
+
+ANSWER = f"Contact {EMAIL} or pay with {CARD} or call {PHONE} today"
+_MID = RESPONSE_FULL["output"][0]["id"]
+
+
+def _responses_events() -> list[dict[str, Any]]:
+    """A Responses API stream (formats.md §5.7) whose text sits in each kind of event."""
+    done = copy.deepcopy(RESPONSE_FULL)
+    done["output"][0]["content"][0]["text"] = ANSWER
+    item = copy.deepcopy(done["output"][0])
+    part = item["content"][0]
+    base = {"item_id": _MID, "output_index": 0, "content_index": 0}
+    return [
+        {"type": "response.created", "sequence_number": 0, "response": {**done, "output": []}},
+        *(
+            {"type": "response.output_text.delta", "sequence_number": 1 + i, **base, "delta": d}
+            for i, d in enumerate(_pieces(ANSWER))
+        ),
+        {"type": "response.output_text.done", "sequence_number": 4, **base, "text": ANSWER},
+        {"type": "response.content_part.done", "sequence_number": 5, **base, "part": part},
+        {
+            "type": "response.output_item.done",
+            "sequence_number": 6,
+            "output_index": 0,
+            "item": item,
+        },
+        {"type": "response.completed", "sequence_number": 7, "response": done},
+    ]
+
+
+def _events_of(kind: str, field: str, answer: str = ANSWER) -> list[dict[str, Any]]:
+    base = {"item_id": _MID, "output_index": 0, "content_index": 0}
+    pieces = _pieces(answer)
+    return [
+        *(
+            {"type": f"{kind}.delta", "sequence_number": i, **base, "delta": d}
+            for i, d in enumerate(pieces)
+        ),
+        {"type": f"{kind}.done", "sequence_number": 3, **base, field: answer},
+    ]
+
+
+STREAMS: dict[str, str] = {
+    # formats.md §5.5 legacy Completions, streamed: the text is the choice's `text`
+    "completions choices[].text": sse(
+        *(_chat_chunk({"text": p, "logprobs": None}, "text_completion") for p in _pieces(ANSWER))
+    ),
+    # §5.4 chat chunks: a refusal, reasoning, a legacy function call, an audio transcript
+    "chat delta.refusal": sse(
+        FIRST_EVENT,
+        *(_chat_chunk({"delta": {"refusal": p}, "logprobs": None}) for p in _pieces(ANSWER)),
+    ),
+    "chat delta.reasoning_content": sse(
+        *(_chat_chunk({"delta": {"reasoning_content": p}}) for p in _pieces(ANSWER))
+    ),
+    "chat delta.function_call.arguments": sse(
+        *(
+            _chat_chunk({"delta": {"function_call": {"arguments": p}}})
+            for p in _pieces(orjson.dumps({"note": ANSWER}).decode())
+        )
+    ),
+    "chat delta.audio.transcript": sse(
+        *(
+            _chat_chunk({"delta": {"audio": {"id": "audio_1", "transcript": p}}})
+            for p in _pieces(ANSWER)
+        )
+    ),
+    "chat tool call name": sse(
+        _chat_chunk(
+            {
+                "delta": {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": f"notify {EMAIL}", "arguments": ""},
+                        }
+                    ]
+                }
+            }
+        )
+    ),
+    # §5.7 Responses API streams: deltas, done events, parts, items, the final response
+    "responses output_text": sse(*_responses_events(), event_names=True, done=False),
+    "responses refusal": sse(
+        *_events_of("response.refusal", "refusal"), event_names=True, done=False
+    ),
+    "responses reasoning summary": sse(
+        *_events_of("response.reasoning_summary_text", "text"), event_names=True, done=False
+    ),
+    "responses audio transcript": sse(
+        *_events_of("response.audio.transcript", "transcript"), event_names=True, done=False
+    ),
+    "responses function arguments": sse(
+        *_events_of("response.function_call_arguments", "arguments"), event_names=True, done=False
+    ),
+    "responses error event": sse(
+        {"type": "error", "sequence_number": 0, "code": "server_error", "message": ANSWER},
+        event_names=True,
+        done=False,
+    ),
+    # an `event:` line is kept with its chunk: a sender can write anything there
+    "event line": f"event: {EMAIL}\ndata: " + orjson.dumps(_chat_chunk({"delta": {}})).decode(),
+}
+
+
+# Where the pieces of a stream's text are: joined in order, a value split across chunks is
+# readable again (the test must see it whole, as a reader of the archive would).
+_TEXT_FIELDS = frozenset(
+    {"content", "refusal", "reasoning_content", "text", "arguments", "transcript", "delta"}
+)
+
+
+def _assembled(stream: str) -> str:
+    """The text pieces of every chunk, in order, joined."""
+    pieces: list[str] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k in _TEXT_FIELDS and isinstance(v, str):
+                    pieces.append(v)
+                else:
+                    visit(v)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+
+    for block in stream.split("\n\n"):
+        data = block.partition("data: ")[2]
+        if data.startswith("{"):
+            visit(orjson.loads(data))
+    return "".join(pieces)
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_every_text_field_of_a_stream_is_redacted(name: str) -> None:
+    stream = STREAMS[name]
+    assert _leaks(stream) != []  # the stream does carry them
+    counts: Counter[str] = Counter()
+    out = _masker().redact_string(stream, counts)
+    assert _leaks(out) == [], out
+    assert _leaks(_assembled(out)) == [], _assembled(out)
+    assert counts["EMAIL"] >= 1
+    # still a stream of the same events, each chunk still JSON
+    blocks = [b for b in out.split("\n\n") if b.strip()]
+    assert len(blocks) == len([b for b in stream.split("\n\n") if b.strip()])
+    for block in blocks:
+        data = block.split("data: ", 1)[1] if "data: " in block else "[DONE]"
+        if data != "[DONE]":
+            orjson.loads(data)
+
+
+def test_a_stream_value_split_across_refusal_chunks_is_found_once() -> None:
+    out = _masker().redact_string(STREAMS["chat delta.refusal"], Counter())
+    text = "".join(
+        orjson.loads(b[6:])["choices"][0]["delta"].get("refusal") or ""
+        for b in out.split("\n\n")
+        if b.startswith("data: {") and orjson.loads(b[6:])["choices"]
+    )
+    assert text == "Contact [EMAIL] or pay with [CARD] or call [PHONE] today"
+
+
+def test_a_clean_stream_is_kept_exactly_as_logged() -> None:
+    clean = "Receipts are due within 30 days of the trip, in the portal."
+    for stream in (
+        apim.text("chat_stream_usage.sse"),  # formats.md §5.4 verbatim
+        sse(*_events_of("response.output_text", "text", clean), event_names=True, done=False),
+    ):
+        counts: Counter[str] = Counter()
+        assert _masker().redact_string(stream, counts) == stream and not counts
+
+
+# --- 4. log probabilities, and values under machine-data keys -------------------------------------
+
+TOKENS = ["Call", " victim", " at", f" {PHONE}", " or", f" {EMAIL}", ", card", f" {CARD}"]
+
+
+def _logprobs_content() -> list[dict[str, Any]]:
+    return [
+        {
+            "token": t,
+            "logprob": -0.1,
+            "bytes": list(t.encode()),
+            "top_logprobs": [{"token": t, "logprob": -0.1, "bytes": list(t.encode())}],
+        }
+        for t in TOKENS
+    ]
+
+
+def _bytes_leak(stored: Any) -> bool:
+    """A planted value readable from the `bytes` arrays of log probabilities."""
+    data = orjson.dumps(stored).decode()
+    return any(str(list(v.encode()))[1:-1].replace(" ", "") in data for v in (EMAIL, "4111"))
+
+
+def test_log_probabilities_are_not_kept_under_redaction() -> None:
+    """formats.md §5.3: a choice's `logprobs` repeats the answer token by token (tokens too
+    short to match alone, and UTF-8 `bytes`): under redaction it is replaced by a marker."""
+    response = apim.chat_response("".join(TOKENS))
+    response["choices"][0]["logprobs"] = {"content": _logprobs_content(), "refusal": None}
+    legacy = {  # §5.5 legacy Completions logprobs
+        "id": "cmpl-8Xy7Wv6Ut5Sr4Qp3On2Ml1Kj",
+        "object": "text_completion",
+        "model": "gpt-35-turbo-instruct",
+        "choices": [
+            {
+                "text": "".join(TOKENS),
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": {
+                    "tokens": TOKENS,
+                    "token_logprobs": [-0.1] * len(TOKENS),
+                    "top_logprobs": [{t: -0.1} for t in TOKENS],
+                    "text_offset": list(range(len(TOKENS))),
+                },
+            }
+        ],
+    }
+    request = apim.chat_request(("user", "hello there"), logprobs=True, top_logprobs=2)
+    for body in (response, legacy):
+        counts: Counter[str] = Counter()
+        out = orjson.loads(_masker().redact_string(orjson.dumps(body).decode(), counts))
+        assert _leaks(out) == [] and not _bytes_leak(out), out
+        assert out["choices"][0]["logprobs"] == LOGPROBS_MARKER and counts["LOGPROBS"] == 1
+    counts = Counter()
+    raw = orjson.dumps(request).decode()
+    assert _masker().redact_string(raw, counts) == raw and not counts  # `logprobs: true` kept
+    # streamed chunks carry them per chunk too (§5.4 `logprobs` of each choice)
+    stream = sse(
+        *(
+            _chat_chunk(
+                {"delta": {"content": t}, "logprobs": {"content": _logprobs_content()[i : i + 1]}}
+            )
+            for i, t in enumerate(TOKENS)
+        )
+    )
+    out = _masker().redact_string(stream, Counter())
+    assert _leaks(out) == [] and not _bytes_leak(out)
+    assert out.count(LOGPROBS_MARKER) == len(TOKENS)
+
+
+def test_log_probabilities_are_kept_in_a_full_archive() -> None:
+    response = apim.chat_response("hello")
+    response["choices"][0]["logprobs"] = {"content": _logprobs_content(), "refusal": None}
+    rec = apim.gateway(apim.new_id("logprobs-full"), response=response)
+    (stored,) = _archived(rec, cfg=Config(archive_capture="full", prompt_capture="full"))
+    body = orjson.loads(stored["properties"]["backendResponseBody"])
+    assert body["choices"][0]["logprobs"]["content"][0]["token"] == "Call"
+
+
+@pytest.mark.parametrize(
+    "key", ["role", "type", "id", "model", "object", "status", "finish_reason", "call_id",
+            "item_id", "tool_call_id", "system_fingerprint", "created", "index", "usage",
+            "content_filter_results", "prompt_filter_results", "embedding"],
+)  # fmt: skip
+def test_values_under_machine_data_keys_are_redacted_unless_they_are_machine_data(
+    key: str,
+) -> None:
+    """A client writes the request: `role`, a content part's `type`, a tool call's `id`, the
+    `model` are whatever it sends. Values of the usual shape stay; others are text."""
+    hostile: Any = f"user {EMAIL} card {CARD}"
+    if key in ("usage", "content_filter_results"):
+        hostile = {"hate": {"filtered": False, "severity": hostile}}
+    elif key in ("prompt_filter_results", "embedding"):
+        hostile = [0.1, {"note": hostile}]
+    request = apim.chat_request(("user", "hello there"))
+    request["messages"][0][key] = hostile
+    request["messages"].append({"role": "user", "content": [{"type": "text", "text": "hi"}]})
+    counts: Counter[str] = Counter()
+    out = orjson.loads(_masker().redact_string(orjson.dumps(request).decode(), counts))
+    assert _leaks(out) == [], out
+    assert out["messages"][1] == request["messages"][1]  # the usual shapes, unchanged
+
+
+def test_a_response_of_the_usual_shapes_is_walked_unchanged() -> None:
+    """formats.md §1.3, §5.3, §5.6, §5.7: ids, models, verdicts, usage and embeddings are
+    kept as they are, and nothing is counted (so a body is stored exactly as logged)."""
+    masker = _masker()
+    for doc in (
+        orjson.loads(apim.base_chat_record()["properties"]["backendResponseBody"]),
+        apim.load("chat_response_tools.json"),
+        apim.load("embeddings_response.json"),
+        apim.load("responses_response.json"),
+    ):
+        counts: Counter[str] = Counter()
+        assert masker.walk(doc, counts) == doc and not counts
+
+
+# --- 5. numbers in any Unicode digits -------------------------------------------------------------
+
+_DIGITS = {
+    "full-width": "０１２３４５６７８９",
+    "Arabic-Indic": "٠١٢٣٤٥٦٧٨٩",
+    "Persian": "۰۱۲۳۴۵۶۷۸۹",
+    "Devanagari": "०१२३४५६७८९",
+    "Bengali": "০১২৩৪৫৬৭৮৯",
+    "Thai": "๐๑๒๓๔๕๖๗๘๙",
+    "mathematical bold": "".join(chr(0x1D7CE + i) for i in range(10)),
+}
+
+
+@pytest.mark.parametrize("script", list(_DIGITS))
+def test_numbers_in_any_unicode_digits_are_found_as_in_ascii(script: str) -> None:
+    """Every positive of the labelled corpus with its digits written in another script is
+    found where its ASCII twin is, with the same type (spans: one character for one)."""
+    table = str.maketrans("0123456789", _DIGITS[script])
+    r = Redactor()
+    masker = _masker()
+    checked = 0
+    for sentence, value, label in pii_corpus.positives():
+        if not any(c.isdigit() for c in value):
+            continue
+        written = sentence.translate(table)
+        assert r.find(written) == r.find(sentence), (label, written)
+        counts: Counter[str] = Counter()
+        masked = masker.redact_text(written, counts)  # the prefilter lets it through
+        assert f"[{label}]" in masked and value.translate(table) not in masked, masked
+        checked += 1
+    assert checked >= 60
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "電話 ０９０-１２３４-５６７８ まで",
+        "電話 ０９０－１２３４－５６７８ まで",  # full-width hyphens
+        "اتصل على ٠٩٠-١٢٣٤-٥٦٧٨ أو ٠٢٠ ٧٩٤٦ ٠٩٥٨",
+        "カード ４１１１ １１１１ １１１１ １１１１ で",
+        "メール ｖｉｃｔｉｍ＠ｅｘａｍｐｌｅ．ｃｏｍ まで",
+        "tel +44\u201120\u20117946\u20110958 (non-breaking hyphens)",
+    ],
+)
+def test_numbers_and_addresses_written_in_other_forms_are_masked_in_what_is_stored(
+    text: str,
+) -> None:
+    rec = apim.gateway(
+        apim.new_id(f"wide-{text}"), request=apim.chat_request(("user", f"{text} ok"))
+    )
+    plan = plan_batch([EventIn(apim.envelope(rec))], Config())
+    state = plan.states[rec["correlationId"]]
+    assert state.prompt_preview is not None and "[" in state.prompt_preview.text
+    stored = orjson.dumps(stored_record(state.call.fragments["gateway"])).decode()
+    digits = [w for w in text.split() if sum(c.isdigit() for c in w) >= 4 or "＠" in w]
+    assert digits and not [
+        w for w in digits if w in stored or orjson.dumps(w).decode()[1:-1] in stored
+    ]
+
+
+# --- 6. caches a sender fills ---------------------------------------------------------------------
+
+
+def _retained_bytes(make_records: Any) -> int:
+    """Memory still held once `scrub_credentials` has seen the records and they are gone."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for record in make_records():
+            scrub_credentials(record)
+            del record
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_records_with_many_keys_do_not_grow_the_process_memory() -> None:
+    """A sender controls the keys: 300 records of 3,000 fresh keys each (a 1 MB event holds
+    75,000) were all kept in the credential plans for the life of the process (59 MB)."""
+
+    def records() -> Any:
+        for i in range(300):
+            yield {f"k{i}_{j}": 0 for j in range(3_000)}
+
+    retained = _retained_bytes(records)
+    assert retained < 4_000_000, retained
+
+
+def test_records_with_long_keys_do_not_grow_the_process_memory() -> None:
+    """300 records each with a key of 100,000 characters: the key classification kept every
+    key it saw (30 MB here, 800 MB at its 4,096 entries)."""
+
+    def records() -> Any:
+        for i in range(300):
+            rec = apim.base_chat_record()
+            rec[f"x{i}" + "a" * 100_000] = 1
+            yield rec
+
+    retained = _retained_bytes(records)
+    assert retained < 4_000_000, retained
+    assert key_kind("x" * 100_000 + "Headers") == key_kind("requestHeaders")  # still classified
+
+
+# --- 7. percent-encoded URL keys ------------------------------------------------------------------
+
+
+def test_percent_encoded_url_keys_are_removed_before_anything_is_stored() -> None:
+    """`?subscription%2Dkey=` is `?subscription-key=` to the gateway (names are decoded
+    before they are read): its value is never stored, in the row or the archive."""
+    keys = {
+        "subscription%2Dkey": "0123456789abcdef0123456789abcdef",
+        "api%2dkey": "fedcba9876543210fedcba9876543210",
+        "%73ig": "abc%2Bdef%3D",
+        "%61ccess_token": "eyJhbGciOi.eyJzdWIiOi.c2ln",
+    }
+    query = "&".join(f"{k}={v}" for k, v in keys.items())
+    rec = apim.gateway(apim.new_id("pct-keys"))
+    for field in ("url", "backendUrl"):
+        rec["properties"][field] += "&" + query
+    # Credentials go under every capture, `full` included.
+    cfg = Config(archive_capture="full", prompt_capture="full")
+    state = plan_batch([EventIn(apim.envelope(rec))], cfg).states[rec["correlationId"]]
+    gateway = state.call.fragments["gateway"]
+    stored = orjson.dumps(stored_record(gateway)).decode()
+    assert gateway.facts.url is not None and "api-version=2024-10-21" in gateway.facts.url
+    for name, value in keys.items():
+        assert value not in stored and f"{name}=[REMOVED]" in stored
+        assert value not in gateway.facts.url and f"{name}=[REMOVED]" in gateway.facts.url
