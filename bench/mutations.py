@@ -1014,6 +1014,65 @@ MUTATIONS = [
         "    return url\n",
         (PCT_NAMES, PCT_STORED),
     ),
+    Mutation(
+        "usage: token counts no call can have kept",
+        "pipeline/call/usage.py",
+        "    return n if n is None or n <= MAX_CALL_TOKENS else None",
+        "    return n",
+        (
+            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis",
+        ),
+    ),
+    Mutation(
+        "rollup: a tampered row's token counts summed",
+        "pipeline/kpi/rollup.py",
+        "    return n if n is None or 0 <= n <= MAX_CALL_TOKENS else None",
+        "    return n",
+        (
+            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis",
+        ),
+    ),
+    Mutation(
+        "rollup: names made up on failing calls count against the answered ones' cap",
+        "pipeline/kpi/rollup.py",
+        "        seen = folded.seen.setdefault((column, True), set()) if failed else answered",
+        "        seen = answered",
+        (
+            "tests/test_chargeback.py::"
+            "test_made_up_names_on_failing_calls_push_no_answered_deployment_out_of_its_team",
+        ),
+    ),
+    Mutation(
+        "rollup: a call's team found from its capped names",
+        "pipeline/kpi/rollup.py",
+        "    team, cost_center = teams.team_of(values)\n    _capped(folded, values, raw[1])\n",
+        "    _capped(folded, values, raw[1])\n    team, cost_center = teams.team_of(values)\n",
+        (
+            "tests/test_chargeback.py::"
+            "test_made_up_names_on_failing_calls_push_no_answered_deployment_out_of_its_team",
+        ),
+    ),
+    Mutation(
+        "kpi: CSV cells written as logged (formulas)",
+        "pipeline/kpi/report.py",
+        "    writer.writerows({k: spreadsheet_text(v) for k, v in ln.items()} for ln in lines)",
+        "    writer.writerows(lines)",
+        ("tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",),
+    ),
+    Mutation(
+        "render: control characters sent to the terminal",
+        "pipeline/common/render.py",
+        "    return terminal_text(str(value))",
+        "    return str(value)",
+        ("tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",),
+    ),
+    Mutation(
+        "kpi --chart: a name's $ read as math text",
+        "pipeline/kpi/report.py",
+        '    text = str(terminal_text(name)).replace("$", r"\\$")',
+        "    text = str(terminal_text(name))",
+        ("tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",),
+    ),
 ]
 
 

@@ -71,6 +71,12 @@ class EventIn:
     sealed: bool = False
 
 
+# The most tokens one call can have: past a thousand times the largest context window of any
+# model (2 M), a count is not a call's but a forgery's. Bounding each row keeps a day's sums
+# within Int64 (a sender writing 2^63-1 tokens made them overflow and stop the KPIs).
+MAX_CALL_TOKENS = 10**9
+
+
 @dataclass(slots=True)
 class Usage:
     """Token usage of one call, normalised across APIs (formats.md §5.9)."""

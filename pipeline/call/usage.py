@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.common.values import as_int
-from pipeline.model import TokensSource, Usage
+from pipeline.model import MAX_CALL_TOKENS, TokensSource, Usage
 
 
 def _detail(usage: dict[str, Any], block: str, name: str) -> int | None:
@@ -52,8 +52,16 @@ def from_counts(
 ) -> Usage | None:
     """The usage of counts a log reported; None when it reported none of them. A missing
     total is the sum of the two others when both are known."""
+    prompt, completion, total, cached, reasoning = (
+        _plausible(n) for n in (prompt, completion, total, cached, reasoning)
+    )
     if prompt is None and completion is None and total is None:
         return None
     if total is None and prompt is not None and completion is not None:
-        total = prompt + completion
+        total = _plausible(prompt + completion)
     return Usage(prompt, completion, total, cached, reasoning, source)
+
+
+def _plausible(n: int | None) -> int | None:
+    """A count no call can have (MAX_CALL_TOKENS) is unknown, as any unreadable number."""
+    return n if n is None or n <= MAX_CALL_TOKENS else None

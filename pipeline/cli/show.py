@@ -11,6 +11,7 @@ import orjson
 
 from pipeline.call.join import rank_of
 from pipeline.cli import options
+from pipeline.common.render import terminal_text
 from pipeline.model import RawPointer
 from pipeline.protect import encryption
 from pipeline.protect.archive import ArchiveError, is_sealed, open_member, open_sealed
@@ -49,7 +50,8 @@ def print_row(entity: dict[str, Any]) -> None:
         value = entity[key]
         if hasattr(value, "value") and not isinstance(value, str):
             value = value.value
-        print(f"  {key.ljust(width)}  {value}")
+        # Previews and names are what clients wrote: escape sequences are shown, not sent.
+        print(f"  {key.ljust(width)}  {terminal_text(str(value))}")
 
 
 # A raw record of a row: (source key, the member, or None when erased, and when).

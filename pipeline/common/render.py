@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+# Names in the tables come from what clients and senders wrote (deployments, products, users,
+# previews): a terminal must not act on them, nor a spreadsheet evaluate them.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """A CSV cell a spreadsheet opens as text: one starting like a formula is quoted."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def terminal_text(value: Any) -> Any:
+    """Text for the terminal: control characters (escape sequences, line breaks) written as
+    escapes, not sent."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return value
 
 
 def cell(value: Any) -> str:
@@ -18,8 +39,7 @@ def cell(value: Any) -> str:
         return f"{value:,.6f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
     if hasattr(value, "value") and not isinstance(value, str):  # EntityProperty
         return cell(value.value)
-    text = str(value).replace("\n", " ").replace("\r", " ")
-    return text
+    return terminal_text(str(value))
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], max_width: int = 40) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.common.render import table
+from pipeline.common.render import spreadsheet_text, table, terminal_text
 from pipeline.kpi.attribution import UNATTRIBUTED
 
 # --by → the KpiHourly column it groups on.
@@ -229,30 +228,11 @@ def as_json(doc: dict[str, Any]) -> str:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
 
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _cell(value: Any) -> Any:
-    """A text cell a spreadsheet opens as text: group names come from what clients and
-    senders wrote (a deployment, a product), so one starting like a formula is quoted."""
-    if isinstance(value, str) and value.startswith(_FORMULA):
-        return "'" + value
-    return value
-
-
-def _shown(value: Any) -> Any:
-    """A text cell for the terminal: control characters written as escapes, not sent."""
-    if isinstance(value, str):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
-    return value
-
-
 def as_csv(doc: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: _cell(v) for k, v in ln.items()} for ln in doc["lines"])
+    writer.writerows({k: spreadsheet_text(v) for k, v in ln.items()} for ln in doc["lines"])
     writer.writerow({"group": "TOTAL", **doc["total"]})
     return out.getvalue()
 
@@ -260,7 +240,7 @@ def as_csv(doc: dict[str, Any]) -> str:
 def as_table(doc: dict[str, Any]) -> str:
     lines = [
         {
-            **{k: _shown(v) for k, v in ln.items()},
+            **{k: terminal_text(v) for k, v in ln.items()},
             "costUsd": f"{ln['costUsd']:.6f}",
             "share": f"{ln['share']:.1%}",
         }

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.common.render import table
+from pipeline.common.render import spreadsheet_text, table, terminal_text
 from pipeline.kpi.rollup import COUNTS, TOKENS, TOTAL_KEY
 from pipeline.kpi.sketch import Sketch
 
@@ -117,12 +117,19 @@ def as_csv(lines: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(lines[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(lines)
+    writer.writerows({k: spreadsheet_text(v) for k, v in ln.items()} for ln in lines)
     return out.getvalue()
 
 
 def as_json(lines: list[dict[str, Any]]) -> str:
     return orjson.dumps(lines, option=orjson.OPT_INDENT_2).decode()
+
+
+def _legend_label(name: str) -> str:
+    """A group name as matplotlib shows it, literally: `$` would start math text (a name
+    like `$\\frac{a}$` made the chart fail) and a leading `_` hides the legend entry."""
+    text = str(terminal_text(name)).replace("$", r"\$")
+    return "\u200b" + text if text.startswith("_") else text
 
 
 def stacked_totals(series: Mapping[str, list[float]]) -> list[float]:
@@ -177,7 +184,7 @@ def chart(daily_lines: list[dict[str, Any]], by: str, path: Path, title: str) ->
         layers = series(metric)
         bottom = [0.0] * len(days)
         for key, values in layers.items():
-            ax.bar(x, values, bottom=bottom, label=key)
+            ax.bar(x, values, bottom=bottom, label=_legend_label(key))
             bottom = [a + b for a, b in zip(bottom, values, strict=True)]
         ax.set_ylim(*stacked_ylim(layers))
         ax.set_ylabel(label)

@@ -31,6 +31,7 @@ from pipeline.kpi import attribution, packed
 from pipeline.kpi.attribution import Attribution
 from pipeline.kpi.prices import PriceTable, Rates, billed, cost
 from pipeline.kpi.sketch import Sketch
+from pipeline.model import MAX_CALL_TOKENS
 from pipeline.store.rows import FORBIDDEN_KEY_CHARS, escape_key
 
 DIMENSIONS = ("Deployment", "Model", "SubscriptionId", "ProductId", "BackendId")
@@ -97,10 +98,10 @@ class Accumulator:
     def add_usage(self, row: Mapping[str, Any], price_of: Any) -> None:
         """Counts, tokens and cost of a row (what the hourly rows keep)."""
         status = _int(row.get("Status"))
-        failed = status is not None and status >= 400
+        failed = _failed(row)
         _count(self.counts, row, status, failed)
         for name in TOKENS:
-            value = _int(row.get(name))
+            value = _tokens(row.get(name))
             if value is not None:
                 self.tokens[name] += value
         if not failed:
@@ -117,11 +118,11 @@ class Accumulator:
     def _price(self, row: Mapping[str, Any], price_of: Any) -> None:
         """A successful call's tokens, added to the sums of its price; or UnpricedCalls."""
         price = price_of(row.get("Model"), row.get("Deployment"))
-        prompt, completion = _int(row.get("PromptTokens")), _int(row.get("CompletionTokens"))
+        prompt, completion = _tokens(row.get("PromptTokens")), _tokens(row.get("CompletionTokens"))
         if price is None or prompt is None or completion is None:
             self.counts["UnpricedCalls"] += 1
             return
-        uncached, cached, completion = billed(prompt, completion, _int(row.get("CachedTokens")))
+        uncached, cached, completion = billed(prompt, completion, _tokens(row.get("CachedTokens")))
         sums = self.priced.setdefault(price.rates, [0, 0, 0])
         sums[0] += uncached
         sums[1] += cached
@@ -181,6 +182,18 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def _failed(row: Mapping[str, Any]) -> bool:
+    status = _int(row.get("Status"))
+    return status is not None and status >= 400
+
+
+def _tokens(value: Any) -> int | None:
+    """A row's token count, or None past what a call can have (a row written by hand: the
+    pipeline writes none), so that a day's sums stay within Int64."""
+    n = _int(value)
+    return n if n is None or 0 <= n <= MAX_CALL_TOKENS else None
+
+
 def group_key(row: Mapping[str, Any]) -> tuple[str | None, ...]:
     return tuple(_dim(row.get(d)) for d in DIMENSIONS)
 
@@ -213,11 +226,15 @@ OTHER = "(other)"
 _CAPPED = ("Deployment", "Model")
 
 
-def _capped(folded: Any, values: dict[str, Any]) -> None:
+def _capped(folded: Any, values: dict[str, Any], failed: bool) -> None:
+    """Names past the day's cap as OTHER. Failed and successful calls have a cap each: a
+    client can make up names on failing calls at will (a route whose body names the model),
+    and must not push the deployments that answer into OTHER."""
     for column in _CAPPED:
         value = _dim(values[column])
-        seen = folded.seen.setdefault(column, set())
-        if value is not None and value not in seen:
+        answered = folded.seen.setdefault((column, False), set())
+        seen = folded.seen.setdefault((column, True), set()) if failed else answered
+        if value is not None and value not in seen and value not in answered:
             if len(seen) >= MAX_VALUES_PER_DAY:
                 value = OTHER
             else:
@@ -226,11 +243,11 @@ def _capped(folded: Any, values: dict[str, Any]) -> None:
 
 
 def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
-    """The (hourly, daily latency, user) accumulators of a row whose raw key (hour,
-    _KEY_COLUMNS values) is new."""
-    values = dict(zip(_KEY_COLUMNS, raw[1:], strict=True))
-    _capped(folded, values)
+    """The (hourly, daily latency, user) accumulators of a row whose raw key (hour, failed,
+    _KEY_COLUMNS values) is new. Its team is that of its names as logged, before any cap."""
+    values = dict(zip(_KEY_COLUMNS, raw[2:], strict=True))
     team, cost_center = teams.team_of(values)
+    _capped(folded, values, raw[1])
     key = (raw[0], team, cost_center, *(_dim(values[c]) for c in _KEY_COLUMNS[1:]))
     hourly = folded.hours.get(key)
     if hourly is None:
@@ -239,7 +256,7 @@ def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
     latency = folded.latency.get(dims)
     if latency is None:
         latency = folded.latency[dims] = Accumulator()
-    user = _dim(raw[1])
+    user = _dim(raw[2])
     by_user = folded.users.get(user)
     if by_user is None:
         by_user = folded.users[user] = Accumulator()
@@ -257,8 +274,9 @@ class DayRollup:
     hours: dict[HourKey, Accumulator]
     latency: dict[tuple[str | None, ...], Accumulator]
     users: dict[str | None, Accumulator]
-    # Distinct values of the capped dimensions seen so far (MAX_VALUES_PER_DAY).
-    seen: dict[str, set[str]] = field(default_factory=dict)
+    # Distinct values of the capped dimensions seen so far (MAX_VALUES_PER_DAY), by column
+    # and whether the calls failed.
+    seen: dict[tuple[str, bool], set[str]] = field(default_factory=dict)
 
     def groups(self) -> dict[tuple[str | None, ...], Accumulator]:
         out: dict[tuple[str | None, ...], Accumulator] = {}
@@ -300,7 +318,7 @@ def aggregate(
     # normalised (empty = None) and attributed once, so the map is not consulted per row.
     by_raw: dict[tuple[Any, ...], tuple[Accumulator, Accumulator, Accumulator]] = {}
     for row in rows:
-        raw = (_hour(row.get("CallTime")), *map(row.get, _KEY_COLUMNS))
+        raw = (_hour(row.get("CallTime")), _failed(row), *map(row.get, _KEY_COLUMNS))
         accs = by_raw.get(raw)
         if accs is None:
             if len(by_raw) >= _MEMO_KEYS:

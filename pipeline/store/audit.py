@@ -99,7 +99,7 @@ class AuditTable:
         changed: set[str] = set()
         for rid, places in self._owners(day, keyed).items():
             if len(places) > 1:
-                log.warning("response id %s is named by %d rows: not joined", rid, len(places))
+                log.warning("response id %r is named by %d rows: not joined", rid, len(places))
                 continue
             (pk, rk), twin = places[0], keyed[rid]
             if self._join_twin(pk, rk, twin):
