@@ -101,14 +101,17 @@ class AuditTable:
             if len(places) > 1:
                 log.warning("response id %r is named by %d rows: not joined", rid, len(places))
                 continue
-            (pk, rk), twin = places[0], keyed[rid]
-            if self._join_twin(pk, rk, twin):
-                changed |= {pk[:10], twin["PartitionKey"][:10]}
+            (pk, rk), (twin_pk, twin_rk) = places[0], keyed[rid]
+            # Read whole only now: the query kept their keys (memory follows the twins to
+            # join, not every row keyed by a response id in the window).
+            twin = self.fetch(twin_pk, [twin_rk]).get(twin_rk)
+            if twin is not None and self._join_twin(pk, rk, twin):
+                changed |= {pk[:10], twin_pk[:10]}
         return changed
 
-    def _keyed_by_response(self, day: str) -> dict[str, Any]:
-        """The rows keyed by a response id whose twin can be on `day` (merge.twin_window),
-        by response id: one query, filtered on the server."""
+    def _keyed_by_response(self, day: str) -> dict[str, tuple[str, str]]:
+        """The keys of the rows keyed by a response id whose twin can be on `day`
+        (merge.twin_window), by response id: one query, filtered on the server."""
         start, end = merge.twin_window(day)
         params = {
             "p0": f"{start:%Y-%m-%d}",
@@ -123,13 +126,20 @@ class AuditTable:
         )
         try:
             found = self.retry.call(
-                lambda: list(self.table.query_entities(query, parameters=params))
+                lambda: [
+                    (e["PartitionKey"], e["RowKey"])
+                    for e in self.table.query_entities(
+                        query, parameters=params, select=["PartitionKey", "RowKey"]
+                    )
+                ]
             )
         except ResourceNotFoundError:
             return {}
-        return {rows.correlation_id_of(e["RowKey"]): e for e in found}
+        return {rows.correlation_id_of(rk): (pk, rk) for pk, rk in found}
 
-    def _owners(self, day: str, keyed: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    def _owners(
+        self, day: str, keyed: dict[str, tuple[str, str]]
+    ) -> dict[str, list[tuple[str, str]]]:
         """The rows of `day` (not keyed by a response id) naming a ResponseId of `keyed`."""
 
         def scan() -> dict[str, list[tuple[str, str]]]:
