@@ -1073,6 +1073,52 @@ MUTATIONS = [
         "    text = str(terminal_text(name))",
         ("tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",),
     ),
+    Mutation(
+        "ingest: an erased call's new copies past the 32 a row remembers keep their keys",
+        "pipeline/store/merge.py",
+        "    return kept + list(incoming.others.values()) + incoming.aside",
+        "    return kept + list(incoming.others.values())",
+        (ERASURE + "test_records_in_no_fragment_are_shown_erased_and_stay_erased_on_replay",),
+    ),
+    Mutation(
+        "join: the records a row remembers unbounded",
+        "pipeline/call/join.py",
+        "    if len(state.others) > MAX_OTHERS:",
+        "    if False:",
+        (ERASURE + "test_records_in_no_fragment_are_shown_erased_and_stay_erased_on_replay",),
+    ),
+    Mutation(
+        "usage: a total past what a call can have kept",
+        "pipeline/call/usage.py",
+        "        total = _plausible(prompt + completion)",
+        "        total = prompt + completion",
+        (
+            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis",
+        ),
+    ),
+    Mutation(
+        "rollup: negative token counts of a tampered row summed",
+        "pipeline/kpi/rollup.py",
+        "    return n if n is None or 0 <= n <= MAX_CALL_TOKENS else None",
+        "    return n if n is None or n <= MAX_CALL_TOKENS else None",
+        (
+            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis",
+        ),
+    ),
+    Mutation(
+        "show: a preview's escape sequences sent to the terminal",
+        "pipeline/cli/show.py",
+        '        print(f"  {key.ljust(width)}  {terminal_text(str(value))}")',
+        '        print(f"  {key.ljust(width)}  {value}")',
+        ("tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",),
+    ),
+    Mutation(
+        "credentials: a percent-encoded name may run past a `?` (quadratic)",
+        "pipeline/protect/credentials.py",
+        '_ENCODED_PARAM = re.compile(r"([?&#]([^=&#?\\s\\"%]*+%[^=&#?\\s\\"]*+)=)[^&#\\s\\"]*")',
+        '_ENCODED_PARAM = re.compile(r"([?&#]([^=&#\\s\\"%]*+%[^=&#\\s\\"]*+)=)[^&#\\s\\"]*")',
+        ("tests/test_detectors_adversarial.py::test_scrubbing_percent_encoded_names_is_linear",),
+    ),
 ]
 
 

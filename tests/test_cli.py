@@ -120,6 +120,24 @@ def test_show_prints_the_row_and_its_verified_raw_record(
     assert main(["show", "no-such-call"]) == 1
 
 
+def test_show_sends_no_escape_sequence_a_client_wrote(
+    env: Config, store: Store, tmp_path: Path, capsys
+) -> None:
+    # A prompt that would set the terminal's title, clear the screen and fake a line of the
+    # row: shown as escapes, on its own line.
+    cid = apim.new_id("show-hostile")
+    prompt = "\x1b]0;owned\x07\x1b[2Jhello\n  Status             200"
+    rec = apim.gateway(cid, request=apim.chat_request(("user", prompt)))
+    (tmp_path / "one.json").write_bytes(apim.envelope(rec))
+    assert main(["replay", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["show", cid]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    (preview,) = [line for line in out.splitlines() if line.lstrip().startswith("PromptPreview")]
+    assert "\\x1b[2Jhello\\x0a  Status" in preview
+
+
 def test_demo_command_prints_rows_and_a_raw_record() -> None:
     env = {
         k: v

@@ -471,7 +471,7 @@ def _many_chunks(cid: str, secret: str) -> list[EventIn]:
     t = "2025-03-04T10:15:03Z"
     chunks = [
         sources.llm_messages(cid, [{"role": "user", "content": f"{secret}{i}"}], seq=i, time=t)
-        for i in range(12, 0, -1)  # the last first: kept chunks are displaced as lower ones come
+        for i in range(45, 0, -1)  # the last first: kept chunks are displaced as lower ones come
     ]
     enqueued = datetime(2025, 3, 4, 10, 16, tzinfo=UTC)
     body = apim.envelope(sources.llm_header(cid, time=t), *chunks)
@@ -481,9 +481,10 @@ def _many_chunks(cid: str, secret: str) -> list[EventIn]:
 def test_records_in_no_fragment_are_shown_erased_and_stay_erased_on_replay(
     scfg: Config, sstore: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Twelve message chunks, a row keeps eight: the other four are archived, the row says
-    # where (`show` prints them), `erase` destroys their keys, and a replay of the original
-    # events after the erasure does not bring them back readable.
+    # 45 message chunks, a row keeps eight: the others are archived, the row says where
+    # (the first 32: `show` prints them), `erase` destroys their keys, and a replay of the
+    # original events after the erasure does not bring any back readable (past the 32 the
+    # row remembers too).
     from pipeline.cli.show import raw_records
     from pipeline.compliance.erase import Subject, erase
 
@@ -491,9 +492,9 @@ def test_records_in_no_fragment_are_shown_erased_and_stay_erased_on_replay(
     process_batch(_many_chunks(cid, "SECRETPART"), scfg, sstore)
     (row,) = sstore.find_rows(cid)
     shown = {key for key, member, _ in raw_records(sstore, row) if member is not None}
-    assert len(shown) == 13 and sum(key.startswith("other ") for key in shown) == 4
+    assert len(shown) == 8 + 1 + 32 and sum(key.startswith("other ") for key in shown) == 32
     readable = recoverable(sstore)
-    assert all(f"SECRETPART{i}" in readable for i in range(1, 13))
+    assert all(f"SECRETPART{i}" in readable for i in range(1, 46))
     erase(sstore, Subject("call", cid), None, None)
     assert "SECRETPART" not in recoverable(sstore)
     process_batch(_many_chunks(cid, "SECRETPART"), scfg, sstore)  # replayed from Capture

@@ -473,9 +473,18 @@ def test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis(
     tampered = dict(row, RowKey="tampered", PromptTokens=EntityProperty(big, EdmType.INT64))
     tampered["TotalTokens"] = EntityProperty(big, EdmType.INT64)
     store.audit.upsert_entity(tampered)
+    store.audit.upsert_entity(dict(row, RowKey="negative", PromptTokens=-5, CompletionTokens=-5))
     daily.roll_up([D1], cfg, store)
     total = kpi_rows(store, D1)["_total"]
-    assert total["Calls"] == 5 and total["PromptTokens"] == 300
+    assert total["Calls"] == 6 and total["PromptTokens"] == 300
+    assert total["CompletionTokens"] == 3 * 10 + 5 + 5  # the forged 5, and 5 more tampered
+    # Each count within the bound, their sum past it: the total is unknown too.
+    half = 6 * 10**8
+    usage = {"prompt_tokens": half, "completion_tokens": half}
+    rec = _with_usage("halves", usage, "x", f"{D1}T12:00:00Z")
+    process_batch([EventIn(apim.envelope(rec))], cfg, store)
+    (row,) = store.find_rows(apim.new_id("halves"))
+    assert row["PromptTokens"] == half and row.get("TotalTokens") is None
 
 
 def test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts(tmp_path: Path) -> None:

@@ -57,6 +57,9 @@ class CallState:
     # Records of this batch in no fragment, not archived yet (ingest/batch.py archives them
     # and moves them to `others`). Never stored.
     displaced: list[Fragment] = field(default_factory=list)
+    # Where this batch archived every one of them (`others` keeps MAX_OTHERS): what an
+    # erased call's new copies are, all of them. Never stored.
+    aside: list[RawPointer] = field(default_factory=list)
 
 
 def rank_of(fragment: Fragment) -> tuple[int, int]:
@@ -155,6 +158,7 @@ def absorb(state: CallState, other: CallState) -> bool:
     for rid, pointer in sorted(other.others.items()):
         changed |= remember(state, rid, pointer)
     state.displaced += other.displaced
+    state.aside += other.aside
     for frag in other.call.fragments.values():
         changed |= add_fragment(state, frag)
     return changed

@@ -108,6 +108,7 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
     for state in plan.states.values():
         for frag in state.displaced:
             if frag.pointer is not None:
+                state.aside.append(frag.pointer)
                 remember(state, frag.rid, frag.pointer)
         state.displaced.clear()
     return blob
@@ -153,7 +154,7 @@ def seal_previews(state: CallState) -> None:
 def pointers_of(state: CallState) -> list[RawPointer]:
     """Where the call's records of this batch are archived."""
     kept = [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
-    return kept + list(state.others.values())
+    return kept + list(state.others.values()) + state.aside
 
 
 def refused_dead_letters(plan: Plan, cfg: Config, cid: str, code: str) -> list[DeadLetter]:

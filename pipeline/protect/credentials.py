@@ -25,8 +25,10 @@ _SECRET_NAMES = (
 _URL_SECRET = re.compile(r"([?&#](?:" + _SECRET_NAMES + r")=)[^&#\s\"]*", re.IGNORECASE)
 # A parameter whose name is percent-encoded (`subscription%2Dkey=`, `%73ig=`): servers decode
 # names before reading them, so the name is compared once decoded. The name cannot run past
-# the next `=`, `&` or `#`: linear time, and Python work only for names holding a `%`.
-_ENCODED_PARAM = re.compile(r"([?&#]([^=&#\s\"%]*+%[^=&#\s\"]*+)=)[^&#\s\"]*")
+# the next `=`, `&`, `#` or `?` (each of which may start a name: a name running past one was
+# scanned again from it, quadratic on `?%?%?%…`): linear time, and Python work only for
+# names holding a `%`.
+_ENCODED_PARAM = re.compile(r"([?&#]([^=&#?\s\"%]*+%[^=&#?\s\"]*+)=)[^&#\s\"]*")
 _SECRET_NAME = re.compile(_SECRET_NAMES, re.IGNORECASE)
 # Longest name that can decode to a secret name: "x-amz-security-token", each byte as %XX.
 _ENCODED_NAME_MAX = 3 * 24

@@ -320,7 +320,8 @@ def state_from_entity(entity: dict[str, Any]) -> CallState:
         )
     state = CallState(
         call,
-        rivals={(key, rid) for key, rid in rivals},
+        # Pairs; a bare rid is not one (written by no released version): skipped.
+        rivals={(r[0], r[1]) for r in rivals if isinstance(r, list) and len(r) == 2},
         others={rid: RawPointer(*p) for rid, *p in others},
     )
     erased = entity.get("Erased")
