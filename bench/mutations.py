@@ -1119,6 +1119,13 @@ MUTATIONS = [
         '_ENCODED_PARAM = re.compile(r"([?&#]([^=&#\\s\\"%]*+%[^=&#\\s\\"]*+)=)[^&#\\s\\"]*")',
         ("tests/test_detectors_adversarial.py::test_scrubbing_percent_encoded_names_is_linear",),
     ),
+    Mutation(
+        "redaction: a stream's id: and comment lines neither redacted nor kept",
+        "pipeline/protect/streams.py",
+        "            elif line:\n                head.append(line)",
+        '            elif line.startswith("event:"):\n                head.append(line)',
+        (RH + "test_a_streams_id_and_comment_lines_are_redacted_and_kept",),
+    ),
 ]
 
 

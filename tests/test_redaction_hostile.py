@@ -307,6 +307,21 @@ def test_a_stream_value_split_across_refusal_chunks_is_found_once() -> None:
     assert text == "Contact [EMAIL] or pay with [CARD] or call [PHONE] today"
 
 
+def test_a_streams_id_and_comment_lines_are_redacted_and_kept() -> None:
+    # SSE lets a block carry `id:`, `retry:` and `: comment` lines besides `event:` and
+    # `data:`: a sender can write anything there. They were neither redacted nor, when
+    # something else in the stream was, written back.
+    clean = _chat_chunk({"index": 0, "delta": {"content": "hello there"}, "finish_reason": None})
+    stream = (
+        f"id: {CARD}\n: call {EMAIL}\ndata: {orjson.dumps(clean).decode()}\n\n"
+        "id: 2\ndata: [DONE]\n\n"
+    )
+    counts: Counter[str] = Counter()
+    out = _masker().redact_string(stream, counts)
+    assert CARD not in out and EMAIL not in out and counts["EMAIL"] == 1
+    assert "id: [CARD]" in out and ": call [EMAIL]" in out and "hello there" in out
+
+
 def test_a_clean_stream_is_kept_exactly_as_logged() -> None:
     clean = "Receipts are due within 30 days of the trip, in the portal."
     for stream in (

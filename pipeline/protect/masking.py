@@ -243,7 +243,7 @@ class Masker:
             for (holder, field), piece in zip(slots, pieces, strict=True):
                 holder[field] = piece
         out: list[streams.Block] = []
-        names: dict[str, str] = {}  # `event:` lines repeat: each distinct one redacted once
+        names: dict[str, str] = {}  # `event:` lines repeat: each distinct head redacted once
         for event_line, doc, raw in blocks:
             if doc is not None:
                 if event_line is not None:  # kept by render: a sender can write anything there

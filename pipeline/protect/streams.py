@@ -12,7 +12,8 @@ import orjson
 
 from pipeline.common import safejson
 
-# One event of the stream: its `event:` line, its data decoded (None: kept as text), its text.
+# One event of the stream: its lines other than `data:` (`event:`, `id:`, comments: None when
+# there are none), its data decoded (None: kept as text), its text.
 Block = tuple[str | None, dict[str, Any] | None, str]
 # Where one delta of a stream of text lives: the dict holding it, and its field.
 Slot = tuple[dict[str, Any], str]
@@ -21,14 +22,14 @@ Slot = tuple[dict[str, Any], str]
 def parse(s: str) -> list[Block]:
     blocks: list[Block] = []
     for raw in s.replace("\r\n", "\n").split("\n\n"):
-        event_line = None
+        head = []
         data_lines = []
         for line in raw.split("\n"):
-            if line.startswith("event:"):
-                event_line = line
-            elif line.startswith("data:"):
+            if line.startswith("data:"):
                 data_lines.append(line[5:].lstrip(" "))
-        blocks.append((event_line, _data("\n".join(data_lines)), raw))
+            elif line:
+                head.append(line)  # a sender can write anything there: redacted as text
+        blocks.append(("\n".join(head) or None, _data("\n".join(data_lines)), raw))
     return blocks
 
 
@@ -63,11 +64,11 @@ def deltas(blocks: list[Block]) -> dict[tuple[Any, ...], list[Slot]]:
 def render(blocks: list[Block]) -> str:
     """The stream's text: blocks with data re-serialised, the others as they were."""
     out = []
-    for event_line, doc, raw in blocks:
+    for head, doc, raw in blocks:
         if doc is None:
             out.append(raw)
             continue
-        lines = [event_line] if event_line else []
+        lines = [head] if head else []
         lines.append("data: " + orjson.dumps(doc).decode())
         out.append("\n".join(lines))
     return "\n\n".join(out)
