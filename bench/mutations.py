@@ -283,7 +283,7 @@ MUTATIONS = [
     Mutation(
         "lost response: a row already there is an error",
         "pipeline/store/audit.py",
-        "                if not _is_conflict(exc):\n                    raise\n"
+        "                if not (_is_conflict(exc) or _refused(exc)):\n                    raise\n"
         "        return self._merge_chunk(pk, chunk, dry_run)\n",
         "                raise\n        return self._merge_chunk(pk, chunk, dry_run)\n",
         (FAULTS, DUPLICATE),
@@ -815,13 +815,6 @@ MUTATIONS = [
         (H + "test_rivals_of_a_chunk_past_those_kept_do_not_count_whatever_the_order",),
     ),
     Mutation(
-        "merge: other records of an erased call keep their keys",
-        "pipeline/store/merge.py",
-        "    return kept + list(incoming.others.values())",
-        "    return kept",
-        (ERASURE + "test_records_in_no_fragment_are_shown_erased_and_stay_erased_on_replay",),
-    ),
-    Mutation(
         "erase: other records a row knows are not erased",
         "pipeline/compliance/erase.py",
         "    return kept + list(state.others.values())",
@@ -1076,8 +1069,8 @@ MUTATIONS = [
     Mutation(
         "ingest: an erased call's new copies past the 32 a row remembers keep their keys",
         "pipeline/store/merge.py",
-        "    return kept + list(incoming.others.values()) + incoming.aside",
-        "    return kept + list(incoming.others.values())",
+        "    return kept + incoming.aside",
+        "    return kept",
         (ERASURE + "test_records_in_no_fragment_are_shown_erased_and_stay_erased_on_replay",),
     ),
     Mutation(

@@ -154,7 +154,7 @@ def seal_previews(state: CallState) -> None:
 def pointers_of(state: CallState) -> list[RawPointer]:
     """Where the call's records of this batch are archived."""
     kept = [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
-    return kept + list(state.others.values()) + state.aside
+    return kept + state.aside
 
 
 def refused_dead_letters(plan: Plan, cfg: Config, cid: str, code: str) -> list[DeadLetter]:

@@ -64,7 +64,7 @@ def erased_copies(current: Any, incoming: CallState) -> list[RawPointer]:
     if current.get("Erased") is None:
         return []
     kept = [f.pointer for f in incoming.call.fragments.values() if f.pointer is not None]
-    return kept + list(incoming.others.values()) + incoming.aside
+    return kept + incoming.aside  # `aside`: every record of the batch in no fragment
 
 
 # --- a stored row and an incoming call ----------------------------------------------------------
