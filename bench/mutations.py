@@ -1119,6 +1119,20 @@ MUTATIONS = [
         '            elif line.startswith("event:"):\n                head.append(line)',
         (RH + "test_a_streams_id_and_comment_lines_are_redacted_and_kept",),
     ),
+    Mutation(
+        "redaction: CJK and Thai letters are word characters at a match's edges",
+        "pipeline/protect/boundaries.py",
+        '    r"[^\\W\\u0e00-\\u0e7f\\u3040-\\u30ff\\u3400-\\u4dbf\\u4e00-\\u9fff"',
+        '    r"[^\\W"',
+        (RH + "test_numbers_and_addresses_glued_to_words_of_scripts_without_spaces_are_masked",),
+    ),
+    Mutation(
+        "redaction: an e-mail domain ends at a Unicode word boundary",
+        "pipeline/protect/detectors.py",
+        '[A-Za-z]{2,}(?![A-Za-z0-9_])" + BEFORE_PLACEHOLDER',
+        '[A-Za-z]{2,}\\b" + BEFORE_PLACEHOLDER',
+        (RH + "test_numbers_and_addresses_glued_to_words_of_scripts_without_spaces_are_masked",),
+    ),
 ]
 
 

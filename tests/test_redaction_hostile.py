@@ -578,3 +578,21 @@ def test_percent_encoded_url_keys_are_removed_before_anything_is_stored() -> Non
     for name, value in keys.items():
         assert value not in stored and f"{name}=[REMOVED]" in stored
         assert value not in gateway.facts.url and f"{name}=[REMOVED]" in gateway.facts.url
+
+
+def test_numbers_and_addresses_glued_to_words_of_scripts_without_spaces_are_masked() -> None:
+    # Chinese, Japanese, Korean and Thai write words together: their letters are word
+    # characters, and a boundary on every word character never let a match start or end
+    # there. Glued to Latin letters a number stays a word's part, as before.
+    masker = _masker()
+    for text, kind in (
+        (f"電話番号は{PHONE}です", "PHONE"),
+        (f"カード{CARD}で払います", "CARD"),
+        (f"连络人{EMAIL}谢谢", "EMAIL"),
+        (f"전화{PHONE}입니다", "PHONE"),
+        (f"โทร{PHONE}ครับ", "PHONE"),
+    ):
+        counts: Counter[str] = Counter()
+        out = masker.redact_string(text, counts)
+        assert _leaks(out) == [] and counts[kind] == 1, out
+    assert masker.redact_string("ref4111111111111111x", Counter()) == "ref4111111111111111x"

@@ -238,7 +238,11 @@ class Anchors:
 # searches each window as a slice of its own, so the window start counts as a boundary (a long
 # run is cut to the 64 characters before its "@", as before). Possessive labels: a label ends
 # at its ".".
-_EMAIL_BODY = r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]++\.)+[A-Za-z]{2,}\b" + BEFORE_PLACEHOLDER
+# The domain ends where ASCII letters and digits do (not at a Unicode word boundary: a CJK
+# letter right after it, "a@b.comです", is a word character too).
+_EMAIL_BODY = (
+    r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]++\.)+[A-Za-z]{2,}(?![A-Za-z0-9_])" + BEFORE_PLACEHOLDER
+)
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])" + AFTER_PLACEHOLDER + _EMAIL_BODY)
 # An address glued to the end of the previous match ("a@b.com-c@d.com"), tried once there.
 _EMAIL_GLUED = re.compile(_EMAIL_BODY)
