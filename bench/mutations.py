@@ -779,8 +779,8 @@ MUTATIONS = [
     Mutation(
         "join: a record that loses to a rival is not archived",
         "pipeline/call/join.py",
-        "        state.displaced.append(frag)\n",
-        "        pass\n",
+        "        state.displaced.setdefault(frag.rid, frag)",
+        "        pass",
         (
             H + "test_a_forged_rival_record_is_archived_and_the_row_says_it_is_contested",
             H + "test_message_chunks_past_those_kept_are_archived",
@@ -816,9 +816,9 @@ MUTATIONS = [
     ),
     Mutation(
         "erase: other records a row knows are not erased",
-        "pipeline/compliance/erase.py",
-        "    return kept + list(state.others.values())",
-        "    return kept",
+        "pipeline/call/join.py",
+        "    return kept + list(state.others.values()) + state.aside",
+        "    return kept + state.aside",
         (ERASURE + "test_a_losing_rival_archived_days_later_is_erased_too",),
     ),
     Mutation(
@@ -852,7 +852,7 @@ MUTATIONS = [
     Mutation(
         "ingest: a refused erased call's records kept as dead letters",
         "pipeline/ingest/batch.py",
-        "        if any((p.blob, p.offset) in shredded for p in pointers_of(state)):",
+        "        if any((p.blob, p.offset) in shredded for p in archived_pointers(state)):",
         "        if False:",
         (ERASURE + "test_a_refused_late_record_of_an_erased_call_stays_unreadable",),
     ),
@@ -1068,9 +1068,9 @@ MUTATIONS = [
     ),
     Mutation(
         "ingest: an erased call's new copies past the 32 a row remembers keep their keys",
-        "pipeline/store/merge.py",
-        "    return kept + incoming.aside",
-        "    return kept",
+        "pipeline/call/join.py",
+        "    return kept + list(state.others.values()) + state.aside",
+        "    return kept + list(state.others.values())",
         (ERASURE + "test_records_in_no_fragment_are_shown_erased_and_stay_erased_on_replay",),
     ),
     Mutation(

@@ -54,9 +54,9 @@ class CallState:
     rivals: set[tuple[str, str]] = field(default_factory=set)
     # Archived records of the call in no fragment, by `rid` (the MAX_OTHERS least kept).
     others: dict[str, RawPointer] = field(default_factory=dict)
-    # Records of this batch in no fragment, not archived yet (ingest/batch.py archives them
-    # and moves them to `others`). Never stored.
-    displaced: list[Fragment] = field(default_factory=list)
+    # Records of this batch in no fragment, not archived yet, by `rid` (ingest/batch.py
+    # archives them and moves them to `others`). Never stored.
+    displaced: dict[str, Fragment] = field(default_factory=dict)
     # Where this batch archived every one of them (`others` keeps MAX_OTHERS): what an
     # erased call's new copies are, all of them. Never stored.
     aside: list[RawPointer] = field(default_factory=list)
@@ -121,7 +121,7 @@ def _displace(state: CallState, frag: Fragment) -> bool:
     if frag.pointer is not None:
         return remember(state, frag.rid, frag.pointer)
     if frag.raw is not None:
-        state.displaced.append(frag)
+        state.displaced.setdefault(frag.rid, frag)  # a duplicate in the batch: archived once
     return False
 
 
@@ -136,6 +136,13 @@ def remember(state: CallState, rid: str, pointer: RawPointer) -> bool:
         del state.others[dropped]
         return dropped != rid
     return True
+
+
+def archived_pointers(state: CallState) -> list[RawPointer]:
+    """Where the call's records are archived: its fragments', and those in none that it knows
+    (`others`, as its row remembers them; `aside`, every one this batch archived)."""
+    kept = [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
+    return kept + list(state.others.values()) + state.aside
 
 
 def _rival(state: CallState, rival: tuple[str, str]) -> bool:
@@ -157,7 +164,8 @@ def absorb(state: CallState, other: CallState) -> bool:
         changed |= _rival(state, rival)
     for rid, pointer in sorted(other.others.items()):
         changed |= remember(state, rid, pointer)
-    state.displaced += other.displaced
+    for rid, frag in other.displaced.items():
+        state.displaced.setdefault(rid, frag)
     state.aside += other.aside
     for frag in other.call.fragments.values():
         changed |= add_fragment(state, frag)

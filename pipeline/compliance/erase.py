@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from azure.core.exceptions import ResourceNotFoundError
 
-from pipeline.call.join import resolve
+from pipeline.call.join import archived_pointers, resolve
 from pipeline.model import RawPointer
 from pipeline.protect.encryption import SealError
 from pipeline.store import blobs, rows
@@ -166,9 +166,7 @@ def holding(holds: Iterable[Hold], store: Store, entities: list[Any]) -> list[st
 def row_pointers(entity: Any) -> list[RawPointer]:
     """Every archived record the row knows: its sources' and the others (rivals that lost,
     message chunks past those kept)."""
-    state = rows.state_from_entity(entity)
-    kept = [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
-    return kept + list(state.others.values())
+    return archived_pointers(rows.state_from_entity(entity))
 
 
 def plan(store: Store, subject: Subject, start: date | None, end: date | None) -> Erasure:

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.call.join import CallState, remember
+from pipeline.call.join import CallState, archived_pointers, remember
 from pipeline.common import heap
 from pipeline.ingest.archived import verify_archived
 from pipeline.ingest.plan import Plan, contain, plan_batch
-from pipeline.model import DeadLetter, EventIn, Fragment, Preview, RawPointer, RawSource
+from pipeline.model import DeadLetter, EventIn, Fragment, Preview, RawSource
 from pipeline.protect import archive, deadletters, encryption
 from pipeline.protect.policy import policy_for
 from pipeline.settings import Config
@@ -84,9 +84,7 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
     calls: list[str] = []
     earliest: datetime | None = None
     for cid, state in plan.states.items():
-        seen: set[str] = set()
-        aside = [f for f in state.displaced if not (f.rid in seen or seen.add(f.rid))]
-        for frag in itertools.chain(state.call.fragments.values(), aside):
+        for frag in itertools.chain(state.call.fragments.values(), state.displaced.values()):
             if frag.raw is None or frag.pointer is not None:
                 continue
             members.append(frag.raw)
@@ -106,7 +104,7 @@ def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
         frag.pointer = pointer
         frag.raw = None  # in the blob now: one copy is enough
     for state in plan.states.values():
-        for frag in state.displaced:
+        for frag in state.displaced.values():
             if frag.pointer is not None:
                 state.aside.append(frag.pointer)
                 remember(state, frag.rid, frag.pointer)
@@ -149,12 +147,6 @@ def seal_previews(state: CallState) -> None:
             if getattr(state, attr) is p:
                 setattr(state, attr, sealed)
             setattr(frag, attr, sealed)
-
-
-def pointers_of(state: CallState) -> list[RawPointer]:
-    """Where the call's records of this batch are archived."""
-    kept = [f.pointer for f in state.call.fragments.values() if f.pointer is not None]
-    return kept + state.aside
 
 
 def refused_dead_letters(plan: Plan, cfg: Config, cid: str, code: str) -> list[DeadLetter]:
@@ -279,7 +271,7 @@ def _process_slice(
     result.days = written.days
     shredded = {(p.blob, p.offset) for p in written.shred}
     for state, code in written.refused:
-        if any((p.blob, p.offset) in shredded for p in pointers_of(state)):
+        if any((p.blob, p.offset) in shredded for p in archived_pointers(state)):
             # An erased call (its row says so): its new records lost their keys, and must not
             # come back readable as dead letters.
             log.warning("records of an erased call not kept: its row was refused (%s)", code)

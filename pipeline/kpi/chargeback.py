@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.common.render import spreadsheet_text, table, terminal_text
+from pipeline.common.render import spreadsheet_text, table
 from pipeline.kpi.attribution import UNATTRIBUTED
 
 # --by → the KpiHourly column it groups on.
@@ -240,7 +240,7 @@ def as_csv(doc: dict[str, Any]) -> str:
 def as_table(doc: dict[str, Any]) -> str:
     lines = [
         {
-            **{k: terminal_text(v) for k, v in ln.items()},
+            **ln,  # render.cell shows control characters as escapes
             "costUsd": f"{ln['costUsd']:.6f}",
             "share": f"{ln['share']:.1%}",
         }

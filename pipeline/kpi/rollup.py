@@ -98,7 +98,7 @@ class Accumulator:
     def add_usage(self, row: Mapping[str, Any], price_of: Any) -> None:
         """Counts, tokens and cost of a row (what the hourly rows keep)."""
         status = _int(row.get("Status"))
-        failed = _failed(row)
+        failed = _failed(status)
         _count(self.counts, row, status, failed)
         for name in TOKENS:
             value = _tokens(row.get(name))
@@ -182,8 +182,7 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _failed(row: Mapping[str, Any]) -> bool:
-    status = _int(row.get("Status"))
+def _failed(status: int | None) -> bool:
     return status is not None and status >= 400
 
 
@@ -318,7 +317,11 @@ def aggregate(
     # normalised (empty = None) and attributed once, so the map is not consulted per row.
     by_raw: dict[tuple[Any, ...], tuple[Accumulator, Accumulator, Accumulator]] = {}
     for row in rows:
-        raw = (_hour(row.get("CallTime")), _failed(row), *map(row.get, _KEY_COLUMNS))
+        raw = (
+            _hour(row.get("CallTime")),
+            _failed(_int(row.get("Status"))),
+            *map(row.get, _KEY_COLUMNS),
+        )
         accs = by_raw.get(raw)
         if accs is None:
             if len(by_raw) >= _MEMO_KEYS:

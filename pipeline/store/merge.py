@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
 from pipeline import __version__
-from pipeline.call.join import CallState, absorb, rank_of, resolve
+from pipeline.call.join import CallState, absorb, archived_pointers, rank_of, resolve
 from pipeline.model import Call, RawPointer
 from pipeline.store import rows
 from pipeline.store.rows import Row
@@ -63,8 +63,7 @@ def erased_copies(current: Any, incoming: CallState) -> list[RawPointer]:
     replay or a late record must not bring the erased content back readable."""
     if current.get("Erased") is None:
         return []
-    kept = [f.pointer for f in incoming.call.fragments.values() if f.pointer is not None]
-    return kept + incoming.aside  # `aside`: every record of the batch in no fragment
+    return archived_pointers(incoming)
 
 
 # --- a stored row and an incoming call ----------------------------------------------------------
@@ -276,8 +275,4 @@ def absorb_twin(current: Any, twin: Any, shards: int) -> dict[str, Any] | None:
         if state.completion_preview is not None and state.completion_preview.rank == rank:
             frag.completion_preview = state.completion_preview
     cid = rows.correlation_id_of(current["RowKey"])
-    return merge_into(
-        current,
-        CallState(Call(cid, state.call.fragments), rivals=state.rivals, others=state.others),
-        shards,
-    )
+    return merge_into(current, replace(state, call=Call(cid, state.call.fragments)), shards)
