@@ -417,13 +417,14 @@ def records_at_limit(record: Callable[[int, str], str], size: int = EVENT) -> by
     return ('{"records":[' + ",".join(items) + "]}").encode()
 
 
-def deep_gateway(depth: int, i: int) -> str:
-    """A GatewayLogs record nested `depth` levels (properties hold an object that deep)."""
+def deep_gateway(depth: int, i: int, nest: Callable[[int], str] = deep_obj) -> str:
+    """A GatewayLogs record nested `depth` levels (properties hold an object, or with
+    `nest=deep_arr` a list, that deep)."""
     head = (
         f'{{"category":"GatewayLogs","correlationId":"{CID}-e-{i}",'
         '"time":"2025-11-04T10:15:02Z","properties":{"responseCode":200,"a":'
     )
-    return head + deep_obj(depth - 4) + "}}"
+    return head + nest(depth - 4) + "}}"
 
 
 def deep_gateway_fill(depth: int, size: int) -> bytes:
@@ -607,6 +608,18 @@ def cases() -> list[Case]:
             f"records {d} levels deep": (lambda d=d: records_event(e, lambda i: deep_gateway(d, i)))
             for d in (300, 600, 1000)
         },
+        # Lists cost two bytes a container: the densest nesting a sender can write.
+        **{
+            f"records of [[[[ {d} levels deep": (
+                lambda d=d: records_event(e, lambda i: deep_gateway(d, i, deep_arr))
+            )
+            for d in (300, 1000)
+        },
+        "one record of empty lists [],[],…": lambda: (
+            '{"records":[{"category":"GatewayLogs","properties":{"a":['
+            + join_to(lambda i: "[]", e - 80)
+            + "]}}]}"
+        ).encode(),
     }.items():
         add("envelope", name, "envelope", e, lambda make=make: bytes_input(make()), env, "event")
 

@@ -553,6 +553,13 @@ MUTATIONS = [
         (MANY_BAD,),
     ),
     Mutation(
+        "decoding: the collector runs while a document of containers is decoded",
+        "pipeline/common/safejson.py",
+        "    if not gc.isenabled():\n",
+        "    if True:\n",
+        (H + "test_a_document_of_containers_is_decoded_without_the_collector_running",),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

@@ -40,26 +40,28 @@ def open_envelope(body: bytes) -> Envelope:
     data = body[3:] if body.startswith(_BOM) else body
     if not data.strip():
         raise EnvelopeError("empty event body")
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        doc = _without_lone_surrogates(data)
-        if doc is None:
-            # orjson's messages name a position, never the content.
-            raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
-    if isinstance(doc, dict):
-        records = _records_member(doc)
-        enveloped = records is not None
-        if records is None:
-            records = [doc]
-    elif isinstance(doc, list):
-        records, enveloped = doc, False
-    else:
-        raise EnvelopeError(f"event body is JSON {type(doc).__name__}, expected an object or array")
-    if len(records) > MAX_RECORDS or not safejson.may_be_deep(data):
-        nested: frozenset[int] = frozenset()  # too many to read (ingest refuses the event)
-    else:
-        nested = frozenset(i for i, r in enumerate(records) if safejson.bound(r))
+    with safejson.decoding():
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            doc = _without_lone_surrogates(data)
+            if doc is None:
+                # orjson's messages name a position, never the content.
+                raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
+        if isinstance(doc, dict):
+            records = _records_member(doc)
+            enveloped = records is not None
+            if records is None:
+                records = [doc]
+        elif isinstance(doc, list):
+            records, enveloped = doc, False
+        else:
+            kind = type(doc).__name__
+            raise EnvelopeError(f"event body is JSON {kind}, expected an object or array")
+        if len(records) > MAX_RECORDS or not safejson.may_be_deep(data):
+            nested: frozenset[int] = frozenset()  # too many to read (ingest refuses the event)
+        else:
+            nested = frozenset(i for i, r in enumerate(records) if safejson.bound(r))
     return Envelope(records, enveloped, nested)
 
 
