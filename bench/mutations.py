@@ -560,6 +560,20 @@ MUTATIONS = [
         (H + "test_a_document_of_containers_is_decoded_without_the_collector_running",),
     ),
     Mutation(
+        "trigger: the archived-event claim's blob converted with str()",
+        "pipeline/sources/eventhub.py",
+        "    if not (_is_text(blob) and _is_text(sha256) and _is_text(rid)):\n",
+        "    if not (_is_text(str(blob)) and _is_text(sha256) and _is_text(rid)):\n",
+        (H + "test_an_archived_property_of_any_shape_neither_fails_the_batch_nor_is_honoured",),
+    ),
+    Mutation(
+        "trigger: an archived-event claim's offset of another type taken",
+        "pipeline/sources/eventhub.py",
+        "    return type(value) is int and 0 <= value < 2**63\n",
+        "    return isinstance(value, int | float)\n",
+        (H + "test_an_archived_property_of_any_shape_neither_fails_the_batch_nor_is_honoured",),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

@@ -52,21 +52,41 @@ def archived_property(archived: Archived) -> str:
 
 
 def _archived(properties: Any) -> Archived | None:
+    """The claim of the archived-event property, or None when it is not one of ours. Any
+    sender can set the property: it is only a claim (ingest checks it against the archive),
+    and its values are taken as they are typed, never converted (`str()` of a list nested
+    1,000 deep raised RecursionError here, before any batch handling, and lost the batch)."""
     raw = properties.get(ARCHIVED_PROPERTY) if isinstance(properties, dict) else None
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", "replace")
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or len(raw) > _MAX_CLAIM_CHARS:
         return None
     try:
         doc = orjson.loads(raw)
-        return Archived(
-            RawPointer(
-                str(doc["blob"]), int(doc["offset"]), int(doc["length"]), str(doc["sha256"])
-            ),
-            str(doc["rid"]),
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
-        return None  # not ours: process the event as any other
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    blob, offset, length, sha256, rid = (
+        doc.get(k) for k in ("blob", "offset", "length", "sha256", "rid")
+    )
+    if not (_is_text(blob) and _is_text(sha256) and _is_text(rid)):
+        return None
+    if not (_is_count(offset) and _is_count(length)):
+        return None
+    return Archived(RawPointer(blob, offset, length, sha256), rid)
+
+
+# A claim we write is about 250 characters (a blob name, two numbers, two hashes).
+_MAX_CLAIM_CHARS = 4_096
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 1_024
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**63
 
 
 def _properties(metadata: Any) -> list[Any]:
