@@ -574,6 +574,50 @@ MUTATIONS = [
         (H + "test_an_archived_property_of_any_shape_neither_fails_the_batch_nor_is_honoured",),
     ),
     Mutation(
+        "replay: a file name's lone surrogates kept in labels and origins",
+        "pipeline/sources/inputs.py",
+        '_UNPRINTABLE = re.compile(r"[\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")\n',
+        '_UNPRINTABLE = re.compile(r"[\\x00-\\x1f\\x7f-\\x9f]")\n',
+        ("tests/test_replay.py::test_a_file_name_that_is_not_utf8_is_replayed_and_resumed",),
+    ),
+    Mutation(
+        "replay: a file's resume key keeps a name's lone surrogates",
+        "pipeline/sources/files.py",
+        '    key = "file:" + os.fsencode(path.resolve()).decode("utf-8", "backslashreplace")\n',
+        '    key = f"file:{path.resolve()}"\n',
+        ("tests/test_replay.py::test_a_file_name_that_is_not_utf8_is_replayed_and_resumed",),
+    ),
+    Mutation(
+        "dead letters: metadata values keep their surrounding spaces",
+        "pipeline/store/deadletters.py",
+        '    return _NOT_METADATA.sub("?", value)[:limit].strip() or "?"\n',
+        '    return _NOT_METADATA.sub("?", value)[:limit]\n',
+        (
+            "tests/test_replay.py::"
+            "test_dead_letter_metadata_is_what_azure_keeps_and_names_the_same_blob_again",
+        ),
+    ),
+    Mutation(
+        "dead letters: named from the origin before it is made ASCII",
+        "pipeline/store/deadletters.py",
+        '    where = (meta.get("partition"), ev.sequence, dead.record_index, meta["origin"])\n',
+        "    where = (ev.partition, ev.sequence, dead.record_index, ev.origin)\n",
+        (
+            "tests/test_replay.py::"
+            "test_dead_letter_metadata_is_what_azure_keeps_and_names_the_same_blob_again",
+        ),
+    ),
+    Mutation(
+        "dead letters: a sequence number in metadata read with str.isdigit",
+        "pipeline/sources/deadletter_blobs.py",
+        "        sequence=int(seq) if seq and _SEQUENCE.fullmatch(seq) else None,\n",
+        '        sequence=int(seq) if seq and seq.lstrip("-").isdigit() and len(seq) < 20 else None,\n',
+        (
+            "tests/test_replay.py::"
+            "test_dead_letter_metadata_is_what_azure_keeps_and_names_the_same_blob_again",
+        ),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import threading
 import zlib
 from dataclasses import replace
@@ -979,3 +980,44 @@ def test_a_jsonl_line_at_the_limit_is_read_whatever_its_line_ending(newline: byt
             (at, "file:f.jsonl:4"),
         ], size
         assert problems == ["f.jsonl:2: line longer than 12 bytes: skipped"], size
+
+
+def test_a_file_name_that_is_not_utf8_is_replayed_and_resumed(
+    cfg: Config, store: Store, tmp_path: Path
+) -> None:
+    """A folder unpacked from an archive made elsewhere: Python reads a name that is not
+    UTF-8 with lone surrogates, which no encoder takes. They reached the origin (the dead
+    letter's name failed to encode: taken for a storage failure, the run stopped) and the
+    resume state (a traceback)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.path.join(os.fsencode(folder), b"journal-\xff.jsonl")
+    with open(odd, "wb") as f:
+        f.write(call_body("odd-name") + b"\nnot json\n")
+    (folder / "z-ordinary.jsonl").write_bytes(call_body("after-odd-name") + b"\n")
+    state = ResumeState(tmp_path / "state.json", resume=False)
+    summary = replay(list(files.local_inputs([folder], inputs.Filters())), cfg, store, state=state)
+    assert summary.ok and summary.totals.dead_letters == 1
+    assert {apim.new_id("odd-name"), apim.new_id("after-odd-name")} <= set(all_rows(store))
+    assert len(ResumeState(tmp_path / "state.json", resume=True).done) == 2
+
+
+def test_dead_letter_metadata_is_what_azure_keeps_and_names_the_same_blob_again() -> None:
+    """Azure trims a metadata value's spaces before checking the request's signature (a
+    value ending in one is refused), and a dead letter replayed from its metadata (origin
+    and partition made ASCII) must fail again into the same blob, not a second one."""
+    from pipeline.model import DeadLetter
+    from pipeline.sources.deadletter_blobs import _stored_event
+    from pipeline.store.deadletters import dead_letter_blob
+
+    for origin, partition, offset in [
+        ("file:journal-été.jsonl:1", "0 ", " 42"),
+        ("file:" + "a" * 506 + " bcdef.jsonl:1", " 3", "7\t"),
+    ]:
+        event = EventIn(b"x", partition=partition, sequence=5, offset=offset, origin=origin)
+        blob = dead_letter_blob(DeadLetter(b"x", "not JSON", event, None))
+        assert all(v == v.strip() and v.isascii() for v in blob.metadata.values()), blob.metadata
+        again = _stored_event(blob.name, blob.metadata)
+        assert dead_letter_blob(DeadLetter(b"x", "not JSON", again, None)).name == blob.name
+    for forged in ["²", "--5", "9" * 30]:  # metadata anyone who can write the container edits
+        assert _stored_event("n", {"sequencenumber": forged}).sequence is None

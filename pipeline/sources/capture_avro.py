@@ -264,9 +264,14 @@ def _block_events(
                 f"record {i + 1} of {count} does not decode ({type(exc).__name__})"
             ) from None
         try:
-            yield _capture_event(rec, label, partition)
+            event = _capture_event(rec, label, partition)
         except Damaged as bad:
             raise Damaged(f"record {i + 1} of {count}: {bad.why}") from None
+        except Exception as exc:  # noqa: BLE001 - a sender's odd value must not end the file
+            raise Damaged(
+                f"record {i + 1} of {count} is unreadable ({type(exc).__name__})"
+            ) from None
+        yield event
 
 
 # --- blocks -------------------------------------------------------------------------------

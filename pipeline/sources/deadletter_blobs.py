@@ -7,6 +7,7 @@ A dead letter is one unit: read whole, at most MAX_UNIT_BYTES.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -27,6 +28,10 @@ from pipeline.sources.inputs import (
     printable,
 )
 
+# As dead_letter_blob writes it; metadata anyone with write access can edit ("²" is a digit
+# to str.isdigit, not to int).
+_SEQUENCE = re.compile(r"-?[0-9]{1,18}")
+
 
 def _stored_event(name: str, meta: dict[str, str]) -> EventIn:
     """The event a dead letter was, from its metadata; its body is read later."""
@@ -34,7 +39,7 @@ def _stored_event(name: str, meta: dict[str, str]) -> EventIn:
     return EventIn(
         body=b"",
         partition=meta.get("partition"),
-        sequence=int(seq) if seq and seq.lstrip("-").isdigit() and len(seq) < 20 else None,
+        sequence=int(seq) if seq and _SEQUENCE.fullmatch(seq) else None,
         enqueued=parse_time(meta.get("enqueuedtime")),
         offset=meta.get("offset"),
         # The original origin: dead-lettered again, it maps to the same dead letter.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -269,7 +270,8 @@ def local_inputs(
 def _local(path: Path, filters: Filters, limit: int, chunk: int) -> Input | None:
     label = printable(str(path))
     size = path.stat().st_size
-    key = f"file:{path.resolve()}"
+    # The resume state is JSON: a name that is not UTF-8 is kept as its escaped bytes.
+    key = "file:" + os.fsencode(path.resolve()).decode("utf-8", "backslashreplace")
 
     def fetch() -> FileStream:
         return FileStream(path, label, chunk)

@@ -63,12 +63,13 @@ def direct(fn: Callable[[], Any]) -> Any:
     return fn()
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def printable(name: str) -> str:
     """A file or blob name fit for a message: control characters (a terminal escape in a
-    crafted name) become `?`."""
+    crafted name) become `?`, and so do lone surrogates (a file name that is not UTF-8, as
+    Python reads it: no encoder takes them, in messages, origins or dead-letter names)."""
     return _UNPRINTABLE.sub("?", name)
 
 

@@ -31,8 +31,10 @@ class DeadLetterBlob:
 
 
 def _ascii(value: str, limit: int) -> str:
-    # Blob metadata values must be ASCII; keep them readable and bounded.
-    return _NOT_METADATA.sub("?", value)[:limit]
+    # Blob metadata values must be ASCII; keep them readable and bounded. Azure trims a
+    # value's surrounding spaces before it checks a SharedKey signature, which the SDK makes
+    # over the value as sent: a value ending in a space is refused (403), so none is sent.
+    return _NOT_METADATA.sub("?", value)[:limit].strip() or "?"
 
 
 def dead_letter_blob(dead: DeadLetter) -> DeadLetterBlob:
@@ -40,10 +42,6 @@ def dead_letter_blob(dead: DeadLetter) -> DeadLetterBlob:
     # The enqueued day names the blob only when it is a plausible one (a Capture file can say
     # anything): `replay --from-deadletter 2025/11/04` must find it by prefix.
     day = path_hour(ev.enqueued)[:10] if plausible(ev.enqueued) and ev.enqueued else "undated"
-    h = hashlib.sha256()
-    h.update(dead.body)
-    h.update(f"|{ev.partition}|{ev.sequence}|{dead.record_index}|{ev.origin}".encode())
-    name = f"{day}/{h.hexdigest()[:40]}.json"
     meta = {
         "reason": _ascii(dead.reason, MAX_REASON),
         "status": "new",
@@ -60,6 +58,13 @@ def dead_letter_blob(dead: DeadLetter) -> DeadLetterBlob:
         meta["offset"] = _ascii(str(ev.offset), 64)
     if dead.record_index is not None:
         meta["recordindex"] = str(dead.record_index)
+    # Named from what the metadata keeps (not the values before they were made ASCII): a
+    # dead letter replayed from its metadata and failing again maps to this same blob.
+    h = hashlib.sha256()
+    h.update(dead.body)
+    where = (meta.get("partition"), ev.sequence, dead.record_index, meta["origin"])
+    h.update("|{}|{}|{}|{}".format(*where).encode())
+    name = f"{day}/{h.hexdigest()[:40]}.json"
     return DeadLetterBlob(name, dead.body, meta)
 
 
