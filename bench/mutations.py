@@ -618,6 +618,20 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "replay: skipped category names printed as a sender wrote them",
+        "pipeline/cli/runner.py",
+        '    names = ", ".join(f"{terminal_text(k[:80])}: {v}" for k, v in sorted(top))\n',
+        '    names = ", ".join(f"{k}: {v}" for k, v in sorted(top))\n',
+        ("tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",),
+    ),
+    Mutation(
+        "show: the raw record's DEL and C1 characters sent to the terminal",
+        "pipeline/cli/show.py",
+        '    return _C1.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)\n',
+        "    return text\n",
+        ("tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

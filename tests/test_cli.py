@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,14 +127,19 @@ def test_show_sends_no_escape_sequence_a_client_wrote(
     # A prompt that would set the terminal's title, clear the screen and fake a line of the
     # row: shown as escapes, on its own line.
     cid = apim.new_id("show-hostile")
-    prompt = "\x1b]0;owned\x07\x1b[2Jhello\n  Status             200"
+    prompt = "\x1b]0;owned\x07\x1b[2Jhello\n  Status             200 \u009b2J\u009d0;x\x7f"
     rec = apim.gateway(cid, request=apim.chat_request(("user", prompt)))
-    (tmp_path / "one.json").write_bytes(apim.envelope(rec))
+    # A category name reaches replay's summary: with a fake line of it.
+    other = {"category": "X\x1b[2J\u009b1A\n0 dead letters", "properties": {}}
+    (tmp_path / "one.json").write_bytes(apim.envelope(rec, other))
     assert main(["replay", str(tmp_path)]) == 0
-    capsys.readouterr()
+    summary = capsys.readouterr().out
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", summary)
+    assert "(other categories: X\\x1b[2J\\x9b1A\\x0a0 dead letters: 1)" in summary
     assert main(["show", cid]) == 0
     out = capsys.readouterr().out
-    assert "\x1b" not in out and "\x07" not in out
+    # The row's columns and the raw record (JSON, still valid) send no control character.
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", out)
     (preview,) = [line for line in out.splitlines() if line.lstrip().startswith("PromptPreview")]
     assert "\\x1b[2Jhello\\x0a  Status" in preview
 

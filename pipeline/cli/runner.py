@@ -34,6 +34,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from pipeline.cli.progress import Progress
 from pipeline.cli.resume import ResumeState
 from pipeline.common import heap
+from pipeline.common.render import terminal_text
 from pipeline.ingest.batch import BatchResult, process_batch
 from pipeline.model import EventIn
 from pipeline.settings import Config
@@ -79,8 +80,7 @@ class ReplaySummary:
         if self.skipped_inputs:
             out.append(f"{self.skipped_inputs} inputs skipped (completed by an earlier run)")
         if t.skipped:
-            detail = ", ".join(f"{k}: {v}" for k, v in sorted(t.skipped.items()))
-            out.append(f"{sum(t.skipped.values())} records skipped (other categories: {detail})")
+            out.append(f"{sum(t.skipped.values())} records skipped (other categories: {_named(t)})")
         out.append(f"{t.dead_letters} dead letters" + (" (not written)" if self.dry_run else ""))
         out.append(f"{t.new_archive_blobs} archive blobs {verb}created")
         if self.problems:
@@ -95,6 +95,17 @@ class ReplaySummary:
         if self.interrupted:
             out.append("interrupted after a complete batch: run again with --resume to continue")
         return out
+
+
+# Category names come from the records (any sender's): shown escaped, cut, the most common.
+_SHOWN_CATEGORIES = 10
+
+
+def _named(t: BatchResult) -> str:
+    top = t.skipped.most_common(_SHOWN_CATEGORIES)
+    names = ", ".join(f"{terminal_text(k[:80])}: {v}" for k, v in sorted(top))
+    rest = len(t.skipped) - len(top)
+    return names + (f", and {rest} more" if rest > 0 else "")
 
 
 def replay(

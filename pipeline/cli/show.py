@@ -4,6 +4,7 @@ each read with one ranged read and verified against its hash."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
@@ -132,5 +133,15 @@ def show(store: Store, correlation_id: str) -> int:
                 print(f"\nRaw record ({key}): erased {erased} (its data key was destroyed)")
                 continue
             print(f"\nRaw record ({key}, verified against RawSha256):")
-            print(orjson.dumps(member, option=orjson.OPT_INDENT_2).decode())
+            print(_json_for_terminal(member))
     return 0
+
+
+# JSON escapes C0 controls in strings, not DEL or C1 (U+009B is an 8-bit CSI to a terminal).
+_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def _json_for_terminal(doc: Any) -> str:
+    """`doc` as indented JSON whose strings send no control character: still valid JSON."""
+    text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
