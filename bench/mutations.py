@@ -632,6 +632,27 @@ MUTATIONS = [
         ("tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",),
     ),
     Mutation(
+        "erase: a dead letter names a call when its id is anywhere in its bytes",
+        "pipeline/compliance/erase.py",
+        "            if (subject and subject in data) or _names_a_call(data, calls, responses):\n",
+        "            if (subject and subject in data) or any(n in data for n in calls | responses):\n",
+        (ERASURE + "test_erase_deletes_the_subjects_dead_letters",),
+    ),
+    Mutation(
+        "export: sql --format csv writes cells starting like a formula as they are",
+        "pipeline/cli/export.py",
+        "        writer.writerows([spreadsheet_text(v) for v in row] for row in rows)\n",
+        "        writer.writerows(rows)\n",
+        ("tests/test_export.py::test_sql_answers_through_duckdb_and_the_blob_target_works",),
+    ),
+    Mutation(
+        "erase: a response id no row can be keyed by looked up as a twin's key",
+        "pipeline/compliance/erase.py",
+        "            except rows.KeyTooLong:\n",
+        "            except ZeroDivisionError:\n",
+        (ERASURE + "test_a_response_id_no_row_can_be_keyed_by_stops_neither_erase_nor_hold",),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

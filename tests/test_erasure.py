@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import gzip
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -333,6 +334,22 @@ def test_doctor_checks_the_kek_round_trip(
     assert f"PASS  table {scfg.archive_keys_table} exists" in out
 
 
+def test_a_response_id_no_row_can_be_keyed_by_stops_neither_erase_nor_hold(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # 300 characters escaped: more than a RowKey holds. Looked up as a twin's key, it
+    # raised KeyTooLong, and `erase` and `hold` of the subject failed for good.
+    process_batch(call_events(ALICE, 1, response_id="/" * 100), scfg, sstore)
+    cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--user", ALICE, "--dry-run"]) == 0
+    assert cli(["hold", "--case", "Forged", "--user", ALICE, "--from", DAY, "--to", DAY]) == 0
+    assert cli(["release", "--case", "Forged"]) == 0
+    capsys.readouterr()
+    assert cli(["erase", "--user", ALICE]) == 0
+    assert "1 call " in capsys.readouterr().out
+    assert secret(ALICE, 1) not in recoverable(sstore)
+
+
 def test_erase_finds_only_the_subjects_calls(
     sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -386,6 +403,11 @@ def test_erase_deletes_the_subjects_dead_letters(
     # The same calls parked once (a batch that failed on its last delivery).
     park_batch(call_events(ALICE, 0) + call_events(BOB, 0), scfg, sstore, "failed (test)")
     assert len(list(sstore.deadletters.list_blobs())) == 4
+    # A forged call of hers whose id is one character: the ids are matched as ids, not as
+    # any bytes (`{` is in every dead letter: they all went, Bob's too).
+    (forged,) = call_events(ALICE, 1)[:1]
+    forged_body = forged.body.replace(cid_of(ALICE, 1).encode(), b"{")
+    process_batch([replace(forged, body=forged_body)], scfg, sstore)
     cli_env(monkeypatch, scfg)
     assert cli(["erase", "--user", ALICE, "--dry-run"]) == 0
     assert len(list(sstore.deadletters.list_blobs())) == 4

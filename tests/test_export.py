@@ -242,6 +242,11 @@ def test_sql_answers_through_duckdb_and_the_blob_target_works(
     assert {a["day"]: a["calls"] for a in answers[0]} == want
     capsys.readouterr()
     assert run(cfg, monkeypatch, "sql", "SELECT sum(BilledCost) FROM focus", "--dir", str(out)) == 0
+    # Row values are any sender's: in CSV, one starting like a formula stays text.
+    capsys.readouterr()
+    forged = "SELECT '=HYPERLINK(\"https://x\")' AS deployment, 3 AS calls FROM calls LIMIT 1"
+    assert run(cfg, monkeypatch, "sql", forged, "--dir", str(out), "--format", "csv") == 0
+    assert capsys.readouterr().out.splitlines()[1] == '"\'=HYPERLINK(""https://x"")",3'
     assert run(cfg, monkeypatch, "sql", "SELECT nope FROM calls", "--dir", str(out)) == 2
     assert "error:" in capsys.readouterr().err
 

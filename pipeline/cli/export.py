@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from pipeline.cli import options
-from pipeline.common.render import table
+from pipeline.common.render import spreadsheet_text, table
 from pipeline.export.columns import DATASETS
 from pipeline.export.targets import blob_target
 from pipeline.store.account import Store
@@ -114,7 +114,8 @@ def _answer(con: object, args: argparse.Namespace) -> int:
     elif args.format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(rows)
+        # Cells are row values (any sender's): one starting like a formula stays text.
+        writer.writerows([spreadsheet_text(v) for v in row] for row in rows)
     else:
         print(table([dict(zip(columns, row, strict=True)) for row in rows], columns, max_width=40))
     return 0

@@ -118,24 +118,32 @@ def _in(entity: Any, start: date | None, end: date | None) -> bool:
 
 def _twins(store: Store, found: list[Any]) -> list[Any]:
     """Rows keyed by the response id of one of `found` (records without a correlation id,
-    not joined yet: store/audit.py `join_twins`)."""
+    not joined yet: store/audit.py `join_twins`). Their keys are read first, a row whole
+    only when it is a twin (memory follows the twins, not every such row of the days)."""
     wanted: dict[str, dict[str, Any]] = {}
     for entity in found:
         rid = entity.get("ResponseId")
         if rid and entity.get("KeyedBy") is None:
+            try:
+                key = rows.row_key(str(rid))
+            except rows.KeyTooLong:
+                continue  # a forged id no row can be keyed by (it stopped erase and hold)
             for day in _days_around(_day(entity)):
-                wanted.setdefault(day, {})[rows.row_key(str(rid))] = entity
+                wanted.setdefault(day, {})[key] = entity
     out = []
+    names = ["PartitionKey", "RowKey", "CallerUserId", "SubscriptionId"]
     for day, owners in sorted(wanted.items()):
         query = f"{rows.day_range(day)} and KeyedBy eq '{rows.KEYED_BY_RESPONSE}'"
-        for entity in store.call(lambda q=query: list(store.audit.query_entities(q))):
+        keyed = store.call(lambda q=query: list(store.audit.query_entities(q, select=names)))
+        for entity in keyed:
             owner = owners.get(entity["RowKey"])
             # A ResponseId is what a body says: a twin that names another caller or
             # subscription is not this call's.
             if owner is not None and all(
                 entity.get(c) in (None, owner.get(c)) for c in ("CallerUserId", "SubscriptionId")
             ):
-                out.append(entity)
+                pk, rk = entity["PartitionKey"], entity["RowKey"]
+                out.extend(store.fetch(pk, [rk]).values())
     return out
 
 
@@ -233,14 +241,29 @@ def erase(
     return erasure
 
 
+# A key naming a call, and its value: in a record (`"correlationId":"…"`, any case), or in a
+# record kept as JSON text (`\"correlationId\":\"…`). Values holding a quote or a
+# backslash are no APIM id and are not matched.
+_CALL_KEY = re.compile(rb'\\?"(correlationid|id)\\?"\s*:\s*\\?"([^"\\]{1,1024})\\?"', re.IGNORECASE)
+
+
+def _names_a_call(data: bytes, calls: set[bytes], responses: set[bytes]) -> bool:
+    return any(m[2] in (calls if len(m[1]) > 2 else responses) for m in _CALL_KEY.finditer(data))
+
+
 def _dead_letters(store: Store, erasure: Erasure) -> list[str]:
     """Dead letters that name one of the erased calls (or the subject): the dead-letter
     container is not WORM, so they are deleted. Read (and opened) one by one: dead letters
-    are few; those of the calls' days, and the undated ones."""
-    needles = [rows.correlation_id_of(e["RowKey"]).encode() for e in erasure.rows]
-    if erasure.subject.kind != "call":
-        needles.append(erasure.subject.value.encode())
-    if not needles:
+    are few; those of the calls' days, and the undated ones. A call is named by its id as
+    the value of a `correlationId` (an `id` for a call keyed by its response id), never as
+    any bytes: a forged row of the subject whose id is `{` deleted every dead letter."""
+    calls: set[bytes] = set()
+    responses: set[bytes] = set()
+    for e in erasure.rows:
+        key = rows.correlation_id_of(e["RowKey"]).encode()
+        (responses if e.get("KeyedBy") == rows.KEYED_BY_RESPONSE else calls).add(key)
+    subject = erasure.subject.value.encode() if erasure.subject.kind != "call" else None
+    if not (calls or responses or subject):
         return []
     prefixes = [*sorted({d.replace("-", "/") + "/" for d in erasure.days}), "undated/"]
     found = []
@@ -259,7 +282,7 @@ def _dead_letters(store: Store, erasure: Erasure) -> list[str]:
                 )
             except (SealError, KekError):
                 continue  # not ours to open: no key of ours could read it either
-            if any(n in data for n in needles):
+            if (subject and subject in data) or _names_a_call(data, calls, responses):
                 found.append(blob.name)
     return found
 
