@@ -653,6 +653,20 @@ MUTATIONS = [
         (ERASURE + "test_a_response_id_no_row_can_be_keyed_by_stops_neither_erase_nor_hold",),
     ),
     Mutation(
+        "rollup: names in budgets and the map counted against the cap",
+        "pipeline/kpi/rollup.py",
+        "            if (column, value) in folded.named:\n",
+        "            if False:\n",
+        ("tests/test_chargeback.py::test_names_in_budgets_and_the_price_table_are_never_capped",),
+    ),
+    Mutation(
+        "rollup: models of the price table counted against the cap",
+        "pipeline/kpi/rollup.py",
+        '        return column == "Model" and normalise_model(value) in self.priced\n',
+        "        return False\n",
+        ("tests/test_chargeback.py::test_names_in_budgets_and_the_price_table_are_never_capped",),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

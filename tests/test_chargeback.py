@@ -464,15 +464,48 @@ def test_made_up_names_on_failing_calls_push_no_answered_deployment_out_of_its_t
     deployments = {e.get("Deployment") for e in rolled.daily}
     assert "claims-gpt4o" in deployments and rollup.OTHER in deployments
 
-    # Past the cap of answered names too (a sender on the hub), the call keeps its team:
-    # attributed by its name as logged, then counted as (other).
+    # Past the cap of answered names too (a sender on the hub), the call keeps its team
+    # (attributed by its name as logged), and its name: the map names it.
     def answered_first() -> Any:
         for row in rows():
             yield {**row, "Status": 200}
 
     folded = rollup.aggregate(answered_first(), DAYS[1], prices.load(""), teams)
     claims = [key for key in folded.hours if key[1] == "Claims"]
-    assert len(claims) == 1 and rollup.OTHER in claims[0]
+    assert len(claims) == 1 and "claims-gpt4o" in claims[0]
+    # A name nobody wrote down is what the cap turns into (other).
+    folded = rollup.aggregate(answered_first(), DAYS[1], prices.load(""))
+    (unmapped,) = [k for k, acc in folded.hours.items() if acc.tokens["PromptTokens"] == 1000]
+    assert rollup.OTHER in unmapped
+
+
+def test_names_in_budgets_and_the_price_table_are_never_capped() -> None:
+    """2,000 answered calls forged under made-up names, read first, used to push a real
+    deployment into (other): its budget saw no spend and never alerted."""
+    from datetime import UTC, datetime
+
+    from pipeline.kpi import budgets, prices, rollup
+
+    t = datetime(2025, 11, 4, 10, tzinfo=UTC)
+    forged = [
+        {"Deployment": f"x{i}", "Model": f"m{i}", "Status": 200, "CallTime": t, "TotalTokens": 2}
+        for i in range(rollup.MAX_VALUES_PER_DAY)
+    ]
+    real = {"Deployment": "chat-prod", "Model": "gpt-4o-2024-08-06", "Status": 200,
+            "CallTime": t, "PromptTokens": 100_000, "CompletionTokens": 50_000,
+            "TotalTokens": 150_000}  # fmt: skip
+    found = budgets.parse(
+        b'{"budgets":[{"name":"prod","scope":{"deployment":"Chat-Prod"},"period":"day",'
+        b'"amountUsd":0.5,"thresholds":[1.0]}]}'
+    )
+    table = prices.load("")
+    named = rollup.named_by(table, attribution.NONE, [p for b in found for p in b.scope])
+    rolled = rollup.rollup_day([*forged, real], DAYS[1], table, named=named)
+    (prod,) = [e for e in rolled.daily if e.get("Deployment") == "chat-prod"]
+    assert prod["Model"] == "gpt-4o-2024-08-06" and prod["TotalTokens"].value == 150_000
+    hourly = [e for e in rolled.hourly if e.get("Level") == "hour"]
+    (spent,) = budgets.spend(found, hourly, datetime(2025, 11, 4, 23, tzinfo=UTC))
+    assert spent.cost == 0.75 and budgets.decide(spent, datetime(2025, 11, 4, 23, tzinfo=UTC))
 
 
 def test_hostile_group_names_are_inert_in_csv_and_on_the_terminal() -> None:

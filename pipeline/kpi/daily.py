@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from pipeline.kpi import attribution, prices
-from pipeline.kpi.rollup import AUDIT_COLUMNS, rollup_day
+from pipeline.kpi import attribution, budgets, prices
+from pipeline.kpi.rollup import AUDIT_COLUMNS, named_by, rollup_day
 from pipeline.settings import Config
 from pipeline.store.account import Store
 from pipeline.store.kpis import KpiStore
@@ -43,6 +43,7 @@ def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
     up again too, unless it is later than every day asked (not rolled up yet)."""
     table = price_table(cfg, store)  # read once per run: every day of a run uses one table
     teams = attribution_map(cfg, store)
+    named = named_by(table, teams, _budget_scopes(cfg, store))
     kpis = KpiStore(store)
     results: dict[date, DayResult] = {}
     queue, last = sorted(set(days)), max(days, default=None)
@@ -56,7 +57,7 @@ def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
         # streamed, never held): the result does not depend on how often it ran.
         rolled = store.call(
             lambda label=label, day=day: rollup_day(
-                kpis.audit_rows(label, AUDIT_COLUMNS), day, table, teams
+                kpis.audit_rows(label, AUDIT_COLUMNS), day, table, teams, named
             )
         )
         entities = rolled.daily
@@ -73,3 +74,14 @@ def roll_up(days: list[date], cfg: Config, store: Store) -> list[DayResult]:
             table.version,
         )
     return sorted(results.values(), key=lambda r: r.day)
+
+
+def _budget_scopes(cfg: Config, store: Store) -> list[tuple[str, str]]:
+    """The (column, value) pairs budgets are scoped by: the rollup never caps those names.
+    Budgets that cannot be read are the budgets check's to report, not the rollup's."""
+    try:
+        found = budgets.load(cfg.budgets, read_blob=store.read_blob)
+    except budgets.BudgetsError as exc:
+        log.warning("kpi rollup: budgets not read (%s): their names may be capped", exc)
+        return []
+    return [pair for b in found for pair in b.scope]

@@ -106,6 +106,10 @@ class PriceTable:
             raise PriceTableError(f"{where}: a second price for {name} effective {price.effective}")
         bisect.insort(prices, price, key=lambda p: p.effective)
 
+    def model_names(self) -> frozenset[str]:
+        """The normalised model names the table prices."""
+        return frozenset(self._by_name)
+
     def price(self, model: str | None, deployment: str | None, day: date) -> Price | None:
         """The price of a call's tokens on `day`, or None when the table has none."""
         name = model or (self.deployments.get(deployment) if deployment else None)

@@ -29,7 +29,7 @@ from azure.data.tables import EdmType, EntityProperty
 from pipeline import __version__
 from pipeline.kpi import attribution, packed
 from pipeline.kpi.attribution import Attribution
-from pipeline.kpi.prices import PriceTable, Rates, billed, cost
+from pipeline.kpi.prices import PriceTable, Rates, billed, cost, normalise_model
 from pipeline.kpi.sketch import Sketch
 from pipeline.model import MAX_CALL_TOKENS
 from pipeline.store.rows import FORBIDDEN_KEY_CHARS, escape_key
@@ -225,16 +225,46 @@ OTHER = "(other)"
 _CAPPED = ("Deployment", "Model")
 
 
+@dataclass(frozen=True, slots=True)
+class Named:
+    """Deployment and model names the operator wrote down (the price table, the attribution
+    map, the budgets): never counted against the cap, so calls forged under 2,000 made-up
+    names, read first, cannot turn a real deployment into OTHER (and silence its budget)."""
+
+    pairs: frozenset[tuple[str, str]] = frozenset()  # (column, value casefolded)
+    priced: frozenset[str] = frozenset()  # model names of the price table, normalised
+
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        column, value = item
+        if (column, value.casefold()) in self.pairs:
+            return True
+        return column == "Model" and normalise_model(value) in self.priced
+
+
+def named_by(
+    prices: PriceTable, teams: Attribution, scopes: Iterable[tuple[str, str]] = ()
+) -> Named:
+    """The names of `_CAPPED` columns in the price table, the map's rules and budget scopes
+    ((column, value casefolded) pairs)."""
+    rules = (pair for rule in teams.rules for pair in rule.match)
+    pairs = {(c, v) for c, v in (*rules, *scopes) if c in _CAPPED}
+    pairs |= {("Deployment", d.casefold()) for d in prices.deployments}
+    return Named(frozenset(pairs), prices.model_names())
+
+
 def _capped(folded: Any, values: dict[str, Any], failed: bool) -> None:
     """Names past the day's cap as OTHER. Failed and successful calls have a cap each: a
     client can make up names on failing calls at will (a route whose body names the model),
-    and must not push the deployments that answer into OTHER."""
+    and must not push the deployments that answer into OTHER. Names the operator wrote down
+    (`folded.named`) are never capped."""
     for column in _CAPPED:
         value = _dim(values[column])
         answered = folded.seen.setdefault((column, False), set())
         seen = folded.seen.setdefault((column, True), set()) if failed else answered
         if value is not None and value not in seen and value not in answered:
-            if len(seen) >= MAX_VALUES_PER_DAY:
+            if (column, value) in folded.named:
+                pass
+            elif len(seen) >= MAX_VALUES_PER_DAY:
                 value = OTHER
             else:
                 seen.add(value)
@@ -276,6 +306,7 @@ class DayRollup:
     # Distinct values of the capped dimensions seen so far (MAX_VALUES_PER_DAY), by column
     # and whether the calls failed.
     seen: dict[tuple[str, bool], set[str]] = field(default_factory=dict)
+    named: Named = field(default_factory=lambda: Named())
 
     def groups(self) -> dict[tuple[str | None, ...], Accumulator]:
         out: dict[tuple[str | None, ...], Accumulator] = {}
@@ -302,9 +333,10 @@ def aggregate(
     day: date,
     prices: PriceTable,
     teams: Attribution = attribution.NONE,
+    named: Named | None = None,
 ) -> DayRollup:
     """Stream audit rows of one day into hourly accumulators (memory: groups, not calls)."""
-    folded = DayRollup({}, {}, {})
+    folded = DayRollup({}, {}, {}, named=named or named_by(prices, teams))
     cache: dict[tuple[Any, Any], Any] = {}
 
     def price_of(model: Any, deployment: Any) -> Any:
@@ -478,9 +510,10 @@ def rollup_day(
     day: date,
     prices: PriceTable,
     teams: Attribution = attribution.NONE,
+    named: Named | None = None,
 ) -> RolledDay:
     """KPI entities of one day, daily and hourly, from one pass over its audit rows."""
-    folded = aggregate(rows, day, prices, teams)
+    folded = aggregate(rows, day, prices, teams, named)
     groups = folded.groups()
     entities = [to_entity(day, dims, acc, prices) for dims, acc in groups.items()]
     entities.sort(key=lambda e: e["RowKey"])
