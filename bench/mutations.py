@@ -667,6 +667,13 @@ MUTATIONS = [
         ("tests/test_chargeback.py::test_names_in_budgets_and_the_price_table_are_never_capped",),
     ),
     Mutation(
+        "erase: a refusal under a legal hold names no held call",
+        "pipeline/compliance/erase.py",
+        '        calls = [rows.correlation_id_of(e["RowKey"]) for e in held[:_HELD_NAMED]]\n',
+        "        calls: list[str] = []\n",
+        (ERASURE + "test_a_legal_hold_blocks_erase_until_released",),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

@@ -255,7 +255,10 @@ def test_a_legal_hold_blocks_erase_until_released(
     # Azurite has no blob legal holds: said, not skipped silently.
     assert "does not support it" in captured.err
     assert cli(["erase", "--user", BOB]) == 2
-    assert "Case 2025-17" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # The refusal names the held calls: one a sender forged under a held subscription is
+    # a call the operator can tell apart, and erase the others by --call.
+    assert "Case 2025-17" in err and f"held calls: {cid_of(BOB, 0)}" in err
     assert secret(BOB, 0) in recoverable(sstore)
     # A hold on a user covers their calls only: another user's erasure goes ahead.
     assert cli(["erase", "--user", ALICE]) == 0

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from pipeline.cli import options
+from pipeline.common.render import terminal_text
 from pipeline.compliance import erase as erasing
 from pipeline.compliance.erase import CASE, Held, Subject
 from pipeline.compliance.verify import verify
@@ -91,10 +92,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
         done = erasing.erase(store, subject, args.from_day, args.to_day, dry_run=args.dry_run)
     except Held as held:
         print(
-            f"error: refused: legal hold {', '.join(repr(c) for c in held.cases)} covers this "
-            "subject's data (release it first)",
+            f"error: refused: legal hold {', '.join(repr(c) for c in held.cases)} covers "
+            f"{held.held} of this subject's calls (release it first, or erase the others "
+            "with --call or --from/--to)",
             file=sys.stderr,
         )
+        named = ", ".join(terminal_text(c) for c in held.calls)
+        more = f" and {held.held - len(held.calls)} more" if held.held > len(held.calls) else ""
+        print(f"held calls: {named}{more}", file=sys.stderr)
         return 2
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -41,12 +41,18 @@ MAX_DEAD_LETTER_BYTES = 4 * 1024 * 1024
 LOG_PREFIX = "_erasures/"
 CASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 ATTEMPTS = 8
+_HELD_NAMED = 10  # held calls a refusal names
 
 
 class Held(Exception):
-    def __init__(self, cases: list[str]) -> None:
+    """Legal holds cover some of the calls: `calls` names them (the first few), for a row a
+    sender forged under a held subscription is a call the operator can tell from the rest."""
+
+    def __init__(self, cases: list[str], calls: list[str] | None = None, held: int = 0) -> None:
         super().__init__(", ".join(cases))
         self.cases = cases
+        self.calls = calls or []
+        self.held = held
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +186,12 @@ def row_pointers(entity: Any) -> list[RawPointer]:
 def plan(store: Store, subject: Subject, start: date | None, end: date | None) -> Erasure:
     """What erasing the subject destroys (nothing is changed)."""
     erasure = Erasure(subject, start, end, rows=find_rows(store, subject, start, end))
-    cases = holding(holds_of(store).active(), store, erasure.rows)
+    active = list(holds_of(store).active())
+    cases = holding(active, store, erasure.rows)
     if cases:
-        raise Held(cases)
+        held = [e for e in erasure.rows if holding(active, store, [e])]
+        calls = [rows.correlation_id_of(e["RowKey"]) for e in held[:_HELD_NAMED]]
+        raise Held(cases, calls, len(held))
     erasure.already = sum(1 for e in erasure.rows if e.get("Erased") is not None)
     _collect(store, erasure)
     return erasure
