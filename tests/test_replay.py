@@ -1021,3 +1021,24 @@ def test_dead_letter_metadata_is_what_azure_keeps_and_names_the_same_blob_again(
         assert dead_letter_blob(DeadLetter(b"x", "not JSON", again, None)).name == blob.name
     for forged in ["²", "--5", "9" * 30]:  # metadata anyone who can write the container edits
         assert _stored_event("n", {"sequencenumber": forged}).sequence is None
+
+
+def test_a_capture_time_at_the_edge_of_the_calendar_costs_nothing_else(tmp_path: Path) -> None:
+    """`EnqueuedTimeUtc` is what the file says: a time whose UTC is before year 1 raised
+    OverflowError, which ended the reader (every later event of the file lost)."""
+    import fastavro
+
+    bodies = [call_body(f"edge-{i}") for i in range(4)]
+    times = ["3/4/2025 10:15:03 AM", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+    records = [
+        {"SequenceNumber": i, "Offset": str(i), "EnqueuedTimeUtc": times[min(i, 2)],
+         "SystemProperties": {}, "Properties": {}, "Body": body}
+        for i, body in enumerate(bodies)
+    ]  # fmt: skip
+    out = io.BytesIO()
+    fastavro.writer(out, capture.SCHEMA, records, codec="null", sync_interval=1)
+    problems: list[str] = []
+    name = "ns/hub/0/2025/03/04/10/15/00.avro"
+    events = list(capture_avro.read_capture([out.getvalue()], name, "0", report=problems.append))
+    assert [e.sequence for e in events] == [0, 1, 2, 3] and not problems
+    assert [e.enqueued is None for e in events] == [False, True, True, True]

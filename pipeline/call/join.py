@@ -18,10 +18,11 @@ gives the same result:
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from operator import attrgetter
 
 from pipeline.model import (
     SOURCE_LABEL,
@@ -36,6 +37,10 @@ from pipeline.model import (
 )
 
 _FACT_FIELDS = tuple(f.name for f in fields(Facts) if f.name not in ("usage", "clipped"))
+# They are the leading fields of Facts, in order: a call of one source copies its facts as
+# `Facts(*_fact_values(facts))`, one constructor call (resolve runs for every row).
+assert tuple(f.name for f in fields(Facts))[: len(_FACT_FIELDS)] == _FACT_FIELDS
+_fact_values = attrgetter(*_FACT_FIELDS)
 # Fields where any source saying True wins (a gateway record without bodies cannot tell).
 _ANY_TRUE = frozenset({"streamed", "body_truncated", "content_filtered"})
 
@@ -269,13 +274,11 @@ def ordered(call: Call) -> list[Fragment]:
 
 def resolve(state: CallState) -> Resolved:
     frags = ordered(state.call)
-    merged = Facts()
     if len(frags) == 1:
         # Most calls have one source: its facts are the call's (copied: rows may change them).
-        only = frags[0].facts
-        for name in _FACT_FIELDS:
-            setattr(merged, name, getattr(only, name))
+        merged = Facts(*_fact_values(frags[0].facts))
     else:
+        merged = Facts()
         _merge_facts(frags, merged)
     # A value cut at parse stays marked when it is the one the row shows.
     cut = {
@@ -307,9 +310,10 @@ def resolve(state: CallState) -> Resolved:
         if label not in labels:
             labels.append(label)
     pointers = [(f.key, f.pointer) for f in frags if f.pointer is not None]
-    redactions: Counter[str] = Counter()
+    redactions: dict[str, int] = {}
     for f in frags:
-        redactions.update(f.redactions)
+        for placeholder, n in f.redactions.items():
+            redactions[placeholder] = redactions.get(placeholder, 0) + n
     return Resolved(
         correlation_id=state.call.correlation_id,
         facts=merged,
@@ -319,7 +323,7 @@ def resolve(state: CallState) -> Resolved:
         pointers=pointers,
         prompt_preview=state.prompt_preview,
         completion_preview=state.completion_preview,
-        redactions=dict(redactions),
+        redactions=redactions,
     )
 
 

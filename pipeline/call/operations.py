@@ -88,6 +88,8 @@ def _path(url: str | None) -> str:
 
 
 def deployment_from_url(url: str | None) -> str | None:
+    if not url:
+        return None
     m = _DEPLOYMENT.search(_path(url))
     return m.group(1) if m else None
 
@@ -104,6 +106,8 @@ def api_version_from_url(url: str | None) -> str | None:
 
 def operation_from_url(url: str | None) -> str | None:
     """The operation a URL addresses, or None when the path names none we know."""
+    if not url:
+        return None
     path = _path(url).lower()
     if not path:
         return None

@@ -11,17 +11,15 @@ that this happened through `watch()`, and the row says so (`Clipped` holds `Nest
 The cost is linear: the walk visits each container once and stops descending at MAX_DEPTH;
 a text with fewer brackets than MAX_DEPTH cannot be too deep and is not walked at all.
 
-Decoding runs with the cyclic collector paused (`decoding()`). A document of containers (a
-sender's `[[[[...]]]]`, two bytes a list) makes the decoder allocate one tracked object per
-two bytes, and every 700 allocations the collector would traverse all the young ones again:
-1 MB of nested lists took 200 ms with it, 45 ms without (bench/adversarial.py, envelope). No
-object made while decoding can be garbage before the decode ends, and the deep subtrees that
-`bound` replaces are freed by their reference counts before the collector resumes.
+Decoding runs with the cyclic collector paused (`heap.collector_paused`): a document of
+containers (a sender's `[[[[...]]]]`, two bytes a list) makes the decoder allocate one tracked
+object per two bytes, which the collector would traverse again and again. No object made
+while decoding can be garbage before the decode ends, and the deep subtrees that `bound`
+replaces are freed by their reference counts before the collector resumes.
 """
 
 from __future__ import annotations
 
-import gc
 import re
 import threading
 from collections.abc import Iterator
@@ -29,6 +27,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
+
+from pipeline.common import heap
 
 # Real request/response bodies nest about 10 levels (tool schemas a few more); 64 leaves room.
 MAX_DEPTH = 64
@@ -61,25 +61,10 @@ def watch() -> Iterator[Watch]:
         stack.pop()
 
 
-@contextmanager
-def decoding() -> Iterator[None]:
-    """The cyclic collector paused for a decode and its `bound` (see the module's notes). Left
-    alone when it is off already (by its owner, or by another thread decoding now: that one
-    turns it back on)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """`orjson.loads(data)` with containers deeper than MAX_DEPTH kept as their JSON text.
     Raises JSONDecodeError like orjson (a document deeper than 1,024 levels included)."""
-    with decoding():
+    with heap.collector_paused():
         doc = orjson.loads(data)
         if isinstance(doc, dict | list) and may_be_deep(data):
             bound(doc)

@@ -30,18 +30,21 @@ def parse_time(value: object) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     s = value.strip()
-    m = _DOTNET.match(s)
+    m = _DOTNET.match(s) if "/" in s else None  # ISO 8601 (most times) has no slash
     if m:
         return _from_dotnet(m)
     # Python 3.11 accepts 7 fractional digits but not more; keep microseconds.
-    s = _FRACTION.sub(lambda f: "." + f.group(1)[:6], s, count=1)
+    f = _FRACTION.search(s)
+    if f is not None and len(f.group(1)) > 6:
+        s = s[: f.start(1) + 6] + s[f.end(1) :]
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
+        # "0001-01-01T00:00:00+01:00" is a valid time whose UTC is before year 1.
+        return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _from_dotnet(m: re.Match[str]) -> datetime | None:

@@ -37,7 +37,10 @@ def text(flat: dict[str, Any], *names: str) -> str | None:
 def integer(flat: dict[str, Any], *names: str) -> int | None:
     """First value among `names` that is a whole number (numeric strings too, as policies send)."""
     for name in names:
-        value = as_int(flat.get(name))
+        value = flat.get(name)
+        if value is None:
+            continue  # absent: most fields of most records
+        value = as_int(value)
         if value is not None:
             return value
     return None

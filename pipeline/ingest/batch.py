@@ -123,9 +123,10 @@ class Transformed:
 
 def transform(events: Sequence[EventIn], cfg: Config) -> Transformed:
     """Event bytes → the batch's archive blob and one row per call (pure: no I/O)."""
-    plan = plan_batch(events, cfg)
-    blob = archive_plan(plan)  # first: rows carry the pointers into it
-    return Transformed(plan, blob, _entities(plan, cfg))
+    with heap.collector_paused():  # a batch makes no cycles (pipeline/common/heap.py)
+        plan = plan_batch(events, cfg)
+        blob = archive_plan(plan)  # first: rows carry the pointers into it
+        return Transformed(plan, blob, _entities(plan, cfg))
 
 
 def seal_previews(state: CallState) -> None:

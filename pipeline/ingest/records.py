@@ -279,12 +279,16 @@ def protect(parsed: Parsed, received: Received, masker: Masker) -> Protected:
     cap = masker.policy.for_call(
         facts.subscription_id, facts.product_id, named=read.kind in ("gateway", "policy")
     )
+    # The masker's calls need somewhere to count what they mask; nothing reads it here: what a
+    # record stores masked is counted from its placeholders (`fragment`).
     counts: Counter[str] = Counter()
     rank = (SOURCE_RANK[read.kind], read.part)
     previews = []
     for text_ in (read.prompt_text, read.completion_text):
+        if not text_:
+            previews.append(None)  # what `preview` gives, without building it
+            continue
         stored_preview = preview(masker, text_, cap)
-        counts.update(stored_preview.counts)
         previews.append(Preview(stored_preview.value, rank) if stored_preview.value else None)
     facts.caller_ip = masker.policy.caller_ip(facts.caller_ip)
     clip_facts(facts)
@@ -296,20 +300,16 @@ def protect(parsed: Parsed, received: Received, masker: Masker) -> Protected:
     if received.cut_message is not None:
         original, stored = _cut_message(received.cut_message, cap, masker, counts)
     else:
-        original, stored = _record(parsed.record, cap, masker, counts)
+        original, stored = _record(parsed.record, cap, masker)
     return Protected(cap, previews[0], previews[1], original, stored)
 
 
-def _record(
-    record: dict[str, Any], cap: Capture, masker: Masker, counts: Counter[str]
-) -> tuple[bytes, bytes]:
+def _record(record: dict[str, Any], cap: Capture, masker: Masker) -> tuple[bytes, bytes]:
     """A record's bytes as received and as the archive keeps them."""
     original = archive.record_bytes(record)
     if cap.archive == "full" and cap.prompt == "full":
         return original, original
-    stored_record = archive_record(masker, record, cap)
-    counts.update(stored_record.counts)
-    return original, archive.record_bytes(stored_record.value)
+    return original, archive.record_bytes(archive_record(masker, record, cap).value)
 
 
 def _cut_message(

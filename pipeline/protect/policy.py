@@ -21,7 +21,6 @@ import functools
 import hashlib
 import hmac
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -80,13 +79,14 @@ class CapturePolicy:
 
     def placeholders(self, stored: bytes, *texts: str) -> dict[str, int]:
         """Placeholders of our detectors in stored bytes and texts, by type."""
-        counts: Counter[str] = Counter()
+        counts: dict[str, int] = {}  # a plain dict: this runs for every record
         for m in self.placeholder_bytes.finditer(stored):
-            counts[m.group(1).decode()] += 1
+            label = m.group(1).decode()
+            counts[label] = counts.get(label, 0) + 1
         for t in texts:
             for m in self.placeholder_text.finditer(t):
-                counts[m.group(1)] += 1
-        return dict(counts)
+                counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+        return counts
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.common import safejson
+from pipeline.common import heap, safejson
 from pipeline.common.values import json_object
 
 _BOM = b"\xef\xbb\xbf"
@@ -40,7 +40,7 @@ def open_envelope(body: bytes) -> Envelope:
     data = body[3:] if body.startswith(_BOM) else body
     if not data.strip():
         raise EnvelopeError("empty event body")
-    with safejson.decoding():
+    with heap.collector_paused():
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as exc:

@@ -49,11 +49,11 @@ def pick_body(*raws: Any) -> Body:
 
 def gateway_facts(flat: dict[str, Any]) -> tuple[Facts, str | None, str | None]:
     """Facts, prompt text and completion text of one GatewayLogs record."""
-    url = text(flat, "url")
+    url, operation_id = text(flat, "url"), text(flat, "operationid")
     ex = interpret(
         url=url,
         backend_url=text(flat, "backendurl"),
-        operation_id=text(flat, "operationid"),
+        operation_id=operation_id,
         status=integer(flat, "responsecode"),
         backend_status=integer(flat, "backendresponsecode"),
         request=pick_body(flat.get("backendrequestbody"), flat.get("requestbody")),
@@ -75,7 +75,7 @@ def gateway_facts(flat: dict[str, Any]) -> tuple[Facts, str | None, str | None]:
     facts.apim_service = apim_service(text(flat, "resourceid"))
     facts.region = region_name(text(flat, "location", "region"))
     facts.api_id = text(flat, "apiid")
-    facts.operation_id = text(flat, "operationid")
+    facts.operation_id = operation_id
     facts.product_id = text(flat, "productid")
     facts.subscription_id = text(flat, "apimsubscriptionid")
     facts.user_id = text(flat, "userid")

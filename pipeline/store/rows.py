@@ -126,7 +126,10 @@ def shard_of(correlation_id: str, shards: int) -> int:
 
 
 def partition_key(call_time: datetime, correlation_id: str, shards: int) -> str:
-    return f"{call_time:%Y-%m-%d}_{shard_of(correlation_id, shards)}"
+    # isoformat is several times faster than strftime, and the same text from year 1000 on
+    # (strftime's %Y does not pad years below it).
+    day = call_time.date().isoformat() if call_time.year >= 1000 else f"{call_time:%Y-%m-%d}"
+    return f"{day}_{shard_of(correlation_id, shards)}"
 
 
 def day_range(day: str) -> str:
@@ -223,7 +226,9 @@ def _put_fragments(entity: dict[str, Any], fragments: str) -> None:
 
 def _cut_at_parse(clipped: str | None) -> list[str]:
     """The row's columns whose values the parser cut (`Facts.clipped`), for `Clipped`."""
-    cut = (clipped or "").split(",")
+    if not clipped:
+        return []  # most calls: nothing cut
+    cut = clipped.split(",")
     cut_at_parse = [prop for prop, name in FACT_PROPERTIES if name in cut]
     if "nesting" in cut:
         # A record or body nested deeper than safejson.MAX_DEPTH: kept as JSON text there.
