@@ -621,7 +621,7 @@ MUTATIONS = [
     Mutation(
         "replay: skipped category names printed as a sender wrote them",
         "pipeline/cli/runner.py",
-        '    names = ", ".join(f"{terminal_text(k[:80])}: {v}" for k, v in sorted(top))\n',
+        '    names = ", ".join(f"{terminal_text(k)}: {v}" for k, v in sorted(top))\n',
         '    names = ", ".join(f"{k}: {v}" for k, v in sorted(top))\n',
         ("tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",),
     ),
@@ -691,6 +691,20 @@ MUTATIONS = [
             "tests/test_replay.py::test_a_capture_time_at_the_edge_of_the_calendar_costs_nothing_else",
             H + "test_an_implausible_time_never_names_a_partition_or_a_blob",
         ),
+    ),
+    Mutation(
+        "archive: an event's partition key and offset copied whole into each member",
+        "pipeline/protect/archive.py",
+        "        if isinstance(value, str) and len(value) > most:\n",
+        "        if False:\n",
+        (H + "test_event_metadata_is_not_copied_whole_into_each_records_member",),
+    ),
+    Mutation(
+        "ingest: skipped categories counted under every name a sender gives",
+        "pipeline/ingest/plan.py",
+        "    if name not in counts and len(counts) >= MAX_SKIPPED_NAMES:\n",
+        "    if False:\n",
+        (H + "test_skipped_categories_any_sender_names_grow_nothing",),
     ),
     Mutation(
         "hostile: numbers past 2^63-1 kept",

@@ -11,6 +11,7 @@ import hashlib
 import re
 import tracemalloc
 import zlib
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -201,6 +202,34 @@ def test_a_batch_is_transformed_without_the_collector_running(cfg: Config) -> No
     batch = [ev(body, 1)]
     assert _collections_during(lambda events: transform(events, cfg), batch) <= 1
     assert gc.isenabled()
+
+
+def test_event_metadata_is_not_copied_whole_into_each_records_member(cfg: Config) -> None:
+    # A Capture file's partition key and offset are any strings: copied into the member of
+    # each record, 200 KB on an event of 2,000 records made a 300 MB archive blob.
+    body = apim.envelope(*[apim.gateway(apim.new_id(f"meta-{i}")) for i in range(300)])
+    plain = transform([ev(body, 1)], cfg).blob
+    crafted = replace(ev(body, 1), partition_key="k" * 200_000, offset="9" * 200_000)
+    blob = transform([crafted], cfg).blob
+    assert plain is not None and blob is not None
+    assert len(blob.data) < 1.2 * len(plain.data)
+    p = blob.pointers[0]
+    member = open_member(blob.data[p.offset : p.offset + p.length], p.sha256)
+    assert member["event"]["partitionKey"] == "k" * 256 and member["event"]["offset"] == "9" * 32
+
+
+def test_skipped_categories_any_sender_names_grow_nothing(cfg: Config) -> None:
+    # Counted by name for the batch log and replay's summary: 300 names of 10 KB each were
+    # 300 keys of 10 KB, per batch, and a replay's totals kept every one of every batch.
+    others = [{"category": f"{i}-" + "x" * 10_000, "properties": {}} for i in range(300)]
+    done = transform([ev(apim.envelope(*others), 1)], cfg)
+    skipped = done.plan.skipped
+    assert sum(skipped.values()) == 300 and len(skipped) <= 101
+    assert all(len(name) <= 80 for name in skipped)
+    total = ingest.BatchResult()
+    for _ in range(3):
+        total.add(ingest.BatchResult(skipped=Counter({f"{i}": 1 for i in range(200)})))
+    assert len(total.skipped) <= 101 and sum(total.skipped.values()) == 600
 
 
 def test_a_parser_failure_whose_dead_letter_also_fails_keeps_the_event_bytes(

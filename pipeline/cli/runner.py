@@ -97,13 +97,13 @@ class ReplaySummary:
         return out
 
 
-# Category names come from the records (any sender's): shown escaped, cut, the most common.
+# Category names come from the records (any sender's; cut by ingest): escaped, the most common.
 _SHOWN_CATEGORIES = 10
 
 
 def _named(t: BatchResult) -> str:
     top = t.skipped.most_common(_SHOWN_CATEGORIES)
-    names = ", ".join(f"{terminal_text(k[:80])}: {v}" for k, v in sorted(top))
+    names = ", ".join(f"{terminal_text(k)}: {v}" for k, v in sorted(top))
     rest = len(t.skipped) - len(top)
     return names + (f", and {rest} more" if rest > 0 else "")
 

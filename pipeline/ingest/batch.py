@@ -27,7 +27,7 @@ import orjson
 from pipeline.call.join import CallState, archived_pointers, remember
 from pipeline.common import heap
 from pipeline.ingest.archived import verify_archived
-from pipeline.ingest.plan import Plan, contain, plan_batch
+from pipeline.ingest.plan import Plan, contain, count_skipped, plan_batch
 from pipeline.model import DeadLetter, EventIn, Fragment, Preview, RawSource
 from pipeline.protect import archive, deadletters, encryption
 from pipeline.protect.policy import policy_for
@@ -71,7 +71,8 @@ class BatchResult:
             "new_archive_blobs",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.skipped.update(other.skipped)
+        for name, n in other.skipped.items():
+            count_skipped(self.skipped, name, n)
         self.days |= other.days
 
 

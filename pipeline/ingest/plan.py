@@ -60,6 +60,19 @@ class Plan:
     llm_chunks: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
 
 
+# Skipped records are counted by their category, which any sender names: a name is cut, and
+# past MAX_SKIPPED_NAMES the others share one count, so a flood of names grows nothing.
+MAX_SKIPPED_NAMES = 100
+OTHER_SKIPPED = "(other categories)"
+
+
+def count_skipped(counts: Counter[str], name: str, n: int = 1) -> None:
+    name = name[:80]
+    if name not in counts and len(counts) >= MAX_SKIPPED_NAMES:
+        name = OTHER_SKIPPED
+    counts[name] += n
+
+
 def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
     """Parse a batch. Nothing in one event or record can fail the batch (see the module)."""
     plan = Plan()
@@ -158,7 +171,7 @@ def _plan_record(plan: Plan, received: Received, cfg: Config, masker: Masker) ->
         parsed = records.parse(received, cfg)
         cid = records.facts(parsed, received.event, cfg)
     except records.Skip as skip:
-        plan.skipped[str(skip)] += 1
+        count_skipped(plan.skipped, str(skip))
         return
     except records.Dead as why:
         reason = str(why)

@@ -57,8 +57,15 @@ def record_id(record_json: bytes) -> str:
     return hashlib.sha256(record_json).hexdigest()[:32]
 
 
+# A Capture file's partition key and offset are any strings, and whatever an event carries is
+# copied into the member of each of its records: cut, so that its size is not multiplied by
+# the records (a 200 KB key on an event of 2,000 records made a 300 MB archive blob). Event
+# Hubs keys are at most 128 characters, offsets 20 digits, our origins a path and a line.
+_META_CHARS = {"partition": 64, "partitionKey": 256, "offset": 32, "origin": 1_024}
+
+
 def event_meta(event: EventIn) -> dict[str, Any]:
-    return {
+    meta = {
         "partition": event.partition,
         "partitionKey": event.partition_key,
         "sequence": event.sequence,
@@ -66,6 +73,11 @@ def event_meta(event: EventIn) -> dict[str, Any]:
         "offset": event.offset,
         "origin": event.origin,
     }
+    for name, most in _META_CHARS.items():
+        value = meta[name]
+        if isinstance(value, str) and len(value) > most:
+            meta[name] = value[:most]
+    return meta
 
 
 def member_bytes(
