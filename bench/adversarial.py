@@ -397,9 +397,7 @@ def minimal_gateway(i: int, pad: str = "") -> str:
 
 def max_records() -> int:
     """Records an event may hold before ingest stops reading it record by record."""
-    from pipeline.sources.envelope import MAX_RECORDS
-
-    return MAX_RECORDS
+    return _config().max_records
 
 
 def records_at_limit(record: Callable[[int, str], str], size: int = EVENT) -> bytes:
@@ -1120,7 +1118,7 @@ def _ops() -> dict[str, Callable[[Any], Any]]:
     from pipeline.protect.policy import policy_for
     from pipeline.sources import inputs
     from pipeline.sources.archive_blobs import read_archive as read_archive_blob
-    from pipeline.sources.envelope import MAX_RECORDS, flatten, open_envelope
+    from pipeline.sources.envelope import flatten, open_envelope
     from pipeline.sources.files import local_inputs
 
     cfg = _config()
@@ -1128,8 +1126,8 @@ def _ops() -> dict[str, Callable[[Any], Any]]:
     redactions: Counter[str] = Counter()
 
     def envelope(body: bytes) -> None:
-        records = open_envelope(body).records
-        if len(records) > MAX_RECORDS:
+        records = open_envelope(body, cfg.max_records).records
+        if len(records) > cfg.max_records:
             return  # as ingest: such an event is one dead letter, its records not read
         for record in records:
             if isinstance(record, dict):

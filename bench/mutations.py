@@ -548,7 +548,7 @@ MUTATIONS = [
     Mutation(
         "hostile: records per event not capped",
         "pipeline/ingest/plan.py",
-        "    if len(env.records) > MAX_RECORDS:\n",
+        "    if len(env.records) > cfg.max_records:\n",
         "    if False:\n",
         (MANY_BAD,),
     ),

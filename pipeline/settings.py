@@ -189,6 +189,13 @@ SETTINGS: tuple[Setting, ...] = (
         "resets), with exponential backoff and jitter, before the batch fails.",
     ),
     Setting(
+        "MAX_RECORDS_PER_EVENT",
+        "2500",
+        "Records an event may hold and still be read record by record (APIM writes at most "
+        "about 1,700 to a 1 MB event); a fuller one is dead-lettered whole (raise it, then "
+        "`replay --from-deadletter`).",
+    ),
+    Setting(
         "PREVIEW_CHARS",
         "100",
         "Characters kept in PromptPreview and CompletionPreview (0-2000).",
@@ -343,6 +350,7 @@ class Config:
     trust_bearer: bool = True
     caller_ip_mode: str = "keep"
     storage_retries: int = 6
+    max_records: int = 2_500
     prompt_capture: str = "redacted"
     archive_capture: str = "redacted"
     prompt_hash_key: str = ""
@@ -411,6 +419,7 @@ class Config:
             trust_bearer=_bool(env, "CALLER_FROM_BEARER"),
             caller_ip_mode=_choice(env, "CALLER_IP_MODE", ("keep", "hash", "drop")),
             storage_retries=_int(env, "STORAGE_RETRIES", 0, 20),
+            max_records=_int(env, "MAX_RECORDS_PER_EVENT", 1, 1_000_000),
             prompt_capture=_str(env, "PROMPT_CAPTURE").lower(),
             archive_capture=_str(env, "ARCHIVE_CAPTURE").lower(),
             prompt_hash_key=env.get("PROMPT_HASH_KEY", ""),

@@ -33,7 +33,7 @@ from pipeline.model import Archived, EventIn, RawPointer
 from pipeline.protect import archive, deadletters
 from pipeline.protect.archive import member_event, open_member
 from pipeline.settings import Config
-from pipeline.sources.envelope import MAX_RECORDS, open_envelope
+from pipeline.sources.envelope import open_envelope
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, from_trigger
 from pipeline.store.account import Store
 from pipeline.store.rows import state_from_entity
@@ -330,18 +330,23 @@ def test_parking_does_not_parse_the_events(
 
 
 def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Config) -> None:
-    """Past 16 bad records, or past 5,000 records, an event is one dead letter (its bytes),
-    not one per record: a crafted event costs one blob, not thousands."""
+    """Past 16 bad records, or past MAX_RECORDS_PER_EVENT records (2,500: APIM writes about
+    1,700 to an event), an event is one dead letter (its bytes), not one per record: a
+    crafted event costs one blob, not thousands. Raised, the setting reads it again."""
     cfg = replace(cfg, archive_capture="full")  # to compare bytes
     bad = envelope(*ordinary(2), *({"category": "GatewayLogs", "n": i} for i in range(40)))
-    many = envelope(*[{"category": "GatewayLogs"}] * (MAX_RECORDS + 1))
+    many = envelope(*[{"category": "GatewayLogs"}] * (cfg.max_records + 1))
     result = process_batch([ev(bad, 1), ev(many, 2)], cfg, store)
     assert len(rows(store)) == 2
     letters = dead_letters(store)
     assert len(letters) == result.dead_letters == 2
     got = {meta["sequencenumber"]: (body, meta["reason"]) for body, meta in letters}
     assert got["1"][0] == bad and got["1"][1].startswith("40 records of this event")
-    assert got["2"][0] == many and "more than the 5000" in got["2"][1]
+    assert got["2"][0] == many and "more than the 2500" in got["2"][1]
+    assert "MAX_RECORDS_PER_EVENT" in got["2"][1]
+    raised = replace(cfg, max_records=cfg.max_records + 1)
+    (again,) = transform([ev(many, 2)], raised).plan.dead
+    assert again.reason.startswith(f"{cfg.max_records + 1} records of this event")
 
 
 # --- linear time ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pipeline.protect.policy import CapturePolicy, policy_for
 from pipeline.protect.previews import preview
 from pipeline.settings import Capture, Config
 from pipeline.sources import llmlogs
-from pipeline.sources.envelope import MAX_RECORDS, EnvelopeError, flatten, open_envelope
+from pipeline.sources.envelope import EnvelopeError, flatten, open_envelope
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +111,16 @@ def _join_twins(plan: Plan) -> None:
 
 def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) -> None:
     try:
-        env = open_envelope(event.body)
+        env = open_envelope(event.body, cfg.max_records)
     except EnvelopeError as exc:
         _plan_unreadable(plan, event, cfg, policy, str(exc))
         return
-    if len(env.records) > MAX_RECORDS:
+    if len(env.records) > cfg.max_records:
         plan.records += len(env.records)
         reason = (
-            f"event holds {len(env.records)} records, more than the {MAX_RECORDS} "
-            "an Event Hub event of APIM logs can (1 MB): not read record by record"
+            f"event holds {len(env.records)} records, more than the {cfg.max_records} "
+            "an Event Hub event of APIM logs can (1 MB): not read record by record "
+            "(MAX_RECORDS_PER_EVENT)"
         )
         plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason))
         return
