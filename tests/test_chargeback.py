@@ -507,6 +507,51 @@ def test_names_in_budgets_and_the_price_table_are_never_capped() -> None:
     (spent,) = budgets.spend(found, hourly, datetime(2025, 11, 4, 23, tzinfo=UTC))
     assert spent.cost == 0.75 and budgets.decide(spent, datetime(2025, 11, 4, 23, tzinfo=UTC))
 
+    # Exempt from the cap, their spellings are no way around it: one group each.
+    def spelling(i: int) -> str:  # 512 ways to case "chat-prod"
+        return "".join(c.upper() if i >> n & 1 else c for n, c in enumerate("chat-prod"))
+
+    spelled = [
+        {**real, "Deployment": spelling(i), "Model": " GPT-4o-2024-08-06" + "\t" * (i // 50)}
+        for i in range(3_000)
+    ]
+    rolled = rollup.rollup_day([*forged, real, *spelled], DAYS[1], table, named=named)
+    (prod,) = [e for e in rolled.daily if e.get("Deployment") == "chat-prod"]
+    assert prod["Calls"] == 3_001 and len(rolled.daily) == rollup.MAX_VALUES_PER_DAY + 2
+
+
+def test_the_rollup_never_caps_a_deployment_a_budget_names(
+    cfg: Config, store: Store, tmp_path: Path
+) -> None:
+    """The timer's rollup reads the budgets for their names: 2,050 answered calls forged
+    under made-up deployments, read before the real one, leave it its own KPI rows."""
+    from dataclasses import replace
+
+    from pipeline.kpi import rollup
+    from pipeline.store.kpis import KpiStore
+    from pipeline.store.rows import shard_of
+
+    when = "2025-11-04T10:15:02Z"
+    forged = [apim.gateway(f"a-{i:05d}", time=when, deployment=f"x{i}") for i in range(2_050)]
+    # The real call is read last: the last shard, the last key in it.
+    real = next(
+        cid for i in range(100) if shard_of(cid := f"zz-prod-{i}", cfg.shards) == cfg.shards - 1
+    )
+    events = [apim.envelope(*forged[i : i + 500]) for i in range(0, len(forged), 500)]
+    events.append(apim.envelope(apim.gateway(real, time=when, deployment="prod-chat")))
+    process_batch([EventIn(b, partition="0", sequence=i) for i, b in enumerate(events)], cfg, store)
+    budgets = tmp_path / "budgets.json"
+    budgets.write_bytes(
+        b'{"budgets":[{"name":"prod","scope":{"deployment":"Prod-Chat"},"period":"day",'
+        b'"amountUsd":1}]}'
+    )
+    daily.roll_up([DAYS[1]], replace(cfg, budgets=str(budgets)), store)
+    names = {e.get("Deployment") for e in KpiStore(store).rows("2025-11-04", "2025-11-04")}
+    assert "prod-chat" in names and rollup.OTHER in names
+    # Budgets that cannot be read are the budgets check's to report: the KPIs still roll up.
+    missing = replace(cfg, budgets="blob:no-such-container/budgets.json")
+    assert daily.roll_up([DAYS[1]], missing, store)[0].calls == 2_051
+
 
 def test_hostile_group_names_are_inert_in_csv_and_on_the_terminal() -> None:
     folded = chargeback.Folded()

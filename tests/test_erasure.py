@@ -13,6 +13,7 @@ import gzip
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -421,6 +422,48 @@ def test_erase_deletes_the_subjects_dead_letters(
         for b in sstore.deadletters.list_blobs()
     ]
     assert len(left) == 2 and all(cid_of(BOB, 0).encode() in d for d in left)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "call"),
+    [("policy_shape_a.json", "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b")],
+)
+def test_erase_deletes_dead_letters_of_calls_keyed_by_a_policy_messages_id(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, fixture: str, call: str
+) -> None:
+    """A policy message names its call by `apimRequestId` (or `message-id`), not
+    `correlationId`: its parked copy holds the prompt, and goes with the call (here without
+    the response's `id`, which would name it too)."""
+    doc = orjson.loads((Path(__file__).parent / "fixtures" / fixture).read_bytes())
+    body = orjson.dumps({k: v for k, v in doc.items() if k != "id"})
+    batch = [EventIn(body, partition="0", sequence=1)]
+    assert process_batch(batch, scfg, sstore).calls == 1
+    park_batch(batch, scfg, sstore, "failed (test)")
+    assert len(list(sstore.deadletters.list_blobs())) == 1
+    cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--call", call]) == 0
+    assert not list(sstore.deadletters.list_blobs())
+
+
+def test_erase_deletes_the_dead_letter_of_a_twin_joined_into_the_row(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A usage record keyed by its response's id, joined into the call's row: its parked
+    copy names the call by that id alone, which the row keeps as ResponseId."""
+    from tests.fixtures import aihub
+
+    rid = "chatcmpl-9qx6I4RVJeFr2J0XkU8fC2sYYsBQO"
+    cid = apim.new_id("twin-joined")
+    gateway = apim.gateway(cid, time="2024-07-31T06:27:50Z", response=apim.chat_response(
+        "ok", prompt=38, completion=222, rid=rid))  # fmt: skip
+    usage = EventIn(aihub.usage_record(), partition="0", sequence=2)
+    process_batch([EventIn(apim.envelope(gateway), partition="0", sequence=1), usage], scfg, sstore)
+    sstore.join_twins("2024-07-31")
+    assert [e["RowKey"] for e in sstore.audit.list_entities()] == [rows.row_key(cid)]
+    park_batch([usage], scfg, sstore, "failed (test)")
+    cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--call", cid]) == 0
+    assert not list(sstore.deadletters.list_blobs())
 
 
 def test_a_prompt_that_looks_sealed_is_sealed_too(

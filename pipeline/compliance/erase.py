@@ -42,6 +42,7 @@ LOG_PREFIX = "_erasures/"
 CASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 ATTEMPTS = 8
 _HELD_NAMED = 10  # held calls a refusal names
+_MIN_RESPONSE_ID = 16  # `chatcmpl-` and 29 characters, `resp_` and 50
 
 
 class Held(Exception):
@@ -158,13 +159,19 @@ def _days_around(day: str) -> list[str]:
     return [(d + timedelta(days=i)).isoformat() for i in (-1, 0, 1)]
 
 
-def holding(holds: Iterable[Hold], store: Store, entities: list[Any]) -> list[str]:
-    """Cases of active holds that cover any of these rows' calls."""
+def holding(
+    holds: Iterable[Hold],
+    store: Store,
+    entities: list[Any],
+    hashes: dict[tuple[str, str], str] | None = None,
+) -> list[str]:
+    """Cases of active holds that cover any of these rows' calls. `hashes`: subject hashes
+    already made (each costs a table read), shared between calls."""
     holds = list(holds)
     if not holds:
         return []
     cases: set[str] = set()
-    hashes: dict[tuple[str, str], str] = {}
+    hashes = {} if hashes is None else hashes
     for entity in entities:
         for kind in ("user", "subscription"):
             value = entity.get(KINDS[kind])
@@ -187,9 +194,10 @@ def plan(store: Store, subject: Subject, start: date | None, end: date | None) -
     """What erasing the subject destroys (nothing is changed)."""
     erasure = Erasure(subject, start, end, rows=find_rows(store, subject, start, end))
     active = list(holds_of(store).active())
-    cases = holding(active, store, erasure.rows)
+    hashes: dict[tuple[str, str], str] = {}
+    cases = holding(active, store, erasure.rows, hashes)
     if cases:
-        held = [e for e in erasure.rows if holding(active, store, [e])]
+        held = [e for e in erasure.rows if holding(active, store, [e], hashes)]
         calls = [rows.correlation_id_of(e["RowKey"]) for e in held[:_HELD_NAMED]]
         raise Held(cases, calls, len(held))
     erasure.already = sum(1 for e in erasure.rows if e.get("Erased") is not None)
@@ -250,10 +258,14 @@ def erase(
     return erasure
 
 
-# A key naming a call, and its value: in a record (`"correlationId":"…"`, any case), or in a
-# record kept as JSON text (`\"correlationId\":\"…`). Values holding a quote or a
+# A key naming a call, and its value: in a record (`"correlationId":"…"`, any case; a policy
+# message's `apimRequestId` or `message-id`, sources/policy.py), or in a record kept as JSON
+# text (`\"correlationId\":\"…`); `id` is a response's. Values holding a quote or a
 # backslash are no APIM id and are not matched.
-_CALL_KEY = re.compile(rb'\\?"(correlationid|id)\\?"\s*:\s*\\?"([^"\\]{1,1024})\\?"', re.IGNORECASE)
+_CALL_KEY = re.compile(
+    rb'\\?"(correlationid|apimrequestid|message-id|id)\\?"\s*:\s*\\?"([^"\\]{1,1024})\\?"',
+    re.IGNORECASE,
+)
 
 
 def _names_a_call(data: bytes, calls: set[bytes], responses: set[bytes]) -> bool:
@@ -271,6 +283,11 @@ def _dead_letters(store: Store, erasure: Erasure) -> list[str]:
     for e in erasure.rows:
         key = rows.correlation_id_of(e["RowKey"]).encode()
         (responses if e.get("KeyedBy") == rows.KEYED_BY_RESPONSE else calls).add(key)
+        rid = e.get("ResponseId")
+        if isinstance(rid, str) and len(rid) >= _MIN_RESPONSE_ID:
+            # A twin's records joined into the row name only the response's id (which the
+            # body says: a short one, `"id":"1"`, would name any message).
+            responses.add(rid.encode())
     subject = erasure.subject.value.encode() if erasure.subject.kind != "call" else None
     if not (calls or responses or subject):
         return []

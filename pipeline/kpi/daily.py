@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
+from azure.core.exceptions import AzureError
+
 from pipeline.kpi import attribution, budgets, prices
 from pipeline.kpi.rollup import AUDIT_COLUMNS, named_by, rollup_day
 from pipeline.settings import Config
@@ -81,7 +83,9 @@ def _budget_scopes(cfg: Config, store: Store) -> list[tuple[str, str]]:
     Budgets that cannot be read are the budgets check's to report, not the rollup's."""
     try:
         found = budgets.load(cfg.budgets, read_blob=store.read_blob)
-    except budgets.BudgetsError as exc:
-        log.warning("kpi rollup: budgets not read (%s): their names may be capped", exc)
+    except (budgets.BudgetsError, AzureError) as exc:
+        log.warning(
+            "kpi rollup: budgets not read (%s): their names may be capped", type(exc).__name__
+        )
         return []
     return [pair for b in found for pair in b.scope]

@@ -234,11 +234,13 @@ class Named:
     pairs: frozenset[tuple[str, str]] = frozenset()  # (column, value casefolded)
     priced: frozenset[str] = frozenset()  # model names of the price table, normalised
 
-    def __contains__(self, item: tuple[str, str]) -> bool:
-        column, value = item
+    def name_of(self, column: str, value: str) -> tuple[str, str] | None:
+        """The written-down name `value` is a spelling of (case, padding), or None."""
         if (column, value.casefold()) in self.pairs:
-            return True
-        return column == "Model" and normalise_model(value) in self.priced
+            return column, value.casefold()
+        if column == "Model" and (model := normalise_model(value)) in self.priced:
+            return column, model
+        return None
 
 
 def named_by(
@@ -262,8 +264,11 @@ def _capped(folded: Any, values: dict[str, Any], failed: bool) -> None:
         answered = folded.seen.setdefault((column, False), set())
         seen = folded.seen.setdefault((column, True), set()) if failed else answered
         if value is not None and value not in seen and value not in answered:
-            if (column, value) in folded.named:
-                pass
+            named = folded.named.name_of(column, value)
+            if named is not None:
+                # Its spellings (`CHAT-PROD`, ` gpt-4o `) are one group, named as first seen:
+                # exempt from the cap, they must not be a way around it.
+                value = folded.spellings.setdefault(named, value)
             elif len(seen) >= MAX_VALUES_PER_DAY:
                 value = OTHER
             else:
@@ -307,6 +312,8 @@ class DayRollup:
     # and whether the calls failed.
     seen: dict[tuple[str, bool], set[str]] = field(default_factory=dict)
     named: Named = field(default_factory=lambda: Named())
+    # The spelling each written-down name is grouped under (the first seen in the day).
+    spellings: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def groups(self) -> dict[tuple[str | None, ...], Accumulator]:
         out: dict[tuple[str | None, ...], Accumulator] = {}

@@ -30,7 +30,7 @@ from pipeline.sources.inputs import (
 
 # As dead_letter_blob writes it; metadata anyone with write access can edit ("²" is a digit
 # to str.isdigit, not to int).
-_SEQUENCE = re.compile(r"-?[0-9]{1,18}")
+_SEQUENCE = re.compile(r"-?[0-9]{1,19}")
 
 
 def _stored_event(name: str, meta: dict[str, str]) -> EventIn:
