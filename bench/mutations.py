@@ -742,6 +742,27 @@ MUTATIONS = [
         (ERASURE + "test_erase_deletes_the_dead_letter_of_a_twin_joined_into_the_row",),
     ),
     Mutation(
+        "send: an event larger than the hub takes stops the run",
+        "pipeline/cli/send.py",
+        "                    stats.too_large += 1\n",
+        '                    raise ValueError("too large")\n',
+        ("tests/test_replay.py::test_republish_fills_batches_and_keeps_partition_keys",),
+    ),
+    Mutation(
+        "send: one batch open per partition key, however many",
+        "pipeline/cli/send.py",
+        "        if key not in open_batches and len(open_batches) >= MAX_OPEN_BATCHES:\n",
+        "        if False:\n",
+        ("tests/test_replay.py::test_republishing_keeps_few_batches_open_whatever_the_keys",),
+    ),
+    Mutation(
+        "send: a damaged row stops the run",
+        "pipeline/cli/send.py",
+        "        for event in item.events(item.fetch(), report=report):\n",
+        "        for event in item.events(item.fetch()):\n",
+        ("tests/test_replay.py::test_send_reports_a_damaged_row_and_sends_every_other_event",),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

@@ -271,12 +271,22 @@ class Recorder:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self.sent: list[EventDataBatch] = []
+        self.created = 0
+        self.most_open = 0  # batches created and not sent, at most
 
     def create_batch(self, *, partition_key: str | None = None) -> EventDataBatch:
+        self.created += 1
+        self.most_open = max(self.most_open, self.created - len(self.sent))
         return EventDataBatch(max_size_in_bytes=self.max_size, partition_key=partition_key)
 
     def send_batch(self, batch: EventDataBatch) -> None:
         self.sent.append(batch)
+
+    def __enter__(self) -> Recorder:  # as the client is used: `with producer:`
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def test_republish_fills_batches_and_keeps_partition_keys(tmp_path: Path) -> None:
@@ -298,8 +308,30 @@ def test_republish_fills_batches_and_keeps_partition_keys(tmp_path: Path) -> Non
     } == {"team-a", "team-b"}
     assert sum(len(b) for b in producer.sent) == 12
     assert all(b.size_in_bytes <= producer.max_size for b in producer.sent)
-    with pytest.raises(ValueError, match="exceeds the hub's maximum event size"):
-        publish.publish([EventIn(b"x" * 5000, origin="big")], Recorder(max_size=1000))
+
+    # An event larger than the hub takes is reported and skipped: the events before it (in
+    # batches not sent yet) and after it are sent. A key longer than 128 characters is cut.
+    said: list[str] = []
+    producer = Recorder(max_size=3 * len(bodies[0]) + 400)
+    mixed = [EventIn(b, partition_key="team-a") for b in bodies[:5]]
+    mixed += [EventIn(b"x" * producer.max_size, origin="big", partition_key="team-a")]
+    mixed += [EventIn(b, partition_key="k" * 300) for b in bodies[5:]]
+    stats = publish.publish(mixed, producer, said.append)
+    assert stats.events == 12 and stats.too_large == 1 and sum(map(len, producer.sent)) == 12
+    assert len(said) == 8 and sum("cut to 128" in m for m in said) == 7
+    assert said[0].startswith(f"big: event of {producer.max_size:,} bytes is larger than the hub")
+    keys = {b._partition_key for b in producer.sent}
+    assert "k" * 128 in keys or b"k" * 128 in keys
+
+
+def test_republishing_keeps_few_batches_open_whatever_the_keys() -> None:
+    """A policy keyed by request id gives every event its own partition key: one open batch
+    per key held the whole input in memory, sent at the very end."""
+    producer = Recorder(max_size=100_000)
+    events = (EventIn(b'{"records":[]}', partition_key=f"req-{i}") for i in range(1_000))
+    stats = publish.publish(events, producer)
+    assert stats.events == 1_000 and stats.batches == 1_000
+    assert producer.most_open <= publish.MAX_OPEN_BATCHES
 
 
 def test_events_republished_from_the_archive_are_not_archived_again(
@@ -1042,3 +1074,22 @@ def test_a_capture_time_at_the_edge_of_the_calendar_costs_nothing_else(tmp_path:
     events = list(capture_avro.read_capture([out.getvalue()], name, "0", report=problems.append))
     assert [e.sequence for e in events] == [0, 1, 2, 3] and not problems
     assert [e.enqueued is None for e in events] == [False, True, True, True]
+
+
+def test_send_reports_a_damaged_row_and_sends_every_other_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One row of a CSV export with the wrong cell count stopped `send` with a traceback:
+    nothing of the inputs before or after it was sent."""
+    (tmp_path / "a.jsonl").write_bytes(b'{"records":[]}\n' * 5)
+    (tmp_path / "b.csv").write_bytes(
+        b"TimeGenerated [UTC],Type,CorrelationId\n"
+        b"2025-11-04T10:00:00Z,ApiManagementGatewayLogs,c1\nonly-one-cell\n"
+        b"2025-11-04T10:00:01Z,ApiManagementGatewayLogs,c2\n"
+    )
+    (tmp_path / "c.jsonl").write_bytes(b'{"records":[]}\n' * 5)
+    producer = Recorder(max_size=1_048_576)
+    monkeypatch.setattr(publish, "producer_for", lambda *a: producer)
+    assert main(["send", str(tmp_path), "--connection", "x"]) == 1
+    assert sum(len(b) for b in producer.sent) == 13  # 5, 2 rows and the damaged one's bytes, 5
+    assert "b.csv:line 3: 1 cells where the header names 3" in capsys.readouterr().err

@@ -315,7 +315,7 @@ def _republish(args: argparse.Namespace, items: list[Input | InputProblem]) -> i
                 report(str(exc))
 
     with producer:
-        stats = publish.publish(events(), producer)
+        stats = publish.publish(events(), producer, report)
     print(
         f"published {stats.events} events in {stats.batches} batches "
         f"({stats.bytes:,} bytes) to {args.to_eventhub}"

@@ -19,7 +19,7 @@ from pipeline.cli import options
 from pipeline.model import EventIn
 from pipeline.sources import files
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, archived_property
-from pipeline.sources.inputs import Filters, Input, InputProblem
+from pipeline.sources.inputs import Filters, Input, InputProblem, Report, fail_fast
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,21 +41,37 @@ def cmd_send(args: argparse.Namespace) -> int:
     connection = args.connection or env.get("EventHubConnection") or None
     namespace = args.namespace or env.get("EventHubConnection__fullyQualifiedNamespace") or None
     items = list(files.local_inputs(args.paths, Filters()))
-    problems = [i for i in items if isinstance(i, InputProblem)]
-    for p in problems:
-        print(f"error: {p.where}: {p.message}", file=sys.stderr)
+    problems = 0
+
+    def report(message: str) -> None:
+        nonlocal problems
+        problems += 1
+        if problems <= MAX_REPORTED:
+            print(f"error: {message}", file=sys.stderr)
+
+    for p in items:
+        if isinstance(p, InputProblem):
+            report(f"{p.where}: {p.message}")
     inputs = [i for i in items if isinstance(i, Input)]
     producer = producer_for(hub, connection, namespace)
     with producer:
-        stats = publish(_keyed(inputs, args.partition_key), producer)
+        stats = publish(_keyed(inputs, args.partition_key, report), producer, report)
+    if problems > MAX_REPORTED:
+        print(f"error: and {problems - MAX_REPORTED} more problems", file=sys.stderr)
     print(f"sent {stats.events} events in {stats.batches} batches ({stats.bytes:,} bytes) to {hub}")
     return 1 if problems else 0
 
 
-def _keyed(inputs: list[Input], partition_key: str | None) -> Iterator[EventIn]:
-    """The events of `inputs`, each with `partition_key` when given."""
+# Problems printed one by one; the rest are counted (a file of a million bad rows is one
+# line of them, not a million).
+MAX_REPORTED = 100
+
+
+def _keyed(inputs: list[Input], partition_key: str | None, report: Report) -> Iterator[EventIn]:
+    """The events of `inputs`, each with `partition_key` when given. A bad row or line is
+    reported and the rest read (a damaged input no longer stops the run)."""
     for item in inputs:
-        for event in item.events(item.fetch()):
+        for event in item.events(item.fetch(), report=report):
             yield replace(event, partition_key=partition_key) if partition_key else event
 
 
@@ -70,6 +86,14 @@ class PublishStats:
     events: int = 0
     batches: int = 0
     bytes: int = 0
+    too_large: int = 0  # events larger than the hub takes: reported, not sent
+
+
+# Event Hubs' partition keys: at most 128 characters (a longer key is cut, and reported).
+MAX_PARTITION_KEY = 128
+# Batches open at once, one per partition key: past it the oldest is sent, so memory follows
+# this number, not the keys of the input (a policy keyed by request id gives each its own).
+MAX_OPEN_BATCHES = 64
 
 
 def event_data(event: EventIn) -> Any:
@@ -81,39 +105,61 @@ def event_data(event: EventIn) -> Any:
     return data
 
 
-def publish(events: Iterable[EventIn], producer: Producer) -> PublishStats:
-    """Send events in full batches, one open batch per partition key (order kept per key)."""
+def publish(
+    events: Iterable[EventIn], producer: Producer, report: Report = fail_fast
+) -> PublishStats:
+    """Send events in full batches, one open batch per partition key (order kept per key).
+    An event larger than the hub takes is reported and skipped; what is in the open batches
+    is sent whatever ends the run."""
     stats = PublishStats()
     open_batches: dict[str | None, Any] = {}
 
     def send(key: str | None) -> None:
         batch = open_batches.pop(key)
-        producer.send_batch(batch)
-        stats.batches += 1
-        stats.bytes += batch.size_in_bytes
+        if len(batch):
+            producer.send_batch(batch)
+            stats.batches += 1
+            stats.bytes += batch.size_in_bytes
 
-    for event in events:
-        key = event.partition_key
-        data = event_data(event)
-        batch = open_batches.get(key)
-        if batch is None:
-            batch = open_batches[key] = producer.create_batch(partition_key=key)
-        try:
-            batch.add(data)
-        except ValueError:  # batch full
-            if len(batch) == 0:
-                raise ValueError(
-                    f"event from {event.origin} ({len(event.body)} bytes) exceeds the hub's "
-                    "maximum event size"
-                ) from None
-            send(key)
-            batch = open_batches[key] = producer.create_batch(partition_key=key)
-            batch.add(data)
-        stats.events += 1
-    for key in list(open_batches):
-        if len(open_batches[key]):
+    def batch_for(key: str | None) -> Any:
+        if key not in open_batches and len(open_batches) >= MAX_OPEN_BATCHES:
+            send(next(iter(open_batches)))
+        if key not in open_batches:
+            open_batches[key] = producer.create_batch(partition_key=key)
+        return open_batches[key]
+
+    try:
+        for event in events:
+            key = event.partition_key
+            if key is not None and len(key) > MAX_PARTITION_KEY:
+                report(f"{event.origin}: partition key of {len(key):,} characters: cut to 128")
+                key = key[:MAX_PARTITION_KEY]
+            data = event_data(event)
+            batch = batch_for(key)
+            if not _added(batch, data):
+                if len(batch):
+                    send(key)  # full: the event opens the next one
+                    batch = batch_for(key)
+                if not _added(batch, data):
+                    stats.too_large += 1
+                    report(
+                        f"{event.origin}: event of {len(event.body):,} bytes is larger than "
+                        "the hub takes: not sent"
+                    )
+                    continue
+            stats.events += 1
+    finally:
+        for key in list(open_batches):
             send(key)
     return stats
+
+
+def _added(batch: Any, data: Any) -> bool:
+    try:
+        batch.add(data)
+    except ValueError:  # the batch is full, or the event alone is over the hub's limit
+        return False
+    return True
 
 
 def producer_for(hub: str, connection: str | None, namespace: str | None) -> Any:
