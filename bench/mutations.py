@@ -763,6 +763,29 @@ MUTATIONS = [
         ("tests/test_replay.py::test_send_reports_a_damaged_row_and_sends_every_other_event",),
     ),
     Mutation(
+        "csv: a line over the bound read on past its cut",
+        "pipeline/sources/files.py",
+        "                parts, size, skipping = [], 0, True\n",
+        "                parts, size, skipping = [], 0, False\n",
+        (
+            "tests/test_loganalytics.py::test_a_csv_line_over_the_bound_is_skipped_and_reading_goes_on",
+        ),
+    ),
+    Mutation(
+        "csv: a column named twice read (the second's cells replace the first's)",
+        "pipeline/sources/files.py",
+        "        if name and name.lower() in seen:\n",
+        "        if False:\n",
+        ("tests/test_loganalytics.py::test_a_csv_column_named_twice_is_refused",),
+    ),
+    Mutation(
+        "replay: every problem of the run kept",
+        "pipeline/cli/runner.py",
+        "        if len(s.problems) < MAX_PROBLEMS:\n",
+        "        if True:\n",
+        ("tests/test_loganalytics.py::test_a_run_keeps_the_first_problems_and_counts_the_rest",),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

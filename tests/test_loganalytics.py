@@ -7,7 +7,6 @@ Row shapes: tests/fixtures/loganalytics.py (columns from the Azure Monitor table
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ import orjson
 import pytest
 
 from pipeline.call.join import resolve
+from pipeline.cli import runner
 from pipeline.cli.runner import replay
 from pipeline.ingest.plan import plan_batch
 from pipeline.model import EventIn
@@ -376,17 +376,45 @@ def test_a_call_in_the_backfill_and_from_the_hub_is_one_row_in_either_order() ->
     assert one == other
 
 
-def test_a_csv_line_over_the_bound_is_cut_and_reading_goes_on(tmp_path: Path) -> None:
+def test_a_csv_line_over_the_bound_is_skipped_and_reading_goes_on(tmp_path: Path) -> None:
+    """Cut, its first piece could hold the header's cell count and pass for a complete row
+    (a prompt cut short, stored as if whole); now it is skipped whole, and reported."""
     records = [apim.gateway(apim.new_id(f"csv-long-{i}")) for i in range(2)]
     header, first, second = la.portal_csv([la.gateway_row(r) for r in records]).split(b"\r\n", 2)
     limit = 64 * 1024
-    huge = b'"' + b"x" * (3 * limit) + b'"'
+    cells = header.count(b",") + 1
+    huge = b",".join([b"2025-03-04T10:15:02Z"] + [b"y"] * (cells - 2) + [b"z" * (3 * limit)])
     (tmp_path / "a.csv").write_bytes(b"\r\n".join([header, first, huge, second]))
     (item,) = files.local_inputs([tmp_path], inputs.Filters(), limit=limit, chunk=4096)
     said: list[str] = []
     events = list(item.events(item.fetch(), report=said.append))
-    ids = [orjson.loads(e.body).get("CorrelationId") for e in events if e.body.startswith(b"{")]
-    assert records[0]["correlationId"] in ids and records[1]["correlationId"] in ids
-    assert any("line longer than 64 KiB: cut" in s for s in said)
-    # What a damaged row holds is bounded: the CSV reader's field limit, plus the line it was on.
-    assert all(len(e.body) <= csv.field_size_limit() + 2 * limit for e in events)
+    ids = [orjson.loads(e.body).get("CorrelationId") for e in events]
+    assert ids == [records[0]["correlationId"], records[1]["correlationId"]]
+    assert said == [f"{item.label}: line longer than 64 KiB: skipped"]
+
+
+def test_a_csv_column_named_twice_is_refused(tmp_path: Path) -> None:
+    """Read without regard to case, the second `RequestBody` replaced the first's cells: a
+    prompt in no row, archive or report."""
+    body = b"TimeGenerated [UTC],CorrelationId,RequestBody,requestbody\r\n"
+    body += b"2025-03-04T10:15:02Z,c1,secret prompt,benign\r\n"
+    (tmp_path / "a.csv").write_bytes(body)
+    (item,) = files.local_inputs([tmp_path], inputs.Filters())
+    said: list[str] = []
+    assert list(item.events(item.fetch(), report=said.append)) == []
+    assert said == [f"{item.label}: column 'requestbody' appears twice: not replayed"]
+
+
+def test_a_run_keeps_the_first_problems_and_counts_the_rest(
+    tmp_path: Path, cfg: Config, store: Store
+) -> None:
+    """A CSV of a million bad rows reports each: the run kept every message (822 MB for 4
+    million), to count the inputs that failed."""
+    (tmp_path / "a.csv").write_bytes(b"TimeGenerated [UTC],Type\r\n" + b"x\r\n" * 5_000)
+    summary = runner.replay(
+        list(files.local_inputs([tmp_path], inputs.Filters())), cfg, store, dry_run=True,
+        say=lambda line: None,
+    )  # fmt: skip
+    assert summary.problem_count == 5_000 and len(summary.problems) == runner.MAX_PROBLEMS
+    assert summary.failed_inputs == 1 and not summary.ok
+    assert "(5000 errors, listed above, the first 100;" in "\n".join(summary.lines())

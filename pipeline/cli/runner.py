@@ -42,6 +42,7 @@ from pipeline.sources.inputs import Input, InputError, InputProblem
 from pipeline.store.account import Store
 
 PREFETCH = 3  # inputs fetched ahead of the one being parsed
+MAX_PROBLEMS = 100  # problems printed and kept; the others are counted
 
 
 @dataclass(slots=True)
@@ -49,7 +50,11 @@ class ReplaySummary:
     inputs: int = 0
     skipped_inputs: int = 0  # done in an earlier run (--resume)
     totals: BatchResult = field(default_factory=BatchResult)
+    # The first MAX_PROBLEMS problems, then counted: a CSV of millions of bad rows reports
+    # one each, and keeping them all held the whole run's messages in memory.
     problems: list[InputProblem] = field(default_factory=list)
+    problem_count: int = 0
+    failed: set[str] = field(default_factory=set)  # inputs with a problem
     not_stored: int = 0
     storage_error: str | None = None  # writing failed: the run stopped
     source_error: str | None = None  # reading an input's storage failed: the run stopped
@@ -59,12 +64,12 @@ class ReplaySummary:
     @property
     def failed_inputs(self) -> int:
         """Inputs with at least one problem (unreadable, or a damaged part skipped)."""
-        return len({p.where for p in self.problems})
+        return len(self.failed)
 
     @property
     def ok(self) -> bool:
         return (
-            not self.problems
+            not self.problem_count
             and self.not_stored == 0
             and not self.interrupted
             and self.source_error is None
@@ -83,10 +88,12 @@ class ReplaySummary:
             out.append(f"{sum(t.skipped.values())} records skipped (other categories: {_named(t)})")
         out.append(f"{t.dead_letters} dead letters" + (" (not written)" if self.dry_run else ""))
         out.append(f"{t.new_archive_blobs} archive blobs {verb}created")
-        if self.problems:
+        if self.problem_count:
+            all_shown = self.problem_count == len(self.problems)
+            shown = "" if all_shown else f", the first {MAX_PROBLEMS}"
             out.append(
-                f"{self.failed_inputs} inputs failed, wholly or in part ({len(self.problems)} "
-                "errors, listed above; what could be read of them was replayed)"
+                f"{self.failed_inputs} inputs failed, wholly or in part ({self.problem_count} "
+                f"errors, listed above{shown}; what could be read of them was replayed)"
             )
         if self.not_stored:
             out.append(f"{self.not_stored} events NOT stored: {self.storage_error}")
@@ -192,8 +199,12 @@ class _Run:
         self.summary = ReplaySummary(dry_run=self.dry_run)
 
     def problem(self, where: str, message: str) -> None:
-        self.summary.problems.append(InputProblem(where, message))
-        self.say(f"error: {message}")
+        s = self.summary
+        s.problem_count += 1
+        s.failed.add(where)  # as many as the inputs, not as their problems
+        if len(s.problems) < MAX_PROBLEMS:
+            s.problems.append(InputProblem(where, message))
+            self.say(f"error: {message}")
 
     def stopping(self) -> bool:
         s = self.summary
@@ -223,11 +234,11 @@ class _Run:
 
     def read(self, item: Input, fetched: Future[Any]) -> None:
         """Read one input into batches, storing each batch once full."""
-        problems_before = len(self.summary.problems)
+        problems_before = self.summary.problem_count
         count = self._read_events(item, fetched, problems_before)
         if self.stopping():
             return
-        if count == 0 and len(self.summary.problems) == problems_before:
+        if count == 0 and self.summary.problem_count == problems_before:
             self.mark(item)  # nothing to store: done already
         if self.progress is not None:
             self.progress.inputs += 1
@@ -245,7 +256,7 @@ class _Run:
             events = iter(item.events(fetched.result(), report=report))
             for event, last in _with_last(events):
                 count += 1
-                self.batch.add(event, item, last and len(self.summary.problems) == problems_before)
+                self.batch.add(event, item, last and self.summary.problem_count == problems_before)
                 if self.progress is not None:
                     self.progress.events += 1
                 if len(self.batch.events) >= self.batch_size and not self._flush_full():

@@ -188,12 +188,20 @@ def _csv_header(cells: list[str], label: str, report: Report) -> list[str] | Non
     """Column names without the portal's zone suffix; a time in local time cannot be
     placed in UTC, so such an export is refused rather than misread."""
     names = []
+    seen: set[str] = set()
     for cell in cells:
         m = _HEADER_ZONE.search(cell)
         if m is not None and m.group(1).strip().upper() != "UTC":
             report(f"{label}: column {printable(cell[:60])!r} is not in UTC: export it in UTC")
             return None
-        names.append(cell[: m.start()] if m else cell.strip())
+        name = cell[: m.start()] if m else cell.strip()
+        # Records are read without regard to case (envelope.flatten): a second column of one
+        # name would silently replace the first's cells (a prompt in neither row nor report).
+        if name and name.lower() in seen:
+            report(f"{label}: column {printable(name[:60])!r} appears twice: not replayed")
+            return None
+        seen.add(name.lower())
+        names.append(name)
     if not names or not any(names):
         report(f"{label}: no header row")
         return None
@@ -202,28 +210,44 @@ def _csv_header(cells: list[str], label: str, report: Report) -> list[str] | Non
 
 def _text_lines(chunks: Iterable[bytes], limit: int, label: str, report: Report) -> Iterator[str]:
     """UTF-8 text (a leading BOM dropped) split after each newline, a line at most `limit`
-    characters (a longer one is reported and cut: the CSV reader then rejects its row). Each
-    chunk's text is searched once: linear in the input, however long its lines."""
+    characters: a longer one is reported and skipped whole, as a `.jsonl` line is (a cut
+    piece of it could pass for a complete row). Each chunk's text is searched once: linear
+    in the input, however long its lines."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
     parts: list[str] = []  # the line read so far, without a newline yet
     size = 0
+    skipping = False  # inside a line already too long
+
+    def too_long() -> None:
+        report(f"{label}: line longer than {mib(limit)}: skipped")
+
     for chunk in chunks:
         text = decoder.decode(chunk)
+        if skipping:
+            nl = text.find("\n")
+            if nl < 0:
+                continue
+            skipping, text = False, text[nl + 1 :]
         nl = text.rfind("\n")
         if nl < 0:
             parts.append(text)
             size += len(text)
             if size > limit:
-                report(f"{label}: line longer than {mib(limit)}: cut")
-                yield "".join(parts)[:limit] + "\n"
-                parts, size = [], 0
+                too_long()
+                parts, size, skipping = [], 0, True
             continue
         head = "".join([*parts, text[: nl + 1]])
         parts, size = [text[nl + 1 :]], len(text) - nl - 1
         for line in head.split("\n")[:-1]:
-            yield line + "\n"
+            if len(line) > limit:
+                too_long()
+            else:
+                yield line + "\n"
     rest = "".join(parts) + decoder.decode(b"", final=True)
-    if rest:
+    if skipping or len(rest) > limit:
+        if not skipping:
+            too_long()
+    elif rest:
         yield rest
 
 
