@@ -626,11 +626,15 @@ MUTATIONS = [
         ("tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",),
     ),
     Mutation(
-        "show: the raw record's DEL and C1 characters sent to the terminal",
-        "pipeline/cli/show.py",
+        "render: JSON for the terminal keeps DEL and C1 characters (show, kpi, chargeback)",
+        "pipeline/common/render.py",
         '    return _C1.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)\n',
         "    return text\n",
-        ("tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",),
+        (
+            "tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",
+            "tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",
+            "tests/test_chargeback.py::test_hostile_group_names_are_inert_in_csv_and_on_the_terminal",
+        ),
     ),
     Mutation(
         "erase: a dead letter names a call when its id is anywhere in its bytes",
@@ -784,6 +788,16 @@ MUTATIONS = [
         "        if len(s.problems) < MAX_PROBLEMS:\n",
         "        if True:\n",
         ("tests/test_loganalytics.py::test_a_run_keeps_the_first_problems_and_counts_the_rest",),
+    ),
+    Mutation(
+        "render: CSV cells keep control characters (kpi, chargeback, sql)",
+        "pipeline/common/render.py",
+        "        return terminal_text(value)\n    return value\n\n\n# JSON escapes",
+        "        return value\n    return value\n\n\n# JSON escapes",
+        (
+            "tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",
+            "tests/test_chargeback.py::test_hostile_group_names_are_inert_in_csv_and_on_the_terminal",
+        ),
     ),
     Mutation(
         "hostile: numbers past 2^63-1 kept",

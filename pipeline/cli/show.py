@@ -4,15 +4,12 @@ each read with one ranged read and verified against its hash."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import Any
 
-import orjson
-
 from pipeline.call.join import rank_of
 from pipeline.cli import options
-from pipeline.common.render import terminal_text
+from pipeline.common.render import json_text, terminal_text
 from pipeline.model import RawPointer
 from pipeline.protect import encryption
 from pipeline.protect.archive import ArchiveError, is_sealed, open_member, open_sealed
@@ -133,15 +130,5 @@ def show(store: Store, correlation_id: str) -> int:
                 print(f"\nRaw record ({key}): erased {erased} (its data key was destroyed)")
                 continue
             print(f"\nRaw record ({key}, verified against RawSha256):")
-            print(_json_for_terminal(member))
+            print(json_text(member))
     return 0
-
-
-# JSON escapes C0 controls in strings, not DEL or C1 (U+009B is an 8-bit CSI to a terminal).
-_C1 = re.compile(r"[\x7f-\x9f]")
-
-
-def _json_for_terminal(doc: Any) -> str:
-    """`doc` as indented JSON whose strings send no control character: still valid JSON."""
-    text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
-    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 # Names in the tables come from what clients and senders wrote (deployments, products, users,
 # previews): a terminal must not act on them, nor a spreadsheet evaluate them.
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -14,10 +16,23 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def spreadsheet_text(value: Any) -> Any:
-    """A CSV cell a spreadsheet opens as text: one starting like a formula is quoted."""
-    if isinstance(value, str) and value.startswith(_FORMULA):
-        return "'" + value
+    """A CSV cell a spreadsheet opens as text (one starting like a formula is quoted) and a
+    terminal shows as text (CSV goes to standard output too: control characters escaped)."""
+    if isinstance(value, str):
+        if value.startswith(_FORMULA):
+            value = "'" + value
+        return terminal_text(value)
     return value
+
+
+# JSON escapes C0 controls in strings, not DEL or C1 (U+009B is an 8-bit CSI to a terminal).
+_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def json_text(doc: Any) -> str:
+    """`doc` as indented JSON that sends no control character to a terminal (still JSON)."""
+    text = orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode()
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def terminal_text(value: Any) -> Any:

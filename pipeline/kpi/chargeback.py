@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import orjson
-
-from pipeline.common.render import spreadsheet_text, table
+from pipeline.common.render import json_text, spreadsheet_text, table
 from pipeline.kpi.attribution import UNATTRIBUTED
 
 # --by → the KpiHourly column it groups on.
@@ -225,7 +223,7 @@ FIELDS = ["group", "costCenter", *MEASURES, "costUsd", "share", *COVERAGE]
 
 
 def as_json(doc: dict[str, Any]) -> str:
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+    return json_text(doc)
 
 
 def as_csv(doc: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.common.render import spreadsheet_text, table, terminal_text
+from pipeline.common.render import json_text, spreadsheet_text, table, terminal_text
 from pipeline.kpi.rollup import COUNTS, TOKENS, TOTAL_KEY
 from pipeline.kpi.sketch import Sketch
 
@@ -122,7 +122,7 @@ def as_csv(lines: list[dict[str, Any]]) -> str:
 
 
 def as_json(lines: list[dict[str, Any]]) -> str:
-    return orjson.dumps(lines, option=orjson.OPT_INDENT_2).decode()
+    return json_text(lines)
 
 
 def _legend_label(name: str) -> str:
