@@ -801,6 +801,17 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "capture: a record whose values cannot be read ends its block",
+        "pipeline/sources/capture_avro.py",
+        '            report(f"{label}: record {i + 1} of {count} of a block: {why}: skipped")\n'
+        "            continue\n",
+        "            raise Damaged(why)\n",
+        (
+            "tests/test_replay.py::"
+            "test_a_capture_record_whose_values_cannot_be_read_costs_only_itself",
+        ),
+    ),
+    Mutation(
         "hostile: numbers past 2^63-1 kept",
         "pipeline/common/values.py",
         "    if isinstance(value, int) and 0 <= value <= _MAX_INT64:\n",

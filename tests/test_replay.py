@@ -1093,3 +1093,34 @@ def test_send_reports_a_damaged_row_and_sends_every_other_event(
     assert main(["send", str(tmp_path), "--connection", "x"]) == 1
     assert sum(len(b) for b in producer.sent) == 13  # 5, 2 rows and the damaged one's bytes, 5
     assert "b.csv:line 3: 1 cells where the header names 3" in capsys.readouterr().err
+
+
+def test_a_capture_record_whose_values_cannot_be_read_costs_only_itself() -> None:
+    """A record that decodes but whose Body is not bytes (a crafted schema's union) ended its
+    whole block: the records after it in the block were skipped too."""
+    import fastavro
+
+    schema = {
+        "type": "record",
+        "name": "EventData",
+        "fields": [
+            {"name": "SequenceNumber", "type": "long"},
+            {"name": "Offset", "type": "string"},
+            {"name": "EnqueuedTimeUtc", "type": "string"},
+            {"name": "Body", "type": ["null", "bytes", "long"]},
+        ],
+    }
+    bodies: list[Any] = [call_body(f"odd-body-{i}") for i in range(4)]
+    bodies[1] = 5
+    records = [
+        {"SequenceNumber": i, "Offset": str(i), "EnqueuedTimeUtc": "3/4/2025 10:15:03 AM",
+         "Body": body}
+        for i, body in enumerate(bodies)
+    ]  # fmt: skip
+    out = io.BytesIO()
+    fastavro.writer(out, fastavro.parse_schema(schema), records, codec="null")
+    said: list[str] = []
+    name = "ns/hub/0/2025/03/04/10/15/00.avro"
+    events = list(capture_avro.read_capture([out.getvalue()], name, "0", report=said.append))
+    assert [e.sequence for e in events] == [0, 2, 3]
+    assert said == [f"{name}: record 2 of 4 of a block: a record's Body is not bytes: skipped"]

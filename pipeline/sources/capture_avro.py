@@ -250,9 +250,11 @@ def _capture_event(rec: Any, label: str, partition: str | None) -> EventIn:
 
 
 def _block_events(
-    raw: bytes, count: int, schema: Any, label: str, partition: str | None
+    raw: bytes, count: int, schema: Any, label: str, partition: str | None, report: Report
 ) -> Iterator[EventIn]:
-    """The events of one decoded Avro block; raises Damaged at the first bad record."""
+    """The events of one decoded Avro block; raises Damaged at the first record that does
+    not decode (where the next one starts is then unknown). A record that decodes but whose
+    values cannot be read is reported and skipped alone: the next one is where it was."""
     import fastavro
 
     fo = io.BytesIO(raw)
@@ -265,12 +267,10 @@ def _block_events(
             ) from None
         try:
             event = _capture_event(rec, label, partition)
-        except Damaged as bad:
-            raise Damaged(f"record {i + 1} of {count}: {bad.why}") from None
-        except Exception as exc:  # noqa: BLE001 - a sender's odd value must not end the file
-            raise Damaged(
-                f"record {i + 1} of {count} is unreadable ({type(exc).__name__})"
-            ) from None
+        except Exception as exc:  # noqa: BLE001 - a sender's odd value must not end the block
+            why = exc.why if isinstance(exc, Damaged) else f"unreadable ({type(exc).__name__})"
+            report(f"{label}: record {i + 1} of {count} of a block: {why}: skipped")
+            continue
         yield event
 
 
@@ -385,6 +385,6 @@ def read_capture(
         try:
             raw = _decoded(data, count, head.codec, limit)
             del data  # the compressed block is not held while its events are decoded
-            yield from _block_events(raw, count, head.schema, label, partition)
+            yield from _block_events(raw, count, head.schema, label, partition, report)
         except Damaged as bad:
             report(f"{label}: Avro block at byte {start}: {bad.why}; the rest of it is skipped")
