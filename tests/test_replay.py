@@ -1100,21 +1100,14 @@ def test_a_capture_record_whose_values_cannot_be_read_costs_only_itself() -> Non
     whole block: the records after it in the block were skipped too."""
     import fastavro
 
-    schema = {
-        "type": "record",
-        "name": "EventData",
-        "fields": [
-            {"name": "SequenceNumber", "type": "long"},
-            {"name": "Offset", "type": "string"},
-            {"name": "EnqueuedTimeUtc", "type": "string"},
-            {"name": "Body", "type": ["null", "bytes", "long"]},
-        ],
-    }
+    body = {"name": "Body", "type": ["null", "bytes", "long"]}
+    fields = [f if f["name"] != "Body" else body for f in capture.SCHEMA_DOC["fields"]]
+    schema = {**capture.SCHEMA_DOC, "fields": fields}
     bodies: list[Any] = [call_body(f"odd-body-{i}") for i in range(4)]
     bodies[1] = 5
     records = [
         {"SequenceNumber": i, "Offset": str(i), "EnqueuedTimeUtc": "3/4/2025 10:15:03 AM",
-         "Body": body}
+         "SystemProperties": {}, "Properties": {}, "Body": body}
         for i, body in enumerate(bodies)
     ]  # fmt: skip
     out = io.BytesIO()
