@@ -965,8 +965,8 @@ MUTATIONS = [
     Mutation(
         "erase: holds ignored",
         "pipeline/compliance/erase.py",
-        "    if cases:\n        held = [",
-        "    if False:\n        held = [",
+        "    if held:\n        cases = sorted(",
+        "    if False:\n        cases = sorted(",
         (ERASURE + "test_a_legal_hold_blocks_erase_until_released",),
     ),
     Mutation(

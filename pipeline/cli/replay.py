@@ -278,13 +278,7 @@ def _republish(args: argparse.Namespace, items: list[Input | InputProblem]) -> i
     producer = publish.producer_for(
         args.to_eventhub, args.eventhub_connection, args.eventhub_namespace
     )
-    problems = 0
-
-    def report(message: str) -> None:
-        nonlocal problems
-        problems += 1
-        print(f"error: {message}", file=sys.stderr)
-
+    report = publish.Problems()
     opener: Store | None = None
 
     def opened(ev: Any) -> Any:
@@ -316,11 +310,12 @@ def _republish(args: argparse.Namespace, items: list[Input | InputProblem]) -> i
 
     with producer:
         stats = publish.publish(events(), producer, report)
+    report.close()
     print(
         f"published {stats.events} events in {stats.batches} batches "
         f"({stats.bytes:,} bytes) to {args.to_eventhub}"
     )
-    return 1 if problems else 0
+    return 1 if report.count else 0
 
 
 @contextlib.contextmanager

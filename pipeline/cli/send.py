@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pipeline.cli import options
+from pipeline.cli.runner import MAX_PROBLEMS
 from pipeline.model import EventIn
 from pipeline.sources import files
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, archived_property
@@ -41,14 +42,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     connection = args.connection or env.get("EventHubConnection") or None
     namespace = args.namespace or env.get("EventHubConnection__fullyQualifiedNamespace") or None
     items = list(files.local_inputs(args.paths, Filters()))
-    problems = 0
-
-    def report(message: str) -> None:
-        nonlocal problems
-        problems += 1
-        if problems <= MAX_REPORTED:
-            print(f"error: {message}", file=sys.stderr)
-
+    report = Problems()
     for p in items:
         if isinstance(p, InputProblem):
             report(f"{p.where}: {p.message}")
@@ -56,15 +50,26 @@ def cmd_send(args: argparse.Namespace) -> int:
     producer = producer_for(hub, connection, namespace)
     with producer:
         stats = publish(_keyed(inputs, args.partition_key, report), producer, report)
-    if problems > MAX_REPORTED:
-        print(f"error: and {problems - MAX_REPORTED} more problems", file=sys.stderr)
+    report.close()
     print(f"sent {stats.events} events in {stats.batches} batches ({stats.bytes:,} bytes) to {hub}")
-    return 1 if problems else 0
+    return 1 if report.count else 0
 
 
-# Problems printed one by one; the rest are counted (a file of a million bad rows is one
-# line of them, not a million).
-MAX_REPORTED = 100
+class Problems:
+    """The `Report` of a publishing run: the first MAX_PROBLEMS printed, the rest counted (a
+    file of a million bad rows is a hundred lines of them, not a million)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if self.count <= MAX_PROBLEMS:
+            print(f"error: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.count > MAX_PROBLEMS:
+            print(f"error: and {self.count - MAX_PROBLEMS} more problems", file=sys.stderr)
 
 
 def _keyed(inputs: list[Input], partition_key: str | None, report: Report) -> Iterator[EventIn]:
@@ -132,7 +137,10 @@ def publish(
         for event in events:
             key = event.partition_key
             if key is not None and len(key) > MAX_PARTITION_KEY:
-                report(f"{event.origin}: partition key of {len(key):,} characters: cut to 128")
+                report(
+                    f"{event.origin}: partition key of {len(key):,} characters: "
+                    f"cut to {MAX_PARTITION_KEY}"
+                )
                 key = key[:MAX_PARTITION_KEY]
             data = event_data(event)
             batch = batch_for(key)

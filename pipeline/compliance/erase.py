@@ -137,7 +137,7 @@ def _twins(store: Store, found: list[Any]) -> list[Any]:
                 continue  # a forged id no row can be keyed by (it stopped erase and hold)
             for day in _days_around(_day(entity)):
                 wanted.setdefault(day, {})[key] = entity
-    out = []
+    twins: dict[str, list[str]] = {}  # partition → the twins' RowKeys
     names = ["PartitionKey", "RowKey", "CallerUserId", "SubscriptionId"]
     for day, owners in sorted(wanted.items()):
         query = f"{rows.day_range(day)} and KeyedBy eq '{rows.KEYED_BY_RESPONSE}'"
@@ -149,9 +149,8 @@ def _twins(store: Store, found: list[Any]) -> list[Any]:
             if owner is not None and all(
                 entity.get(c) in (None, owner.get(c)) for c in ("CallerUserId", "SubscriptionId")
             ):
-                pk, rk = entity["PartitionKey"], entity["RowKey"]
-                out.extend(store.fetch(pk, [rk]).values())
-    return out
+                twins.setdefault(entity["PartitionKey"], []).append(entity["RowKey"])
+    return [e for pk, keys in twins.items() for e in store.fetch(pk, keys).values()]
 
 
 def _days_around(day: str) -> list[str]:
@@ -195,9 +194,10 @@ def plan(store: Store, subject: Subject, start: date | None, end: date | None) -
     erasure = Erasure(subject, start, end, rows=find_rows(store, subject, start, end))
     active = list(holds_of(store).active())
     hashes: dict[tuple[str, str], str] = {}
-    cases = holding(active, store, erasure.rows, hashes)
-    if cases:
-        held = [e for e in erasure.rows if holding(active, store, [e], hashes)]
+    by_row = [(e, holding(active, store, [e], hashes)) for e in erasure.rows]
+    held = [e for e, cases in by_row if cases]
+    if held:
+        cases = sorted({case for _, row_cases in by_row for case in row_cases})
         calls = [rows.correlation_id_of(e["RowKey"]) for e in held[:_HELD_NAMED]]
         raise Held(cases, calls, len(held))
     erasure.already = sum(1 for e in erasure.rows if e.get("Erased") is not None)

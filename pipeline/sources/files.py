@@ -244,9 +244,10 @@ def _text_lines(chunks: Iterable[bytes], limit: int, label: str, report: Report)
             else:
                 yield line + "\n"
     rest = "".join(parts) + decoder.decode(b"", final=True)
-    if skipping or len(rest) > limit:
-        if not skipping:
-            too_long()
+    if skipping:
+        return
+    if len(rest) > limit:
+        too_long()
     elif rest:
         yield rest
 
