@@ -167,9 +167,34 @@ MUTATIONS = [
     Mutation(
         "dead letters dropped (put_dead_letter does nothing)",
         "pipeline/store/blobs.py",
-        "    b = dead_letter_blob(dead)\n",
-        "    return True\n    b = dead_letter_blob(dead)\n",
+        "    data, metadata = b.data, b.metadata\n",
+        "    return True\n    data, metadata = b.data, b.metadata\n",
         (GARBAGE, CRAFTED, PARKED, PARSER_BUG),
+    ),
+    Mutation(
+        "hostile: a batch's dead letters written one after the other",
+        "pipeline/store/threads.py",
+        "    if len(items) <= 1:\n",
+        "    if True:\n",
+        (H + "test_a_batch_of_junk_events_is_written_side_by_side_and_logged_in_bounded_lines",),
+    ),
+    Mutation(
+        "hostile: a log line for every dead letter of a batch",
+        "pipeline/store/blobs.py",
+        "LOGGED_DEAD_LETTERS = 20\n",
+        "LOGGED_DEAD_LETTERS = 10**9\n",
+        (H + "test_a_batch_of_junk_events_is_written_side_by_side_and_logged_in_bounded_lines",),
+    ),
+    Mutation(
+        "sealed dead letters: a data key wrapped for each one",
+        "pipeline/store/account.py",
+        "                lambda b: blobs.put_dead_letter(self.retry, self.deadletters, b, seal), "
+        "made\n",
+        "                lambda b: blobs.put_dead_letter(\n"
+        "                    self.retry, self.deadletters, b, seal and self._dead_letter_seal()\n"
+        "                ),\n"
+        "                made,\n",
+        (ERASURE + "test_sealed_dead_letters_replay_and_a_wrong_kek_loses_nothing",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",
@@ -530,13 +555,16 @@ MUTATIONS = [
     Mutation(
         "hostile: parking parses the events (deadletters.dead_letter)",
         "pipeline/ingest/batch.py",
-        "        store.put_dead_letter(deadletters.raw_dead_letter(policy, event, None, reason))\n",
-        "        store.put_dead_letter(\n"
+        "    store.put_dead_letters([deadletters.raw_dead_letter(policy, e, None, reason) for e in "
+        "events])\n",
+        "    store.put_dead_letters(\n"
+        "        [\n"
         "            deadletters.dead_letter(\n"
-        "                deadletters.Masker(policy), policy.strictest, event.body, reason, event, "
-        "None\n"
+        "                deadletters.Masker(policy), policy.strictest, e.body, reason, e, None\n"
         "            )\n"
-        "        )\n",
+        "            for e in events\n"
+        "        ]\n"
+        "    )\n",
         (PARKING,),
     ),
     Mutation(

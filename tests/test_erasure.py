@@ -302,7 +302,12 @@ def test_sealed_dead_letters_replay_and_a_wrong_kek_loses_nothing(
     sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     batch = call_events(ALICE, 5)
+    kek, wraps = sstore.keys.kek, []
+    wrap = kek.wrap
+    monkeypatch.setattr(kek, "wrap", lambda key: wraps.append(key) or wrap(key))
     assert park_batch(batch, scfg, sstore, "the batch failed (test)") == 2
+    # The batch's dead letters share a data key, wrapped once (a Key Vault request per batch).
+    assert len(wraps) == 1
     assert secret(ALICE, 5).encode() not in everything_stored(sstore)
     # Another KEK opens nothing: the dead letters stay, sealed as they were.
     other = dataclasses.replace(scfg, archive_kek="local:" + base64.b64encode(bytes(32)).decode())

@@ -9,6 +9,7 @@ import gc
 import gzip
 import hashlib
 import re
+import threading
 import tracemalloc
 import zlib
 from collections import Counter
@@ -347,6 +348,38 @@ def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Conf
     raised = replace(cfg, max_records=cfg.max_records + 1)
     (again,) = transform([ev(many, 2)], raised).plan.dead
     assert again.reason.startswith(f"{cfg.max_records + 1} records of this event")
+
+
+def test_a_batch_of_junk_events_is_written_side_by_side_and_logged_in_bounded_lines(
+    store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any sender can make every event of a batch a dead letter (one blob each): one after
+    the other they would cost a round trip each, and a log line each."""
+    flying, peak = [0], [0]
+    call = store.retry.call
+    lock = threading.Lock()
+
+    def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            flying[0] += 1
+            peak[0] = max(peak[0], flying[0])
+        try:
+            return call(fn, *args, **kwargs)
+        finally:
+            with lock:
+                flying[0] -= 1
+
+    monkeypatch.setattr(store.retry, "call", counted)
+    junk = [ev(b"not an event %d" % i, i) for i in range(60)]
+    with caplog.at_level("WARNING", logger="pipeline.store.blobs"):
+        result = process_batch([ev(apim.envelope(*ordinary(1)), 99), *junk], cfg, store)
+    assert result.dead_letters == 60 and len(rows(store)) == 1
+    assert sorted(body for body, _ in dead_letters(store)) == sorted(e.body for e in junk)
+    assert peak[0] > 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 21
+    assert lines[-1].startswith("40 more dead letters in this batch, most for: ")
+    assert "(40)" in lines[-1]
 
 
 # --- linear time ------------------------------------------------------------------------------

@@ -261,9 +261,7 @@ def _process_slice(
                 store.keys.put(blob)  # before the blob: no member is ever without its key
             result.new_archive_blobs = 1 if store.put_archive(blob) else 0
     if not dry_run:
-        for dead in plan.dead:
-            if not dead.in_place:
-                store.put_dead_letter(dead)
+        store.put_dead_letters([dead for dead in plan.dead if not dead.in_place])
     written = store.write_rows(done.rows, dry_run=dry_run)
     result.created, result.updated, result.unchanged = (
         written.created,
@@ -272,6 +270,7 @@ def _process_slice(
     )
     result.days = written.days
     shredded = {(p.blob, p.offset) for p in written.shred}
+    refused: list[DeadLetter] = []
     for state, code in written.refused:
         if any((p.blob, p.offset) in shredded for p in archived_pointers(state)):
             # An erased call (its row says so): its new records lost their keys, and must not
@@ -280,11 +279,10 @@ def _process_slice(
             continue
         # Its records are in the archive already; without a row they are dead letters too,
         # so that every record is a row or a dead letter.
-        dead = refused_dead_letters(plan, cfg, state.call.correlation_id, code)
-        for d in dead:
-            store.put_dead_letter(d)
-        result.dead += dead
-        result.dead_letters += len(dead)
+        refused += refused_dead_letters(plan, cfg, state.call.correlation_id, code)
+    store.put_dead_letters(refused)
+    result.dead += refused
+    result.dead_letters += len(refused)
     if written.shred and not dry_run:
         # Records of calls erased before (a replay from Capture, a late record): their new
         # copies lose their keys at once, so erasure stays erasure.
@@ -298,8 +296,7 @@ def park_batch(events: Sequence[EventIn], cfg: Config, store: Store, reason: str
     (deadletters.raw_dead_letter), so whatever made the batch fail cannot make parking fail too.
     Raises if storage refuses."""
     policy = policy_for(cfg)
-    for event in events:
-        store.put_dead_letter(deadletters.raw_dead_letter(policy, event, None, reason))
+    store.put_dead_letters([deadletters.raw_dead_letter(policy, e, None, reason) for e in events])
     return len(events)
 
 

@@ -165,8 +165,9 @@ DEAD_LETTER_MAGIC = b"aoai-audit sealed dead letter v1\n"
 
 
 def seal_dead_letter(key: bytes, wrapped: bytes, kek_id: str, body: bytes) -> bytes:
-    """A dead letter's body under a data key of its own, that key wrapped by the KEK and kept
-    beside it (dead letters are not on the WORM archive: erasing one deletes its blob)."""
+    """A dead letter's body under a data key (one per batch's dead letters), that key wrapped
+    by the KEK and kept beside it (dead letters are not on the WORM archive: erasing one
+    deletes its blob, not its key)."""
     nonce = os.urandom(NONCE_BYTES)
     header = orjson.dumps(
         {"alg": ALGORITHM, "kek": kek_id, "key": base64.b64encode(wrapped).decode()}

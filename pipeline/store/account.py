@@ -21,8 +21,9 @@ from pipeline.model import DeadLetter
 from pipeline.protect import encryption
 from pipeline.protect.archive import ArchiveBlob
 from pipeline.settings import AZURITE_ACCOUNT, AZURITE_CONNECTION, Config, SettingsError
-from pipeline.store import blobs
+from pipeline.store import blobs, threads
 from pipeline.store.audit import AuditTable
+from pipeline.store.deadletters import dead_letter_blob
 from pipeline.store.kek import kek_from
 from pipeline.store.keys import ArchiveKeys
 from pipeline.store.merge import WriteStats
@@ -152,14 +153,26 @@ class Store:
             content_type="application/gzip",
         )
 
-    def put_dead_letter(self, dead: DeadLetter) -> bool:
-        seal = self._seal_dead_letter if self.cfg.archive_encryption else None
-        return blobs.put_dead_letter(self.retry, self.deadletters, dead, seal)
+    def put_dead_letters(self, deads: Sequence[DeadLetter]) -> int:
+        """Create the dead letters' blobs side by side (a batch of junk events makes one each:
+        one after the other, a round trip each); how many were new. Sealed, they share one
+        data key, wrapped once: a Key Vault request per batch, not per dead letter."""
+        if not deads:
+            return 0
+        seal = self._dead_letter_seal() if self.cfg.archive_encryption else None
+        made = [dead_letter_blob(d) for d in deads]
+        created = sum(
+            threads.each(
+                lambda b: blobs.put_dead_letter(self.retry, self.deadletters, b, seal), made
+            )
+        )
+        blobs.log_dead_letters(made)
+        return created
 
-    def _seal_dead_letter(self, body: bytes) -> bytes:
+    def _dead_letter_seal(self) -> Callable[[bytes], bytes]:
         key = encryption.new_key()
         kek_id, wrapped = self.keys.kek.wrap(key)
-        return encryption.seal_dead_letter(key, wrapped, kek_id, body)
+        return lambda body: encryption.seal_dead_letter(key, wrapped, kek_id, body)
 
     def open_dead_letter(self, data: bytes, *, sealed: bool) -> bytes:
         """A dead letter's content as stored before sealing. Only one we sealed (its metadata

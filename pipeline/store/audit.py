@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from azure.core import MatchConditions
@@ -30,7 +28,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from pipeline.call.join import CallState
-from pipeline.store import limits, merge, rows
+from pipeline.store import limits, merge, rows, threads
 from pipeline.store.merge import Edge, EdgeWindow, WriteStats
 from pipeline.store.retry import RetryPolicy
 from pipeline.store.rows import Row
@@ -224,7 +222,7 @@ class AuditTable:
             return pk, (self.fetch(pk, sorted(there)) if there else {})
 
         found: dict[tuple[str, str], Any] = {}
-        for pk, stored in _writers().map(look, merge.edge_windows(edge).items()):
+        for pk, stored in threads.each(look, merge.edge_windows(edge).items()):
             for rk, current in stored.items():
                 found[(pk, rk)] = current
         return found
@@ -355,26 +353,9 @@ def _window_query(pk: str, window: EdgeWindow) -> tuple[str, dict[str, Any]]:
 def _run(tasks: list[Callable[[], WriteStats]]) -> WriteStats:
     """Run the partitions' writes, side by side when there are several; their stats summed."""
     stats = WriteStats()
-    if len(tasks) == 1:
-        stats.add(tasks[0]())
-    elif tasks:
-        for result in _writers().map(lambda task: task(), tasks):
-            stats.add(result)
+    for result in threads.each(lambda task: task(), tasks):
+        stats.add(result)
     return stats
-
-
-_WRITERS: ThreadPoolExecutor | None = None
-_WRITERS_LOCK = threading.Lock()
-
-
-def _writers() -> ThreadPoolExecutor:
-    """Threads for a batch's partitions: requests wait on the network, not the GIL. Created
-    once per process (a Function instance runs one batch per partition lease at a time)."""
-    global _WRITERS
-    with _WRITERS_LOCK:
-        if _WRITERS is None:
-            _WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="audit-write")
-        return _WRITERS
 
 
 # What Table storage answers when a row (or the transaction's size) is past one of its limits

@@ -8,14 +8,14 @@ would write is already there, and the write says so instead of replacing it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from pipeline.model import DeadLetter
 from pipeline.protect import encryption
-from pipeline.store.deadletters import dead_letter_blob, restated
+from pipeline.store.deadletters import DeadLetterBlob, restated
 from pipeline.store.retry import RetryPolicy
 
 log = logging.getLogger("pipeline.store.blobs")
@@ -48,12 +48,11 @@ def create(
 def put_dead_letter(
     retry: RetryPolicy,
     container: ContainerClient,
-    dead: DeadLetter,
+    b: DeadLetterBlob,
     seal: Callable[[bytes], bytes] | None = None,
 ) -> bool:
     """Create the dead letter's blob (its content sealed by `seal`, when given); False when it
     already existed, and then its metadata says why it failed this time."""
-    b = dead_letter_blob(dead)
     data, metadata = b.data, b.metadata
     if seal is not None:
         data, metadata = seal(b.data), {**b.metadata, "sealed": encryption.ALGORITHM}
@@ -64,8 +63,25 @@ def put_dead_letter(
         meta = restated(old, b.metadata)
         if meta is not None:
             retry.call(lambda: client.set_blob_metadata(meta))
-    log.warning("dead letter %s: %s (%s)", b.name, b.metadata["reason"], b.metadata.get("origin"))
     return created
+
+
+# Dead letters of a batch logged one by one; the others in one line, by reason: a flood of
+# junk events must not become a flood of log lines (each one ingested and billed).
+LOGGED_DEAD_LETTERS = 20
+
+
+def log_dead_letters(made: Sequence[DeadLetterBlob]) -> None:
+    for b in made[:LOGGED_DEAD_LETTERS]:
+        log.warning("dead letter %s: %s (%s)", b.name, b.metadata["reason"], b.metadata["origin"])
+    rest = made[LOGGED_DEAD_LETTERS:]
+    if rest:
+        reasons = Counter(b.metadata["reason"] for b in rest).most_common(5)
+        log.warning(
+            "%d more dead letters in this batch, most for: %s",
+            len(rest),
+            "; ".join(f"{reason[:200]} ({n})" for reason, n in reasons),
+        )
 
 
 def read_range(
