@@ -197,6 +197,24 @@ MUTATIONS = [
         (ERASURE + "test_sealed_dead_letters_replay_and_a_wrong_kek_loses_nothing",),
     ),
     Mutation(
+        "hostile: the midnight look-up pages through a neighbouring day's whole window",
+        "pipeline/store/audit.py",
+        "EDGE_PAGES = 2\n",
+        "EDGE_PAGES = 10**9\n",
+        (
+            "tests/test_midnight.py::test_a_call_whose_records_are_years_apart_reads_no_days_traffic",
+        ),
+    ),
+    Mutation(
+        "hostile: a window past its pages falls back to nothing (calls across midnight not found)",
+        "pipeline/store/audit.py",
+        "                return pk, self.fetch(pk, sorted(window.keys))\n",
+        "                return pk, {}\n",
+        (
+            "tests/test_midnight.py::test_a_call_whose_records_are_years_apart_reads_no_days_traffic",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -13,10 +13,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from pipeline.ingest.batch import process_batch
 from pipeline.model import EventIn
 from pipeline.settings import Config
-from pipeline.store import merge
+from pipeline.store import audit, merge
 from pipeline.store.account import Store
 from pipeline.store.rows import entities
 from tests.fixtures import apim, sources
@@ -166,3 +168,43 @@ def test_a_row_outside_the_window_is_not_read(cfg: Config, store: Store) -> None
     assert store.audit_rows.edge_keys(pk, wide) == {
         k for k, e in stored.items() if e["PartitionKey"] == pk
     }
+
+
+def test_a_call_whose_records_are_years_apart_reads_no_days_traffic(
+    cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any sender can write a call whose gateway record is in 2016 and its LLM-log header a
+    second before midnight: the neighbouring day's window then spans that whole day, and
+    paging through it cost a read per 1,000 of its rows in every batch that carried the call.
+    Past EDGE_PAGES pages the batch's calls are looked up by key: a call that really crosses
+    midnight still ends as one row."""
+    monkeypatch.setattr(audit, "EDGE_PAGE", 25)  # the bound in pages of 25 rows, not 1,000
+    day = MIDNIGHT - timedelta(days=1)
+    rng = random.Random(7)
+    traffic = [
+        gateway_at(apim.new_id(f"busy-{i}"), day + timedelta(seconds=rng.uniform(0, 86_000)))
+        for i in range(1_200)
+    ]
+    crossing = apim.new_id("crossing")
+    traffic.append(sources.llm_header(crossing, time=stamp(MIDNIGHT - timedelta(seconds=1))))
+    events = [EventIn(apim.envelope(*traffic[i : i + 50]), sequence=i) for i in range(0, 1201, 50)]
+    assert process_batch(events, cfg, store).calls == 1_201
+    counter = Reads()
+    counted = Store(cfg, raw_request_hook=counter)
+    forged = [
+        r
+        for cid in ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff")
+        for r in (
+            gateway_at(cid, datetime(2016, 1, 1, 12, tzinfo=UTC)),
+            sources.llm_header(cid, time=stamp(MIDNIGHT - timedelta(seconds=1))),
+        )
+    ]
+    late = gateway_at(crossing, MIDNIGHT + timedelta(seconds=1))
+    process_batch([EventIn(apim.envelope(*forged, late), sequence=9_000)], cfg, counted)
+    # The busy day's partition: EDGE_PAGES pages, then a key query (paging through it: 24
+    # pages); the next day's, empty: a page. The crossing call's row is merged, not re-read.
+    assert counter.reads <= 6, counter.counts
+    rows = all_rows(store)
+    assert crossing in rows and rows[crossing]["Sources"] == "gateway,llm"
+    assert sum(1 for k in rows if k == crossing) == 1
+    assert len(rows) == 1_203

@@ -8,8 +8,9 @@
    rows that changed are written, with their ETag, so concurrent writers never lose updates.
 3. Calls near midnight are first looked up on the neighbouring day (merge.py, the day edge):
    per batch, one query per neighbouring partition (its rows in the batch's RowKey range and
-   CallTime window, RowKey only; a page per 1,000 such rows), then a read of the rows it
-   found among the batch's calls (≤ 14 keys per query), those that really cross midnight.
+   CallTime window, RowKey only; a page per 1,000 such rows, at most EDGE_PAGES: past them
+   the batch's calls are looked up by key), then a read of the rows it found among the
+   batch's calls (≤ 14 keys per query), those that really cross midnight.
 4. Calls keyed by their response id (records without an APIM correlation id, `KeyedBy`) join
    the row whose ResponseId they are when the KPI job rolls their day up (`join_twins`): one
    filtered query per day finds them; only when there are some is the day's ResponseId
@@ -35,6 +36,9 @@ from pipeline.store.rows import Row
 
 KEYS_PER_QUERY = 14  # Azure: ≤ 15 comparisons per filter; one is the PartitionKey
 EDGE_PAGE = 1000  # Azure returns at most 1,000 entities per query response
+# Pages of a neighbouring partition's window read before its calls are looked up by key
+# instead (⌈calls/14⌉ queries): what the batch's own calls cost, not the day's traffic.
+EDGE_PAGES = 2
 MERGE_ATTEMPTS = 8
 
 log = logging.getLogger(__name__)
@@ -218,6 +222,8 @@ class AuditTable:
         def look(item: tuple[str, EdgeWindow]) -> tuple[str, dict[str, Any]]:
             pk, window = item
             there = self.edge_keys(pk, window)
+            if there is None:  # a window of more rows than it may read: the keys instead
+                return pk, self.fetch(pk, sorted(window.keys))
             # Usually empty: no record of these calls was stored on that day.
             return pk, (self.fetch(pk, sorted(there)) if there else {})
 
@@ -227,22 +233,30 @@ class AuditTable:
                 found[(pk, rk)] = current
         return found
 
-    def edge_keys(self, pk: str, window: EdgeWindow) -> set[str]:
+    def edge_keys(self, pk: str, window: EdgeWindow) -> set[str] | None:
         """Which of `window.keys` have a row in partition `pk`: one query (a page per 1,000
-        rows of the window), the RowKey alone returned, not the rows."""
+        rows of the window), the RowKey alone returned, not the rows. None past EDGE_PAGES
+        pages: the window is wider than calls near midnight make it (a sender's call whose
+        records are days apart spans the whole day), and paging through a day's rows would
+        cost the batch a read per 1,000 rows of someone else's traffic."""
         query, params = _window_query(pk, window)
+
+        def scan() -> set[str] | None:
+            pages = self.table.query_entities(
+                query, parameters=params, select=["RowKey"], results_per_page=EDGE_PAGE
+            ).by_page()
+            keys: set[str] = set()
+            for n, page in enumerate(pages, 1):
+                keys.update(e["RowKey"] for e in page)
+                if n >= EDGE_PAGES and pages.continuation_token:
+                    return None
+            return keys
+
         try:
-            keys = self.retry.call(
-                lambda: [
-                    e["RowKey"]
-                    for e in self.table.query_entities(
-                        query, parameters=params, select=["RowKey"], results_per_page=EDGE_PAGE
-                    )
-                ]
-            )
+            keys = self.retry.call(scan)
         except ResourceNotFoundError:
             return set()  # no table yet (a dry run on a new account): no rows in it
-        return window.keys.intersection(keys)
+        return None if keys is None else window.keys.intersection(keys)
 
     def _merge_across_days(
         self, state: CallState, day: str, current: Any, dry_run: bool
