@@ -215,6 +215,13 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "hostile: an event's records read whatever the number of days they name",
+        "pipeline/ingest/plan.py",
+        "    if len(days) > cfg.max_days:\n",
+        "    if False:\n",
+        (H + "test_an_event_whose_records_span_many_days_is_one_dead_letter",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",
@@ -588,8 +595,8 @@ MUTATIONS = [
     Mutation(
         "hostile: bad records not collapsed into one dead letter",
         "pipeline/ingest/plan.py",
-        "    if plan.event_dead > MAX_DEAD_PER_EVENT:\n",
-        "    if False:\n",
+        "        if plan.event_dead <= MAX_DEAD_PER_EVENT:\n",
+        "        if True:\n",
         (MANY_BAD,),
     ),
     Mutation(

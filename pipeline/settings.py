@@ -196,6 +196,13 @@ SETTINGS: tuple[Setting, ...] = (
         "`replay --from-deadletter`).",
     ),
     Setting(
+        "MAX_DAYS_PER_EVENT",
+        "3",
+        "Distinct days an event's records may name and still be read record by record (APIM "
+        "writes an event's records minutes apart: 2 across a midnight); a wider one is "
+        "dead-lettered whole (raise it, then `replay --from-deadletter`).",
+    ),
+    Setting(
         "PREVIEW_CHARS",
         "100",
         "Characters kept in PromptPreview and CompletionPreview (0-2000).",
@@ -351,6 +358,7 @@ class Config:
     caller_ip_mode: str = "keep"
     storage_retries: int = 6
     max_records: int = 2_500
+    max_days: int = 3
     prompt_capture: str = "redacted"
     archive_capture: str = "redacted"
     prompt_hash_key: str = ""
@@ -420,6 +428,7 @@ class Config:
             caller_ip_mode=_choice(env, "CALLER_IP_MODE", ("keep", "hash", "drop")),
             storage_retries=_int(env, "STORAGE_RETRIES", 0, 20),
             max_records=_int(env, "MAX_RECORDS_PER_EVENT", 1, 1_000_000),
+            max_days=_int(env, "MAX_DAYS_PER_EVENT", 1, 100_000),
             prompt_capture=_str(env, "PROMPT_CAPTURE").lower(),
             archive_capture=_str(env, "ARCHIVE_CAPTURE").lower(),
             prompt_hash_key=env.get("PROMPT_HASH_KEY", ""),

@@ -350,6 +350,41 @@ def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Conf
     assert again.reason.startswith(f"{cfg.max_records + 1} records of this event")
 
 
+def test_an_event_whose_records_span_many_days_is_one_dead_letter(
+    store: Store, cfg: Config
+) -> None:
+    """Each day is a partition, each partition a transaction: a sender's event of records on
+    40 days cost 40 requests (2,500 days: 2,500 requests, 18 s). Past MAX_DAYS_PER_EVENT
+    days it is one dead letter, whole; an event across a midnight is read as ever."""
+    cfg = replace(cfg, archive_capture="full")  # to compare bytes
+    spread = envelope(
+        *(
+            apim.gateway(
+                apim.new_id(f"spread-{d}"),
+                time=f"2024-{1 + d // 28:02d}-{1 + d % 28:02d}T12:00:00Z",
+            )
+            for d in range(40)
+        )
+    )
+    midnight = envelope(
+        apim.gateway(apim.new_id("late"), time="2025-03-04T23:59:58.9000000Z"),
+        apim.gateway(apim.new_id("early"), time="2025-03-05T00:00:01.1000000Z"),
+    )
+    sent: Counter[str] = Counter()
+    counted = Store(cfg, raw_request_hook=lambda r: sent.update([r.http_request.method]))
+    result = process_batch([ev(spread, 1), ev(midnight, 2)], cfg, counted)
+    assert sorted(rows(store)) == sorted([apim.new_id("late"), apim.new_id("early")])
+    ((body, meta),) = dead_letters(store)
+    assert body == spread and result.dead_letters == 1
+    assert "name 40 days, more than the 3" in meta["reason"]
+    assert "MAX_DAYS_PER_EVENT" in meta["reason"]
+    # The two calls' partitions (two days, shards), an archive blob, a dead letter, the look-up
+    # across midnight: not a transaction per day the sender names.
+    assert sum(sent.values()) <= 12, sent
+    raised = replace(cfg, max_days=40)
+    assert len(transform([ev(spread, 1)], raised).plan.states) == 40
+
+
 def test_a_batch_of_junk_events_is_written_side_by_side_and_logged_in_bounded_lines(
     store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -125,19 +125,33 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) 
         plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason))
         return
     first_dead, plan.event_dead = len(plan.dead), 0
+    accepted: list[Accepted] = []
     for index, record in enumerate(env.records):
         plan.records += 1
         received = Received(event, index, record, env.enveloped, nested=index in env.nested)
-        _guarded(plan, received, cfg, policy)
-    if plan.event_dead > MAX_DEAD_PER_EVENT:
+        _guarded(plan, received, cfg, policy, accepted.append)
+    days = {a.frag.facts.call_time.date() for a in accepted if a.frag.facts.call_time}
+    if len(days) > cfg.max_days:
+        # Each day is a partition of the audit table, and each partition a transaction: a
+        # sender's event of 2,500 records on as many days cost 2,500 requests (18 s).
+        reason = (
+            f"records of this event name {len(days)} days, more than the {cfg.max_days} of "
+            "an event of APIM logs (its records are minutes apart): not read record by "
+            "record (MAX_DAYS_PER_EVENT)"
+        )
+    else:
+        for a in accepted:
+            _commit(plan, a)
+        if plan.event_dead <= MAX_DEAD_PER_EVENT:
+            return
         # One dead letter for the event, not one per record: the event's bytes hold them all,
         # and a crafted event of thousands of bad records costs one blob, not thousands.
         first = plan.dead[first_dead].reason
-        del plan.dead[first_dead:]
         reason = (
             f"{plan.event_dead} records of this event could not become rows (the first: {first})"
         )
-        plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason[:1000]))
+    del plan.dead[first_dead:]
+    plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason[:1000]))
 
 
 def _plan_unreadable(
@@ -155,19 +169,45 @@ def _plan_unreadable(
         )
         return
     plan.records += 1
-    _guarded(plan, Received(event, 0, salvaged, False, cut_message=event.body), cfg, policy)
+    received = Received(event, 0, salvaged, False, cut_message=event.body)
+    _guarded(plan, received, cfg, policy, lambda a: _commit(plan, a))
 
 
-def _guarded(plan: Plan, received: Received, cfg: Config, policy: CapturePolicy) -> None:
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A record that became a fragment of a call, before it joins the plan (its event may
+    still be dead-lettered whole: see _plan_event)."""
+
+    cid: str
+    frag: Fragment
+    received: Received
+    by_response: bool
+    # String chunks of a split LLM-log message: ("request"|"response", sequence, chunk).
+    chunks: tuple[tuple[str, int, str], ...] = ()
+
+
+def _guarded(
+    plan: Plan,
+    received: Received,
+    cfg: Config,
+    policy: CapturePolicy,
+    accept: Callable[[Accepted], None],
+) -> None:
     """The record boundary. The record's Masker (its redaction memo) ends with it."""
     masker = Masker(policy)
     try:
-        _plan_record(plan, received, cfg, masker)
+        _plan_record(plan, received, cfg, masker, accept)
     except Exception as exc:  # noqa: BLE001 - the record boundary (see contain)
         contain(plan, policy, received.event, exc, received, masker)
 
 
-def _plan_record(plan: Plan, received: Received, cfg: Config, masker: Masker) -> None:
+def _plan_record(
+    plan: Plan,
+    received: Received,
+    cfg: Config,
+    masker: Masker,
+    accept: Callable[[Accepted], None],
+) -> None:
     try:
         parsed = records.parse(received, cfg)
         cid = records.facts(parsed, received.event, cfg)
@@ -180,23 +220,27 @@ def _plan_record(plan: Plan, received: Received, cfg: Config, masker: Masker) ->
         return
     protected = records.protect(parsed, received, masker)
     frag = records.fragment(parsed, protected, received, masker.policy)
-    _add(plan, cid, frag, received, by_response=parsed.read.by_response)
+    chunks: tuple[tuple[str, int, str], ...] = ()
     llm = parsed.read.llm
     if llm is not None and not llm.header:
-        for name, value in (("request", llm.request_messages), ("response", llm.response_messages)):
-            if isinstance(value, str) and value:
-                plan.llm_chunks.setdefault((cid, name), []).append((llm.sequence, value))
+        messages = (("request", llm.request_messages), ("response", llm.response_messages))
+        chunks = tuple(
+            (name, llm.sequence, value)
+            for name, value in messages
+            if isinstance(value, str) and value
+        )
+    accept(Accepted(cid, frag, received, parsed.read.by_response, chunks))
 
 
-def _add(
-    plan: Plan, cid: str, frag: Fragment, received: Received, *, by_response: bool = False
-) -> None:
-    state = plan.states.get(cid)
+def _commit(plan: Plan, a: Accepted) -> None:
+    state = plan.states.get(a.cid)
     if state is None:
-        state = plan.states[cid] = CallState(Call(cid, keyed_by_response=by_response))
-    add_fragment(state, frag)
-    plan.origins.setdefault(cid, []).append((received.event, received.index))
+        state = plan.states[a.cid] = CallState(Call(a.cid, keyed_by_response=a.by_response))
+    add_fragment(state, a.frag)
+    plan.origins.setdefault(a.cid, []).append((a.received.event, a.received.index))
     plan.accepted += 1
+    for name, sequence, chunk in a.chunks:
+        plan.llm_chunks.setdefault((a.cid, name), []).append((sequence, chunk))
 
 
 def contain(
