@@ -222,6 +222,20 @@ MUTATIONS = [
         (H + "test_an_event_whose_records_span_many_days_is_one_dead_letter",),
     ),
     Mutation(
+        "hostile: a refused call's records dead-lettered as a copy of their event each",
+        "pipeline/ingest/batch.py",
+        "            first.setdefault(id(event), (event, index, code))\n",
+        "            first.setdefault(id(event) + index, (event, index, code))\n",
+        (LIMITS + "::test_a_row_table_storage_refuses_is_dead_lettered_and_the_rest_stored",),
+    ),
+    Mutation(
+        "hostile: a call whose row cannot be built dead-letters its event once per record",
+        "pipeline/ingest/batch.py",
+        "                if id(event) not in seen:\n                    seen.add(id(event))\n",
+        "                if True:\n",
+        (H + "test_a_row_that_cannot_be_built_dead_letters_its_records_not_the_batch",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -281,7 +281,8 @@ def test_a_row_that_cannot_be_built_dead_letters_its_records_not_the_batch(
 
     monkeypatch.setattr(rows_module, "to_entity", failing)
     cfg = replace(cfg, archive_capture="full")
-    event = apim.envelope(*ordinary(2), apim.gateway(bad_id))
+    # Two records of the call in one event: one dead letter of the event (its bytes hold both).
+    event = apim.envelope(*ordinary(2), apim.gateway(bad_id), sources.llm_header(bad_id))
     result = process_batch([ev(event)], cfg, store)
     assert len(rows(store)) == 2 and bad_id not in rows(store)
     ((body, meta),) = dead_letters(store)
