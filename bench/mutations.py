@@ -236,6 +236,13 @@ MUTATIONS = [
         (H + "test_a_row_that_cannot_be_built_dead_letters_its_records_not_the_batch",),
     ),
     Mutation(
+        "hostile: a batch's archive claims read one after the other",
+        "pipeline/ingest/archived.py",
+        "    return list(threads.each(lambda e: _checked(e, store), events))\n",
+        "    return [_checked(e, store) for e in events]\n",
+        (H + "test_forged_claims_on_every_event_are_checked_side_by_side",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -386,11 +386,8 @@ def test_an_event_whose_records_span_many_days_is_one_dead_letter(
     assert len(transform([ev(spread, 1)], raised).plan.states) == 40
 
 
-def test_a_batch_of_junk_events_is_written_side_by_side_and_logged_in_bounded_lines(
-    store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Any sender can make every event of a batch a dead letter (one blob each): one after
-    the other they would cost a round trip each, and a log line each."""
+def in_flight(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The most storage requests of `store` in flight at once, as they run (a list of one)."""
     flying, peak = [0], [0]
     call = store.retry.call
     lock = threading.Lock()
@@ -406,6 +403,15 @@ def test_a_batch_of_junk_events_is_written_side_by_side_and_logged_in_bounded_li
                 flying[0] -= 1
 
     monkeypatch.setattr(store.retry, "call", counted)
+    return peak
+
+
+def test_a_batch_of_junk_events_is_written_side_by_side_and_logged_in_bounded_lines(
+    store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any sender can make every event of a batch a dead letter (one blob each): one after
+    the other they would cost a round trip each, and a log line each."""
+    peak = in_flight(store, monkeypatch)
     junk = [ev(b"not an event %d" % i, i) for i in range(60)]
     with caplog.at_level("WARNING", logger="pipeline.store.blobs"):
         result = process_batch([ev(apim.envelope(*ordinary(1)), 99), *junk], cfg, store)
@@ -637,6 +643,22 @@ def test_a_forged_archived_property_is_not_honoured(store: Store, cfg: Config) -
         assert (row["RawBlob"], row["RawOffset"]) != (real_ptr.blob, real_ptr.offset), label
         data = store.read_range(store.archive, row["RawBlob"], row["RawOffset"], row["RawLength"])
         assert open_member(data, row["RawSha256"])["correlationId"] == cid, label
+
+
+def test_forged_claims_on_every_event_are_checked_side_by_side(
+    store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim costs a ranged read, and any sender can put one on every event: a batch's
+    claims are read side by side, not a round trip each one after the other."""
+    missing = RawPointer("2025/03/04/10/" + "0" * 40 + ".jsonl.gz", 0, 100, "0" * 64)
+    ids = [apim.new_id(f"claimed-{i}") for i in range(40)]
+    events = [archived_event(apim.envelope(apim.gateway(cid)), missing, "r" * 32) for cid in ids]
+    peak = in_flight(store, monkeypatch)
+    checked = verify_archived(events, store)
+    assert peak[0] > 1
+    assert [e.archived for e in checked] == [None] * 40  # none honoured, in order
+    process_batch(events, cfg, store)
+    assert sorted(rows(store)) == sorted(ids)
 
 
 @pytest.mark.parametrize("claim", ["odd-name", "wrong-hash"])
