@@ -243,6 +243,28 @@ MUTATIONS = [
         (H + "test_forged_claims_on_every_event_are_checked_side_by_side",),
     ),
     Mutation(
+        "trust: X-Forwarded-For believed whoever sent it (no TRUSTED_PROXIES check)",
+        "pipeline/sources/origin.py",
+        "    if peer is None or not forwarded_for or not _among(peer, proxies):\n",
+        "    if peer is None or not forwarded_for:\n",
+        (
+            H + "test_a_clients_forwarded_for_names_no_caller_unless_a_trusted_proxy_wrote_it",
+            "tests/test_parsing.py::"
+            "test_the_client_is_what_apim_saw_or_what_a_trusted_proxy_appended",
+        ),
+    ),
+    Mutation(
+        "trust: X-Forwarded-For read from the left (the client's own entries first)",
+        "pipeline/sources/origin.py",
+        '    for entry in reversed(forwarded_for[-_MAX_FORWARDED:].split(",")):\n',
+        '    for entry in forwarded_for[-_MAX_FORWARDED:].split(","):\n',
+        (
+            H + "test_a_clients_forwarded_for_names_no_caller_unless_a_trusted_proxy_wrote_it",
+            "tests/test_parsing.py::"
+            "test_the_client_is_what_apim_saw_or_what_a_trusted_proxy_appended",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -9,6 +9,7 @@ code; they are listed so that deployments and local runs set them too.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -183,6 +184,14 @@ SETTINGS: tuple[Setting, ...] = (
         "PROMPT_HASH_KEY) or drop.",
     ),
     Setting(
+        "TRUSTED_PROXIES",
+        "",
+        "Comma-separated addresses or CIDR ranges of the proxies in front of APIM "
+        "(Application Gateway's subnet, Front Door's ranges): when APIM's caller is one of "
+        "them, CallerIp is read from X-Forwarded-For, from the right, past them. Empty: "
+        "CallerIp is the address APIM saw (a client can write any X-Forwarded-For).",
+    ),
+    Setting(
         "STORAGE_RETRIES",
         "6",
         "Retries of a storage request that failed transiently (throttling, 5xx, timeouts, "
@@ -327,6 +336,8 @@ class Capture:
 Pattern = tuple[str, re.Pattern[str]]
 # Overrides by name, in the order the setting lists them (tuples: a Config stays hashable).
 Overrides = tuple[tuple[str, Capture], ...]
+# The proxies in front of APIM (TRUSTED_PROXIES).
+Proxies = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +367,7 @@ class Config:
     preview_chars: int = 100
     trust_bearer: bool = True
     caller_ip_mode: str = "keep"
+    trusted_proxies: str = ""
     storage_retries: int = 6
     max_records: int = 2_500
     max_days: int = 3
@@ -373,6 +385,7 @@ class Config:
     capture_by_subscription: Overrides = field(init=False, compare=False, repr=False)
     capture_by_product: Overrides = field(init=False, compare=False, repr=False)
     custom_patterns: tuple[Pattern, ...] = field(init=False, compare=False, repr=False)
+    proxies: Proxies = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         default = Capture(
@@ -397,6 +410,7 @@ class Config:
         object.__setattr__(self, "capture_by_subscription", by_subscription)
         object.__setattr__(self, "capture_by_product", by_product)
         object.__setattr__(self, "custom_patterns", patterns)
+        object.__setattr__(self, "proxies", _proxies(self.trusted_proxies))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -426,6 +440,7 @@ class Config:
             preview_chars=_int(env, "PREVIEW_CHARS", 0, 2000),
             trust_bearer=_bool(env, "CALLER_FROM_BEARER"),
             caller_ip_mode=_choice(env, "CALLER_IP_MODE", ("keep", "hash", "drop")),
+            trusted_proxies=_str(env, "TRUSTED_PROXIES"),
             storage_retries=_int(env, "STORAGE_RETRIES", 0, 20),
             max_records=_int(env, "MAX_RECORDS_PER_EVENT", 1, 1_000_000),
             max_days=_int(env, "MAX_DAYS_PER_EVENT", 1, 100_000),
@@ -472,6 +487,19 @@ def _export_target(raw: str) -> str:
             "3-63 lower-case letters, digits and hyphens)"
         )
     return raw
+
+
+def _proxies(raw: str) -> Proxies:
+    """TRUSTED_PROXIES read: each comma-separated item an IPv4 or IPv6 address or range."""
+    out = []
+    for i, item in enumerate(x.strip() for x in raw.split(",") if x.strip()):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"TRUSTED_PROXIES: item {i + 1} ({item[:60]!r}) is not an address or a CIDR range"
+            ) from None
+    return tuple(out)
 
 
 def _webhooks(raw: str) -> str:

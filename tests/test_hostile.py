@@ -789,6 +789,32 @@ def test_policy_claims_of_a_successful_call_are_kept(store: Store, cfg: Config) 
     assert rows(store)[cid]["CallerAppId"] == "8f0e2b1c-1111-4a2b-9c3d-5e6f7a8b9c0d"
 
 
+def test_a_clients_forwarded_for_names_no_caller_unless_a_trusted_proxy_wrote_it(
+    store: Store, cfg: Config
+) -> None:
+    """X-Forwarded-For is a request header: any client writes one. CallerIp is the address
+    APIM saw; only behind a proxy of TRUSTED_PROXIES is the header read, from the right, as
+    far as that proxy's own entry (the client's first entries are never believed). The same
+    for the gateway log and our policy message."""
+    forged = "6.6.6.6, 198.51.100.23"  # the client wrote 6.6.6.6; the gateway appended the rest
+
+    def batch(tag: str, proxy: str) -> tuple[str, str]:
+        gw = apim.gateway(apim.new_id(f"xff-gw-{tag}"), callerIpAddress=proxy)
+        gw["properties"]["requestHeaders"] = {"X-Forwarded-For": forged}
+        msg = orjson.loads(sources.policy_message(apim.new_id(f"xff-policy-{tag}")))
+        msg.update(callerIp=proxy, forwardedFor=forged)
+        process_batch([ev(apim.envelope(gw), 1), ev(orjson.dumps(msg), 2)], cfg, store)
+        return gw["correlationId"], msg["correlationId"]
+
+    for cid in batch("direct", "203.0.113.10"):  # no proxy trusted: what APIM saw
+        assert rows(store)[cid]["CallerIp"] == "203.0.113.10"
+    cfg = replace(cfg, trusted_proxies="10.0.0.0/24")
+    for cid in batch("behind", "10.0.0.4"):
+        assert rows(store)[cid]["CallerIp"] == "198.51.100.23"
+    for cid in batch("not-a-proxy", "203.0.113.10"):  # the header is the client's word
+        assert rows(store)[cid]["CallerIp"] == "203.0.113.10"
+
+
 # --- dead letters follow the owner's capture ----------------------------------------------------
 
 

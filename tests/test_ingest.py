@@ -272,7 +272,7 @@ def test_credentials_are_never_stored(store: Store, cfg: Config) -> None:
     process_batch([ev(apim.envelope(rec)), ev(apim.envelope(bad))], cfg, store)
 
     row = all_rows(store)[rec["correlationId"]]
-    assert row["CallerIp"] == "198.51.100.23"  # first X-Forwarded-For entry
+    assert row["CallerIp"] == "203.0.113.10"  # what APIM saw: the header is the client's word
     stored = [orjson.dumps(comparable(row), default=str)]
     stored += [
         gzip.decompress(store.archive.download_blob(b.name).readall())

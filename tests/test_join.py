@@ -162,7 +162,7 @@ def scenario() -> tuple[list[tuple[str, dict[str, Any] | bytes]], dict[str, dict
             TokensSource="reported",
             PromptTokens=29,
             CallerAppId="8f0e2b1c-1111-4a2b-9c3d-5e6f7a8b9c0d",
-            CallerIp="198.51.100.23",
+            CallerIp="10.0.0.4",  # what APIM saw: no proxy is trusted (TRUSTED_PROXIES)
             BackendId="aoai-weu",
             DurationMs=1840,
             Deployment="chat-prod",

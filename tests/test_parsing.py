@@ -13,6 +13,7 @@ from pipeline.call.attribution import authorization_of
 from pipeline.call.bodies import parse_body, repair_truncated
 from pipeline.call.exchange import interpret
 from pipeline.common.timestamps import parse_time
+from pipeline.settings import Config, SettingsError
 from pipeline.sources.envelope import EnvelopeError, category_of, flatten, open_envelope
 from pipeline.sources.origin import apim_service, client_ip, region_name, service_name
 from pipeline.store import rows
@@ -60,21 +61,46 @@ def test_the_authorization_header_is_found_in_the_record_or_its_properties() -> 
     assert authorization_of({"requestHeaders": {"x-other": "v"}}) is None
 
 
+# An Application Gateway's subnets.
+GATEWAY = Config(trusted_proxies="10.0.0.0/24, 2001:db8:f::/48").proxies
+
+
 @pytest.mark.parametrize(
-    ("forwarded", "caller", "client"),
+    ("forwarded", "caller", "proxies", "client"),
     [
-        ("198.51.100.23, 10.0.0.4", "10.0.0.4", "198.51.100.23"),
-        ("203.0.113.7:53120", None, "203.0.113.7"),
-        ("[2001:db8::1]:443", None, "2001:db8::1"),
-        ("2001:db8::2", None, "2001:db8::2"),
-        (None, "192.0.2.1", "192.0.2.1"),
-        (" , 10.0.0.4", "192.0.2.1", "192.0.2.1"),
+        # No proxy trusted (the default): what APIM saw, whatever a client writes.
+        ("198.51.100.23, 10.0.0.4", "10.0.0.4", (), "10.0.0.4"),
+        ("203.0.113.66", "192.0.2.1", (), "192.0.2.1"),
+        ("203.0.113.7:53120", None, (), None),
+        (None, "192.0.2.1", (), "192.0.2.1"),
+        # Behind the gateway: the address it appended, ports and brackets read.
+        ("198.51.100.23, 10.0.0.4", "10.0.0.4", GATEWAY, "198.51.100.23"),
+        ("203.0.113.7:53120", "10.0.0.4", GATEWAY, "203.0.113.7"),
+        ("[2001:db8::1]:443", "2001:db8:f::9", GATEWAY, "2001:db8::1"),
+        ("2001:db8::2", "::ffff:10.0.0.9", GATEWAY, "2001:db8::2"),
+        # A client's own X-Forwarded-For comes first: never read past the gateway's entry.
+        ("10.9.9.9, 198.51.100.23", "10.0.0.4", GATEWAY, "198.51.100.23"),
+        ("10.0.0.7, 198.51.100.23", "10.0.0.4", GATEWAY, "198.51.100.23"),
+        # Proxies behind proxies are passed; an entry that is not an address stops the walk.
+        ("198.51.100.23, 10.0.0.5", "10.0.0.4", GATEWAY, "198.51.100.23"),
+        ("unknown, 10.0.0.5", "10.0.0.4", GATEWAY, "10.0.0.5"),
+        (" , 10.0.0.4", "192.0.2.1", GATEWAY, "192.0.2.1"),
+        # Not from a trusted proxy: the header is the client's word.
+        ("198.51.100.23", "192.0.2.1", GATEWAY, "192.0.2.1"),
+        ("198.51.100.23", "NA", GATEWAY, None),
     ],
 )
-def test_the_client_is_the_first_forwarded_address_else_the_caller(
-    forwarded: str | None, caller: str | None, client: str
+def test_the_client_is_what_apim_saw_or_what_a_trusted_proxy_appended(
+    forwarded: str | None, caller: str | None, proxies: Any, client: str | None
 ) -> None:
-    assert client_ip(forwarded, caller) == client
+    assert client_ip(forwarded, caller, proxies) == client
+
+
+def test_trusted_proxies_are_addresses_or_ranges() -> None:
+    networks = Config(trusted_proxies="10.0.0.0/24,2001:db8::1").proxies
+    assert [str(n) for n in networks] == ["10.0.0.0/24", "2001:db8::1/128"]
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES: item 2"):
+        Config(trusted_proxies="10.0.0.0/24, appgw-subnet")
 
 
 def test_service_and_region_read_the_same_from_every_source() -> None:

@@ -334,10 +334,10 @@ def test_a_parser_bug_dead_letters_the_record_and_logs_only_where(
     )
     real = ingest.gateway_facts
 
-    def gateway_facts(flat):  # a parser bug that shows on one record only
+    def gateway_facts(flat, proxies=()):  # a parser bug that shows on one record only
         if buggy["correlationId"] in repr(flat):
             raise ValueError(f"cannot read {secret}")
-        return real(flat)
+        return real(flat, proxies)
 
     monkeypatch.setattr(ingest, "gateway_facts", gateway_facts)
     with caplog.at_level(logging.DEBUG):

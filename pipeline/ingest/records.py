@@ -134,7 +134,7 @@ def read_source(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Re
     if source is None:
         raise Skip(category)
     if source == "gateway":
-        facts, prompt_text, completion_text = gateway_facts(flat)
+        facts, prompt_text, completion_text = gateway_facts(flat, cfg.proxies)
         return Read(
             "gateway",
             f"{loganalytics.GATEWAY_TABLE} row" if table else "GatewayLogs record",
@@ -163,7 +163,7 @@ def _read_policy(flat: dict[str, Any], cfg: Config) -> Read:
     shape = policy.shape_of(flat)
     if shape is None:
         raise Dead("unknown record shape: no category and not a known log-to-eventhub message")
-    msg = policy.parse_policy(flat, shape, cfg.trust_bearer)
+    msg = policy.parse_policy(flat, shape, cfg.trust_bearer, cfg.proxies)
     if msg is None:
         raise Dead(f"log-to-eventhub message (shape {shape}) without a correlation id")
     return Read(

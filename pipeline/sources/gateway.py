@@ -14,6 +14,7 @@ from pipeline.call.exchange import interpret
 from pipeline.common.timestamps import parse_time
 from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts
+from pipeline.settings import Proxies
 from pipeline.sources.origin import apim_service, client_ip, region_name
 
 _DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -47,7 +48,9 @@ def pick_body(*raws: Any) -> Body:
     return first or ABSENT
 
 
-def gateway_facts(flat: dict[str, Any]) -> tuple[Facts, str | None, str | None]:
+def gateway_facts(
+    flat: dict[str, Any], proxies: Proxies = ()
+) -> tuple[Facts, str | None, str | None]:
     """Facts, prompt text and completion text of one GatewayLogs record."""
     url, operation_id = text(flat, "url"), text(flat, "operationid")
     ex = interpret(
@@ -80,7 +83,7 @@ def gateway_facts(flat: dict[str, Any]) -> tuple[Facts, str | None, str | None]:
     facts.subscription_id = text(flat, "apimsubscriptionid")
     facts.user_id = text(flat, "userid")
     facts.caller_ip = client_ip(
-        header(request_headers, "x-forwarded-for"), text(flat, "calleripaddress")
+        header(request_headers, "x-forwarded-for"), text(flat, "calleripaddress"), proxies
     )
     facts.method = text(flat, "method")
     facts.backend_id = text(flat, "backendid")

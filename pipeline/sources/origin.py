@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from pipeline.settings import Proxies
+
 _SERVICE = re.compile(r"/providers/microsoft\.apimanagement/service/([^/]+)", re.IGNORECASE)
 # An APIM service name is a DNS label (letters, digits, hyphens; at most 50 characters), so the
 # first label of a gateway host (`contoso.azure-api.net`) is the service.
@@ -54,14 +56,38 @@ def region_name(value: str | None) -> str | None:
     return value.replace(" ", "").lower() if value else None
 
 
-def client_ip(forwarded_for: str | None, caller_ip: str | None) -> str | None:
-    """The client: first X-Forwarded-For entry (Application Gateway in front), else the caller;
-    only an address counts (a placeholder is no client)."""
-    if forwarded_for:
-        first = _address(forwarded_for[: _MAX_IP_CHARS * 2].split(",", 1)[0])
-        if first:
-            return first
-    return _address(caller_ip)
+# Characters of X-Forwarded-For read, from its end: the hops nearest APIM are written last.
+_MAX_FORWARDED = 2048
+
+
+def client_ip(
+    forwarded_for: str | None, caller_ip: str | None, proxies: Proxies = ()
+) -> str | None:
+    """The client: the address APIM saw (`callerIpAddress`, `context.Request.IpAddress`),
+    unless that is one of the `proxies` in front of APIM (TRUSTED_PROXIES). Then
+    X-Forwarded-For is read from the right, where each proxy appends the address it saw,
+    past the trusted ones: the first other address is the client. A client can write any
+    X-Forwarded-For, so nothing left of the first untrusted hop (or of an entry that is not
+    an address) is believed. Only an address counts (a placeholder is no client)."""
+    peer = _address(caller_ip)
+    if peer is None or not forwarded_for or not _among(peer, proxies):
+        return peer
+    client = peer
+    for entry in reversed(forwarded_for[-_MAX_FORWARDED:].split(",")):
+        hop = _address(entry)
+        if hop is None:
+            break
+        client = hop
+        if not _among(hop, proxies):
+            break
+    return client
+
+
+def _among(address: str, proxies: Proxies) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in proxies)
 
 
 def _address(entry: str | None) -> str | None:

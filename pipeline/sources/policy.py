@@ -25,6 +25,7 @@ from pipeline.call.usage import from_counts, normalise_usage
 from pipeline.common.timestamps import parse_time
 from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts, Usage
+from pipeline.settings import Proxies
 from pipeline.sources.origin import client_ip, region_name, service_name
 
 SCHEMA = "aoai-audit/1"
@@ -86,13 +87,15 @@ def _usage(p: int | None, c: int | None, t: int | None, operation: str | None) -
     return from_counts(p, c, t, None, None, "reported")
 
 
-def parse_policy(flat: dict[str, Any], shape: str, trust_bearer: bool) -> PolicyMessage | None:
+def parse_policy(
+    flat: dict[str, Any], shape: str, trust_bearer: bool, proxies: Proxies = ()
+) -> PolicyMessage | None:
     """Facts of one policy message of `shape` (see `shape_of`); None when it carries no
-    correlation key."""
-    return _PARSERS[shape](flat, trust_bearer)
+    correlation key. `proxies`: TRUSTED_PROXIES, for the caller's address."""
+    return _PARSERS[shape](flat, trust_bearer, proxies)
 
 
-def _ours(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
+def _ours(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyMessage | None:
     cid = text(flat, "correlationid")
     if cid is None:
         return None
@@ -118,7 +121,9 @@ def _ours(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     f.product_id = _clean(text(flat, "productid"))
     f.subscription_id = _clean(text(flat, "subscriptionid"))
     f.user_id = _clean(text(flat, "userid"))
-    f.caller_ip = client_ip(_clean(text(flat, "forwardedfor")), _clean(text(flat, "callerip")))
+    f.caller_ip = client_ip(
+        _clean(text(flat, "forwardedfor")), _clean(text(flat, "callerip")), proxies
+    )
     f.method = text(flat, "method")
     f.backend_id = _clean(text(flat, "backendid"))
     f.duration_ms = integer(flat, "durationms")
@@ -134,7 +139,7 @@ def _ours(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     return PolicyMessage(cid, part, f, ex.prompt_text, ex.completion_text)
 
 
-def _shape_a(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
+def _shape_a(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyMessage | None:
     apim_id = _clean(text(flat, "apimrequestid"))
     cid = apim_id or _clean(text(flat, "id"))
     if cid is None:
@@ -153,7 +158,7 @@ def _shape_a(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     f.call_time = parse_time(flat.get("timestamp"))
     f.model = _clean(text(flat, "model"))
     f.region = region_name(_clean(text(flat, "modelregion")))
-    f.caller_ip = client_ip(None, _clean(text(flat, "clientip")))
+    f.caller_ip = client_ip(None, _clean(text(flat, "clientip")), proxies)
     f.response_id = _clean(text(flat, "id"))
     p, c, t = _tokens(flat, "prompttokens", "responsetokens", "totaltokens")
     if (p, c, t) != (0, 0, 0):  # the sample's default when usage was missing
@@ -161,7 +166,7 @@ def _shape_a(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     return PolicyMessage(cid, 0, f, ex.prompt_text, ex.completion_text, apim_id is None)
 
 
-def _shape_b(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
+def _shape_b(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyMessage | None:
     cid = _clean(text(flat, "id"))
     if cid is None:
         return None
@@ -177,7 +182,7 @@ def _shape_b(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
         # The product's display name (`context.Product.Name`): the only product identity this
         # record has, kept as is (docs/sources.md says why it differs from GatewayLogs' id).
         product_id=_entity(text(flat, "productname")),
-        caller_ip=client_ip(None, _clean(text(flat, "requestip"))),
+        caller_ip=client_ip(None, _clean(text(flat, "requestip")), proxies),
         backend_id=_clean(text(flat, "backendid")),
         deployment=_clean(text(flat, "deploymentname")),
         caller_app_id=_clean(text(flat, "appid")),
@@ -194,7 +199,7 @@ def _shape_b(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     return PolicyMessage(cid, 0, f, None, None, by_response=True)
 
 
-def _shape_c(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
+def _shape_c(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyMessage | None:
     cid = _clean(text(flat, "message-id"))
     if cid is None:
         return None
@@ -233,7 +238,7 @@ def _shape_c(flat: dict[str, Any], trust_bearer: bool) -> PolicyMessage | None:
     return PolicyMessage(cid, part, f, prompt, completion)
 
 
-_PARSERS: dict[str, Callable[[dict[str, Any], bool], PolicyMessage | None]] = {
+_PARSERS: dict[str, Callable[[dict[str, Any], bool, Proxies], PolicyMessage | None]] = {
     "audit": _ours,
     "A": _shape_a,
     "B": _shape_b,
