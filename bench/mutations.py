@@ -265,6 +265,16 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "hostile: a batch's chunks of one message joined whatever their size",
+        "pipeline/sources/llmlogs.py",
+        "        ordered.append(chunk[: MAX_MESSAGE_CHARS - size])\n"
+        "        size += len(ordered[-1])\n"
+        "        if size >= MAX_MESSAGE_CHARS:\n"
+        "            break\n",
+        "        ordered.append(chunk)\n",
+        (H + "test_chunks_of_one_message_are_joined_only_to_the_size_apim_logs",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

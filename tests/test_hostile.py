@@ -34,6 +34,7 @@ from pipeline.model import Archived, EventIn, RawPointer
 from pipeline.protect import archive, deadletters
 from pipeline.protect.archive import member_event, open_member
 from pipeline.settings import Config
+from pipeline.sources import llmlogs
 from pipeline.sources.envelope import open_envelope
 from pipeline.sources.eventhub import ARCHIVED_PROPERTY, from_trigger
 from pipeline.store.account import Store
@@ -1469,6 +1470,22 @@ def test_rivals_are_the_same_whatever_the_order() -> None:
         )
         assert len(done.blob.pointers) == 3  # every record archived
     assert len(seen) == 1
+
+
+def test_chunks_of_one_message_are_joined_only_to_the_size_apim_logs(cfg: Config) -> None:
+    """A message is at most 2 MB (formats.md §2.2) and previews need its start: a sender
+    naming one call in every chunk of a batch made one string of them all, parsed whole."""
+    cid = apim.new_id("one-long-message")
+    text = orjson.dumps([{"role": "user", "content": "Tell me about Paris. " + "la " * 1_500_000}])
+    pieces = [text[i : i + 32_000].decode() for i in range(0, len(text), 32_000)]
+    joined = llmlogs.reassemble([(n, p) for n, p in reversed(list(enumerate(pieces, 1)))])
+    assert joined is not None and len(joined) == llmlogs.MAX_MESSAGE_CHARS
+    assert joined == text[: llmlogs.MAX_MESSAGE_CHARS].decode()
+    records = [sources.llm_messages(cid, p, seq=n) for n, p in enumerate(pieces, 1)]
+    events = [ev(apim.envelope(*records[i : i + 25]), i) for i in range(0, len(records), 25)]
+    done = transform(events, cfg)
+    (row,) = [entity for _, entity in done.rows]
+    assert row["PromptPreview"].startswith("Tell me about Paris. la la")
 
 
 def test_message_chunks_past_those_kept_are_archived(store: Store, cfg: Config) -> None:

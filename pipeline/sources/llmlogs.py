@@ -111,9 +111,21 @@ def texts(
     return first_content(req), first_content(resp)
 
 
+# APIM logs at most 2 MB of a request or response message (formats.md §2.2), and previews
+# need only its start: a batch's chunks of one call beyond that are not joined (a sender
+# naming one call in every chunk of a 32 MB slice made a 32 MB string, parsed whole).
+MAX_MESSAGE_CHARS = 2 * 1024 * 1024
+
+
 def reassemble(chunks: list[tuple[int, str]]) -> str | None:
     """Concatenate string chunks of one message field in SequenceNumber order, if they start
-    at the beginning of the JSON (a run that starts mid-document cannot be parsed alone)."""
-    ordered = [c for _, c in sorted(chunks)]
+    at the beginning of the JSON (a run that starts mid-document cannot be parsed alone), up
+    to MAX_MESSAGE_CHARS (the rest is cut: a cut document is repaired where it is read)."""
+    ordered, size = [], 0
+    for _, chunk in sorted(chunks):
+        ordered.append(chunk[: MAX_MESSAGE_CHARS - size])
+        size += len(ordered[-1])
+        if size >= MAX_MESSAGE_CHARS:
+            break
     joined = "".join(ordered)
     return joined if joined.lstrip().startswith(("[", "{")) else None
