@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import (
     adversarial,
+    amplification,
     chargeback,
     encryption,
     export,
@@ -57,6 +58,7 @@ def table() -> tuple[str, str]:
     rows += encryption.report()
     adversarial_rows, adversarial_report = adversarial.report()
     rows += adversarial_rows
+    rows += amplification.report()
     header = ("Measure", "Measured", "Goal", "")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
     lines = [f"Machine: {machine()}", ""]
