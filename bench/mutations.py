@@ -690,8 +690,15 @@ MUTATIONS = [
     Mutation(
         "replay: a file's resume key keeps a name's lone surrogates",
         "pipeline/sources/files.py",
-        '    key = "file:" + os.fsencode(path.resolve()).decode("utf-8", "backslashreplace")\n',
-        '    key = f"file:{path.resolve()}"\n',
+        '        key = "file-bytes:" + raw.hex()\n',
+        '        key = f"file:{path.resolve()}"\n',
+        ("tests/test_replay.py::test_a_file_name_that_is_not_utf8_is_replayed_and_resumed",),
+    ),
+    Mutation(
+        "replay: a name that is not UTF-8 keyed by its bytes escaped in place (collides)",
+        "pipeline/sources/files.py",
+        '        key = "file-bytes:" + raw.hex()\n',
+        '        key = "file:" + raw.decode("utf-8", "backslashreplace")\n',
         ("tests/test_replay.py::test_a_file_name_that_is_not_utf8_is_replayed_and_resumed",),
     ),
     Mutation(

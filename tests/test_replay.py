@@ -1027,11 +1027,14 @@ def test_a_file_name_that_is_not_utf8_is_replayed_and_resumed(
     with open(odd, "wb") as f:
         f.write(call_body("odd-name") + b"\nnot json\n")
     (folder / "z-ordinary.jsonl").write_bytes(call_body("after-odd-name") + b"\n")
+    # A name that reads as the odd one's bytes escaped: a file of its own, resumed as such.
+    (folder / "journal-\\xff.jsonl").write_bytes(call_body("escaped-look-alike") + b"\n")
     state = ResumeState(tmp_path / "state.json", resume=False)
     summary = replay(list(files.local_inputs([folder], inputs.Filters())), cfg, store, state=state)
     assert summary.ok and summary.totals.dead_letters == 1
-    assert {apim.new_id("odd-name"), apim.new_id("after-odd-name")} <= set(all_rows(store))
-    assert len(ResumeState(tmp_path / "state.json", resume=True).done) == 2
+    ids = {apim.new_id(n) for n in ("odd-name", "after-odd-name", "escaped-look-alike")}
+    assert ids <= set(all_rows(store))
+    assert len(ResumeState(tmp_path / "state.json", resume=True).done) == 3
 
 
 def test_dead_letter_metadata_is_what_azure_keeps_and_names_the_same_blob_again() -> None:

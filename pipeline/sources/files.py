@@ -295,8 +295,13 @@ def local_inputs(
 def _local(path: Path, filters: Filters, limit: int, chunk: int) -> Input | None:
     label = printable(str(path))
     size = path.stat().st_size
-    # The resume state is JSON: a name that is not UTF-8 is kept as its escaped bytes.
-    key = "file:" + os.fsencode(path.resolve()).decode("utf-8", "backslashreplace")
+    # The resume state is JSON: a name that is not UTF-8 is kept as its bytes in hex, under a
+    # prefix of its own (escaped in place, `a\xff` named the file called `a\\xff` too).
+    raw = os.fsencode(path.resolve())
+    try:
+        key = "file:" + raw.decode()
+    except UnicodeDecodeError:
+        key = "file-bytes:" + raw.hex()
 
     def fetch() -> FileStream:
         return FileStream(path, label, chunk)
