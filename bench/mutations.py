@@ -275,6 +275,20 @@ MUTATIONS = [
         (H + "test_chunks_of_one_message_are_joined_only_to_the_size_apim_logs",),
     ),
     Mutation(
+        "replay: bytes of a CSV that are not UTF-8 replaced without a word",
+        "pipeline/sources/files.py",
+        "        if not said and text.count(",
+        "        if False and text.count(",
+        ("tests/test_loganalytics.py::test_a_csv_saved_in_another_encoding_is_read_and_reported",),
+    ),
+    Mutation(
+        "replay: a U+FFFD the CSV spells in UTF-8 taken for a byte that is not",
+        "pipeline/sources/files.py",
+        "        tail = chunk[-2:]\n",
+        "        tail = b''\n",
+        ("tests/test_loganalytics.py::test_a_csv_saved_in_another_encoding_is_read_and_reported",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -393,6 +393,33 @@ def test_a_csv_line_over_the_bound_is_skipped_and_reading_goes_on(tmp_path: Path
     assert said == [f"{item.label}: line longer than 64 KiB: skipped"]
 
 
+def test_a_csv_saved_in_another_encoding_is_read_and_reported(tmp_path: Path) -> None:
+    """A portal export opened and saved by a spreadsheet in Windows-1252: its bytes that are
+    not UTF-8 are read as U+FFFD (the row is kept), and said, once per file. A U+FFFD the
+    file spells in UTF-8 (APIM writes it where it cut a body), even across a chunk's edge, is
+    no such byte."""
+    record = apim.gateway(apim.new_id("csv-encoding"))
+    record["properties"]["requestBody"] = "Zoë's request"
+    good = la.portal_csv([la.gateway_row(record)])
+    (tmp_path / "cp1252.csv").write_bytes(good.replace("ë".encode(), "ë".encode("cp1252")))
+    cut = apim.gateway(apim.new_id("csv-cut"))
+    cut["properties"]["requestBody"] = '{"messages":"ab\ufffd'
+    body = la.portal_csv([la.gateway_row(cut)])
+    (tmp_path / "utf8.csv").write_bytes(body)
+    for name, chunk in [("cp1252.csv", 4096), ("utf8.csv", body.index("\ufffd".encode()) + 1)]:
+        (item,) = files.local_inputs([tmp_path / name], inputs.Filters(), chunk=chunk)
+        said: list[str] = []
+        (event,) = list(item.events(item.fetch(), report=said.append))
+        row = orjson.loads(event.body)
+        if name == "cp1252.csv":
+            assert row["RequestBody"] == "Zo\ufffd's request"
+            assert said == [
+                f"{item.label}: bytes that are not UTF-8 read as U+FFFD: export it as UTF-8"
+            ]
+        else:
+            assert row["RequestBody"] == '{"messages":"ab\ufffd' and said == []
+
+
 def test_a_csv_column_named_twice_is_refused(tmp_path: Path) -> None:
     """Read without regard to case, the second `RequestBody` replaced the first's cells: a
     prompt in no row, archive or report."""

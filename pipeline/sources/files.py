@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -208,12 +209,29 @@ def _csv_header(cells: list[str], label: str, report: Report) -> list[str] | Non
     return names
 
 
+_REPLACEMENT = "\ufffd".encode()
+
+
+def _utf8(chunks: Iterable[bytes], label: str, report: Report) -> Iterator[str]:
+    """The chunks as UTF-8 text, a leading BOM dropped. Bytes that are not UTF-8 (an export
+    saved as Windows-1252) are read as U+FFFD and reported, once: a U+FFFD the text has
+    more often than its bytes spell it (EF BF BD, counted across each chunk's edge)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    tail, said = b"", False
+    for chunk in itertools.chain(chunks, [b""]):  # streamed: the empty chunk ends the text
+        text = decoder.decode(chunk, final=not chunk)
+        if not said and text.count("\ufffd") > (tail + chunk).count(_REPLACEMENT):
+            said = True
+            report(f"{label}: bytes that are not UTF-8 read as U+FFFD: export it as UTF-8")
+        tail = chunk[-2:]
+        yield text
+
+
 def _text_lines(chunks: Iterable[bytes], limit: int, label: str, report: Report) -> Iterator[str]:
     """UTF-8 text (a leading BOM dropped) split after each newline, a line at most `limit`
     characters: a longer one is reported and skipped whole, as a `.jsonl` line is (a cut
     piece of it could pass for a complete row). Each chunk's text is searched once: linear
     in the input, however long its lines."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
     parts: list[str] = []  # the line read so far, without a newline yet
     size = 0
     skipping = False  # inside a line already too long
@@ -221,8 +239,7 @@ def _text_lines(chunks: Iterable[bytes], limit: int, label: str, report: Report)
     def too_long() -> None:
         report(f"{label}: line longer than {mib(limit)}: skipped")
 
-    for chunk in chunks:
-        text = decoder.decode(chunk)
+    for text in _utf8(chunks, label, report):
         if skipping:
             nl = text.find("\n")
             if nl < 0:
@@ -243,7 +260,7 @@ def _text_lines(chunks: Iterable[bytes], limit: int, label: str, report: Report)
                 too_long()
             else:
                 yield line + "\n"
-    rest = "".join(parts) + decoder.decode(b"", final=True)
+    rest = "".join(parts)
     if skipping:
         return
     if len(rest) > limit:
