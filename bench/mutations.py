@@ -289,6 +289,20 @@ MUTATIONS = [
         ("tests/test_loganalytics.py::test_a_csv_saved_in_another_encoding_is_read_and_reported",),
     ),
     Mutation(
+        "trust: the deployment header read beside a body cut before its model",
+        "pipeline/sources/gateway.py",
+        "    if facts.deployment is None and not request.truncated:\n",
+        "    if facts.deployment is None:\n",
+        (H + "test_a_deployment_a_client_names_loses_to_apims_own",),
+    ),
+    Mutation(
+        "trust: a deployment the client names outranks APIM's (the source rank decides)",
+        "pipeline/call/join.py",
+        "        if value is not None and not f.facts.deployment_claimed:\n",
+        "        if value is not None:\n",
+        (H + "test_a_deployment_a_client_names_loses_to_apims_own",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

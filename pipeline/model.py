@@ -125,6 +125,9 @@ class Facts:
     caller_app_id: str | None = None
     caller_user_id: str | None = None
     caller_tenant_id: str | None = None
+    # True when `deployment` is what the client's request names (its body's `model`, a
+    # routing header) rather than APIM's routing (a backend URL, the LLM log's own).
+    deployment_claimed: bool | None = None
     usage: Usage | None = None
     # Fact fields this record's values were cut in (ingest.clip_facts), comma-separated.
     clipped: str | None = None

@@ -816,6 +816,41 @@ def test_a_clients_forwarded_for_names_no_caller_unless_a_trusted_proxy_wrote_it
         assert rows(store)[cid]["CallerIp"] == "203.0.113.10"
 
 
+def test_a_deployment_a_client_names_loses_to_apims_own(cfg: Config) -> None:
+    """On routes where the body's `model` names the deployment, the body APIM logs is cut at
+    8,192 bytes, and a client orders its keys and writes any header: a `model` past the cut
+    and `azureml-model-deployment: finance` made the row's Deployment (and team, and budget)
+    Finance's, outranking APIM's LLM log. A claim now yields to APIM's routing, and the
+    header is read only beside a body logged whole."""
+    path = "/openai/v1/chat/completions"
+    long_prompt = apim.chat_request(("user", "Summarise. " + "lorem ipsum " * 900))
+    cut = orjson.dumps({**long_prompt, "model": "research-gpt5"}).decode()[:8192]
+
+    def row(*records: dict[str, Any]) -> dict[str, Any]:
+        (entity,) = [e for _, e in transform([ev(apim.envelope(*records))], cfg).rows]
+        return entity
+
+    def gateway(cid: str, body: str) -> dict[str, Any]:
+        rec = apim.gateway(cid, path=path, request=body, response=None)
+        rec["properties"]["requestHeaders"] = {"azureml-model-deployment": "finance-gpt4o"}
+        return rec
+
+    cid = apim.new_id("claimed-header")
+    assert row(gateway(cid, cut)).get("Deployment") is None
+    header = sources.llm_header(cid, deployment="research-gpt5")
+    assert row(gateway(cid, cut), header)["Deployment"] == "research-gpt5"
+    # The body's own `model`, logged whole, is still a claim: APIM's LLM log outranks it.
+    whole = orjson.dumps({"model": "finance-gpt4o", "messages": []}).decode()
+    cid = apim.new_id("claimed-body")
+    assert row(gateway(cid, whole))["Deployment"] == "finance-gpt4o"
+    header = sources.llm_header(cid, deployment="research-gpt5")
+    assert row(gateway(cid, whole), header)["Deployment"] == "research-gpt5"
+    # A body logged whole that names no model: the routing header is the deployment.
+    cid = apim.new_id("header-whole")
+    bare = orjson.dumps({"messages": [{"role": "user", "content": "hi"}]}).decode()
+    assert row(gateway(cid, bare))["Deployment"] == "finance-gpt4o"
+
+
 # --- dead letters follow the owner's capture ----------------------------------------------------
 
 

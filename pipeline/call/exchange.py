@@ -75,7 +75,7 @@ def interpret(
     resp = response.doc if isinstance(response.doc, dict) else None
 
     operation = _operation(backend_url, url, operation_id)
-    deployment = _deployment(backend_url, url, req, operation)
+    deployment, claimed = _deployment(backend_url, url, req, operation)
     model = _model(stream, resp, req, operation)
     error = classify(status, backend_status, resp, last_error)
     failure = error
@@ -100,6 +100,7 @@ def interpret(
     facts = Facts(
         url=url,
         deployment=deployment,
+        deployment_claimed=claimed or None,
         api_version=operations.api_version_from_url(backend_url)
         or operations.api_version_from_url(url),
         operation=operation,
@@ -148,7 +149,9 @@ def _operation(backend_url: str | None, url: str | None, operation_id: str | Non
 
 def _deployment(
     backend_url: str | None, url: str | None, req: dict[str, Any] | None, operation: str
-) -> str | None:
+) -> tuple[str | None, bool]:
+    """The deployment, and whether it is the client's claim (the body's `model`: the cut
+    body APIM logs may not hold the key the backend read) rather than a URL's."""
     deployment = operations.deployment_from_url(backend_url) or operations.deployment_from_url(url)
     if (
         deployment is None
@@ -156,8 +159,9 @@ def _deployment(
         and operation in _INFERENCE
         and operations.is_body_model_deployment(backend_url or url)
     ):
-        return string(req.get("model"))  # v1 and Responses: the body names the deployment
-    return deployment
+        model = string(req.get("model"))  # v1 and Responses: the body names the deployment
+        return model, model is not None
+    return deployment, False
 
 
 def _model(

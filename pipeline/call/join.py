@@ -337,6 +337,29 @@ def _merge_facts(frags: list[Fragment], merged: Facts) -> None:
                 if any(v is True for v in values)
                 else next((v for v in values if v is not None), None)
             )
+        elif name == "deployment":
+            value = _deployment(frags)
         else:
             value = next((v for f in frags if (v := getattr(f.facts, name)) is not None), None)
         setattr(merged, name, value)
+    merged.deployment_claimed = (
+        None
+        if merged.deployment is None
+        else not any(
+            f.facts.deployment == merged.deployment and not f.facts.deployment_claimed
+            for f in frags
+        )
+        or None
+    )
+
+
+def _deployment(frags: list[Fragment]) -> str | None:
+    """APIM's routing (a backend URL, the LLM log's DeploymentName) before what the client's
+    request names, whatever the sources' ranks: a client writes its body and headers."""
+    claimed = None
+    for f in frags:
+        value = f.facts.deployment
+        if value is not None and not f.facts.deployment_claimed:
+            return value
+        claimed = claimed if claimed is not None else value
+    return claimed

@@ -53,13 +53,14 @@ def gateway_facts(
 ) -> tuple[Facts, str | None, str | None]:
     """Facts, prompt text and completion text of one GatewayLogs record."""
     url, operation_id = text(flat, "url"), text(flat, "operationid")
+    request = pick_body(flat.get("backendrequestbody"), flat.get("requestbody"))
     ex = interpret(
         url=url,
         backend_url=text(flat, "backendurl"),
         operation_id=operation_id,
         status=integer(flat, "responsecode"),
         backend_status=integer(flat, "backendresponsecode"),
-        request=pick_body(flat.get("backendrequestbody"), flat.get("requestbody")),
+        request=request,
         response=pick_body(flat.get("backendresponsebody"), flat.get("responsebody")),
         request_size=integer(flat, "requestsize"),
         response_size=integer(flat, "responsesize"),
@@ -67,13 +68,15 @@ def gateway_facts(
     )
     facts = ex.facts
     request_headers = mapping(flat, "requestheaders")
-    if facts.deployment is None:
+    if facts.deployment is None and not request.truncated:
         # Managed-compute endpoints route by this header when the body names no model
         # (Azure AI Model Inference API reference, request headers); logged only when the
-        # diagnostic lists it.
+        # diagnostic lists it. A client writes it: only a body logged whole shows that it
+        # names no model (past a cut, its `model` is what routed), and it is a claim.
         facts.deployment = header(request_headers, _DEPLOYMENT_HEADER) or header(
             mapping(flat, "backendrequestheaders"), _DEPLOYMENT_HEADER
         )
+        facts.deployment_claimed = facts.deployment is not None or None
     facts.call_time = parse_time(flat.get("time"))
     facts.apim_service = apim_service(text(flat, "resourceid"))
     facts.region = region_name(text(flat, "location", "region"))
