@@ -5,6 +5,7 @@ those mutations and checks it."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import gzip
 import hashlib
@@ -849,6 +850,92 @@ def test_a_deployment_a_client_names_loses_to_apims_own(cfg: Config) -> None:
     cid = apim.new_id("header-whole")
     bare = orjson.dumps({"messages": [{"role": "user", "content": "hi"}]}).decode()
     assert row(gateway(cid, bare))["Deployment"] == "finance-gpt4o"
+
+
+def _row_of(cfg: Config, *records: dict[str, Any]) -> dict[str, Any]:
+    (entity,) = [e for _, e in transform([ev(apim.envelope(*records))], cfg).rows]
+    return entity
+
+
+def _choice_chunk(index: int, text: str) -> dict[str, Any]:
+    chunk = copy.deepcopy(shapes._chunk({"content": text}))
+    chunk["choices"][0]["index"] = index
+    return chunk
+
+
+def test_a_stream_of_n_choices_counts_them_all(cfg: Config) -> None:
+    """A client asking for `n` choices without `include_usage` was billed for the first:
+    1,200 output tokens recorded as 200 (the estimate capped at one choice's max_tokens)."""
+    words = "The quick brown fox jumps over the lazy dog. " * 8
+    request = apim.chat_request(("user", "Write."), stream=True, n=8, max_tokens=200)
+
+    def completion(n: int) -> int:
+        chunks = [_choice_chunk(i, words) for i in range(n)]
+        stream = shapes.sse(shapes.FIRST_EVENT, *chunks)
+        rec = apim.gateway(apim.new_id(f"n-{n}"), request={**request, "n": n}, response=stream)
+        return _row_of(cfg, rec)["CompletionTokens"]
+
+    one = completion(1)  # 81: the texts, joined, tokenize a little differently at the seams
+    assert 7 * one < completion(8) <= 8 * one
+    body = apim.chat_response(words, usage=False)
+    body["choices"] = [dict(body["choices"][0], index=i) for i in range(3)]
+    rec = apim.gateway(apim.new_id("n-json"), request={**request, "n": 3}, response=body)
+    assert 2 * one < _row_of(cfg, rec)["CompletionTokens"] <= 3 * one
+
+
+def test_a_client_cannot_make_its_tokens_zero_or_unknown_by_shaping_what_apim_logs(
+    cfg: Config,
+) -> None:
+    """APIM logs 8,192 bytes of each body, and a client shapes them: log-probabilities
+    before the answer made a cut response read as "generated nothing" (0 output tokens); a
+    request padded before its messages left the prompt unknown (the call unpriced: cost 0)."""
+    request = apim.chat_request(("user", "Tell me a story."), logprobs=True, top_logprobs=20)
+    answer = apim.chat_response("Once upon a time " * 100, usage=False)
+    entry = {"token": "Once", "logprob": -0.1, "bytes": [79, 110, 99, 101], "top_logprobs": []}
+    answer["choices"][0]["logprobs"] = {"content": [entry] * 400}
+    text = orjson.dumps(answer, option=orjson.OPT_SORT_KEYS).decode()  # as Azure sorts keys
+    cut = apim.gateway(
+        apim.new_id("cut-before-answer"), request=request, response=text[:8192],
+        responseSize=len(text),
+    )  # fmt: skip
+    row = _row_of(cfg, cut)
+    assert "CompletionTokens" not in row and row["TokensSource"] == "estimated"
+    # Padded: nothing countable before the cut; APIM's request size stands in.
+    padded = "{" + " " * 9_000 + orjson.dumps(request).decode()[1:]
+    rec = apim.gateway(
+        apim.new_id("padded"), request=padded[:8192], response=shapes.sse_without_usage(),
+        requestSize=len(padded),
+    )  # fmt: skip
+    row = _row_of(cfg, rec)
+    assert row["PromptTokens"] == -(-len(padded) // 4) and row["CompletionTokens"] > 0
+
+
+def test_a_usage_cut_in_half_yields_to_the_llm_logs_counts(cfg: Config) -> None:
+    """A client sizing its answer can make the 8 KB cut fall after `completion_tokens` (Azure
+    sorts keys: `prompt_tokens` comes later): the half reported outranked APIM's complete
+    LLM-log counts, and without a prompt count the call cost nothing."""
+    cid = apim.new_id("half-usage")
+    body = orjson.dumps(
+        apim.chat_response("x " * 3000, prompt=120_000, completion=2_000),
+        option=orjson.OPT_SORT_KEYS,
+    ).decode()
+    at = body.index('"completion_tokens_details"')
+    rec = apim.gateway(cid, response=body[:at], responseSize=len(body))
+    header = sources.llm_header(cid, prompt=120_000, completion=2_000)
+    row = _row_of(cfg, rec, header)
+    assert (row["PromptTokens"], row["CompletionTokens"]) == (120_000, 2_000)
+    assert row["TokensSource"] == "llm-log"
+
+
+def test_the_accelerators_end_user_id_names_no_caller(cfg: Config) -> None:
+    """The ai-hub-gateway usage record's `endUserId` is a policy variable its operators fill
+    from the request (its guide: a header): a client writing an HR user's object id there was
+    that user, and rules billing by user put its calls on HR."""
+    hr_user = "9b2f6c1e-0d4a-4e7b-8c3d-2a1b0f9e8d7c"
+    msg = sources.shape_b("chatcmpl-end-user-claim", endUserId=hr_user)
+    (row,) = [e for _, e in transform([ev(msg)], cfg).rows]
+    assert "CallerUserId" not in row
+    assert row["CallerAppId"] == "6a1e3f9b-2c4d-4e5f-8a9b-0c1d2e3f4a5b"  # the token's claim
 
 
 # --- dead letters follow the owner's capture ----------------------------------------------------

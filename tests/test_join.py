@@ -334,8 +334,8 @@ def test_public_policy_shapes(cfg: Config, store: Store) -> None:
         b["CompletionTokens"],
         b["SubscriptionId"],
         b["CallerAppId"],
-        b["CallerUserId"],
-    ) == (29, 13, "team-hr", "6a1e3f9b-2c4d-4e5f-8a9b-0c1d2e3f4a5b", "alice@contoso.com")
+    ) == (29, 13, "team-hr", "6a1e3f9b-2c4d-4e5f-8a9b-0c1d2e3f4a5b")
+    assert "CallerUserId" not in b  # endUserId is what the client's request says
     c = rows[c_id]
     assert (c["PromptTokens"], c["TotalTokens"], c["BackendMs"], c["Sources"]) == (
         29,

@@ -112,14 +112,14 @@ def completion_text(response: Any) -> str | None:
 
 
 def generated_text(response: Any) -> str:
-    """All text the model generated in the first choice (or Responses output): message text
-    plus tool-call names and arguments, as counted for an output-token estimate."""
+    """All text the model generated, in every choice (a request's `n`) or the Responses
+    output: message text plus tool-call names and arguments, as counted for an output-token
+    estimate."""
     if not isinstance(response, dict):
         return ""
-    text = ""
-    choices = response.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        text = _choice_generated(choices[0])
+    text = "".join(
+        _choice_generated(c) for c in _list(response.get("choices")) if isinstance(c, dict)
+    )
     output = response.get("output")
     if isinstance(output, list):
         text += _output_generated(output)

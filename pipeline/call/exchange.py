@@ -47,13 +47,23 @@ class Exchange:
 
 
 def _max_output(request: dict[str, Any] | None) -> int | None:
+    """The most output tokens the request allows: per choice, times its `n` choices."""
     if not request:
         return None
+    n = as_int(request.get("n"))
+    choices = n if n is not None and 1 <= n <= _MAX_CHOICES else 1
     for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = as_int(request.get(key))
         if value is not None and value > 0:
-            return value
+            return value * choices
     return None
+
+
+# Azure OpenAI accepts `n` up to 128 (chat completions reference).
+_MAX_CHOICES = 128
+# Bytes of a request body per input token, for a body cut before anything countable (a
+# client's own padding, or tools written before the messages): about 4 characters a token.
+_BYTES_PER_TOKEN = 4
 
 
 def interpret(
@@ -229,6 +239,10 @@ def _estimate(
     prompt = tokens.estimate_prompt(req, operation, enc)
     if prompt is not None and request.truncated:
         prompt = tokens.scale(prompt, request.logged_bytes, request_size)
+    elif prompt is None and request.truncated and request_size:
+        # Nothing countable before the cut: the size APIM measured stands in (left unknown,
+        # the call was unpriced, and a client padding its body paid nothing).
+        prompt = math.ceil(request_size / _BYTES_PER_TOKEN)
     completion = _estimate_completion(operation, enc, req, response, stream, resp, response_size)
     if prompt is None and (completion is None or operation == "embeddings"):
         return Usage(source="none")  # an embedding's 0 output tokens alone say nothing
@@ -251,13 +265,20 @@ def _estimate_completion(
     if response.kind == "absent":
         return None
     if stream is not None:
-        completion = tokens.estimate_text(stream.generated_text(), enc)
+        seen = stream.generated_text()
+        if not stream.complete and not seen:
+            return None  # cut before any output: unknown, not "generated nothing"
+        completion = tokens.estimate_text(seen, enc)
         if not stream.complete:
             completion = tokens.scale(completion, response.logged_bytes, response_size)
     elif resp is not None:
         text = generated_text(resp)
+        if response.truncated and not text:
+            # Cut before the answer (log-probabilities, or the instructions a Responses
+            # answer repeats, come first): unknown, not "generated nothing".
+            return None
         completion = tokens.estimate_text(text, enc)
-        if response.truncated and text:
+        if response.truncated:
             completion = _scale_cut_json(completion, text, response.logged_bytes, response_size)
     else:
         return None

@@ -296,7 +296,7 @@ def resolve(state: CallState) -> Resolved:
     merged.clipped = ",".join(sorted(cut)) or None
 
     usages = [
-        (TOKENS_RANK[f.facts.usage.source], rank_of(f), f.facts.usage)
+        (_usage_rank(f.facts.usage), rank_of(f), f.facts.usage)
         for f in frags
         if f.facts.usage is not None
     ]
@@ -325,6 +325,14 @@ def resolve(state: CallState) -> Resolved:
         completion_preview=state.completion_preview,
         redactions=redactions,
     )
+
+
+def _usage_rank(usage: Usage) -> tuple[int, int]:
+    """Reported counts first, then the LLM log's, then estimates; a report missing its
+    prompt or completion count (what a cut body keeps of `usage`: a client can size its
+    answer to cut there) after the LLM log's complete counts."""
+    partial = usage.source == "reported" and (usage.prompt is None or usage.completion is None)
+    return (TOKENS_RANK["llm-log"], 1) if partial else (TOKENS_RANK[usage.source], 0)
 
 
 def _merge_facts(frags: list[Fragment], merged: Facts) -> None:

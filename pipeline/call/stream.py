@@ -46,6 +46,8 @@ class Stream:
     # Text deltas as they arrive (joined once: `+=` on an attribute copies the whole text
     # each time, quadratic in the number of deltas).
     parts: list[str] = field(default_factory=list)
+    # What the other choices (`n` > 1) generated: output tokens too, never previewed.
+    others: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
     # The whole response object of a Responses API terminal event.
     response: dict[str, Any] | None = None
@@ -70,7 +72,7 @@ class Stream:
         if self.response is not None:
             return generated_text(self.response)
         calls = (c.get("name", "") + c.get("arguments", "") for c in self.tool_calls.values())
-        return self.text + "".join(calls)
+        return self.text + "".join(calls) + "".join(self.others)
 
 
 # One SSE line we act on: a blank line (end of an event), a `data` or an `event` field.
@@ -140,6 +142,10 @@ def _index(value: object) -> int | None:
     return as_int(value)
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _slot(s: Stream, index: int | None) -> dict[str, Any] | None:
     if index is None:
         return None
@@ -162,8 +168,26 @@ def _chat_chunk(s: Stream, doc: dict[str, Any]) -> None:
         s.error = doc["error"]
     choices = doc.get("choices")
     for choice in choices if isinstance(choices, list) else ():
-        if isinstance(choice, dict) and _index(choice.get("index")) == 0:
-            _first_choice(s, choice)  # previews and estimates follow the first choice
+        if not isinstance(choice, dict):
+            continue
+        if _index(choice.get("index")) == 0:
+            _first_choice(s, choice)  # previews follow the first choice
+        else:
+            _other_choice(s, choice)  # estimates count every choice (a request's `n`)
+
+
+def _other_choice(s: Stream, choice: dict[str, Any]) -> None:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        for key in ("content", "refusal"):
+            if isinstance(delta.get(key), str):
+                s.others.append(delta[key])
+        for call in _list(delta.get("tool_calls")):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                s.others += [v for v in (fn.get("name"), fn.get("arguments")) if isinstance(v, str)]
+    elif isinstance(choice.get("text"), str):
+        s.others.append(choice["text"])
 
 
 def _first_choice(s: Stream, choice: dict[str, Any]) -> None:

@@ -186,7 +186,9 @@ def _shape_b(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> Poli
         backend_id=_clean(text(flat, "backendid")),
         deployment=_clean(text(flat, "deploymentname")),
         caller_app_id=_clean(text(flat, "appid")),
-        caller_user_id=_clean(text(flat, "enduserid")),
+        # Not `endUserId`: a variable the accelerator's operators set from any part of the
+        # request (its guide: headers), so whatever a client writes; CallerUserId is an Entra
+        # object id from a validated token, and rules bill users by it. The archive keeps it.
         streamed=False,  # the accelerator meters streams elsewhere
         response_id=_clean(text(flat, "id")),
     )
