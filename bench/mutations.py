@@ -353,6 +353,13 @@ MUTATIONS = [
         (H + "test_the_accelerators_end_user_id_names_no_caller",),
     ),
     Mutation(
+        "trust: a prompt read from a cut body outranks the LLM log's messages",
+        "pipeline/ingest/records.py",
+        '    cut = facts.body_truncated and read.kind in ("gateway", "policy")\n',
+        "    cut = False\n",
+        (H + "test_a_prompt_read_from_a_cut_body_yields_to_the_llm_logs",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -927,6 +927,20 @@ def test_a_usage_cut_in_half_yields_to_the_llm_logs_counts(cfg: Config) -> None:
     assert row["TokensSource"] == "llm-log"
 
 
+def test_a_prompt_read_from_a_cut_body_yields_to_the_llm_logs(cfg: Config) -> None:
+    """Past APIM's 8,192-byte cut a client can write a second `messages` (the one a JSON
+    reader that keeps the last key uses): the decoy before the cut was the row's preview,
+    outranking the LLM log's messages, APIM's reading of the whole body."""
+    cid = apim.new_id("decoy-prompt")
+    decoy = '{"messages":[{"role":"user","content":"What is the capital of France?"}]'
+    body = decoy + " " * 9_000 + ',"messages":[{"role":"user","content":"The real ask"}]}'
+    rec = apim.gateway(cid, request=body[:8192], requestSize=len(body))
+    real = sources.llm_messages(cid, [{"role": "user", "content": "The real ask"}])
+    assert _row_of(cfg, rec, real)["PromptPreview"] == "The real ask"
+    alone = apim.gateway(apim.new_id("decoy-alone"), request=body[:8192])
+    assert _row_of(cfg, alone)["PromptPreview"] == "What is the capital of France?"
+
+
 def test_the_accelerators_end_user_id_names_no_caller(cfg: Config) -> None:
     """The ai-hub-gateway usage record's `endUserId` is a policy variable its operators fill
     from the request (its guide: a header): a client writing an HR user's object id there was

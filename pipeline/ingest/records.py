@@ -283,13 +283,17 @@ def protect(parsed: Parsed, received: Received, masker: Masker) -> Protected:
     # record stores masked is counted from its placeholders (`fragment`).
     counts: Counter[str] = Counter()
     rank = (SOURCE_RANK[read.kind], read.part)
+    # A prompt read from a body APIM cut yields to the LLM log's messages (APIM's reading of
+    # the whole body): past the cut, a client can write the `messages` the model reads.
+    cut = facts.body_truncated and read.kind in ("gateway", "policy")
+    ranks = ((len(SOURCE_RANK), read.part) if cut else rank, rank)
     previews = []
-    for text_ in (read.prompt_text, read.completion_text):
+    for text_, rank_ in zip((read.prompt_text, read.completion_text), ranks, strict=True):
         if not text_:
             previews.append(None)  # what `preview` gives, without building it
             continue
         stored_preview = preview(masker, text_, cap)
-        previews.append(Preview(stored_preview.value, rank) if stored_preview.value else None)
+        previews.append(Preview(stored_preview.value, rank_) if stored_preview.value else None)
     facts.caller_ip = masker.policy.caller_ip(facts.caller_ip)
     clip_facts(facts)
     if cap.archive != "full":
