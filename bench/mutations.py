@@ -360,6 +360,13 @@ MUTATIONS = [
         (H + "test_a_prompt_read_from_a_cut_body_yields_to_the_llm_logs",),
     ),
     Mutation(
+        "trust: a call is Streamed when the client asked, whatever the answer",
+        "pipeline/call/exchange.py",
+        '    if response.kind == "json":\n        return False\n    if req is not None:\n',
+        '    if req is not None:\n',
+        (H + "test_a_stream_is_what_the_answer_was_not_what_the_request_asked",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

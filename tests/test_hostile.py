@@ -941,6 +941,14 @@ def test_a_prompt_read_from_a_cut_body_yields_to_the_llm_logs(cfg: Config) -> No
     assert _row_of(cfg, alone)["PromptPreview"] == "What is the capital of France?"
 
 
+def test_a_stream_is_what_the_answer_was_not_what_the_request_asked(cfg: Config) -> None:
+    request = apim.chat_request(("user", "hi"), stream=True)
+    json_answer = apim.gateway(apim.new_id("asked-stream"), request=request)
+    assert _row_of(cfg, json_answer)["Streamed"] is False
+    unanswered = apim.gateway(apim.new_id("asked-stream-no-body"), request=request, response=None)
+    assert _row_of(cfg, unanswered)["Streamed"] is True
+
+
 def test_the_accelerators_end_user_id_names_no_caller(cfg: Config) -> None:
     """The ai-hub-gateway usage record's `endUserId` is a policy variable its operators fill
     from the request (its guide: a header): a client writing an HR user's object id there was

@@ -187,12 +187,14 @@ def _model(
 
 
 def _streamed(req: dict[str, Any] | None, response: Body) -> bool | None:
+    """What the answer was; the request's `stream` (the client's word) only when no
+    answer was logged."""
     if response.kind == "sse":
         return True
-    if req is not None:
-        return req.get("stream") is True
     if response.kind == "json":
         return False
+    if req is not None:
+        return req.get("stream") is True
     return None  # neither body logged: unknown
 
 
