@@ -291,7 +291,8 @@ MUTATIONS = [
     Mutation(
         "trust: the deployment header read beside a body cut before its model",
         "pipeline/sources/gateway.py",
-        "    if facts.deployment is None and not request.truncated:\n",
+        "    if facts.deployment is None and (not request.truncated or _header_routed(backend_url)"
+        "):\n",
         "    if facts.deployment is None:\n",
         (H + "test_a_deployment_a_client_names_loses_to_apims_own",),
     ),
@@ -312,8 +313,8 @@ MUTATIONS = [
     Mutation(
         "tokens: a JSON answer's other choices not counted",
         "pipeline/call/content.py",
-        '_list(response.get("choices")) if isinstance(c, dict)\n',
-        '_list(response.get("choices"))[:1] if isinstance(c, dict)\n',
+        'list_of(response.get("choices")) if isinstance(c, dict)\n',
+        'list_of(response.get("choices"))[:1] if isinstance(c, dict)\n',
         (H + "test_a_stream_of_n_choices_counts_them_all",),
     ),
     Mutation(
@@ -363,8 +364,44 @@ MUTATIONS = [
         "trust: a call is Streamed when the client asked, whatever the answer",
         "pipeline/call/exchange.py",
         '    if response.kind == "json":\n        return False\n    if req is not None:\n',
-        '    if req is not None:\n',
+        "    if req is not None:\n",
         (H + "test_a_stream_is_what_the_answer_was_not_what_the_request_asked",),
+    ),
+    Mutation(
+        "previews: a cut body's preview no longer its record's (kept after its capture changed)",
+        "pipeline/call/join.py",
+        "    return preview is not None and preview.rank in (rank, (rank[0] + CUT_PREVIEW, rank[1]"
+        "))\n",
+        "    return preview is not None and preview.rank == rank\n",
+        (H + "test_a_preview_read_from_a_cut_body_still_goes_with_its_record",),
+    ),
+    Mutation(
+        "trust: a request's stream flag beats the answer another source logged",
+        "pipeline/call/join.py",
+        '        if name == "streamed" and any(f.facts.streamed_seen for f in frags):\n',
+        "        if False:\n",
+        (H + "test_a_stream_is_what_the_answer_was_not_what_the_request_asked",),
+    ),
+    Mutation(
+        "tokens: a usage cut in half kept as reported (no LLM log: the call unpriced)",
+        "pipeline/call/exchange.py",
+        "    if usage is None or (partial and response.truncated):\n",
+        "    if usage is None:\n",
+        (H + "test_a_usage_cut_in_half_yields_to_the_llm_logs_counts",),
+    ),
+    Mutation(
+        "tokens: an image embeddings request priced by its bytes",
+        "pipeline/call/exchange.py",
+        ' and operation != "embeddings":\n',
+        ":\n",
+        (H + "test_an_image_embeddings_request_cut_is_not_priced_by_its_bytes",),
+    ),
+    Mutation(
+        "deployment: a managed-compute endpoint's routing header ignored beside a cut body",
+        "pipeline/sources/gateway.py",
+        "    return bool(backend_url and _HEADER_ROUTED.match(backend_url))\n",
+        "    return False\n",
+        (H + "test_a_deployment_a_client_names_loses_to_apims_own",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",
@@ -1323,8 +1360,8 @@ MUTATIONS = [
     Mutation(
         "stream: a legacy Completion's streamed text not read",
         "pipeline/call/stream.py",
-        '    elif isinstance(choice.get("text"), str):',
-        "    elif False:",
+        '    elif isinstance(choice.get("text"), str):\n        # A streamed legacy Completion',
+        "    elif False:\n        # A streamed legacy Completion",
         (
             "tests/test_parsing.py::test_a_streamed_legacy_completion_without_usage_estimates_its_output",
         ),

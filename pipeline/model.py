@@ -128,6 +128,9 @@ class Facts:
     # True when `deployment` is what the client's request names (its body's `model`, a
     # routing header) rather than APIM's routing (a backend URL, the LLM log's own).
     deployment_claimed: bool | None = None
+    # True when `streamed` was read from the answer logged (an SSE or a JSON body), not from
+    # the request's `stream` flag (the client's word).
+    streamed_seen: bool | None = None
     usage: Usage | None = None
     # Fact fields this record's values were cut in (ingest.clip_facts), comma-separated.
     clipped: str | None = None

@@ -16,7 +16,7 @@ import zlib
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pytest
@@ -850,6 +850,10 @@ def test_a_deployment_a_client_names_loses_to_apims_own(cfg: Config) -> None:
     cid = apim.new_id("header-whole")
     bare = orjson.dumps({"messages": [{"role": "user", "content": "hi"}]}).decode()
     assert row(gateway(cid, bare))["Deployment"] == "finance-gpt4o"
+    # A managed-compute endpoint routes by the header, whatever the body's length.
+    managed = gateway(apim.new_id("header-managed"), cut)
+    managed["properties"]["backendUrl"] = "https://llama.eastus2.inference.ml.azure.com/score"
+    assert row(managed)["Deployment"] == "finance-gpt4o"
 
 
 def _row_of(cfg: Config, *records: dict[str, Any]) -> dict[str, Any]:
@@ -925,6 +929,22 @@ def test_a_usage_cut_in_half_yields_to_the_llm_logs_counts(cfg: Config) -> None:
     row = _row_of(cfg, rec, header)
     assert (row["PromptTokens"], row["CompletionTokens"]) == (120_000, 2_000)
     assert row["TokensSource"] == "llm-log"
+    # Without an LLM log: the count kept, the other one estimated (priced, not unknown).
+    alone = _row_of(cfg, apim.gateway(apim.new_id("half-alone"), response=body[:at]))
+    assert alone["CompletionTokens"] == 2_000 and alone["PromptTokens"] > 0
+    assert alone["TokensSource"] == "estimated"
+
+
+def test_an_image_embeddings_request_cut_is_not_priced_by_its_bytes(cfg: Config) -> None:
+    """The request-size estimate is for text: an image's 400 KB data URL is no prompt."""
+    path = "/models/images/embeddings?api-version=2024-05-01-preview"
+    image = "data:image/png;base64," + "A" * 400_000
+    body = orjson.dumps({"input": [{"image": image, "text": "a cat"}], "model": "embed-v3"})
+    rec = apim.gateway(
+        apim.new_id("image-embeddings"), path=path, request=body.decode()[:8192],
+        response=None, requestSize=len(body), operationId="getImageEmbeddings",
+    )  # fmt: skip
+    assert "PromptTokens" not in _row_of(cfg, rec)
 
 
 def test_a_prompt_read_from_a_cut_body_yields_to_the_llm_logs(cfg: Config) -> None:
@@ -941,12 +961,40 @@ def test_a_prompt_read_from_a_cut_body_yields_to_the_llm_logs(cfg: Config) -> No
     assert _row_of(cfg, alone)["PromptPreview"] == "What is the capital of France?"
 
 
+def test_a_preview_read_from_a_cut_body_still_goes_with_its_record(cfg: Config) -> None:
+    """Ranked after every source, a cut body's preview is still its record's: replayed under
+    PROMPT_CAPTURE=none, the stored row loses it (it stayed, found by its old rank)."""
+    from pipeline.store import merge
+
+    answer = orjson.dumps(apim.chat_response("word " * 3000)).decode()
+    rec = apim.gateway(
+        apim.new_id("cut-answer"), request=apim.chat_request(("user", "Secret question?")),
+        response=answer[:8192], responseSize=len(answer),
+    )  # fmt: skip
+    stored = _row_of(cfg, rec)
+    assert stored["PromptPreview"] == "Secret question?"
+    ((state, _),) = transform([ev(apim.envelope(rec))], replace(cfg, prompt_capture="none")).rows
+
+    class Stored(dict):  # the row as read from the table: with the ETag to write it with
+        metadata: ClassVar[dict[str, str]] = {"etag": "W/1"}
+
+    merged = merge.merge_into(Stored(stored), state, cfg.shards)
+    assert merged is not None and "PromptPreview" not in merged
+
+
 def test_a_stream_is_what_the_answer_was_not_what_the_request_asked(cfg: Config) -> None:
     request = apim.chat_request(("user", "hi"), stream=True)
     json_answer = apim.gateway(apim.new_id("asked-stream"), request=request)
     assert _row_of(cfg, json_answer)["Streamed"] is False
     unanswered = apim.gateway(apim.new_id("asked-stream-no-body"), request=request, response=None)
     assert _row_of(cfg, unanswered)["Streamed"] is True
+    # Our policy's inbound message carries the request's flag alone: the answer still wins.
+    cid = apim.new_id("asked-stream-policy")
+    inbound = orjson.loads(sources.policy_message(cid, section="inbound", request=request))
+    gw = apim.gateway(cid, request=request)
+    both = transform([ev(apim.envelope(gw)), ev(orjson.dumps(inbound), 2)], cfg)
+    ((_, row),) = both.rows
+    assert row["Streamed"] is False and row["Sources"] == "gateway,policy"
 
 
 def test_the_accelerators_end_user_id_names_no_caller(cfg: Config) -> None:

@@ -118,7 +118,7 @@ def generated_text(response: Any) -> str:
     if not isinstance(response, dict):
         return ""
     text = "".join(
-        _choice_generated(c) for c in _list(response.get("choices")) if isinstance(c, dict)
+        _choice_generated(c) for c in list_of(response.get("choices")) if isinstance(c, dict)
     )
     output = response.get("output")
     if isinstance(output, list):
@@ -133,14 +133,14 @@ def _choice_generated(choice: dict[str, Any]) -> str:
     message = choice.get("message")
     if isinstance(message, dict):
         parts.append(part_text(message.get("content")) or "")
-        for call in _list(message.get("tool_calls")):
+        for call in list_of(message.get("tool_calls")):
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict):
                 parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
     return "".join(parts)
 
 
-def _list(value: Any) -> list[Any]:
+def list_of(value: Any) -> list[Any]:
     """A field that holds a list, or nothing: a sender may put any JSON value there."""
     return value if isinstance(value, list) else []
 
@@ -151,7 +151,7 @@ def _output_generated(output: list[Any]) -> str:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            for part in _list(item.get("content")):
+            for part in list_of(item.get("content")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     parts.append(part["text"])
         elif item.get("type") == "function_call":

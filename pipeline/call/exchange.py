@@ -94,8 +94,9 @@ def interpret(
     finish_reason, filtered = _finish(resp, stream)
     # Failed calls are not billed: their tokens stay unknown, never an estimate.
     usage = Usage(source="none") if failure else _reported(resp, stream, operation)
-    if usage is None:
-        usage = _estimate(
+    partial = usage is not None and (usage.prompt is None or usage.completion is None)
+    if usage is None or (partial and response.truncated):
+        estimate = _estimate(
             operation,
             model,
             deployment,
@@ -107,6 +108,9 @@ def interpret(
             request_size,
             response_size,
         )
+        # A `usage` cut in half (a client can size its answer so that the cut falls after
+        # `completion_tokens`): what it kept, the estimate for the rest.
+        usage = estimate if usage is None else _completed(usage, estimate)
     facts = Facts(
         url=url,
         deployment=deployment,
@@ -120,6 +124,7 @@ def interpret(
         response_id=string(stream.response_id if stream else None)
         or string(resp.get("id") if resp else None),
         streamed=_streamed(req, response),
+        streamed_seen=response.kind in ("sse", "json") or None,
         body_truncated=request.truncated
         or response.truncated
         or bool(stream is not None and not stream.complete),
@@ -215,6 +220,13 @@ def _finish(resp: dict[str, Any] | None, stream: Stream | None) -> tuple[str | N
     return None, False
 
 
+def _completed(kept: Usage, estimate: Usage) -> Usage:
+    prompt = kept.prompt if kept.prompt is not None else estimate.prompt
+    completion = kept.completion if kept.completion is not None else estimate.completion
+    total = prompt + completion if prompt is not None and completion is not None else None
+    return Usage(prompt, completion, total, kept.cached, kept.reasoning, "estimated")
+
+
 def _reported(resp: dict[str, Any] | None, stream: Stream | None, operation: str) -> Usage | None:
     if stream is not None and stream.usage is not None:
         return normalise_usage(stream.usage, operation)
@@ -241,9 +253,10 @@ def _estimate(
     prompt = tokens.estimate_prompt(req, operation, enc)
     if prompt is not None and request.truncated:
         prompt = tokens.scale(prompt, request.logged_bytes, request_size)
-    elif prompt is None and request.truncated and request_size:
+    elif prompt is None and request.truncated and request_size and operation != "embeddings":
         # Nothing countable before the cut: the size APIM measured stands in (left unknown,
-        # the call was unpriced, and a client padding its body paid nothing).
+        # the call was unpriced, and a client padding its body paid nothing). Not for
+        # embeddings: an image's bytes are no text tokens (tokens.estimate_prompt).
         prompt = math.ceil(request_size / _BYTES_PER_TOKEN)
     completion = _estimate_completion(operation, enc, req, response, stream, resp, response_size)
     if prompt is None and (completion is None or operation == "embeddings"):

@@ -71,6 +71,10 @@ def rank_of(fragment: Fragment) -> tuple[int, int]:
     return (SOURCE_RANK[fragment.kind], fragment.part)
 
 
+# Added to a preview's source rank when it was read from a body APIM cut: after every source.
+CUT_PREVIEW = len(SOURCE_RANK)
+
+
 # LLM-log message chunks kept per call: the lowest ones (the previews come from the first).
 # Bounded, so a call logged in thousands of chunks cannot grow the row past Azure's limits.
 MAX_MESSAGE_FRAGMENTS = 8
@@ -206,13 +210,19 @@ def _same(a: Fragment, b: Fragment) -> bool:
     )
 
 
+def _from(preview: Preview | None, rank: tuple[int, int]) -> bool:
+    """Whether `preview` is the one of the fragment ranked `rank`: at that rank, or after
+    every source's (a prompt read from a cut body: ingest/records.py `protect`)."""
+    return preview is not None and preview.rank in (rank, (rank[0] + CUT_PREVIEW, rank[1]))
+
+
 def _preview_differs(state: CallState, frag: Fragment) -> bool:
     rank = rank_of(frag)
     for current, offered in (
         (state.prompt_preview, frag.prompt_preview),
         (state.completion_preview, frag.completion_preview),
     ):
-        mine = current if current is not None and current.rank == rank else None
+        mine = current if _from(current, rank) else None
         if offered is None:
             # The fragment has no preview now (capture setting changed): ours must go, unless
             # it never came from this fragment.
@@ -230,17 +240,17 @@ def _keep_sealed_previews(state: CallState, rank: tuple[int, int], incoming: Fra
     """The previews a record gave before, sealed under its first copy's key, stand for the
     ones its new copy brings (the same text, sealed under another key)."""
     current, offered = state.prompt_preview, incoming.prompt_preview
-    if current and offered and current.rank == rank and current.sealed:
+    if current and offered and _from(current, rank) and current.sealed:
         incoming.prompt_preview = current
     current, offered = state.completion_preview, incoming.completion_preview
-    if current and offered and current.rank == rank and current.sealed:
+    if current and offered and _from(current, rank) and current.sealed:
         incoming.completion_preview = current
 
 
 def _drop_previews_of(state: CallState, rank: tuple[int, int]) -> None:
-    if state.prompt_preview is not None and state.prompt_preview.rank == rank:
+    if _from(state.prompt_preview, rank):
         state.prompt_preview = None
-    if state.completion_preview is not None and state.completion_preview.rank == rank:
+    if _from(state.completion_preview, rank):
         state.completion_preview = None
 
 
@@ -338,7 +348,10 @@ def _usage_rank(usage: Usage) -> tuple[int, int]:
 def _merge_facts(frags: list[Fragment], merged: Facts) -> None:
     """Each fact from the best-ranked source that has it."""
     for name in _FACT_FIELDS:
-        if name in _ANY_TRUE:
+        if name == "streamed" and any(f.facts.streamed_seen for f in frags):
+            # What an answer logged says, before any request's flag (the client's word).
+            value = next(f.facts.streamed for f in frags if f.facts.streamed_seen)
+        elif name in _ANY_TRUE:
             values = [getattr(f.facts, name) for f in frags]
             value = (
                 True

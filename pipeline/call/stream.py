@@ -24,6 +24,7 @@ import orjson
 from pipeline.call.content import (
     completion_text,
     generated_text,
+    list_of,
     tool_call_text,
     tool_calls_text,
 )
@@ -142,10 +143,6 @@ def _index(value: object) -> int | None:
     return as_int(value)
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _slot(s: Stream, index: int | None) -> dict[str, Any] | None:
     if index is None:
         return None
@@ -182,7 +179,7 @@ def _other_choice(s: Stream, choice: dict[str, Any]) -> None:
         for key in ("content", "refusal"):
             if isinstance(delta.get(key), str):
                 s.others.append(delta[key])
-        for call in _list(delta.get("tool_calls")):
+        for call in list_of(delta.get("tool_calls")):
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict):
                 s.others += [v for v in (fn.get("name"), fn.get("arguments")) if isinstance(v, str)]

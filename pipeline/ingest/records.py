@@ -20,6 +20,7 @@ import orjson
 
 from pipeline.call import attribution
 from pipeline.call.bodies import repair_truncated
+from pipeline.call.join import CUT_PREVIEW
 from pipeline.common import safejson
 from pipeline.common.timestamps import plausible
 from pipeline.common.values import text
@@ -286,7 +287,7 @@ def protect(parsed: Parsed, received: Received, masker: Masker) -> Protected:
     # A prompt read from a body APIM cut yields to the LLM log's messages (APIM's reading of
     # the whole body): past the cut, a client can write the `messages` the model reads.
     cut = facts.body_truncated and read.kind in ("gateway", "policy")
-    ranks = ((len(SOURCE_RANK), read.part) if cut else rank, rank)
+    ranks = ((rank[0] + CUT_PREVIEW, rank[1]) if cut else rank, rank)
     previews = []
     for text_, rank_ in zip((read.prompt_text, read.completion_text), ranks, strict=True):
         if not text_:

@@ -7,6 +7,7 @@ caller) and, when the diagnostic logs them, the request and response bodies and 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pipeline.call.bodies import ABSENT, Body, parse_body
@@ -18,6 +19,15 @@ from pipeline.settings import Proxies
 from pipeline.sources.origin import apim_service, client_ip, region_name
 
 _DEPLOYMENT_HEADER = "azureml-model-deployment"
+# Hosts of managed-compute and serverless endpoints, which route by that header
+# (`{name}.{region}.inference.ml.azure.com`, `{name}.{region}.models.ai.azure.com`).
+_HEADER_ROUTED = re.compile(
+    r"^https?://[^/?#]+\.(?:inference\.ml|models\.ai)\.azure\.com(?:[:/?#]|$)", re.IGNORECASE
+)
+
+
+def _header_routed(backend_url: str | None) -> bool:
+    return bool(backend_url and _HEADER_ROUTED.match(backend_url))
 
 
 def header(headers: dict[str, Any] | None, name: str) -> str | None:
@@ -53,10 +63,11 @@ def gateway_facts(
 ) -> tuple[Facts, str | None, str | None]:
     """Facts, prompt text and completion text of one GatewayLogs record."""
     url, operation_id = text(flat, "url"), text(flat, "operationid")
+    backend_url = text(flat, "backendurl")
     request = pick_body(flat.get("backendrequestbody"), flat.get("requestbody"))
     ex = interpret(
         url=url,
-        backend_url=text(flat, "backendurl"),
+        backend_url=backend_url,
         operation_id=operation_id,
         status=integer(flat, "responsecode"),
         backend_status=integer(flat, "backendresponsecode"),
@@ -68,11 +79,11 @@ def gateway_facts(
     )
     facts = ex.facts
     request_headers = mapping(flat, "requestheaders")
-    if facts.deployment is None and not request.truncated:
+    if facts.deployment is None and (not request.truncated or _header_routed(backend_url)):
         # Managed-compute endpoints route by this header when the body names no model
         # (Azure AI Model Inference API reference, request headers); logged only when the
-        # diagnostic lists it. A client writes it: only a body logged whole shows that it
-        # names no model (past a cut, its `model` is what routed), and it is a claim.
+        # diagnostic lists it. A client writes it, so it is a claim; elsewhere only a body
+        # logged whole shows that it names no model (past a cut, its `model` routed).
         facts.deployment = header(request_headers, _DEPLOYMENT_HEADER) or header(
             mapping(flat, "backendrequestheaders"), _DEPLOYMENT_HEADER
         )
