@@ -929,6 +929,13 @@ def test_a_usage_cut_in_half_yields_to_the_llm_logs_counts(cfg: Config) -> None:
     row = _row_of(cfg, rec, header)
     assert (row["PromptTokens"], row["CompletionTokens"]) == (120_000, 2_000)
     assert row["TokensSource"] == "llm-log"
+    # A whole body whose usage names one count (a sender's): the LLM log's complete counts win.
+    cid = apim.new_id("one-count")
+    one = apim.chat_response("x", completion=2_000)
+    one["usage"] = {"completion_tokens": 2_000}
+    header = sources.llm_header(cid, prompt=120_000, completion=2_000)
+    row = _row_of(cfg, apim.gateway(cid, response=one), header)
+    assert (row["PromptTokens"], row["TokensSource"]) == (120_000, "llm-log")
     # Without an LLM log: the count kept, the other one estimated (priced, not unknown).
     alone = _row_of(cfg, apim.gateway(apim.new_id("half-alone"), response=body[:at]))
     assert alone["CompletionTokens"] == 2_000 and alone["PromptTokens"] > 0
