@@ -363,15 +363,6 @@ def _merge_facts(frags: list[Fragment], merged: Facts) -> None:
         else:
             value = next((v for f in frags if (v := getattr(f.facts, name)) is not None), None)
         setattr(merged, name, value)
-    merged.deployment_claimed = (
-        None
-        if merged.deployment is None
-        else not any(
-            f.facts.deployment == merged.deployment and not f.facts.deployment_claimed
-            for f in frags
-        )
-        or None
-    )
 
 
 def _deployment(frags: list[Fragment]) -> str | None:

@@ -10,7 +10,6 @@ over those chunks for the readers that resynchronise, and inflating with a bound
 
 from __future__ import annotations
 
-import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
+from pipeline.common import pools
 from pipeline.model import EventIn
 from pipeline.sources.inputs import Caller, Input, InputError, printable, stream_events
 
@@ -63,16 +63,8 @@ class FileStream:
         self.file.close()
 
 
-_READ_AHEAD: ThreadPoolExecutor | None = None
-_READ_AHEAD_LOCK = threading.Lock()
-
-
 def _read_ahead() -> ThreadPoolExecutor:
-    global _READ_AHEAD
-    with _READ_AHEAD_LOCK:
-        if _READ_AHEAD is None:
-            _READ_AHEAD = ThreadPoolExecutor(max_workers=4, thread_name_prefix="read-ahead")
-        return _READ_AHEAD
+    return pools.pool("read-ahead", 4)
 
 
 class BlobStream:
