@@ -87,7 +87,9 @@ def prose(size: int) -> str:
 
 
 def fill(unit: str, size: int) -> str:
-    return (unit * (size // len(unit) + 1))[:size]
+    """`unit` repeated to `size` bytes of UTF-8 (characters, for ASCII units)."""
+    text = (unit * (size // len(unit) + 1))[:size]
+    return text if text.isascii() else cut(text, size).rstrip("\ufffd")
 
 
 def join_to(items: Callable[[int], str], size: int, sep: str = ",") -> str:
@@ -353,6 +355,13 @@ NEAR_MISSES: dict[str, str] = {
     "-----BEGIN runs (private key near-miss)": "-----BEGIN ",
     "Password= runs (secret near-miss)": "Password=",
     "GB00 0000 runs (IBAN near-miss)": "GB00 0000 0000 ",
+    # Read without what no one sees, or with a separator folded (protect/reading.py).
+    "a zero-width space after every character": "a\u200b1\u200b@\u200b",
+    "a combining mark on every character": "a\u03011\u0301",
+    "card digits split by soft hyphens": "4111\u00ad1111\u00ad1111\u00ad1112 ",
+    "no-break space between digits": "1\u00a0",
+    "en dash between digits": "1\u2013",
+    "tag characters spelling e-mails": "".join(chr(0xE0000 + ord(c)) for c in "a@b.co "),
 }
 
 

@@ -508,6 +508,148 @@ def test_numbers_and_addresses_written_in_other_forms_are_masked_in_what_is_stor
     ]
 
 
+# --- 5b. characters a reader does not see, separators pasted from documents ---------------------
+
+# Default-ignorable characters (zero-width space, word joiner, byte order mark, soft hyphen,
+# grapheme joiner, variation selector, language tag) and combining marks (an acute, a keycap):
+# a person and a model read the value through them, a regex does not.
+_HIDDEN = {
+    "zero-width space": "\u200b",
+    "zero-width joiner": "\u200d",
+    "word joiner": "\u2060",
+    "byte order mark": "\ufeff",
+    "soft hyphen": "\u00ad",
+    "grapheme joiner": "\u034f",
+    "variation selector and keycap": "\ufe0f\u20e3",
+    "combining acute": "\u0301",
+    "language tag": "\U000e0001",
+}
+
+
+def _rewritten(rewrite: Any) -> list[tuple[str, str, str]]:
+    """The labelled positives whose value `rewrite` changes: (sentence, rewritten, label)."""
+    out = []
+    for sentence, value, label in pii_corpus.positives():
+        written = rewrite(value)
+        if written != value:
+            out.append((sentence, sentence.replace(value, written), label))
+    return out
+
+
+@pytest.mark.parametrize("name", list(_HIDDEN))
+def test_values_with_characters_no_one_sees_are_masked_as_without_them(name: str) -> None:
+    """A hidden character after every other character of each positive: the value is masked
+    whole (the hidden characters inside go with it) and the rest of the sentence is unchanged:
+    the stored text is what the same sentence without them gives."""
+    hidden = _HIDDEN[name]
+    cases = _rewritten(
+        lambda v: "".join(c + hidden if i % 2 == 0 else c for i, c in enumerate(v[:-1])) + v[-1]
+    )
+    masker = _masker()
+    assert len(cases) >= 80
+    for sentence, written, label in cases:
+        counts: Counter[str] = Counter()
+        masked = masker.redact_text(written, counts)  # through the prefilter
+        # A hidden character left outside the match (o'brien@ is masked from "b") is harmless.
+        assert masked.replace(hidden, "") == masker.redact_text(sentence, Counter()), written
+        assert counts[label] >= 1, (label, written)
+    # Secrets with no digit or "@" are looked for after a word ("password", "bearer"): the
+    # hidden character inside that word must not let the text skip the detectors.
+    for text, label in (
+        (f"pass{hidden}word=correcthorsebatterystaple", "SECRET"),
+        (f"Authorization: Bear{hidden}er abcdefghijklmnopqrstuvwxyzABCDEF", "TOKEN"),
+    ):
+        assert f"[{label}]" in masker.redact_text(text, Counter()), text
+
+
+def test_values_spelled_in_tag_characters_are_masked() -> None:
+    """Tag characters (U+E0020-E007E) spell ASCII that no one sees and a model reads ("ASCII
+    smuggling"): the value is masked where its ASCII twin is."""
+    cases = _rewritten(
+        lambda v: "".join(chr(0xE0000 + ord(c)) if " " <= c <= "~" else c for c in v)
+    )
+    r = Redactor()
+    assert len(cases) >= 80
+    for sentence, written, label in cases:
+        assert r.find(written) == r.find(sentence), (label, written)
+        counts: Counter[str] = Counter()
+        masked = _masker().redact_text(written, counts)
+        assert f"[{label}]" in masked and counts[label] >= 1, (label, written)
+
+
+_SEPARATORS = {
+    "no-break space": ("\u00a0", " "),
+    "narrow no-break space": ("\u202f", " "),
+    "thin space": ("\u2009", " "),
+    "figure space": ("\u2007", " "),
+    "ideographic space": ("\u3000", " "),
+    "en dash": ("\u2013", "-"),
+    "em dash": ("\u2014", "-"),
+}
+
+
+@pytest.mark.parametrize("name", list(_SEPARATORS))
+def test_numbers_pasted_with_the_separators_of_a_document_are_found(name: str) -> None:
+    """Word processors and PDFs put no-break or thin spaces between digit groups and turn
+    hyphens into dashes: a number pasted from them is found where its ASCII twin is, and
+    look-alikes written so stay look-alikes."""
+    sep, ascii_ = _SEPARATORS[name]
+
+    def rewrite(v: str) -> str:
+        return "".join(
+            sep if c == ascii_ and v[i - 1 : i].isdigit() and v[i + 1 : i + 2].isdigit() else c
+            for i, c in enumerate(v)
+        )
+
+    cases = _rewritten(rewrite)
+    r = Redactor()
+    assert len(cases) >= (8 if ascii_ == "-" else 25)
+    for sentence, written, label in cases:
+        assert r.find(written) == r.find(sentence), (label, written)
+    for negative in pii_corpus.NEGATIVES:
+        written = "".join(
+            sep
+            if c == ascii_ and negative[i - 1 : i].isdigit() and negative[i + 1 : i + 2].isdigit()
+            else c
+            for i, c in enumerate(negative)
+        )
+        assert r.find(written) == r.find(negative) == [], written
+
+
+def test_prose_with_no_break_and_ideographic_spaces_is_read_as_it_is() -> None:
+    """French and Japanese prose keep their spaces away from digits: nothing is masked, and
+    the text is not copied to be read (the separators are folded only next to a digit)."""
+    from pipeline.protect.reading import fold, unhide
+
+    for text in (
+        "Bonjour\u00a0: voici le résumé\u00a0; merci\u202f!",
+        "会議は午後に始まります。\u3000資料を準備してください。",
+    ):
+        assert fold(text) is text and unhide(text) is None
+        assert Redactor().redact(text).text == text
+
+
+def test_hidden_values_in_a_logged_request_are_masked_in_what_is_stored() -> None:
+    """End to end, in a request body as a client sends it (JSON escapes for the hidden
+    characters, tag characters as UTF-8): neither the preview nor the archived record keeps
+    the value readable once the hidden characters are taken out."""
+    card = "4111\\u200b1111\\u00ad1111\\u20601111"  # JSON escapes in the body text
+    mail = "".join(chr(0xE0000 + ord(c)) for c in EMAIL)
+    body = '{"messages":[{"role":"user","content":"card ' + card + " mail " + mail + ' ok"}]}'
+    rec = apim.gateway(apim.new_id("hidden-values"), request=body)
+    plan = plan_batch([EventIn(apim.envelope(rec))], Config())
+    state = plan.states[rec["correlationId"]]
+    assert state.prompt_preview is not None
+    assert "[CARD]" in state.prompt_preview.text and "[EMAIL]" in state.prompt_preview.text
+    stored = orjson.loads(orjson.dumps(stored_record(state.call.fragments["gateway"])))
+    for body_key in ("requestBody", "backendRequestBody"):
+        doc = orjson.loads(stored["properties"][body_key])
+        content = doc["messages"][0]["content"]
+        visible = "".join(c for c in content if c.isascii())
+        assert "1111" not in visible and "victim" not in visible, content
+        assert "".join(chr(ord(c) - 0xE0000) for c in content if ord(c) > 0xE0000) == "", content
+
+
 # --- 6. caches a sender fills ---------------------------------------------------------------------
 
 

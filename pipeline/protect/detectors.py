@@ -18,17 +18,15 @@ detectors whose matches hold a rarer shape (an SSN's 3-2-4 digit groups; a phone
 trunk "0" or 3-3-4 groups) scan only the parts of long windows around it (`Anchors`,
 windows.py), found by string searches.
 
-Numbers are not always written in ASCII digits: full-width (０９０-１２３４-５６７８), Arabic-Indic
-(٠٩٠), Devanagari and every other decimal digit are read as their ASCII twins (`fold`), so the
-patterns, validators and checksums below only ever see ASCII digits.
+Text is not always written in the characters the patterns name: digits in other scripts
+(full-width ０９０-１２３４-５６７８, Arabic-Indic ٠٩٠), no-break spaces between digit groups,
+invisible characters inside an address. The detectors read the text as reading.py gives it, so
+the patterns, validators and checksums below only ever see ASCII digits and separators.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -262,59 +260,6 @@ def _find_emails(text: str, windows: list[tuple[int, int]], _: object) -> list[t
                 spans.append((lo + m.start(), lo + m.end()))
                 pos = m.end()
     return spans
-
-
-# --- the text as the detectors read it -----------------------------------------------------------
-#
-# Each character below is read as its ASCII twin: every decimal digit that is not ASCII (`\d`
-# matches them; Luhn, mod-97 and the anchors count ASCII digits), the full-width forms of what
-# addresses, keys and numbers are made of (letters, "@", "+", "-", "."), and the hyphens phone
-# numbers are typed with (hyphen, non-breaking hyphen, figure dash, minus sign, small
-# hyphen-minus). One character for one: the view has the text's length, so a span found in it
-# is the span of the text to replace. Characters common in prose (full-width punctuation,
-# no-break and ideographic spaces, the en dash) are left as they are: a text holding none of
-# these characters (almost all text) is read as it is, with no copy.
-_FULL_WIDTH = (0xFF0B, 0xFF0D, 0xFF0E, *range(0xFF20, 0xFF3B), *range(0xFF41, 0xFF5B))
-_FOLD_EXTRA = {
-    **{c: c - 0xFEE0 for c in _FULL_WIDTH},  # full-width U+FF0B... are U+002B... (+, -, .)
-    **dict.fromkeys((0x2010, 0x2011, 0x2012, 0x2212, 0xFE63), ord("-")),
-}
-_WIDE_DIGIT = re.compile(r"[^\D\x00-\x7f]")  # a decimal digit that is not ASCII
-_FOLD_OTHER = re.compile("[" + "".join(map(chr, sorted(_FOLD_EXTRA))) + "]")
-
-
-@functools.cache
-def _fold_table() -> str:
-    """Every decimal digit that is not ASCII (General Category Nd: what `str.isdecimal` and
-    the regex digit class accept) as its ASCII digit, and _FOLD_EXTRA: a string indexed by
-    code point, up to the last character folded (str.translate finds each character in it,
-    cheaper than a miss in a dict; one past its end is kept). Built on first use, a pass over
-    every code point (about 70 ms), paid only by a process that meets such a character."""
-    folded = {
-        c: 48 + unicodedata.decimal(ch)
-        for c in range(0x80, sys.maxunicode + 1)
-        if (ch := chr(c)).isdecimal()
-    }
-    folded.update(_FOLD_EXTRA)
-    table = list(map(chr, range(max(folded) + 1)))
-    for c, ascii_ in folded.items():
-        table[c] = chr(ascii_)
-    return "".join(table)
-
-
-def needs_fold(text: str) -> bool:
-    """Whether `fold` changes `text` (O(1) for ASCII text, a scan for other text)."""
-    return not text.isascii() and (
-        _WIDE_DIGIT.search(text) is not None or _FOLD_OTHER.search(text) is not None
-    )
-
-
-def fold(text: str) -> str:
-    """`text` as the built-in detectors read it: the same length, each character above as
-    its ASCII twin (str.translate: one pass, about 40 ns a character when there is one)."""
-    if text.isascii():
-        return text  # O(1), and most text: the hot path pays nothing more
-    return text.translate(_fold_table()) if needs_fold(text) else text
 
 
 # Anchor alphabets (`Anchors`): one byte per character of a window.

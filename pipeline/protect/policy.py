@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pipeline.protect.detectors import needs_fold
+from pipeline.protect.reading import needs_fold, visible
 from pipeline.protect.redactor import Redactor
 from pipeline.settings import Capture, Config
 
@@ -128,13 +128,14 @@ _ANCHORED = re.compile(r"\^|\$|\\[AZz]|\(\?<[=!]")
 # prefix, or a credential word. Substring tests, not one regex alternation: on long text
 # without a digit (most answers) they are an order of magnitude faster. Digits other than
 # ASCII (full-width, Arabic-Indic...) and the other characters the detectors read as ASCII
-# (detectors.fold) count too.
+# (reading.fold) count too, and so does what hides among invisible characters.
 _DIGIT_OR_AT = re.compile(r"[0-9@]")
 _MARKERS = ("::", "-----BEGIN", "eyJ", "sk-", "AKIA", "ASIA")
 _WORDS = ("bearer", "password", "pwd", "accountkey", "sharedaccess", "secret", "key")
 
 
 def _may_match(text: str) -> bool:
+    text = visible(text)  # "pass\u200bword" is read as "password" (reading.py)
     if _DIGIT_OR_AT.search(text) is not None or needs_fold(text):
         return True
     if any(m in text for m in _MARKERS):

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.protect.boundaries import PLACEHOLDER
-from pipeline.protect.detectors import DETECTORS, Detector, fold, shorter_valid
+from pipeline.protect.detectors import DETECTORS, Detector, shorter_valid
+from pipeline.protect.reading import fold, unhide
 from pipeline.protect.windows import (
     digit_runs,
     digit_windows,
@@ -78,13 +79,26 @@ class Redactor:
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping (start, end, label) spans, left to right. On overlap the detector
         listed first wins (secrets before numbers)."""
-        n = len(text)
-        if n < 6:
+        if len(text) < 6:
             return []
         found = self._find_custom(text)
-        # Built-in detectors read the text with every digit (full-width, Arabic-Indic...) as
-        # an ASCII one (detectors.fold): the same length, so their spans are the text's.
-        text = fold(text)
+        customs = len(found)
+        # Built-in detectors read the text as a reader does (reading.py): without the
+        # characters no one sees, every digit (full-width, Arabic-Indic...) as an ASCII one.
+        hidden = unhide(text)
+        # fold keeps the length: its spans are those of the text it folds
+        self._find_builtin(fold(text if hidden is None else hidden.text), found)
+        if hidden is not None:
+            for i in range(customs, len(found)):
+                start, rank, end, label = found[i]
+                a, b = hidden.span(start, -end)
+                found[i] = (a, rank, -b, label)
+        return _leftmost(found) if found else []
+
+    def _find_builtin(self, text: str, found: list[tuple[int, int, int, str]]) -> None:
+        """Matches of the built-in detectors in `text` (as reading.py gives it), added to
+        `found` as (start, rank, -end, label)."""
+        n = len(text)
         low: str | None = None
         runs: list[tuple[int, int, int]] | None = None
         for rank, det in enumerate(self.detectors[: self._builtin]):
@@ -111,7 +125,6 @@ class Redactor:
                 windows = near_windows(low, det.guards, det.before, det.after)
             if windows:
                 self._scan_windows(det, rank, text, windows, found)
-        return _leftmost(found) if found else []
 
     def _find_custom(self, text: str) -> list[tuple[int, int, int, str]]:
         """Matches of the custom patterns (REDACT_PATTERNS), on the text as written: their
