@@ -355,6 +355,13 @@ NEAR_MISSES: dict[str, str] = {
     "-----BEGIN runs (private key near-miss)": "-----BEGIN ",
     "Password= runs (secret near-miss)": "Password=",
     "GB00 0000 runs (IBAN near-miss)": "GB00 0000 0000 ",
+    "password is runs (secret near-miss, a lookahead per word)": "password is xxxxxxxx ",
+    "begin runs (PEM near-miss)": "----begin ",
+    "s://u:p runs (URL password near-miss)": "s://u:p",
+    "JQQJ9 runs (Azure key near-miss)": "aaaaaaaaJQQJ9",
+    "8Q~ runs (Entra secret near-miss)": "abc8Q~",
+    "ghp_ runs (GitHub token near-miss)": "ghp_abc ",
+    "Jörg.Müller@ runs (e-mail near-miss)": "Jörg.Müller@",
     # Read without what no one sees, or with a separator folded (protect/reading.py).
     "a zero-width space after every character": "a\u200b1\u200b@\u200b",
     "a combining mark on every character": "a\u03011\u0301",

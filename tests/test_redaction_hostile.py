@@ -490,6 +490,7 @@ def test_numbers_in_any_unicode_digits_are_found_as_in_ascii(script: str) -> Non
         "カード ４１１１ １１１１ １１１１ １１１１ で",
         "メール ｖｉｃｔｉｍ＠ｅｘａｍｐｌｅ．ｃｏｍ まで",
         "tel +44\u201120\u20117946\u20110958 (non-breaking hyphens)",
+        "電話 ０９０ー１２３４ー５６７８ まで",  # long vowel marks typed for hyphens
     ],
 )
 def test_numbers_and_addresses_written_in_other_forms_are_masked_in_what_is_stored(
@@ -648,6 +649,73 @@ def test_hidden_values_in_a_logged_request_are_masked_in_what_is_stored() -> Non
         visible = "".join(c for c in content if c.isascii())
         assert "1111" not in visible and "victim" not in visible, content
         assert "".join(chr(ord(c) - 0xE0000) for c in content if ord(c) > 0xE0000) == "", content
+
+
+# --- 5c. secrets and addresses as people write and paste them ----------------------------------
+
+_CASK_KEY = (  # SYNTHETIC, in the shape of security-utilities SEC101/200 (84 characters)
+    "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6JQQJ99BC1234567890abcdefAAAbCdEf"
+)
+_WRITTEN = [
+    # (text, value that must not stay, placeholder)
+    ("my password is Hunter2!x, keep it safe", "Hunter2!x", "SECRET"),
+    ('{"user": "admin", "password": "correcthorsebattery"}', "correcthorsebattery", "SECRET"),
+    ("password='correcthorsebattery'", "correcthorsebattery", "SECRET"),
+    ("DB_PASSWORD=correcthorsebattery", "correcthorsebattery", "SECRET"),
+    ("passwd: correcthorsebattery", "correcthorsebattery", "SECRET"),
+    ("Passwort: korrektespferd", "korrektespferd", "SECRET"),
+    ("mot de passe : chevalcorrect", "chevalcorrect", "SECRET"),
+    ("password\uff1acorrecthorsebattery", "correcthorsebattery", "SECRET"),
+    ("AZURE_CLIENT_SECRET=appsecretvalue", "appsecretvalue", "SECRET"),
+    ('"clientSecret": "appsecretvalue"', "appsecretvalue", "SECRET"),
+    ("DATABASE_URL=postgres://admin:correcthorse@db.internal/app", "correcthorse", "SECRET"),
+    (f"AZURE_OPENAI_API_KEY={_CASK_KEY}", _CASK_KEY, "API_KEY"),
+    ("app secret Ab18Q~A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7 here", "A1b2C3d4E5f6G7h8I9j0", "API_KEY"),
+    ("push with ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "A1b2C3d4E5f6G7h8I9j0", "API_KEY"),
+    ("charge with sk_live_A1b2C3d4E5f6G7h8I9j0K1l2", "A1b2C3d4E5f6G7h8I9j0", "API_KEY"),
+    (
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF1a\n-----END PGP PRIVATE KEY BLOCK-----",
+        "lQOYBF1a",
+        "PRIVATE_KEY",
+    ),
+    (
+        "----begin openssh private key----\nb3BlbnNz\n----end openssh private key----",
+        "b3BlbnNz",
+        "PRIVATE_KEY",
+    ),
+    (
+        "\u2014\u2013BEGIN PRIVATE KEY\u2014\u2013 MIIEvQIB"
+        " \u2014\u2013END PRIVATE KEY\u2014\u2013",
+        "MIIEvQIB",
+        "PRIVATE_KEY",
+    ),
+    ("Bitte an jörg.müller@contoso.de schreiben", "müller", "EMAIL"),
+    ("Bestellung an info@bäckerei-müller.de", "bäckerei", "EMAIL"),
+    ("Пишите на иван@пример.рф", "иван", "EMAIL"),
+    ("iban de89 3704 0044 0532 0130 00 bitte", "0532", "IBAN"),
+]
+_PROSE = [
+    "The password is required, and your password is too short.",
+    "The secret of a good API is consistency; client secrets expire.",
+    "Let's begin with the basics of private keys.",
+    "Docs at https://learn.microsoft.com/azure and http://localhost:7071/api/health.",
+    "Names like ghost_writer, ghp_short and sk_live_mode are not keys.",
+]
+
+
+@pytest.mark.parametrize(("text", "value", "label"), _WRITTEN, ids=[t[:40] for t, *_ in _WRITTEN])
+def test_secrets_and_addresses_as_people_write_them_are_masked(
+    text: str, value: str, label: str
+) -> None:
+    """Each form a person writes or pastes (a password in a sentence, a config line or JSON, a
+    URL's password, an identifiable key, armour a word processor changed, an address in
+    accented or Cyrillic letters, a lower-case IBAN) is masked through the masker, prefilter
+    included; the prose beside them is not."""
+    counts: Counter[str] = Counter()
+    masked = _masker().redact_text(text, counts)
+    assert value not in masked and counts[label] >= 1, masked
+    for prose in _PROSE:
+        assert _masker().redact_text(prose, Counter()) == prose
 
 
 # --- 6. caches a sender fills ---------------------------------------------------------------------

@@ -96,9 +96,11 @@ def _iban_pattern() -> re.Pattern[str]:
     all_known = f"(?:{_codes(list(_IBAN_LENGTH))})[0-9][0-9]"
     # (?!\w{33}): no word boundary within reach, so no candidate (one scan of a long word
     # instead of every split of it into groups).
+    # Whatever the case: "iban de89 3704 ..." is one (mod-97 reads it upper-cased).
     return re.compile(
         f"[A-Z][A-Z][0-9][0-9](?!\\w{{33}})"
-        f"(?:(?<={all_known})(?:{'|'.join(known)})|(?<!{all_known}){other})\\b(?!\\[[A-Z])"
+        f"(?:(?<={all_known})(?:{'|'.join(known)})|(?<!{all_known}){other})\\b(?!\\[[A-Z])",
+        re.IGNORECASE | re.ASCII,
     )
 
 
@@ -236,15 +238,24 @@ class Anchors:
 # searches each window as a slice of its own, so the window start counts as a boundary (a long
 # run is cut to the 64 characters before its "@", as before). Possessive labels: a label ends
 # at its ".".
-# The domain ends where ASCII letters and digits do (not at a Unicode word boundary: a CJK
-# letter right after it, "a@b.comです", is a word character too).
+# Addresses are written in the letters of alphabetic scripts too (RFC 6531/6532: "jörg.müller@
+# bäckerei.de", "иван@пример.рф"): Latin with its accents, Greek, Cyrillic. Not in the letters
+# of scripts written without spaces: the domain ends where these letters and digits do, so a
+# CJK letter right after it ("a@b.comです") or before it ("メールa@b.com") is not taken in.
+_LETTER = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u03ff\u0400-\u04ff\u1e00-\u1eff"
 _EMAIL_BODY = (
-    r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]++\.)+[A-Za-z]{2,}(?![A-Za-z0-9_])" + BEFORE_PLACEHOLDER
+    f"[{_LETTER}0-9._%+-]+@(?:[{_LETTER}0-9-]++\\.)+[{_LETTER}]{{2,}}(?![{_LETTER}0-9_])"
+    + BEFORE_PLACEHOLDER
 )
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])" + AFTER_PLACEHOLDER + _EMAIL_BODY)
+_EMAIL = re.compile(f"(?<![{_LETTER}0-9._%+-])" + AFTER_PLACEHOLDER + _EMAIL_BODY)
 # An address glued to the end of the previous match ("a@b.com-c@d.com"), tried once there.
 _EMAIL_GLUED = re.compile(_EMAIL_BODY)
-_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_LOCAL = re.compile(f"[{_LETTER}0-9._%+-]")
+
+
+def _local(c: str) -> bool:
+    """A character of an address's local part (`_EMAIL_BODY`)."""
+    return _LOCAL.fullmatch(c) is not None
 
 
 def _find_emails(text: str, windows: list[tuple[int, int]], _: object) -> list[tuple[int, int]]:
@@ -256,7 +267,7 @@ def _find_emails(text: str, windows: list[tuple[int, int]], _: object) -> list[t
         while (m := _EMAIL.search(window, pos)) is not None:
             spans.append((lo + m.start(), lo + m.end()))
             pos = m.end()
-            while window[pos : pos + 1] in _LOCAL and (m := _EMAIL_GLUED.match(window, pos)):
+            while _local(window[pos : pos + 1]) and (m := _EMAIL_GLUED.match(window, pos)):
                 spans.append((lo + m.start(), lo + m.end()))
                 pos = m.end()
     return spans
@@ -268,16 +279,82 @@ _AS_DB = bytes(ord("d") if 48 <= c <= 57 else ord("b") for c in range(256))
 _ZERO_AS_O = bytes.maketrans(b"0123456789", b"oddddddddd")  # "od": 0 then 1-9
 
 
+# What the SECRET detector looks for, lower-cased (also the redaction prefilter's words):
+# "pass" is in password, passwd, Passwort, passphrase and "mot de passe". Each word costs a
+# search of every text, so they are few.
+SECRET_WORDS = ("pass", "secret", "pwd", "accountkey", "sharedaccess")
+
+
+# The five dashes of PEM armour: four or five, or what a word processor makes of them (an
+# em dash and an en dash).
+_DASHES = "(?:-{4,5}+|[\u2013\u2014][-\u2013\u2014]{1,4}+)"
+# What the keys that name their issuer hold: GitHub's "ghp_" and "github_pat_", Stripe's
+# "sk_live_", an "_" (a single character is searched for fastest, and prose seldom has it).
+KEY_PREFIXES = ("_",)
+
+# A URL's user and password: the user ends at ":", the password at "@" (possessive).
+_URL_USERINFO = re.compile(r"[^\s/:@\"'<>]{1,256}+:([^\s/@\"'<>]{1,256}+)@")
+
+
+def _find_url_passwords(text: str) -> list[tuple[int, int]]:
+    """The password of each "scheme://user:password@" in `text`: a match right after each
+    "://" (one per occurrence, never longer than a URL's user and password)."""
+    spans: list[tuple[int, int]] = []
+    i = text.find("://")
+    while i != -1:
+        if (m := _URL_USERINFO.match(text, i + 3)) is not None:
+            spans.append(m.span(1))
+        i = text.find("://", i + 3)
+    return spans
+
+
+# Microsoft's identifiable keys (security-utilities SEC101/200, SEC101/156): an Azure AI
+# services key of 84 characters with the signature "JQQJ9" at character 53, and an Entra ID
+# client secret with "8Q~" at character 4. Found from their signature, then read around it.
+IDENTIFIABLE = ("JQQJ9", "~")
+_CASK = re.compile(
+    r"[A-Za-z0-9]{52}JQQJ9[9DH][A-Za-z0-9][A-L][A-Za-z0-9]{16}[A-Za-z][A-Za-z0-9]{7}"
+    r"(?:[A-Za-z0-9]{2}==)?(?![A-Za-z0-9])"
+)
+_ENTRA = re.compile(r"[A-Za-z0-9_~.-]{3}8Q~[A-Za-z0-9_~.-]{34}(?![A-Za-z0-9_~.+/=-])")
+_KEY_CHARS = {"JQQJ9": re.compile(r"[A-Za-z0-9]"), "8Q~": re.compile(r"[A-Za-z0-9_~.+/=-]")}
+
+
+def _find_identifiable(text: str) -> list[tuple[int, int]]:
+    """Spans of `_CASK` and `_ENTRA` keys: each signature's occurrence is one candidate,
+    whose start is a fixed distance before it and must not continue a run of key characters."""
+    spans: list[tuple[int, int]] = []
+    for signature, pattern, back in (("JQQJ9", _CASK, 52), ("8Q~", _ENTRA, 3)):
+        before = _KEY_CHARS[signature]
+        i = text.find(signature)
+        while i != -1:
+            start = i - back
+            if (
+                start >= 0
+                and (start == 0 or before.fullmatch(text[start - 1]) is None)
+                and (m := pattern.match(text, start)) is not None
+            ):
+                spans.append(m.span())
+            i = text.find(signature, i + 1)
+    return sorted(spans)
+
+
 DETECTORS: tuple[Detector, ...] = (
     Detector(
         "PRIVATE_KEY",
-        # Linear: literal-led, and "[A-Z0-9 ]*" cannot run past the next "-----".
+        # PEM and PGP armour ("-----BEGIN RSA PRIVATE KEY-----", "... PGP PRIVATE KEY
+        # BLOCK-----"), whatever the case, with four or five dashes or the dashes a word
+        # processor makes of them. Linear: "BEGIN" is led by its dashes, and "[A-Z0-9 ]*"
+        # cannot run past the next dash.
         re.compile(
-            r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+            f"(?i){_DASHES}BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?{_DASHES}"
+            f".*?(?:{_DASHES}END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?{_DASHES}|\\Z)",
             re.S,
         ),
-        "text",
-        ("-----BEGIN",),
+        "near",
+        ("begin",),
+        before=5,
+        after=1 << 20,
     ),
     Detector(
         "JWT",
@@ -307,16 +384,31 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "SECRET",
-        # Possessive whitespace: giving a space back cannot produce "=" or ":".
+        # A secret's name, then its value: "Password=...", "DB_PASSWORD=...", "\"password\":
+        # \"...\"" (a quote after the name), "client secret: ...", "Passwort：...", and "my
+        # password is ..." when the value holds a digit or a symbol ("the password is
+        # required" is prose). Possessive whitespace: giving a space back cannot produce "=",
+        # ":" or "is".
         re.compile(
-            r"(?i)(?<![A-Z]\])\b(?:AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd"
-            r"|ClientSecret|client_secret)\s*+[=:]\s*+\"?(?-i:(?!\[[A-Z]))([^;\s\"'&,]{4,})"
+            r"(?i)(?<![A-Z]\])(?<![A-Z0-9])(?:AccountKey|SharedAccessKey|SharedAccessSignature"
+            r"|(?:PG)?Pass(?:word|wd|wort|phrase)|Pwd|Mot de passe"
+            r"|Client[ _-]?Secret)[\"']?(?:\s*+[=:\uff1a]\s*+|\s++is\s++(?=[\"']?[^\s\"']*?"
+            r"[0-9!#$%&*+?@^~]))[\"']?(?-i:(?!\[[A-Z]))([^;\s\"'&,]{4,})"
         ),
         "near",
-        ("accountkey", "sharedaccess", "password", "pwd", "clientsecret", "client_secret"),
+        SECRET_WORDS,
         group=1,
-        before=0,
+        before=7,  # "client " before "secret", "pg" before "password"
         after=400,
+    ),
+    Detector(
+        "SECRET",
+        # The password of a URL, "postgres://admin:<password>@host" (`_find_url_passwords`):
+        # there is no password without an "@".
+        _URL_USERINFO,
+        "text",
+        ("@",),
+        finder=lambda text, windows, joined: _find_url_passwords(text),
     ),
     Detector(
         "API_KEY",
@@ -326,6 +418,25 @@ DETECTORS: tuple[Detector, ...] = (
         ),
         "text",
         ("sk-",),
+    ),
+    Detector(
+        "API_KEY",
+        # Keys that say what they are by a prefix (GitHub, Stripe): a fixed prefix, then a
+        # run of its characters, not inside a longer word.
+        re.compile(
+            r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,}+"
+            r"|[rs]k_live_[0-9A-Za-z]{20,}+)(?![A-Za-z0-9_])"
+        ),
+        "text",
+        KEY_PREFIXES,
+    ),
+    Detector(
+        "API_KEY",
+        # Microsoft's identifiable keys (`_find_identifiable`).
+        _CASK,
+        "text",
+        IDENTIFIABLE,
+        finder=lambda text, windows, joined: _find_identifiable(text),
     ),
     Detector(
         "API_KEY",

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from pipeline.protect.detectors import IDENTIFIABLE, KEY_PREFIXES, SECRET_WORDS
 from pipeline.protect.reading import needs_fold, visible
 from pipeline.protect.redactor import Redactor
 from pipeline.settings import Capture, Config
@@ -130,8 +131,8 @@ _ANCHORED = re.compile(r"\^|\$|\\[AZz]|\(\?<[=!]")
 # ASCII (full-width, Arabic-Indic...) and the other characters the detectors read as ASCII
 # (reading.fold) count too, and so does what hides among invisible characters.
 _DIGIT_OR_AT = re.compile(r"[0-9@]")
-_MARKERS = ("::", "-----BEGIN", "eyJ", "sk-", "AKIA", "ASIA")
-_WORDS = ("bearer", "password", "pwd", "accountkey", "sharedaccess", "secret", "key")
+_MARKERS = ("::", "eyJ", "sk-", "AKIA", "ASIA", *KEY_PREFIXES, *IDENTIFIABLE)
+_WORDS = ("bearer", "begin", "key", *SECRET_WORDS)
 
 
 def _may_match(text: str) -> bool:

@@ -11,8 +11,9 @@ but a model reads. The detectors (detectors.py) read a view of the text instead:
   keys and numbers are made of (letters, "@", "+", "-", "."), the hyphens phone numbers are
   typed with, tag characters (U+E0020-E007E, "ASCII smuggling") as the ASCII they spell,
   and, next to a digit, the spaces and dashes word processors put between digit groups
-  (no-break, thin, figure, ideographic; en and em dash). The view has the text's length, so
-  a span found in it is the span of the text to replace.
+  (no-break, thin, figure, ideographic; en and em dash; the long vowel mark a Japanese input
+  method types for a hyphen). The view has the text's length, so a span found in it is the
+  span of the text to replace.
 - `unhide`: without the characters a reader never sees (Unicode's default-ignorable code
   points: zero-width spaces and joiners, soft hyphen, bidirectional controls, variation
   selectors) and the combining marks drawn on a character (accents, underlines, keycaps),
@@ -46,13 +47,14 @@ _TAGS = re.compile("[\U000e0020-\U000e007e]")
 _TAG_ASCII = {c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}
 
 # Between digit groups: no-break, en quad to hair, narrow no-break, medium mathematical and
-# ideographic spaces; en dash, em dash, horizontal bar. Read as " " and "-" next to a digit.
-_SEPARATORS = "\u00a0\u2000-\u200a\u202f\u205f\u3000\u2013\u2014\u2015"
+# ideographic spaces; en dash, em dash, horizontal bar, and the long vowel mark a Japanese
+# input method types for "-" (０９０ー１２３４ー５６７８). Read as " " and "-" next to a digit.
+_SEPARATORS = "\u00a0\u2000-\u200a\u202f\u205f\u3000\u2013\u2014\u2015\u30fc\uff70"
 _SEPARATOR_BY_DIGIT = re.compile(f"[0-9][{_SEPARATORS}]|[{_SEPARATORS}][0-9]")
 _SEPARATOR = re.compile(f"[{_SEPARATORS}]")
 _AS_SEPARATOR = {
     **dict.fromkeys([0x00A0, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000], " "),
-    **dict.fromkeys([0x2013, 0x2014, 0x2015], "-"),
+    **dict.fromkeys([0x2013, 0x2014, 0x2015, 0x30FC, 0xFF70], "-"),
 }
 
 # Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt) but the tags read above,
