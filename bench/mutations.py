@@ -516,6 +516,20 @@ MUTATIONS = [
         (RH + "test_secrets_and_addresses_as_people_write_them_are_masked",),
     ),
     Mutation(
+        "redaction: a value under a key that names a secret read like any value",
+        "pipeline/protect/masking.py",
+        '            todo[s] = [(0, len(s), "SECRET")]\n',
+        "            pass\n",
+        (RH + "test_values_of_keys_that_name_a_secret_are_masked_in_json",),
+    ),
+    Mutation(
+        "redaction: every key ending in token names a secret (log probabilities masked)",
+        "pipeline/protect/fields.py",
+        '    "accesstoken",\n',
+        '    "token",\n',
+        (RH + "test_values_of_keys_that_name_a_secret_are_masked_in_json",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -718,6 +718,39 @@ def test_secrets_and_addresses_as_people_write_them_are_masked(
         assert _masker().redact_text(prose, Counter()) == prose
 
 
+def test_values_of_keys_that_name_a_secret_are_masked_in_json() -> None:
+    """Tool-call arguments and JSON answers are decoded and walked, which leaves each key
+    behind: a value under a key that names a secret ("password", "client_secret", "apiKey",
+    "DB-PASSWORD") is masked whole, whatever it looks like; a log probability's "token" and
+    other keys are not."""
+    args = orjson.dumps(
+        {
+            "user": "admin",
+            "password": "correcthorse",
+            "client_secret": "abc",
+            "apiKey": "k3y-v4lue-x",
+            "DB-PASSWORD": "tr0ub4dor",
+            "note": "kept as written",
+        }
+    ).decode()
+    body = orjson.dumps(
+        {
+            "messages": [{"role": "user", "content": args}],
+            "metadata": {"sessionToken": "s3ss10n-t0k3n", "tokenizer": "o200k_base"},
+            "logprobs": {"content": [{"token": "Hello", "logprob": -0.1}]},
+        }
+    ).decode()
+    counts: Counter[str] = Counter()
+    masked = _masker().redact_string(body, counts)
+    for secret in ("correcthorse", '"abc"', "k3y-v4lue-x", "tr0ub4dor", "s3ss10n-t0k3n"):
+        assert secret not in masked, masked
+    assert counts["SECRET"] == 5 and "kept as written" in masked and "admin" in masked
+    assert "o200k_base" in masked
+    assert _masker().redact_string('{"token": "Hello", "max_tokens": 5}', Counter()) == (
+        '{"token": "Hello", "max_tokens": 5}'
+    )
+
+
 # --- 6. caches a sender fills ---------------------------------------------------------------------
 
 

@@ -80,3 +80,44 @@ def _classify(key: str) -> int:
     if lk in FREE_TEXT or lk.endswith(("uri", "message")):
         return FREE
     return OTHER
+
+
+# Keys of a body's JSON (tool-call arguments, a JSON answer, `metadata`) whose string value is
+# a secret whatever it looks like: "password": "correcthorse" holds nothing a detector finds
+# once the walk has left the key behind. Compared without case and separators
+# ("client_secret", "clientSecret", "DB-PASSWORD"); not "token" alone (log probabilities
+# name each token so).
+_SECRET_KEY_ENDINGS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "accountkey",
+    "privatekey",
+    "accesstoken",
+    "refreshtoken",
+    "authtoken",
+    "sessiontoken",
+    "bearertoken",
+    "apitoken",
+    "sastoken",
+    "connectionstring",
+    "subscriptionkey",
+)
+_SECRET_KEYS: dict[str, bool] = {}  # bounded like _KINDS, for the same reason
+
+
+def secret_key(key: str) -> bool:
+    """Whether a JSON key names a secret (`_SECRET_KEY_ENDINGS`, or "pwd")."""
+    hit = _SECRET_KEYS.get(key)
+    if hit is None:
+        lk = key.lower().replace("_", "").replace("-", "").replace(" ", "").replace(".", "")
+        hit = lk == "pwd" or lk.endswith(_SECRET_KEY_ENDINGS)
+        if len(key) <= _KIND_KEY_CHARS:
+            if len(_SECRET_KEYS) >= _KINDS_MAX:
+                _SECRET_KEYS.clear()
+            _SECRET_KEYS[key] = hit
+    return hit

@@ -22,6 +22,8 @@ import orjson
 
 from pipeline.common import safejson
 from pipeline.protect import streams
+from pipeline.protect.boundaries import PLACEHOLDER
+from pipeline.protect.fields import secret_key
 from pipeline.protect.policy import CapturePolicy, policy_for
 from pipeline.protect.redactor import Redaction, Redactor, Spans, splice
 from pipeline.settings import Config
@@ -86,8 +88,9 @@ class Masker:
         if isinstance(value, str):
             return self.redact_string(value, counts)
         strings: list[str] = []
-        dropped = _collect(value, strings)
-        todo = self._to_redact(strings)
+        keyed: list[str] = []
+        dropped = _collect(value, strings, keyed)
+        todo = self._to_redact(strings, keyed)
         return self._rebuild(value, todo, counts) if todo or dropped else value
 
     def redact_escaped(self, s: str, counts: Counter[str]) -> str:
@@ -128,9 +131,16 @@ class Masker:
             return Redaction(s, Counter())  # nothing any detector could match
         return self.redactor.redact(s)
 
-    def _to_redact(self, strings: list[str]) -> dict[str, Spans | None]:
+    def _to_redact(self, strings: list[str], keyed: list[str]) -> dict[str, Spans | None]:
         """The strings to change: each with its matches when the joint scan found them all
-        inside it, or None when it must be redacted on its own."""
+        inside it, or None when it must be redacted on its own; a value of a key that names
+        a secret (`keyed`) whole."""
+        todo = self._found(strings)
+        for s in keyed:
+            todo[s] = [(0, len(s), "SECRET")]
+        return todo
+
+    def _found(self, strings: list[str]) -> dict[str, Spans | None]:
         todo, plain = self._triage(strings)
         if not plain:
             return todo
@@ -235,8 +245,9 @@ class Masker:
                 holder[field] = ""  # hidden from the walk: redacted above, joined
         docs = [doc for _, doc, _ in blocks if doc is not None]
         strings: list[str] = []
-        dropped = _collect(docs, strings)
-        todo = self._to_redact(strings)
+        keyed: list[str] = []
+        dropped = _collect(docs, strings, keyed)
+        todo = self._to_redact(strings, keyed)
         if todo or dropped:
             self._rebuild_in_place(docs, todo, counts)
         for slots, pieces in joined:
@@ -351,10 +362,11 @@ _COLLECT_DEPTH = safejson.MAX_DEPTH + 16
 _CONTAINERS = (dict, list)  # a tuple: `dict | list` is built again at each isinstance
 
 
-def _collect(value: Any, out: list[str], depth: int = 0) -> bool:
-    """The text strings in `value`, as `walk` visits them; whether it holds log probabilities
-    to replace (`dropped`). Strings and scalars inside a container (most values: a stream's
-    chunks are made of them) are taken by its loop, without a call each."""
+def _collect(value: Any, out: list[str], keyed: list[str], depth: int = 0) -> bool:
+    """The text strings in `value`, as `walk` visits them, and into `keyed` the values of
+    keys that name a secret (fields.secret_key); whether it holds log probabilities to replace
+    (`dropped`). Strings and scalars inside a container (most values: a stream's chunks are
+    made of them) are taken by its loop, without a call each."""
     if isinstance(value, str):
         if len(value) >= 6:
             out.append(value)
@@ -362,23 +374,23 @@ def _collect(value: Any, out: list[str], depth: int = 0) -> bool:
         if depth > _COLLECT_DEPTH:
             raise _TooDeep
         if isinstance(value, dict):
-            return _collect_dict(value, out, depth + 1)
-        return _collect_list(value, out, depth + 1)
+            return _collect_dict(value, out, keyed, depth + 1)
+        return _collect_list(value, out, keyed, depth + 1)
     return False
 
 
-def _collect_list(value: list[Any], out: list[str], depth: int) -> bool:
+def _collect_list(value: list[Any], out: list[str], keyed: list[str], depth: int) -> bool:
     drop = False
     for v in value:
         if isinstance(v, str):
             if len(v) >= 6:
                 out.append(v)
         elif isinstance(v, _CONTAINERS):
-            drop = _collect(v, out, depth) or drop
+            drop = _collect(v, out, keyed, depth) or drop
     return drop
 
 
-def _collect_dict(value: dict[str, Any], out: list[str], depth: int) -> bool:
+def _collect_dict(value: dict[str, Any], out: list[str], keyed: list[str], depth: int) -> bool:
     """`_collect` of an object: its values, but machine data (`skipped`) and log
     probabilities (`dropped`, said by the result)."""
     drop = False
@@ -386,12 +398,14 @@ def _collect_dict(value: dict[str, Any], out: list[str], depth: int) -> bool:
         if isinstance(v, str):
             if len(v) >= 6:
                 out.append(v)
+            if v and secret_key(k) and PLACEHOLDER.fullmatch(v) is None:
+                keyed.append(v)
         elif not v or not isinstance(v, _CONTAINERS) or (k in NOT_TEXT and skipped(k, v)):
             continue  # a scalar, an empty container, or machine data
         elif k in NOT_TEXT and dropped(k, v):
             drop = True
         else:
-            drop = _collect(v, out, depth) or drop
+            drop = _collect(v, out, keyed, depth) or drop
     return drop
 
 
