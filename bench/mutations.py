@@ -530,6 +530,13 @@ MUTATIONS = [
         (RH + "test_values_of_keys_that_name_a_secret_are_masked_in_json",),
     ),
     Mutation(
+        "detectors: a shared access signature's sig= kept in text",
+        "pipeline/protect/detectors.py",
+        "|Client[ _-]?Secret|Sig(?==))",
+        "|Client[ _-]?Secret)",
+        (RH + "test_secrets_and_addresses_as_people_write_them_are_masked",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

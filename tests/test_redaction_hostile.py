@@ -669,6 +669,11 @@ _WRITTEN = [
     ("AZURE_CLIENT_SECRET=appsecretvalue", "appsecretvalue", "SECRET"),
     ('"clientSecret": "appsecretvalue"', "appsecretvalue", "SECRET"),
     ("DATABASE_URL=postgres://admin:correcthorse@db.internal/app", "correcthorse", "SECRET"),
+    (
+        "why does https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&sp=r&sig=AbC%2BdEf%3D fail",
+        "AbC%2BdEf",
+        "SECRET",
+    ),
     (f"AZURE_OPENAI_API_KEY={_CASK_KEY}", _CASK_KEY, "API_KEY"),
     ("app secret Ab18Q~A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7 here", "A1b2C3d4E5f6G7h8I9j0", "API_KEY"),
     ("push with ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "A1b2C3d4E5f6G7h8I9j0", "API_KEY"),

@@ -280,9 +280,10 @@ _ZERO_AS_O = bytes.maketrans(b"0123456789", b"oddddddddd")  # "od": 0 then 1-9
 
 
 # What the SECRET detector looks for, lower-cased (also the redaction prefilter's words):
-# "pass" is in password, passwd, Passwort, passphrase and "mot de passe". Each word costs a
-# search of every text, so they are few.
-SECRET_WORDS = ("pass", "secret", "pwd", "accountkey", "sharedaccess")
+# "pass" is in password, passwd, Passwort, passphrase and "mot de passe"; "sig=" is a shared
+# access signature's, in a URL or a connection string. Each word costs a search of every
+# text, so they are few.
+SECRET_WORDS = ("pass", "secret", "pwd", "accountkey", "sharedaccess", "sig=")
 
 
 # The five dashes of PEM armour: four or five, or what a word processor makes of them (an
@@ -384,16 +385,17 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "SECRET",
-        # A secret's name, then its value: "Password=...", "DB_PASSWORD=...", "\"password\":
-        # \"...\"" (a quote after the name), "client secret: ...", "Passwort：...", and "my
-        # password is ..." when the value holds a digit or a symbol ("the password is
-        # required" is prose). Possessive whitespace: giving a space back cannot produce "=",
-        # ":" or "is".
+        # A secret's name, then its value: "Password=...", "DB_PASSWORD=...", "&sig=...",
+        # "\"password\": \"...\"" (a quote after the name), "client secret: ...",
+        # "Passwort：...", and "my password is ..." when the value holds a digit or a symbol
+        # ("the password is required" is prose). Possessive whitespace: giving a space back
+        # cannot produce "=", ":" or "is".
         re.compile(
             r"(?i)(?<![A-Z]\])(?<![A-Z0-9])(?:AccountKey|SharedAccessKey|SharedAccessSignature"
             r"|(?:PG)?Pass(?:word|wd|wort|phrase)|Pwd|Mot de passe"
-            r"|Client[ _-]?Secret)[\"']?(?:\s*+[=:\uff1a]\s*+|\s++is\s++(?=[\"']?[^\s\"']*?"
-            r"[0-9!#$%&*+?@^~]))[\"']?(?-i:(?!\[[A-Z]))([^;\s\"'&,]{4,})"
+            r"|Client[ _-]?Secret|Sig(?==))[\"']?(?:\s*+[=:\uff1a]\s*+"
+            r"|\s++is\s++(?=[\"']?[^\s\"']*?[0-9!#$%&*+?@^~]))"
+            r"[\"']?(?-i:(?!\[[A-Z]))([^;\s\"'&,]{4,})"
         ),
         "near",
         SECRET_WORDS,
