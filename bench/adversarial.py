@@ -411,6 +411,23 @@ def minimal_gateway(i: int, pad: str = "") -> str:
     ).decode()
 
 
+def cut_bodies_gateway(i: int, pad: str = "") -> str:
+    """A minimal GatewayLogs call whose four bodies are JSON cut a few bytes in."""
+    record = orjson.loads(minimal_gateway(i, pad))
+    record["properties"].update(
+        {
+            "url": "/openai/deployments/d/chat/completions",
+            "requestSize": 9000,
+            "responseSize": 9000,
+            "requestBody": '{"messages":[{"content":"c',
+            "backendRequestBody": '{"messages":[{"content":"d',
+            "responseBody": '{"choices":[{"message":{"content":"e',
+            "backendResponseBody": '{"choices":[{"message":{"content":"f',
+        }
+    )
+    return orjson.dumps(record).decode()
+
+
 def max_records() -> int:
     """Records an event may hold before ingest stops reading it record by record."""
     return _config().max_records
@@ -999,6 +1016,11 @@ def cases() -> list[Case]:
         "1 MB of {} records (a dead letter each)": lambda: records_event(EVENT, lambda i: "{}"),
         "GatewayLogs records up to the per-event limit (a row each)": lambda: records_at_limit(
             minimal_gateway
+        ),
+        # Four bodies cut short in each (a body a client sends cut is one; the other three a
+        # sender writes): each is repaired, redacted as text, its tokens estimated.
+        "GatewayLogs records up to the per-event limit, four cut bodies each": lambda: (
+            records_at_limit(cut_bodies_gateway)
         ),
         "bad records up to the per-event limit": lambda: records_at_limit(
             lambda i, pad: orjson.dumps({"unknown": pad}).decode()

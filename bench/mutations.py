@@ -537,6 +537,22 @@ MUTATIONS = [
         (RH + "test_secrets_and_addresses_as_people_write_them_are_masked",),
     ),
     Mutation(
+        "hostile: a slice ends by its bytes only (250,000 tiny calls in one slice: 1.5 GB)",
+        "pipeline/ingest/plan.py",
+        " or plan.records >= self.records)",
+        ")",
+        ("tests/test_ingest.py::test_a_batch_of_tiny_records_is_sliced_by_its_records",),
+    ),
+    Mutation(
+        "hostile: a crowded midnight window falls back to a look-up per 14 calls past 2 pages",
+        "pipeline/store/audit.py",
+        "        most = max(EDGE_PAGES, -(-len(window.keys) // KEYS_PER_QUERY))\n",
+        "        most = EDGE_PAGES\n",
+        (
+            "tests/test_midnight.py::test_many_calls_near_midnight_page_a_crowded_window_rather_than_look_each_up",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -21,6 +21,7 @@ from bench import (
     chargeback,
     encryption,
     export,
+    memory,
     midnight,
     pipeline,
     redaction,
@@ -59,6 +60,7 @@ def table() -> tuple[str, str]:
     adversarial_rows, adversarial_report = adversarial.report()
     rows += adversarial_rows
     rows += amplification.report()
+    rows += memory.report()
     header = ("Measure", "Measured", "Goal", "")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
     lines = [f"Machine: {machine()}", ""]

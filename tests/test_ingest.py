@@ -13,6 +13,7 @@ from azure.data.tables import TableEntity
 
 from pipeline.cli.azurite import connection_string, free_port
 from pipeline.ingest.batch import process_batch, run_trigger_batch
+from pipeline.ingest.plan import SliceLimit
 from pipeline.model import EventIn, Fragment
 from pipeline.protect.archive import open_member
 from pipeline.settings import Config
@@ -193,14 +194,37 @@ def test_a_large_batch_is_handled_in_slices_with_the_same_rows(
     for entity in store.audit.list_entities():
         store.audit.delete_entity(entity["PartitionKey"], entity["RowKey"])
 
-    monkeypatch.setattr(ingest, "SLICE_BYTES", 3 * max(len(e.body) for e in events))
-    assert len(ingest.slices(events, ingest.SLICE_BYTES)) == 3
+    monkeypatch.setattr(ingest, "SLICE", SliceLimit(3 * max(len(e.body) for e in events), 10**6))
     sliced = process_batch(events, cfg, store)
     assert sliced.calls == whole.calls == 7 and sliced.records == whole.records == 8
     assert sliced.new_archive_blobs == 3 and (sliced.created, sliced.updated) == (7, 1)
     rows = {k: comparable(v, pointers=False) for k, v in all_rows(store).items()}
     assert rows == one_slice  # the call's two records, read through the row, join the same
     assert rows[cid]["Sources"] == one_slice[cid]["Sources"] and "," in rows[cid]["Sources"]
+
+
+def test_a_batch_of_tiny_records_is_sliced_by_its_records(
+    cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory follows the calls a slice holds (about 6 KB each), not only its bytes: small
+    events of many tiny records end a slice at `SLICE.records`, and the rows are the ones
+    one slice gives."""
+    from pipeline.ingest import batch as ingest
+
+    events = [
+        ev(apim.envelope(*(apim.gateway(apim.new_id(f"tiny{e}-{i}")) for i in range(5))), e)
+        for e in range(6)
+    ]
+    whole = process_batch(events, cfg, store)
+    one_slice = {k: comparable(v, pointers=False) for k, v in all_rows(store).items()}
+    for entity in store.audit.list_entities():
+        store.audit.delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+    monkeypatch.setattr(ingest, "SLICE", SliceLimit(payload=10**9, records=10))
+    sliced = process_batch(events, cfg, store)
+    assert whole.new_archive_blobs == 1 and sliced.new_archive_blobs == 3  # 2 events each
+    assert sliced.calls == whole.calls == 30 and sliced.created == 30
+    assert {k: comparable(v, pointers=False) for k, v in all_rows(store).items()} == one_slice
 
 
 def test_garbage_events_are_dead_lettered_and_the_rest_is_stored(store: Store, cfg: Config) -> None:

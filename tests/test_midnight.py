@@ -170,6 +170,34 @@ def test_a_row_outside_the_window_is_not_read(cfg: Config, store: Store) -> None
     }
 
 
+def test_many_calls_near_midnight_page_a_crowded_window_rather_than_look_each_up(
+    cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender who plants rows a second before midnight, across the whole range of row
+    keys, makes the window of the next batch's calls near midnight hold more than EDGE_PAGES
+    pages. Looking up 280 calls by key costs 20 queries; the window's 6 pages cost 6: a
+    window may read as many pages as the look-ups would cost, so the batch pays the lesser."""
+    monkeypatch.setattr(audit, "EDGE_PAGE", 25)  # pages of 25 rows, not 1,000
+    planted = [
+        gateway_at(apim.new_id(f"planted-{i}"), MIDNIGHT - timedelta(seconds=1)) for i in range(140)
+    ]
+    process_batch([EventIn(apim.envelope(*planted), sequence=1)], cfg, store)
+    calls = [
+        gateway_at(apim.new_id(f"after-{i}"), MIDNIGHT + timedelta(seconds=30)) for i in range(280)
+    ]
+    counter = Reads()
+    counted = Store(cfg, raw_request_hook=counter)
+    events = [
+        EventIn(apim.envelope(*calls[i : i + 70]), sequence=10 + i) for i in range(0, 280, 70)
+    ]
+    result = process_batch(events, cfg, counted)
+    assert result.created == 280
+    # The previous day's window: 6 pages of 25 (140 rows, none of them these calls); the
+    # next day's own partition is written, not read. By key it was ⌈280/14⌉ = 20 queries.
+    assert counter.reads <= 8, counter.counts
+    assert len(list(store.audit.list_entities())) == 420
+
+
 def test_a_call_whose_records_are_years_apart_reads_no_days_traffic(
     cfg: Config, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

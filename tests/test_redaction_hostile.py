@@ -670,7 +670,7 @@ _WRITTEN = [
     ('"clientSecret": "appsecretvalue"', "appsecretvalue", "SECRET"),
     ("DATABASE_URL=postgres://admin:correcthorse@db.internal/app", "correcthorse", "SECRET"),
     (
-        "why does https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&sp=r&sig=AbC%2BdEf%3D fail",
+        "why does https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&sig=AbC%2BdEf%3D fail",
         "AbC%2BdEf",
         "SECRET",
     ),
@@ -754,6 +754,17 @@ def test_values_of_keys_that_name_a_secret_are_masked_in_json() -> None:
     assert _masker().redact_string('{"token": "Hello", "max_tokens": 5}', Counter()) == (
         '{"token": "Hello", "max_tokens": 5}'
     )
+
+
+def test_a_cut_body_is_prefiltered_on_what_its_escapes_spell() -> None:
+    """A cut body is matched as text on its view with escapes undone, and skipped when the
+    prefilter finds nothing a detector needs in that view (most cut bodies: prose); an
+    address written in escapes of full-width characters is still found."""
+    cut = '{"messages":[{"role":"user","content":"write to john\\uff20contoso\\uff0ecom and'
+    counts: Counter[str] = Counter()
+    assert _masker().redact_string(cut, counts).endswith('"write to [EMAIL] and')
+    prose = '{"messages":[{"role":"user","content":"tell me a story about the sea and'
+    assert _masker().redact_string(prose, Counter()) == prose
 
 
 # --- 6. caches a sender fills ---------------------------------------------------------------------

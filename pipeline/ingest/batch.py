@@ -27,7 +27,7 @@ import orjson
 from pipeline.call.join import CallState, archived_pointers, remember
 from pipeline.common import heap
 from pipeline.ingest.archived import verify_archived
-from pipeline.ingest.plan import Plan, contain, count_skipped, plan_batch
+from pipeline.ingest.plan import Plan, SliceLimit, contain, count_skipped, plan_batch
 from pipeline.model import DeadLetter, EventIn, Fragment, Preview, RawSource
 from pipeline.protect import archive, deadletters, encryption
 from pipeline.protect.policy import policy_for
@@ -122,10 +122,13 @@ class Transformed:
     rows: list[rows.Row]
 
 
-def transform(events: Sequence[EventIn], cfg: Config) -> Transformed:
-    """Event bytes → the batch's archive blob and one row per call (pure: no I/O)."""
+def transform(
+    events: Sequence[EventIn], cfg: Config, until: SliceLimit | None = None
+) -> Transformed:
+    """Event bytes → the batch's archive blob and one row per call (pure: no I/O). With
+    `until`, of the batch's first slice only (`plan.events` events)."""
     with heap.collector_paused():  # a batch makes no cycles (pipeline/common/heap.py)
-        plan = plan_batch(events, cfg)
+        plan = plan_batch(events, cfg, until)
         blob = archive_plan(plan)  # first: rows carry the pointers into it
         return Transformed(plan, blob, _entities(plan, cfg))
 
@@ -207,14 +210,16 @@ def process_batch(
     at a blob that is not there. With `dry_run`, nothing is written: the result says what
     would be created or changed (rows are read to compare).
 
-    A very large batch is handled in slices of SLICE_BYTES of payload, each with its own
-    archive blob, so memory stays bounded whatever the batch size (a call whose records fall
-    in two slices is joined through the row, as across batches)."""
+    A very large batch is handled in slices (SLICE), each with its own archive blob, so
+    memory stays bounded whatever the batch holds (a call whose records fall in two slices is
+    joined through the row, as across batches)."""
     total = BatchResult()
     calls: set[str] = set()
     checked = verify_archived(events, store)
-    for part in slices(checked, SLICE_BYTES):
-        result = _process_slice(part, cfg, store, dry_run, calls)
+    rest: Sequence[EventIn] = checked
+    while rest:
+        result = _process_slice(rest, cfg, store, dry_run, calls)
+        rest = rest[result.events :]
         total.add(result)
         total.dead += result.dead
         total.archive_blob = result.archive_blob or total.archive_blob
@@ -229,29 +234,20 @@ def process_batch(
     return total
 
 
-# Payload per slice of a batch: ~2,500 calls of typical size, past the host's default batch
-# (100 events); a 10,000-call batch then peaks near 250 MB (bench/pipeline.py).
-SLICE_BYTES = 32 * 1024 * 1024
-
-
-def slices(events: Sequence[EventIn], limit: int) -> list[Sequence[EventIn]]:
-    """Consecutive runs of events of at most `limit` bytes of body (at least one event)."""
-    out: list[Sequence[EventIn]] = []
-    start, size = 0, 0
-    for i, event in enumerate(events):
-        if i > start and size + len(event.body) > limit:
-            out.append(events[start:i])
-            start, size = i, 0
-        size += len(event.body)
-    if start < len(events) or not out:
-        out.append(events[start:])
-    return out
+# A slice of a batch: what one transform holds in memory until its rows are written. Memory
+# follows the payload for real events (~2,500 calls of typical size in 32 MiB: a 10,000-call
+# batch peaks near 250 MB, bench/pipeline.py) and the records for a sender's events of tiny
+# ones (about 6 KB a call whatever its size: 250,000 calls of 134 bytes in 32 MB held 1.5 GB
+# in one slice). A slice ends at whichever comes first.
+SLICE = SliceLimit(payload=32 * 1024 * 1024, records=32_768)
 
 
 def _process_slice(
     events: Sequence[EventIn], cfg: Config, store: Store, dry_run: bool, calls: set[str]
 ) -> BatchResult:
-    done = transform(events, cfg)
+    """The first slice of `events` (`SLICE`), stored: its result says how many events it
+    read."""
+    done = transform(events, cfg, SLICE)
     plan, blob = done.plan, done.blob
     calls.update(plan.states)
     result = BatchResult(

@@ -73,11 +73,31 @@ def count_skipped(counts: Counter[str], name: str, n: int = 1) -> None:
     counts[name] += n
 
 
-def plan_batch(events: Sequence[EventIn], cfg: Config) -> Plan:
-    """Parse a batch. Nothing in one event or record can fail the batch (see the module)."""
+@dataclass(frozen=True, slots=True)
+class SliceLimit:
+    """Where a slice of a batch ends (ingest/batch.py): before the event that would take its
+    payload past `payload` bytes, or once it holds `records` records. The first event is
+    always read."""
+
+    payload: int
+    records: int
+
+    def ends(self, plan: Plan, payload: int) -> bool:
+        """Whether the slice `plan` has read ends before an event that takes its payload to
+        `payload` bytes."""
+        return plan.events > 0 and (payload > self.payload or plan.records >= self.records)
+
+
+def plan_batch(events: Sequence[EventIn], cfg: Config, until: SliceLimit | None = None) -> Plan:
+    """Parse a batch, or with `until` its first slice (`plan.events` says how many events it
+    read). Nothing in one event or record can fail the batch (see the module)."""
     plan = Plan()
     policy = policy_for(cfg)
+    payload = 0
     for event in events:
+        if until is not None and until.ends(plan, payload + len(event.body)):
+            break
+        payload += len(event.body)
         plan.events += 1
         if plausible(event.enqueued) and (plan.enqueued is None or event.enqueued < plan.enqueued):
             plan.enqueued = event.enqueued

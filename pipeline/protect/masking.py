@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +95,7 @@ class Masker:
         return self._rebuild(value, todo, counts) if todo or dropped else value
 
     def redact_escaped(self, s: str, counts: Counter[str]) -> str:
-        return redact_escaped(self.redactor, s, counts)
+        return redact_escaped(self.redactor, s, counts, self.policy.prefilter)
 
     def _redact_uncached(self, s: str, counts: Counter[str]) -> str:
         kind = _text_kind(s)
@@ -281,10 +282,19 @@ class Masker:
         return new
 
 
-def redact_escaped(redactor: Redactor, s: str, counts: Counter[str]) -> str:
+def redact_escaped(
+    redactor: Redactor,
+    s: str,
+    counts: Counter[str],
+    prefilter: Callable[[str], bool] | None = None,
+) -> str:
     """JSON text matched without decoding its structure: on a view with string escapes
-    undone, in linear time (cut JSON, text too deep to walk, dead letters as text)."""
+    undone, in linear time (cut JSON, text too deep to walk, dead letters as text). A view
+    the `prefilter` says no detector can match is kept as it is, unscanned (most cut bodies:
+    prose)."""
     view, offsets = unescaped_view(s)
+    if prefilter is not None and not prefilter(view):
+        return s
     spans = redactor.find(view)
     if not spans:
         return s
