@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
 import tracemalloc
 from collections import Counter
 from typing import Any
@@ -554,6 +555,18 @@ def test_values_with_characters_no_one_sees_are_masked_as_without_them(name: str
         # A hidden character left outside the match (o'brien@ is masked from "b") is harmless.
         assert masked.replace(hidden, "") == masker.redact_text(sentence, Counter()), written
         assert counts[label] >= 1, (label, written)
+    # In place of the spaces around a value, glued to the words beside it ("card\u200b4111
+    # ..."): taken out, they would make it part of those words; it is found all the same.
+    edges = 0
+    for sentence, value, label in pii_corpus.positives():
+        # (not a secret or a token: their value follows a name and a space, which it replaces)
+        if f" {value} " in sentence and label not in ("SECRET", "TOKEN"):
+            written = sentence.replace(f" {value} ", f"{hidden}{value}{hidden}")
+            counts = Counter()
+            masked = masker.redact_text(written, counts)
+            assert counts[label] >= 1 and value not in masked, (label, written, masked)
+            edges += 1
+    assert edges >= 60
     # Secrets with no digit or "@" are looked for after a word ("password", "bearer"): the
     # hidden character inside that word must not let the text skip the detectors.
     for text, label in (
@@ -669,6 +682,7 @@ _WRITTEN = [
     ("AZURE_CLIENT_SECRET=appsecretvalue", "appsecretvalue", "SECRET"),
     ('"clientSecret": "appsecretvalue"', "appsecretvalue", "SECRET"),
     ("DATABASE_URL=postgres://admin:correcthorse@db.internal/app", "correcthorse", "SECRET"),
+    ("DSN=postgres://pwd:s3cr3t;xy@db:5432/app", ";xy", "SECRET"),  # "pwd:" is a name too
     (
         "why does https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&sig=AbC%2BdEf%3D fail",
         "AbC%2BdEf",
@@ -684,7 +698,7 @@ _WRITTEN = [
         "PRIVATE_KEY",
     ),
     (
-        "----begin openssh private key----\nb3BlbnNz\n----end openssh private key----",
+        "----BEGIN OPENSSH PRIVATE KEY----\nb3BlbnNz\n----END OPENSSH PRIVATE KEY----",
         "b3BlbnNz",
         "PRIVATE_KEY",
     ),
@@ -697,7 +711,6 @@ _WRITTEN = [
     ("Bitte an jörg.müller@contoso.de schreiben", "müller", "EMAIL"),
     ("Bestellung an info@bäckerei-müller.de", "bäckerei", "EMAIL"),
     ("Пишите на иван@пример.рф", "иван", "EMAIL"),
-    ("iban de89 3704 0044 0532 0130 00 bitte", "0532", "IBAN"),
 ]
 _PROSE = [
     "The password is required, and your password is too short.",
@@ -714,7 +727,7 @@ def test_secrets_and_addresses_as_people_write_them_are_masked(
 ) -> None:
     """Each form a person writes or pastes (a password in a sentence, a config line or JSON, a
     URL's password, an identifiable key, armour a word processor changed, an address in
-    accented or Cyrillic letters, a lower-case IBAN) is masked through the masker, prefilter
+    accented or Cyrillic letters) is masked through the masker, prefilter
     included; the prose beside them is not."""
     counts: Counter[str] = Counter()
     masked = _masker().redact_text(text, counts)
@@ -754,17 +767,37 @@ def test_values_of_keys_that_name_a_secret_are_masked_in_json() -> None:
     assert _masker().redact_string('{"token": "Hello", "max_tokens": 5}', Counter()) == (
         '{"token": "Hello", "max_tokens": 5}'
     )
+    # Decided by the key, not by the text: a value equal to a secret's elsewhere stays, and a
+    # number under a secret's key goes.
+    counts = Counter()
+    tool = '{"new_password": "Paris", "city": "Paris", "pin_password": 12345678, "n": 12345678}'
+    assert orjson.loads(_masker().redact_string(tool, counts)) == {
+        "new_password": "[SECRET]",
+        "city": "Paris",
+        "pin_password": "[SECRET]",
+        "n": 12345678,
+    }
+    assert counts == {"SECRET": 2}
 
 
 def test_a_cut_body_is_prefiltered_on_what_its_escapes_spell() -> None:
-    """A cut body is matched as text on its view with escapes undone, and skipped when the
-    prefilter finds nothing a detector needs in that view (most cut bodies: prose); an
-    address written in escapes of full-width characters is still found."""
-    cut = '{"messages":[{"role":"user","content":"write to john\\uff20contoso\\uff0ecom and'
-    counts: Counter[str] = Counter()
-    assert _masker().redact_string(cut, counts).endswith('"write to [EMAIL] and')
+    """A cut body is matched as text on its view with escapes undone, and not scanned at all
+    when the prefilter finds nothing a detector needs in that view (most cut bodies: prose);
+    an address written in escapes of full-width characters, or in an escaped pair of tag
+    characters, is still found."""
+    masker = _masker()
+    scans: list[str] = []
+    find = masker.redactor.find
+    masker.redactor.find = lambda text: scans.append(text) or find(text)  # type: ignore[method-assign]
     prose = '{"messages":[{"role":"user","content":"tell me a story about the sea and'
-    assert _masker().redact_string(prose, Counter()) == prose
+    assert masker.redact_string(prose, Counter()) == prose and scans == []
+    cut = '{"messages":[{"role":"user","content":"write to john\\uff20contoso\\uff0ecom and'
+    assert masker.redact_string(cut, Counter()).endswith('"write to [EMAIL] and')
+    # json.dumps writes characters past U+FFFF as escaped surrogate pairs (as httpx sends).
+    escaped = json.dumps("".join(chr(0xE0000 + ord(c)) for c in EMAIL))[1:-1]
+    body = '{"messages":[{"role":"user","content":"mail ' + escaped + " and"
+    assert masker.redact_string(body, Counter()).endswith('"mail [EMAIL] and')
+    assert len(scans) == 2
 
 
 # --- 6. caches a sender fills ---------------------------------------------------------------------

@@ -96,11 +96,9 @@ def _iban_pattern() -> re.Pattern[str]:
     all_known = f"(?:{_codes(list(_IBAN_LENGTH))})[0-9][0-9]"
     # (?!\w{33}): no word boundary within reach, so no candidate (one scan of a long word
     # instead of every split of it into groups).
-    # Whatever the case: "iban de89 3704 ..." is one (mod-97 reads it upper-cased).
     return re.compile(
         f"[A-Z][A-Z][0-9][0-9](?!\\w{{33}})"
-        f"(?:(?<={all_known})(?:{'|'.join(known)})|(?<!{all_known}){other})\\b(?!\\[[A-Z])",
-        re.IGNORECASE | re.ASCII,
+        f"(?:(?<={all_known})(?:{'|'.join(known)})|(?<!{all_known}){other})\\b(?!\\[[A-Z])"
     )
 
 
@@ -294,7 +292,7 @@ _DASHES = "(?:-{4,5}+|[\u2013\u2014][-\u2013\u2014]{1,4}+)"
 KEY_PREFIXES = ("_",)
 
 # A URL's user and password: the user ends at ":", the password at "@" (possessive).
-_URL_USERINFO = re.compile(r"[^\s/:@\"'<>]{1,256}+:([^\s/@\"'<>]{1,256}+)@")
+_URL_USERINFO = re.compile(r"[^\s/:@\"'<>]{1,256}+:((?!\[[A-Z])[^\s/@\"'<>]{1,256}+)@")
 
 
 def _find_url_passwords(text: str) -> list[tuple[int, int]]:
@@ -321,6 +319,19 @@ _ENTRA = re.compile(r"[A-Za-z0-9_~.-]{3}8Q~[A-Za-z0-9_~.-]{34}(?![A-Za-z0-9_~.+/
 _KEY_CHARS = {"JQQJ9": re.compile(r"[A-Za-z0-9]"), "8Q~": re.compile(r"[A-Za-z0-9_~.+/=-]")}
 
 
+# A fixed prefix, then a run of the key's characters, not inside a longer word.
+_PREFIXED = re.compile(
+    r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,}+"
+    r"|[rs]k_live_[0-9A-Za-z]{20,}+)(?![A-Za-z0-9_])"
+)
+
+
+def _find_named_keys(text: str) -> list[tuple[int, int]]:
+    """Spans of keys that name their issuer (`_PREFIXED`) and of identifiable keys."""
+    spans = [m.span() for m in _PREFIXED.finditer(text)] if "_" in text else []
+    return sorted(spans + _find_identifiable(text)) if spans else _find_identifiable(text)
+
+
 def _find_identifiable(text: str) -> list[tuple[int, int]]:
     """Spans of `_CASK` and `_ENTRA` keys: each signature's occurrence is one candidate,
     whose start is a fixed distance before it and must not continue a run of key characters."""
@@ -344,18 +355,16 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "PRIVATE_KEY",
         # PEM and PGP armour ("-----BEGIN RSA PRIVATE KEY-----", "... PGP PRIVATE KEY
-        # BLOCK-----"), whatever the case, with four or five dashes or the dashes a word
-        # processor makes of them. Linear: "BEGIN" is led by its dashes, and "[A-Z0-9 ]*"
-        # cannot run past the next dash.
+        # BLOCK-----"), with four or five dashes or the dashes a word processor makes of
+        # them. Linear: "BEGIN" is led by its dashes, and "[A-Z0-9 ]*" cannot run past the
+        # next dash.
         re.compile(
-            f"(?i){_DASHES}BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?{_DASHES}"
+            f"{_DASHES}BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?{_DASHES}"
             f".*?(?:{_DASHES}END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?{_DASHES}|\\Z)",
             re.S,
         ),
-        "near",
-        ("begin",),
-        before=5,
-        after=1 << 20,
+        "text",
+        ("BEGIN",),
     ),
     Detector(
         "JWT",
@@ -385,6 +394,16 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "SECRET",
+        # The password of a URL, "postgres://admin:<password>@host" (`_find_url_passwords`):
+        # there is no password without an "@". Before the names of secrets: "pwd:" is one too,
+        # and the URL's password runs past the ";" where a name's value stops.
+        _URL_USERINFO,
+        "text",
+        ("@",),
+        finder=lambda text, windows, joined: _find_url_passwords(text),
+    ),
+    Detector(
+        "SECRET",
         # A secret's name, then its value: "Password=...", "DB_PASSWORD=...", "&sig=...",
         # "\"password\": \"...\"" (a quote after the name), "client secret: ...",
         # "Passwort：...", and "my password is ..." when the value holds a digit or a symbol
@@ -393,7 +412,7 @@ DETECTORS: tuple[Detector, ...] = (
         re.compile(
             r"(?i)(?<![A-Z]\])(?<![A-Z0-9])(?:AccountKey|SharedAccessKey|SharedAccessSignature"
             r"|(?:PG)?Pass(?:word|wd|wort|phrase)|Pwd|Mot de passe"
-            r"|Client[ _-]?Secret|Sig(?==))[\"']?(?:\s*+[=:\uff1a]\s*+"
+            r"|Client[ _-]?Secret|(?<=[?&;])Sig(?==))[\"']?(?:\s*+[=:\uff1a]\s*+"
             r"|\s++is\s++(?=[\"']?[^\s\"']*?[0-9!#$%&*+?@^~]))"
             r"[\"']?(?-i:(?!\[[A-Z]))([^;\s\"'&,]{4,})"
         ),
@@ -402,15 +421,6 @@ DETECTORS: tuple[Detector, ...] = (
         group=1,
         before=7,  # "client " before "secret", "pg" before "password"
         after=400,
-    ),
-    Detector(
-        "SECRET",
-        # The password of a URL, "postgres://admin:<password>@host" (`_find_url_passwords`):
-        # there is no password without an "@".
-        _URL_USERINFO,
-        "text",
-        ("@",),
-        finder=lambda text, windows, joined: _find_url_passwords(text),
     ),
     Detector(
         "API_KEY",
@@ -423,22 +433,12 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "API_KEY",
-        # Keys that say what they are by a prefix (GitHub, Stripe): a fixed prefix, then a
-        # run of its characters, not inside a longer word.
-        re.compile(
-            r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,}+"
-            r"|[rs]k_live_[0-9A-Za-z]{20,}+)(?![A-Za-z0-9_])"
-        ),
+        # Keys that say what they are: by a prefix (GitHub, Stripe) or a signature
+        # (Microsoft's identifiable keys), `_find_named_keys`.
+        _PREFIXED,
         "text",
-        KEY_PREFIXES,
-    ),
-    Detector(
-        "API_KEY",
-        # Microsoft's identifiable keys (`_find_identifiable`).
-        _CASK,
-        "text",
-        IDENTIFIABLE,
-        finder=lambda text, windows, joined: _find_identifiable(text),
+        (*KEY_PREFIXES, *IDENTIFIABLE),
+        finder=lambda text, windows, joined: _find_named_keys(text),
     ),
     Detector(
         "API_KEY",

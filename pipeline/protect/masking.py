@@ -91,8 +91,8 @@ class Masker:
         strings: list[str] = []
         keyed: list[str] = []
         dropped = _collect(value, strings, keyed)
-        todo = self._to_redact(strings, keyed)
-        return self._rebuild(value, todo, counts) if todo or dropped else value
+        todo = self._to_redact(strings)
+        return self._rebuild(value, todo, counts) if todo or dropped or keyed else value
 
     def redact_escaped(self, s: str, counts: Counter[str]) -> str:
         return redact_escaped(self.redactor, s, counts, self.policy.prefilter)
@@ -132,16 +132,9 @@ class Masker:
             return Redaction(s, Counter())  # nothing any detector could match
         return self.redactor.redact(s)
 
-    def _to_redact(self, strings: list[str], keyed: list[str]) -> dict[str, Spans | None]:
+    def _to_redact(self, strings: list[str]) -> dict[str, Spans | None]:
         """The strings to change: each with its matches when the joint scan found them all
-        inside it, or None when it must be redacted on its own; a value of a key that names
-        a secret (`keyed`) whole."""
-        todo = self._found(strings)
-        for s in keyed:
-            todo[s] = [(0, len(s), "SECRET")]
-        return todo
-
-    def _found(self, strings: list[str]) -> dict[str, Spans | None]:
+        inside it, or None when it must be redacted on its own."""
         todo, plain = self._triage(strings)
         if not plain:
             return todo
@@ -194,6 +187,8 @@ class Masker:
             return {
                 k: self._machine(k, v, todo, counts)
                 if k in NOT_TEXT
+                else _masked_secret(counts)
+                if _secret_value(k, v)
                 else self._rebuild(v, todo, counts)
                 for k, v in value.items()
             }
@@ -224,6 +219,8 @@ class Masker:
                 new = self._machine(k, v, todo, counts)
                 if new is not v:
                     value[k] = new  # type: ignore[index]
+            elif isinstance(k, str) and _secret_value(k, v):
+                value[k] = _masked_secret(counts)  # type: ignore[index]
             elif isinstance(v, str):
                 if v in todo:
                     value[k] = self._rebuild(v, todo, counts)  # type: ignore[index]
@@ -248,8 +245,8 @@ class Masker:
         strings: list[str] = []
         keyed: list[str] = []
         dropped = _collect(docs, strings, keyed)
-        todo = self._to_redact(strings, keyed)
-        if todo or dropped:
+        todo = self._to_redact(strings)
+        if todo or dropped or keyed:
             self._rebuild_in_place(docs, todo, counts)
         for slots, pieces in joined:
             for (holder, field), piece in zip(slots, pieces, strict=True):
@@ -373,10 +370,10 @@ _CONTAINERS = (dict, list)  # a tuple: `dict | list` is built again at each isin
 
 
 def _collect(value: Any, out: list[str], keyed: list[str], depth: int = 0) -> bool:
-    """The text strings in `value`, as `walk` visits them, and into `keyed` the values of
-    keys that name a secret (fields.secret_key); whether it holds log probabilities to replace
-    (`dropped`). Strings and scalars inside a container (most values: a stream's chunks are
-    made of them) are taken by its loop, without a call each."""
+    """The text strings in `value`, as `walk` visits them, and into `keyed` the keys whose
+    value is a secret (`_secret_value`: masked as the value is rebuilt); whether it holds
+    log probabilities to replace (`dropped`). Strings and scalars inside a container (most
+    values: a stream's chunks are made of them) are taken by its loop, without a call each."""
     if isinstance(value, str):
         if len(value) >= 6:
             out.append(value)
@@ -408,15 +405,33 @@ def _collect_dict(value: dict[str, Any], out: list[str], keyed: list[str], depth
         if isinstance(v, str):
             if len(v) >= 6:
                 out.append(v)
-            if v and secret_key(k) and PLACEHOLDER.fullmatch(v) is None:
-                keyed.append(v)
+            if _secret_value(k, v):
+                keyed.append(k)
         elif not v or not isinstance(v, _CONTAINERS) or (k in NOT_TEXT and skipped(k, v)):
+            if _secret_value(k, v):
+                keyed.append(k)
             continue  # a scalar, an empty container, or machine data
         elif k in NOT_TEXT and dropped(k, v):
             drop = True
         else:
             drop = _collect(v, out, keyed, depth) or drop
     return drop
+
+
+def _secret_value(key: str, value: Any) -> bool:
+    """A value under a key that names a secret (fields.secret_key): a string (not a
+    placeholder already) or a number, masked whole whatever it looks like."""
+    if isinstance(value, str):
+        if not value or PLACEHOLDER.fullmatch(value) is not None:
+            return False
+    elif not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return secret_key(key)
+
+
+def _masked_secret(counts: Counter[str]) -> str:
+    counts["SECRET"] += 1
+    return "[SECRET]"
 
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -436,12 +451,18 @@ def unescaped_view(s: str) -> tuple[str, list[int]]:
             nxt = s[i + 1]
             if nxt == "u" and i + 6 <= n:
                 try:
-                    view.append(chr(int(s[i + 2 : i + 6], 16)))
+                    code = int(s[i + 2 : i + 6], 16)
+                except ValueError:
+                    code = -1
+                if code >= 0:
                     offsets.append(i)
                     i += 6
+                    low = _low_surrogate(s, i) if 0xD800 <= code < 0xDC00 else -1
+                    if low >= 0:  # a pair is one character (a tag, an emoji, a maths digit)
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        i += 6
+                    view.append(chr(code))
                     continue
-                except ValueError:
-                    pass
             elif nxt in _ESCAPES:
                 view.append(_ESCAPES[nxt])
                 offsets.append(i)
@@ -452,6 +473,19 @@ def unescaped_view(s: str) -> tuple[str, list[int]]:
         i += 1
     offsets.append(n)
     return "".join(view), offsets
+
+
+def _low_surrogate(s: str, i: int) -> int:
+    """The low surrogate escaped at `s[i:]` ("\\udc00"-"\\udfff"), or -1."""
+    if s.startswith("\\u", i) and s[i + 2 : i + 3] in ("d", "D") and s[i + 3 : i + 4] in _LOW:
+        try:
+            return int(s[i + 2 : i + 6], 16)
+        except ValueError:
+            return -1
+    return -1
+
+
+_LOW = frozenset("cdefCDEF")
 
 
 def masker_for(cfg: Config) -> Masker:

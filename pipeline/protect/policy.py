@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pipeline.protect.detectors import IDENTIFIABLE, KEY_PREFIXES, SECRET_WORDS
-from pipeline.protect.reading import needs_fold, visible
+from pipeline.protect.reading import needs_fold, special, visible
 from pipeline.protect.redactor import Redactor
 from pipeline.settings import Capture, Config
 
@@ -131,13 +131,16 @@ _ANCHORED = re.compile(r"\^|\$|\\[AZz]|\(\?<[=!]")
 # ASCII (full-width, Arabic-Indic...) and the other characters the detectors read as ASCII
 # (reading.fold) count too, and so does what hides among invisible characters.
 _DIGIT_OR_AT = re.compile(r"[0-9@]")
-_MARKERS = ("::", "eyJ", "sk-", "AKIA", "ASIA", *KEY_PREFIXES, *IDENTIFIABLE)
-_WORDS = ("bearer", "begin", "key", *SECRET_WORDS)
+_MARKERS = ("::", "BEGIN", "eyJ", "sk-", "AKIA", "ASIA", *KEY_PREFIXES, *IDENTIFIABLE)
+_WORDS = ("bearer", "key", *SECRET_WORDS)
 
 
 def _may_match(text: str) -> bool:
-    text = visible(text)  # "pass\u200bword" is read as "password" (reading.py)
-    if _DIGIT_OR_AT.search(text) is not None or needs_fold(text):
+    if special(text):  # one scan: most text, and prose in other scripts, is not
+        if needs_fold(text):
+            return True
+        text = visible(text)  # "pass\u200bword" is read as "password" (reading.py)
+    if _DIGIT_OR_AT.search(text) is not None:
         return True
     if any(m in text for m in _MARKERS):
         return True

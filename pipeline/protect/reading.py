@@ -68,6 +68,18 @@ _HIDDEN = re.compile(
     "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+"
 )
 
+# Any of the characters above: one scan tells text that reads as it is written (most text,
+# and prose in other scripts) from text that must be read through this module.
+_SPECIAL = re.compile(
+    _WIDE_DIGIT.pattern
+    + "|["
+    + "".join(map(chr, sorted(_FOLD_EXTRA)))
+    + "\U000e0020-\U000e007e"
+    + _SEPARATORS
+    + _HIDDEN.pattern[1:-2]
+    + "]"
+)
+
 
 @functools.cache
 def _fold_table() -> str:
@@ -88,9 +100,15 @@ def _fold_table() -> str:
     return "".join(table)
 
 
+def special(text: str) -> bool:
+    """Whether `text` holds any character this module reads differently (O(1) for ASCII
+    text, one scan for other text: prose in other scripts is read as it is)."""
+    return not text.isascii() and _SPECIAL.search(text) is not None
+
+
 def needs_fold(text: str) -> bool:
-    """Whether `fold` may change `text` (O(1) for ASCII text, a scan for other text)."""
-    return not text.isascii() and (
+    """Whether `fold` or `spell_tags` may change `text`."""
+    return special(text) and (
         _WIDE_DIGIT.search(text) is not None
         or _FOLD_OTHER.search(text) is not None
         or _TAGS.search(text) is not None
@@ -98,19 +116,39 @@ def needs_fold(text: str) -> bool:
     )
 
 
-def fold(text: str) -> str:
-    """`text` as the built-in detectors read it: the same length, each character above as
-    its ASCII twin (str.translate: one pass, about 40 ns a character when there is one)."""
-    if text.isascii():
-        return text  # O(1), and most text: the hot path pays nothing more
+def fold(text: str, checked: bool = False) -> str:
+    """`text` as the built-in detectors read it: the same length, each character above but
+    the tag characters as its ASCII twin (str.translate: one pass, about 40 ns a character
+    when there is one). `checked`: the caller knows the text is `special`."""
+    if not checked and not special(text):
+        return text  # most text: the hot path pays nothing more
     if _WIDE_DIGIT.search(text) is not None or _FOLD_OTHER.search(text) is not None:
         text = text.translate(_fold_table())
-    if _TAGS.search(text) is not None:
-        text = text.translate(_TAG_ASCII)
     if _SEPARATOR_BY_DIGIT.search(text) is not None:
         # Only the separators next to a digit would change a match; one pass replaces all.
         text = _SEPARATOR.sub(lambda m: _AS_SEPARATOR[ord(m.group())], text)
     return text
+
+
+def spell_tags(text: str) -> str:
+    """`text` with its tag characters as the ASCII they spell (the same length)."""
+    return text.translate(_TAG_ASCII) if _TAGS.search(text) is not None else text
+
+
+def hidden_view(text: str, checked: bool = False) -> tuple[str, Unhidden | None] | None:
+    """The second reading of a `special` text: without its hidden characters and with its
+    tags spelled (and folded), with the map back when characters were taken out; None when
+    it reads as `fold(text)` does. Detectors read both: this one finds a value that
+    invisible characters split, the first one a value they only border ("card\u200b4111
+    ..."): taken out, they would join it to the word beside it. `checked`: the caller
+    knows the text is `special`."""
+    if not checked and not special(text):
+        return None
+    hidden = unhide(text, checked=True)
+    view = text if hidden is None else hidden.text
+    if hidden is None and _TAGS.search(view) is None:
+        return None
+    return fold(spell_tags(view)), hidden
 
 
 @dataclass(slots=True)
@@ -137,9 +175,9 @@ class Unhidden:
         return self.at(start), self.at(end)
 
 
-def unhide(text: str) -> Unhidden | None:
+def unhide(text: str, checked: bool = False) -> Unhidden | None:
     """`text` without its hidden characters, or None when it has none (O(1) for ASCII)."""
-    if text.isascii() or _HIDDEN.search(text) is None:
+    if (not checked and not special(text)) or _HIDDEN.search(text) is None:
         return None
     parts: list[str] = []
     starts: list[int] = [0]
@@ -159,4 +197,4 @@ def unhide(text: str) -> Unhidden | None:
 def visible(text: str) -> str:
     """`text` without its hidden characters, for a test of what it may hold (O(1) for
     ASCII)."""
-    return _HIDDEN.sub("", text) if not text.isascii() else text
+    return _HIDDEN.sub("", text) if special(text) else text

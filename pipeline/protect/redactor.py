@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.protect.boundaries import PLACEHOLDER
 from pipeline.protect.detectors import DETECTORS, Detector, shorter_valid
-from pipeline.protect.reading import fold, unhide
+from pipeline.protect.reading import fold, hidden_view, special
 from pipeline.protect.windows import (
     digit_runs,
     digit_windows,
@@ -82,17 +82,24 @@ class Redactor:
         if len(text) < 6:
             return []
         found = self._find_custom(text)
-        customs = len(found)
-        # Built-in detectors read the text as a reader does (reading.py): without the
-        # characters no one sees, every digit (full-width, Arabic-Indic...) as an ASCII one.
-        hidden = unhide(text)
-        # fold keeps the length: its spans are those of the text it folds
-        self._find_builtin(fold(text if hidden is None else hidden.text), found)
-        if hidden is not None:
-            for i in range(customs, len(found)):
-                start, rank, end, label = found[i]
-                a, b = hidden.span(start, -end)
-                found[i] = (a, rank, -b, label)
+        # Built-in detectors read the text as a reader does (reading.py): every digit
+        # (full-width, Arabic-Indic...) as an ASCII one, and, when it holds characters no
+        # one sees or tag characters, a second time without them (fold and spell_tags keep
+        # the length: their spans are those of the text they read).
+        if not special(text):  # one scan: most text reads as it is written
+            self._find_builtin(text, found)
+            return _leftmost(found) if found else []
+        self._find_builtin(fold(text, checked=True), found)
+        second = hidden_view(text, checked=True)
+        if second is not None:
+            view, hidden = second
+            first = len(found)
+            self._find_builtin(view, found)
+            if hidden is not None:
+                for i in range(first, len(found)):
+                    start, rank, end, label = found[i]
+                    a, b = hidden.span(start, -end)
+                    found[i] = (a, rank, -b, label)
         return _leftmost(found) if found else []
 
     def _find_builtin(self, text: str, found: list[tuple[int, int, int, str]]) -> None:
