@@ -88,20 +88,20 @@ def _events(case: str) -> list[bytes]:
 
 
 def _run(case: str) -> None:
-    """In a fresh process: peak RSS of the first slice's transform, over the events built."""
-    import resource
-
+    """In a fresh process: peak RSS of the first slice's transform, over the events built
+    (VmHWM: Linux carries ru_maxrss over exec from a big parent, bench/rollup.py)."""
     from bench.adversarial import _config
+    from bench.rollup import peak_rss_kib
     from pipeline.ingest.batch import SLICE, transform
     from pipeline.model import EventIn
 
     events = [EventIn(b, partition="0", sequence=i) for i, b in enumerate(_events(case))]
     cfg = _config()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_kib()
     start = time.perf_counter()
     done = transform(events, cfg, SLICE)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kib()
     payload = sum(len(e.body) for e in events)
     print(
         f"{(peak - before) / 1024:.0f} {peak / 1024:.0f} {done.plan.events} "

@@ -407,7 +407,7 @@ MUTATIONS = [
     Mutation(
         "redaction: characters no one sees read as written (not taken out)",
         "pipeline/protect/reading.py",
-        "    if text.isascii() or _HIDDEN.search(text) is None:\n",
+        "    if (not checked and not special(text)) or _HIDDEN.search(text) is None:\n",
         "    if True:\n",
         (
             RH + "test_values_with_characters_no_one_sees_are_masked_as_without_them",
@@ -424,8 +424,8 @@ MUTATIONS = [
     Mutation(
         "redaction: tag characters not read as the ASCII they spell",
         "pipeline/protect/reading.py",
-        "    if _TAGS.search(text) is not None:\n        text",
-        "    if False:\n        text",
+        "    return text.translate(_TAG_ASCII) if _TAGS.search(text) is not None else text\n",
+        "    return text\n",
         (
             RH + "test_values_spelled_in_tag_characters_are_masked",
             RH + "test_hidden_values_in_a_logged_request_are_masked_in_what_is_stored",
@@ -562,7 +562,7 @@ MUTATIONS = [
     Mutation(
         "redaction: only the view without hidden characters read (a bordered value joins a word)",
         "pipeline/protect/redactor.py",
-        "        self._find_builtin(fold(text, checked=True), found)\n        second",
+        "        self._find_builtin(as_written(text), found)\n        second",
         "        second",
         (RH + "test_values_with_characters_no_one_sees_are_masked_as_without_them",),
     ),

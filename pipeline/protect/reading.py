@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import re
 import sys
 import unicodedata
@@ -66,6 +67,16 @@ _HIDDEN = re.compile(
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
     "\U0001d173-\U0001d17a\U000e0000-\U000e001f\U000e007f-\U000e0fff"
     "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+"
+)
+_HIDDEN_SPLIT = re.compile(f"({_HIDDEN.pattern})")
+
+# One hidden or tag character at a time, for `as_written`: between two digits read as a
+# space (a separator of digit groups: the digit detectors then see one long run, not a window
+# per group), elsewhere as a NUL (no pattern reads it as part of a word or as a space).
+# Constant replacements keep `re.sub` off Python callbacks.
+_HIDDEN_OR_TAG = re.compile(_HIDDEN.pattern[:-2] + "\U000e0020-\U000e007e]")
+_HIDDEN_IN_NUMBER = re.compile(  # class-led (fast to scan for), then the digit before it
+    _HIDDEN_OR_TAG.pattern + "(?<=\\d" + _HIDDEN_OR_TAG.pattern + ")(?=\\d)"
 )
 
 # Any of the characters above: one scan tells text that reads as it is written (most text,
@@ -135,6 +146,16 @@ def spell_tags(text: str) -> str:
     return text.translate(_TAG_ASCII) if _TAGS.search(text) is not None else text
 
 
+def as_written(text: str) -> str:
+    """`text` (a `special` one) as written, for the detectors' first reading: its hidden and
+    tag characters, which no one reads as part of a word, as NULs, or spaces between two
+    digits (the same length), then folded. A value they border ends there; one they split
+    is `hidden_view`'s."""
+    if _HIDDEN_OR_TAG.search(text) is not None:
+        text = _HIDDEN_OR_TAG.sub("\x00", _HIDDEN_IN_NUMBER.sub(" ", text))
+    return fold(text, checked=True)
+
+
 def hidden_view(text: str, checked: bool = False) -> tuple[str, Unhidden | None] | None:
     """The second reading of a `special` text: without its hidden characters and with its
     tags spelled (and folded), with the map back when characters were taken out; None when
@@ -179,19 +200,12 @@ def unhide(text: str, checked: bool = False) -> Unhidden | None:
     """`text` without its hidden characters, or None when it has none (O(1) for ASCII)."""
     if (not checked and not special(text)) or _HIDDEN.search(text) is None:
         return None
-    parts: list[str] = []
-    starts: list[int] = [0]
-    shifts: list[int] = [0]
-    pos = kept = 0
-    for m in _HIDDEN.finditer(text):
-        a, b = m.span()
-        parts.append(text[pos:a])
-        kept += a - pos
-        starts.append(kept)
-        shifts.append(b - kept)
-        pos = b
-    parts.append(text[pos:])
-    return Unhidden("".join(parts), starts, shifts, len(text))
+    # One split (kept, hidden, kept, ..., kept) and running sums: no Python step per run.
+    pieces = _HIDDEN_SPLIT.split(text)
+    kept = pieces[::2]
+    starts = [0, *itertools.accumulate(map(len, kept[:-1]))]
+    shifts = [0, *itertools.accumulate(map(len, pieces[1::2]))]
+    return Unhidden("".join(kept), starts, shifts, len(text))
 
 
 def visible(text: str) -> str:

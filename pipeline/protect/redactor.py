@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.protect.boundaries import PLACEHOLDER
 from pipeline.protect.detectors import DETECTORS, Detector, shorter_valid
-from pipeline.protect.reading import fold, hidden_view, special
+from pipeline.protect.reading import as_written, hidden_view, special
 from pipeline.protect.windows import (
     digit_runs,
     digit_windows,
@@ -89,7 +89,7 @@ class Redactor:
         if not special(text):  # one scan: most text reads as it is written
             self._find_builtin(text, found)
             return _leftmost(found) if found else []
-        self._find_builtin(fold(text, checked=True), found)
+        self._find_builtin(as_written(text), found)
         second = hidden_view(text, checked=True)
         if second is not None:
             view, hidden = second
