@@ -409,10 +409,9 @@ MUTATIONS = [
         "pipeline/protect/reading.py",
         "    if (not checked and not special(text)) or _HIDDEN.search(text) is None:\n",
         "    if True:\n",
-        (
-            RH + "test_values_with_characters_no_one_sees_are_masked_as_without_them",
-            RH + "test_hidden_values_in_a_logged_request_are_masked_in_what_is_stored",
-        ),
+        # (a card split by one invisible character between digits is found by the first
+        # reading too, which takes it as a space: the end-to-end test passes without this)
+        (RH + "test_values_with_characters_no_one_sees_are_masked_as_without_them",),
     ),
     Mutation(
         "redaction: a span found without the hidden characters replaced at its view offsets",
@@ -504,8 +503,8 @@ MUTATIONS = [
     Mutation(
         "redaction: the prefilter without the secret words (a digitless password skipped)",
         "pipeline/protect/policy.py",
-        '_WORDS = ("bearer", "begin", "key", *SECRET_WORDS)',
-        '_WORDS = ("bearer", "begin", "key")',
+        '_WORDS = ("bearer", "key", *SECRET_WORDS)',
+        '_WORDS = ("bearer", "key")',
         (RH + "test_secrets_and_addresses_as_people_write_them_are_masked",),
     ),
     Mutation(
@@ -1653,8 +1652,8 @@ MUTATIONS = [
     Mutation(
         "redaction: the prefilter skips text whose only digits are not ASCII",
         "pipeline/protect/policy.py",
-        "    if _DIGIT_OR_AT.search(text) is not None or needs_fold(text):\n",
-        "    if _DIGIT_OR_AT.search(text) is not None:\n",
+        "        if needs_fold(text):\n            return True\n",
+        "        if False:\n            return True\n",
         (UNICODE_CORPUS, UNICODE_STORED),
     ),
     Mutation(
