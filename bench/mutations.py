@@ -407,7 +407,7 @@ MUTATIONS = [
     Mutation(
         "redaction: characters no one sees read as written (not taken out)",
         "pipeline/protect/reading.py",
-        "    if (not checked and not special(text)) or _HIDDEN.search(text) is None:\n",
+        "    if text.isascii() or _HIDDEN.search(text) is None:\n",
         "    if True:\n",
         # (a card split by one invisible character between digits is found by the first
         # reading too, which takes it as a space: the end-to-end test passes without this)
@@ -510,8 +510,8 @@ MUTATIONS = [
     Mutation(
         "redaction: a value under a key that names a secret read like any value",
         "pipeline/protect/masking.py",
-        "    return secret_key(key)\n",
-        "    return False\n",
+        "    if not secret_key(key):\n        return False\n",
+        "    if True:\n        return False\n",
         (RH + "test_values_of_keys_that_name_a_secret_are_masked_in_json",),
     ),
     Mutation(

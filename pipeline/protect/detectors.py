@@ -328,8 +328,8 @@ _PREFIXED = re.compile(
 
 def _find_named_keys(text: str) -> list[tuple[int, int]]:
     """Spans of keys that name their issuer (`_PREFIXED`) and of identifiable keys."""
-    spans = [m.span() for m in _PREFIXED.finditer(text)] if "_" in text else []
-    return sorted(spans + _find_identifiable(text)) if spans else _find_identifiable(text)
+    prefixed = [m.span() for m in _PREFIXED.finditer(text)] if "_" in text else []
+    return prefixed + _find_identifiable(text)
 
 
 def _find_identifiable(text: str) -> list[tuple[int, int]]:
@@ -348,7 +348,7 @@ def _find_identifiable(text: str) -> list[tuple[int, int]]:
             ):
                 spans.append(m.span())
             i = text.find(signature, i + 1)
-    return sorted(spans)
+    return spans
 
 
 DETECTORS: tuple[Detector, ...] = (

@@ -89,10 +89,9 @@ class Masker:
         if isinstance(value, str):
             return self.redact_string(value, counts)
         strings: list[str] = []
-        keyed: list[str] = []
-        dropped = _collect(value, strings, keyed)
+        rebuild = _collect(value, strings)
         todo = self._to_redact(strings)
-        return self._rebuild(value, todo, counts) if todo or dropped or keyed else value
+        return self._rebuild(value, todo, counts) if todo or rebuild else value
 
     def redact_escaped(self, s: str, counts: Counter[str]) -> str:
         return redact_escaped(self.redactor, s, counts, self.policy.prefilter)
@@ -243,10 +242,9 @@ class Masker:
                 holder[field] = ""  # hidden from the walk: redacted above, joined
         docs = [doc for _, doc, _ in blocks if doc is not None]
         strings: list[str] = []
-        keyed: list[str] = []
-        dropped = _collect(docs, strings, keyed)
+        rebuild = _collect(docs, strings)
         todo = self._to_redact(strings)
-        if todo or dropped or keyed:
+        if todo or rebuild:
             self._rebuild_in_place(docs, todo, counts)
         for slots, pieces in joined:
             for (holder, field), piece in zip(slots, pieces, strict=True):
@@ -369,11 +367,12 @@ _COLLECT_DEPTH = safejson.MAX_DEPTH + 16
 _CONTAINERS = (dict, list)  # a tuple: `dict | list` is built again at each isinstance
 
 
-def _collect(value: Any, out: list[str], keyed: list[str], depth: int = 0) -> bool:
-    """The text strings in `value`, as `walk` visits them, and into `keyed` the keys whose
-    value is a secret (`_secret_value`: masked as the value is rebuilt); whether it holds
-    log probabilities to replace (`dropped`). Strings and scalars inside a container (most
-    values: a stream's chunks are made of them) are taken by its loop, without a call each."""
+def _collect(value: Any, out: list[str], depth: int = 0) -> bool:
+    """The text strings in `value`, as `walk` visits them; whether it must be rebuilt
+    whatever they hold: log probabilities to replace (`dropped`), or a value of a key that
+    names a secret (`_secret_value`, masked as the value is rebuilt). Strings and scalars
+    inside a container (most values: a stream's chunks are made of them) are taken by its
+    loop, without a call each."""
     if isinstance(value, str):
         if len(value) >= 6:
             out.append(value)
@@ -381,52 +380,49 @@ def _collect(value: Any, out: list[str], keyed: list[str], depth: int = 0) -> bo
         if depth > _COLLECT_DEPTH:
             raise _TooDeep
         if isinstance(value, dict):
-            return _collect_dict(value, out, keyed, depth + 1)
-        return _collect_list(value, out, keyed, depth + 1)
+            return _collect_dict(value, out, depth + 1)
+        return _collect_list(value, out, depth + 1)
     return False
 
 
-def _collect_list(value: list[Any], out: list[str], keyed: list[str], depth: int) -> bool:
+def _collect_list(value: list[Any], out: list[str], depth: int) -> bool:
     drop = False
     for v in value:
         if isinstance(v, str):
             if len(v) >= 6:
                 out.append(v)
         elif isinstance(v, _CONTAINERS):
-            drop = _collect(v, out, keyed, depth) or drop
+            drop = _collect(v, out, depth) or drop
     return drop
 
 
-def _collect_dict(value: dict[str, Any], out: list[str], keyed: list[str], depth: int) -> bool:
-    """`_collect` of an object: its values, but machine data (`skipped`) and log
-    probabilities (`dropped`, said by the result)."""
+def _collect_dict(value: dict[str, Any], out: list[str], depth: int) -> bool:
+    """`_collect` of an object: its values, but machine data (`skipped`); log
+    probabilities (`dropped`) and secrets' values are said by the result."""
     drop = False
     for k, v in value.items():
         if isinstance(v, str):
             if len(v) >= 6:
                 out.append(v)
-            if _secret_value(k, v):
-                keyed.append(k)
+            drop = drop or _secret_value(k, v)
         elif not v or not isinstance(v, _CONTAINERS) or (k in NOT_TEXT and skipped(k, v)):
-            if _secret_value(k, v):
-                keyed.append(k)
-            continue  # a scalar, an empty container, or machine data
+            drop = drop or _secret_value(k, v)  # a scalar, an empty container, machine data
         elif k in NOT_TEXT and dropped(k, v):
             drop = True
         else:
-            drop = _collect(v, out, keyed, depth) or drop
+            drop = _collect(v, out, depth) or drop
     return drop
 
 
 def _secret_value(key: str, value: Any) -> bool:
     """A value under a key that names a secret (fields.secret_key): a string (not a
-    placeholder already) or a number, masked whole whatever it looks like."""
-    if isinstance(value, str):
-        if not value or PLACEHOLDER.fullmatch(value) is not None:
-            return False
-    elif not isinstance(value, int | float) or isinstance(value, bool):
+    placeholder already) or a number, masked whole whatever it looks like. The key first:
+    a cached look-up, where most values of a walk stop."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         return False
-    return secret_key(key)
+    if not secret_key(key):
+        return False
+    return not isinstance(value, str) or (value != "" and PLACEHOLDER.fullmatch(value) is None)
 
 
 def _masked_secret(counts: Counter[str]) -> str:

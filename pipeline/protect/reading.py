@@ -118,8 +118,8 @@ def special(text: str) -> bool:
 
 
 def needs_fold(text: str) -> bool:
-    """Whether `fold` or `spell_tags` may change `text`."""
-    return special(text) and (
+    """Whether `fold` or `spell_tags` may change a `special` text."""
+    return (
         _WIDE_DIGIT.search(text) is not None
         or _FOLD_OTHER.search(text) is not None
         or _TAGS.search(text) is not None
@@ -127,12 +127,12 @@ def needs_fold(text: str) -> bool:
     )
 
 
-def fold(text: str, checked: bool = False) -> str:
+def fold(text: str) -> str:
     """`text` as the built-in detectors read it: the same length, each character above but
     the tag characters as its ASCII twin (str.translate: one pass, about 40 ns a character
-    when there is one). `checked`: the caller knows the text is `special`."""
-    if not checked and not special(text):
-        return text  # most text: the hot path pays nothing more
+    when there is one)."""
+    if text.isascii():
+        return text
     if _WIDE_DIGIT.search(text) is not None or _FOLD_OTHER.search(text) is not None:
         text = text.translate(_fold_table())
     if _SEPARATOR_BY_DIGIT.search(text) is not None:
@@ -153,19 +153,16 @@ def as_written(text: str) -> str:
     is `hidden_view`'s."""
     if _HIDDEN_OR_TAG.search(text) is not None:
         text = _HIDDEN_OR_TAG.sub("\x00", _HIDDEN_IN_NUMBER.sub(" ", text))
-    return fold(text, checked=True)
+    return fold(text)
 
 
-def hidden_view(text: str, checked: bool = False) -> tuple[str, Unhidden | None] | None:
+def hidden_view(text: str) -> tuple[str, Unhidden | None] | None:
     """The second reading of a `special` text: without its hidden characters and with its
     tags spelled (and folded), with the map back when characters were taken out; None when
     it reads as `fold(text)` does. Detectors read both: this one finds a value that
     invisible characters split, the first one a value they only border ("card\u200b4111
-    ..."): taken out, they would join it to the word beside it. `checked`: the caller
-    knows the text is `special`."""
-    if not checked and not special(text):
-        return None
-    hidden = unhide(text, checked=True)
+    ..."): taken out, they would join it to the word beside it."""
+    hidden = unhide(text)
     view = text if hidden is None else hidden.text
     if hidden is None and _TAGS.search(view) is None:
         return None
@@ -196,9 +193,9 @@ class Unhidden:
         return self.at(start), self.at(end)
 
 
-def unhide(text: str, checked: bool = False) -> Unhidden | None:
+def unhide(text: str) -> Unhidden | None:
     """`text` without its hidden characters, or None when it has none (O(1) for ASCII)."""
-    if (not checked and not special(text)) or _HIDDEN.search(text) is None:
+    if text.isascii() or _HIDDEN.search(text) is None:
         return None
     # One split (kept, hidden, kept, ..., kept) and running sums: no Python step per run.
     pieces = _HIDDEN_SPLIT.split(text)
@@ -209,6 +206,5 @@ def unhide(text: str, checked: bool = False) -> Unhidden | None:
 
 
 def visible(text: str) -> str:
-    """`text` without its hidden characters, for a test of what it may hold (O(1) for
-    ASCII)."""
-    return _HIDDEN.sub("", text) if special(text) else text
+    """`text` without its hidden characters, for a test of what it may hold."""
+    return _HIDDEN.sub("", text)

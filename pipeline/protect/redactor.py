@@ -90,7 +90,7 @@ class Redactor:
             self._find_builtin(text, found)
             return _leftmost(found) if found else []
         self._find_builtin(as_written(text), found)
-        second = hidden_view(text, checked=True)
+        second = hidden_view(text)
         if second is not None:
             view, hidden = second
             first = len(found)
