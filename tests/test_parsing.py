@@ -214,6 +214,16 @@ def test_a_body_cut_anywhere_salvages_only_true_values() -> None:
             _is_salvage_of(parsed.doc, whole)
 
 
+def test_whole_bodies_with_blanks_around_them_are_not_taken_for_cut_ones() -> None:
+    # A body that opens a container and does not close one skips the decoder; a whole one,
+    # however it is padded, must not (it would be flagged truncated).
+    for body in ('\n {"a": [1]}\r\n', "\t[1, {}]  ", '"text"', "42", "{} \n"):
+        parsed = parse_body(body)
+        assert parsed.kind == "json" and not parsed.truncated, body
+    for body in ('{"a": [1]', '[{"a": 1}', '{"a": "}"  ', "[1, 2"):
+        assert parse_body(body).truncated, body
+
+
 def test_truncated_body_keeps_fields_before_the_cut() -> None:
     doc = repair_truncated(
         '{"id":"chatcmpl-1","model":"gpt-4o","usage":{"prompt_tokens":29,"completion_tok'

@@ -53,10 +53,11 @@ def parse_body(raw: Any) -> Body:
     size = len(raw.encode("utf-8", "surrogatepass"))
     if _SSE_START.match(raw):
         return Body("sse", None, False, raw, size)
-    try:
-        return Body("json", safejson.loads(raw), False, raw, size)
-    except orjson.JSONDecodeError:
-        pass
+    if not safejson.cut_short(raw):
+        try:
+            return Body("json", safejson.loads(raw), False, raw, size)
+        except orjson.JSONDecodeError:
+            pass
     # Valid JSON that orjson refuses for a lone surrogate escape: read with the replacement
     # character in its place, or the body would go unread (and its tokens uncounted).
     fixed = safejson.without_lone_surrogates(raw)

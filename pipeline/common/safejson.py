@@ -71,6 +71,17 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     return doc
 
 
+_CLOSER = {"{": "}", "[": "]"}
+
+
+def cut_short(text: str) -> bool:
+    """True for text that opens an object or array and does not end by closing one: not JSON
+    whatever lies between (a body cut by the gateway). Checked before decoding such text,
+    whose error alone costs more than the repair of a short cut body."""
+    closer = _CLOSER.get(text.lstrip()[:1])
+    return closer is not None and text.rstrip()[-1:] != closer
+
+
 # A `\\uXXXX` escape of a surrogate that is not half of a pair. JSON's grammar allows it
 # (RFC 8259 §8.2), orjson refuses it, and a client can put one in its request body to make
 # the body unreadable (no prompt preview, no token estimate). Escaped backslashes and whole

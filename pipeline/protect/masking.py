@@ -108,10 +108,12 @@ class Masker:
         return r.text
 
     def _redact_json(self, s: str, counts: Counter[str]) -> str:
+        if safejson.cut_short(s):
+            return self.redact_escaped(s, counts)  # cut JSON: match on an unescaped view
         try:
             doc = orjson.loads(s)
         except orjson.JSONDecodeError:
-            return self.redact_escaped(s, counts)  # cut JSON: match on an unescaped view
+            return self.redact_escaped(s, counts)
         local: Counter[str] = Counter()
         try:
             walked = self.walk(doc, local)
