@@ -573,6 +573,30 @@ MUTATIONS = [
         (RH + "test_secrets_and_addresses_as_people_write_them_are_masked",),
     ),
     Mutation(
+        "join: every chunk of an LLM-log message joined, a duplicate or a rival's too",
+        "pipeline/ingest/plan.py",
+        "        if other is None or a.frag.rid > other[0]:",
+        "        if True:",
+        ("tests/test_join.py::test_a_chunk_delivered_twice_or_a_rival_chunk_is_joined_once",),
+    ),
+    Mutation(
+        "join: a rival chunk's text joined, not the text of the record the join keeps",
+        "pipeline/ingest/plan.py",
+        "        if other is None or a.frag.rid > other[0]:",
+        "        if other is None or a.frag.rid < other[0]:",
+        ("tests/test_join.py::test_a_chunk_delivered_twice_or_a_rival_chunk_is_joined_once",),
+    ),
+    Mutation(
+        "bodies: a whole body taken for a cut one when blanks follow it",
+        "pipeline/common/safejson.py",
+        "    return closer is not None and text.rstrip()[-1:] != closer",
+        "    return closer is not None and text[-1:] != closer",
+        (
+            "tests/test_parsing.py::"
+            "test_whole_bodies_with_blanks_around_them_are_not_taken_for_cut_ones",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -3,6 +3,7 @@ whatever order, batches and partitions the records arrive in."""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import random
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.ingest.batch import process_batch
+from pipeline.ingest.batch import process_batch, transform
 from pipeline.model import EventIn
+from pipeline.protect.archive import record_id
 from pipeline.settings import Config
 from pipeline.store.account import Store
 from tests.fixtures import apim, sources
@@ -277,6 +279,33 @@ def test_llm_message_in_three_chunks_in_one_batch_and_across_batches(
     assert (
         together["Sources"] == "llm" and together.get("PromptTokens") is None
     )  # messages never add tokens
+
+
+def test_a_chunk_delivered_twice_or_a_rival_chunk_is_joined_once(cfg: Config) -> None:
+    # A message short enough that its preview spans all three chunks: a chunk joined twice,
+    # or beside a rival of its sequence number, shows in the preview (a sender's duplicate,
+    # an at-least-once redelivery inside one batch).
+    cid = apim.new_id("dup-chunk")
+    text = "Alpha bravo charlie delta echo foxtrot golf hotel india. "
+    header = sources.llm_header(cid)
+    c1, c2, c3 = sources.chunked_request(cid, [{"role": "user", "content": text * 3}])
+    rival = copy.deepcopy(c2)
+    rival["properties"]["requestMessages"] = c2["properties"]["requestMessages"].upper()
+
+    def preview(*events: list[dict[str, Any]]) -> str:
+        batch = [EventIn(apim.envelope(*records), sequence=i) for i, records in enumerate(events)]
+        ((_, row),) = transform(batch, cfg).rows
+        return str(row["PromptPreview"])
+
+    once = preview([header, c1, c2, c3])
+    assert once == (text * 2)[:100]
+    assert preview([header, c1, c1, c2, c3]) == once
+    assert preview([header, c3, c2, c1], [header, c1, c2, c3]) == once
+    # The record of a sequence number the join keeps (the greatest record id) gives its text.
+    kept = max((c2, rival), key=lambda r: record_id(orjson.dumps(r)))
+    expect = preview([header, c1, kept, c3])
+    assert preview([header, c1, c2, rival, c3]) == expect
+    assert preview([header, c1, rival, c2, c3]) == expect
 
 
 def test_calls_straddling_midnight_keep_one_row(cfg: Config, store: Store) -> None:

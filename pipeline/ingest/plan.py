@@ -56,8 +56,9 @@ class Plan:
     enqueued: datetime | None = None
     # Records of the event being read that were dead-lettered (see _plan_event).
     event_dead: int = 0
-    # String chunks of split LLM-log messages: (correlation id, "request"|"response") → chunks.
-    llm_chunks: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
+    # String chunks of split LLM-log messages: (correlation id, "request"|"response") →
+    # sequence number → (record id, chunk).
+    llm_chunks: dict[tuple[str, str], dict[int, tuple[str, str]]] = field(default_factory=dict)
 
 
 # Skipped records are counted by their category, which any sender names: a name is cut, and
@@ -260,7 +261,12 @@ def _commit(plan: Plan, a: Accepted) -> None:
     plan.origins.setdefault(a.cid, []).append((a.received.event, a.received.index))
     plan.accepted += 1
     for name, sequence, chunk in a.chunks:
-        plan.llm_chunks.setdefault((a.cid, name), []).append((sequence, chunk))
+        # One chunk a sequence number, from the record the join keeps for it (the greatest
+        # record id, join.py): a chunk delivered twice, or a rival's, is not joined again.
+        held = plan.llm_chunks.setdefault((a.cid, name), {})
+        other = held.get(sequence)
+        if other is None or a.frag.rid > other[0]:
+            held[sequence] = (a.frag.rid, chunk)
 
 
 def contain(
@@ -329,9 +335,10 @@ def _reassemble_llm_chunks(plan: Plan, policy: CapturePolicy) -> None:
     the same preview when it is the first one: previews only need the start of the text.)"""
     cap = policy.for_call(None, None, named=False)
     masker = Masker(policy)
-    for (cid, name), chunks in plan.llm_chunks.items():
-        if len(chunks) < 2:
+    for (cid, name), held in plan.llm_chunks.items():
+        if len(held) < 2:
             continue
+        chunks = [(sequence, chunk) for sequence, (_, chunk) in held.items()]
         try:
             _reassemble(plan, masker, cap, cid, name, chunks)
         except Exception as exc:  # noqa: BLE001 - chunks keep their own previews
