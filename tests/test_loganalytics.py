@@ -390,7 +390,7 @@ def test_a_csv_line_over_the_bound_is_skipped_and_reading_goes_on(tmp_path: Path
     events = list(item.events(item.fetch(), report=said.append))
     ids = [orjson.loads(e.body).get("CorrelationId") for e in events]
     assert ids == [records[0]["correlationId"], records[1]["correlationId"]]
-    assert said == [f"{item.label}: line longer than 64 KiB: skipped"]
+    assert said == [f"file:{item.label}:line 4: row longer than 64 KiB: skipped"]
 
 
 def test_a_csv_saved_in_another_encoding_is_read_and_reported(tmp_path: Path) -> None:
@@ -445,3 +445,31 @@ def test_a_run_keeps_the_first_problems_and_counts_the_rest(
     assert summary.problem_count == 5_000 and len(summary.problems) == runner.MAX_PROBLEMS
     assert summary.failed_inputs == 1 and not summary.ok
     assert "(5000 errors, listed above, the first 100;" in "\n".join(summary.lines())
+
+
+def test_a_long_cell_is_one_value_and_never_rows_of_its_own(tmp_path: Path) -> None:
+    """A prompt that spells a CSV row inside its cell: the csv module's own cell limit (128 Ki
+    characters) made the reader give up mid-cell and read the rest of the cell as rows: the
+    real call lost, a row of the prompt's making stored. Now the cell is read whole, and a
+    row the reader does reject is read to where its quotes close, then reported whole."""
+    records = [apim.gateway(apim.new_id(f"csv-cell-{i}")) for i in range(3)]
+    forged = la.gateway_row(apim.gateway(apim.new_id("csv-forged")))
+    forged_line = la.portal_csv([forged]).split(b"\r\n")[1].decode().replace('"', "")
+    rows = [la.gateway_row(r) for r in records]
+    rows[1]["RequestBody"] = "A" * 140_000 + "\n" + forged_line + "\ntail"
+    (tmp_path / "a.csv").write_bytes(la.portal_csv(rows))
+
+    def read(limit: int, chunk: int = 4096) -> tuple[list[str], list[str]]:
+        (item,) = files.local_inputs([tmp_path], inputs.Filters(), limit=limit, chunk=chunk)
+        said: list[str] = []
+        events = list(item.events(item.fetch(), report=said.append))
+        return [orjson.loads(e.body).get("CorrelationId") for e in events], said
+
+    ids, said = read(inputs.MAX_UNIT_BYTES)
+    assert ids == [r["correlationId"] for r in records] and said == []
+    # Past the unit's length the row is skipped whole, to where its quotes close: no line
+    # of its cell is taken for a row (the long line read in pieces, or in one chunk).
+    for chunk in (4096, 1024 * 1024):
+        ids, said = read(64 * 1024, chunk)
+        assert ids == [records[0]["correlationId"], records[2]["correlationId"]], chunk
+        assert said == [f"file:{tmp_path / 'a.csv'}:line 4: row longer than 64 KiB: skipped"]

@@ -149,27 +149,32 @@ def read_csv(chunks: Iterable[bytes], label: str, limit: int, report: Report) ->
     """A CSV export of Log Analytics rows: one event per row, a JSON object of the row's
     non-empty cells named by the header. A row whose cell count differs from the header's,
     or that the CSV reader rejects, becomes an event of its own bytes (the pipeline
-    dead-letters them as not JSON) and is reported with the reason."""
-    lines = _text_lines(chunks, limit, label, report)
-    consumed: list[str] = []
+    dead-letters them as not JSON) and is reported with the reason; a row longer than
+    `limit` is reported and skipped whole.
 
-    def feed() -> Iterator[str]:
-        for line in lines:
-            consumed.append(line)
-            yield line
-
-    reader = csv.reader(feed(), strict=True)
+    Rows end where their quotes close (`_csv_rows`), decided before any row is parsed: a
+    row rejected or skipped never leaves the rest of a quoted cell to be read as rows (a
+    prompt that spelled a row inside its cell would have been stored as a call)."""
+    # The csv module's own cell limit (128 Ki characters) is far below a unit's: a long
+    # prompt in one cell is a row like any other. (The limit is the module's, for the
+    # process: every reader here sets the same, MAX_UNIT_BYTES, but for tests.)
+    csv.field_size_limit(limit)
     header: list[str] | None = None
-    while True:
+    for start, text in _csv_rows(_text_lines(chunks, limit, label, report), limit):
+        origin = f"file:{label}:line {start}"
+        if text is None:
+            report(f"{origin}: row longer than {mib(limit)}: skipped")
+            if header is None:
+                return
+            continue
+        if not text.strip():
+            continue
         try:
-            cells = next(reader)
-        except StopIteration:
-            return
+            parsed = list(csv.reader([text], strict=True))
+            problem = "" if len(parsed) == 1 else f"{len(parsed)} rows where one was expected"
         except csv.Error as exc:
-            cells, problem = None, f"not CSV ({exc})"
-        # A quoted value may span lines: a row is named by the line it starts on.
-        raw, origin = "".join(consumed), f"file:{label}:line {reader.line_num - len(consumed) + 1}"
-        consumed.clear()
+            parsed, problem = [], f"not CSV ({exc})"
+        cells = parsed[0] if not problem else None
         if header is None:
             header = _csv_header(cells or [], label, report)
             if header is None:
@@ -182,7 +187,33 @@ def read_csv(chunks: Iterable[bytes], label: str, limit: int, report: Report) ->
         if cells is not None:
             problem = f"{len(cells)} cells where the header names {len(header)}"
         report(f"{origin}: {problem}: dead-lettered")
-        yield EventIn(body=raw.encode("utf-8", "replace"), origin=origin)
+        yield EventIn(body=text.encode("utf-8", "replace"), origin=origin)
+
+
+def _csv_rows(lines: Iterable[str | int], limit: int) -> Iterator[tuple[int, str | None]]:
+    """(line a row starts on, its text) for each row: lines joined until their `"` count is
+    even, where a CSV reader ends a row (quotes inside a value are doubled). The text is
+    None for a row longer than `limit` (or holding a line `_text_lines` skipped, given as
+    the count of its quotes): counted through, not kept."""
+    parts: list[str] = []
+    start = quotes = size = 0
+    for lineno, line in enumerate(lines, 1):
+        if size == 0:
+            start = lineno
+        if isinstance(line, int):
+            quotes += line
+            size = limit + 1
+        else:
+            quotes += line.count('"')
+            size += len(line)
+            parts.append(line)
+        if size > limit:
+            parts.clear()
+        if quotes % 2 == 0:
+            yield start, ("".join(parts) if size <= limit else None)
+            parts, quotes, size = [], 0, 0
+    if parts or size:
+        yield start, ("".join(parts) if size <= limit else None)
 
 
 def _csv_header(cells: list[str], label: str, report: Report) -> list[str] | None:
@@ -227,46 +258,42 @@ def _utf8(chunks: Iterable[bytes], label: str, report: Report) -> Iterator[str]:
         yield text
 
 
-def _text_lines(chunks: Iterable[bytes], limit: int, label: str, report: Report) -> Iterator[str]:
+def _text_lines(
+    chunks: Iterable[bytes], limit: int, label: str, report: Report
+) -> Iterator[str | int]:
     """UTF-8 text (a leading BOM dropped) split after each newline, a line at most `limit`
-    characters: a longer one is reported and skipped whole, as a `.jsonl` line is (a cut
-    piece of it could pass for a complete row). Each chunk's text is searched once: linear
-    in the input, however long its lines."""
+    characters: a longer one is not kept, and stands as the count of its `"` (where a CSV
+    row ends depends on them). Each chunk's text is searched once: linear in the input,
+    however long its lines."""
     parts: list[str] = []  # the line read so far, without a newline yet
     size = 0
-    skipping = False  # inside a line already too long
-
-    def too_long() -> None:
-        report(f"{label}: line longer than {mib(limit)}: skipped")
+    skipped: int | None = None  # quotes of a line already too long, while it goes on
 
     for text in _utf8(chunks, label, report):
-        if skipping:
+        if skipped is not None:
             nl = text.find("\n")
             if nl < 0:
+                skipped += text.count('"')
                 continue
-            skipping, text = False, text[nl + 1 :]
+            yield skipped + text.count('"', 0, nl)
+            skipped, text = None, text[nl + 1 :]
         nl = text.rfind("\n")
         if nl < 0:
             parts.append(text)
             size += len(text)
             if size > limit:
-                too_long()
-                parts, size, skipping = [], 0, True
+                skipped = sum(p.count('"') for p in parts)
+                parts, size = [], 0
             continue
         head = "".join([*parts, text[: nl + 1]])
         parts, size = [text[nl + 1 :]], len(text) - nl - 1
         for line in head.split("\n")[:-1]:
-            if len(line) > limit:
-                too_long()
-            else:
-                yield line + "\n"
+            yield line.count('"') if len(line) > limit else line + "\n"
     rest = "".join(parts)
-    if skipping:
-        return
-    if len(rest) > limit:
-        too_long()
+    if skipped is not None:
+        yield skipped
     elif rest:
-        yield rest
+        yield rest.count('"') if len(rest) > limit else rest
 
 
 def monitor_blob_time(path: str) -> datetime | None:
