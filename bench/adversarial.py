@@ -909,6 +909,11 @@ def cases() -> list[Case]:
             "not JSON, escapes everywhere": lambda n: (
                 '{"a":"' + fill('\\u0040\\"\\\\x1 ', n - 6)
             ).encode(),
+            # An escape every third character and an address at the end: the view is read
+            # in C, and where its characters are written is walked escape by escape.
+            "not JSON, an escape every third character, an address at the end": lambda n: (
+                '{"a":"' + fill("a\\n", n - 40) + " alice@contoso.com"
+            ).encode(),
             "not JSON, eyJ- runs": lambda n: ("{" + fill("eyJ-", n - 1)).encode(),
             "not JSON, digit runs": lambda n: ("{" + fill("1 2 3 4 5 6 7 8 9 0 ", n - 1)).encode(),
             "invalid UTF-8": lambda n: b"{" + bytes(range(128, 256)) * (n // 128),

@@ -625,6 +625,57 @@ MUTATIONS = [
         ("tests/test_loganalytics.py::test_a_long_cell_is_one_value_and_never_rows_of_its_own",),
     ),
     Mutation(
+        "regex: a completion's leading blank lines matched with a step back kept for each",
+        "pipeline/call/exchange.py",
+        'r"\\A(?:[ \\t]*\\r?\\n)++"',
+        'r"\\A(?:[ \\t]*\\r?\\n)+"',
+        (
+            H + "test_client_text_is_tokenised_in_memory_that_does_not_grow_with_it",
+            H + "test_no_regex_repeats_a_group_over_text_without_bound",
+        ),
+    ),
+    Mutation(
+        "regex: a cut body's strings tokenised with a step back kept for each escape",
+        "pipeline/call/bodies.py",
+        """    r'|"[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+\\\\?\\Z'""",
+        """    r'|"[^"\\\\]*(?:\\\\.[^"\\\\]*)*\\\\?\\Z'""",
+        (H + "test_client_text_is_tokenised_in_memory_that_does_not_grow_with_it",),
+    ),
+    Mutation(
+        'regex: runs of {"key": tokenised without a bound',
+        "pipeline/call/bodies.py",
+        "){2,1024}+'",
+        "){2,}'",
+        (H + "test_client_text_is_tokenised_in_memory_that_does_not_grow_with_it",),
+    ),
+    Mutation(
+        "salvage: a body longer than APIM cuts a message to repaired as one",
+        "pipeline/ingest/records.py",
+        "    if len(body) > CUT_MESSAGE_BYTES:\n        return None\n",
+        "",
+        ("tests/test_join.py::test_policy_message_cut_at_200_kb_is_salvaged",),
+    ),
+    Mutation(
+        "escapes: an escaped backslash read as the start of another escape",
+        "pipeline/protect/escapes.py",
+        '    view = s.replace("\\\\\\\\", stand_in)',
+        "    view = s",
+        (
+            "tests/test_redaction.py::"
+            "test_every_character_of_an_unescaped_view_maps_to_where_it_is_written",
+        ),
+    ),
+    Mutation(
+        "escapes: an escape's character mapped past the escape",
+        "pipeline/protect/escapes.py",
+        "(start := m.start()) - delta < k:",
+        "(start := m.start()) - delta <= k:",
+        (
+            "tests/test_redaction.py::"
+            "test_every_character_of_an_unescaped_view_maps_to_where_it_is_written",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

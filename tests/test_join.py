@@ -397,6 +397,13 @@ def test_policy_message_cut_at_200_kb_is_salvaged(cfg: Config, store: Store) -> 
     assert row["PromptPreview"] == "You are a helpful assistant."
     assert row["CompletionPreview"].startswith("Clause 7 allows")
     assert row["TokensSource"] == "estimated"  # usage came after the cut
+    # Cut longer than APIM cuts a message: not one it cut, and not repaired (a replay unit of
+    # 64 MiB was, copied a few times over).
+    longer_body = sources.policy_message(
+        cid, request={"messages": Q}, response=apim.chat_response(long_answer * 2, completion=9)
+    )
+    longer = transform([EventIn(longer_body[: 300 * 1024])], cfg)
+    assert not longer.rows and len(longer.plan.dead) == 1
 
 
 def test_on_error_message_from_the_gateway(cfg: Config, store: Store) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,14 @@ from pipeline.cli.main import main
 from pipeline.ingest.batch import process_batch
 from pipeline.ingest.plan import plan_batch
 from pipeline.model import EventIn
+from pipeline.protect import escapes
+from pipeline.protect.escapes import unescaped_view
 from pipeline.protect.masking import (
     LOGPROBS_MARKER,
     NOT_TEXT,
     Masker,
     dropped,
     skipped,
-    unescaped_view,
 )
 from pipeline.protect.policy import policy_for
 from pipeline.protect.redactor import Redactor, clip_text
@@ -91,11 +94,43 @@ def test_a_value_split_across_stream_pieces_is_found() -> None:
 def test_escaped_json_text_is_matched_on_its_decoded_view() -> None:
     s = '{"messages":[{"content":"write to alice\\u0040contoso.com\\nthanks'  # cut, unparseable
     view, offsets = unescaped_view(s)
-    assert "alice@contoso.com\nthanks" in view and len(offsets) == len(view) + 1
+    assert "alice@contoso.com\nthanks" in view and offsets is not None
+    at = view.index("@")  # every character of the view maps to where it is written
+    assert s[offsets(at) : offsets(at + 1)] == "\\u0040" and offsets(len(view)) == len(s)
+    assert [s[offsets(i)] for i in range(len(view)) if s[offsets(i)] != "\\"] == [
+        c for c in view if c not in "@\n"
+    ]
     masker = Masker(policy_for(Config()))
     counts: Any = __import__("collections").Counter()
     out = masker.redact_string(s, counts)
     assert "contoso" not in out and "[EMAIL]\\nthanks" in out and counts == {"EMAIL": 1}
+
+
+def test_every_character_of_an_unescaped_view_maps_to_where_it_is_written() -> None:
+    """The view is made by replacing in C and its offsets by a walk over the escapes, and a
+    text holding every stand-in character is read by the walk alone: all three must agree,
+    on text mixing escapes of every kind with their look-alikes."""
+    pieces = [
+        "a", "é", "語", "\U0001f600", '"', "\\\\", "\\n", '\\"', "\\/", "\\t", "\\u0040",
+        "\\u00e9", "\\ud83d\\ude00", "\\udb40\\udc41", "\\ud800", "\\udc00x", "\\u12", "\\x",
+        "\\uZZZZ", "\\\\n", "\\\\\\n", "u0040", "\x00", "\x03",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    for trial in range(400):
+        s = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
+        if trial % 4 == 0:
+            s += "".join(map(chr, range(8)))  # no stand-in left: the walk reads it
+        view, at = unescaped_view(s)
+        if at is None:
+            assert view == s and "\\" not in s
+            continue
+        assert view == escapes.walk(s)[0], s  # the two readings agree
+        assert at(0) == 0 and at(len(view)) == len(s), s
+        for k, char in enumerate(view):
+            written = s[at(k) : at(k + 1)]
+            assert written == char or json.loads(f'"{written}"') == char, (s, k)
+    # An escaped backslash is one character, whatever follows it.
+    assert unescaped_view("\\\\n\\\\\\n\\\\u0040")[0] == "\\n\\\n\\u0040"
 
 
 # --- where it applies, end to end on Azurite ----------------------------------------------

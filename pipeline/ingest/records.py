@@ -179,8 +179,15 @@ def _read_policy(flat: dict[str, Any], cfg: Config) -> Read:
     )
 
 
+# APIM cuts a log-to-eventhub message at 200 KB (formats.md §3): a longer body is not one it
+# cut, and is not repaired (a replay unit of 64 MiB would be, for nothing).
+CUT_MESSAGE_BYTES = 256 * 1024
+
+
 def salvage_message(body: bytes) -> dict[str, Any] | None:
     """A log-to-eventhub message over 200 KB arrives cut: what is complete of it, or None."""
+    if len(body) > CUT_MESSAGE_BYTES:
+        return None
     text_ = body.decode("utf-8", "replace").lstrip("\ufeff").lstrip()
     if not text_.startswith("{"):
         return None

@@ -24,6 +24,7 @@ import orjson
 from pipeline.common import safejson
 from pipeline.protect import streams
 from pipeline.protect.boundaries import PLACEHOLDER
+from pipeline.protect.escapes import unescaped_view
 from pipeline.protect.fields import secret_key
 from pipeline.protect.policy import CapturePolicy, policy_for
 from pipeline.protect.redactor import Redaction, Redactor, Spans, splice
@@ -430,60 +431,6 @@ def _secret_value(key: str, value: Any) -> bool:
 def _masked_secret(counts: Counter[str]) -> str:
     counts["SECRET"] += 1
     return "[SECRET]"
-
-
-_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-
-
-def unescaped_view(s: str) -> tuple[str, list[int]]:
-    """JSON text with string escapes decoded, and for each character of the view its offset
-    in `s` (plus one past the end), so spans found in the view map back onto `s`."""
-    if "\\" not in s:
-        return s, list(range(len(s) + 1))
-    view: list[str] = []
-    offsets: list[int] = []
-    i, n = 0, len(s)
-    while i < n:
-        ch = s[i]
-        if ch == "\\" and i + 1 < n:
-            nxt = s[i + 1]
-            if nxt == "u" and i + 6 <= n:
-                try:
-                    code = int(s[i + 2 : i + 6], 16)
-                except ValueError:
-                    code = -1
-                if code >= 0:
-                    offsets.append(i)
-                    i += 6
-                    low = _low_surrogate(s, i) if 0xD800 <= code < 0xDC00 else -1
-                    if low >= 0:  # a pair is one character (a tag, an emoji, a maths digit)
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                        i += 6
-                    view.append(chr(code))
-                    continue
-            elif nxt in _ESCAPES:
-                view.append(_ESCAPES[nxt])
-                offsets.append(i)
-                i += 2
-                continue
-        view.append(ch)
-        offsets.append(i)
-        i += 1
-    offsets.append(n)
-    return "".join(view), offsets
-
-
-def _low_surrogate(s: str, i: int) -> int:
-    """The low surrogate escaped at `s[i:]` ("\\udc00"-"\\udfff"), or -1."""
-    if s.startswith("\\u", i) and s[i + 2 : i + 3] in ("d", "D") and s[i + 3 : i + 4] in _LOW:
-        try:
-            return int(s[i + 2 : i + 6], 16)
-        except ValueError:
-            return -1
-    return -1
-
-
-_LOW = frozenset("cdefCDEF")
 
 
 def masker_for(cfg: Config) -> Masker:

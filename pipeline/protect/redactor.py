@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipeline.protect.boundaries import PLACEHOLDER
@@ -36,14 +36,16 @@ Spans = list[tuple[int, int, str]]  # (start, end, label), left to right, not ov
 _NEW_COUNTER = Counter.__new__
 
 
-def splice(text: str, spans: Spans, counts: Counter[str], at: Sequence[int] | None = None) -> str:
+def splice(
+    text: str, spans: Spans, counts: Counter[str], at: Callable[[int], int] | None = None
+) -> str:
     """`text` with each span replaced by its typed placeholder, counted into `counts`. With
-    `at`, spans are offsets of a view of `text` (masking.unescaped_view) and `at` maps them
+    `at`, spans are offsets of a view of `text` (escapes.unescaped_view) and `at` maps them
     back onto `text`."""
     parts: list[str] = []
     pos = 0
     for start, end, label in spans:
-        a, b = (start, end) if at is None else (at[start], at[end])
+        a, b = (start, end) if at is None else (at(start), at(end))
         parts.append(text[pos:a])
         parts.append(f"[{label}]")
         counts[label] += 1
