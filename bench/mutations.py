@@ -676,6 +676,74 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "resume: a local file recorded by its path alone (one that grew is skipped)",
+        "pipeline/sources/files.py",
+        '    key += f"#{size}:{st.st_mtime_ns}"\n',
+        "",
+        ("tests/test_replay.py::test_resume_is_exact_when_inputs_fill_batches_exactly",),
+    ),
+    Mutation(
+        "replay: a FIFO or a device opened like a file (the run waits forever)",
+        "pipeline/sources/files.py",
+        "    if not stat.S_ISREG(mode):",
+        "    if False:",
+        (
+            "tests/test_replay.py::"
+            "test_what_is_not_a_regular_file_is_reported_and_suffixes_have_no_case",
+        ),
+    ),
+    Mutation(
+        "replay: suffixes read with their case (EXPORT.JSONL passed over)",
+        "pipeline/sources/files.py",
+        "    return path.suffix.lower()",
+        "    return path.suffix",
+        (
+            "tests/test_replay.py::"
+            "test_what_is_not_a_regular_file_is_reported_and_suffixes_have_no_case",
+        ),
+    ),
+    Mutation(
+        "resume: a state that cannot be written found out once the first input is done",
+        "pipeline/cli/resume.py",
+        "        self._write()\n\n    def mark",
+        "\n    def mark",
+        (
+            "tests/test_replay.py::"
+            "test_a_resume_state_that_cannot_be_written_is_said_and_never_a_traceback",
+        ),
+    ),
+    Mutation(
+        "resume: a state lost during the run ends it with a traceback",
+        "pipeline/cli/runner.py",
+        "            except InputError as exc:\n                # The rows are stored",
+        "            except ZeroDivisionError as exc:\n                # The rows are stored",
+        (
+            "tests/test_replay.py::"
+            "test_a_resume_state_that_cannot_be_written_is_said_and_never_a_traceback",
+        ),
+    ),
+    Mutation(
+        "capture: a record without an enqueued time taken for an event",
+        "pipeline/sources/capture_avro.py",
+        "    if not written and stamped is None:",
+        "    if False:",
+        ("tests/test_replay.py::test_a_capture_block_of_records_without_a_time_is_not_events",),
+    ),
+    Mutation(
+        "capture: records skipped said one line each",
+        "pipeline/sources/capture_avro.py",
+        "                skipped[why] += 1",
+        '                report(f"{label}: record {i + 1} of {count} of a block: {why}: skipped")',
+        ("tests/test_replay.py::test_a_capture_block_of_records_without_a_time_is_not_events",),
+    ),
+    Mutation(
+        "replay: every dead letter named on a line of its own",
+        "pipeline/cli/runner.py",
+        "            if self.dead_named <= MAX_PROBLEMS:",
+        "            if True:",
+        ("tests/test_replay.py::test_a_file_of_junk_events_names_only_the_first_dead_letters",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

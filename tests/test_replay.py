@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import threading
 import zlib
 from dataclasses import replace
@@ -21,7 +22,7 @@ from pipeline.cli import send as publish
 from pipeline.cli.main import main
 from pipeline.cli.progress import Progress
 from pipeline.cli.resume import ResumeState
-from pipeline.cli.runner import replay
+from pipeline.cli.runner import MAX_PROBLEMS, replay
 from pipeline.ingest.batch import process_batch
 from pipeline.model import EventIn
 from pipeline.protect import archive
@@ -555,7 +556,7 @@ def test_replay_keeps_going_past_every_kind_of_bad_input(
     assert "sync marker is wrong; skipped to the next block" in by_file[avro["j"]]
     assert "not a readable Event Hubs Capture (Avro) file" in by_file[avro["i"]]
     # Only inputs read to their end without a problem count as done for --resume.
-    assert {Path(k).name for k in state.done} == {"a-good.jsonl", "z-last.json"}
+    assert {Path(k.rsplit("#", 1)[0]).name for k in state.done} == {"a-good.jsonl", "z-last.json"}
 
 
 @pytest.mark.parametrize("short", [1, 10, 15, 16, 17, 20, 32])
@@ -843,7 +844,7 @@ def test_resume_is_exact_when_inputs_fill_batches_exactly(
     first = replay(items, cfg, store, batch_size=4, state=ResumeState(state_path, False), stop=stop)
     assert first.interrupted and first.totals.events == 8
     # in-1's last event filled the last batch exactly: in-1 is done too.
-    assert {Path(k).name for k in ResumeState(state_path, True).done} == {
+    assert {Path(k.rsplit("#", 1)[0]).name for k in ResumeState(state_path, True).done} == {
         "in-0.jsonl",
         "in-1.jsonl",
     }
@@ -867,6 +868,69 @@ def test_resume_is_exact_when_inputs_fill_batches_exactly(
         state=ResumeState(state_path, True),
     )
     assert third.totals.events == 0 and third.skipped_inputs == 5
+    # A file that grew since it was done (an hourly PT1H.json downloaded again, an export
+    # written again) is another input: read again, its new events stored.
+    grown = folder / "in-0.jsonl"
+    grown.write_bytes(
+        grown.read_bytes() + b"\n" + apim.envelope(apim.gateway(apim.new_id("exact-grown")))
+    )
+    fourth = replay(
+        list(files.local_inputs([folder], inputs.Filters())),
+        cfg,
+        store,
+        batch_size=4,
+        state=ResumeState(state_path, True),
+    )
+    assert fourth.skipped_inputs == 4 and fourth.totals.events == 5
+    assert len(all_rows(store)) == 17
+
+
+def test_what_is_not_a_regular_file_is_reported_and_suffixes_have_no_case(
+    cfg: Config, store: Store, tmp_path: Path
+) -> None:
+    """A FIFO given by name waited for a writer forever (the run hung, the inputs after it
+    never read); in a folder, a FIFO or a link to nothing was passed over in silence, and an
+    export saved as EXPORT.CSV too, its rows lost."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.jsonl")
+    (folder / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    upper = apim.new_id("upper-case-suffix")
+    (folder / "EXPORT.JSONL").write_bytes(apim.envelope(apim.gateway(upper)))
+    found = list(files.local_inputs([folder, folder / "pipe.jsonl"], inputs.Filters()))
+    problems = sorted(
+        (Path(p.where).name, p.message) for p in found if isinstance(p, inputs.InputProblem)
+    )
+    assert problems == [
+        ("gone.jsonl", "cannot be read (No such file or directory)"),
+        ("pipe.jsonl", "not a regular file (a FIFO or a device)"),
+        ("pipe.jsonl", "not a regular file (a FIFO or a device)"),
+    ]
+    result = replay(found, cfg, store, batch_size=4)
+    assert result.totals.events == 1 and upper in all_rows(store)
+
+
+def test_a_resume_state_that_cannot_be_written_is_said_and_never_a_traceback(
+    cfg: Config, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Before: `--state` in a folder that does not exist (or a read-only one) crashed the run
+    once its first input was done, with no summary and no roll-up."""
+    f = tmp_path / "x.jsonl"
+    f.write_bytes(call_body("state-1") + b"\n" + call_body("state-2") + b"\n")
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    nowhere = tmp_path / "no" / "such" / "state.json"
+    code = main(["replay", str(f), "--quiet", "--state", str(nowhere)])
+    err = capsys.readouterr().err
+    assert code == 2 and "resume state cannot be written" in err, err
+    # Lost while the run goes on: said once, the rows stored all the same.
+    folder = tmp_path / "state"
+    folder.mkdir()
+    state = ResumeState(folder / "state.json", False)
+    shutil.rmtree(folder)
+    summary = replay(list(files.local_inputs([f], inputs.Filters())), cfg, store, state=state)
+    assert summary.totals.created == 2 and len(summary.problems) == 1
+    assert "resume state cannot be written" in summary.problems[0].message
 
 
 def test_dry_run_creates_nothing_in_an_empty_account(
@@ -1119,4 +1183,41 @@ def test_a_capture_record_whose_values_cannot_be_read_costs_only_itself() -> Non
     name = "ns/hub/0/2025/03/04/10/15/00.avro"
     events = list(capture_avro.read_capture([out.getvalue()], name, "0", report=said.append))
     assert [e.sequence for e in events] == [0, 2, 3]
-    assert said == [f"{name}: record 2 of 4 of a block: a record's Body is not bytes: skipped"]
+    assert said == [f"{name}: 1 of 4 records of a block: a record's Body is not bytes: skipped"]
+
+
+def test_a_capture_block_of_records_without_a_time_is_not_events() -> None:
+    """Six bytes of empty fields made a record: 2.5 KB of deflated zeros decoded into 20,000
+    events, each dead-lettered (140 s), each reported on a line of its own."""
+    import fastavro
+
+    empty = {"SequenceNumber": 0, "Offset": "", "EnqueuedTimeUtc": "", "SystemProperties": {},
+             "Properties": {}, "Body": b""}  # fmt: skip
+    real = {**empty, "EnqueuedTimeUtc": "3/4/2025 10:15:03 AM", "Body": call_body("timed")}
+    out = io.BytesIO()
+    fastavro.writer(out, capture.SCHEMA, [empty] * 20_000 + [real], codec="deflate",
+                    sync_interval=1 << 20)  # fmt: skip
+    assert len(out.getvalue()) < 4096
+    said: list[str] = []
+    name = "ns/hub/0/2025/03/04/10/15/00.avro"
+    events = list(capture_avro.read_capture([out.getvalue()], name, "0", report=said.append))
+    assert [e.body for e in events] == [real["Body"]]
+    assert said == [
+        f"{name}: 20,000 of 20,001 records of a block: no enqueued time (not an event Capture "
+        "wrote): skipped"
+    ]
+
+
+def test_a_file_of_junk_events_names_only_the_first_dead_letters(
+    cfg: Config, store: Store, tmp_path: Path
+) -> None:
+    f = tmp_path / "junk.jsonl"
+    f.write_bytes(b"".join(b"junk %d\n" % i for i in range(150)))
+    said: list[str] = []
+    summary = replay(
+        list(files.local_inputs([f], inputs.Filters())), cfg, store, dry_run=True, say=said.append
+    )
+    assert summary.totals.dead_letters == 150
+    named = [line for line in said if ": dead-lettered: " in line]
+    assert len(named) == MAX_PROBLEMS == 100
+    assert said[-1] == "further dead letters are not named here (the first 100 were)"

@@ -26,8 +26,22 @@ class ResumeState:
                     f"{path}: resume state is unreadable; delete it to start over"
                 ) from None
 
+        # Written after each input: a path that cannot be written is said now, before any
+        # input is read, not as a traceback once the first one is done.
+        self._write()
+
     def mark(self, key: str) -> None:
+        """Record `key` as done. Raises InputError when the file cannot be written."""
         self.done.add(key)
+        self._write()
+
+    def _write(self) -> None:
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_bytes(orjson.dumps({"done": sorted(self.done)}))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_bytes(orjson.dumps({"done": sorted(self.done)}))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise InputError(
+                f"{self.path}: resume state cannot be written ({exc.strerror or exc}): "
+                "give --state a path that can be"
+            ) from None

@@ -194,6 +194,7 @@ class _Run:
     stop: threading.Event
     summary: ReplaySummary = field(init=False)
     batch: _Batch = field(default_factory=_Batch)
+    dead_named: int = 0  # dead letters named on a line of their own (MAX_PROBLEMS at most)
 
     def __post_init__(self) -> None:
         self.summary = ReplaySummary(dry_run=self.dry_run)
@@ -212,7 +213,12 @@ class _Run:
 
     def mark(self, item: Input) -> None:
         if self.state is not None and not self.dry_run:
-            self.state.mark(item.key)
+            try:
+                self.state.mark(item.key)
+            except InputError as exc:
+                # The rows are stored all the same: the run goes on, without --resume state.
+                self.problem("resume state", str(exc))
+                self.state = None
 
     def admit(self, items: Iterable[Input | InputProblem]) -> list[Input]:
         """The inputs to read: problems reported, inputs done in an earlier run skipped."""
@@ -317,8 +323,14 @@ class _Run:
         letters replayed) and record its finished inputs as done."""
         self.summary.totals.add(result)
         for dead in result.dead:
-            where = dead.event.origin.removeprefix("file:")
-            self.say(f"{where}: dead-lettered: {dead.reason}")
+            # A file of junk events is a line each for the first ones only (the summary counts
+            # them all): a Capture file decoded into 20,000 empty events wrote 20,000 lines.
+            self.dead_named += 1
+            if self.dead_named <= MAX_PROBLEMS:
+                where = dead.event.origin.removeprefix("file:")
+                self.say(f"{where}: dead-lettered: {dead.reason}")
+            elif self.dead_named == MAX_PROBLEMS + 1:
+                self.say(f"further dead letters are not named here (the first {MAX_PROBLEMS} were)")
         if self.progress is not None:
             self.progress.calls += result.calls
         if not self.dry_run:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -237,12 +238,20 @@ def _capture_event(rec: Any, label: str, partition: str | None) -> EventIn:
     if not isinstance(seq, int) or isinstance(seq, bool):
         seq = None
     offset = rec.get("Offset")
+    written = rec.get("EnqueuedTimeUtc")
+    stamped = system.get("x-opt-enqueued-time")
+    if not written and stamped is None:
+        # Capture writes the time of every event it captures: a record without one is not an
+        # event it captured. (Six bytes of empty fields made one: a deflated block of zeros
+        # decoded into millions of events, each dead-lettered.) A time it holds that cannot
+        # be read is the event's to keep (dead-lettered "undated" if need be).
+        raise Damaged("no enqueued time (not an event Capture wrote)")
+    enqueued = parse_time(written) or parse_time(stamped)
     return EventIn(
         body=body,
         partition=partition,
         sequence=seq,
-        enqueued=parse_time(rec.get("EnqueuedTimeUtc"))
-        or parse_time(system.get("x-opt-enqueued-time")),
+        enqueued=enqueued,
         offset=str(offset) if isinstance(offset, str | int) else None,
         origin=f"capture:{label}#{seq}",
         partition_key=key if isinstance(key, str) else None,
@@ -258,20 +267,25 @@ def _block_events(
     import fastavro
 
     fo = io.BytesIO(raw)
-    for i in range(count):
-        try:
-            rec = fastavro.schemaless_reader(fo, schema, None, handle_unicode_errors="replace")
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on damaged data
-            raise Damaged(
-                f"record {i + 1} of {count} does not decode ({type(exc).__name__})"
-            ) from None
-        try:
-            event = _capture_event(rec, label, partition)
-        except Exception as exc:  # noqa: BLE001 - a sender's odd value must not end the block
-            why = exc.why if isinstance(exc, Damaged) else f"unreadable ({type(exc).__name__})"
-            report(f"{label}: record {i + 1} of {count} of a block: {why}: skipped")
-            continue
-        yield event
+    skipped: Counter[str] = Counter()  # said once a block, by reason: not a line a record
+    try:
+        for i in range(count):
+            try:
+                rec = fastavro.schemaless_reader(fo, schema, None, handle_unicode_errors="replace")
+            except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on damaged data
+                raise Damaged(
+                    f"record {i + 1} of {count} does not decode ({type(exc).__name__})"
+                ) from None
+            try:
+                event = _capture_event(rec, label, partition)
+            except Exception as exc:  # noqa: BLE001 - a sender's odd value must not end the block
+                why = exc.why if isinstance(exc, Damaged) else f"unreadable ({type(exc).__name__})"
+                skipped[why] += 1
+                continue
+            yield event
+    finally:
+        for why, n in skipped.items():
+            report(f"{label}: {n:,} of {count:,} records of a block: {why}: skipped")
 
 
 # --- blocks -------------------------------------------------------------------------------

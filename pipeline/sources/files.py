@@ -25,6 +25,7 @@ import csv
 import itertools
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
@@ -315,52 +316,76 @@ def local_inputs(
     limit: int = MAX_UNIT_BYTES,
     chunk: int = FILE_CHUNK,
 ) -> Iterator[Input | InputProblem]:
-    """The inputs of files and folders given on the command line, folders walked in order."""
+    """The inputs of files and folders given on the command line, folders walked in order.
+    Suffixes are read without regard to case (`EXPORT.CSV`); what is not a regular file (a
+    FIFO, a device, a link to nothing) is reported, never opened: reading a FIFO waits for
+    a writer, forever."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in EVENT_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.rglob("*") if _suffix(p) in EVENT_SUFFIXES)
             if not found:
                 yield InputProblem(
                     printable(str(path)), "folder holds no .json, .jsonl, .csv or .avro files"
                 )
             for p in found:
-                item = _local(p, filters, limit, chunk)
-                if item is not None:
-                    yield item
-        elif path.exists():
-            item = _local(path, filters, limit, chunk)
-            if item is not None:
-                yield item
+                yield from _regular(p, filters, limit, chunk)
+        elif path.exists() or path.is_symlink():
+            yield from _regular(path, filters, limit, chunk)
         else:
             yield InputProblem(printable(str(path)), "no such file or folder")
 
 
+def _suffix(path: Path) -> str:
+    return path.suffix.lower()
+
+
+def _regular(
+    path: Path, filters: Filters, limit: int, chunk: int
+) -> Iterator[Input | InputProblem]:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        yield InputProblem(printable(str(path)), f"cannot be read ({exc.strerror or exc})")
+        return
+    if not stat.S_ISREG(mode):
+        yield InputProblem(printable(str(path)), "not a regular file (a FIFO or a device)")
+        return
+    item = _local(path, filters, limit, chunk)
+    if item is not None:
+        yield item
+
+
 def _local(path: Path, filters: Filters, limit: int, chunk: int) -> Input | None:
     label = printable(str(path))
-    size = path.stat().st_size
+    st = path.stat()
+    size = st.st_size
     # The resume state is JSON: a name that is not UTF-8 is kept as its bytes in hex, under a
-    # prefix of its own (escaped in place, `a\xff` named the file called `a\\xff` too).
+    # prefix of its own (escaped in place, `a\xff` named the file called `a\\xff` too). The
+    # size and modification time are part of the key: a file that grew since (an hourly
+    # PT1H.json downloaded again, an export written again) is not the input that was done.
     raw = os.fsencode(path.resolve())
     try:
         key = "file:" + raw.decode()
     except UnicodeDecodeError:
         key = "file-bytes:" + raw.hex()
+    key += f"#{size}:{st.st_mtime_ns}"
 
     def fetch() -> FileStream:
         return FileStream(path, label, chunk)
 
-    if path.suffix == ".avro":
+    suffix = _suffix(path)
+    if suffix == ".avro":
         partition, t = capture_path(path.as_posix())
         if (filters.since or filters.until) and not filters.time_ok(t):
             return None
         if not filters.partition_ok(partition):
             return None
         read = partial(read_capture, label=label, partition=partition, limit=limit)
-    elif path.suffix == ".csv":
+    elif suffix == ".csv":
         read = partial(read_csv, label=label, limit=limit)
-    elif path.suffix == ".jsonl" or (blob_time := monitor_blob_time(path.as_posix())):
-        if path.suffix == ".json" and not filters.time_ok(blob_time):
+    elif suffix == ".jsonl" or (blob_time := monitor_blob_time(path.as_posix())):
+        if suffix == ".json" and not filters.time_ok(blob_time):
             return None  # --since/--until on the export's folder time, as on Capture's
         read = partial(read_lines, label=label, limit=limit)
     else:
