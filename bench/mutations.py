@@ -553,9 +553,9 @@ MUTATIONS = [
     ),
     Mutation(
         "redaction: an escaped surrogate pair read as two halves (a tag-spelled address kept)",
-        "pipeline/protect/masking.py",
-        "                    if low >= 0:  # a pair",
-        "                    if False:  # a pair",
+        "pipeline/protect/escapes.py",
+        '    r"\\\\u([dD][89abAB]',
+        '    r"(?!)\\\\u([dD][89abAB]',
         (RH + "test_a_cut_body_is_prefiltered_on_what_its_escapes_spell",),
     ),
     Mutation(
@@ -1352,8 +1352,8 @@ MUTATIONS = [
     Mutation(
         "csv: a line over the bound read on past its cut",
         "pipeline/sources/files.py",
-        "                parts, size, skipping = [], 0, True\n",
-        "                parts, size, skipping = [], 0, False\n",
+        "                skipped = sum(p.count('\"') for p in parts)\n",
+        "",
         (
             "tests/test_loganalytics.py::test_a_csv_line_over_the_bound_is_skipped_and_reading_goes_on",
         ),
@@ -1385,9 +1385,8 @@ MUTATIONS = [
     Mutation(
         "capture: a record whose values cannot be read ends its block",
         "pipeline/sources/capture_avro.py",
-        '            report(f"{label}: record {i + 1} of {count} of a block: {why}: skipped")\n'
-        "            continue\n",
-        "            raise Damaged(why)\n",
+        "                skipped[why] += 1\n                continue\n",
+        "                raise Damaged(why)\n",
         (
             "tests/test_replay.py::"
             "test_a_capture_record_whose_values_cannot_be_read_costs_only_itself",
