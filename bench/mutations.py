@@ -744,6 +744,110 @@ MUTATIONS = [
         ("tests/test_replay.py::test_a_file_of_junk_events_names_only_the_first_dead_letters",),
     ),
     Mutation(
+        "rollup: each spelling of a written-down name its own uncapped group",
+        "pipeline/kpi/rollup.py",
+        "                value = _Written(*named)\n",
+        "                pass\n",
+        ("tests/test_chargeback.py::test_names_in_budgets_and_the_price_table_are_never_capped",),
+    ),
+    Mutation(
+        "rollup: a written-down name labelled by the first spelling read (a failed call's body)",
+        "pipeline/kpi/rollup.py",
+        "                value = _Written(*named)\n",
+        "                value = folded.spellings.setdefault(named, value)\n",
+        (
+            "tests/test_budgets.py::test_a_failed_call_cannot_relabel_a_models_spend_and_silence_its_budget",
+            "tests/test_budgets.py::test_a_models_label_is_the_services_spelling_and_its_budget_finds_it",
+        ),
+    ),
+    Mutation(
+        "budgets: a model scope compared casefolded, not as the price table compares models",
+        "pipeline/kpi/budgets.py",
+        "            if key_of(column, got) != value:\n",
+        "            if got.casefold() != value:\n",
+        (
+            "tests/test_budgets.py::test_a_models_label_is_the_services_spelling_and_its_budget_finds_it",
+        ),
+    ),
+    Mutation(
+        "rollup: no bound on a day's groups (pairs of capped names)",
+        "pipeline/kpi/rollup.py",
+        "    if dims == OTHER_DIMS or (failed, dims) in folded.latency:\n        return dims\n",
+        "    if True:\n        return dims\n",
+        (
+            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_order",
+        ),
+    ),
+    Mutation(
+        "rollup: the groups kept are the first read, not the lowest ranked",
+        "pipeline/kpi/rollup.py",
+        "    if rank > -folded.ranks[0][0]:\n",
+        "    if True:\n",
+        (
+            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_order",
+        ),
+    ),
+    Mutation(
+        "rollup: failing calls' groups rank with answered ones",
+        "pipeline/kpi/rollup.py",
+        "    return (failed << 129) | (made_up << 128)",
+        "    return (made_up << 128)",
+        (
+            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_order",
+        ),
+    ),
+    Mutation(
+        "export: any manifest entry is acted on (deleted, read, copied)",
+        "pipeline/export/days.py",
+        '    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):\n'
+        "        return False\n",
+        "    if isinstance(entry, dict):\n        return True\n",
+        (
+            "tests/test_export.py::test_a_planted_manifest_deletes_nothing_outside_the_days_files",
+            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folder",
+        ),
+    ),
+    Mutation(
+        "export: a local target deletes and reads outside its folder",
+        "pipeline/store/exports.py",
+        '        if local.name in ("", ".", "..") or not where.is_relative_to(root)'
+        " or where == root:\n",
+        "        if False:\n",
+        (
+            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folder",
+        ),
+    ),
+    Mutation(
+        "sql --blob: a listed name copied outside the temporary folder",
+        "pipeline/export/sql.py",
+        "        if not local.is_relative_to(root):\n",
+        "        if False:\n",
+        (
+            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folder",
+        ),
+    ),
+    Mutation(
+        "render: invisible characters (bidi, zero-width) sent to the terminal and CSV",
+        "pipeline/common/render.py",
+        '_CONTROL = re.compile(f"[\\\\x00-\\\\x1f\\\\x7f-\\\\x9f{INVISIBLE}]")',
+        '_CONTROL = re.compile("[\\\\x00-\\\\x1f\\\\x7f-\\\\x9f]")',
+        ("tests/test_chargeback.py::test_invisible_characters_in_names_are_shown_not_sent",),
+    ),
+    Mutation(
+        "render: invisible characters left raw in JSON",
+        "pipeline/common/render.py",
+        '_C1 = re.compile(f"[\\\\x7f-\\\\x9f{INVISIBLE}]")',
+        '_C1 = re.compile("[\\\\x7f-\\\\x9f]")',
+        ("tests/test_chargeback.py::test_invisible_characters_in_names_are_shown_not_sent",),
+    ),
+    Mutation(
+        "statement: invisible characters in names left raw in the HTML",
+        "pipeline/kpi/statement.py",
+        'return escape(terminal_text("" if value is None else str(value)), quote=True)',
+        'return escape("" if value is None else str(value), quote=True)',
+        ("tests/test_statement_html.py::test_invisible_characters_in_names_are_shown",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",
@@ -1211,12 +1315,13 @@ MUTATIONS = [
     Mutation(
         "render: JSON for the terminal keeps DEL and C1 characters (show, kpi, chargeback)",
         "pipeline/common/render.py",
-        '    return _C1.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)\n',
+        "    return _C1.sub(lambda m: _json_escape(ord(m.group())), text)\n",
         "    return text\n",
         (
             "tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",
             "tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",
             "tests/test_chargeback.py::test_hostile_group_names_are_inert_in_csv_and_on_the_terminal",
+            "tests/test_chargeback.py::test_invisible_characters_in_names_are_shown_not_sent",
         ),
     ),
     Mutation(
@@ -1251,8 +1356,8 @@ MUTATIONS = [
     Mutation(
         "rollup: models of the price table counted against the cap",
         "pipeline/kpi/rollup.py",
-        '        if column == "Model" and (model := normalise_model(value)) in self.priced:\n',
-        "        if False:\n",
+        '        if (column, key) in self.pairs or (column == "Model" and key in self.priced):\n',
+        "        if (column, key) in self.pairs:\n",
         ("tests/test_chargeback.py::test_names_in_budgets_and_the_price_table_are_never_capped",),
     ),
     Mutation(
@@ -1306,13 +1411,6 @@ MUTATIONS = [
         "    except (budgets.BudgetsError, AzureError) as exc:\n",
         "    except budgets.BudgetsError as exc:\n",
         ("tests/test_chargeback.py::test_the_rollup_never_caps_a_deployment_a_budget_names",),
-    ),
-    Mutation(
-        "rollup: each spelling of a written-down name its own uncapped group",
-        "pipeline/kpi/rollup.py",
-        "                value = folded.spellings.setdefault(named, value)\n",
-        "                pass\n",
-        ("tests/test_chargeback.py::test_names_in_budgets_and_the_price_table_are_never_capped",),
     ),
     Mutation(
         "erase: a policy message's apimRequestId does not name its call",

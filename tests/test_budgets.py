@@ -387,3 +387,63 @@ def test_a_month_budget_in_usd_counts_whole_days_and_equals_the_kpis(
         if e["PartitionKey"].startswith("2025-11")
     )
     assert s.cost > 0 and abs(s.cost - kpi) < 1e-6
+
+
+def _gpt4o_day(client_spelling: str, answered_spelling: str) -> list[dict[str, Any]]:
+    """A failing call whose body names the model `client_spelling` (a fine-tuning job: the
+    row's Model is the client's), then 20 answered calls the service names."""
+    t = datetime(2025, 11, 5, 9, tzinfo=UTC)
+    failed = {"Model": client_spelling, "Status": 400, "CallTime": t, "SubscriptionId": "x"}
+    answered = {"Deployment": "chat-prod", "Model": answered_spelling, "Status": 200,
+                "CallTime": t.replace(hour=10), "SubscriptionId": "x", "PromptTokens": 100_000,
+                "CompletionTokens": 1_000, "TotalTokens": 101_000}  # fmt: skip
+    return [failed, *([answered] * 20)]
+
+
+@pytest.mark.parametrize("spelling", ["\u00a0gpt-4o-2024-08-06", "GPT-4O-2024-08-06 "])
+def test_a_failed_call_cannot_relabel_a_models_spend_and_silence_its_budget(
+    spelling: str,
+) -> None:
+    """The first spelling of a priced model the day's scan met labelled all its calls: one
+    failing call naming it with a no-break space, read first, put the day's gpt-4o spend
+    under that spelling, its budget saw 0 USD and never alerted."""
+    from pipeline.kpi import prices, rollup
+
+    found = budgets.parse(
+        b'{"budgets":[{"name":"gpt4o","scope":{"model":"gpt-4o-2024-08-06"},"period":"day",'
+        b'"amountUsd":1.0,"thresholds":[1.0]}]}'
+    )
+    table = prices.load("")
+    at = datetime(2025, 11, 5, 23, tzinfo=UTC)
+    rows = _gpt4o_day(spelling, "gpt-4o-2024-08-06")
+    for order in (rows, rows[::-1]):
+        rolled = rollup.rollup_day(order, DAYS[2], table)
+        models = {e.get("Model") for e in rolled.daily if e["RowKey"] != rollup.TOTAL_KEY}
+        assert models == {"gpt-4o-2024-08-06"}  # as the service names it
+        hourly = [e for e in rolled.hourly if e.get("Level") == "hour"]
+        (spent,) = budgets.spend(found, hourly, at)
+        assert spent.cost == rolled.daily[-1]["CostUsd"] > 1.0
+        assert budgets.decide(spent, at)
+
+
+def test_a_models_label_is_the_services_spelling_and_its_budget_finds_it() -> None:
+    """Only failed calls name a priced model: its label is the price table's name, not the
+    client's. Answered calls spell it otherwise: theirs, and a budget compares the model as
+    the price table does (case and padding aside)."""
+    from pipeline.kpi import prices, rollup
+
+    table = prices.load("")
+    (failed,) = _gpt4o_day("\u00a0GPT-4o-2024-08-06", "-")[:1]
+    rolled = rollup.rollup_day([failed], DAYS[2], table)
+    assert rolled.daily[0]["Model"] == "gpt-4o-2024-08-06"
+
+    rows = _gpt4o_day("\u00a0gpt-4o-2024-08-06", " GPT-4o-2024-08-06")
+    rolled = rollup.rollup_day(rows, DAYS[2], table)
+    assert {e.get("Model") for e in rolled.daily[:-1]} == {" GPT-4o-2024-08-06"}
+    found = budgets.parse(
+        b'{"budgets":[{"name":"gpt4o","scope":{"model":"gpt-4o-2024-08-06"},"period":"day",'
+        b'"amountUsd":1.0,"thresholds":[1.0]}]}'
+    )
+    hourly = [e for e in rolled.hourly if e.get("Level") == "hour"]
+    (spent,) = budgets.spend(found, hourly, datetime(2025, 11, 5, 23, tzinfo=UTC))
+    assert spent.cost == rolled.daily[-1]["CostUsd"] > 1.0

@@ -478,6 +478,46 @@ def test_made_up_names_on_failing_calls_push_no_answered_deployment_out_of_its_t
     assert len(claims) == 1 and rollup.OTHER in claims[0]
 
 
+def test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Failing calls to /openai/deployments/{D}/fine_tuning/jobs with the body's model M name
+    both, each within its cap, but every pair was a group: 400,000 calls, 800,000 KPI rows and
+    3.7 GB. Past MAX_GROUPS_PER_DAY the groups fold into (other), the answered ones stay, the
+    same ones whatever the order the rows come in, and every call is counted."""
+    from datetime import UTC, datetime
+
+    from pipeline.kpi import prices, rollup
+
+    monkeypatch.setattr(rollup, "MAX_GROUPS_PER_DAY", 40)
+    t = datetime(2025, 11, 4, 10, tzinfo=UTC)
+    made_up = [
+        {"Deployment": f"d{i // 30}", "Model": f"m{i % 30}", "Status": 404,
+         "CallTime": t.replace(hour=i % 24), "DurationMs": 30 + i, "SubscriptionId": "x"}
+        for i in range(900)
+    ]  # fmt: skip
+    answered = [
+        {"Deployment": f"chat-{i}", "Model": "gpt-4o-2024-08-06", "Status": 200,
+         "CallTime": t, "PromptTokens": 1000, "CompletionTokens": 10, "TotalTokens": 1010,
+         "DurationMs": 900, "SubscriptionId": "x"}
+        for i in range(5)
+    ]  # fmt: skip
+    rows = [*made_up, *answered]
+    table = prices.load("")
+    rolled = rollup.rollup_day(rows, DAYS[1], table)
+    groups = rolled.daily[:-1]
+    assert len(groups) == 40 + 1 and len(rolled.hourly) < 40 * 24
+    assert {f"chat-{i}" for i in range(5)} <= {e.get("Deployment") for e in groups}
+    (other,) = [e for e in groups if e.get("Deployment") == rollup.OTHER]
+    assert other["Calls"] == 900 - 35 and rolled.daily[-1]["Calls"] == 905
+    assert rolled.daily[-1]["CostUsd"] > 0
+    for seed in range(3):
+        shuffled = rows[:]
+        random.Random(seed).shuffle(shuffled)
+        again = rollup.rollup_day(shuffled, DAYS[1], table)
+        assert again.daily == rolled.daily and again.hourly == rolled.hourly
+
+
 def test_names_in_budgets_and_the_price_table_are_never_capped() -> None:
     """2,000 answered calls forged under made-up names, read first, used to push a real
     deployment into (other): its budget saw no spend and never alerted."""
@@ -550,6 +590,45 @@ def test_the_rollup_never_caps_a_deployment_a_budget_names(
     # Budgets that cannot be read are the budgets check's to report: the KPIs still roll up.
     missing = replace(cfg, budgets="blob:no-such-container/budgets.json")
     assert daily.roll_up([DAYS[1]], missing, store)[0].calls == 2_051
+
+
+def test_invisible_characters_in_names_are_shown_not_sent() -> None:
+    """A bidi override (U+202E) reversed what a terminal or a spreadsheet showed after it, and
+    a zero-width space made two groups that read the same: shown as escapes in the table and
+    CSV, escaped in JSON (read back as the same name)."""
+    folded = chargeback.Folded()
+    names = ["team-\u202eecnanif", "team-\u200bfinance", "team-finance", "a\u2028b\U000e0041"]
+    for name in names:
+        folded.groups[name] = chargeback.Sums()
+        folded.groups[name].measures["calls"] = 1
+    doc = chargeback.report(folded, "user", DAYS[0], DAYS[-1])
+    invisible = re.compile(
+        "[\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\U000e0000-\U000e007f]"
+    )
+    table, text, json = chargeback.as_table(doc), chargeback.as_csv(doc), chargeback.as_json(doc)
+    for out in (table, text, json):
+        assert not invisible.search(out)
+    assert "team-\\u202eecnanif" in table and "team-\\u200bfinance" in text
+    assert "a\\u2028b\\U000e0041" in table
+    assert {ln["group"] for ln in orjson.loads(json)["lines"]} == set(names)
+
+
+def test_the_invisible_characters_are_every_format_and_separator_character() -> None:
+    """render.INVISIBLE is a list (computing it costs 0.15 s per command): it must hold every
+    Cf, Zl and Zp character of the Unicode database Python runs with."""
+    import sys
+    import unicodedata
+
+    from pipeline.common import render
+
+    pattern = re.compile(f"[{render.INVISIBLE}]")
+    chars = (chr(c) for c in range(sys.maxunicode + 1))
+    missing = [
+        f"U+{ord(c):04X}"
+        for c in chars
+        if unicodedata.category(c) in ("Cf", "Zl", "Zp") and not pattern.match(c)
+    ]
+    assert not missing
 
 
 def test_hostile_group_names_are_inert_in_csv_and_on_the_terminal() -> None:

@@ -351,3 +351,74 @@ def test_focus_tags_name_the_team_when_a_map_exists(
     assert teams == priced_teams | {"Unattributed"} or teams == priced_teams
     claims = [r for r in read(out, "focus") if orjson.loads(r["Tags"]).get("team") == "Claims"]
     assert claims and all(orjson.loads(r["Tags"])["costCenter"] == "CC-4100" for r in claims)
+
+
+def _planted(lake: Path, day: str, paths: list[str]) -> None:
+    """A manifest written by whoever can write to the export, naming files not ours."""
+    entries = [{"path": p, "rows": 1, "bytes": 1, "sha256": "x"} for p in paths]
+    doc = {"day": day, "schemaVersion": "1", "datasets": {"calls": entries}}
+    (lake / "_manifests").mkdir(parents=True, exist_ok=True)
+    (lake / "_manifests" / f"day={day}.json").write_bytes(orjson.dumps(doc))
+
+
+def test_a_planted_manifest_deletes_nothing_outside_the_days_files(tmp_path: Path) -> None:
+    """`export` deleted the files the previous manifest listed, whatever they were: a
+    manifest naming `../victim.txt` made it delete a file outside the export."""
+    from pipeline.export import days
+    from pipeline.store.exports import DirTarget
+
+    lake, day = tmp_path / "lake", DAYS[0]
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    other = lake / "calls" / f"day={DAYS[1]}" / "part-0000.parquet"  # another day's file
+    other.parent.mkdir(parents=True)
+    other.write_text("kept")
+    listed = [
+        "../victim.txt",
+        f"calls/day={day}/../../victim.txt",
+        str(victim),
+        f"calls/day={DAYS[1]}/part-0000.parquet",
+    ]
+    _planted(lake, f"{day}", listed)
+    source = tmp_path / "part.parquet"
+    source.write_bytes(b"PAR1")
+    produced = {"calls": [days.Produced(source, 1).seal()]}
+    result = days.publish(day, produced, DirTarget(lake))
+    assert victim.read_text() == "precious" and other.read_text() == "kept"
+    assert len(result.problems) == len(listed)
+    assert result.files == [f"calls/day={day}/part-0000.parquet"]
+    manifest = orjson.loads((lake / "_manifests" / f"day={day}.json").read_bytes())
+    assert [e["path"] for e in manifest["datasets"]["calls"]] == result.files
+
+
+def test_a_local_export_never_reads_writes_or_deletes_outside_its_folder(tmp_path: Path) -> None:
+    from pipeline.export import sql
+    from pipeline.store.exports import DirTarget
+
+    lake, outside = tmp_path / "lake", tmp_path / "outside"
+    (lake / "calls").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "part-0000.parquet").write_text("theirs")
+    (lake / "calls" / "day=2025-11-03").symlink_to(outside)  # a folder that leads out
+    target = DirTarget(lake)
+    for path in ("../outside/part-0000.parquet", "calls/day=2025-11-03/part-0000.parquet"):
+        with pytest.raises(ValueError, match="outside"):
+            target.delete(path)
+        with pytest.raises(ValueError, match="outside"):
+            target.read(path)
+        with pytest.raises(ValueError, match="outside"):
+            target.fetch(path, tmp_path / "copy")
+    assert (outside / "part-0000.parquet").read_text() == "theirs"
+    # `sql --blob` copies what the manifests list to a temporary folder: never beside it.
+    _planted(lake, "2025-11-04", ["../../escaped.parquet"])
+    found, problems = sql.manifests(target)
+    assert found == [{"day": "2025-11-04", "datasets": {"calls": []}}] and len(problems) == 1
+
+    class Blobs:  # a blob's name may hold `..`: the copy is what must not follow it
+        def fetch(self, path: str, to: Path) -> None:
+            to.parent.mkdir(parents=True, exist_ok=True)
+            to.write_text(path)
+
+    with pytest.raises(ValueError, match="outside"):
+        sql.mirror(Blobs(), ["calls/../../escaped.parquet"], tmp_path / "work")  # type: ignore[arg-type]
+    assert not (tmp_path / "escaped.parquet").exists()

@@ -141,6 +141,15 @@ def test_hostile_names_are_escaped() -> None:
     assert any(HOSTILE in (t.text or "") for t in _svg(html, "share-chart").iter("text"))
 
 
+def test_invisible_characters_in_names_are_shown() -> None:
+    """A right-to-left override in a user id reordered the statement's text after it; a
+    zero-width space made two lines that read the same."""
+    names = {"user-\u202egnp.exe": 2.0, "team-\u200bfinance": 1.0, "team-finance": 0.5}
+    html = render_html(_report(names, by="user"), _daily(names, days=3))
+    assert "\u202e" not in html and "\u200b" not in html
+    assert "user-\\u202egnp.exe" in html and "team-\\u200bfinance" in html
+
+
 def test_no_external_reference() -> None:
     html = render_html(_report(TEAMS), _daily(TEAMS))
     page = _parse(html)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from pipeline.cli import options
-from pipeline.common.render import json_text, spreadsheet_text, table
+from pipeline.common.render import json_text, spreadsheet_text, table, terminal_text
 from pipeline.export.columns import DATASETS
 from pipeline.export.targets import blob_target
 from pipeline.store.account import Store
@@ -77,6 +77,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     for r in export_days(days, cfg, store, target, args.what):
         counts = ", ".join(f"{n:,} {d}" for d, n in r.rows.items())
         state = f"written: {', '.join(r.written)}" if r.written else "unchanged (nothing rewritten)"
+        _warn(r.problems)
         print(f"{r.day}: {counts}; {state}")
     print(f"export in {target.describe()} (manifests in _manifests/)")
     return 0
@@ -87,15 +88,23 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     if args.dir:
         root = Path(args.dir)
-        return _answer(sql.connect(root, sql.manifests(DirTarget(root))), args)
+        days, problems = sql.manifests(DirTarget(root))
+        _warn(problems)
+        return _answer(sql.connect(root, days), args)
     cfg = options.config(args)
     target = blob_target(cfg, Store(cfg), args.blob, args.target_storage)
     with tempfile.TemporaryDirectory(prefix="aoai-sql-") as work:
         root = Path(work)
-        days = sql.manifests(target)
+        days, problems = sql.manifests(target)
+        _warn(problems)
         files = [e["path"] for m in days for entries in m["datasets"].values() for e in entries]
         sql.mirror(target, files, root)
         return _answer(sql.connect(root, days), args)
+
+
+def _warn(problems: list[str]) -> None:
+    for problem in problems:
+        print(f"warning: {terminal_text(problem)} (left out)", file=sys.stderr)
 
 
 def _answer(con: object, args: argparse.Namespace) -> int:

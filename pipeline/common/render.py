@@ -12,7 +12,18 @@ import orjson
 # Names in the tables come from what clients and senders wrote (deployments, products, users,
 # previews): a terminal must not act on them, nor a spreadsheet evaluate them.
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters that are not seen but act: format characters (Unicode category Cf: bidi
+# overrides such as U+202E reorder what follows, zero-width ones make two names that look
+# the same differ) and the line and paragraph separators (Zl, Zp). Listed, not computed
+# from unicodedata at import (a scan of every code point costs 0.15 s per command);
+# tests/test_chargeback.py checks the list against the running Python's Unicode database.
+INVISIBLE = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
+)
+_CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{INVISIBLE}]")
 
 
 def spreadsheet_text(value: Any) -> Any:
@@ -25,22 +36,39 @@ def spreadsheet_text(value: Any) -> Any:
     return value
 
 
-# JSON escapes C0 controls in strings, not DEL or C1 (U+009B is an 8-bit CSI to a terminal).
-_C1 = re.compile(r"[\x7f-\x9f]")
+# JSON escapes C0 controls in strings, not DEL or C1 (U+009B is an 8-bit CSI to a terminal),
+# nor the invisible characters: escaped here, they read back as the same strings.
+_C1 = re.compile(f"[\\x7f-\\x9f{INVISIBLE}]")
 
 
 def json_text(doc: Any) -> str:
-    """`doc` as indented JSON that sends no control character to a terminal (still JSON)."""
+    """`doc` as indented JSON that sends no control or invisible character to a terminal
+    (still JSON, the same values once parsed)."""
     text = orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode()
-    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _C1.sub(lambda m: _json_escape(ord(m.group())), text)
+
+
+def _json_escape(code: int) -> str:
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    high, low = divmod(code - 0x10000, 0x400)  # JSON writes these as a surrogate pair
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
 
 
 def terminal_text(value: Any) -> Any:
-    """Text for the terminal: control characters (escape sequences, line breaks) written as
-    escapes, not sent."""
+    """Text for the terminal: control characters (escape sequences, line breaks) and
+    invisible ones (bidi overrides, zero-width characters) written as escapes, not sent."""
     if isinstance(value, str):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        return _CONTROL.sub(lambda m: visible(m.group()), value)
     return value
+
+
+def visible(char: str) -> str:
+    """A character as the Python escape that names it: `\\x1b`, `\\u202e`, `\\U000e0041`."""
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def cell(value: Any) -> str:

@@ -41,6 +41,7 @@ from pipeline.store.rows import correlation_id_of
 PART_ROWS = 1_000_000  # rows per calls file: a busy day is several files, each a few row groups
 PARQUET = "application/vnd.apache.parquet"
 _PART = re.compile(r"part-(\d{4,})\.parquet$")
+_PART_NAME = re.compile(r"part-\d{4,}\.parquet")
 
 
 @dataclass(slots=True)
@@ -69,6 +70,8 @@ class DayExport:
     unchanged: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)  # paths now listed by the manifest
+    # Entries of the old manifest that were not acted on (see `checked`), said.
+    problems: list[str] = field(default_factory=list)
 
 
 def export_days(
@@ -183,12 +186,71 @@ def _next_part(entries: list[dict[str, Any]]) -> int:
     return max(numbers, default=-1) + 1
 
 
+_MANIFEST = re.compile(r"_manifests/day=(\d{4}-\d{2}-\d{2})\.json")
+
+
+def manifest_day(name: str) -> date | None:
+    """The day of a manifest named as `manifest_path` names it, or None."""
+    m = _MANIFEST.fullmatch(name)
+    if m is None:
+        return None
+    try:
+        return date.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+
+
+def checked(raw: bytes | None, day: date, where: str) -> tuple[dict[str, list[dict]], list[str]]:
+    """A manifest's datasets, keeping only entries the exporter could have written (a path
+    `{dataset}/day={day}/part-NNNN.parquet` of that dataset and day, its rows, bytes and
+    digest), and what was left out, said. Whoever can write to the export can write a
+    manifest: a path it names is deleted, read and copied, so one that is not ours (`../x`,
+    another day's file) must never be acted on."""
+    if not raw:
+        return {}, []
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}, [f"{where}: not valid JSON; read as no manifest"]
+    found = doc.get("datasets") if isinstance(doc, dict) else None
+    if not isinstance(found, dict):
+        return {}, ([] if found is None else [f'{where}: "datasets" is not an object'])
+    datasets: dict[str, list[dict]] = {}
+    problems = []
+    for dataset, entries in found.items():
+        if dataset not in DATASETS or not isinstance(entries, list):
+            problems.append(f"{where}: dataset {dataset!r} is not one the export writes")
+            continue
+        kept = datasets[dataset] = []
+        for entry in entries:
+            if _entry_ok(entry, dataset, day):
+                kept.append(entry)
+            else:
+                path = entry.get("path") if isinstance(entry, dict) else None
+                problems.append(
+                    f"{where}: {dataset} entry {path!r} is not a file the export writes"
+                )
+    return datasets, problems
+
+
+def _entry_ok(entry: Any, dataset: str, day: date) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return False
+    folder, _, name = entry["path"].rpartition("/")
+    numbers = [entry.get(k) for k in ("rows", "bytes")]
+    return (
+        folder == f"{dataset}/day={day}"
+        and _PART_NAME.fullmatch(name) is not None
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
+        and isinstance(entry.get("sha256"), str)
+    )
+
+
 def publish(day: date, produced: dict[str, list[Produced]], target: Target) -> DayExport:
     """Write what changed: data files, then the manifest, then delete the replaced files."""
-    raw = target.read(manifest_path(day))
-    old = orjson.loads(raw) if raw else {"datasets": {}}
-    datasets: dict[str, list[dict[str, Any]]] = dict(old.get("datasets") or {})
-    result = DayExport(day)
+    where = f"{target.describe()}: {manifest_path(day)}"
+    datasets, problems = checked(target.read(manifest_path(day)), day, where)
+    result = DayExport(day, problems=problems)
     stale: list[str] = []
     for dataset in DATASETS:
         files = produced.get(dataset)
@@ -208,7 +270,9 @@ def publish(day: date, produced: dict[str, list[Produced]], target: Target) -> D
         datasets[dataset] = entries
         stale += [e["path"] for e in before]
         result.written.append(dataset)
-    if result.written:
+    # A manifest with entries left out is written again without them: read by `sql` or an
+    # engine, it must list only the files it holds.
+    if result.written or problems:
         doc = {
             "day": f"{day}",
             "schemaVersion": SCHEMA_VERSION,

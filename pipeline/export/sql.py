@@ -9,26 +9,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from pipeline.export.columns import DATASETS
+from pipeline.export.days import checked, manifest_day
 from pipeline.store.exports import Target
 
 
-def manifests(target: Target) -> list[dict[str, Any]]:
-    """Every day's manifest of an export (a folder or blobs: the same listing and reads)."""
-    out = []
+def manifests(target: Target) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every day's manifest of an export (a folder or blobs: the same listing and reads), with
+    only the entries the exporter could have written (`days.checked`), and what was left out."""
+    out, problems = [], []
     for name in target.list("_manifests"):
-        raw = target.read(name)
-        if raw:
-            out.append(orjson.loads(raw))
-    return out
+        day = manifest_day(name)
+        if day is None:
+            problems.append(f"{target.describe()}: {name}: not a manifest the export writes")
+            continue
+        datasets, found = checked(target.read(name), day, f"{target.describe()}: {name}")
+        problems += found
+        out.append({"day": f"{day}", "datasets": datasets})
+    return out, problems
 
 
 def mirror(target: Target, names: list[str], to: Path) -> None:
     """Copy the listed files of `target` under `to` (same relative paths)."""
+    root = to.resolve()
     for name in names:
-        target.fetch(name, to / name)
+        local = (to / name).resolve()
+        # Names come from manifests (checked); a name that would land outside `to` is refused
+        # all the same: the copy must not write where the export's writer chose.
+        if not local.is_relative_to(root):
+            raise ValueError(f"{name!r} is outside {to}")
+        target.fetch(name, local)
 
 
 def connect(root: Path, days: list[dict[str, Any]]) -> Any:

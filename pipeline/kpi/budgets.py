@@ -29,6 +29,7 @@ import orjson
 
 from pipeline.kpi.attribution import KEY_COLUMNS, UNATTRIBUTED, column_values
 from pipeline.kpi.files import DocumentError, ReadBlob, read_document
+from pipeline.kpi.rollup import key_of
 
 SCHEMA = "aoai-audit-alert/1"
 # Scope keys → the KpiHourly columns they compare (case-insensitively).
@@ -51,7 +52,7 @@ class BudgetsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Budget:
     name: str
-    scope: tuple[tuple[str, str], ...]  # (column, value casefolded)
+    scope: tuple[tuple[str, str], ...]  # (column, value as rollup.key_of has it)
     scope_doc: dict[str, str]
     period: str
     amount_usd: float | None
@@ -64,7 +65,9 @@ class Budget:
             got = row.get(column)
             if not isinstance(got, str) or not got:
                 got = UNATTRIBUTED if column in ("Team",) else ""
-            if got.casefold() != value:
+            # A model as the price table and the rollup compare it (` GPT-4o ` is gpt-4o):
+            # the label a day's KPIs give it is one of its spellings, not always this one.
+            if key_of(column, got) != value:
                 return False
         return True
 
@@ -158,7 +161,8 @@ def _thresholds(raw: Any, where: str) -> tuple[float, ...]:
 def _scope(raw: Any, where: str) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
     if not isinstance(raw, dict):
         raise BudgetsError(f'{where}: "scope" must be an object ({{}} = everything)')
-    return dict(raw), column_values(raw, SCOPE_KEYS, where, "scope", BudgetsError)
+    pairs = column_values(raw, SCOPE_KEYS, where, "scope", BudgetsError)
+    return dict(raw), tuple((column, key_of(column, value)) for column, value in pairs)
 
 
 # --- periods -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ Memory grows with the number of groups, not calls.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ class Accumulator:
     priced: dict[Rates, list[int]] = field(default_factory=dict)
     duration: Sketch = field(default_factory=Sketch)
     backend: Sketch = field(default_factory=Sketch)
+    # Merged into OTHER_DIMS while the day was read (`_fold`): rows go elsewhere now.
+    folded: bool = False
 
     def add(self, row: Mapping[str, Any], price_of: Any) -> None:
         self.add_usage(row, price_of)
@@ -223,6 +226,13 @@ _MEMO_KEYS = 200_000
 MAX_VALUES_PER_DAY = 2_000
 OTHER = "(other)"
 _CAPPED = ("Deployment", "Model")
+# The caps above bound each column, not their combinations: failing calls naming 2,000
+# deployments (URL) by 2,000 models (body) made 4 million groups. Past this many groups
+# (a KpiDaily group, its failed and answered calls counted apart) in a day, the groups that
+# rank last (see `_rank`) are folded into OTHER_DIMS: which ones does not depend on the order
+# the rows are read in, and answered calls' groups always outrank failing ones'.
+MAX_GROUPS_PER_DAY = 10_000
+OTHER_DIMS: tuple[str, ...] = (OTHER,) * len(DIMENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,16 +241,21 @@ class Named:
     map, the budgets): never counted against the cap, so calls forged under 2,000 made-up
     names, read first, cannot turn a real deployment into OTHER (and silence its budget)."""
 
-    pairs: frozenset[tuple[str, str]] = frozenset()  # (column, value casefolded)
+    pairs: frozenset[tuple[str, str]] = frozenset()  # (column, value as `key_of` has it)
     priced: frozenset[str] = frozenset()  # model names of the price table, normalised
 
     def name_of(self, column: str, value: str) -> tuple[str, str] | None:
         """The written-down name `value` is a spelling of (case, padding), or None."""
-        if (column, value.casefold()) in self.pairs:
-            return column, value.casefold()
-        if column == "Model" and (model := normalise_model(value)) in self.priced:
-            return column, model
+        key = key_of(column, value)
+        if (column, key) in self.pairs or (column == "Model" and key in self.priced):
+            return column, key
         return None
+
+
+def key_of(column: str, value: str) -> str:
+    """What two spellings of one name share: a model's name as the price table compares it
+    (so a budget and the rollup agree on what is one model), any other name casefolded."""
+    return normalise_model(value.casefold()) if column == "Model" else value.casefold()
 
 
 def named_by(
@@ -249,9 +264,25 @@ def named_by(
     """The names of `_CAPPED` columns in the price table, the map's rules and budget scopes
     ((column, value casefolded) pairs)."""
     rules = (pair for rule in teams.rules for pair in rule.match)
-    pairs = {(c, v) for c, v in (*rules, *scopes) if c in _CAPPED}
+    pairs = {(c, key_of(c, v)) for c, v in (*rules, *scopes) if c in _CAPPED}
     pairs |= {("Deployment", d.casefold()) for d in prices.deployments}
     return Named(frozenset(pairs), prices.model_names())
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """A written-down name while the day is read: its label is chosen once the day is read
+    (`_label`), so no call, least of all a failed one naming the model in its body, decides
+    by being read first what the rest of the day's calls are grouped under."""
+
+    column: str
+    key: str
+
+
+def _better(spelling: str, key: str) -> tuple[bool, bool, str]:
+    # The name as written down (the service's own spelling of a model: `gpt-4o-2024-08-06`)
+    # first, then an unpadded one, then the least: the same label whatever the order.
+    return spelling != key, spelling != spelling.strip(), spelling
 
 
 def _capped(folded: Any, values: dict[str, Any], failed: bool) -> None:
@@ -266,9 +297,14 @@ def _capped(folded: Any, values: dict[str, Any], failed: bool) -> None:
         if value is not None and value not in seen and value not in answered:
             named = folded.named.name_of(column, value)
             if named is not None:
-                # Its spellings (`CHAT-PROD`, ` gpt-4o `) are one group, named as first seen:
-                # exempt from the cap, they must not be a way around it.
-                value = folded.spellings.setdefault(named, value)
+                # Its spellings (`CHAT-PROD`, ` gpt-4o `) are one group: exempt from the
+                # cap, they must not be a way around it. Only answered calls, which the
+                # service named, may lend the group their spelling.
+                if not failed:
+                    best = folded.spellings.get(named)
+                    if best is None or _better(value, named[1]) < _better(best, named[1]):
+                        folded.spellings[named] = value
+                value = _Written(*named)
             elif len(seen) >= MAX_VALUES_PER_DAY:
                 value = OTHER
             else:
@@ -276,25 +312,112 @@ def _capped(folded: Any, values: dict[str, Any], failed: bool) -> None:
         values[column] = value
 
 
+def _label(folded: Any, value: Any) -> Any:
+    if isinstance(value, _Written):
+        return folded.spellings.get((value.column, value.key), value.key)
+    return value
+
+
+def _rank(failed: bool, dims: tuple[Any, ...]) -> int:
+    """Which groups stay when a day has more than MAX_GROUPS_PER_DAY (the lowest): answered
+    before failed, those whose deployment and model the operator wrote down (or nobody named)
+    before the others, then a hash of the names, which is the same in every run."""
+    made_up = any(isinstance(v, str) for c, v in zip(DIMENSIONS, dims, strict=True) if c in _CAPPED)
+    parts = [[v.column, v.key] if isinstance(v, _Written) else v for v in dims]
+    digest = hashlib.blake2b(orjson.dumps(parts), digest_size=16).digest()
+    return (failed << 129) | (made_up << 128) | int.from_bytes(digest, "big")
+
+
+def _admit(folded: Any, failed: bool, dims: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`dims` if its group is among the day's MAX_GROUPS_PER_DAY lowest ranked so far (then
+    the highest ranked one is folded into OTHER_DIMS), else OTHER_DIMS. A group folded never
+    comes back (every group kept afterwards ranks lower), so the groups kept at the end are
+    the lowest ranked of the day, whatever the order."""
+    if dims == OTHER_DIMS or (failed, dims) in folded.latency:
+        return dims
+    rank = _rank(failed, dims)
+    if len(folded.ranks) < MAX_GROUPS_PER_DAY:
+        heapq.heappush(folded.ranks, (-rank, failed, dims))
+        return dims
+    if rank > -folded.ranks[0][0]:
+        return OTHER_DIMS
+    _, out_failed, out_dims = heapq.heapreplace(folded.ranks, (-rank, failed, dims))
+    _fold(folded, out_failed, out_dims)
+    return dims
+
+
+def _fold(folded: Any, failed: bool, dims: tuple[Any, ...]) -> None:
+    """Move a group's accumulators into OTHER_DIMS (hourly ones keep their hour, team, app,
+    gateway and region: chargeback by team still counts them)."""
+    latency = folded.latency.pop((failed, dims))
+    latency.folded = True  # the memo of `aggregate` looks the row's group up again
+    folded.latency.setdefault((failed, OTHER_DIMS), Accumulator()).merge(latency)
+    # The memo still holds it: its sketches (kilobytes) go now, not when the memo does.
+    latency.duration, latency.backend = Sketch(), Sketch()
+    tail = len(DIMENSIONS)
+    for key in folded.members.pop((failed, dims), ()):
+        acc = folded.hours.pop(key)
+        acc.folded = True
+        folded.hours.setdefault((*key[:-tail], *OTHER_DIMS), Accumulator()).merge(acc)
+
+
+def _into(accs: dict[Any, Accumulator], key: Any, acc: Accumulator) -> None:
+    mine = accs.get(key)
+    if mine is None:
+        accs[key] = acc
+    else:
+        mine.merge(acc)
+
+
 def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
     """The (hourly, daily latency, user) accumulators of a row whose raw key (hour, failed,
     _KEY_COLUMNS values) is new. Its team is that of its names as logged, before any cap."""
+    failed = raw[1]
     values = dict(zip(_KEY_COLUMNS, raw[2:], strict=True))
     team, cost_center = teams.team_of(values)
-    _capped(folded, values, raw[1])
-    key = (raw[0], team, cost_center, *(_dim(values[c]) for c in _KEY_COLUMNS[1:]))
+    _capped(folded, values, failed)
+    # `_capped` left its columns (the first two) as None, a name, OTHER or a `_Written`.
+    dims = (values["Deployment"], values["Model"], *map(_dim, map(values.get, DIMENSIONS[2:])))
+    dims = _admit(folded, failed, dims)
+    # Internal key: failed first (a group's failed and answered calls rank apart), then the
+    # HourKey. `_finish` drops it.
+    key = (failed, raw[0], team, cost_center, *(_dim(values[c]) for c in USAGE_EXTRA), *dims)
     hourly = folded.hours.get(key)
     if hourly is None:
         hourly = folded.hours[key] = Accumulator()
-    dims = key[-len(DIMENSIONS) :]
-    latency = folded.latency.get(dims)
+        if dims != OTHER_DIMS:
+            folded.members.setdefault((failed, dims), []).append(key)
+    latency = folded.latency.get((failed, dims))
     if latency is None:
-        latency = folded.latency[dims] = Accumulator()
+        latency = folded.latency[(failed, dims)] = Accumulator()
     user = _dim(raw[2])
     by_user = folded.users.get(user)
     if by_user is None:
         by_user = folded.users[user] = Accumulator()
     return hourly, latency, by_user
+
+
+def _finish(folded: DayRollup) -> None:
+    """The day read: written-down names get their label, failed and answered calls of a group
+    are one group again."""
+    cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def labelled(dims: tuple[Any, ...]) -> tuple[Any, ...]:
+        out = cache.get(dims)
+        if out is None:
+            out = cache[dims] = tuple(_label(folded, v) for v in dims)
+        return out
+
+    tail = len(DIMENSIONS)
+    hours: dict[HourKey, Accumulator] = {}
+    for key, acc in folded.hours.items():
+        _into(hours, (*key[1:-tail], *labelled(key[-tail:])), acc)
+    latency: dict[tuple[str | None, ...], Accumulator] = {}
+    for (_, dims), acc in folded.latency.items():
+        _into(latency, labelled(dims), acc)
+    folded.hours, folded.latency = hours, latency
+    folded.members.clear()
+    folded.ranks.clear()
 
 
 @dataclass(slots=True)
@@ -312,8 +435,13 @@ class DayRollup:
     # and whether the calls failed.
     seen: dict[tuple[str, bool], set[str]] = field(default_factory=dict)
     named: Named = field(default_factory=lambda: Named())
-    # The spelling each written-down name is grouped under (the first seen in the day).
+    # The label of each written-down name: the best spelling answered calls gave it
+    # (`_better`); a name only failed calls gave is labelled as written down.
     spellings: dict[tuple[str, str], str] = field(default_factory=dict)
+    # While the day is read: the groups kept (a heap of their negated `_rank`), and the
+    # hourly keys of each, to fold them if they stop being kept.
+    ranks: list[tuple[int, bool, tuple[Any, ...]]] = field(default_factory=list)
+    members: dict[tuple[bool, tuple[Any, ...]], list[tuple[Any, ...]]] = field(default_factory=dict)
 
     def groups(self) -> dict[tuple[str | None, ...], Accumulator]:
         out: dict[tuple[str | None, ...], Accumulator] = {}
@@ -362,13 +490,14 @@ def aggregate(
             *map(row.get, _KEY_COLUMNS),
         )
         accs = by_raw.get(raw)
-        if accs is None:
+        if accs is None or accs[1].folded:
             if len(by_raw) >= _MEMO_KEYS:
                 by_raw.clear()
             accs = by_raw[raw] = _group(folded, raw, teams)
         accs[0].add_usage(row, price_of)
         accs[1].add_latency(row)
         accs[2].add_usage(row, price_of)
+    _finish(folded)
     return folded
 
 

@@ -3,7 +3,8 @@
 `render_html(report, daily)` takes the `chargeback` JSON contract and the daily cost per group
 and returns one HTML5 document: inline `<style>`, two inline SVG charts drawn here, no script,
 no request of any kind (a Content-Security-Policy forbids them too). Every string that comes
-from the report (group names are user ids, product names, …) goes through `html.escape`.
+from the report (group names are user ids, product names, …) goes through `html.escape`,
+control and invisible characters written as escapes.
 Pure: no I/O, no clock; the same input gives the same bytes.
 """
 
@@ -15,6 +16,7 @@ from html import escape
 from typing import Any
 
 from pipeline import __version__
+from pipeline.common.render import terminal_text
 
 TOP = 9  # groups drawn by name in the charts; more than TOP + 1 → the rest is "Other"
 PALETTE = (
@@ -126,8 +128,10 @@ def render_html(report: dict, daily: list[dict]) -> str:
 
 
 def _e(value: Any) -> str:
-    """Any value as escaped text (attributes and content alike)."""
-    return escape("" if value is None else str(value), quote=True)
+    """Any value as escaped text (attributes and content alike). Control and invisible
+    characters are shown as their escapes (`\\u202e`): a bidi override in a user id would
+    reorder the page's text, and two names differing by a zero-width space look the same."""
+    return escape(terminal_text("" if value is None else str(value)), quote=True)
 
 
 def _int(value: Any) -> str:

@@ -29,12 +29,23 @@ class DirTarget:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def _local(self, path: str, follow: bool = True) -> Path:
+        """`root/path`, refused (ValueError) unless it is inside root: paths come from
+        manifests anyone who can write to the folder can write. `follow=False` checks the
+        folder only (deleting or replacing a link acts on the link, not where it points)."""
+        root = self.root.resolve()
+        local = self.root / path
+        where = local.resolve() if follow else local.parent.resolve() / local.name
+        if local.name in ("", ".", "..") or not where.is_relative_to(root) or where == root:
+            raise ValueError(f"{path!r} is outside {self.root}")
+        return local
+
     def describe(self) -> str:
         return str(self.root)
 
     def read(self, path: str) -> bytes | None:
         try:
-            return (self.root / path).read_bytes()
+            return self._local(path).read_bytes()
         except FileNotFoundError:
             return None
 
@@ -49,7 +60,7 @@ class DirTarget:
         )
 
     def put(self, path: str, source: Path, content_type: str) -> None:
-        final = self.root / path
+        final = self._local(path, follow=False)
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f".{final.name}.partial")
         with source.open("rb") as src, partial.open("wb") as dst:
@@ -59,11 +70,12 @@ class DirTarget:
 
     def delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            (self.root / path).unlink()
+            self._local(path, follow=False).unlink()
 
     def fetch(self, path: str, to: Path) -> None:
+        data = self._local(path).read_bytes()
         to.parent.mkdir(parents=True, exist_ok=True)
-        to.write_bytes((self.root / path).read_bytes())
+        to.write_bytes(data)
 
 
 class BlobTarget:
