@@ -843,30 +843,28 @@ def test_resume_is_exact_when_inputs_fill_batches_exactly(
     items[1] = replace(items[1], events=stopping)
     first = replay(items, cfg, store, batch_size=4, state=ResumeState(state_path, False), stop=stop)
     assert first.interrupted and first.totals.events == 8
+
+    def resumed() -> Any:  # a run with --resume over the same folder
+        return replay(
+            list(files.local_inputs([folder], inputs.Filters())),
+            cfg,
+            store,
+            batch_size=4,
+            state=ResumeState(state_path, True),
+        )
+
     # in-1's last event filled the last batch exactly: in-1 is done too.
     assert {Path(k.rsplit("#", 1)[0]).name for k in ResumeState(state_path, True).done} == {
         "in-0.jsonl",
         "in-1.jsonl",
     }
-    second = replay(
-        list(files.local_inputs([folder], inputs.Filters())),
-        cfg,
-        store,
-        batch_size=4,
-        state=ResumeState(state_path, True),
-    )
+    second = resumed()
     assert second.ok and second.skipped_inputs == 2 and second.totals.events == 8
     assert first.totals.events + second.totals.events == 16  # every event exactly once
     assert len(all_rows(store)) == 16
     # The run's last input filled its last batch exactly: recorded as done all the same.
     assert len(ResumeState(state_path, True).done) == 5
-    third = replay(
-        list(files.local_inputs([folder], inputs.Filters())),
-        cfg,
-        store,
-        batch_size=4,
-        state=ResumeState(state_path, True),
-    )
+    third = resumed()
     assert third.totals.events == 0 and third.skipped_inputs == 5
     # A file that grew since it was done (an hourly PT1H.json downloaded again, an export
     # written again) is another input: read again, its new events stored.
@@ -874,13 +872,7 @@ def test_resume_is_exact_when_inputs_fill_batches_exactly(
     grown.write_bytes(
         grown.read_bytes() + b"\n" + apim.envelope(apim.gateway(apim.new_id("exact-grown")))
     )
-    fourth = replay(
-        list(files.local_inputs([folder], inputs.Filters())),
-        cfg,
-        store,
-        batch_size=4,
-        state=ResumeState(state_path, True),
-    )
+    fourth = resumed()
     assert fourth.skipped_inputs == 4 and fourth.totals.events == 5
     assert len(all_rows(store)) == 17
 
