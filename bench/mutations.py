@@ -848,6 +848,28 @@ MUTATIONS = [
         ("tests/test_statement_html.py::test_invisible_characters_in_names_are_shown",),
     ),
     Mutation(
+        "reading: the view without hidden characters split into an object each",
+        "pipeline/protect/reading.py",
+        '    return Unhidden(_HIDDEN.sub("", text), text)',
+        '    pieces = re.split(f"({_HIDDEN.pattern})", text)\n'
+        '    return Unhidden("".join(pieces[::2]), text) if pieces else None',
+        (H + "test_text_full_of_hidden_characters_is_read_without_an_object_for_each",),
+    ),
+    Mutation(
+        "reading: a span found without hidden characters mapped back before the runs at its start",
+        "pipeline/protect/reading.py",
+        "            while run is not None and run.start() - removed <= k:",
+        "            while run is not None and run.start() - removed < k:",
+        (RH + "test_values_with_characters_no_one_sees_are_masked_as_without_them",),
+    ),
+    Mutation(
+        "replay: the lines of an open CSV row kept one string each",
+        "pipeline/sources/files.py",
+        "            if len(parts) >= _JOIN_EVERY:",
+        "            if False:",
+        (H + "test_a_csv_cell_of_short_lines_is_held_by_its_characters",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

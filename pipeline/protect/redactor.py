@@ -98,10 +98,10 @@ class Redactor:
             first = len(found)
             self._find_builtin(view, found)
             if hidden is not None:
+                at = hidden.where(x for f in found[first:] for x in (f[0], -f[2]))
                 for i in range(first, len(found)):
                     start, rank, end, label = found[i]
-                    a, b = hidden.span(start, -end)
-                    found[i] = (a, rank, -b, label)
+                    found[i] = (at[start], rank, -at[-end], label)
         return _leftmost(found) if found else []
 
     def _find_builtin(self, text: str, found: list[tuple[int, int, int, str]]) -> None:
