@@ -416,8 +416,8 @@ MUTATIONS = [
     Mutation(
         "redaction: a span found without the hidden characters replaced at its view offsets",
         "pipeline/protect/redactor.py",
-        "                a, b = hidden.span(start, -end)\n",
-        "                a, b = start, -end\n",
+        "                    found[i] = (at[start], rank, -at[-end], label)\n",
+        "                    found[i] = (start, rank, end, label)\n",
         (RH + "test_values_with_characters_no_one_sees_are_masked_as_without_them",),
     ),
     Mutation(

@@ -1081,10 +1081,15 @@ def test_a_file_name_that_is_not_utf8_is_replayed_and_resumed(
     folder.mkdir()
     odd = os.path.join(os.fsencode(folder), b"journal-\xff.jsonl")
     with open(odd, "wb") as f:
-        f.write(call_body("odd-name") + b"\nnot json\n")
+        f.write(call_body("odd-name") + b"\nnot json\n" + b"\n" * 64)
     (folder / "z-ordinary.jsonl").write_bytes(call_body("after-odd-name") + b"\n")
-    # A name that reads as the odd one's bytes escaped: a file of its own, resumed as such.
-    (folder / "journal-\\xff.jsonl").write_bytes(call_body("escaped-look-alike") + b"\n")
+    # A name that reads as the odd one's bytes escaped: a file of its own, resumed as such
+    # (of the same size and time, so that only its name tells it apart in the state).
+    look_alike = folder / "journal-\\xff.jsonl"
+    body = call_body("escaped-look-alike") + b"\n"
+    look_alike.write_bytes(body + b"\n" * (os.stat(odd).st_size - len(body)))
+    os.utime(look_alike, ns=(os.stat(odd).st_atime_ns, os.stat(odd).st_mtime_ns))
+    assert look_alike.stat().st_size == os.stat(odd).st_size
     state = ResumeState(tmp_path / "state.json", resume=False)
     summary = replay(list(files.local_inputs([folder], inputs.Filters())), cfg, store, state=state)
     assert summary.ok and summary.totals.dead_letters == 1
