@@ -606,7 +606,7 @@ MUTATIONS = [
     Mutation(
         "replay: a CSV row ends at every line, not where its quotes close",
         "pipeline/sources/files.py",
-        "        if quotes % 2 == 0:",
+        "        if not inside:",
         "        if True:",
         ("tests/test_loganalytics.py::test_a_long_cell_is_one_value_and_never_rows_of_its_own",),
     ),
@@ -705,8 +705,8 @@ MUTATIONS = [
     Mutation(
         "resume: a state that cannot be written found out once the first input is done",
         "pipeline/cli/resume.py",
-        "        self._write()\n\n    def mark",
-        "\n    def mark",
+        '            tmp.write_bytes(b"")\n            tmp.unlink()\n',
+        "            pass\n",
         (
             "tests/test_replay.py::"
             "test_a_resume_state_that_cannot_be_written_is_said_and_never_a_traceback",
@@ -868,6 +868,56 @@ MUTATIONS = [
         "            if len(parts) >= _JOIN_EVERY:",
         "            if False:",
         (H + "test_a_csv_cell_of_short_lines_is_held_by_its_characters",),
+    ),
+    Mutation(
+        "replay: a CSV row ends where its quote count is even (a stray quote swallows rows)",
+        "pipeline/sources/files.py",
+        "            inside = _open_after(line, inside)",
+        "            inside ^= line.count('\"') % 2 == 1",
+        (
+            "tests/test_loganalytics.py::"
+            "test_a_quote_inside_an_unquoted_cell_is_a_character_not_a_cell_left_open",
+        ),
+    ),
+    Mutation(
+        "replay: a CSV row of spaces taken for a blank line",
+        "pipeline/sources/files.py",
+        '        if not text.strip("\\r\\n"):',
+        "        if not text.strip():",
+        (
+            "tests/test_loganalytics.py::"
+            "test_a_quote_inside_an_unquoted_cell_is_a_character_not_a_cell_left_open",
+        ),
+    ),
+    Mutation(
+        "replay: a folder named like an input reported as a file that is not regular",
+        "pipeline/sources/files.py",
+        "EVENT_SUFFIXES and not p.is_dir()",
+        "EVENT_SUFFIXES",
+        (
+            "tests/test_replay.py::"
+            "test_what_is_not_a_regular_file_is_reported_and_suffixes_have_no_case",
+        ),
+    ),
+    Mutation(
+        "resume: an earlier run's state replaced when a run starts",
+        "pipeline/cli/resume.py",
+        "            tmp.unlink()\n",
+        "            os.replace(tmp, self.path)\n",
+        (
+            "tests/test_replay.py::"
+            "test_a_resume_state_that_cannot_be_written_is_said_and_never_a_traceback",
+        ),
+    ),
+    Mutation(
+        "escapes: a stand-in the text spells as an escape (\\u0000 read as a backslash)",
+        "pipeline/protect/escapes.py",
+        ' and f"\\\\u{ord(c):04x}" not in s), None',
+        "), None",
+        (
+            "tests/test_redaction.py::"
+            "test_every_character_of_an_unescaped_view_maps_to_where_it_is_written",
+        ),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

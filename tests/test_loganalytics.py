@@ -473,3 +473,22 @@ def test_a_long_cell_is_one_value_and_never_rows_of_its_own(tmp_path: Path) -> N
         ids, said = read(64 * 1024, chunk)
         assert ids == [records[0]["correlationId"], records[2]["correlationId"]], chunk
         assert said == [f"file:{tmp_path / 'a.csv'}:line 4: row longer than 64 KiB: skipped"]
+
+
+def test_a_quote_inside_an_unquoted_cell_is_a_character_not_a_cell_left_open() -> None:
+    """A reader takes `x"y` as three characters: counting quotes instead made that row run on
+    to the next quote, swallowing the rows after it (past the unit limit, all of them)."""
+    body = b'a,b,c\r\n1,x"y,3\r\n4,5,6\r\n"","p""q","multi\nline ""quoted"", end"\r\n7,"  ",9'
+    said: list[str] = []
+    events = list(files.read_csv([body], "t.csv", 1 << 20, said.append))
+    assert [orjson.loads(e.body) for e in events] == [
+        {"a": "1", "b": 'x"y', "c": "3"},
+        {"a": "4", "b": "5", "c": "6"},
+        {"b": 'p"q', "c": 'multi\nline "quoted", end'},
+        {"a": "7", "b": "  ", "c": "9"},  # a cell of spaces is a value
+    ]
+    assert said == []
+    assert [e.origin for e in events] == [f"file:t.csv:line {n}" for n in (2, 3, 4, 6)]
+    # One column: a row of spaces is a value; only a line with nothing on it is passed over.
+    one = list(files.read_csv([b'h0\r\n"x"\r\n\r\n  '], "t.csv", 1 << 20, said.append))
+    assert [orjson.loads(e.body) for e in one] == [{"h0": "x"}, {"h0": "  "}] and said == []

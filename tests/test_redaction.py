@@ -113,7 +113,7 @@ def test_every_character_of_an_unescaped_view_maps_to_where_it_is_written() -> N
     pieces = [
         "a", "é", "語", "\U0001f600", '"', "\\\\", "\\n", '\\"', "\\/", "\\t", "\\u0040",
         "\\u00e9", "\\ud83d\\ude00", "\\udb40\\udc41", "\\ud800", "\\udc00x", "\\u12", "\\x",
-        "\\uZZZZ", "\\\\n", "\\\\\\n", "u0040", "\x00", "\x03",
+        "\\uZZZZ", "\\\\n", "\\\\\\n", "u0040", "\x00", "\x03", "\\u0000", "\\u0003",
     ]  # fmt: skip
     rng = random.Random(7)
     for trial in range(400):

@@ -889,6 +889,7 @@ def test_what_is_not_a_regular_file_is_reported_and_suffixes_have_no_case(
     (folder / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
     upper = apim.new_id("upper-case-suffix")
     (folder / "EXPORT.JSONL").write_bytes(apim.envelope(apim.gateway(upper)))
+    (folder / "a-folder.json").mkdir()  # a folder named like an input: walked, not reported
     found = list(files.local_inputs([folder, folder / "pipe.jsonl"], inputs.Filters()))
     problems = sorted(
         (Path(p.where).name, p.message) for p in found if isinstance(p, inputs.InputProblem)
@@ -915,6 +916,13 @@ def test_a_resume_state_that_cannot_be_written_is_said_and_never_a_traceback(
     code = main(["replay", str(f), "--quiet", "--state", str(nowhere)])
     err = capsys.readouterr().err
     assert code == 2 and "resume state cannot be written" in err, err
+    # Checked without touching an earlier run's state: a run that stops at once keeps it.
+    kept = tmp_path / "kept.json"
+    kept.write_bytes(b'{"done": ["file:/earlier#1:2"]}')
+    ResumeState(kept, False)
+    assert kept.read_bytes() == b'{"done": ["file:/earlier#1:2"]}' and not list(
+        tmp_path.glob("kept.json.tmp")
+    )
     # Lost while the run goes on: said once, the rows stored all the same.
     folder = tmp_path / "state"
     folder.mkdir()

@@ -27,8 +27,14 @@ class ResumeState:
                 ) from None
 
         # Written after each input: a path that cannot be written is said now, before any
-        # input is read, not as a traceback once the first one is done.
-        self._write()
+        # input is read, not as a traceback once the first one is done (the state itself is
+        # left as it is until an input is done).
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        try:
+            tmp.write_bytes(b"")
+            tmp.unlink()
+        except OSError as exc:
+            raise self._unwritable(exc) from None
 
     def mark(self, key: str) -> None:
         """Record `key` as done. Raises InputError when the file cannot be written."""
@@ -41,7 +47,10 @@ class ResumeState:
             tmp.write_bytes(orjson.dumps({"done": sorted(self.done)}))
             os.replace(tmp, self.path)
         except OSError as exc:
-            raise InputError(
-                f"{self.path}: resume state cannot be written ({exc.strerror or exc}): "
-                "give --state a path that can be"
-            ) from None
+            raise self._unwritable(exc) from None
+
+    def _unwritable(self, exc: OSError) -> InputError:
+        return InputError(
+            f"{self.path}: resume state cannot be written ({exc.strerror or exc}): "
+            "give --state a path that can be"
+        )

@@ -16,8 +16,8 @@ import re
 
 _LETTERS = {'"': '"', "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # What stands for an escaped backslash while the other escapes are undone: a character the
-# text does not hold (JSON text holds no raw control characters; a text holding all of these
-# is read by the walk instead).
+# text neither holds nor spells (JSON text holds no raw control characters; a text holding
+# all of these is read by the walk instead).
 _STAND_INS = tuple(map(chr, range(8)))
 # `\uXXXX` after the letters are undone: a surrogate pair is one character (a tag, an emoji,
 # a maths digit).
@@ -33,7 +33,9 @@ def unescaped_view(s: str) -> tuple[str, Offsets | None]:
     and where its characters are in `s` (None when it holds no escape: the view is `s`)."""
     if "\\" not in s:
         return s, None
-    stand_in = next((c for c in _STAND_INS if c not in s), None)
+    stand_in = next(
+        (c for c in _STAND_INS if c not in s and f"\\u{ord(c):04x}" not in s), None
+    )  # `\u0000` reads as NUL: a stand-in its text spells would be read as a backslash
     if stand_in is None:
         view, offsets = walk(s)
         return view, offsets

@@ -168,8 +168,8 @@ def read_csv(chunks: Iterable[bytes], label: str, limit: int, report: Report) ->
             if header is None:
                 return
             continue
-        if not text.strip():
-            continue
+        if not text.strip("\r\n"):
+            continue  # a blank line (a cell of spaces is a value)
         try:
             parsed = list(csv.reader([text], strict=True))
             problem = "" if len(parsed) == 1 else f"{len(parsed)} rows where one was expected"
@@ -192,23 +192,24 @@ def read_csv(chunks: Iterable[bytes], label: str, limit: int, report: Report) ->
 
 
 def _csv_rows(lines: Iterable[str | int], limit: int) -> Iterator[tuple[int, str | None]]:
-    """(line a row starts on, its text) for each row: lines joined until their `"` count is
-    even, where a CSV reader ends a row (quotes inside a value are doubled). The text is
-    None for a row longer than `limit` (or holding a line `_text_lines` skipped, given as
-    the count of its quotes): counted through, not kept. The lines of an open row are joined
-    a thousand at a time: a quoted cell of short lines kept a string object a line (51 bytes
-    for a 2-byte line: 2.7 GB for a 64 MiB file)."""
+    """(line a row starts on, its text) for each row: lines joined while a quoted cell is
+    open (`_open_after`), where a CSV reader ends a row. The text is None for a row longer
+    than `limit` (or holding a line `_text_lines` skipped, given as the count of its quotes:
+    a quote there is taken to open or close a cell): counted through, not kept. The lines of
+    an open row are joined a thousand at a time: a quoted cell of short lines kept a string
+    object a line (51 bytes for a 2-byte line: 2.7 GB for a 64 MiB file)."""
     parts: list[str] = []  # lines of the open row not joined yet
     blocks: list[str] = []  # and those joined
-    start = quotes = size = 0
+    start = size = 0
+    inside = False  # in a quoted cell at the end of the line read
     for lineno, line in enumerate(lines, 1):
         if size == 0:
             start = lineno
         if isinstance(line, int):
-            quotes += line
+            inside ^= line % 2 == 1
             size = limit + 1
         else:
-            quotes += line.count('"')
+            inside = _open_after(line, inside)
             size += len(line)
             parts.append(line)
             if len(parts) >= _JOIN_EVERY:
@@ -217,11 +218,30 @@ def _csv_rows(lines: Iterable[str | int], limit: int) -> Iterator[tuple[int, str
         if size > limit:
             parts.clear()
             blocks.clear()
-        if quotes % 2 == 0:
+        if not inside:
             yield start, ("".join([*blocks, *parts]) if size <= limit else None)
-            parts, blocks, quotes, size = [], [], 0, 0
+            parts, blocks, size = [], [], 0
     if parts or blocks or size:
         yield start, ("".join([*blocks, *parts]) if size <= limit else None)
+
+
+# A cell as a CSV reader reads it, when it ends on its line: quoted ("" a quote inside,
+# whatever follows the closing quote up to a comma read along, as a lenient reader does), or
+# not starting with a quote (a quote inside it is a character: `x"y`), or empty. Repeats are
+# possessive: no step back kept for each cell or quote (see tests/test_hostile.py).
+_CELL = r'(?:"[^"]*+(?:""[^"]*+)*+"[^,\n]*+|[^,"\n][^,\n]*+|)'
+_LINE_CLOSED = re.compile(rf"{_CELL}(?:,{_CELL})*+\r?\n?")
+# In a quoted cell: up to its closing quote.
+_CLOSING = re.compile(r'[^"]*+(?:""[^"]*+)*+"')
+_REST_CLOSED = re.compile(rf"[^,\n]*+(?:,{_CELL})*+\r?\n?")
+
+
+def _open_after(line: str, inside: bool) -> bool:
+    """Whether a quoted cell is still open at the end of `line`, read from inside one or not."""
+    if not inside:
+        return _LINE_CLOSED.fullmatch(line) is None
+    m = _CLOSING.match(line)
+    return m is None or _REST_CLOSED.fullmatch(line, m.end()) is None
 
 
 _JOIN_EVERY = 1024
@@ -333,7 +353,9 @@ def local_inputs(
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if _suffix(p) in EVENT_SUFFIXES)
+            found = sorted(
+                p for p in path.rglob("*") if _suffix(p) in EVENT_SUFFIXES and not p.is_dir()
+            )
             if not found:
                 yield InputProblem(
                     printable(str(path)), "folder holds no .json, .jsonl, .csv or .avro files"
