@@ -667,8 +667,8 @@ MUTATIONS = [
     ),
     Mutation(
         "escapes: an escape's character mapped past the escape",
-        "pipeline/protect/escapes.py",
-        "(start := m.start()) - delta < k:",
+        "pipeline/protect/offsets.py",
+        "(start := m.start()) - delta <= k - kept:",
         "(start := m.start()) - delta <= k:",
         (
             "tests/test_redaction.py::"
@@ -850,16 +850,16 @@ MUTATIONS = [
     Mutation(
         "reading: the view without hidden characters split into an object each",
         "pipeline/protect/reading.py",
-        '    return Unhidden(_HIDDEN.sub("", text), text)',
+        "    return visible(text), Offsets(text, _HIDDEN, 0)",
         '    pieces = re.split(f"({_HIDDEN.pattern})", text)\n'
-        '    return Unhidden("".join(pieces[::2]), text) if pieces else None',
+        '    return "".join(pieces[::2]), Offsets(text, _HIDDEN, 0)',
         (H + "test_text_full_of_hidden_characters_is_read_without_an_object_for_each",),
     ),
     Mutation(
         "reading: a span found without hidden characters mapped back before the runs at its start",
-        "pipeline/protect/reading.py",
-        "            while run is not None and run.start() - removed <= k:",
-        "            while run is not None and run.start() - removed < k:",
+        "pipeline/protect/offsets.py",
+        "(start := m.start()) - delta <= k - kept:",
+        "(start := m.start()) - delta < k - kept:",
         (RH + "test_values_with_characters_no_one_sees_are_masked_as_without_them",),
     ),
     Mutation(

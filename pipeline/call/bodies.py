@@ -84,7 +84,7 @@ _TOKEN = re.compile(
     r'|[^\s{}\[\]:,"]+',
     re.DOTALL,
 )
-_CLOSE = {"{": "}", "[": "]"}
+_CLOSE = safejson.CLOSERS
 _KEY = re.compile(r'"[^"\\]*"')
 # orjson decodes at most 1,024 levels: a deeper prefix is cut where it reaches them.
 _MAX_DEPTH = 1024

@@ -71,14 +71,14 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     return doc
 
 
-_CLOSER = {"{": "}", "[": "]"}
+CLOSERS = {"{": "}", "[": "]"}  # what closes each container
 
 
 def cut_short(text: str) -> bool:
     """True for text that opens an object or array and does not end by closing one: not JSON
     whatever lies between (a body cut by the gateway). Checked before decoding such text,
     whose error alone costs more than the repair of a short cut body."""
-    closer = _CLOSER.get(text.lstrip()[:1])
+    closer = CLOSERS.get(text.lstrip()[:1])
     return closer is not None and text.rstrip()[-1:] != closer
 
 

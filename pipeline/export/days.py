@@ -41,7 +41,6 @@ from pipeline.store.rows import correlation_id_of
 PART_ROWS = 1_000_000  # rows per calls file: a busy day is several files, each a few row groups
 PARQUET = "application/vnd.apache.parquet"
 _PART = re.compile(r"part-(\d{4,})\.parquet$")
-_PART_NAME = re.compile(r"part-\d{4,}\.parquet")
 
 
 @dataclass(slots=True)
@@ -240,7 +239,7 @@ def _entry_ok(entry: Any, dataset: str, day: date) -> bool:
     numbers = [entry.get(k) for k in ("rows", "bytes")]
     return (
         folder == f"{dataset}/day={day}"
-        and _PART_NAME.fullmatch(name) is not None
+        and _PART.fullmatch(name) is not None
         and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
         and isinstance(entry.get("sha256"), str)
     )

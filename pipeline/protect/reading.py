@@ -30,8 +30,8 @@ import functools
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable
-from dataclasses import dataclass
+
+from pipeline.protect.offsets import Offsets
 
 # Full-width U+FF0B... are U+002B... (+, -, .), and the letters and "@".
 _FULL_WIDTH = (0xFF0B, 0xFF0D, 0xFF0E, *range(0xFF20, 0xFF3B), *range(0xFF41, 0xFF5B))
@@ -154,49 +154,25 @@ def as_written(text: str) -> str:
     return fold(text)
 
 
-def hidden_view(text: str) -> tuple[str, Unhidden | None] | None:
+def hidden_view(text: str) -> tuple[str, Offsets | None] | None:
     """The second reading of a `special` text: without its hidden characters and with its
-    tags spelled (and folded), with the map back when characters were taken out; None when
-    it reads as `fold(text)` does. Detectors read both: this one finds a value that
-    invisible characters split, the first one a value they only border ("card\u200b4111
-    ..."): taken out, they would join it to the word beside it."""
+    tags spelled (and folded), with where its characters are written when characters were
+    taken out; None when it reads as `fold(text)` does. Detectors read both: this one finds a
+    value that invisible characters split, the first one a value they only border ("card
+    \u200b4111 ..."): taken out, they would join it to the word beside it."""
     hidden = unhide(text)
-    view = text if hidden is None else hidden.text
+    view = text if hidden is None else hidden[0]
     if hidden is None and _TAGS.search(view) is None:
         return None
-    return fold(spell_tags(view)), hidden
+    return fold(spell_tags(view)), None if hidden is None else hidden[1]
 
 
-@dataclass(slots=True)
-class Unhidden:
-    """A text without its hidden characters (`text`), read in C, and the text it was read
-    from, to map spans back where a match is masked: one walk over the hidden runs, nothing
-    kept per run (a list of them, one Python object a hidden character, took 71 MB for a
-    1 MB event with a combining mark after every digit)."""
-
-    text: str
-    source: str
-
-    def where(self, offsets: Iterable[int]) -> dict[int, int]:
-        """Each view offset's offset in the source (a span's start and end: the hidden
-        characters inside a span and right after it go with it, as a combining mark belongs
-        to the character before it; those before it stay; the view's end is the source's)."""
-        out: dict[int, int] = {}
-        runs = _HIDDEN.finditer(self.source)
-        run, removed = next(runs, None), 0
-        for k in sorted(set(offsets)):
-            while run is not None and run.start() - removed <= k:
-                removed += run.end() - run.start()
-                run = next(runs, None)
-            out[k] = k + removed
-        return out
-
-
-def unhide(text: str) -> Unhidden | None:
-    """`text` without its hidden characters, or None when it has none (O(1) for ASCII)."""
+def unhide(text: str) -> tuple[str, Offsets] | None:
+    """`text` without its hidden characters, read in C, and where each of its characters is
+    written (offsets.py); None when it has none (O(1) for ASCII)."""
     if text.isascii() or _HIDDEN.search(text) is None:
         return None
-    return Unhidden(_HIDDEN.sub("", text), text)
+    return visible(text), Offsets(text, _HIDDEN, 0)
 
 
 def visible(text: str) -> str:

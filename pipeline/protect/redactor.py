@@ -94,11 +94,11 @@ class Redactor:
         self._find_builtin(as_written(text), found)
         second = hidden_view(text)
         if second is not None:
-            view, hidden = second
+            view, written = second
             first = len(found)
             self._find_builtin(view, found)
-            if hidden is not None:
-                at = hidden.where(x for f in found[first:] for x in (f[0], -f[2]))
+            if written is not None:
+                at = written.where(x for f in found[first:] for x in (f[0], -f[2]))
                 for i in range(first, len(found)):
                     start, rank, end, label = found[i]
                     found[i] = (at[start], rank, -at[-end], label)
