@@ -326,14 +326,14 @@ def test_calls_straddling_midnight_keep_one_row(cfg: Config, store: Store) -> No
 
 def test_public_policy_shapes(cfg: Config, store: Store) -> None:
     a_id, b_id, c_id = (
-        "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+        "chatcmpl-C2aRt7PqLm0XzYvWuTsRqPoNmLkJi",
         "chatcmpl-B7xYzQ1aBcDeFgHiJkLmNoPqRsTu",
         apim.new_id("shape-c"),
     )
     req_c, resp_c = sources.shape_c_pair(c_id)
     b_missing = sources.shape_b("chatcmpl-nousage", promptTokens=1, responseTokens=0, totalTokens=1)
     a_missing = sources.shape_a(
-        "0f1e2d3c-0000-0000-0000-00000000000a",
+        "chatcmpl-nousage-a",
         promptTokens="0",
         responseTokens="0",
         totalTokens="0",
@@ -377,7 +377,9 @@ def test_public_policy_shapes(cfg: Config, store: Store) -> None:
     # `?? 1` and "0" defaults are not usage: unknown, never a fabricated count
     assert rows["chatcmpl-nousage"]["TokensSource"] == "none"
     assert "PromptTokens" not in rows["chatcmpl-nousage"]
-    assert "PromptTokens" not in rows["0f1e2d3c-0000-0000-0000-00000000000a"]
+    assert "PromptTokens" not in rows["chatcmpl-nousage-a"]
+    # Keyed by its response id (its `apimRequestId` is the backend's request id).
+    assert a["KeyedBy"] == "ResponseId"
 
 
 def test_policy_message_cut_at_200_kb_is_salvaged(cfg: Config, store: Store) -> None:

@@ -19,7 +19,7 @@ from pipeline.model import EventIn
 from pipeline.settings import Config
 from pipeline.store import rows
 from pipeline.store.account import Store
-from tests.fixtures import aihub, apim
+from tests.fixtures import aihub, apim, sources
 from tests.test_ingest import all_rows
 from tests.test_kpi import kpi_rows
 
@@ -84,6 +84,31 @@ def test_across_batches_the_rollup_joins_them(hub_first: bool, store: Store, cfg
     daily.roll_up([D], cfg, store)
     assert all_rows(store)[cid].metadata["etag"] == etag
     assert calls_on(store, D) == 1
+
+
+def test_the_message_storing_sample_and_gatewaylogs_are_one_call(store: Store, cfg: Config) -> None:
+    """formats.md verbatim: the GatewayLogs record of §1.3 and the AI-Gateway message of §3 of
+    the same call. The message's `apimRequestId` is the backend's `apim-request-id` header,
+    not APIM's correlation id: the message joins the call by its response id, and the call
+    is counted once, in one batch and across two."""
+    gw = (apim.HERE / "gatewaylogs_chat.json").read_bytes()
+    record = orjson.loads(gw)["records"][0]
+    message = sources.shape_a(apim.load("policy_shape_a.json")["id"])
+    cid, backend_id = record["correlationId"], orjson.loads(message)["apimRequestId"]
+    assert backend_id == record["properties"]["backendResponseHeaders"]["apim-request-id"]
+    assert backend_id != cid
+    plan = plan_batch([EventIn(gw), EventIn(message)], Config())
+    assert list(plan.states) == [cid]
+    assert {f.kind for f in plan.states[cid].call.fragments.values()} == {"gateway", "policy"}
+
+    for events in ([EventIn(message)], [EventIn(gw)]):
+        process_batch(events, cfg, store)
+    day = date.fromisoformat(record["time"][:10])
+    daily.roll_up([day], cfg, store)
+    after = all_rows(store)
+    assert list(after) == [cid], list(after)
+    assert after[cid]["TotalTokens"] == 42
+    assert calls_on(store, day) == 1
 
 
 def test_a_redelivered_usage_record_joins_again(store: Store, cfg: Config) -> None:

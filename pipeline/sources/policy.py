@@ -140,8 +140,13 @@ def _ours(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyM
 
 
 def _shape_a(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyMessage | None:
-    apim_id = _clean(text(flat, "apimrequestid"))
-    cid = apim_id or _clean(text(flat, "id"))
+    # Keyed by the response id, like the accelerator's records: the sample's `apimRequestId`
+    # is the backend's `apim-request-id` response header (`context.Response.Headers`), the
+    # model service's own id and not APIM's correlation id (formats.md §1.3 logs the two
+    # apart), so it names no row of the call and keying by it made a second row of it. Only
+    # a message without a response id (the sample always writes one) is keyed by it.
+    rid = _clean(text(flat, "id"))
+    cid = rid or _clean(text(flat, "apimrequestid"))
     if cid is None:
         return None
     request = parse_body(flat.get("request"))
@@ -163,7 +168,7 @@ def _shape_a(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> Poli
     p, c, t = _tokens(flat, "prompttokens", "responsetokens", "totaltokens")
     if (p, c, t) != (0, 0, 0):  # the sample's default when usage was missing
         f.usage = _usage(p, c, t, f.operation) or f.usage
-    return PolicyMessage(cid, 0, f, ex.prompt_text, ex.completion_text, apim_id is None)
+    return PolicyMessage(cid, 0, f, ex.prompt_text, ex.completion_text, rid is not None)
 
 
 def _shape_b(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyMessage | None:
