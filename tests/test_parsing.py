@@ -224,6 +224,38 @@ def test_whole_bodies_with_blanks_around_them_are_not_taken_for_cut_ones() -> No
         assert parse_body(body).truncated, body
 
 
+def test_a_byte_order_mark_before_a_body_hides_nothing() -> None:
+    """A client's request body starting with U+FEFF (served: decoders skip it) is read as the
+    JSON it is: on a v1 route its `model` names the deployment, and a streamed call without
+    usage has its prompt estimated and previewed."""
+    from pipeline.ingest.batch import transform
+    from pipeline.model import EventIn
+
+    sse = "\n\n".join(
+        p for p in apim.text("chat_stream_usage.sse").split("\n\n") if '"usage":{' not in p
+    )
+    request = orjson.dumps(
+        {"model": "gpt4-exp", "stream": True, "messages": [{"role": "user", "content": "Hi " * 40}]}
+    ).decode()
+    rows_of: dict[str, Any] = {}
+    for label, body in (
+        ("plain", request),
+        ("bom", "\ufeff" + request),
+        ("bom2", " \ufeff" + request),
+    ):
+        record = apim.gateway(
+            apim.new_id(f"bom-{label}"), path="/openai/v1/chat/completions", request=body,
+            response=sse,
+        )  # fmt: skip
+        record["properties"]["requestSize"] = len(body.encode())
+        ((_, rows_of[label]),) = transform([EventIn(apim.envelope(record))], Config()).rows
+    for label in ("bom", "bom2"):
+        for key in ("Deployment", "PromptTokens", "PromptPreview"):
+            assert rows_of[label].get(key) == rows_of["plain"].get(key) is not None, (label, key)
+    assert parse_body("\ufeff" + request).kind == "json"
+    assert parse_body("\ufeff" + request[:40]).truncated
+
+
 def test_truncated_body_keeps_fields_before_the_cut() -> None:
     doc = repair_truncated(
         '{"id":"chatcmpl-1","model":"gpt-4o","usage":{"prompt_tokens":29,"completion_tok'

@@ -48,9 +48,14 @@ def parse_body(raw: Any) -> Body:
         return Body("json", raw)
     if not isinstance(raw, str):
         return ABSENT
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    # A byte order mark before the body: decoders that serve the call skip it (RFC 8259 §8.1
+    # lets them), so it must not make the body text whose prompt and model go unread.
+    raw = raw.lstrip()
+    if raw[:1] == "\ufeff":
+        raw = raw[1:]
     if not raw.strip():
         return ABSENT
-    size = len(raw.encode("utf-8", "surrogatepass"))
     if _SSE_START.match(raw):
         return Body("sse", None, False, raw, size)
     if not safejson.cut_short(raw):
