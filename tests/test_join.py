@@ -408,6 +408,23 @@ def test_policy_message_cut_at_200_kb_is_salvaged(cfg: Config, store: Store) -> 
     assert not longer.rows and len(longer.plan.dead) == 1
 
 
+@pytest.mark.parametrize("between", [b"", b"\n", b"\r\n  "])
+def test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call(between: bytes) -> None:
+    """Two whole policy messages one after the other (a sender's newline-delimited batch, or
+    two writes run together) are not a message cut short: salvaging the first left the
+    second call unread and unarchived. The event is a dead letter with its bytes."""
+    ids = apim.new_id("two-1"), apim.new_id("two-2")
+    first, second = (sources.policy_message(cid, request={"messages": Q}) for cid in ids)
+    body = first + between + second
+    result = transform([EventIn(body)], Config())
+    assert not result.rows
+    (dead,) = result.plan.dead
+    assert dead.event.body == body and all(cid.encode() in dead.body for cid in ids)
+    # Only blanks after a whole message: the message itself, whole.
+    (row,) = transform([EventIn(first + b" \r\n")], Config()).rows
+    assert row[1]["BodyTruncated"] is False
+
+
 def test_on_error_message_from_the_gateway(cfg: Config, store: Store) -> None:
     cid = apim.new_id("policy-429")
     err = {

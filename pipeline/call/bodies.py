@@ -106,11 +106,13 @@ _CUT_STRING = "cut string"
 Step = Callable[[list[str], str, str, re.Match[str], int], tuple[str | None, int]]
 
 
-def repair_truncated(text: str) -> Any | None:
+def repair_truncated(text: str, *, cut_only: bool = False) -> Any | None:
     """Parse the longest valid prefix of a JSON document that was cut off.
 
     Returns the salvaged document, or None when the text is not a JSON prefix at all.
     A string value cut in the middle is kept (closed where it stops): previews want it.
+    `cut_only`: None too for a whole document followed by more than blanks (two messages one
+    after the other, junk after one): no cut, and the rest would go unread.
 
     Linear in the text: one pass over its tokens; the closing brackets are worked out once,
     from the stack, when the pass ends (every push and pop is followed by a new cut point,
@@ -134,6 +136,8 @@ def repair_truncated(text: str) -> Any | None:
         partial = _PARTIAL_ESCAPE.sub("", text[cut_end:])
         return _finish(text[:cut_end] + partial + '"', _closing(stack))
     if cut_end == -1:
+        return None
+    if cut_only and state is None and not stack and text[cut_end:].strip():
         return None
     return _finish(text[:cut_end], _closing(stack))
 

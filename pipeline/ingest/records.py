@@ -191,7 +191,9 @@ def salvage_message(body: bytes) -> dict[str, Any] | None:
     text_ = body.decode("utf-8", "replace").lstrip("\ufeff").lstrip()
     if not text_.startswith("{"):
         return None
-    doc = repair_truncated(text_)
+    # Only a message that stops before its end: a whole one followed by more (two messages
+    # in one event) is not cut, and salvaging the first would leave the second unread.
+    doc = repair_truncated(text_, cut_only=True)
     if not isinstance(doc, dict) or policy.shape_of(flatten(doc)) is None:
         return None
     return doc
