@@ -1878,3 +1878,18 @@ def test_a_csv_cell_of_short_lines_is_held_by_its_characters() -> None:
     )
     assert len(events) == 1 and orjson.loads(events[0].body)["RequestBody"] == "a\n" * (n // 2)
     assert peak < 30 * len(body), f"{peak / len(body):.0f} bytes a byte"
+
+
+@pytest.mark.parametrize("cid", ["", " ", "\t\n", "\u200b", "\xa0\u2060", "\x85", "\ufeff "])
+def test_an_id_nobody_can_see_names_no_call(cid: str) -> None:
+    """A correlation id of blanks, control or invisible characters is no id: the record is a
+    dead letter (its row would be told from no other in a listing), never a row under it."""
+    record = apim.gateway("placeholder")
+    record["correlationId"] = cid
+    result = transform([ev(apim.envelope(record, apim.gateway(apim.new_id("seen-id"))))], Config())
+    assert [e["RowKey"] for _, e in result.rows] == [apim.new_id("seen-id")]
+    (dead,) = result.plan.dead
+    assert dead.reason == "GatewayLogs record without correlationId"
+    # Invisible characters beside visible ones are part of an id, not all of it.
+    record["correlationId"] = "\u200b" + apim.new_id("seen-id-2")
+    assert len(transform([ev(apim.envelope(record))], Config()).rows) == 1

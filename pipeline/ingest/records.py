@@ -12,6 +12,7 @@ record boundary (plan.py).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, fields
 from typing import Any
@@ -22,6 +23,7 @@ from pipeline.call import attribution
 from pipeline.call.bodies import repair_truncated
 from pipeline.call.join import CUT_PREVIEW
 from pipeline.common import safejson
+from pipeline.common.render import INVISIBLE
 from pipeline.common.timestamps import plausible
 from pipeline.common.values import text
 from pipeline.model import SOURCE_RANK, EventIn, Facts, Fragment, Preview
@@ -202,12 +204,17 @@ def salvage_message(body: bytes) -> dict[str, Any] | None:
 # --- facts ---------------------------------------------------------------------------------------
 
 
+# An id nobody can see (blanks, control or invisible characters only) names no call: its row
+# could not be told from another's in any listing, and APIM never writes one.
+_NO_ID = re.compile(f"[\\s\\x00-\\x1f\\x7f-\\x9f{INVISIBLE}]*+")
+
+
 def facts(parsed: Parsed, event: EventIn, cfg: Config) -> str:
     """Call step: the record's facts completed and checked in place (they are its own);
     returns the id of the call they belong to."""
     read = parsed.read
     _trust_caller(read, parsed.authorization, cfg)
-    if read.correlation_id is None:
+    if read.correlation_id is None or _NO_ID.fullmatch(read.correlation_id):
         raise Dead(f"{read.label} without correlationId")
     _check_time(read, event)
     try:
