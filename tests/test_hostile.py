@@ -1893,3 +1893,23 @@ def test_an_id_nobody_can_see_names_no_call(cid: str) -> None:
     # Invisible characters beside visible ones are part of an id, not all of it.
     record["correlationId"] = "\u200b" + apim.new_id("seen-id-2")
     assert len(transform([ev(apim.envelope(record))], Config()).rows) == 1
+
+
+@pytest.mark.parametrize("second", ['"Records"', '"records"', '"RECORDS" :'])
+def test_an_event_of_two_record_lists_is_kept_whole(second: str) -> None:
+    """A sender's envelope naming `records` twice (another case, or the same key twice, of
+    which a decoder keeps the last): one list was read, the other was nowhere, neither row,
+    dead letter nor archive. The event is one dead letter of its bytes, both calls in it."""
+    ids = apim.new_id("two-lists-1"), apim.new_id("two-lists-2")
+    a, b = (orjson.dumps(apim.gateway(cid)).decode() for cid in ids)
+    key = second if second.endswith(":") else second + ":"
+    body = ('{"records":[' + a + "]," + key + "[" + b + "]}").encode()
+    result = transform([ev(body)], Config())
+    assert not result.rows
+    (dead,) = result.plan.dead
+    assert dead.reason == "event holds more than one records list"
+    assert all(cid.encode() in dead.body for cid in ids)
+    # A `records` key inside a record is no second list.
+    inner = apim.gateway(ids[0])
+    inner["properties"]["records"] = [1]
+    assert len(transform([ev(apim.envelope(inner))], Config()).rows) == 1

@@ -29,7 +29,7 @@ from pipeline.protect.policy import CapturePolicy, policy_for
 from pipeline.protect.previews import preview
 from pipeline.settings import Capture, Config
 from pipeline.sources import llmlogs
-from pipeline.sources.envelope import EnvelopeError, flatten, open_envelope
+from pipeline.sources.envelope import EnvelopeError, EnvelopeRefused, flatten, open_envelope
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,9 @@ def _join_twins(plan: Plan) -> None:
 def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) -> None:
     try:
         env = open_envelope(event.body, cfg.max_records)
+    except EnvelopeRefused as exc:
+        plan.dead.append(deadletters.raw_dead_letter(policy, event, None, str(exc)))
+        return
     except EnvelopeError as exc:
         _plan_unreadable(plan, event, cfg, policy, str(exc))
         return

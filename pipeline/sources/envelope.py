@@ -6,6 +6,7 @@ policy sends whatever string it built (a bare object, or an array of objects).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,11 @@ _BOM = b"\xef\xbb\xbf"
 
 class EnvelopeError(ValueError):
     """The event body is not a shape we can read; the message says why."""
+
+
+class EnvelopeRefused(EnvelopeError):
+    """JSON refused as a whole (two lists of records): kept as received, since decoding it
+    again keeps one of the lists only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +52,7 @@ def open_envelope(body: bytes, max_records: int | None = None) -> Envelope:
                 # orjson's messages name a position, never the content.
                 raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
         if isinstance(doc, dict):
-            records = _records_member(doc)
+            records = _records_member(doc, data)
             enveloped = records is not None
             if records is None:
                 records = [doc]
@@ -74,11 +80,36 @@ def _without_lone_surrogates(data: bytes) -> Any:
         return None
 
 
-def _records_member(doc: dict[str, Any]) -> list[Any] | None:
-    for key, value in doc.items():
-        if key.lower() == "records" and isinstance(value, list):
-            return value
-    return None
+def _records_member(doc: dict[str, Any], data: bytes) -> list[Any] | None:
+    """The envelope's list of records. Two of them (`records` and `Records`, or one key twice,
+    of which a decoder keeps the last) would leave one list unread and unarchived, without a
+    trace: the event is refused whole instead (a dead letter with its bytes)."""
+    found = [(k, v) for k, v in doc.items() if k.lower() == "records" and isinstance(v, list)]
+    if len(found) > 1 or (found and _repeats_key(data, found[0][0])):
+        raise EnvelopeRefused("event holds more than one records list")
+    return found[0][1] if found else None
+
+
+def _repeats_key(data: bytes, key: str) -> bool:
+    """True when the top-level object names `key` (its `records`) more than once: a decoder
+    keeps the last. The bytes are counted first (a fraction of a millisecond a MB): a client
+    writes no keys in an event (what it sends is logged inside strings, escaped), so a second
+    is rare, and then the event is decoded once more with each `"records"` renamed apart, in
+    place (a number as long: the JSON stays the same shape). A duplicate spelled with
+    escapes (`rec\\u006frds`) is not seen: the event is read as its decoder reads it."""
+    needle = b'"' + key.encode() + b'"'
+    count = data.count(needle)
+    if count < 2:
+        return False
+    width = len(key)  # never short of digits: a 1 MB event holds far fewer than 10^7 keys
+    names = iter(range(count))
+    marked = re.sub(re.escape(needle), lambda m: b'"%0*d"' % (width, next(names)), data)
+    try:
+        doc = orjson.loads(marked)
+    except orjson.JSONDecodeError:
+        return False
+    lists = [v for k, v in doc.items() if k.isdigit() and isinstance(v, list)]
+    return len(lists) > 1
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
