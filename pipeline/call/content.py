@@ -126,6 +126,30 @@ def generated_text(response: Any) -> str:
     return text
 
 
+def generated_extra(message: dict[str, Any], refusal: bool = True) -> list[str]:
+    """A message's (or a stream delta's) generated text besides `content` and tool calls,
+    all of it output tokens: a refusal, the reasoning of models that return it (DeepSeek-R1
+    on Azure AI Foundry). An audio answer's transcript is not here: see `answered_in_audio`."""
+    parts: list[str] = []
+    if refusal and isinstance(message.get("refusal"), str):
+        parts.append(message["refusal"])
+    if isinstance(message.get("reasoning_content"), str):
+        parts.append(message["reasoning_content"])
+    return parts
+
+
+def answered_in_audio(response: Any) -> bool:
+    """A chat answer with an `audio` part (gpt-4o-audio): its output is mostly audio tokens,
+    several per word of the transcript and priced higher, which no text we see measures."""
+    if not isinstance(response, dict):
+        return False
+    for choice in list_of(response.get("choices")):
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("audio"), dict):
+            return True
+    return False
+
+
 def _choice_generated(choice: dict[str, Any]) -> str:
     parts: list[str] = []
     if isinstance(choice.get("text"), str):
@@ -133,6 +157,7 @@ def _choice_generated(choice: dict[str, Any]) -> str:
     message = choice.get("message")
     if isinstance(message, dict):
         parts.append(part_text(message.get("content")) or "")
+        parts += generated_extra(message)
         for call in list_of(message.get("tool_calls")):
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict):

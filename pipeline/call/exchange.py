@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.call import operations, tokens
 from pipeline.call.bodies import ABSENT, Body
-from pipeline.call.content import completion_text, generated_text, prompt_text
+from pipeline.call.content import answered_in_audio, completion_text, generated_text, prompt_text
 from pipeline.call.errors import aoai_error, classify, is_content_filter, stream_error
 from pipeline.call.stream import Stream, parse_sse
 from pipeline.call.usage import normalise_usage
@@ -107,6 +107,7 @@ def interpret(
             resp,
             request_size,
             response_size,
+            operations.is_image_embeddings(backend_url, url, operation_id),
         )
         # A `usage` cut in half (a client can size its answer so that the cut falls after
         # `completion_tokens`): what it kept, the estimate for the rest.
@@ -247,6 +248,7 @@ def _estimate(
     resp: dict[str, Any] | None,
     request_size: int | None,
     response_size: int | None,
+    image_embeddings: bool,
 ) -> Usage:
     if operation not in tokens.ESTIMABLE:
         return Usage(source="none")  # images, audio, files...: only what the body reports
@@ -254,10 +256,11 @@ def _estimate(
     prompt = tokens.estimate_prompt(req, operation, enc)
     if prompt is not None and request.truncated:
         prompt = tokens.scale(prompt, request.logged_bytes, request_size)
-    elif prompt is None and request.truncated and request_size and operation != "embeddings":
+    elif prompt is None and request.truncated and request_size and not image_embeddings:
         # Nothing countable before the cut: the size APIM measured stands in (left unknown,
-        # the call was unpriced, and a client padding its body paid nothing). Not for
-        # embeddings: an image's bytes are no text tokens (tokens.estimate_prompt).
+        # the call was unpriced, and a client padding its body paid nothing). Not for image
+        # embeddings, known by their route, never by the body (a text embeddings body padded
+        # before its `input` cost nothing): an image's bytes are no text tokens.
         prompt = math.ceil(request_size / _BYTES_PER_TOKEN)
     completion = _estimate_completion(operation, enc, req, response, stream, resp, response_size)
     if prompt is None and (completion is None or operation == "embeddings"):
@@ -279,6 +282,10 @@ def _estimate_completion(
     if operation == "embeddings":
         return 0  # no output tokens, ever
     if response.kind == "absent":
+        return None
+    if (stream is not None and stream.audio) or (stream is None and answered_in_audio(resp)):
+        # Spoken answers (gpt-4o-audio) bill audio tokens, several per word of the transcript
+        # and priced higher: counting the transcript would be silently low. Unknown instead.
         return None
     if stream is not None:
         seen = stream.generated_text()

@@ -118,6 +118,22 @@ def operation_from_url(url: str | None) -> str | None:
     return None
 
 
+# Image embeddings (`/models/images/embeddings`, APIM operation `getImageEmbeddings`): the
+# `embeddings` operation, but an image's bytes are no text tokens.
+_IMAGE_EMBEDDINGS = re.compile(r"/images/embeddings(?:/|$)")
+
+
+def is_image_embeddings(backend_url: str | None, url: str | None, operation_id: str | None) -> bool:
+    """True when the call is image embeddings, read from what named the operation (as
+    `operation_from_url` then `operation_from_id` are tried): a client cannot make a text
+    embeddings call pass for one by what its body holds."""
+    for candidate in (backend_url, url):
+        if operation_from_url(candidate) is not None:
+            path = _DEPLOYMENT.sub("", _path(candidate).lower())
+            return _IMAGE_EMBEDDINGS.search(path) is not None
+    return (operation_id or "").lower() == "getimageembeddings"
+
+
 def operation_from_id(operation_id: str | None) -> str | None:
     if not operation_id:
         return None

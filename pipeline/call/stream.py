@@ -23,6 +23,7 @@ import orjson
 
 from pipeline.call.content import (
     completion_text,
+    generated_extra,
     generated_text,
     list_of,
     tool_call_text,
@@ -55,6 +56,8 @@ class Stream:
     # A terminal marker ([DONE] or a terminal event) was seen: nothing was cut.
     complete: bool = False
     events: int = 0
+    # A `delta.audio` was seen: the output is mostly audio tokens, which no text measures.
+    audio: bool = False
 
     def completion_text(self) -> str | None:
         if self.response is not None:
@@ -176,9 +179,9 @@ def _chat_chunk(s: Stream, doc: dict[str, Any]) -> None:
 def _other_choice(s: Stream, choice: dict[str, Any]) -> None:
     delta = choice.get("delta")
     if isinstance(delta, dict):
-        for key in ("content", "refusal"):
-            if isinstance(delta.get(key), str):
-                s.others.append(delta[key])
+        if isinstance(delta.get("content"), str):
+            s.others.append(delta["content"])
+        _generated_extra(s, delta)
         for call in list_of(delta.get("tool_calls")):
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict):
@@ -194,6 +197,7 @@ def _first_choice(s: Stream, choice: dict[str, Any]) -> None:
             s.parts.append(delta["content"])
         if isinstance(delta.get("refusal"), str):
             s.parts.append(delta["refusal"])  # generated text too: it counts as output
+        _generated_extra(s, delta, refusal=False)
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
             _tool_call_deltas(s, calls)
@@ -207,6 +211,14 @@ def _first_choice(s: Stream, choice: dict[str, Any]) -> None:
         s.finish_reason = reason
         if reason == "content_filter":
             s.content_filtered = True
+
+
+def _generated_extra(s: Stream, delta: dict[str, Any], refusal: bool = True) -> None:
+    """Reasoning: output tokens, never previewed (a preview shows the answer; the first
+    choice's refusal is in it already). Audio makes the output unknown (`Stream.audio`)."""
+    s.others += generated_extra(delta, refusal)
+    if isinstance(delta.get("audio"), dict):
+        s.audio = True
 
 
 def _tool_call_deltas(s: Stream, calls: list[Any]) -> None:

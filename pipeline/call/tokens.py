@@ -189,6 +189,18 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_tokens(value: Any, enc: tiktoken.Encoding) -> int:
+    """Tokens of a value's JSON text. Bounded by the body it was read from: a document we
+    decode is at most `safejson.MAX_DEPTH` deep (deeper parts are already strings), orjson
+    writes it in linear time, and `count` cuts it into slices."""
+    import orjson
+
+    try:
+        return count(_json(value), enc)
+    except orjson.JSONEncodeError:  # not from a JSON body (an integer past 64 bits): its text
+        return count(str(value), enc)
+
+
 def chat_message_tokens(messages: Iterable[Any], enc: tiktoken.Encoding) -> int:
     """Cookbook `num_tokens_from_messages`: 3 per message, +1 per name, +3 reply priming."""
     total = 0
@@ -212,13 +224,32 @@ def chat_message_tokens(messages: Iterable[Any], enc: tiktoken.Encoding) -> int:
     return total + 3
 
 
+# What the cookbook formula counts of a tool's `parameters` and of each of its properties.
+# The model is shown the rest of the schema too (nested `properties`, `items`, `anyOf`,
+# `$defs`, titles, examples...), and a client can move its whole prompt into nested
+# descriptions: that rest is counted as its JSON text (a few tokens of punctuation per nested
+# property more than OpenAI's rendering, never a blind spot). Its JSON text rather than a walk
+# of the schema keywords: every key and value counts whatever its name (an unknown keyword, a
+# level past the nesting bound kept as text), in one linear pass in C.
+_PARAMS_COUNTED = frozenset({"type", "properties", "required", "additionalProperties"})
+_PROPERTY_COUNTED = frozenset({"type", "description", "enum"})
+
+
+def _rest(spec: dict[str, Any], counted: frozenset[str], into: list[Any]) -> None:
+    rest = {k: v for k, v in spec.items() if k not in counted}
+    if rest:
+        into.append(rest)
+
+
 def tools_tokens(tools: Any, enc: tiktoken.Encoding) -> int:
-    """Cookbook `num_tokens_for_tools` (approximate; the constants are per model family)."""
+    """Cookbook `num_tokens_for_tools` (approximate; the constants are per model family),
+    plus the JSON text of what the cookbook leaves out of the parameters (nested schemas)."""
     if not isinstance(tools, list) or not tools:
         return 0
     func_init = 7 if enc.name == "o200k_base" else 10
     prop_init, prop_key, enum_init, enum_item, func_end = 3, 3, -3, 3, 12
     total = 0
+    rests: list[Any] = []  # counted at the end, in one call: a call per piece costs more
     for tool in tools:
         fn = tool.get("function", tool) if isinstance(tool, dict) else None
         if not isinstance(fn, dict):
@@ -227,7 +258,10 @@ def tools_tokens(tools: Any, enc: tiktoken.Encoding) -> int:
         desc = str(fn.get("description") or "").removesuffix(".")
         total += count(f"{fn.get('name') or ''}:{desc}", enc)
         params = fn.get("parameters")
-        props = params.get("properties") if isinstance(params, dict) else None
+        if not isinstance(params, dict):
+            continue
+        _rest(params, _PARAMS_COUNTED, rests)
+        props = params.get("properties")
         if isinstance(props, dict) and props:
             total += prop_init
             for key, spec in props.items():
@@ -239,7 +273,19 @@ def tools_tokens(tools: Any, enc: tiktoken.Encoding) -> int:
                         total += enum_item + count(str(item), enc)
                 p_desc = str(spec.get("description") or "").removesuffix(".")
                 total += count(f"{key}:{spec.get('type') or ''}:{p_desc}", enc)
-    return total + func_end
+                _rest(spec, _PROPERTY_COUNTED, rests)
+        elif props is not None and not isinstance(props, dict):
+            rests.append(props)  # not an object of properties: its text
+    return total + func_end + (_json_tokens(rests, enc) if rests else 0)
+
+
+def format_tokens(fmt: Any, enc: tiktoken.Encoding) -> int:
+    """A structured-output schema (chat `response_format`, Responses `text.format`): the
+    model is given it with the prompt, so its JSON text counts as input. `text` and
+    `json_object` formats add a few tokens at most: not counted."""
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return 0
+    return _json_tokens(fmt.get("json_schema", fmt), enc)
 
 
 def _text_or_tokens(value: Any, enc: tiktoken.Encoding) -> int:
@@ -271,7 +317,12 @@ def responses_input_tokens(request: dict[str, Any], enc: tiktoken.Encoding) -> i
                 messages.append({"role": "tool", "content": item.get("output")})
             elif item.get("type") == "function_call":
                 messages.append({"role": "assistant", "content": item.get("arguments")})
-    return chat_message_tokens(messages, enc) + tools_tokens(request.get("tools"), enc)
+    text = request.get("text")
+    return (
+        chat_message_tokens(messages, enc)
+        + tools_tokens(request.get("tools"), enc)
+        + format_tokens(text.get("format") if isinstance(text, dict) else None, enc)
+    )
 
 
 # Operations whose input is billed by tokens we can count from the request body.
@@ -295,8 +346,10 @@ def estimate_prompt(request: Any, operation: str | None, enc_name: str) -> int |
     if operation == "responses":
         return responses_input_tokens(request, enc)
     if isinstance(request.get("messages"), list):
-        return chat_message_tokens(request["messages"], enc) + tools_tokens(
-            request.get("tools") or request.get("functions"), enc
+        return (
+            chat_message_tokens(request["messages"], enc)
+            + tools_tokens(request.get("tools") or request.get("functions"), enc)
+            + format_tokens(request.get("response_format"), enc)
         )
     return None
 
