@@ -175,6 +175,18 @@ def test_a_prompt_moved_into_nested_tool_parameters_is_counted() -> None:
     assert described < row["PromptTokens"] < 1.5 * described
 
 
+def test_tool_properties_that_are_no_object_are_counted_as_their_text() -> None:
+    """`properties` of a string (no schema, but the model is shown it): its text counts."""
+    prose = " ".join(f"Clause {i} allows termination with notice." for i in range(200))
+    tool = {"name": "f", "parameters": {"type": "object", "properties": prose}}
+    request = {
+        "messages": [{"role": "user", "content": "Go."}], "stream": True,
+        "tools": [{"type": "function", "function": tool}],
+    }  # fmt: skip
+    row = _chat_stream_call("tool-properties-text", request)
+    assert _text_tokens(prose) < row["PromptTokens"] < 1.5 * _text_tokens(prose)
+
+
 def test_a_responses_text_format_schema_is_counted() -> None:
     """The Responses API's structured outputs are `text.format`: counted as chat's."""
     schema = _described(16, "field")

@@ -420,9 +420,13 @@ def test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call(betwee
     assert not result.rows
     (dead,) = result.plan.dead
     assert dead.event.body == body and all(cid.encode() in dead.body for cid in ids)
-    # Only blanks after a whole message: the message itself, whole.
-    (row,) = transform([EventIn(first + b" \r\n")], Config()).rows
-    assert row[1]["BodyTruncated"] is False
+    # Something between them hides nothing.
+    (dead,) = transform([EventIn(first + b"x" + second)], Config()).plan.dead
+    assert ids[1].encode() in dead.body
+    # Padding after a whole message (NULs, a byte order mark): the message, salvaged.
+    for padding in (b"\x00" * 16, "\ufeff".encode(), b"\r\n\x00"):
+        (row,) = transform([EventIn(first + padding)], Config()).rows
+        assert row[1]["RowKey"] == ids[0]
 
 
 def test_on_error_message_from_the_gateway(cfg: Config, store: Store) -> None:

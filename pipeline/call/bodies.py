@@ -111,8 +111,8 @@ def repair_truncated(text: str, *, cut_only: bool = False) -> Any | None:
 
     Returns the salvaged document, or None when the text is not a JSON prefix at all.
     A string value cut in the middle is kept (closed where it stops): previews want it.
-    `cut_only`: None too for a whole document followed by more than blanks (two messages one
-    after the other, junk after one): no cut, and the rest would go unread.
+    `cut_only`: None too for a whole document followed by what may hold another (a `{` or a
+    `[`: two messages one after the other): no cut, and the rest would go unread.
 
     Linear in the text: one pass over its tokens; the closing brackets are worked out once,
     from the stack, when the pass ends (every push and pop is followed by a new cut point,
@@ -137,7 +137,7 @@ def repair_truncated(text: str, *, cut_only: bool = False) -> Any | None:
         return _finish(text[:cut_end] + partial + '"', _closing(stack))
     if cut_end == -1:
         return None
-    if cut_only and state is None and not stack and text[cut_end:].strip():
+    if cut_only and state is None and not stack and _may_hold_more(text, cut_end):
         return None
     return _finish(text[:cut_end], _closing(stack))
 
@@ -261,6 +261,11 @@ def repair_budget(length: int) -> int:
     text of nothing but brackets and tiny keys, crafted to cost a Python step per byte, is
     read up to this budget and cut there like any truncation (BodyTruncated says so)."""
     return max(2048, length // 16)
+
+
+def _may_hold_more(text: str, end: int) -> bool:
+    # Padding after a whole document (NULs, a byte order mark, blanks) hides nothing.
+    return text.find("{", end) >= 0 or text.find("[", end) >= 0
 
 
 def _closing(stack: list[str]) -> str:

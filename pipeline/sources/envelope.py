@@ -107,7 +107,10 @@ def _repeats_key(data: bytes, key: str) -> bool:
     try:
         doc = orjson.loads(marked)
     except orjson.JSONDecodeError:
-        return False
+        # Read as the event was (lone surrogates); one that now reads otherwise is refused.
+        doc = _without_lone_surrogates(marked)
+        if not isinstance(doc, dict):
+            return True
     lists = [v for k, v in doc.items() if k.isdigit() and isinstance(v, list)]
     return len(lists) > 1
 
