@@ -143,7 +143,11 @@ def expected_from_audit(
                 g[t] += row.get(t) or 0
             g["EstimatedCalls"] += row.get("TokensSource") == "estimated"
             ok = status is None or status < 400
-            g["UnknownTokenCalls"] += ok and row.get("TokensSource") == "none"
+            g["UnknownTokenCalls"] += ok and (
+                row.get("TokensSource") == "none"
+                or row.get("PromptTokens") is None
+                or row.get("CompletionTokens") is None
+            )
             price = table.price(row.get("Model"), row.get("Deployment"), day)
             if ok:
                 if (

@@ -5,7 +5,9 @@ input, output), and × team and cost center when an attribution map exists. Cost
 cost formula of the KPIs (kpi/prices.py) at the list prices of the price table, so a day's
 `BilledCost` sums to that day's KPI `CostUsd`. Failed calls are not billed (no row); tokens of
 successful calls the price table cannot price are rows with cost 0 and `x_Priced` false, so
-`ConsumedQuantity` still counts them.
+`ConsumedQuantity` still counts them. A call whose model was not logged is priced as the KPIs
+price it: as its deployment's model (the price table's map, else the model Azure reported for
+that deployment that day), known once the day is read (`rows`); its `SkuId` is that model.
 
 Facts checked against the FOCUS 1.2 requirements: ChargeCategory `Usage`, ChargeFrequency
 `Usage-Based`, ServiceCategory `AI and Machine Learning` with ServiceSubcategory `Generative
@@ -23,7 +25,7 @@ from typing import Any
 import orjson
 
 from pipeline.kpi.attribution import Attribution
-from pipeline.kpi.prices import PriceTable, Rates, billed
+from pipeline.kpi.prices import DeploymentModels, PriceTable, Rates, billed
 
 TOKEN_TYPES = ("input", "cached input", "output")
 PRICING_UNIT = "1000000 Tokens"
@@ -48,15 +50,18 @@ class FocusDay:
         self.teams = teams if teams is not None and teams.rules else None
         self.sums: dict[Key, list[int]] = {}
         self._price_cache: dict[tuple[Any, Any], Rates | None] = {}
+        self._learned = DeploymentModels()
 
     def add(self, row: Mapping[str, Any]) -> None:
         status = _n(row.get("Status"))
         if status is not None and status >= 400:
             return  # failed calls are not billed
+        model, deployment = _s(row.get("Model")), _s(row.get("Deployment"))
+        if model is not None:
+            self._learned.learn(deployment, model, row.get("Url"), False)
         prompt, completion = _n(row.get("PromptTokens")), _n(row.get("CompletionTokens"))
         if prompt is None or completion is None:
             return  # no quantity to report
-        model, deployment = _s(row.get("Model")), _s(row.get("Deployment"))
         cache_key = (model, deployment)
         if cache_key not in self._price_cache:
             price = self.prices.price(model, deployment, self.day)
@@ -97,14 +102,23 @@ class FocusDay:
             "InvoiceIssuerName": "Microsoft",
             "ResourceType": "Deployment",
         }
+        chosen = self._learned.chosen()
         out = []
         for key in sorted(self.sums, key=_order):
-            for token_type, quantity, rate in _by_type(key[-1], self.sums[key]):
+            rates, sku = key[-1], key[3]
+            if sku is None and key[2] is not None:
+                # No model logged: its deployment's model, known now that the day is read.
+                price = self.prices.price(None, key[2], self.day, chosen)
+                if price is not None:
+                    rates, sku = price.rates, self.prices.model_of(key[2], chosen)
+            for token_type, quantity, rate in _by_type(rates, self.sums[key]):
                 if quantity:
-                    out.append({**common, **self._row(key, token_type, quantity, rate)})
+                    out.append({**common, **self._row(key, token_type, quantity, rate, sku)})
         return out
 
-    def _row(self, key: Key, token_type: str, quantity: int, rate: float | None) -> dict[str, Any]:
+    def _row(
+        self, key: Key, token_type: str, quantity: int, rate: float | None, sku: str | None
+    ) -> dict[str, Any]:
         subscription, product, deployment, model, team, center, _ = key
         cost = quantity * rate / PER if rate is not None else 0.0
         tags: dict[str, str] = {}
@@ -134,8 +148,8 @@ class FocusDay:
             "ContractedUnitPrice": rate,
             "ResourceId": deployment,
             "ResourceName": deployment,
-            "SkuId": model,
-            "SkuPriceId": None if rate is None else f"{model}|{token_type}|{rate}",
+            "SkuId": sku,
+            "SkuPriceId": None if rate is None else f"{sku}|{token_type}|{rate}",
             "Tags": orjson.dumps(tags, option=orjson.OPT_SORT_KEYS).decode(),
             "x_TokenType": token_type,
             "x_Priced": rate is not None,

@@ -15,14 +15,19 @@ A JSON file (`pipeline/kpi/prices.json` by default, or the PRICE_TABLE setting: 
   latest entry effective on or before it, so history reprices correctly when rolled up again.
 - Reasoning tokens are part of completion tokens and billed as output; cached tokens are part
   of prompt tokens and billed at `cachedInput` (at `input` when the model has none).
-- `deployments` maps deployment names to models for calls whose model was not logged.
+- `deployments` maps deployment names to models for calls whose model was not logged, a
+  name in any case or padding (`CHAT-PROD`, ` chat-prod`) being the same deployment.
+- A call whose model was not logged and whose deployment the map does not name is priced with
+  the model Azure reported for that deployment on the same day (`DeploymentModels`), when it
+  reported one: the map first, then what the day's answers say, else unpriced.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable, Sequence
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -30,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.call.operations import deployment_from_url
 from pipeline.kpi.files import DocumentError, read_document
 
 BUNDLED = Path(__file__).resolve().parent / "prices.json"
@@ -81,6 +87,12 @@ def normalise_model(name: str) -> str:
     return n.replace("gpt-3.5", "gpt-35")
 
 
+def deployment_key(name: str) -> str:
+    """What spellings of one deployment share (case, padding): the rollup, the attribution
+    map and budgets count `CHAT-PROD` and `chat-prod` as one deployment, so one price too."""
+    return name.strip().casefold()
+
+
 class PriceTable:
     """The parsed table: prices by normalised model name, oldest first, and deployments."""
 
@@ -97,7 +109,15 @@ class PriceTable:
         deployments = doc.get("deployments") or {}
         if not isinstance(deployments, dict):
             raise PriceTableError(f'{origin}: "deployments" must map deployment names to models')
-        self.deployments = {str(k): str(v) for k, v in deployments.items()}
+        self.deployments: dict[str, str] = {}
+        for k, v in deployments.items():
+            key = deployment_key(str(k))
+            if self.deployments.setdefault(key, str(v)) != str(v):
+                # Two spellings of one deployment mapped apart: which one a call is priced
+                # with must not depend on how its client spelled the name.
+                raise PriceTableError(
+                    f'{origin}: "deployments" maps {k!r} and another spelling of it apart'
+                )
         self.version = str(doc.get("version") or "") or _digest(doc)
 
     def _add(self, name: str, price: Price, where: str) -> None:
@@ -110,9 +130,18 @@ class PriceTable:
         """The normalised model names the table prices."""
         return frozenset(self._by_name)
 
-    def price(self, model: str | None, deployment: str | None, day: date) -> Price | None:
-        """The price of a call's tokens on `day`, or None when the table has none."""
-        name = model or (self.deployments.get(deployment) if deployment else None)
+    def price(
+        self,
+        model: str | None,
+        deployment: str | None,
+        day: date,
+        learned: Mapping[str, str] | None = None,
+    ) -> Price | None:
+        """The price of a call's tokens on `day`, or None when the table has none. The one
+        lookup of every cost (KPIs, hourly usage, FOCUS): a call with no model is priced as its
+        deployment's model, the table's `deployments` map first (the operator's word), then
+        `learned` (`DeploymentModels.chosen`: what Azure reported for it that day)."""
+        name = model or (self.model_of(deployment, learned) if deployment else None)
         if not name:
             return None
         prices = self._by_name.get(normalise_model(name))
@@ -121,6 +150,15 @@ class PriceTable:
         i = bisect.bisect_right([p.effective for p in prices], day)
         return prices[i - 1] if i else None
 
+    def model_of(self, deployment: str, learned: Mapping[str, str] | None = None) -> str | None:
+        """The model a deployment's calls with no model are priced as: the map's, else the
+        one Azure reported for it that day (`learned`), else None."""
+        key = deployment_key(deployment)
+        name = self.deployments.get(key)
+        if name is None and learned is not None:
+            name = learned.get(key)
+        return name
+
     @classmethod
     def from_bytes(cls, data: bytes, origin: str) -> PriceTable:
         try:
@@ -128,6 +166,95 @@ class PriceTable:
         except orjson.JSONDecodeError as exc:
             raise PriceTableError(f"{origin}: not valid JSON ({exc})") from None
         return cls(doc, origin)
+
+
+# (deployment, model) pairs a day's learning keeps. Azure reports the models of real
+# deployments only (a made-up name is a 404, never learned), so a real day has a few dozen:
+# past this many, only forged records (a sender on the hub) are at play, and the pairs kept
+# are the lowest by a fixed hash, so which ones does not depend on the order rows are read in.
+MAX_LEARNED_PAIRS = 10_000
+
+
+# A call that may teach its deployment's model: its deployment as logged (compared with its
+# URL's), and the (deployment key, normalised model) pair it counts for.
+Learnable = tuple[str, tuple[str, str]]
+
+
+def learnable(deployment: Any, model: Any, failed: bool) -> Learnable | None:
+    """What a call may teach, or None: a failed call, or one without model or deployment."""
+    if failed or not isinstance(model, str) or not isinstance(deployment, str):
+        return None
+    if not model.strip() or not deployment.strip():
+        return None
+    return deployment, (deployment_key(deployment), normalise_model(model))
+
+
+class DeploymentModels:
+    """What model each deployment answered with on one day, learned from its answered calls:
+    a call's logged answer loses `model` past APIM's 8,192-byte cut (Azure sorts the keys:
+    `choices` and an embeddings call's `data` come first), and then its deployment's model as
+    Azure reported it on the same day's other calls prices it, rather than nothing.
+
+    Only a deployment APIM routed by is learned: the row's `Deployment` is the one its `Url`
+    path names (`/deployments/{name}/`). A deployment a client names (the body's `model` on
+    v1, Responses and Foundry routes, a header) never is: a client could otherwise teach a
+    deployment a cheaper model and lower everyone's cost on it. The audit row does not say
+    whether an LLM log's `DeploymentName` was joined (its message records carry none), so
+    routes without the path segment are not learned from either."""
+
+    __slots__ = ("_counts", "_ranks", "_urls")
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._ranks: list[tuple[int, tuple[str, str]]] = []  # negated ranks: a max-heap
+        self._urls: dict[str, str | None] = {}  # a day has few distinct URLs; bounded below
+
+    def learn(self, deployment: Any, model: Any, url: Any, failed: bool) -> None:
+        """One call of the day: learned when it was answered, its model logged and its
+        deployment routed by its URL."""
+        what = learnable(deployment, model, failed)
+        if what is not None:
+            self.count(what, url)
+
+    def count(self, what: Learnable, url: Any) -> None:
+        """A call `learnable` said may teach (the rollup asks once per group, not per row),
+        learned when its URL routed by its deployment."""
+        if not isinstance(url, str):
+            return
+        routed = self._urls.get(url, "")
+        if routed == "":
+            if len(self._urls) >= MAX_LEARNED_PAIRS:
+                self._urls.clear()
+            routed = self._urls[url] = deployment_from_url(url)
+        if routed != what[0]:
+            return  # the client's claim, or a backend URL APIM rewrote: not a sure routing
+        pair = what[1]
+        n = self._counts.get(pair)
+        if n is not None:
+            self._counts[pair] = n + 1
+            return
+        rank = int.from_bytes(hashlib.blake2b(orjson.dumps(pair), digest_size=8).digest(), "big")
+        if len(self._ranks) < MAX_LEARNED_PAIRS:
+            heapq.heappush(self._ranks, (-rank, pair))
+        elif rank < -self._ranks[0][0]:
+            # A pair dropped never comes back (every pair kept since ranks lower), so the
+            # pairs kept, and their counts, are the same in any order.
+            _, out = heapq.heapreplace(self._ranks, (-rank, pair))
+            del self._counts[out]
+        else:
+            return
+        self._counts[pair] = 1
+
+    def chosen(self) -> dict[str, str]:
+        """Each deployment's model (by `deployment_key`): the one it answered most calls
+        with that day, the least name among equals (a deployment upgraded mid-day answered
+        with two versions: one price for the day, the same in every run)."""
+        best: dict[str, tuple[int, str]] = {}
+        for (deployment, model), n in self._counts.items():
+            mine = best.get(deployment)
+            if mine is None or (-n, model) < (-mine[0], mine[1]):
+                best[deployment] = (n, model)
+        return {deployment: model for deployment, (_, model) in best.items()}
 
 
 def _entry(entry: Any, where: str) -> tuple[list[str], Price]:

@@ -9,7 +9,11 @@ One KPI row per (Deployment, Model, SubscriptionId, ProductId, BackendId) seen o
   UnknownTokenCalls: successful calls whose tokens are unknown.
 - CostUsd prices each successful call whose model and tokens are known with the price table
   entry valid that day; failed calls cost 0 (not billed); the other successful calls are
-  UnpricedCalls, never a guess.
+  UnpricedCalls, never a guess. A call whose model was not logged (its answer cut before
+  `model`) is priced as its deployment's model: the price table's map, else the model Azure
+  reported for that deployment that day (`prices.DeploymentModels`; DeploymentPricedCalls
+  counts those). As that is known only once the day is read, such calls' tokens wait in
+  `Accumulator.pending` until `_resolve`.
 - Percentiles from mergeable sketches (1% relative error), kept on the row for the report.
 Memory grows with the number of groups, not calls.
 """
@@ -30,7 +34,18 @@ from azure.data.tables import EdmType, EntityProperty
 from pipeline import __version__
 from pipeline.kpi import attribution, packed
 from pipeline.kpi.attribution import Attribution
-from pipeline.kpi.prices import PriceTable, Rates, billed, cost, normalise_model
+from pipeline.kpi.prices import (
+    DeploymentModels,
+    Learnable,
+    Price,
+    PriceTable,
+    Rates,
+    billed,
+    cost,
+    deployment_key,
+    learnable,
+    normalise_model,
+)
 from pipeline.kpi.sketch import Sketch
 from pipeline.model import MAX_CALL_TOKENS
 from pipeline.store.rows import FORBIDDEN_KEY_CHARS, escape_key
@@ -60,6 +75,8 @@ AUDIT_COLUMNS = [
     "TokensSource",
     "DurationMs",
     "BackendMs",
+    # Whether a deployment is APIM's routing, not a client's claim (`DeploymentModels`).
+    "Url",
 ]
 COUNTS = (
     "Calls",
@@ -74,6 +91,11 @@ COUNTS = (
     "UnknownTokenCalls",
     "UnpricedCalls",
 )
+# Successful calls with no model logged, priced with the model Azure reported for their
+# deployment that day. On the KPI rows beside COUNTS, not among them: COUNTS are the export's
+# and the report's columns (a contract), and this one says how a cost was found.
+DEPLOYMENT_PRICED = "DeploymentPricedCalls"
+STORED_COUNTS = (*COUNTS, DEPLOYMENT_PRICED)
 TOKENS = ("PromptTokens", "CompletionTokens", "TotalTokens", "CachedTokens", "ReasoningTokens")
 PERCENTILES = (
     ("DurationP50Ms", "duration", 0.50),
@@ -85,21 +107,26 @@ PERCENTILES = (
 
 @dataclass(slots=True)
 class Accumulator:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STORED_COUNTS, 0))
     tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKENS, 0))
     # Priced token sums per model price, so cost is computed once, independent of row order.
     priced: dict[Rates, list[int]] = field(default_factory=dict)
+    # Successful calls with no model, by `deployment_key`: [calls, uncached, cached,
+    # completion], priced once the day tells their deployment's model (`resolve`). None
+    # until one waits: most accumulators never hold one, and a day has many.
+    pending: dict[str, list[int]] | None = None
     duration: Sketch = field(default_factory=Sketch)
     backend: Sketch = field(default_factory=Sketch)
     # Merged into OTHER_DIMS while the day was read (`_fold`): rows go elsewhere now.
     folded: bool = False
 
-    def add(self, row: Mapping[str, Any], price_of: Any) -> None:
-        self.add_usage(row, price_of)
+    def add(self, row: Mapping[str, Any], price_of: Any, pending: str | None = None) -> None:
+        self.add_usage(row, price_of, pending)
         self.add_latency(row)
 
-    def add_usage(self, row: Mapping[str, Any], price_of: Any) -> None:
-        """Counts, tokens and cost of a row (what the hourly rows keep)."""
+    def add_usage(self, row: Mapping[str, Any], price_of: Any, pending: str | None = None) -> None:
+        """Counts, tokens and cost of a row (what the hourly rows keep). `pending`: the
+        deployment key a call with no model waits under for its deployment's model."""
         status = _int(row.get("Status"))
         failed = _failed(status)
         _count(self.counts, row, status, failed)
@@ -108,7 +135,7 @@ class Accumulator:
             if value is not None:
                 self.tokens[name] += value
         if not failed:
-            self._price(row, price_of)
+            self._price(row, price_of, pending)
 
     def add_latency(self, row: Mapping[str, Any]) -> None:
         duration = _int(row.get("DurationMs"))
@@ -118,18 +145,44 @@ class Accumulator:
         if backend is not None:
             self.backend.add(backend)
 
-    def _price(self, row: Mapping[str, Any], price_of: Any) -> None:
-        """A successful call's tokens, added to the sums of its price; or UnpricedCalls."""
+    def _price(self, row: Mapping[str, Any], price_of: Any, pending: str | None) -> None:
+        """A successful call's tokens, added to the sums of its price, or pending its
+        deployment's model; or UnpricedCalls."""
         price = price_of(row.get("Model"), row.get("Deployment"))
         prompt, completion = _tokens(row.get("PromptTokens")), _tokens(row.get("CompletionTokens"))
-        if price is None or prompt is None or completion is None:
+        if prompt is None or completion is None or (price is None and pending is None):
             self.counts["UnpricedCalls"] += 1
             return
         uncached, cached, completion = billed(prompt, completion, _tokens(row.get("CachedTokens")))
+        if price is None:
+            if self.pending is None:
+                self.pending = {}
+            waiting = self.pending.get(pending)
+            if waiting is None:
+                waiting = self.pending[pending] = [0, 0, 0, 0]
+            waiting[0] += 1
+            waiting[1] += uncached
+            waiting[2] += cached
+            waiting[3] += completion
+            return
         sums = self.priced.setdefault(price.rates, [0, 0, 0])
         sums[0] += uncached
         sums[1] += cached
         sums[2] += completion
+
+    def resolve(self, price_of_deployment: Any) -> None:
+        """The day read: pending calls priced with their deployment's model, or unpriced."""
+        for key, (calls, uncached, cached, completion) in (self.pending or {}).items():
+            price: Price | None = price_of_deployment(key)
+            if price is None:
+                self.counts["UnpricedCalls"] += calls
+                continue
+            self.counts[DEPLOYMENT_PRICED] += calls
+            sums = self.priced.setdefault(price.rates, [0, 0, 0])
+            sums[0] += uncached
+            sums[1] += cached
+            sums[2] += completion
+        self.pending = None
 
     def merge(self, other: Accumulator) -> None:
         for k, v in other.counts.items():
@@ -140,6 +193,12 @@ class Accumulator:
             mine = self.priced.setdefault(key, [0, 0, 0])
             for i in range(3):
                 mine[i] += sums[i]
+        for key, waiting in (other.pending or {}).items():
+            if self.pending is None:
+                self.pending = {}
+            mine = self.pending.setdefault(key, [0, 0, 0, 0])
+            for i in range(4):
+                mine[i] += waiting[i]
         self.duration.merge(other.duration)
         self.backend.merge(other.backend)
 
@@ -173,7 +232,13 @@ def _count(c: dict[str, int], row: Mapping[str, Any], status: int | None, failed
     source = row.get("TokensSource")
     if source == "estimated":
         c["EstimatedCalls"] += 1
-    elif source in (None, "none") and not failed:
+    # Unknown is the prompt or the completion missing, whatever the source: an estimate with
+    # no answer to count (a stream whose body was not logged, an answer in audio) is one.
+    if not failed and (
+        source in (None, "none")
+        or _tokens(row.get("PromptTokens")) is None
+        or _tokens(row.get("CompletionTokens")) is None
+    ):
         c["UnknownTokenCalls"] += 1
 
 
@@ -214,6 +279,11 @@ HourKey = tuple[Any, ...]
 
 
 _KEY_COLUMNS = (USER, *USAGE_EXTRA, *DIMENSIONS)
+# A raw key's (hourly, daily latency, user) accumulators, pending key and what it may teach.
+_Accs = tuple[Accumulator, Accumulator, Accumulator, str | None, Learnable | None]
+# Where a raw key (hour, failed, *_KEY_COLUMNS) holds the deployment and the model.
+_DEPLOYMENT = 2 + _KEY_COLUMNS.index("Deployment")
+_MODEL = 2 + _KEY_COLUMNS.index("Model")
 # Raw keys remembered (each maps to its accumulators, so a row is attributed once per new
 # combination, not per row); past this many the memo starts afresh, so memory stays bounded
 # whatever the number of users.
@@ -371,11 +441,24 @@ def _into(accs: dict[Any, Accumulator], key: Any, acc: Accumulator) -> None:
 
 def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
     """The (hourly, daily latency, user) accumulators of a row whose raw key (hour, failed,
-    _KEY_COLUMNS values) is new. Its team is that of its names as logged, before any cap."""
+    _KEY_COLUMNS values) is new, the key its calls with no model wait under for their
+    deployment's model, and what its calls may teach of that (`prices.learnable`). Its team
+    is that of its names as logged, before any cap."""
     failed = raw[1]
     values = dict(zip(_KEY_COLUMNS, raw[2:], strict=True))
     team, cost_center = teams.team_of(values)
     _capped(folded, values, failed)
+    deployment = _dim(raw[_DEPLOYMENT])
+    # A deployment past the day's cap (OTHER) waits for nothing: each name waiting is a sum
+    # in every accumulator its calls reach, so only the names the cap admitted may wait.
+    pending = (
+        deployment_key(deployment)
+        if deployment is not None
+        and _dim(raw[_MODEL]) is None
+        and not failed
+        and values["Deployment"] != OTHER
+        else None
+    )
     # `_capped` left its columns (the first two) as None, a name, OTHER or a `_Written`.
     dims = (values["Deployment"], values["Model"], *map(_dim, map(values.get, DIMENSIONS[2:])))
     dims = _admit(folded, failed, dims)
@@ -394,7 +477,7 @@ def _group(folded: Any, raw: tuple[Any, ...], teams: Attribution) -> Any:
     by_user = folded.users.get(user)
     if by_user is None:
         by_user = folded.users[user] = Accumulator()
-    return hourly, latency, by_user
+    return hourly, latency, by_user, pending, learnable(raw[_DEPLOYMENT], raw[_MODEL], failed)
 
 
 def _finish(folded: DayRollup) -> None:
@@ -480,9 +563,10 @@ def aggregate(
             cache[key] = prices.price(_dim(model), _dim(deployment), day)
         return cache[key]
 
+    learned = DeploymentModels()
     # Rows are looked up by their raw values (one C-level `map`); a new combination is
     # normalised (empty = None) and attributed once, so the map is not consulted per row.
-    by_raw: dict[tuple[Any, ...], tuple[Accumulator, Accumulator, Accumulator]] = {}
+    by_raw: dict[tuple[Any, ...], _Accs] = {}
     for row in rows:
         raw = (
             _hour(row.get("CallTime")),
@@ -494,11 +578,30 @@ def aggregate(
             if len(by_raw) >= _MEMO_KEYS:
                 by_raw.clear()
             accs = by_raw[raw] = _group(folded, raw, teams)
-        accs[0].add_usage(row, price_of)
+        accs[0].add_usage(row, price_of, accs[3])
         accs[1].add_latency(row)
-        accs[2].add_usage(row, price_of)
+        accs[2].add_usage(row, price_of, accs[3])
+        if accs[4] is not None:
+            learned.count(accs[4], row.get("Url"))
+    _resolve(folded, prices, day, learned.chosen())
     _finish(folded)
     return folded
+
+
+def _resolve(folded: DayRollup, prices: PriceTable, day: date, chosen: dict[str, str]) -> None:
+    """Price the calls that waited for their deployment's model, in every accumulator that
+    holds usage, before any is merged into another (groups, totals): all see one answer."""
+    cache: dict[str, Price | None] = {}
+
+    def price_of_deployment(key: str) -> Price | None:
+        if key not in cache:
+            cache[key] = prices.price(None, key, day, chosen)
+        return cache[key]
+
+    for acc in folded.hours.values():
+        acc.resolve(price_of_deployment)
+    for acc in folded.users.values():
+        acc.resolve(price_of_deployment)
 
 
 # "|" separates the dimensions in a KPI RowKey.
