@@ -66,6 +66,8 @@ LIMITS = "tests/test_limits.py"
 # docs/guarantees.md, "Hostile input" (tests/test_hostile.py, and the detectors' and replay's
 # own tests).
 H = "tests/test_hostile.py::"
+EV = "tests/test_estimate_evasion.py::"
+PF = "tests/test_pricing_fallback.py::"
 RH = "tests/test_redaction_hostile.py::"
 DUP_PROPERTIES = RH + "test_every_properties_member_is_protected_whatever_its_case"
 NESTED_PROPERTIES = RH + "test_a_properties_member_inside_properties_is_free_text"
@@ -334,8 +336,8 @@ MUTATIONS = [
     Mutation(
         "tokens: a request cut before anything countable leaves the prompt unknown",
         "pipeline/call/exchange.py",
-        "    elif prompt is None and request.truncated and request_size and operation != "
-        '"embeddings":\n',
+        "    elif prompt is None and request.truncated and request_size and not "
+        "image_embeddings:\n",
         "    elif False:\n",
         (H + "test_a_client_cannot_make_its_tokens_zero_or_unknown_by_shaping_what_apim_logs",),
     ),
@@ -393,7 +395,7 @@ MUTATIONS = [
     Mutation(
         "tokens: an image embeddings request priced by its bytes",
         "pipeline/call/exchange.py",
-        ' and operation != "embeddings":\n',
+        " and not image_embeddings:\n",
         ":\n",
         (H + "test_an_image_embeddings_request_cut_is_not_priced_by_its_bytes",),
     ),
@@ -918,6 +920,276 @@ MUTATIONS = [
             "tests/test_redaction.py::"
             "test_every_character_of_an_unescaped_view_maps_to_where_it_is_written",
         ),
+    ),
+    Mutation(
+        "policy: an AI-Gateway message keyed by its apimRequestId (the backend's id: a second "
+        "row of the call)",
+        "pipeline/sources/policy.py",
+        '    cid = rid or _clean(text(flat, "apimrequestid"))\n',
+        '    cid = _clean(text(flat, "apimrequestid")) or rid\n',
+        ("tests/test_twins.py::test_the_message_storing_sample_and_gatewaylogs_are_one_call",),
+    ),
+    Mutation(
+        "bodies: a byte order mark before a body makes it text (its prompt and model unread)",
+        "pipeline/call/bodies.py",
+        '    if raw[:1] == "\\ufeff":\n',
+        '    if raw[:1] == "\\ufeffX":\n',
+        ("tests/test_parsing.py::test_a_byte_order_mark_before_a_body_hides_nothing",),
+    ),
+    Mutation(
+        "salvage: a whole policy message followed by another is salvaged as cut (the second "
+        "call unread)",
+        "pipeline/ingest/records.py",
+        "    doc = repair_truncated(text_, cut_only=True)\n",
+        "    doc = repair_truncated(text_)\n",
+        (
+            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call",
+        ),
+    ),
+    Mutation(
+        "repair: cut_only ignored (a whole document followed by more is repaired as cut)",
+        "pipeline/call/bodies.py",
+        "    if cut_only and state is None and not stack and _may_hold_more(text, cut_end):\n",
+        "    if False:\n",
+        (
+            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call",
+        ),
+    ),
+    Mutation(
+        "ids: a correlation id nobody can see (blanks, invisible characters) names a call",
+        "pipeline/ingest/records.py",
+        "    if read.correlation_id is None or _NO_ID.fullmatch(read.correlation_id):\n",
+        "    if read.correlation_id is None:\n",
+        (H + "test_an_id_nobody_can_see_names_no_call",),
+    ),
+    Mutation(
+        "envelope: the same records key twice is read as one list (the decoder keeps the last)",
+        "pipeline/sources/envelope.py",
+        "    if len(found) > 1 or (found and _repeats_key(data, found[0][0])):\n",
+        "    if len(found) > 1:\n",
+        (H + "test_an_event_of_two_record_lists_is_kept_whole",),
+    ),
+    Mutation(
+        "envelope: records and Records, the first list read and the other left",
+        "pipeline/sources/envelope.py",
+        "    if len(found) > 1 or (found and _repeats_key(data, found[0][0])):\n",
+        "    if found and _repeats_key(data, found[0][0]):\n",
+        (H + "test_an_event_of_two_record_lists_is_kept_whole",),
+    ),
+    Mutation(
+        "envelope: an event of two record lists dead-lettered decoded again (one list only)",
+        "pipeline/ingest/plan.py",
+        "        plan.dead.append(deadletters.raw_dead_letter(policy, event, None, str(exc)))\n"
+        "        return\n    except EnvelopeError as exc:\n",
+        "        _plan_unreadable(plan, event, cfg, policy, str(exc))\n"
+        "        return\n    except EnvelopeError as exc:\n",
+        (H + "test_an_event_of_two_record_lists_is_kept_whole",),
+    ),
+    Mutation(
+        "tokens: a text embeddings request padded before its input is not estimated by size",
+        "pipeline/call/exchange.py",
+        "request_size and not image_embeddings:",
+        'request_size and operation != "embeddings":',
+        (
+            EV
+            + "test_text_embeddings_padded_before_their_input_are_estimated_from_the_request_size",
+        ),
+    ),
+    Mutation(
+        "tokens: image embeddings named only by APIM's operation are estimated by size",
+        "pipeline/call/operations.py",
+        '    return (operation_id or "").lower() == "getimageembeddings"\n',
+        "    return False\n",
+        (
+            EV
+            + "test_text_embeddings_padded_before_their_input_are_estimated_from_the_request_size",
+        ),
+    ),
+    Mutation(
+        "tokens: a chat response_format schema not counted",
+        "pipeline/call/tokens.py",
+        '            + format_tokens(request.get("response_format"), enc)\n',
+        "            + 0\n",
+        (EV + "test_a_prompt_moved_into_a_response_format_schema_is_counted",),
+    ),
+    Mutation(
+        "tokens: a Responses text.format schema not counted",
+        "pipeline/call/tokens.py",
+        '+ format_tokens(text.get("format") if isinstance(text, dict) else None, enc)',
+        "+ 0",
+        (EV + "test_a_responses_text_format_schema_is_counted",),
+    ),
+    Mutation(
+        "tokens: nested schemas of a tool's properties not counted",
+        "pipeline/call/tokens.py",
+        "                _rest(spec, _PROPERTY_COUNTED, rests)\n",
+        "                pass\n",
+        (
+            EV + "test_a_prompt_moved_into_nested_tool_parameters_is_counted",
+            EV + "test_a_schema_nested_past_the_depth_bound_is_counted_in_linear_time",
+        ),
+    ),
+    Mutation(
+        "tokens: a tool's $defs not counted",
+        "pipeline/call/tokens.py",
+        "        _rest(params, _PARAMS_COUNTED, rests)\n",
+        "        pass\n",
+        (EV + "test_a_prompt_moved_into_nested_tool_parameters_is_counted",),
+    ),
+    Mutation(
+        "tokens: reasoning_content not counted as output",
+        "pipeline/call/content.py",
+        '        parts.append(message["reasoning_content"])\n',
+        "        pass\n",
+        (
+            EV + "test_streamed_reasoning_content_counts_as_output",
+            EV + "test_a_json_answers_refusal_and_reasoning_count_as_output",
+        ),
+    ),
+    Mutation(
+        "tokens: a JSON answer's refusal not counted as output",
+        "pipeline/call/content.py",
+        '    if refusal and isinstance(message.get("refusal"), str):\n',
+        "    if False:\n",
+        (EV + "test_a_json_answers_refusal_and_reasoning_count_as_output",),
+    ),
+    Mutation(
+        "tokens: a stream's reasoning deltas not counted",
+        "pipeline/call/stream.py",
+        "    s.others += generated_extra(delta, refusal)\n",
+        "    pass\n",
+        (EV + "test_streamed_reasoning_content_counts_as_output",),
+    ),
+    Mutation(
+        "tokens: an audio answer's completion estimated from its text",
+        "pipeline/call/exchange.py",
+        "    if (stream is not None and stream.audio) or (stream is None and "
+        "answered_in_audio(resp)):\n",
+        "    if False:\n",
+        (EV + "test_an_audio_answer_leaves_the_completion_unknown_not_low",),
+    ),
+    Mutation(
+        "tokens: audio deltas not noticed",
+        "pipeline/call/stream.py",
+        '    if isinstance(delta.get("audio"), dict):\n        s.audio = True\n',
+        "    pass\n",
+        (EV + "test_an_audio_answer_leaves_the_completion_unknown_not_low",),
+    ),
+    Mutation(
+        "repair: padding after a whole policy message taken for another (a false dead letter)",
+        "pipeline/call/bodies.py",
+        '    return text.find("{", end) >= 0 or text.find("[", end) >= 0\n',
+        "    return bool(text[end:].strip())\n",
+        (
+            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call",
+        ),
+    ),
+    Mutation(
+        "envelope: a duplicate records key beside a lone surrogate escape goes unseen",
+        "pipeline/sources/envelope.py",
+        "        doc = _without_lone_surrogates(marked)\n        if not isinstance(doc, dict):\n"
+        "            return True\n",
+        "        return False\n",
+        (H + "test_an_event_of_two_record_lists_is_kept_whole",),
+    ),
+    Mutation(
+        "tokens: tool properties that are no object not counted",
+        "pipeline/call/tokens.py",
+        "            rests.append(props)  # not an object of properties: its text\n",
+        "            pass\n",
+        (EV + "test_tool_properties_that_are_no_object_are_counted_as_their_text",),
+    ),
+    Mutation(
+        "cost: a call with no model is not priced as its deployment's model in the KPIs",
+        "pipeline/kpi/rollup.py",
+        "            cache[key] = prices.price(None, key, day, chosen)\n",
+        "            cache[key] = prices.price(None, key, day)\n",
+        (
+            PF + "test_a_long_answer_is_priced_as_the_model_its_deployment_answered_with_that_day",
+            PF + "test_an_embeddings_deployment_learns_its_model_from_a_call_the_llm_log_joined",
+            PF + "test_a_deployment_a_client_names_teaches_no_model",
+            PF + "test_a_deployment_that_answered_with_two_models_is_priced_as_the_more_frequent",
+        ),
+    ),
+    Mutation(
+        "cost: a call with no model is not priced as its deployment's model in FOCUS",
+        "pipeline/export/focus.py",
+        "                price = self.prices.price(None, key[2], self.day, chosen)\n",
+        "                price = self.prices.price(None, key[2], self.day)\n",
+        (
+            PF + "test_a_long_answer_is_priced_as_the_model_its_deployment_answered_with_that_day",
+            PF + "test_a_deployment_a_client_names_teaches_no_model",
+        ),
+    ),
+    Mutation(
+        "cost: the calls priced as their deployment's model are not counted",
+        "pipeline/kpi/rollup.py",
+        "            self.counts[DEPLOYMENT_PRICED] += calls\n",
+        "            pass\n",
+        (
+            PF + "test_a_long_answer_is_priced_as_the_model_its_deployment_answered_with_that_day",
+            PF + "test_an_embeddings_deployment_learns_its_model_from_a_call_the_llm_log_joined",
+        ),
+    ),
+    Mutation(
+        "trust: a deployment a client names teaches its deployment a model",
+        "pipeline/kpi/prices.py",
+        "        if routed != what[0]:\n",
+        "        if False:\n",
+        (PF + "test_a_deployment_a_client_names_teaches_no_model",),
+    ),
+    Mutation(
+        "cost: a deployment's model that day is its least frequent",
+        "pipeline/kpi/prices.py",
+        "if mine is None or (-n, model) < (-mine[0], mine[1]):",
+        "if mine is None or (n, model) < (mine[0], mine[1]):",
+        (
+            PF + "test_a_deployment_that_answered_with_two_models_is_priced_as_the_more_frequent",
+            PF + "test_the_learned_choice_is_the_same_in_any_order_and_ties_go_to_the_least_name",
+        ),
+    ),
+    Mutation(
+        "cost: what the day learned comes before the price table's deployments map",
+        "pipeline/kpi/prices.py",
+        "        name = self.deployments.get(key)\n"
+        "        if name is None and learned is not None:\n"
+        "            name = learned.get(key)\n",
+        "        name = learned.get(key) if learned is not None else None\n"
+        "        if name is None:\n"
+        "            name = self.deployments.get(key)\n",
+        (PF + "test_the_deployments_map_comes_before_what_the_day_learned",),
+    ),
+    Mutation(
+        "cost: the deployments map is looked up in the spelling of the call (F6)",
+        "pipeline/kpi/prices.py",
+        "        name = self.deployments.get(key)\n",
+        "        name = self.deployments.get(deployment)\n",
+        (
+            PF + "test_the_deployments_map_names_a_deployment_in_any_case_or_padding",
+            PF + "test_two_spellings_of_a_deployment_mapped_apart_are_refused",
+        ),
+    ),
+    Mutation(
+        "bounds: the deployment models learned in a day are not capped",
+        "pipeline/kpi/prices.py",
+        "        if len(self._ranks) < MAX_LEARNED_PAIRS:\n",
+        "        if True:\n",
+        (PF + "test_the_learning_keeps_a_bounded_set_of_pairs_whatever_the_order",),
+    ),
+    Mutation(
+        "bounds: deployments past the day's cap wait for their model in every accumulator",
+        "pipeline/kpi/rollup.py",
+        '        and values["Deployment"] != OTHER\n',
+        "",
+        (PF + "test_deployments_waiting_for_their_model_are_bounded_by_the_days_cap",),
+    ),
+    Mutation(
+        "rollup: an estimate with no completion is not a call of unknown tokens",
+        "pipeline/kpi/rollup.py",
+        '        or _tokens(row.get("PromptTokens")) is None\n'
+        '        or _tokens(row.get("CompletionTokens")) is None\n',
+        "",
+        (PF + "test_an_estimate_with_no_answer_to_count_is_a_call_of_unknown_tokens",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",
