@@ -76,6 +76,11 @@ class EventIn:
 # within Int64 (a sender writing 2^63-1 tokens made them overflow and stop the KPIs).
 MAX_CALL_TOKENS = 10**9
 
+# Longest backend request id believed: Azure's are GUIDs (36 characters). A longer value is
+# no request id but a sender's text, which the rollup would hold in memory while it scans a
+# day's rows for twins (store/audit.join_twins): ignored where it is read.
+MAX_REQUEST_ID_CHARS = 128
+
 
 @dataclass(slots=True)
 class Usage:
@@ -114,6 +119,10 @@ class Facts:
     backend_ms: int | None = None
     model: str | None = None
     response_id: str | None = None
+    # The backend's own request id (its `apim-request-id` response header, which AI-Gateway's
+    # message-storing sample logs as `apimRequestId`): the one key such a message shares with
+    # the call's GatewayLogs record when that record's answer was cut before its `id`.
+    backend_request_id: str | None = None
     streamed: bool | None = None
     body_truncated: bool | None = None
     finish_reason: str | None = None

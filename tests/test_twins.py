@@ -187,3 +187,113 @@ def test_the_twins_previews_reach_the_call_row(store: Store, cfg: Config) -> Non
     assert row["RowKey"] == cid
     assert row["PromptPreview"].startswith("Summarise our travel policy")
     assert row["CompletionPreview"].startswith("Book economy class")
+
+
+# --- an answer logged cut before its `id`: the backend's request id joins them ---------------
+
+MESSAGE_RID = "chatcmpl-B7xYzQ1aBcDeFgHiJkLmNoPqRsTu"  # the id of formats.md §3's message
+
+
+def long_answer(cid: str | None = None, backend_id: str | None = None) -> EventIn:
+    """formats.md §1.3's GatewayLogs record with a 9 KB answer: Azure writes the body's keys
+    sorted, so APIM's 8,192 bytes end before `id`; backendResponseHeaders still name the
+    backend's `apim-request-id`, which the message-storing sample logs as `apimRequestId`."""
+    record = orjson.loads((apim.HERE / "gatewaylogs_chat.json").read_bytes())["records"][0]
+    props = record["properties"]
+    if cid is not None:
+        record["correlationId"] = cid
+    if backend_id is not None:
+        props["backendResponseHeaders"]["apim-request-id"] = backend_id
+    body = orjson.loads(props["backendResponseBody"])
+    body["choices"][0]["message"]["content"] = "Book economy class. " * 450
+    full = orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
+    assert full.find('"id"') > 8192
+    props["backendResponseBody"] = props["responseBody"] = apim.cut_utf8(full)
+    return EventIn(apim.envelope(record))
+
+
+def message(backend_id: str | None = None, rid: str = MESSAGE_RID) -> EventIn:
+    """formats.md §3's AI-Gateway message of the same call (keyed by its response id)."""
+    over = {} if backend_id is None else {"apimRequestId": backend_id}
+    return EventIn(sources.shape_a(rid, **over))
+
+
+FORMATS_CID = "5b1f3c2e-7a4d-4e2b-9f00-3c1a2b3c4d5e"
+BACKEND_ID = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+
+
+@pytest.mark.parametrize("batches", ["one batch", "gateway first", "message first"])
+def test_a_long_answer_and_its_message_are_one_call(
+    batches: str, store: Store, cfg: Config
+) -> None:
+    """GatewayLogs lost the response id past its 8,192 bytes: the message joins the call by
+    the backend's request id both name, in one batch and across two (by the rollup)."""
+    gw, msg = long_answer(), message()
+    if batches == "one batch":
+        plan = plan_batch([msg, gw], Config())
+        assert list(plan.states) == [FORMATS_CID]
+        process_batch([gw, msg], cfg, store)
+        assert list(all_rows(store)) == [FORMATS_CID]
+    else:
+        for events in [[gw], [msg]] if batches == "gateway first" else [[msg], [gw]]:
+            process_batch(events, cfg, store)
+        before = all_rows(store)
+        assert set(before) == {FORMATS_CID, MESSAGE_RID}
+        assert before[MESSAGE_RID]["BackendRequestId"] == BACKEND_ID
+        assert "ResponseId" not in before[FORMATS_CID]
+    daily.roll_up([D], cfg, store)
+    after = all_rows(store)
+    assert list(after) == [FORMATS_CID], list(after)
+    row = after[FORMATS_CID]
+    assert (row["BackendRequestId"], row["ResponseId"]) == (BACKEND_ID, MESSAGE_RID)
+    assert row["Sources"] == "gateway,policy" and row["TotalTokens"] == 42
+    assert calls_on(store, D) == 1
+
+
+def test_a_backend_request_id_two_calls_name_joins_neither(store: Store, cfg: Config) -> None:
+    """A forged GatewayLogs record naming the same backend id: which call the message is
+    cannot be told, so three rows rather than a wrong join; in one batch and across two."""
+    a, b = apim.new_id("twins-backend-a"), apim.new_id("twins-backend-b")
+    plan = plan_batch([long_answer(a), long_answer(b), message()], Config())
+    assert set(plan.states) == {a, b, MESSAGE_RID}
+    process_batch([long_answer(a), long_answer(b)], cfg, store)
+    process_batch([message()], cfg, store)
+    daily.roll_up([D], cfg, store)
+    assert set(all_rows(store)) == {a, b, MESSAGE_RID}
+    assert calls_on(store, D) == 3
+
+
+def test_a_backend_request_id_two_messages_name_joins_neither(store: Store, cfg: Config) -> None:
+    """Two messages with different response ids naming the call's backend id (one forged):
+    neither joins the call by it (both would put a forgery in its row)."""
+    forged = "chatcmpl-Forged0000000000000000000000"
+    plan = plan_batch([long_answer(), message(), message(rid=forged)], Config())
+    assert set(plan.states) == {FORMATS_CID, MESSAGE_RID, forged}
+    process_batch([long_answer()], cfg, store)
+    process_batch([message(), message(rid=forged)], cfg, store)
+    daily.roll_up([D], cfg, store)
+    assert set(all_rows(store)) == {FORMATS_CID, MESSAGE_RID, forged}
+
+
+def test_a_request_id_longer_than_any_is_no_key(store: Store, cfg: Config) -> None:
+    """A value past MAX_REQUEST_ID_CHARS is a sender's text, not a request id: not stored,
+    and it joins nothing (the rollup would hold such values while it scans the day)."""
+    long_id = "0f1e2d3c-" * 15
+    plan = plan_batch([long_answer(backend_id=long_id), message(long_id)], Config())
+    assert set(plan.states) == {FORMATS_CID, MESSAGE_RID}
+    process_batch([long_answer(backend_id=long_id)], cfg, store)
+    process_batch([message(long_id)], cfg, store)
+    daily.roll_up([D], cfg, store)
+    after = all_rows(store)
+    assert set(after) == {FORMATS_CID, MESSAGE_RID}
+    assert all("BackendRequestId" not in row for row in after.values())
+
+
+def test_the_backend_request_id_header_is_read_in_any_case() -> None:
+    """HTTP header names are case-insensitive; APIM logs them as the backend wrote them."""
+    record = orjson.loads((apim.HERE / "gatewaylogs_chat.json").read_bytes())["records"][0]
+    headers = record["properties"]["backendResponseHeaders"]
+    headers["APIM-Request-Id"] = headers.pop("apim-request-id")
+    plan = plan_batch([EventIn(apim.envelope(record))], Config())
+    (state,) = plan.states.values()
+    assert state.call.fragments["gateway"].facts.backend_request_id == BACKEND_ID

@@ -19,12 +19,13 @@ gives the same result:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from operator import attrgetter
 
 from pipeline.model import (
+    MAX_REQUEST_ID_CHARS,
     SOURCE_LABEL,
     SOURCE_RANK,
     TOKENS_RANK,
@@ -186,19 +187,54 @@ def response_ids(state: CallState) -> set[str]:
     return {f.facts.response_id for f in state.call.fragments.values() if f.facts.response_id}
 
 
+def backend_request_ids(state: CallState) -> set[str]:
+    """The backend request ids the call's records name (normally none or one)."""
+    # Bounded where they are read (sources/gateway.request_id).
+    return {bid for f in state.call.fragments.values() if (bid := f.facts.backend_request_id)}
+
+
+def unique_backends(named: Iterable[tuple[str, str | None]]) -> dict[str, str]:
+    """backend request id → the call keyed by a response id that names it, from (keyed call,
+    its backend request id) pairs; an id that two keyed calls name maps to neither (one of
+    them is forged: joining both would put the forgery in the call's row)."""
+    owner: dict[str, str | None] = {}
+    for keyed, bid in named:
+        if bid and len(bid) <= MAX_REQUEST_ID_CHARS:
+            owner[bid] = keyed if owner.get(bid, keyed) == keyed else None
+    return {bid: keyed for bid, keyed in owner.items() if keyed is not None}
+
+
+def claims(
+    rids: Iterable[str],
+    bids: Iterable[str],
+    keyed: Container[str],
+    backends: Mapping[str, str],
+) -> set[str]:
+    """The calls keyed by a response id (`keyed`, by that id; `backends`: unique_backends)
+    that a call naming response ids `rids` and backend request ids `bids` is the twin of.
+    Two keys, because GatewayLogs loses the response id of an answer cut before it (Azure
+    writes `id` after `choices`) but still logs the backend's headers."""
+    found = {rid for rid in rids if rid in keyed}
+    found.update(backends[bid] for bid in bids if bid in backends)
+    return found
+
+
 def twins(states: Mapping[str, CallState]) -> list[tuple[str, str]]:
-    """(call keyed by a response id, the call whose records name that ResponseId) pairs among
-    `states`. A response id that two calls name joins neither: which one it belongs to
-    cannot be told, and two rows are better than a wrong one."""
-    keyed = {cid for cid, s in states.items() if s.call.keyed_by_response}
+    """(call keyed by a response id, the call whose records name that ResponseId or its
+    BackendRequestId) pairs among `states`. A keyed call that two calls claim joins neither:
+    which one it belongs to cannot be told, and two rows are better than a wrong one."""
+    keyed = {cid: s for cid, s in states.items() if s.call.keyed_by_response}
     if not keyed:
         return []
+    backends = unique_backends(
+        (cid, bid) for cid, s in keyed.items() for bid in backend_request_ids(s)
+    )
     owners: dict[str, set[str]] = defaultdict(set)
     for cid, state in states.items():
         if not state.call.keyed_by_response:
-            for rid in response_ids(state) & keyed:
-                owners[rid].add(cid)
-    return [(rid, next(iter(cids))) for rid, cids in owners.items() if len(cids) == 1]
+            for twin in claims(response_ids(state), backend_request_ids(state), keyed, backends):
+                owners[twin].add(cid)
+    return [(twin, next(iter(cids))) for twin, cids in owners.items() if len(cids) == 1]
 
 
 def _same(a: Fragment, b: Fragment) -> bool:

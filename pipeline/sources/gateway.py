@@ -14,7 +14,7 @@ from pipeline.call.bodies import ABSENT, Body, parse_body
 from pipeline.call.exchange import interpret
 from pipeline.common.timestamps import parse_time
 from pipeline.common.values import integer, mapping, text
-from pipeline.model import Facts
+from pipeline.model import MAX_REQUEST_ID_CHARS, Facts
 from pipeline.settings import Proxies
 from pipeline.sources.origin import apim_service, client_ip, region_name
 
@@ -39,6 +39,11 @@ def header(headers: dict[str, Any] | None, name: str) -> str | None:
                 value = ",".join(str(v) for v in value)
             return value if isinstance(value, str) else None
     return None
+
+
+def request_id(value: str | None) -> str | None:
+    """`value` as a backend request id; None when empty or longer than any such id."""
+    return value if value and len(value) <= MAX_REQUEST_ID_CHARS else None
 
 
 def pick_body(*raws: Any) -> Body:
@@ -101,6 +106,11 @@ def gateway_facts(
     )
     facts.method = text(flat, "method")
     facts.backend_id = text(flat, "backendid")
+    # What a message keyed by its response id may name of this call when its answer was
+    # logged cut before `id` (call/join.twins): the backend's own request id.
+    facts.backend_request_id = request_id(
+        header(mapping(flat, "backendresponseheaders"), "apim-request-id")
+    )
     facts.duration_ms = integer(flat, "durationms", "totaltime")
     facts.backend_ms = integer(flat, "backendtime")
     return facts, ex.prompt_text, ex.completion_text

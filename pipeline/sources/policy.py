@@ -26,6 +26,7 @@ from pipeline.common.timestamps import parse_time
 from pipeline.common.values import integer, mapping, text
 from pipeline.model import Facts, Usage
 from pipeline.settings import Proxies
+from pipeline.sources.gateway import request_id
 from pipeline.sources.origin import client_ip, region_name, service_name
 
 SCHEMA = "aoai-audit/1"
@@ -165,6 +166,9 @@ def _shape_a(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> Poli
     f.region = region_name(_clean(text(flat, "modelregion")))
     f.caller_ip = client_ip(None, _clean(text(flat, "clientip")), proxies)
     f.response_id = _clean(text(flat, "id"))
+    # The call's GatewayLogs record names it too (backendResponseHeaders), even when its
+    # answer was cut before the response id: the second key the twins join by.
+    f.backend_request_id = request_id(_clean(text(flat, "apimrequestid")))
     p, c, t = _tokens(flat, "prompttokens", "responsetokens", "totaltokens")
     if (p, c, t) != (0, 0, 0):  # the sample's default when usage was missing
         f.usage = _usage(p, c, t, f.operation) or f.usage

@@ -13,9 +13,10 @@
    of the rows it found among the batch's calls (≤ 14 keys per query), those that really
    cross midnight.
 4. Calls keyed by their response id (records without an APIM correlation id, `KeyedBy`) join
-   the row whose ResponseId they are when the KPI job rolls their day up (`join_twins`): one
-   filtered query per day finds them; only when there are some is the day's ResponseId
-   column read, and each pair costs a read, a write and a delete. Nothing on the hot path.
+   the row whose ResponseId they are, or whose BackendRequestId is theirs, when the KPI job
+   rolls their day up (`join_twins`): one filtered query per day finds them; only when there
+   are some are the day's ResponseId and BackendRequestId columns read, and each pair costs a
+   read, a write and a delete. Nothing on the hot path.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from pipeline.call.join import CallState
+from pipeline.call.join import CallState, claims, unique_backends
 from pipeline.store import limits, merge, rows, threads
 from pipeline.store.merge import Edge, EdgeWindow, WriteStats
 from pipeline.store.retry import RetryPolicy
@@ -95,16 +96,20 @@ class AuditTable:
 
     def join_twins(self, day: str) -> set[str]:
         """Join each row keyed by a response id that can belong to `day` into the row of
-        `day` whose ResponseId it is (merged into it, then deleted), whichever was written
-        first. Returns the days whose rows changed. A response id that two rows of the day
-        name joins neither (logged)."""
-        keyed = self._keyed_by_response(day)
+        `day` whose ResponseId it is, or whose BackendRequestId is its own (merged into it,
+        then deleted), whichever was written first. Returns the days whose rows changed. A
+        keyed row that two rows of the day claim joins neither (logged)."""
+        keyed, backends = self._keyed_by_response(day)
         if not keyed:
             return set()
         changed: set[str] = set()
-        for rid, places in self._owners(day, keyed).items():
+        for rid, places in self._owners(day, keyed, backends).items():
             if len(places) > 1:
-                log.warning("response id %r is named by %d rows: not joined", rid, len(places))
+                log.warning(
+                    "response id %r: %d rows name it or its backend request id: not joined",
+                    rid,
+                    len(places),
+                )
                 continue
             (pk, rk), (twin_pk, twin_rk) = places[0], keyed[rid]
             # Read whole only now: the query kept their keys (memory follows the twins to
@@ -114,9 +119,10 @@ class AuditTable:
                 changed |= {pk[:10], twin_pk[:10]}
         return changed
 
-    def _keyed_by_response(self, day: str) -> dict[str, tuple[str, str]]:
+    def _keyed_by_response(self, day: str) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
         """The keys of the rows keyed by a response id whose twin can be on `day`
-        (merge.twin_window), by response id: one query, filtered on the server."""
+        (merge.twin_window), by response id, and which of them each backend request id
+        names (join.unique_backends): one query, filtered on the server."""
         start, end = merge.twin_window(day)
         params = {
             "p0": f"{start:%Y-%m-%d}",
@@ -129,34 +135,44 @@ class AuditTable:
             "PartitionKey ge @p0 and PartitionKey lt @p1 and KeyedBy eq @k"
             " and CallTime ge @t0 and CallTime lt @t1"
         )
+        names = ["PartitionKey", "RowKey", "BackendRequestId"]
         try:
             found = self.retry.call(
                 lambda: [
-                    (e["PartitionKey"], e["RowKey"])
-                    for e in self.table.query_entities(
-                        query, parameters=params, select=["PartitionKey", "RowKey"]
-                    )
+                    (e["PartitionKey"], e["RowKey"], e.get("BackendRequestId"))
+                    for e in self.table.query_entities(query, parameters=params, select=names)
                 ]
             )
         except ResourceNotFoundError:
-            return {}
-        return {rows.correlation_id_of(rk): (pk, rk) for pk, rk in found}
+            return {}, {}
+        keyed = {rows.correlation_id_of(rk): (pk, rk) for pk, rk, _ in found}
+        backends = unique_backends(
+            (rows.correlation_id_of(rk), bid if isinstance(bid, str) else None)
+            for _, rk, bid in found
+        )
+        return keyed, backends
 
     def _owners(
-        self, day: str, keyed: dict[str, tuple[str, str]]
+        self, day: str, keyed: dict[str, tuple[str, str]], backends: dict[str, str]
     ) -> dict[str, list[tuple[str, str]]]:
-        """The rows of `day` (not keyed by a response id) naming a ResponseId of `keyed`."""
+        """The rows of `day` (not keyed by a response id) that claim a row of `keyed`: they
+        name its ResponseId, or its BackendRequestId (`backends`: join.unique_backends)."""
 
         def scan() -> dict[str, list[tuple[str, str]]]:
             owners: dict[str, list[tuple[str, str]]] = {}
             for e in self.table.query_entities(
                 rows.day_range(day),
-                select=["PartitionKey", "RowKey", "ResponseId", "KeyedBy"],
+                select=["PartitionKey", "RowKey", "ResponseId", "BackendRequestId", "KeyedBy"],
                 results_per_page=EDGE_PAGE,
             ):
-                rid = e.get("ResponseId")
-                if rid in keyed and e.get("KeyedBy") is None:
-                    owners.setdefault(rid, []).append((e["PartitionKey"], e["RowKey"]))
+                if e.get("KeyedBy") is not None:
+                    continue
+                rid, bid = e.get("ResponseId"), e.get("BackendRequestId")
+                # Only strings are looked up: a property of another type names nothing.
+                rids = (rid,) if isinstance(rid, str) else ()
+                bids = (bid,) if isinstance(bid, str) else ()
+                for twin in claims(rids, bids, keyed, backends):
+                    owners.setdefault(twin, []).append((e["PartitionKey"], e["RowKey"]))
             return owners
 
         return self.retry.call(scan)

@@ -55,6 +55,7 @@ FACT_PROPERTIES: tuple[tuple[str, str], ...] = (
     ("BackendMs", "backend_ms"),
     ("Model", "model"),
     ("ResponseId", "response_id"),
+    ("BackendRequestId", "backend_request_id"),
     ("Streamed", "streamed"),
     ("BodyTruncated", "body_truncated"),
     ("FinishReason", "finish_reason"),
