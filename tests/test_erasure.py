@@ -471,6 +471,52 @@ def test_erase_deletes_the_dead_letter_of_a_twin_joined_into_the_row(
     assert not list(sstore.deadletters.list_blobs())
 
 
+def test_erase_finds_a_message_joined_to_its_call_only_by_the_backend_request_id(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AI-Gateway message of a call whose logged answer was cut before its `id`: not
+    joined yet (the rollup has not run), it names the call only by the backend's request id.
+    `erase --call` takes it too (its preview holds the prompt), and its parked copy."""
+    record = orjson.loads(
+        (Path(__file__).parent / "fixtures" / "gatewaylogs_chat.json").read_bytes()
+    )["records"][0]
+    answer = apim.chat_response("Clause 7. " * 1000, prompt=29, completion=3000)
+    record["properties"]["backendResponseBody"] = record["properties"]["responseBody"] = (
+        apim.cut_utf8(orjson.dumps(answer, option=orjson.OPT_SORT_KEYS).decode())
+    )
+    message = EventIn(sources.shape_a(answer["id"]), partition="0", sequence=2)
+    gateway = EventIn(apim.envelope(record), partition="0", sequence=1)
+    process_batch([gateway], scfg, sstore)
+    process_batch([message], scfg, sstore)
+    before = list(sstore.audit.list_entities())
+    assert len(before) == 2  # apart until the rollup joins them
+    assert all(e.get("PromptPreview") for e in before)
+    park_batch([message], scfg, sstore, "failed (test)")
+    cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--call", record["correlationId"]]) == 0
+    assert all(e.get("Erased") for e in sstore.audit.list_entities())
+    assert not any(e.get("PromptPreview") for e in sstore.audit.list_entities())
+    assert not list(sstore.deadletters.list_blobs())
+
+
+def test_erase_deletes_a_parked_message_naming_its_call_by_the_backend_request_id(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AI-Gateway message of a call, parked before it became a row: it names the call
+    only by the backend's request id (`apimRequestId`), which the call's row keeps."""
+    record = orjson.loads(
+        (Path(__file__).parent / "fixtures" / "gatewaylogs_chat.json").read_bytes()
+    )["records"][0]
+    process_batch([EventIn(apim.envelope(record), partition="0", sequence=1)], scfg, sstore)
+    (row,) = sstore.audit.list_entities()
+    assert row["BackendRequestId"] == orjson.loads(sources.shape_a("x"))["apimRequestId"]
+    message = EventIn(sources.shape_a("chatcmpl-parked-never-a-row"), partition="0", sequence=2)
+    park_batch([message], scfg, sstore, "failed (test)")
+    cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--call", record["correlationId"]]) == 0
+    assert not list(sstore.deadletters.list_blobs())
+
+
 def test_a_prompt_that_looks_sealed_is_sealed_too(
     sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:

@@ -39,6 +39,7 @@ FROM OPENROWSET(
         BackendMs BIGINT,
         Model NVARCHAR(4000),
         ResponseId NVARCHAR(4000),
+        BackendRequestId NVARCHAR(4000),
         JobId NVARCHAR(4000),
         PromptTokens BIGINT,
         CompletionTokens BIGINT,

@@ -124,26 +124,39 @@ def _in(entity: Any, start: date | None, end: date | None) -> bool:
 
 
 def _twins(store: Store, found: list[Any]) -> list[Any]:
-    """Rows keyed by the response id of one of `found` (records without a correlation id,
-    not joined yet: store/audit.py `join_twins`). Their keys are read first, a row whole
-    only when it is a twin (memory follows the twins, not every such row of the days)."""
+    """Rows keyed by the response id of one of `found`, or naming its BackendRequestId
+    (records without a correlation id, not joined yet: store/audit.py `join_twins`). Their
+    keys are read first, a row whole only when it is a twin (memory follows the twins, not
+    every such row of the days)."""
     wanted: dict[str, dict[str, Any]] = {}
+    backends: dict[str, dict[str, Any]] = {}
     for entity in found:
+        if entity.get("KeyedBy") is not None:
+            continue
+        days = _days_around(_day(entity))
+        bid = entity.get("BackendRequestId")
+        if isinstance(bid, str) and bid:
+            for day in days:
+                backends.setdefault(day, {})[bid] = entity
         rid = entity.get("ResponseId")
-        if rid and entity.get("KeyedBy") is None:
+        if rid:
             try:
                 key = rows.row_key(str(rid))
             except rows.KeyTooLong:
                 continue  # a forged id no row can be keyed by (it stopped erase and hold)
-            for day in _days_around(_day(entity)):
+            for day in days:
                 wanted.setdefault(day, {})[key] = entity
     twins: dict[str, list[str]] = {}  # partition → the twins' RowKeys
-    names = ["PartitionKey", "RowKey", "CallerUserId", "SubscriptionId"]
-    for day, owners in sorted(wanted.items()):
+    names = ["PartitionKey", "RowKey", "CallerUserId", "SubscriptionId", "BackendRequestId"]
+    for day in sorted(wanted.keys() | backends.keys()):
+        owners, by_backend = wanted.get(day, {}), backends.get(day, {})
         query = f"{rows.day_range(day)} and KeyedBy eq '{rows.KEYED_BY_RESPONSE}'"
         keyed = store.call(lambda q=query: list(store.audit.query_entities(q, select=names)))
         for entity in keyed:
-            owner = owners.get(entity["RowKey"])
+            bid = entity.get("BackendRequestId")
+            owner = owners.get(entity["RowKey"]) or (
+                by_backend.get(bid) if isinstance(bid, str) else None
+            )
             # A ResponseId is what a body says: a twin that names another caller or
             # subscription is not this call's.
             if owner is not None and all(
@@ -288,6 +301,10 @@ def _dead_letters(store: Store, erasure: Erasure) -> list[str]:
             # A twin's records joined into the row name only the response's id (which the
             # body says: a short one, `"id":"1"`, would name any message).
             responses.add(rid.encode())
+        bid = e.get("BackendRequestId")
+        if isinstance(bid, str) and len(bid) >= _MIN_RESPONSE_ID:
+            # An AI-Gateway message names its call by the backend's id (`apimRequestId`).
+            calls.add(bid.encode())
     subject = erasure.subject.value.encode() if erasure.subject.kind != "call" else None
     if not (calls or responses or subject):
         return []

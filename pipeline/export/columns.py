@@ -48,6 +48,7 @@ CALLS: tuple[tuple[str, str], ...] = (
     ("BackendMs", INT64),
     ("Model", STRING),
     ("ResponseId", STRING),
+    ("BackendRequestId", STRING),
     ("JobId", STRING),
     ("PromptTokens", INT64),
     ("CompletionTokens", INT64),
