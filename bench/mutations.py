@@ -115,6 +115,7 @@ CHARGEBACK = "tests/test_chargeback.py::"
 EXPORT = "tests/test_export.py::"
 COMPLIANCE = "tests/test_compliance.py::"
 TWINS_MIDNIGHT = TWINS + "test_across_midnight_the_row_leaves_the_other_day"
+TWINS_LONG = TWINS + "test_a_long_answer_and_its_message_are_one_call"
 DETECTOR_COST = "tests/test_detectors_adversarial.py::test_worst_input_costs_about_what_prose_costs"
 URL_NAMES = (
     "tests/test_detectors_adversarial.py::test_url_secret_parameters_are_removed_in_any_case"
@@ -1190,6 +1191,103 @@ MUTATIONS = [
         '        or _tokens(row.get("CompletionTokens")) is None\n',
         "",
         (PF + "test_an_estimate_with_no_answer_to_count_is_a_call_of_unknown_tokens",),
+    ),
+    Mutation(
+        "twins: GatewayLogs' backend apim-request-id not recorded",
+        "pipeline/sources/gateway.py",
+        "    facts.backend_request_id = request_id(\n",
+        "    facts.backend_request_id = None and request_id(\n",
+        (
+            TWINS_LONG,
+            TWINS + "test_the_backend_request_id_header_is_read_in_any_case",
+        ),
+    ),
+    Mutation(
+        "twins: the backend request id header read in one case only",
+        "pipeline/sources/gateway.py",
+        "        if key.lower() == name:\n",
+        "        if key == name:\n",
+        (TWINS + "test_the_backend_request_id_header_is_read_in_any_case",),
+    ),
+    Mutation(
+        "twins: message-storing's apimRequestId not recorded",
+        "pipeline/sources/policy.py",
+        '    f.backend_request_id = request_id(_clean(text(flat, "apimrequestid")))\n',
+        "    f.backend_request_id = None\n",
+        (TWINS_LONG,),
+    ),
+    Mutation(
+        "twins: a backend request id of any length is a key",
+        "pipeline/sources/gateway.py",
+        "    return value if value and len(value) <= MAX_REQUEST_ID_CHARS else None\n",
+        "    return value or None\n",
+        (TWINS + "test_a_request_id_longer_than_any_is_no_key",),
+    ),
+    Mutation(
+        "twins: a call naming the backend request id claims no twin",
+        "pipeline/call/join.py",
+        "    found.update(backends[bid] for bid in bids if bid in backends)\n",
+        "",
+        (TWINS_LONG,),
+    ),
+    Mutation(
+        "twins: a backend request id two messages name joins one of them",
+        "pipeline/call/join.py",
+        "            owner[bid] = keyed if owner.get(bid, keyed) == keyed else None\n",
+        "            owner[bid] = keyed\n",
+        (TWINS + "test_a_backend_request_id_two_messages_name_joins_neither",),
+    ),
+    Mutation(
+        "twins: a response id or backend request id two calls name joins one (one batch)",
+        "pipeline/call/join.py",
+        "    return [(twin, next(iter(cids))) for twin, cids in owners.items() if len(cids) == 1]"
+        "\n",
+        "    return [(twin, next(iter(cids))) for twin, cids in owners.items()]\n",
+        (
+            TWINS + "test_a_backend_request_id_two_calls_name_joins_neither",
+            TWINS + "test_a_response_id_two_calls_name_joins_neither",
+        ),
+    ),
+    Mutation(
+        "twins: a response id or backend request id two rows name joins one (rollup)",
+        "pipeline/store/audit.py",
+        "            if len(places) > 1:\n",
+        "            if False:\n",
+        (
+            TWINS + "test_a_backend_request_id_two_calls_name_joins_neither",
+            TWINS + "test_a_response_id_two_calls_name_joins_neither",
+        ),
+    ),
+    Mutation(
+        "twins: the rollup does not read the keyed rows' BackendRequestId",
+        "pipeline/store/audit.py",
+        '        names = ["PartitionKey", "RowKey", "BackendRequestId"]\n',
+        '        names = ["PartitionKey", "RowKey"]\n',
+        (TWINS_LONG,),
+    ),
+    Mutation(
+        "twins: the rollup's scan of the day ignores BackendRequestId",
+        "pipeline/store/audit.py",
+        "                bids = (bid,) if isinstance(bid, str) else ()\n",
+        "                bids = ()\n",
+        (TWINS_LONG,),
+    ),
+    Mutation(
+        "erase: a message joined to its call only by the backend request id is not erased",
+        "pipeline/compliance/erase.py",
+        '            owner = owners.get(entity["RowKey"]) or (\n',
+        '            owner = owners.get(entity["RowKey"]) or None and (\n',
+        (ERASURE + "test_erase_finds_a_message_joined_to_its_call_only_by_the_backend_request_id",),
+    ),
+    Mutation(
+        "erase: a parked message naming its call by the backend request id is kept",
+        "pipeline/compliance/erase.py",
+        "            calls.add(bid.encode())\n",
+        "            pass\n",
+        (
+            ERASURE
+            + "test_erase_deletes_a_parked_message_naming_its_call_by_the_backend_request_id",
+        ),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",
