@@ -1290,6 +1290,36 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "cut: a value the cut fell inside is a fact (whole() keeps everything)",
+        "pipeline/call/bodies.py",
+        "        return None if value is not None and value == self.cut_tail else value\n",
+        "        return value\n",
+        (H + "test_a_value_the_cut_fell_inside_is_no_fact",),
+    ),
+    Mutation(
+        "cut: a model the cut fell inside is the row's model",
+        "pipeline/call/exchange.py",
+        "    model = string(stream.model if stream else None) or response.whole(\n"
+        '        string(resp.get("model") if resp else None)\n    )\n',
+        "    model = string(stream.model if stream else None) or string(\n"
+        '        resp.get("model") if resp else None\n    )\n',
+        (H + "test_a_value_the_cut_fell_inside_is_no_fact",),
+    ),
+    Mutation(
+        "cut: a response id the cut fell inside is the row's ResponseId",
+        "pipeline/call/exchange.py",
+        '        or response.whole(string(resp.get("id") if resp else None)),\n',
+        '        or string(resp.get("id") if resp else None),\n',
+        (H + "test_a_value_the_cut_fell_inside_is_no_fact",),
+    ),
+    Mutation(
+        "cut: a v1 body's deployment the cut fell inside is the row's deployment",
+        "pipeline/call/exchange.py",
+        '        model = request.whole(string(req.get("model")))\n',
+        '        model = string(req.get("model"))\n',
+        (H + "test_a_value_the_cut_fell_inside_is_no_fact",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -1916,3 +1916,33 @@ def test_an_event_of_two_record_lists_is_kept_whole(second: str) -> None:
     inner = apim.gateway(ids[0])
     inner["properties"]["records"] = [1]
     assert len(transform([ev(apim.envelope(inner))], Config()).rows) == 1
+
+
+def test_a_value_the_cut_fell_inside_is_no_fact() -> None:
+    """A client sizes its answer (or its request) so that APIM's 8,192-byte cut falls inside
+    a string: the repair keeps the piece for previews, but `gpt-4o` of `gpt-4o-mini-2024-07-18`
+    was the row's model (another price; `gpt-4o-mi` one no table knows: unpriced, cost 0), and
+    a response id or a v1 body's deployment cut in half were facts too."""
+    answer = apim.chat_response("word " * 1500, model="gpt-4o-mini-2024-07-18")
+    full = orjson.dumps(answer, option=orjson.OPT_SORT_KEYS).decode()
+    at_model = full.index('"model":"') + len('"model":"')
+    at_id = full.index('"id":"') + len('"id":"')
+
+    def row(**kw: Any) -> dict[str, Any]:
+        record = apim.gateway(apim.new_id(f"cut-inside-{len(kw)}-{sorted(kw)}"), **kw)
+        ((_, entity),) = transform([ev(apim.envelope(record))], Config()).rows
+        return entity
+
+    for k in (6, 9, 14):
+        cut = row(response=full[: at_model + k], responseSize=len(full))
+        assert "Model" not in cut and cut["ResponseId"] == answer["id"], k
+    whole_model = row(response=full[: at_model + 40], responseSize=len(full))
+    assert whole_model["Model"] == "gpt-4o-mini-2024-07-18"
+    assert "ResponseId" not in row(response=full[: at_id + 10], responseSize=len(full))
+    request = orjson.dumps(
+        {"messages": [{"role": "user", "content": "x" * 200}], "model": "chat-prod"}
+    )
+    cut_request = row(
+        path="/openai/v1/chat/completions", request=request.decode()[:-8], response=None
+    )
+    assert "Deployment" not in cut_request

@@ -32,6 +32,14 @@ class Body:
     text: str | None = None
     # UTF-8 size of what was logged, to compare with the size the gateway reports.
     logged_bytes: int = 0
+    # The string value the cut fell inside, as the repair closed it: kept in `doc` for the
+    # previews, but no fact (`model` cut to `gpt-4o` of `gpt-4o-mini`, a response id cut in
+    # half): `whole` says which values were not.
+    cut_tail: str | None = None
+
+    def whole(self, value: str | None) -> str | None:
+        """`value`, read from this body, unless it is the string the cut fell inside."""
+        return None if value is not None and value == self.cut_tail else value
 
 
 ABSENT = Body("absent")
@@ -71,9 +79,10 @@ def parse_body(raw: Any) -> Body:
             return Body("json", safejson.loads(fixed), False, raw, size)
     stripped = (fixed or raw).lstrip()
     if stripped[:1] in ("{", "["):
-        doc = repair_truncated(stripped)
+        tail: list[str] = []
+        doc = repair_truncated(stripped, tail=tail)
         if doc is not None:
-            return Body("json", doc, True, raw, size)
+            return Body("json", doc, True, raw, size, tail[0] if tail else None)
     return Body("text", None, False, raw, size)
 
 
@@ -106,13 +115,16 @@ _CUT_STRING = "cut string"
 Step = Callable[[list[str], str, str, re.Match[str], int], tuple[str | None, int]]
 
 
-def repair_truncated(text: str, *, cut_only: bool = False) -> Any | None:
+def repair_truncated(
+    text: str, *, cut_only: bool = False, tail: list[str] | None = None
+) -> Any | None:
     """Parse the longest valid prefix of a JSON document that was cut off.
 
     Returns the salvaged document, or None when the text is not a JSON prefix at all.
     A string value cut in the middle is kept (closed where it stops): previews want it.
     `cut_only`: None too for a whole document followed by what may hold another (a `{` or a
     `[`: two messages one after the other): no cut, and the rest would go unread.
+    `tail`: receives the string value the cut fell inside, when it did (Body.cut_tail).
 
     Linear in the text: one pass over its tokens; the closing brackets are worked out once,
     from the stack, when the pass ends (every push and pop is followed by a new cut point,
@@ -133,8 +145,11 @@ def repair_truncated(text: str, *, cut_only: bool = False) -> Any | None:
             break
     if state == _CUT_STRING:
         # Keep what arrived of the string (it runs to the end of the text), closed.
-        partial = _PARTIAL_ESCAPE.sub("", text[cut_end:])
-        return _finish(text[:cut_end] + partial + '"', _closing(stack))
+        partial = _PARTIAL_ESCAPE.sub("", text[cut_end:]) + '"'
+        doc = _finish(text[:cut_end] + partial, _closing(stack))
+        if tail is not None and doc is not None:
+            tail.append(safejson.loads(partial))
+        return doc
     if cut_end == -1:
         return None
     if cut_only and state is None and not stack and _may_hold_more(text, cut_end):

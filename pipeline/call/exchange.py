@@ -85,13 +85,14 @@ def interpret(
     resp = response.doc if isinstance(response.doc, dict) else None
 
     operation = _operation(backend_url, url, operation_id)
-    deployment, claimed = _deployment(backend_url, url, req, operation)
-    model = _model(stream, resp, req, operation)
+    deployment, claimed = _deployment(backend_url, url, req, operation, request)
+    model = _model(stream, resp, req, operation, request, response)
     error = classify(status, backend_status, resp, last_error)
     failure = error
     if failure is None and stream is not None and stream.error is not None:
         failure = stream_error(stream.error)  # a stream that ended in an error event
     finish_reason, filtered = _finish(resp, stream)
+    finish_reason = response.whole(finish_reason)
     # Failed calls are not billed: their tokens stay unknown, never an estimate.
     usage = Usage(source="none") if failure else _reported(resp, stream, operation)
     partial = usage is not None and (usage.prompt is None or usage.completion is None)
@@ -123,7 +124,7 @@ def interpret(
         backend_status=backend_status,
         model=model,
         response_id=string(stream.response_id if stream else None)
-        or string(resp.get("id") if resp else None),
+        or response.whole(string(resp.get("id") if resp else None)),
         streamed=_streamed(req, response),
         streamed_seen=response.kind in ("sse", "json") or None,
         body_truncated=request.truncated
@@ -137,7 +138,7 @@ def interpret(
         error_code=failure.code if failure else None,
         error_source=failure.source if failure else None,
         error_message=failure.message if failure else None,
-        job_id=_job_id(operation, resp, backend_url or url),
+        job_id=response.whole(_job_id(operation, resp, backend_url or url)),
     )
     c_text = stream.completion_text() if stream else completion_text(resp)
     return Exchange(facts, prompt_text(req, operation), without_leading_blank_lines(c_text))
@@ -165,7 +166,11 @@ def _operation(backend_url: str | None, url: str | None, operation_id: str | Non
 
 
 def _deployment(
-    backend_url: str | None, url: str | None, req: dict[str, Any] | None, operation: str
+    backend_url: str | None,
+    url: str | None,
+    req: dict[str, Any] | None,
+    operation: str,
+    request: Body,
 ) -> tuple[str | None, bool]:
     """The deployment, and whether it is the client's claim (the body's `model`: the cut
     body APIM logs may not hold the key the backend read) rather than a URL's."""
@@ -176,20 +181,30 @@ def _deployment(
         and operation in _INFERENCE
         and operations.is_body_model_deployment(backend_url or url)
     ):
-        model = string(req.get("model"))  # v1 and Responses: the body names the deployment
+        # v1 and Responses: the body names the deployment (not a name the cut fell inside)
+        model = request.whole(string(req.get("model")))
         return model, model is not None
     return deployment, False
 
 
 def _model(
-    stream: Stream | None, resp: dict[str, Any] | None, req: dict[str, Any] | None, operation: str
+    stream: Stream | None,
+    resp: dict[str, Any] | None,
+    req: dict[str, Any] | None,
+    operation: str,
+    request: Body,
+    response: Body,
 ) -> str | None:
-    model = string(stream.model if stream else None) or string(resp.get("model") if resp else None)
+    # A model the cut fell inside is no model (`gpt-4o` of `gpt-4o-mini`: another price, or
+    # one no table knows, which left the call unpriced): unknown, and its deployment prices it.
+    model = string(stream.model if stream else None) or response.whole(
+        string(resp.get("model") if resp else None)
+    )
     if model is None and operation == "other" and resp is not None:
         # Foundry's GetModelInfo answers {"model_name", "model_type", "model_provider_name"}.
-        return string(resp.get("model_name"))
+        return response.whole(string(resp.get("model_name")))
     if model is None and operation == "fine_tuning" and req is not None:
-        return string(req.get("model"))  # the base model of a job being created
+        return request.whole(string(req.get("model")))  # the base model of a job being created
     return model
 
 
