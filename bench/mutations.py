@@ -1320,6 +1320,20 @@ MUTATIONS = [
         (H + "test_a_value_the_cut_fell_inside_is_no_fact",),
     ),
     Mutation(
+        "salvage: a count the 200 KB cut fell inside is the message's count",
+        "pipeline/ingest/records.py",
+        "            if key_kind(key) not in _TEXT_KINDS:\n",
+        "            if False:\n",
+        (H + "test_a_count_the_message_cut_fell_inside_is_no_count",),
+    ),
+    Mutation(
+        "salvage: a body the 200 KB cut fell inside is dropped (no preview)",
+        "pipeline/ingest/records.py",
+        "            if key_kind(key) not in _TEXT_KINDS:\n",
+        "            if True:\n",
+        (H + "test_a_count_the_message_cut_fell_inside_is_no_count",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -1946,3 +1946,23 @@ def test_a_value_the_cut_fell_inside_is_no_fact() -> None:
         path="/openai/v1/chat/completions", request=request.decode()[:-8], response=None
     )
     assert "Deployment" not in cut_request
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_count_the_message_cut_fell_inside_is_no_count(k: int) -> None:
+    """The AI-Gateway message-storing sample logs the whole request, then the counts as
+    strings: a client sizing its request so that the 200 KB cut fell inside
+    `"responseTokens":"1500"` was billed 1, 15 or 150 output tokens, "reported"."""
+    msg = orjson.loads(sources.shape_a(f"chatcmpl-cut-count-{k}"))
+    msg["request"] = orjson.dumps(
+        {"messages": [{"role": "user", "content": "x" * 199_000}]}
+    ).decode()
+    msg["promptTokens"], msg["responseTokens"], msg["totalTokens"] = "51234", "1500", "52734"
+    body = orjson.dumps(msg)
+    at = body.index(b'"responseTokens":"') + len(b'"responseTokens":"')
+    ((_, row),) = transform([ev(body[: at + k])], Config()).rows
+    assert row["PromptTokens"] == 51234 and "CompletionTokens" not in row
+    # A body the cut fell inside is still read as far as it goes (previews).
+    at = body.index(b'"request":"') + 5_000
+    ((_, row),) = transform([ev(body[:at])], Config()).rows
+    assert row["PromptPreview"].startswith("xxxx")

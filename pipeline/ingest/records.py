@@ -29,6 +29,7 @@ from pipeline.common.values import text
 from pipeline.model import SOURCE_RANK, EventIn, Facts, Fragment, Preview
 from pipeline.protect import archive, encryption
 from pipeline.protect.credentials import scrub_credentials
+from pipeline.protect.fields import BODY, MESSAGES, key_kind
 from pipeline.protect.masking import Masker
 from pipeline.protect.policy import CapturePolicy
 from pipeline.protect.previews import preview
@@ -186,6 +187,10 @@ def _read_policy(flat: dict[str, Any], cfg: Config) -> Read:
 CUT_MESSAGE_BYTES = 256 * 1024
 
 
+# Where a cut string is text, kept for what it holds (a body's prompt and answer).
+_TEXT_KINDS = frozenset({BODY, MESSAGES})
+
+
 def salvage_message(body: bytes) -> dict[str, Any] | None:
     """A log-to-eventhub message over 200 KB arrives cut: what is complete of it, or None."""
     if len(body) > CUT_MESSAGE_BYTES:
@@ -195,9 +200,17 @@ def salvage_message(body: bytes) -> dict[str, Any] | None:
         return None
     # Only a message that stops before its end: a whole one followed by more (two messages
     # in one event) is not cut, and salvaging the first would leave the second unread.
-    doc = repair_truncated(text_, cut_only=True)
+    tail: list[str] = []
+    doc = repair_truncated(text_, cut_only=True, tail=tail)
     if not isinstance(doc, dict) or policy.shape_of(flatten(doc)) is None:
         return None
+    if tail:
+        # The string the cut fell inside stays where it is text (a body: previews), never
+        # where it is read as a fact: a client sizing its request so that the cut fell inside
+        # the message-storing sample's `"responseTokens":"1500"` was billed 1 or 15 tokens.
+        for key in [k for k, v in doc.items() if v == tail[0]]:
+            if key_kind(key) not in _TEXT_KINDS:
+                del doc[key]
     return doc
 
 
