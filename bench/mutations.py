@@ -941,8 +941,8 @@ MUTATIONS = [
         "salvage: a whole policy message followed by another is salvaged as cut (the second "
         "call unread)",
         "pipeline/ingest/records.py",
-        "    doc = repair_truncated(text_, cut_only=True)\n",
-        "    doc = repair_truncated(text_)\n",
+        "    doc = repair_truncated(text_, cut_only=True, tail=tail)\n",
+        "    doc = repair_truncated(text_, tail=tail)\n",
         (
             "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call",
         ),
