@@ -367,8 +367,9 @@ MUTATIONS = [
     Mutation(
         "trust: a call is Streamed when the client asked, whatever the answer",
         "pipeline/call/exchange.py",
-        '    if response.kind == "json":\n        return False\n    if req is not None:\n',
-        "    if req is not None:\n",
+        '    if response.kind == "json":\n        return False\n'
+        '    if req is not None and (not request.truncated or "stream" in req):\n',
+        '    if req is not None and (not request.truncated or "stream" in req):\n',
         (H + "test_a_stream_is_what_the_answer_was_not_what_the_request_asked",),
     ),
     Mutation(
@@ -1322,16 +1323,52 @@ MUTATIONS = [
     Mutation(
         "salvage: a count the 200 KB cut fell inside is the message's count",
         "pipeline/ingest/records.py",
-        "            if key_kind(key) not in _TEXT_KINDS:\n",
-        "            if False:\n",
+        "    if tail:\n        _drop_cut_value(doc, tail[0])\n",
+        "",
         (H + "test_a_count_the_message_cut_fell_inside_is_no_count",),
     ),
     Mutation(
         "salvage: a body the 200 KB cut fell inside is dropped (no preview)",
         "pipeline/ingest/records.py",
-        "            if key_kind(key) not in _TEXT_KINDS:\n",
-        "            if True:\n",
+        '    if key_kind(next(reversed(doc), "")) in _TEXT_KINDS:\n        return\n',
+        "",
         (H + "test_a_count_the_message_cut_fell_inside_is_no_count",),
+    ),
+    Mutation(
+        "cut: an error code the cut fell inside is the row's ErrorCode",
+        "pipeline/call/errors.py",
+        "        return None if code is not None and code == cut else code\n",
+        "        return code\n",
+        (H + "test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag",),
+    ),
+    Mutation(
+        "salvage: a nested value the 200 KB cut fell inside is kept (an on-error reason)",
+        "pipeline/ingest/records.py",
+        "        if node[key] == tail and not isinstance(node[key], dict | list):\n",
+        "        if node is doc and node[key] == tail:\n",
+        (H + "test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag",),
+    ),
+    Mutation(
+        "cut: a request cut before its stream flag says the call was not streamed",
+        "pipeline/call/exchange.py",
+        '    if req is not None and (not request.truncated or "stream" in req):\n',
+        "    if req is not None:\n",
+        (H + "test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag",),
+    ),
+    Mutation(
+        "cut: a policy message's rebuilt answer forgets its cut (finish reason sto)",
+        "pipeline/sources/policy.py",
+        '    return Body("json", doc, choices.truncated, None, choices.logged_bytes, '
+        "choices.cut_tail)\n",
+        '    return Body("json", doc)\n',
+        (H + "test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag",),
+    ),
+    Mutation(
+        "cut: a Responses answer cut before incomplete_details says incomplete",
+        "pipeline/call/exchange.py",
+        '        if reason is None and "incomplete_details" not in resp and cut:\n',
+        "        if False:\n",
+        (H + "test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

@@ -1966,3 +1966,68 @@ def test_a_count_the_message_cut_fell_inside_is_no_count(k: int) -> None:
     at = body.index(b'"request":"') + 5_000
     ((_, row),) = transform([ev(body[:at])], Config()).rows
     assert row["PromptPreview"].startswith("xxxx")
+
+
+def _cut_cases() -> dict[str, tuple[bytes, bytes, str]]:
+    """(whole event, the same cut as a client can place it, the column) per fact a cut once
+    made a piece of: from a property audit cutting 68,000 times at every offset near a fact."""
+    q = apim.chat_request(("user", "Summarise our travel policy in one sentence."))
+    cases: dict[str, tuple[bytes, bytes, str]] = {}
+    m = sources.policy_message(
+        apim.new_id("cut-code"), request=q, response=apim.AOAI_429, status=429
+    )
+    cases["error code in a logged answer"] = (
+        m,
+        m[: m.index(b'429\\",\\"message') + 2],
+        "ErrorCode",
+    )
+    m = sources.policy_message(
+        apim.new_id("cut-reason"), section="on-error", status=429, request=q,
+        error={"source": "llm-token-limit", "reason": "TokenLimitExceeded", "message": "Limit.",
+               "scope": "api", "section": "inbound", "policyId": "t"},
+    )  # fmt: skip
+    cases["on-error reason, nested"] = (m, m[: m.index(b"TokenLimitExceeded") + 5], "ErrorCode")
+    streamed = dict(q, model="gpt-4o", stream=True)
+    rec = apim.gateway(apim.new_id("cut-stream"), request=streamed, response=None)
+    props = rec["properties"]
+    whole, n = apim.envelope(rec), len(props["requestBody"])
+    props["requestSize"] = n
+    for key in ("backendRequestBody", "requestBody"):
+        props[key] = props[key][: n - 20]
+    cases["stream flag after the cut"] = (whole, apim.envelope(rec), "Streamed")
+    m = sources.shape_a("chatcmpl-cut-finish")
+    cases["finish reason, message-storing"] = (m, m[: m.index(b"stop") + 2], "FinishReason")
+    _, c_resp = sources.shape_c_pair("msg-cut-finish")
+    cases["finish reason, request/response pair"] = (
+        c_resp, c_resp[: c_resp.index(b"stop") + 3], "FinishReason"
+    )  # fmt: skip
+    answer = orjson.dumps(
+        {"id": "resp_1", "object": "response", "status": "incomplete", "error": None,
+         "incomplete_details": {"reason": "max_output_tokens"}, "model": "m", "output": []}
+    ).decode()  # fmt: skip
+    rec = apim.gateway(
+        apim.new_id("cut-incomplete"), path="/openai/v1/responses",
+        request={"model": "m", "input": "hi"}, response=answer, responseSize=len(answer),
+    )  # fmt: skip
+    whole = apim.envelope(rec)
+    for key in ("backendResponseBody", "responseBody"):
+        rec["properties"][key] = answer[: answer.index('"error"')]
+    cases["why a response is incomplete"] = (whole, apim.envelope(rec), "FinishReason")
+    return cases
+
+
+@pytest.mark.parametrize("case", list(_cut_cases()))
+def test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag(case: str) -> None:
+    """The cut may hide a fact, never change it: an error code cut to `4` of `429` or `T` of
+    `TokenLimitExceeded`, a finish reason `sto`, `incomplete` for `max_output_tokens`, a
+    stream flag False because `stream` came after the cut."""
+    whole_body, cut_body, column = _cut_cases()[case]
+    ((_, whole),) = transform([ev(whole_body)], Config()).rows
+    ((_, cut),) = transform([ev(cut_body)], Config()).rows
+    truth, seen = whole.get(column), cut.get(column)
+    assert truth is not None
+    if column == "Streamed":
+        assert seen in (truth, None)
+    else:
+        assert seen is None or seen == truth or not str(truth).startswith(str(seen)), seen
+        assert seen != "incomplete"

@@ -53,13 +53,21 @@ def classify(
     backend_status: int | None,
     response: Any,
     last_error: dict[str, Any] | None,
+    cut: str | None = None,
 ) -> ErrorInfo | None:
-    """Error details of a failed call (status ≥ 400), else None."""
+    """Error details of a failed call (status ≥ 400), else None. `cut`: the string of
+    `response` the logging cut fell inside (bodies.Body.cut_tail), which names no code
+    (`content_fil` of `content_filter`, `4` of `429`)."""
     if status is None or status < 400:
         return None
     error = aoai_error(response)
+
+    def _code(value: Any) -> str | None:
+        code = _str(value)
+        return None if code is not None and code == cut else code
+
     if backend_status is not None and backend_status >= 400:
-        code = (_str(error.get("code")) or _str(error.get("type"))) if error else None
+        code = (_code(error.get("code")) or _code(error.get("type"))) if error else None
         message = _str(error.get("message")) if error else None
         return ErrorInfo(
             code or str(backend_status),
@@ -71,10 +79,10 @@ def classify(
     message = _str(last_error.get("message")) if last_error else None
     if isinstance(response, dict):
         if error is not None:
-            code = code or _str(error.get("code"))
+            code = code or _code(error.get("code"))
             message = message or _str(error.get("message"))
         else:
-            code = code or _str(response.get("statusCode"))
+            code = code or _code(response.get("statusCode"))
             message = message or _str(response.get("message"))
     return ErrorInfo(code or str(status), "gateway", _clip(message), is_content_filter(error))
 

@@ -87,11 +87,11 @@ def interpret(
     operation = _operation(backend_url, url, operation_id)
     deployment, claimed = _deployment(backend_url, url, req, operation, request)
     model = _model(stream, resp, req, operation, request, response)
-    error = classify(status, backend_status, resp, last_error)
+    error = classify(status, backend_status, resp, last_error, response.cut_tail)
     failure = error
     if failure is None and stream is not None and stream.error is not None:
         failure = stream_error(stream.error)  # a stream that ended in an error event
-    finish_reason, filtered = _finish(resp, stream)
+    finish_reason, filtered = _finish(resp, stream, response.truncated)
     finish_reason = response.whole(finish_reason)
     # Failed calls are not billed: their tokens stay unknown, never an estimate.
     usage = Usage(source="none") if failure else _reported(resp, stream, operation)
@@ -125,7 +125,7 @@ def interpret(
         model=model,
         response_id=string(stream.response_id if stream else None)
         or response.whole(string(resp.get("id") if resp else None)),
-        streamed=_streamed(req, response),
+        streamed=_streamed(req, request, response),
         streamed_seen=response.kind in ("sse", "json") or None,
         body_truncated=request.truncated
         or response.truncated
@@ -208,19 +208,21 @@ def _model(
     return model
 
 
-def _streamed(req: dict[str, Any] | None, response: Body) -> bool | None:
+def _streamed(req: dict[str, Any] | None, request: Body, response: Body) -> bool | None:
     """What the answer was; the request's `stream` (the client's word) only when no
     answer was logged."""
     if response.kind == "sse":
         return True
     if response.kind == "json":
         return False
-    if req is not None:
+    if req is not None and (not request.truncated or "stream" in req):
         return req.get("stream") is True
-    return None  # neither body logged: unknown
+    return None  # neither body logged (or the request cut before `stream`): unknown
 
 
-def _finish(resp: dict[str, Any] | None, stream: Stream | None) -> tuple[str | None, bool]:
+def _finish(
+    resp: dict[str, Any] | None, stream: Stream | None, cut: bool
+) -> tuple[str | None, bool]:
     if stream is not None:
         return stream.finish_reason, stream.content_filtered
     if resp is None:
@@ -233,6 +235,8 @@ def _finish(resp: dict[str, Any] | None, stream: Stream | None) -> tuple[str | N
     if resp.get("object") == "response":
         details = resp.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
+        if reason is None and "incomplete_details" not in resp and cut:
+            return None, False  # why it is incomplete came after the cut: not `incomplete`
         return string(reason) or string(resp.get("status")), reason == "content_filter"
     return None, False
 

@@ -205,13 +205,25 @@ def salvage_message(body: bytes) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or policy.shape_of(flatten(doc)) is None:
         return None
     if tail:
-        # The string the cut fell inside stays where it is text (a body: previews), never
-        # where it is read as a fact: a client sizing its request so that the cut fell inside
-        # the message-storing sample's `"responseTokens":"1500"` was billed 1 or 15 tokens.
-        for key in [k for k, v in doc.items() if v == tail[0]]:
-            if key_kind(key) not in _TEXT_KINDS:
-                del doc[key]
+        _drop_cut_value(doc, tail[0])
     return doc
+
+
+def _drop_cut_value(doc: dict[str, Any], tail: str) -> None:
+    """The string the cut fell inside stays where it is text (a body: previews), never where
+    it is read as a fact: a client sizing its request so that the cut fell inside the
+    message-storing sample's `"responseTokens":"1500"` was billed 1 or 15 tokens, and inside
+    an on-error message's `error.reason` made `T` of `TokenLimitExceeded` its error code. The
+    cut string is the document's last value: followed down the last members, one per level."""
+    if key_kind(next(reversed(doc), "")) in _TEXT_KINDS:
+        return
+    node: Any = doc
+    while isinstance(node, dict | list) and node:
+        key = next(reversed(node)) if isinstance(node, dict) else len(node) - 1
+        if node[key] == tail and not isinstance(node[key], dict | list):
+            del node[key]
+            return
+        node = node[key]
 
 
 # --- facts ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.call.bodies import ABSENT, parse_body
+from pipeline.call.bodies import ABSENT, Body, parse_body
 from pipeline.call.exchange import interpret
 from pipeline.call.usage import from_counts, normalise_usage
 from pipeline.common.timestamps import parse_time
@@ -140,6 +140,15 @@ def _ours(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyM
     return PolicyMessage(cid, part, f, ex.prompt_text, ex.completion_text)
 
 
+def _answer(choices: Body, **more: Any) -> Body:
+    """An answer rebuilt around the `choices` a message logged (serialised apart), as cut as
+    they were: a finish reason the cut fell inside (`sto` of `stop`) is then no fact."""
+    if not isinstance(choices.doc, list):
+        return ABSENT
+    doc = {"choices": choices.doc, **more}
+    return Body("json", doc, choices.truncated, None, choices.logged_bytes, choices.cut_tail)
+
+
 def _shape_a(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyMessage | None:
     # Keyed by the response id, like the accelerator's records: the sample's `apimRequestId`
     # is the backend's `apim-request-id` response header (`context.Response.Headers`), the
@@ -151,12 +160,7 @@ def _shape_a(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> Poli
     if cid is None:
         return None
     request = parse_body(flat.get("request"))
-    choices = parse_body(flat.get("response"))
-    response = (
-        parse_body({"choices": choices.doc, "model": text(flat, "model")})
-        if isinstance(choices.doc, list)
-        else ABSENT
-    )
+    response = _answer(parse_body(flat.get("response")), model=text(flat, "model"))
     # The sample logs only responses with status 200.
     ex = interpret(status=200, backend_status=200, request=request, response=response)
     f = ex.facts
@@ -231,9 +235,7 @@ def _shape_c(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> Poli
         f.usage = None  # the request half says nothing about usage
         prompt = ex.prompt_text
     else:
-        choices = parse_body(flat.get("choices"))
-        resp = {"choices": choices.doc} if isinstance(choices.doc, list) else None
-        ex = interpret(operation_id=operation_id, response=parse_body(resp) if resp else ABSENT)
+        ex = interpret(operation_id=operation_id, response=_answer(parse_body(flat.get("choices"))))
         f.operation = ex.facts.operation
         f.model = _clean(text(flat, "model"))
         f.api_id = _clean(text(flat, "apiid"))
