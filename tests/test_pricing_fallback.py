@@ -101,6 +101,16 @@ def cost_at(model: str, row: dict[str, Any]) -> float:
     return price.cost(row["PromptTokens"], row["CompletionTokens"], row.get("CachedTokens"))
 
 
+def day_cost_is(store: Store, unlogged: str, deployment_priced: int) -> float:
+    """The day's KPI cost is each row's at its model, `unlogged` for the rows without one;
+    returns it."""
+    want = sum(cost_at(r.get("Model") or unlogged, r) for r in audit_rows(store))
+    total = kpi(store)["_total"]
+    assert total["CostUsd"] == pytest.approx(want, abs=1e-8)
+    assert total[rollup.DEPLOYMENT_PRICED] == deployment_priced
+    return want
+
+
 def usage_cost(store: Store, level: str) -> tuple[float, int]:
     """The day's cost and deployment-priced calls on KpiHourly at `level` (what budgets read
     by hour, chargeback by day and user)."""
@@ -252,11 +262,7 @@ def test_a_deployment_that_answered_with_two_models_is_priced_as_the_more_freque
         answered("fb-old-2", "chat-prod", OLD4O, 3),
         long_answer("fb-long-upgraded", "chat-prod", 4),
     )
-    rows = audit_rows(store)
-    want = sum(cost_at(r.get("Model") or OLD4O, r) for r in rows)
-    total = kpi(store)["_total"]
-    assert total["CostUsd"] == pytest.approx(want, abs=1e-8)
-    assert total[rollup.DEPLOYMENT_PRICED] == 1
+    day_cost_is(store, OLD4O, deployment_priced=1)
 
 
 def test_the_learned_choice_is_the_same_in_any_order_and_ties_go_to_the_least_name() -> None:
@@ -359,11 +365,7 @@ def test_the_deployments_map_comes_before_what_the_day_learned(
         answered("fb-first-short", "chat-prod", GPT4O, 1),
         long_answer("fb-first-long", "chat-prod", 2),
     )
-    rows = audit_rows(store)
-    want = sum(cost_at(r.get("Model") or MINI, r) for r in rows)
-    total = kpi(store)["_total"]
-    assert total["CostUsd"] == pytest.approx(want, abs=1e-8)
-    assert total[rollup.DEPLOYMENT_PRICED] == 0
+    want = day_cost_is(store, MINI, deployment_priced=0)
     focus = focus_rows(store, prices.load(mapped.price_table))
     assert sum(r["BilledCost"] for r in focus) == pytest.approx(want, abs=1e-8)
     assert {r["SkuId"] for r in focus} == {GPT4O, MINI}
