@@ -1371,6 +1371,13 @@ MUTATIONS = [
         (H + "test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag",),
     ),
     Mutation(
+        "llm: a header that names no deployment is read as a message record (tokens lost)",
+        "pipeline/sources/llmlogs.py",
+        "    header = deployment is not None or any(counts)\n",
+        "    header = deployment is not None\n",
+        ("tests/test_join.py::test_an_llm_header_naming_no_deployment_is_still_the_calls_header",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -530,3 +530,19 @@ def test_mixed_categories_in_one_envelope(cfg: Config, store: Store) -> None:
     assert result.dead_letters == 0 and result.calls == 1
     row = all_rows(store)[cid]
     assert row["Sources"] == "gateway,llm" and row["TokensSource"] == "llm-log"
+
+
+@pytest.mark.parametrize("deployment", ["", None])
+def test_an_llm_header_naming_no_deployment_is_still_the_calls_header(
+    deployment: str | None,
+) -> None:
+    """Message records carry no tokens; a record that reports them without a deployment (a
+    route naming none) was read as a message record: its tokens, model and response id went
+    nowhere, and the call looked unlogged (TokensSource none)."""
+    cid = apim.new_id(f"llm-header-no-deployment-{deployment}")
+    header = sources.llm_header(cid, deployment=deployment or "")
+    if deployment is None:
+        del header["properties"]["deploymentName"]
+    ((_, row),) = transform([EventIn(apim.envelope(header))], Config()).rows
+    assert (row["TokensSource"], row["PromptTokens"], row["TotalTokens"]) == ("llm-log", 29, 42)
+    assert row["Model"] == "gpt-4o-2024-08-06" and row["ResponseId"].startswith("chatcmpl-")

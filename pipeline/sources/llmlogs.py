@@ -38,7 +38,16 @@ class LlmRecord:
 
 def parse_llm_record(flat: dict[str, Any]) -> LlmRecord:
     deployment = text(flat, "deploymentname")
-    header = deployment is not None
+    counts = (
+        integer(flat, "prompttokens"),
+        integer(flat, "completiontokens"),
+        integer(flat, "totaltokens"),
+    )
+    # The header names its deployment (Microsoft's queries sum tokens `where DeploymentName
+    # != ''`, formats.md §2.4); message records carry no tokens. One that reports tokens
+    # without a deployment (a route naming none) is still the call's header: read as a
+    # message record, its billed tokens, model and response id went nowhere.
+    header = deployment is not None or any(counts)
     facts = Facts(
         call_time=parse_time(flat.get("time") or flat.get("timegenerated")),
         apim_service=apim_service(text(flat, "resourceid")),
@@ -58,9 +67,7 @@ def parse_llm_record(flat: dict[str, Any]) -> LlmRecord:
         facts.response_id = text(flat, "requestid")
         facts.operation = operation_from_id(op_name)
         facts.usage = from_counts(
-            integer(flat, "prompttokens"),
-            integer(flat, "completiontokens"),
-            integer(flat, "totaltokens"),
+            *counts,
             # Only a third-party note mentions promptCachedTokens; used when present.
             as_int(flat.get("promptcachedtokens")),
             None,
