@@ -942,8 +942,8 @@ MUTATIONS = [
         "salvage: a whole policy message followed by another is salvaged as cut (the second "
         "call unread)",
         "pipeline/ingest/records.py",
-        "    doc = repair_truncated(text_, cut_only=True, tail=tail)\n",
-        "    doc = repair_truncated(text_, tail=tail)\n",
+        "    doc, in_string = repair(text_, cut_only=True)\n",
+        "    doc, in_string = repair(text_)\n",
         (
             "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call",
         ),
@@ -1116,8 +1116,8 @@ MUTATIONS = [
     Mutation(
         "cost: a call with no model is not priced as its deployment's model in FOCUS",
         "pipeline/export/focus.py",
-        "                price = self.prices.price(None, key[2], self.day, chosen)\n",
-        "                price = self.prices.price(None, key[2], self.day)\n",
+        "                model = self.prices.model_of(key[2], chosen)\n",
+        "                model = self.prices.model_of(key[2])\n",
         (
             PF + "test_a_long_answer_is_priced_as_the_model_its_deployment_answered_with_that_day",
             PF + "test_a_deployment_a_client_names_teaches_no_model",
@@ -1323,15 +1323,15 @@ MUTATIONS = [
     Mutation(
         "salvage: a count the 200 KB cut fell inside is the message's count",
         "pipeline/ingest/records.py",
-        "    if tail:\n        _drop_cut_value(doc, tail[0])\n",
+        "    if in_string:\n        _drop_cut_value(doc)\n",
         "",
         (H + "test_a_count_the_message_cut_fell_inside_is_no_count",),
     ),
     Mutation(
         "salvage: a body the 200 KB cut fell inside is dropped (no preview)",
         "pipeline/ingest/records.py",
-        '    if key_kind(next(reversed(doc), "")) in _TEXT_KINDS:\n        return\n',
-        "",
+        "    if key_kind(next(reversed(doc))) not in _TEXT_KINDS:\n",
+        "    if True:\n",
         (H + "test_a_count_the_message_cut_fell_inside_is_no_count",),
     ),
     Mutation(
@@ -1344,8 +1344,8 @@ MUTATIONS = [
     Mutation(
         "salvage: a nested value the 200 KB cut fell inside is kept (an on-error reason)",
         "pipeline/ingest/records.py",
-        "        if node[key] == tail and not isinstance(node[key], dict | list):\n",
-        "        if node is doc and node[key] == tail:\n",
+        "    if key_kind(next(reversed(doc))) not in _TEXT_KINDS:\n",
+        "    if where[0] is doc and key_kind(next(reversed(doc))) not in _TEXT_KINDS:\n",
         (H + "test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag",),
     ),
     Mutation(

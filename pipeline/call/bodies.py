@@ -79,10 +79,9 @@ def parse_body(raw: Any) -> Body:
             return Body("json", safejson.loads(fixed), False, raw, size)
     stripped = (fixed or raw).lstrip()
     if stripped[:1] in ("{", "["):
-        tail: list[str] = []
-        doc = repair_truncated(stripped, tail=tail)
+        doc, in_string = repair(stripped)
         if doc is not None:
-            return Body("json", doc, True, raw, size, tail[0] if tail else None)
+            return Body("json", doc, True, raw, size, cut_string(doc) if in_string else None)
     return Body("text", None, False, raw, size)
 
 
@@ -115,16 +114,19 @@ _CUT_STRING = "cut string"
 Step = Callable[[list[str], str, str, re.Match[str], int], tuple[str | None, int]]
 
 
-def repair_truncated(
-    text: str, *, cut_only: bool = False, tail: list[str] | None = None
-) -> Any | None:
+def repair_truncated(text: str) -> Any | None:
+    """The longest valid prefix of a JSON document that was cut off (`repair`)."""
+    return repair(text)[0]
+
+
+def repair(text: str, *, cut_only: bool = False) -> tuple[Any | None, bool]:
     """Parse the longest valid prefix of a JSON document that was cut off.
 
-    Returns the salvaged document, or None when the text is not a JSON prefix at all.
-    A string value cut in the middle is kept (closed where it stops): previews want it.
+    Returns the salvaged document, or None when the text is not a JSON prefix at all, and
+    whether the cut fell inside a string. Such a string value is kept (closed where it stops:
+    previews want it), as the document's last value (`last_value`).
     `cut_only`: None too for a whole document followed by what may hold another (a `{` or a
     `[`: two messages one after the other): no cut, and the rest would go unread.
-    `tail`: receives the string value the cut fell inside, when it did (Body.cut_tail).
 
     Linear in the text: one pass over its tokens; the closing brackets are worked out once,
     from the stack, when the pass ends (every push and pop is followed by a new cut point,
@@ -145,16 +147,30 @@ def repair_truncated(
             break
     if state == _CUT_STRING:
         # Keep what arrived of the string (it runs to the end of the text), closed.
-        partial = _PARTIAL_ESCAPE.sub("", text[cut_end:]) + '"'
-        doc = _finish(text[:cut_end] + partial, _closing(stack))
-        if tail is not None and doc is not None:
-            tail.append(safejson.loads(partial))
-        return doc
+        partial = _PARTIAL_ESCAPE.sub("", text[cut_end:])
+        return _finish(text[:cut_end] + partial + '"', _closing(stack)), True
     if cut_end == -1:
-        return None
+        return None, False
     if cut_only and state is None and not stack and _may_hold_more(text, cut_end):
-        return None
-    return _finish(text[:cut_end], _closing(stack))
+        return None, False
+    return _finish(text[:cut_end], _closing(stack)), False
+
+
+def last_value(doc: Any) -> tuple[Any, Any] | None:
+    """(container, key) of a document's last value in text order, followed down the last
+    members: where `repair` closed the string the cut fell inside. None for an empty one."""
+    where = None
+    while isinstance(doc, dict | list) and doc:
+        key = next(reversed(doc)) if isinstance(doc, dict) else len(doc) - 1
+        where, doc = (doc, key), doc[key]
+    return where
+
+
+def cut_string(doc: Any) -> str | None:
+    """The string the cut fell inside, in a document `repair` salvaged from inside one."""
+    where = last_value(doc)
+    value = where[0][where[1]] if where else None
+    return value if isinstance(value, str) else None
 
 
 def _string(

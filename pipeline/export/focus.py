@@ -108,9 +108,10 @@ class FocusDay:
             rates, sku = key[-1], key[3]
             if sku is None and key[2] is not None:
                 # No model logged: its deployment's model, known now that the day is read.
-                price = self.prices.price(None, key[2], self.day, chosen)
+                model = self.prices.model_of(key[2], chosen)
+                price = self.prices.price(model, None, self.day) if model else None
                 if price is not None:
-                    rates, sku = price.rates, self.prices.model_of(key[2], chosen)
+                    rates, sku = price.rates, model
             for token_type, quantity, rate in _by_type(rates, self.sums[key]):
                 if quantity:
                     out.append({**common, **self._row(key, token_type, quantity, rate, sku)})

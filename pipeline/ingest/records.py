@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from pipeline.call import attribution
-from pipeline.call.bodies import repair_truncated
+from pipeline.call.bodies import last_value, repair
 from pipeline.call.join import CUT_PREVIEW
 from pipeline.common import safejson
 from pipeline.common.render import INVISIBLE
@@ -200,30 +200,24 @@ def salvage_message(body: bytes) -> dict[str, Any] | None:
         return None
     # Only a message that stops before its end: a whole one followed by more (two messages
     # in one event) is not cut, and salvaging the first would leave the second unread.
-    tail: list[str] = []
-    doc = repair_truncated(text_, cut_only=True, tail=tail)
+    doc, in_string = repair(text_, cut_only=True)
     if not isinstance(doc, dict) or policy.shape_of(flatten(doc)) is None:
         return None
-    if tail:
-        _drop_cut_value(doc, tail[0])
+    if in_string:
+        _drop_cut_value(doc)
     return doc
 
 
-def _drop_cut_value(doc: dict[str, Any], tail: str) -> None:
+def _drop_cut_value(doc: dict[str, Any]) -> None:
     """The string the cut fell inside stays where it is text (a body: previews), never where
     it is read as a fact: a client sizing its request so that the cut fell inside the
     message-storing sample's `"responseTokens":"1500"` was billed 1 or 15 tokens, and inside
-    an on-error message's `error.reason` made `T` of `TokenLimitExceeded` its error code. The
-    cut string is the document's last value: followed down the last members, one per level."""
-    if key_kind(next(reversed(doc), "")) in _TEXT_KINDS:
+    an on-error message's `error.reason` made `T` of `TokenLimitExceeded` its error code."""
+    where = last_value(doc)
+    if where is None or not isinstance(where[0][where[1]], str):
         return
-    node: Any = doc
-    while isinstance(node, dict | list) and node:
-        key = next(reversed(node)) if isinstance(node, dict) else len(node) - 1
-        if node[key] == tail and not isinstance(node[key], dict | list):
-            del node[key]
-            return
-        node = node[key]
+    if key_kind(next(reversed(doc))) not in _TEXT_KINDS:
+        del where[0][where[1]]
 
 
 # --- facts ---------------------------------------------------------------------------------------
