@@ -29,7 +29,7 @@ import orjson
 
 from pipeline.kpi.attribution import KEY_COLUMNS, UNATTRIBUTED, column_values
 from pipeline.kpi.files import DocumentError, ReadBlob, read_document
-from pipeline.kpi.rollup import key_of
+from pipeline.kpi.prices import key_of
 
 SCHEMA = "aoai-audit-alert/1"
 # Scope keys → the KpiHourly columns they compare (case-insensitively).
@@ -52,7 +52,7 @@ class BudgetsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Budget:
     name: str
-    scope: tuple[tuple[str, str], ...]  # (column, value as rollup.key_of has it)
+    scope: tuple[tuple[str, str], ...]  # (column, value as prices.key_of has it)
     scope_doc: dict[str, str]
     period: str
     amount_usd: float | None

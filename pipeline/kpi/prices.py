@@ -87,6 +87,12 @@ def normalise_model(name: str) -> str:
     return n.replace("gpt-3.5", "gpt-35")
 
 
+def key_of(column: str, value: str) -> str:
+    """What two spellings of one name share: a model's name as the price table compares it
+    (so a budget and the rollup agree on what is one model), any other name casefolded."""
+    return normalise_model(value.casefold()) if column == "Model" else value.casefold()
+
+
 def deployment_key(name: str) -> str:
     """What spellings of one deployment share (case, padding): the rollup, the attribution
     map and budgets count `CHAT-PROD` and `chat-prod` as one deployment, so one price too."""

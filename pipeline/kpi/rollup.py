@@ -43,8 +43,8 @@ from pipeline.kpi.prices import (
     billed,
     cost,
     deployment_key,
+    key_of,
     learnable,
-    normalise_model,
 )
 from pipeline.kpi.sketch import Sketch
 from pipeline.model import MAX_CALL_TOKENS
@@ -119,10 +119,6 @@ class Accumulator:
     backend: Sketch = field(default_factory=Sketch)
     # Merged into OTHER_DIMS while the day was read (`_fold`): rows go elsewhere now.
     folded: bool = False
-
-    def add(self, row: Mapping[str, Any], price_of: Any, pending: str | None = None) -> None:
-        self.add_usage(row, price_of, pending)
-        self.add_latency(row)
 
     def add_usage(self, row: Mapping[str, Any], price_of: Any, pending: str | None = None) -> None:
         """Counts, tokens and cost of a row (what the hourly rows keep). `pending`: the
@@ -295,7 +291,8 @@ _MEMO_KEYS = 200_000
 # cannot make the rollup's memory grow with the calls instead of the groups.
 MAX_VALUES_PER_DAY = 2_000
 OTHER = "(other)"
-_CAPPED = ("Deployment", "Model")
+# The first dimensions, capped per day (`_rank` reads them by position).
+_CAPPED = DIMENSIONS[:2]
 # The caps above bound each column, not their combinations: failing calls naming 2,000
 # deployments (URL) by 2,000 models (body) made 4 million groups. Past this many groups
 # (a KpiDaily group, its failed and answered calls counted apart) in a day, the groups that
@@ -322,17 +319,11 @@ class Named:
         return None
 
 
-def key_of(column: str, value: str) -> str:
-    """What two spellings of one name share: a model's name as the price table compares it
-    (so a budget and the rollup agree on what is one model), any other name casefolded."""
-    return normalise_model(value.casefold()) if column == "Model" else value.casefold()
-
-
 def named_by(
     prices: PriceTable, teams: Attribution, scopes: Iterable[tuple[str, str]] = ()
 ) -> Named:
     """The names of `_CAPPED` columns in the price table, the map's rules and budget scopes
-    ((column, value casefolded) pairs)."""
+    ((column, value as `key_of` has it) pairs)."""
     rules = (pair for rule in teams.rules for pair in rule.match)
     pairs = {(c, key_of(c, v)) for c, v in (*rules, *scopes) if c in _CAPPED}
     pairs |= {("Deployment", d.casefold()) for d in prices.deployments}
@@ -392,7 +383,7 @@ def _rank(failed: bool, dims: tuple[Any, ...]) -> int:
     """Which groups stay when a day has more than MAX_GROUPS_PER_DAY (the lowest): answered
     before failed, those whose deployment and model the operator wrote down (or nobody named)
     before the others, then a hash of the names, which is the same in every run."""
-    made_up = any(isinstance(v, str) for c, v in zip(DIMENSIONS, dims, strict=True) if c in _CAPPED)
+    made_up = any(isinstance(v, str) for v in dims[: len(_CAPPED)])
     parts = [[v.column, v.key] if isinstance(v, _Written) else v for v in dims]
     digest = hashlib.blake2b(orjson.dumps(parts), digest_size=16).digest()
     return (failed << 129) | (made_up << 128) | int.from_bytes(digest, "big")
@@ -421,14 +412,23 @@ def _fold(folded: Any, failed: bool, dims: tuple[Any, ...]) -> None:
     gateway and region: chargeback by team still counts them)."""
     latency = folded.latency.pop((failed, dims))
     latency.folded = True  # the memo of `aggregate` looks the row's group up again
-    folded.latency.setdefault((failed, OTHER_DIMS), Accumulator()).merge(latency)
+    _other(folded.latency, (failed, OTHER_DIMS)).merge(latency)
     # The memo still holds it: its sketches (kilobytes) go now, not when the memo does.
     latency.duration, latency.backend = Sketch(), Sketch()
     tail = len(DIMENSIONS)
     for key in folded.members.pop((failed, dims), ()):
         acc = folded.hours.pop(key)
         acc.folded = True
-        folded.hours.setdefault((*key[:-tail], *OTHER_DIMS), Accumulator()).merge(acc)
+        _other(folded.hours, (*key[:-tail], *OTHER_DIMS)).merge(acc)
+
+
+def _other(accs: dict[Any, Accumulator], key: Any) -> Accumulator:
+    """The (other) group's accumulator, made once: a day past the cap folds a group into it
+    for every group it drops (an accumulator and its two sketches made in vain each time)."""
+    acc = accs.get(key)
+    if acc is None:
+        acc = accs[key] = Accumulator()
+    return acc
 
 
 def _into(accs: dict[Any, Accumulator], key: Any, acc: Accumulator) -> None:

@@ -37,12 +37,10 @@ def unescaped_view(s: str) -> tuple[str, Offsets | None]:
         (c for c in _STAND_INS if c not in s and f"\\u{ord(c):04x}" not in s), None
     )  # `\u0000` reads as NUL: a stand-in its text spells would be read as a backslash
     if stand_in is None:
-        view, offsets = walk(s)
-        return view, offsets
+        return walk(s)
     view = s.replace("\\\\", stand_in)
     for letter, char in _LETTERS.items():
-        if "\\" + letter in view:
-            view = view.replace("\\" + letter, char)
+        view = view.replace("\\" + letter, char)  # the same string back when none is there
     if "\\u" in view:
         view = _UNICODE.sub(_character, view)
     return view.replace(stand_in, "\\"), Offsets(s, _ESCAPE, 1)

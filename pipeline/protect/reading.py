@@ -161,18 +161,19 @@ def hidden_view(text: str) -> tuple[str, Offsets | None] | None:
     value that invisible characters split, the first one a value they only border ("card
     \u200b4111 ..."): taken out, they would join it to the word beside it."""
     hidden = unhide(text)
-    view = text if hidden is None else hidden[0]
+    view, written = hidden or (text, None)
     if hidden is None and _TAGS.search(view) is None:
         return None
-    return fold(spell_tags(view)), None if hidden is None else hidden[1]
+    return fold(spell_tags(view)), written
 
 
 def unhide(text: str) -> tuple[str, Offsets] | None:
     """`text` without its hidden characters, read in C, and where each of its characters is
     written (offsets.py); None when it has none (O(1) for ASCII)."""
-    if text.isascii() or _HIDDEN.search(text) is None:
+    if text.isascii():
         return None
-    return visible(text), Offsets(text, _HIDDEN, 0)
+    view, taken = _HIDDEN.subn("", text)
+    return (view, Offsets(text, _HIDDEN, 0)) if taken else None
 
 
 def visible(text: str) -> str:

@@ -376,21 +376,24 @@ def _regular(
     path: Path, filters: Filters, limit: int, chunk: int
 ) -> Iterator[Input | InputProblem]:
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
     except OSError as exc:
         yield InputProblem(printable(str(path)), f"cannot be read ({exc.strerror or exc})")
         return
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(st.st_mode):
         yield InputProblem(printable(str(path)), "not a regular file (a FIFO or a device)")
         return
-    item = _local(path, filters, limit, chunk)
+    item = _local(path, st, filters, limit, chunk)
     if item is not None:
         yield item
 
 
-def _local(path: Path, filters: Filters, limit: int, chunk: int) -> Input | None:
+def _local(
+    path: Path, st: os.stat_result, filters: Filters, limit: int, chunk: int
+) -> Input | None:
+    """A regular file as an input; `st`: the status that found it regular (its size and
+    time are in the resume key)."""
     label = printable(str(path))
-    st = path.stat()
     size = st.st_size
     # The resume state is JSON: a name that is not UTF-8 is kept as its bytes in hex, under a
     # prefix of its own (escaped in place, `a\xff` named the file called `a\\xff` too). The
