@@ -59,6 +59,7 @@ RETRY_AFTER = (
 RESTART = "tests/test_reliability.py::test_azurite_stopped_and_restarted_mid_batch"
 DOWN = "tests/test_ingest.py::test_storage_down_raises_so_the_trigger_retries"
 ERASURE = "tests/test_erasure.py::"
+PT = "tests/test_parsing.py::"
 PARKED = "tests/test_reliability.py::test_a_batch_that_keeps_failing_is_parked_and_replayed_later"
 LIMITS = "tests/test_limits.py"
 
@@ -1376,6 +1377,20 @@ MUTATIONS = [
         "    header = deployment is not None or any(counts)\n",
         "    header = deployment is not None\n",
         ("tests/test_join.py::test_an_llm_header_naming_no_deployment_is_still_the_calls_header",),
+    ),
+    Mutation(
+        "gateway: a call's cut body read when its other copy is whole",
+        "pipeline/sources/gateway.py",
+        '        if isinstance(body, Body) and body.kind == "json":\n',
+        "        if False:\n",
+        (PT + "test_of_a_calls_two_bodies_a_whole_one_is_read_and_else_the_backends",),
+    ),
+    Mutation(
+        "gateway: of two cut bodies, the client's read instead of the backend's",
+        "pipeline/sources/gateway.py",
+        "        if first is None and body is not ABSENT:\n",
+        "        if body is not ABSENT:\n",
+        (PT + "test_of_a_calls_two_bodies_a_whole_one_is_read_and_else_the_backends",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

@@ -421,3 +421,40 @@ def test_a_streamed_legacy_completion_without_usage_estimates_its_output() -> No
     ask = parse_body('{"messages": [{"role": "user", "content": "Help me."}], "stream": true}')
     facts = interpret(url=chat, status=200, request=ask, response=parse_body(refusal)).facts
     assert facts.usage is not None and facts.usage.completion
+
+
+def test_of_a_calls_two_bodies_a_whole_one_is_read_and_else_the_backends() -> None:
+    """GatewayLogs logs a body twice (client and backend side). The one read is the first that
+    is a whole document, else the backend's (what the model saw), repaired: the client's cut
+    copy neither replaces a whole backend body nor is read when both are cut."""
+    from pipeline.sources.gateway import gateway_facts
+
+    record = apim.base_chat_record()
+    p = record["properties"]
+    answer = p["backendResponseBody"]
+    usage = orjson.loads(answer)["usage"]
+    ask = orjson.loads(p["requestBody"])
+
+    # The backend's answer whole, the client's cut (a policy appended to it): the whole one.
+    p["responseBody"] = answer[: len(answer) // 2]
+    facts, _, _ = gateway_facts(flatten(record))
+    assert facts.usage is not None and facts.usage.source == "reported"
+    assert (facts.usage.prompt, facts.usage.completion) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    # The other way round: the client's copy is whole, the backend's cut before `usage`.
+    p["responseBody"], p["backendResponseBody"] = answer, answer[: len(answer) // 2]
+    facts, _, _ = gateway_facts(flatten(record))
+    assert facts.usage is not None and facts.usage.completion == usage["completion_tokens"]
+    assert not facts.body_truncated
+
+    # Both request bodies cut, each with its own words: the backend's is the prompt read.
+    def cut_request(words: str) -> str:
+        doc = dict(ask, messages=[{"role": "user", "content": words + " " * 40}])
+        return orjson.dumps(doc).decode()[:-30]
+
+    p["backendRequestBody"], p["requestBody"] = cut_request("backend"), cut_request("client")
+    facts, prompt, _ = gateway_facts(flatten(record))
+    assert prompt is not None and "backend" in prompt and "client" not in prompt
+    assert facts.body_truncated

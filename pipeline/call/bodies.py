@@ -49,6 +49,23 @@ _SSE_START = re.compile(r"\A\s*(?:data|event|id|retry)\s*:|\A\s*:", re.ASCII)
 
 def parse_body(raw: Any) -> Body:
     """Interpret one logged body value (normally a string holding JSON or SSE text)."""
+    body = read_whole(raw)
+    return body if isinstance(body, Body) else salvage(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """A body that is no whole JSON document nor a stream: `salvage` repairs it, or reads it
+    as text. Kept apart so that a caller choosing between two bodies repairs one only."""
+
+    raw: str  # as logged, without leading space or byte order mark
+    fixed: str | None  # with lone surrogate escapes replaced, when it held any
+    size: int
+
+
+def read_whole(raw: Any) -> Body | Unread:
+    """The body when it is absent, a whole JSON document or a stream; else what `salvage`
+    needs to read the rest (a cut document, or text)."""
     if raw is None:
         return ABSENT
     if isinstance(raw, dict | list):
@@ -77,12 +94,18 @@ def parse_body(raw: Any) -> Body:
     if fixed is not None:
         with contextlib.suppress(orjson.JSONDecodeError):
             return Body("json", safejson.loads(fixed), False, raw, size)
-    stripped = (fixed or raw).lstrip()
+    return Unread(raw, fixed, size)
+
+
+def salvage(body: Unread) -> Body:
+    """A body `read_whole` could not read: the complete part of a cut document, else text."""
+    stripped = (body.fixed or body.raw).lstrip()
     if stripped[:1] in ("{", "["):
         doc, in_string = repair(stripped)
         if doc is not None:
-            return Body("json", doc, True, raw, size, cut_string(doc) if in_string else None)
-    return Body("text", None, False, raw, size)
+            cut_tail = cut_string(doc) if in_string else None
+            return Body("json", doc, True, body.raw, body.size, cut_tail)
+    return Body("text", None, False, body.raw, body.size)
 
 
 # Complete string | unterminated string running to the end | structural char | bare literal.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pipeline.call.bodies import ABSENT, Body, parse_body
+from pipeline.call.bodies import ABSENT, Body, Unread, read_whole, salvage
 from pipeline.call.exchange import interpret
 from pipeline.common.timestamps import parse_time
 from pipeline.common.values import integer, mapping, text
@@ -47,20 +47,23 @@ def request_id(value: str | None) -> str | None:
 
 
 def pick_body(*raws: Any) -> Body:
-    """The first body that parsed completely, else the first one that was logged at all.
-    (Backend bodies come first: they are what the model saw and said.)"""
-    first: Body | None = None
+    """The first body that is a whole document, else the first one that was logged at all.
+    (Backend bodies come first: they are what the model saw and said.) Only the body picked
+    is repaired: two cut bodies of a call cost one repair."""
+    first: Body | Unread | None = None
     seen: list[Any] = []
     for raw in raws:
         if raw is None or any(raw is r or raw == r for r in seen):
             continue  # APIM logs the same text twice when no policy changed it
         seen.append(raw)
-        body = parse_body(raw)
-        if body.kind == "json" and not body.truncated:
+        body = read_whole(raw)
+        if isinstance(body, Body) and body.kind == "json":
             return body
-        if first is None and body.kind != "absent":
+        if first is None and body is not ABSENT:
             first = body
-    return first or ABSENT
+    if first is None:
+        return ABSENT
+    return salvage(first) if isinstance(first, Unread) else first
 
 
 def gateway_facts(
