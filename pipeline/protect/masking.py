@@ -186,7 +186,7 @@ class Masker:
                 return self.redact_string(value, counts)
             return splice(value, spans, counts)  # no Counter per string
         if isinstance(value, dict):
-            return {
+            out = {
                 k: self._machine(k, v, todo, counts)
                 if k in NOT_TEXT
                 else _masked_secret(counts)
@@ -194,9 +194,31 @@ class Masker:
                 else self._rebuild(v, todo, counts)
                 for k, v in value.items()
             }
+            return self._rename(out, todo, counts) if not todo.keys().isdisjoint(out) else out
         if isinstance(value, list):
             return [self._rebuild(v, todo, counts) for v in value]
+        number = _number_text(value)
+        if number is not None and number in todo:
+            masked = self._rebuild(number, todo, counts)
+            return masked if masked != number else value  # a card sent as a number: text
         return value
+
+    def _rename(
+        self, value: dict[str, Any], todo: dict[str, Spans | None], counts: Counter[str]
+    ) -> dict[str, Any]:
+        """`value` with its keys that hold something to mask masked (an address or a key
+        written as a member's name); two that mask alike stay two members."""
+        out: dict[str, Any] = {}
+        last: dict[str, int] = {}  # the last number each masked name took: linear in names
+        for k, v in value.items():
+            masked = self._rebuild(k, todo, counts) if k in todo else k
+            if masked != k:
+                k = masked
+                while k in out or k in value:
+                    last[masked] = n = last.get(masked, 1) + 1
+                    k = f"{masked} ({n})"
+            out[k] = v
+        return out
 
     def _machine(
         self, key: str, value: Any, todo: dict[str, Spans | None], counts: Counter[str]
@@ -217,7 +239,11 @@ class Masker:
         references into them (a stream's delta slots) stay valid."""
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for k, v in items:
-            if isinstance(k, str) and k in NOT_TEXT:
+            number = _number_text(v)
+            if number is not None:
+                if number in todo:
+                    value[k] = self._rebuild(v, todo, counts)  # type: ignore[index]
+            elif isinstance(k, str) and k in NOT_TEXT:
                 new = self._machine(k, v, todo, counts)
                 if new is not v:
                     value[k] = new  # type: ignore[index]
@@ -228,6 +254,10 @@ class Masker:
                     value[k] = self._rebuild(v, todo, counts)  # type: ignore[index]
             elif isinstance(v, _CONTAINERS):
                 self._rebuild_in_place(v, todo, counts)
+        if isinstance(value, dict) and not todo.keys().isdisjoint(value):
+            renamed = self._rename(value, todo, counts)
+            value.clear()
+            value.update(renamed)
 
     def _redact_sse(self, s: str, counts: Counter[str]) -> str:
         """Redact a logged stream as the text it carries. Text deltas are joined per stream of
@@ -289,14 +319,34 @@ def redact_escaped(
     """JSON text matched without decoding its structure: on a view with string escapes
     undone, in linear time (cut JSON, text too deep to walk, dead letters as text). A view
     the `prefilter` says no detector can match is kept as it is, unscanned (most cut bodies:
-    prose)."""
+    prose). In JSON text, a match outside the strings (a card number sent as a number)
+    becomes a string placeholder: the text stays the JSON (or the JSON prefix) it was, which
+    a replay reads (repairs) again."""
     view, offsets = unescaped_view(s)
     if prefilter is not None and not prefilter(view):
         return s
     spans = redactor.find(view)
     if not spans:
         return s
-    return splice(s, spans, counts, offsets)
+    bare = _outside_strings(s) if s.lstrip()[:1] in ("{", "[") else None
+    return splice(s, spans, counts, offsets, bare)
+
+
+# A JSON string, or the one a cut left open (running to the end, maybe in an escape).
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
+
+
+def _outside_strings(s: str) -> Callable[[int], bool]:
+    """Whether an offset of JSON text `s` lies outside its strings. Found once the text has
+    a match: one pass over its strings."""
+    spans = [m.span() for m in _JSON_STRING.finditer(s)]
+    starts = [a for a, _ in spans]
+
+    def outside(at: int) -> bool:
+        i = bisect.bisect_right(starts, at) - 1
+        return i < 0 or at >= spans[i][1]
+
+    return outside
 
 
 def _spans_by_string(plain: list[str], spans: Spans) -> tuple[dict[int, Spans], set[int]]:
@@ -385,6 +435,8 @@ def _collect(value: Any, out: list[str], depth: int = 0) -> bool:
         if isinstance(value, dict):
             return _collect_dict(value, out, depth + 1)
         return _collect_list(value, out, depth + 1)
+    elif (number := _number_text(value)) is not None:
+        out.append(number)
     return False
 
 
@@ -396,6 +448,8 @@ def _collect_list(value: list[Any], out: list[str], depth: int) -> bool:
                 out.append(v)
         elif isinstance(v, _CONTAINERS):
             drop = _collect(v, out, depth) or drop
+        elif (number := _number_text(v)) is not None:
+            out.append(number)
     return drop
 
 
@@ -404,17 +458,36 @@ def _collect_dict(value: dict[str, Any], out: list[str], depth: int) -> bool:
     probabilities (`dropped`) and secrets' values are said by the result."""
     drop = False
     for k, v in value.items():
+        if len(k) >= 6:
+            out.append(k)  # a member's name is text (an address, a key)
         if isinstance(v, str):
             if len(v) >= 6:
                 out.append(v)
             drop = drop or _secret_value(k, v)
         elif not v or not isinstance(v, _CONTAINERS) or (k in NOT_TEXT and skipped(k, v)):
+            if (number := _number_text(v)) is not None:
+                out.append(number)
             drop = drop or _secret_value(k, v)  # a scalar, an empty container, machine data
         elif k in NOT_TEXT and dropped(k, v):
             drop = True
         else:
             drop = _collect(v, out, depth) or drop
     return drop
+
+
+# The smallest number a detector reads: a card number (13 to 19 digits) sent as a JSON number.
+_LONG_NUMBER = 10**12
+
+
+def _number_text(value: Any) -> str | None:
+    """The digits of a number long enough to be a card number, as a detector reads them;
+    None for any other value. (A float that big is whole: its digits as an integer.)"""
+    kind = type(value)
+    if kind is int:
+        return str(value) if not -_LONG_NUMBER < value < _LONG_NUMBER else None
+    if kind is float and not -_LONG_NUMBER < value < _LONG_NUMBER and value == value:
+        return str(int(value)) if abs(value) < 1e20 else None
+    return None
 
 
 def _secret_value(key: str, value: Any) -> bool:

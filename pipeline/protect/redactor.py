@@ -37,17 +37,22 @@ _NEW_COUNTER = Counter.__new__
 
 
 def splice(
-    text: str, spans: Spans, counts: Counter[str], at: Callable[[int], int] | None = None
+    text: str,
+    spans: Spans,
+    counts: Counter[str],
+    at: Callable[[int], int] | None = None,
+    bare: Callable[[int], bool] | None = None,
 ) -> str:
     """`text` with each span replaced by its typed placeholder, counted into `counts`. With
     `at`, spans are offsets of a view of `text` (escapes.unescaped_view) and `at` maps them
-    back onto `text`."""
+    back onto `text`. With `bare`, a span at an offset it says is outside any JSON string (a
+    card number written as a number) becomes a JSON string: the text stays JSON."""
     parts: list[str] = []
     pos = 0
     for start, end, label in spans:
         a, b = (start, end) if at is None else (at(start), at(end))
         parts.append(text[pos:a])
-        parts.append(f"[{label}]")
+        parts.append(f'"[{label}]"' if bare is not None and bare(a) else f"[{label}]")
         counts[label] += 1
         pos = b
     parts.append(text[pos:])
