@@ -256,19 +256,30 @@ def _local(c: str) -> bool:
     return _LOCAL.fullmatch(c) is not None
 
 
+# RFC 5321: a local part has at most 64 characters. A longer run before an `@` is masked from
+# its last 64: where a match starts must not depend on where its window started (the
+# window of an `@` alone starts 64 before it; windows of several merge and start earlier).
+_LOCAL_MAX = 64
+
+
 def _find_emails(text: str, windows: list[tuple[int, int]], _: object) -> list[tuple[int, int]]:
-    """The spans a search of each window with the unbounded-start regex would find."""
+    """The spans a search of each window with the unbounded-start regex would find, each
+    starting at most _LOCAL_MAX characters before its `@`."""
     spans: list[tuple[int, int]] = []
     for lo, hi in windows:
         window = text[lo:hi]
         pos = 0
         while (m := _EMAIL.search(window, pos)) is not None:
-            spans.append((lo + m.start(), lo + m.end()))
+            spans.append((lo + _start(window, m), lo + m.end()))
             pos = m.end()
             while _local(window[pos : pos + 1]) and (m := _EMAIL_GLUED.match(window, pos)):
-                spans.append((lo + m.start(), lo + m.end()))
+                spans.append((lo + _start(window, m), lo + m.end()))
                 pos = m.end()
     return spans
+
+
+def _start(window: str, m: re.Match[str]) -> int:
+    return max(m.start(), window.index("@", m.start()) - _LOCAL_MAX)
 
 
 # Anchor alphabets (`Anchors`): one byte per character of a window.
