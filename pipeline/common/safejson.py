@@ -157,3 +157,33 @@ def depth_ok(doc: Any, limit: int = MAX_DEPTH) -> bool:
                     return False
                 stack.append((value, depth + 1))
     return True
+
+
+# JSON in the encodings RFC 4627 §3 allowed (RFC 8259 §8.1 now says UTF-8 between systems):
+# byte order marks, UTF-32's before UTF-16's (whose little-endian mark begins UTF-32's).
+_MARKS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def wide_encoding(data: bytes) -> tuple[int, str] | None:
+    """(length of its byte order mark, codec) of JSON text in UTF-16 or UTF-32, told by its
+    mark or, without one, by where the NULs of its first ASCII characters fall (RFC 4627 §3);
+    None for anything else (UTF-8 JSON has no NUL there)."""
+    for mark, codec in _MARKS:
+        if data.startswith(mark):
+            return len(mark), codec
+    head = data[:4]
+    if len(head) < 4 or 0 not in head:
+        return None
+    zero = tuple(b == 0 for b in head)
+    codec = {
+        (False, True, True, True): "utf-32-le",
+        (True, True, True, False): "utf-32-be",
+        (False, True, False, True): "utf-16-le",
+        (True, False, True, False): "utf-16-be",
+    }.get(zero)
+    return (0, codec) if codec else None

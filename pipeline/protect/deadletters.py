@@ -93,8 +93,16 @@ def stored_text(policy: CapturePolicy, body: bytes, capture: Capture) -> tuple[b
     if capture.archive == "full":
         return body, Counter()
     counts: Counter[str] = Counter()
-    text = body.decode("utf-8", "surrogateescape")
+    # JSON a sender wrote in UTF-16 or UTF-32 (refused: RFC 8259 wants UTF-8) is read as that
+    # text, its personal data masked like UTF-8's, and written back in it: replayed, it is
+    # refused for the same reason.
+    mark, codec = safejson.wide_encoding(body) or (0, "utf-8")
+    try:
+        text = body[mark:].decode(codec, "surrogateescape" if codec == "utf-8" else "strict")
+    except UnicodeDecodeError:
+        mark, codec, text = 0, "utf-8", body.decode("utf-8", "surrogateescape")
     redacted = redact_escaped(policy.redactor, text, counts)
     if not counts:
         return body, counts
-    return redacted.encode("utf-8", "surrogateescape"), counts
+    errors = "surrogateescape" if codec == "utf-8" else "surrogatepass"
+    return body[:mark] + redacted.encode(codec, errors), counts

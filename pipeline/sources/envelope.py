@@ -50,6 +50,11 @@ def open_envelope(body: bytes, max_records: int | None = None) -> Envelope:
             doc = _without_lone_surrogates(data)
             if doc is None:
                 # orjson's messages name a position, never the content.
+                codec = _wide_json(data)
+                if codec is not None:
+                    raise EnvelopeError(
+                        f"event body is JSON in {codec.upper()}, not UTF-8 (RFC 8259 section 8.1)"
+                    ) from None
                 raise EnvelopeError(f"event body is not valid JSON ({exc})") from None
         if isinstance(doc, dict):
             records = _records_member(doc, data)
@@ -67,6 +72,19 @@ def open_envelope(body: bytes, max_records: int | None = None) -> Envelope:
         else:
             nested = frozenset(i for i, r in enumerate(records) if safejson.bound(r))
     return Envelope(records, enveloped, nested)
+
+
+def _wide_json(data: bytes) -> str | None:
+    """The codec of JSON that a sender wrote in UTF-16 or UTF-32 (refused: it names why),
+    None when the body is no such JSON either."""
+    wide = safejson.wide_encoding(data)
+    if wide is None:
+        return None
+    try:
+        orjson.loads(data[wide[0] :].decode(wide[1]))
+    except (UnicodeDecodeError, orjson.JSONDecodeError):
+        return None
+    return wide[1]
 
 
 def _without_lone_surrogates(data: bytes) -> Any:
