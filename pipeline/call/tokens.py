@@ -217,8 +217,14 @@ def chat_message_tokens(messages: Iterable[Any], enc: tiktoken.Encoding) -> int:
                     if isinstance(fn, dict):
                         total += count(str(fn.get("name") or ""), enc)
                         total += count(str(fn.get("arguments") or ""), enc)
+                    elif call is not None:
+                        total += _json_tokens(call, enc)  # a custom tool's call: its text
             elif isinstance(value, str):
                 total += count(value, enc)
+            elif isinstance(value, dict | list):
+                # The model reads the rest of a message too (a legacy `function_call` and its
+                # arguments, an audio reference...): its JSON text, never a blind spot.
+                total += _json_tokens(value, enc)
             if key == "name":
                 total += 1
     return total + 3
@@ -232,6 +238,7 @@ def chat_message_tokens(messages: Iterable[Any], enc: tiktoken.Encoding) -> int:
 # of the schema keywords: every key and value counts whatever its name (an unknown keyword, a
 # level past the nesting bound kept as text), in one linear pass in C.
 _PARAMS_COUNTED = frozenset({"type", "properties", "required", "additionalProperties"})
+_TOOL_COUNTED = frozenset({"type", "function", "name", "description", "parameters", "strict"})
 _PROPERTY_COUNTED = frozenset({"type", "description", "enum"})
 
 
@@ -251,10 +258,16 @@ def tools_tokens(tools: Any, enc: tiktoken.Encoding) -> int:
     total = 0
     rests: list[Any] = []  # counted at the end, in one call: a call per piece costs more
     for tool in tools:
-        fn = tool.get("function", tool) if isinstance(tool, dict) else None
-        if not isinstance(fn, dict):
+        if not isinstance(tool, dict):
+            continue
+        fn = tool.get("function", tool)
+        if tool.get("type", "function") != "function" or not isinstance(fn, dict):
+            rests.append(tool)  # a custom or built-in tool: its text
             continue
         total += func_init
+        _rest(tool, _TOOL_COUNTED, rests)
+        if fn is not tool:
+            _rest(fn, _TOOL_COUNTED, rests)
         desc = str(fn.get("description") or "").removesuffix(".")
         total += count(f"{fn.get('name') or ''}:{desc}", enc)
         params = fn.get("parameters")
@@ -317,12 +330,40 @@ def responses_input_tokens(request: dict[str, Any], enc: tiktoken.Encoding) -> i
                 messages.append({"role": "tool", "content": item.get("output")})
             elif item.get("type") == "function_call":
                 messages.append({"role": "assistant", "content": item.get("arguments")})
+            else:  # another kind of item (a custom tool's output...): its JSON text
+                messages.append({"role": "user", "content": None, "item": item})
     text = request.get("text")
     return (
         chat_message_tokens(messages, enc)
         + tools_tokens(request.get("tools"), enc)
         + format_tokens(text.get("format") if isinstance(text, dict) else None, enc)
+        + _other_members(request, _RESPONSES_READ, enc)
     )
+
+
+# Request members that are settings (flags, numbers, ids, limits, where to store the call),
+# not text the model reads. Every other member a client sends is counted as its JSON text:
+# a prompt moved into a member we do not read (Predicted Outputs' `prediction`, On Your
+# Data's `data_sources`, a parameter newer than this code) is never a blind spot; at worst a
+# member the service does not bill is counted (an estimate errs high, never to nothing).
+_SETTINGS = frozenset({
+    "model", "stream", "stream_options", "temperature", "top_p", "n", "max_tokens",
+    "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias",
+    "logprobs", "top_logprobs", "user", "seed", "stop", "tool_choice", "function_call",
+    "parallel_tool_calls", "store", "metadata", "reasoning_effort", "modalities", "audio",
+    "service_tier", "verbosity", "safety_identifier", "prompt_cache_key", "echo", "best_of",
+})  # fmt: skip
+_CHAT_READ = _SETTINGS | {"messages", "tools", "functions", "response_format"}
+_RESPONSES_READ = _SETTINGS | {
+    "input", "instructions", "tools", "text", "previous_response_id", "conversation",
+    "reasoning", "include", "truncation", "max_output_tokens", "background", "max_tool_calls",
+}  # fmt: skip
+_COMPLETIONS_READ = _SETTINGS | {"prompt"}
+
+
+def _other_members(request: dict[str, Any], read: frozenset[str], enc: tiktoken.Encoding) -> int:
+    rest = {k: v for k, v in request.items() if k not in read}
+    return _json_tokens(rest, enc) if rest else 0
 
 
 # Operations whose input is billed by tokens we can count from the request body.
@@ -342,7 +383,11 @@ def estimate_prompt(request: Any, operation: str | None, enc_name: str) -> int |
             return None
         return _text_or_tokens(value, enc) if "input" in request else None
     if operation == "completions":
-        return _text_or_tokens(request["prompt"], enc) if "prompt" in request else None
+        if "prompt" not in request:
+            return None
+        return _text_or_tokens(request["prompt"], enc) + _other_members(
+            request, _COMPLETIONS_READ, enc
+        )
     if operation == "responses":
         return responses_input_tokens(request, enc)
     if isinstance(request.get("messages"), list):
@@ -350,6 +395,7 @@ def estimate_prompt(request: Any, operation: str | None, enc_name: str) -> int |
             chat_message_tokens(request["messages"], enc)
             + tools_tokens(request.get("tools") or request.get("functions"), enc)
             + format_tokens(request.get("response_format"), enc)
+            + _other_members(request, _CHAT_READ, enc)
         )
     return None
 
