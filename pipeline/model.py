@@ -69,6 +69,9 @@ class EventIn:
     # Read back from our own dead-letter store: the body may be a sealed dead letter, which
     # ingest opens (never set from anything a sender controls).
     sealed: bool = False
+    # The index its first record had in the event it came from: a record's dead letter, replayed
+    # (its body holds that record alone), keeps its place, and so its dead letter's name.
+    first_record: int = 0
 
 
 # The most tokens one call can have: past a thousand times the largest context window of any

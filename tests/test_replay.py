@@ -1226,3 +1226,29 @@ def test_a_file_of_junk_events_names_only_the_first_dead_letters(
     named = [line for line in said if ": dead-lettered: " in line]
     assert len(named) == MAX_PROBLEMS == 100
     assert said[-1] == "further dead letters are not named here (the first 100 were)"
+
+
+def test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blob(
+    cfg: Config, store: Store
+) -> None:
+    """A record's dead letter holds that record alone, replayed as an event of one record:
+    read as record 0, it failed again into a second blob (named by its index), and the first
+    stayed `new` for ever. It keeps its place in its event, so its one blob."""
+    from pipeline.sources.deadletter_blobs import deadletter_inputs
+
+    good = apim.gateway(apim.new_id("dl-index-good"))
+    body = orjson.dumps({"records": [good, "junk-record", 5, None]})
+    process_batch([EventIn(body, partition="0", sequence=7)], cfg, store)
+
+    def dead() -> dict[str, dict[str, str]]:
+        return {b.name: b.metadata for b in store.deadletters.list_blobs(include=["metadata"])}
+
+    before = dead()
+    assert sorted(m["recordindex"] for m in before.values()) == ["1", "2", "3"]
+    for _ in range(2):
+        summary = replay(list(deadletter_inputs(store.deadletters, "")), cfg, store)
+        assert summary.totals.events == 3 and summary.totals.dead_letters == 3
+        after = dead()
+        assert after.keys() == before.keys()
+        assert [m["status"] for m in after.values()] == ["new"] * 3
+        assert {m["recordindex"] for m in after.values()} == {"1", "2", "3"}

@@ -150,9 +150,10 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) 
         return
     first_dead, plan.event_dead = len(plan.dead), 0
     accepted: list[Accepted] = []
-    for index, record in enumerate(env.records):
+    for i, record in enumerate(env.records):
         plan.records += 1
-        received = Received(event, index, record, env.enveloped, nested=index in env.nested)
+        index = event.first_record + i
+        received = Received(event, index, record, env.enveloped, nested=i in env.nested)
         _guarded(plan, received, cfg, policy, accepted.append)
     days = {a.frag.facts.call_time.date() for a in accepted if a.frag.facts.call_time}
     if len(days) > cfg.max_days:

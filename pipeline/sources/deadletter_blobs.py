@@ -31,11 +31,13 @@ from pipeline.sources.inputs import (
 # As dead_letter_blob writes it; metadata anyone with write access can edit ("²" is a digit
 # to str.isdigit, not to int).
 _SEQUENCE = re.compile(r"-?[0-9]{1,19}")
+_INDEX = re.compile(r"[0-9]{1,7}")  # an event holds at most MAX_RECORDS_PER_EVENT records
 
 
 def _stored_event(name: str, meta: dict[str, str]) -> EventIn:
     """The event a dead letter was, from its metadata; its body is read later."""
     seq = meta.get("sequencenumber")
+    index = meta.get("recordindex")
     return EventIn(
         body=b"",
         partition=meta.get("partition"),
@@ -44,6 +46,8 @@ def _stored_event(name: str, meta: dict[str, str]) -> EventIn:
         offset=meta.get("offset"),
         # The original origin: dead-lettered again, it maps to the same dead letter.
         origin=meta.get("origin") or f"deadletter:{name}",
+        # A record's dead letter: the record's place in its event (its dead letter's name).
+        first_record=int(index) if index and _INDEX.fullmatch(index) else 0,
     )
 
 
