@@ -837,6 +837,14 @@ def cases() -> list[Case]:
             "JSON, a digit run in every string": lambda n: (
                 '{"input":[' + join_to(lambda i: '"1 2 3 4 5 6 7 8 9"', n - 12) + "]}"
             ),
+            # Member names and numbers are read too (an address as a `metadata` key, a card
+            # sent as a number): every one a match.
+            "JSON, an e-mail as every member's name": lambda n: (
+                "{" + join_to(lambda i: f'"a{i}@b.co":1', n - 2) + "}"
+            ),
+            "JSON, a card number as every number": lambda n: (
+                '{"input":[' + join_to(lambda i: "4111111111111111", n - 12) + "]}"
+            ),
             **{
                 f"JSON {d} levels deep, an e-mail at the bottom": (lambda n, d=d: deep_body(d, n))
                 for d in (300, 600, 1000)

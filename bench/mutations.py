@@ -1393,6 +1393,173 @@ MUTATIONS = [
         (PT + "test_of_a_calls_two_bodies_a_whole_one_is_read_and_else_the_backends",),
     ),
     Mutation(
+        "redaction: member names not read (an address as a metadata key archived)",
+        "pipeline/protect/masking.py",
+        "            out.append(k)  # a member's name is text (an address, a key)\n",
+        "            pass\n",
+        (RH + "test_member_names_and_long_numbers_are_masked_like_values",),
+    ),
+    Mutation(
+        "redaction: a card sent as a number not read (archived as logged)",
+        "pipeline/protect/masking.py",
+        "            if (number := _number_text(v)) is not None:\n"
+        "                out.append(number)\n",
+        "            pass\n",
+        (RH + "test_member_names_and_long_numbers_are_masked_like_values",),
+    ),
+    Mutation(
+        "redaction: numbers in lists not read",
+        "pipeline/protect/masking.py",
+        "        elif (number := _number_text(v)) is not None:\n"
+        "            out.append(number)\n"
+        "    return drop\n",
+        "    return drop\n",
+        (RH + "test_member_names_and_long_numbers_are_masked_like_values",),
+    ),
+    Mutation(
+        "redaction: a card sent as a float not read",
+        "pipeline/protect/masking.py",
+        "    if kind is float and not -_LONG_NUMBER < value < _LONG_NUMBER and value == value:\n",
+        "    if False:\n",
+        (RH + "test_member_names_and_long_numbers_are_masked_like_values",),
+    ),
+    Mutation(
+        "redaction: two member names masked alike merge (a member lost)",
+        "pipeline/protect/masking.py",
+        "                while k in out or k in value:\n",
+        "                while False:\n",
+        (RH + "test_member_names_and_long_numbers_are_masked_like_values",),
+    ),
+    Mutation(
+        "redaction: member names masked alike numbered by a search from 2 each (quadratic)",
+        "pipeline/protect/masking.py",
+        "                    last[masked] = n = last.get(masked, 1) + 1\n",
+        "                    n = 2 if k == masked else n + 1\n",
+        (RH + "test_member_names_masked_alike_cost_what_other_matches_cost",),
+    ),
+    Mutation(
+        "redaction: a stream chunk's member names not renamed",
+        "pipeline/protect/masking.py",
+        "        if isinstance(value, dict) and not todo.keys().isdisjoint(value):\n",
+        "        if False:\n",
+        (RH + "test_member_names_and_long_numbers_are_masked_like_values",),
+    ),
+    Mutation(
+        "redaction: a number's placeholder in cut JSON left bare (the archive no longer JSON)",
+        "pipeline/protect/masking.py",
+        '    bare = _outside_strings(s) if s.lstrip()[:1] in ("{", "[") else None\n',
+        "    bare = None\n",
+        (RH + "test_a_card_number_in_a_cut_body_is_masked_as_a_string_and_read_again_alike",),
+    ),
+    Mutation(
+        "deadletters: a replayed record's dead letter named by index 0 (a second blob)",
+        "pipeline/sources/deadletter_blobs.py",
+        "        first_record=int(index) if index and _INDEX.fullmatch(index) else 0,\n",
+        "        first_record=0,\n",
+        (
+            "tests/test_replay.py::test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blob",
+        ),
+    ),
+    Mutation(
+        "deadletters: a record's place in its event ignored by the plan",
+        "pipeline/ingest/plan.py",
+        "        index = event.first_record + i\n",
+        "        index = i\n",
+        (
+            "tests/test_replay.py::test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blob",
+        ),
+    ),
+    Mutation(
+        "estimate: unknown chat members not counted (prediction, data_sources)",
+        "pipeline/call/tokens.py",
+        "            + _other_members(request, _CHAT_READ, enc)\n",
+        "",
+        (EV + "test_a_prompt_moved_into_any_member_of_the_request_is_counted",),
+    ),
+    Mutation(
+        "estimate: a message's objects not counted (legacy function_call)",
+        "pipeline/call/tokens.py",
+        "            elif isinstance(value, dict | list):\n",
+        "            elif False:\n",
+        (EV + "test_a_prompt_moved_into_any_member_of_the_request_is_counted",),
+    ),
+    Mutation(
+        "estimate: a custom tool's call not counted",
+        "pipeline/call/tokens.py",
+        "                    elif call is not None:\n",
+        "                    elif False:\n",
+        (EV + "test_a_prompt_moved_into_any_member_of_the_request_is_counted",),
+    ),
+    Mutation(
+        "estimate: custom tools not counted",
+        "pipeline/call/tokens.py",
+        "            rests.append(tool)  # a custom or built-in tool: its text\n",
+        "            pass\n",
+        (EV + "test_a_prompt_moved_into_any_member_of_the_request_is_counted",),
+    ),
+    Mutation(
+        "estimate: a function tool's other members not counted",
+        "pipeline/call/tokens.py",
+        "        _rest(tool, _TOOL_COUNTED, rests)\n"
+        "        if fn is not tool:\n"
+        "            _rest(fn, _TOOL_COUNTED, rests)\n",
+        "",
+        (EV + "test_a_prompt_moved_into_any_member_of_the_request_is_counted",),
+    ),
+    Mutation(
+        "estimate: Responses input items of other types not counted",
+        "pipeline/call/tokens.py",
+        '                messages.append({"role": "user", "content": None, "item": item})\n',
+        "                pass\n",
+        (EV + "test_a_prompt_moved_into_any_member_of_the_request_is_counted",),
+    ),
+    Mutation(
+        "estimate: unknown Responses members not counted (prompt variables)",
+        "pipeline/call/tokens.py",
+        "        + _other_members(request, _RESPONSES_READ, enc)\n",
+        "",
+        (EV + "test_a_prompt_moved_into_any_member_of_the_request_is_counted",),
+    ),
+    Mutation(
+        "estimate: unknown completions members not counted (suffix)",
+        "pipeline/call/tokens.py",
+        '        return _text_or_tokens(request["prompt"], enc) + _other_members(\n'
+        "            request, _COMPLETIONS_READ, enc\n"
+        "        )\n",
+        '        return _text_or_tokens(request["prompt"], enc)\n',
+        (EV + "test_a_prompt_moved_into_any_member_of_the_request_is_counted",),
+    ),
+    Mutation(
+        "deadletters: an event in UTF-16 or UTF-32 stored unmasked (read as UTF-8)",
+        "pipeline/protect/deadletters.py",
+        '    mark, codec = safejson.wide_encoding(body) or (0, "utf-8")\n',
+        '    mark, codec = 0, "utf-8"\n',
+        (RH + "test_an_event_in_utf16_or_utf32_is_dead_lettered_masked_in_its_encoding",),
+    ),
+    Mutation(
+        "deadletters: UTF-16 or UTF-32 without a byte order mark not told",
+        "pipeline/common/safejson.py",
+        "    return (0, codec) if codec else None\n",
+        "    return None\n",
+        (RH + "test_an_event_in_utf16_or_utf32_is_dead_lettered_masked_in_its_encoding",),
+    ),
+    Mutation(
+        "detectors: an address's start depends on its window (local part past 64)",
+        "pipeline/protect/detectors.py",
+        '    return max(m.start(), window.index("@", m.start()) - _LOCAL_MAX)\n',
+        "    return m.start()\n",
+        (
+            "tests/test_redaction.py::test_a_local_part_past_64_characters_is_masked_alike_alone_and_among_others",
+        ),
+    ),
+    Mutation(
+        "envelope: JSON in UTF-16 refused as 'not valid JSON' (the reason hides why)",
+        "pipeline/sources/envelope.py",
+        "                codec = _wide_json(data)\n",
+        "                codec = None\n",
+        (RH + "test_an_event_in_utf16_or_utf32_is_dead_lettered_masked_in_its_encoding",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",
@@ -2450,8 +2617,9 @@ MUTATIONS = [
     Mutation(
         "redaction: client-written role/type/id/model values skipped again",
         "pipeline/protect/masking.py",
-        "    for k, v in value.items():\n        if isinstance(v, str):\n",
-        "    for k, v in value.items():\n"
+        "            out.append(k)  # a member's name is text (an address, a key)\n"
+        "        if isinstance(v, str):\n",
+        "            out.append(k)  # a member's name is text (an address, a key)\n"
         '        if isinstance(v, str) and k not in ("role", "type", "id", "model"):\n',
         (MACHINE_KEYS,),
     ),
