@@ -1560,6 +1560,20 @@ MUTATIONS = [
         (RH + "test_an_event_in_utf16_or_utf32_is_dead_lettered_masked_in_its_encoding",),
     ),
     Mutation(
+        "archive: the common schema's identity kept as logged",
+        "pipeline/protect/fields.py",
+        'FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords", "identity"}\n',
+        'FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords"}\n',
+        (RH + "test_the_callers_identity_and_structures_under_unknown_fields_are_free_text",),
+    ),
+    Mutation(
+        "archive: a structure under an unknown field kept as logged",
+        "pipeline/protect/records.py",
+        "        elif kind == OTHER and isinstance(value, dict | list):\n",
+        "        elif False:\n",
+        (RH + "test_the_callers_identity_and_structures_under_unknown_fields_are_free_text",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -1002,3 +1002,22 @@ def test_an_event_in_utf16_or_utf32_is_dead_lettered_masked_in_its_encoding(code
     stored = dead.body.decode(codec)
     assert _leaks(stored, (EMAIL, CARD, NAMED_KEY)) == [] and "[EMAIL]" in stored
     assert dead.body[:4] == body[:4]  # its byte order mark, or its first character
+
+
+def test_the_callers_identity_and_structures_under_unknown_fields_are_free_text() -> None:
+    """Fields the audit keeps as logged are identifiers, names and numbers: the common
+    schema's `identity` (the caller's claims) and an object or list under a field nobody
+    documented were kept as logged too, addresses and cards readable (black-box audit)."""
+    record = apim.gateway(apim.new_id("identity-claims"))
+    record["identity"] = {"claims": {"upn": EMAIL, "name": "Bob"}}
+    record["x_note"] = {"card": CARD}
+    record["properties"]["clientNotes"] = [f"call {PHONE}"]
+    record["properties"]["usage"] = {"prompt_tokens": 29}
+    # Some exporters write the claims as a JSON string.
+    as_text = apim.gateway(apim.new_id("identity-as-text"))
+    as_text["identity"] = orjson.dumps({"claims": {"upn": EMAIL}}).decode()
+    archived, archived_text = _archived(record, as_text)
+    assert _leaks(archived) == [] and _leaks(archived_text) == [], (archived, archived_text)
+    assert archived["identity"]["claims"]["upn"] == "[EMAIL]"
+    assert archived["properties"]["usage"] == {"prompt_tokens": 29}  # nothing to mask: as is
+    assert archived["properties"]["apiId"] == record["properties"]["apiId"]

@@ -33,9 +33,11 @@ MESSAGE_FIELDS = frozenset({"requestmessages", "responsemessages"})
 CALLER_IP_FIELDS = frozenset(
     {"calleripaddress", "callerip", "forwardedfor", "clientip", "requestip", "x-forwarded-for"}
 )
-# Record fields that can hold free text (bodies, URLs, headers, errors, traces); the others
-# are identifiers, numbers and names the audit keeps as logged.
-FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords"}
+# Record fields that can hold free text (bodies, URLs, headers, errors, traces, the common
+# schema's `identity`: the caller's claims, names and addresses among them); the others are
+# identifiers, numbers and names the audit keeps as logged (an object or list under one of
+# them is free text all the same: protect/records.py).
+FREE_TEXT = BODY_FIELDS | {"lasterror", "errors", "error", "tracerecords", "identity"}
 
 # What a key holds. URL is free text that credential scrubbing also reads (secrets in the query).
 OTHER, CREDENTIAL, PROPERTIES, CALLER_IP, MESSAGES, HEADERS, BODY, URL, FREE = range(9)

@@ -62,6 +62,8 @@ def _level(
         kind = key_kind(key)
         if kind == PROPERTIES and not top:
             kind = FREE  # a `properties` inside `properties`: no level the parser reads
+        elif kind == OTHER and isinstance(value, dict | list):
+            kind = FREE  # identifiers and numbers are scalars: a structure is someone's text
         if kind in _AS_LOGGED:
             out[key] = value
             continue
