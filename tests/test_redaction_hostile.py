@@ -909,10 +909,11 @@ def test_member_names_and_long_numbers_are_masked_like_values() -> None:
         "user_ref": CARD_NUMBER,
         "user_ref_f": float(CARD_NUMBER),
         "refs": [5500000000000004, 12, 1.5],  # another card: each number is read
+        "aws": {"AKIAABCDEFGHIJKLMNOP": "key id of letters only, as long as any"},
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {
             "type": "object", "properties": {NAMED_KEY: {"type": "string"}}}}}],
     }  # fmt: skip
-    planted = (EMAIL, str(CARD_NUMBER), "5500000000000004", NAMED_KEY)
+    planted = (EMAIL, str(CARD_NUMBER), "5500000000000004", NAMED_KEY, "AKIAABCDEFGHIJKLMNOP")
     body = orjson.dumps(request).decode()
     counts: Counter[str] = Counter()
     out = _masker().redact_string(body, counts)
@@ -921,7 +922,7 @@ def test_member_names_and_long_numbers_are_masked_like_values() -> None:
     assert len(doc["metadata"]) == 2 and sorted(doc["metadata"].values()) == ["x", "y"]
     assert doc["user_ref"] == doc["user_ref_f"] == "[CARD]" and doc["refs"] == ["[CARD]", 12, 1.5]
     assert doc["messages"] == request["messages"]
-    assert (counts["EMAIL"], counts["CARD"], counts["API_KEY"]) == (2, 3, 1)
+    assert (counts["EMAIL"], counts["CARD"], counts["API_KEY"]) == (2, 3, 2)
     # A body holding nothing to mask (short numbers, plain names) is kept exactly as logged.
     clean = orjson.dumps({"max_tokens": 200, "metadata": {"team_name": "x"}}).decode()
     assert _masker().redact_string(clean, Counter()) is clean

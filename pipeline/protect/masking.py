@@ -448,7 +448,7 @@ def _collect_list(value: list[Any], out: list[str], depth: int) -> bool:
                 out.append(v)
         elif isinstance(v, _CONTAINERS):
             drop = _collect(v, out, depth) or drop
-        elif (number := _number_text(v)) is not None:
+        elif type(v) in _NUMBER_TYPES and (number := _number_text(v)) is not None:
             out.append(number)
     return drop
 
@@ -458,14 +458,14 @@ def _collect_dict(value: dict[str, Any], out: list[str], depth: int) -> bool:
     probabilities (`dropped`) and secrets' values are said by the result."""
     drop = False
     for k, v in value.items():
-        if len(k) >= 6:
+        if len(k) >= 6 and not _API_NAMES.get(k) and not _api_name(k):
             out.append(k)  # a member's name is text (an address, a key)
         if isinstance(v, str):
             if len(v) >= 6:
                 out.append(v)
             drop = drop or _secret_value(k, v)
         elif not v or not isinstance(v, _CONTAINERS) or (k in NOT_TEXT and skipped(k, v)):
-            if (number := _number_text(v)) is not None:
+            if type(v) in _NUMBER_TYPES and (number := _number_text(v)) is not None:
                 out.append(number)
             drop = drop or _secret_value(k, v)  # a scalar, an empty container, machine data
         elif k in NOT_TEXT and dropped(k, v):
@@ -473,6 +473,24 @@ def _collect_dict(value: dict[str, Any], out: list[str], depth: int) -> bool:
         else:
             drop = _collect(v, out, depth) or drop
     return drop
+
+
+def _api_name(key: str) -> bool:
+    """A member name of letters and underscores, shorter than any key a detector finds (an
+    AWS key id is 20 letters): what every API names its members (`finish_reason`), which a
+    walk then need not scan, thousands of times in a stream. Those seen are remembered
+    (short names, a bounded number of them: a sender chooses names)."""
+    plain = len(key) < 20 and key.isascii() and key.replace("_", "").isalpha()
+    if plain:
+        if len(_API_NAMES) >= _API_NAMES_MAX:
+            _API_NAMES.clear()  # the names in use come back at once
+        _API_NAMES[key] = True
+    return plain
+
+
+_API_NAMES: dict[str, bool] = {}
+_API_NAMES_MAX = 4_096
+_NUMBER_TYPES = frozenset({int, float})
 
 
 # The smallest number a detector reads: a card number (13 to 19 digits) sent as a JSON number.

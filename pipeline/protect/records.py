@@ -26,6 +26,7 @@ from pipeline.settings import Capture
 # already: credentials.scrub_credentials runs first).
 _AS_LOGGED = frozenset({OTHER, CREDENTIAL})
 _DROP = object()
+_STRUCTURES = (dict, list)  # a tuple: `dict | list` is built again at each isinstance
 
 
 def archive_record(masker: Masker, record: dict[str, Any], capture: Capture) -> Stored:
@@ -62,7 +63,7 @@ def _level(
         kind = key_kind(key)
         if kind == PROPERTIES and not top:
             kind = FREE  # a `properties` inside `properties`: no level the parser reads
-        elif kind == OTHER and isinstance(value, dict | list):
+        elif kind == OTHER and isinstance(value, _STRUCTURES):
             kind = FREE  # identifiers and numbers are scalars: a structure is someone's text
         if kind in _AS_LOGGED:
             out[key] = value
