@@ -1581,6 +1581,24 @@ MUTATIONS = [
         (RH + "test_member_names_and_long_numbers_are_masked_like_values",),
     ),
     Mutation(
+        "backfill: a Log Analytics row takes its live twin's place (rivals, columns lost)",
+        "pipeline/ingest/records.py",
+        "    part = LA_PART if table else 0\n",
+        "    part = 0\n",
+        (
+            "tests/test_loganalytics.py::test_a_backfilled_row_and_its_live_record_are_one_reading_not_rivals",
+        ),
+    ),
+    Mutation(
+        "join: records of one key that say the same counted as rivals",
+        "pipeline/call/join.py",
+        "            if not _same_reading(state, existing, incoming):\n",
+        "            if True:\n",
+        (
+            "tests/test_loganalytics.py::test_a_backfilled_row_and_its_live_record_are_one_reading_not_rivals",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -492,3 +492,36 @@ def test_a_quote_inside_an_unquoted_cell_is_a_character_not_a_cell_left_open() -
     # One column: a row of spaces is a value; only a line with nothing on it is passed over.
     one = list(files.read_csv([b'h0\r\n"x"\r\n\r\n  '], "t.csv", 1 << 20, said.append))
     assert [orjson.loads(e.body) for e in one] == [{"h0": "x"}, {"h0": "  "}] and said == []
+
+
+def test_a_backfilled_row_and_its_live_record_are_one_reading_not_rivals() -> None:
+    """A day stored live and backfilled holds each record twice, in two forms. Of one kind,
+    they were rivals: every row flagged `Conflicts` (the sign of a forgery), and where the
+    row's hash won, the call showed the Log Analytics row only, without the columns the
+    backfill's query leaves out (the backend's apim-request-id: the call's message-storing
+    twin then counted as a call of its own). The row completes its live twin; message
+    chunks that say the same are one reading; either order, either batch."""
+    cid = apim.new_id("la-and-live")
+    record = apim.gateway(cid, backendResponseHeaders={"apim-request-id": "0f1e-backend-1"})
+    row = la.gateway_row(record)
+    del row["BackendResponseHeaders"]  # docs/backfill.md's KQL does not project it
+    header = sources.llm_header(cid)
+    chunk = sources.llm_messages(cid, [{"role": "user", "content": "Hi there, assistant."}])
+    live = [apim.envelope(record), apim.envelope(header, chunk)]
+    backfill = [orjson.dumps(la.az_cli(r)) for r in (row, la.llm_row(header), la.llm_row(chunk))]
+    entities = []
+    for events in (live + backfill, backfill + live, backfill[::-1] + live[::-1]):
+        plan = plan_batch([EventIn(e) for e in events], Config())
+        assert not plan.dead
+        ((_, state),) = plan.states.items()
+        entity = rows.to_entity(resolve(state), state, 2)
+        assert not entity.get("Conflicts"), entity.get("Conflicts")
+        assert entity["BackendRequestId"] == "0f1e-backend-1"
+        assert entity["TotalTokens"] == 42 and entity["PromptPreview"]
+        entity.pop("Fragments"), entity.pop("FragmentsZ", None)
+        entities.append(entity)
+    assert entities[0] == entities[1] == entities[2]
+    # Backfilled alone, the row is the call's reading.
+    ((_, state),) = plan_batch([EventIn(e) for e in backfill], Config()).states.items()
+    alone = rows.to_entity(resolve(state), state, 2)
+    assert alone["TotalTokens"] == 42 and "BackendRequestId" not in alone

@@ -108,7 +108,11 @@ def add_fragment(state: CallState, incoming: Fragment) -> bool:
     if existing is not None:
         if existing.rid != incoming.rid:
             loser, winner = sorted((existing, incoming), key=lambda f: f.rid)
-            changed = _displace(state, loser) | _rival(state, (loser.key, loser.rid))
+            changed = _displace(state, loser)
+            if not _same_reading(state, existing, incoming):
+                # A record in another form that says the same (a Log Analytics row of a
+                # message chunk stored live too) is archived, and no rival.
+                changed |= _rival(state, (loser.key, loser.rid))
             if winner is existing:
                 return changed  # the other record of this key wins, whichever came first
         if existing.rid == incoming.rid and existing.pointer is not None:
@@ -235,6 +239,11 @@ def twins(states: Mapping[str, CallState]) -> list[tuple[str, str]]:
             for twin in claims(response_ids(state), backend_request_ids(state), keyed, backends):
                 owners[twin].add(cid)
     return [(twin, next(iter(cids))) for twin, cids in owners.items() if len(cids) == 1]
+
+
+def _same_reading(state: CallState, a: Fragment, b: Fragment) -> bool:
+    """Two records of one key that say the same: facts, what was masked, and previews."""
+    return a.facts == b.facts and a.redactions == b.redactions and not _preview_differs(state, b)
 
 
 def _same(a: Fragment, b: Fragment) -> bool:

@@ -41,6 +41,9 @@ from pipeline.sources.gateway import gateway_facts
 from pipeline.store import rows
 
 HANDLED_CATEGORIES = {"gatewaylogs": "gateway", "gatewayllmlogs": "llm"}
+# The part of a Log Analytics row's fragment (a gateway record or an LLM-log header): after
+# its diagnostic-setting twin's (part 0), whose values it only completes.
+LA_PART = 1
 
 
 class Dead(Exception):
@@ -129,7 +132,10 @@ def read_source(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Re
     """Which log shape the record is, and the facts it states."""
     table = loganalytics.table_of(flat)
     if table is not None:
-        # A Log Analytics row (backfill): read as its diagnostic-setting twin, same kind.
+        # A Log Analytics row (backfill): read as its diagnostic-setting twin, same kind, but
+        # a fragment of its own beside it (part LA_PART): a day backfilled and also stored
+        # live holds both forms of one record, which merge (the live one first, the row
+        # filling what it lacks: the backfill's query leaves columns out) and are no rivals.
         flat = loganalytics.as_diagnostic(flat, table)
     category = category_of(flat)
     if category is None:
@@ -137,6 +143,7 @@ def read_source(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Re
     source = HANDLED_CATEGORIES.get(category.lower())
     if source is None:
         raise Skip(category)
+    part = LA_PART if table else 0
     if source == "gateway":
         facts, prompt_text, completion_text = gateway_facts(flat, cfg.proxies)
         return Read(
@@ -144,7 +151,7 @@ def read_source(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Re
             f"{loganalytics.GATEWAY_TABLE} row" if table else "GatewayLogs record",
             text(flat, "correlationid"),
             facts,
-            0,
+            part,
             prompt_text,
             completion_text,
         )
@@ -155,7 +162,7 @@ def read_source(record: dict[str, Any], flat: dict[str, Any], cfg: Config) -> Re
         f"{loganalytics.LLM_TABLE} row" if table else "GatewayLlmLogs record",
         llm.correlation_id,
         llm.facts,
-        0 if llm.header else llm.sequence,
+        part if llm.header else llm.sequence,
         prompt_text,
         completion_text,
         llm,
