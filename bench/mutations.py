@@ -1599,6 +1599,57 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "erase: the subject matched as bytes anywhere (wholesales-emea's dead letter deleted)",
+        "pipeline/compliance/erase.py",
+        "    if keys is None:\n        return None\n",
+        "    if True:\n        return re.compile(re.escape(subject.value.encode()))\n",
+        (
+            ERASURE
+            + "test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_others",
+        ),
+    ),
+    Mutation(
+        "erase: a dead letter holding others' calls deleted whole",
+        "pipeline/compliance/erase.py",
+        "    if not kept or len(kept) == len(records):\n",
+        "    if True:\n",
+        (
+            ERASURE
+            + "test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_others",
+        ),
+    ),
+    Mutation(
+        "erase: all days reads only the dead letters near the subject's rows",
+        "pipeline/compliance/erase.py",
+        "    if erasure.start is None and erasure.end is None:\n",
+        "    if False:\n",
+        (
+            ERASURE
+            + "test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_others",
+        ),
+    ),
+    Mutation(
+        "erase: dead letters too large to read passed over in silence",
+        "pipeline/compliance/erase.py",
+        "            erasure.dead_letters_unchecked.append(blob.name)\n",
+        "            pass\n",
+        (
+            ERASURE
+            + "test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_others",
+        ),
+    ),
+    Mutation(
+        "erase: exit 0 with dead letters left unread",
+        "pipeline/cli/compliance.py",
+        "    return 1 if done.dead_letters_unchecked else 0  # not done until those are looked"
+        " at\n",
+        "    return 0\n",
+        (
+            ERASURE
+            + "test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_others",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",
@@ -2078,9 +2129,10 @@ MUTATIONS = [
     Mutation(
         "erase: a dead letter names a call when its id is anywhere in its bytes",
         "pipeline/compliance/erase.py",
-        "            if (subject and subject in data) or _names_a_call(data, calls, responses):\n",
-        "            if (subject and subject in data)"
-        " or any(n in data for n in calls | responses):\n",
+        "        return bool(subject and subject.search(data))"
+        " or _names_a_call(data, calls, responses)\n",
+        "        return bool(subject and subject.search(data))"
+        " or any(n in data for n in calls | responses)\n",
         (ERASURE + "test_erase_deletes_the_subjects_dead_letters",),
     ),
     Mutation(
@@ -2388,8 +2440,8 @@ MUTATIONS = [
     Mutation(
         "erase: dead letters kept",
         "pipeline/compliance/erase.py",
-        "            store.call(store.deadletters.delete_blob, name)",
-        "            pass",
+        "                store.call(store.deadletters.delete_blob, found.name)",
+        "                pass",
         (ERASURE + "test_erase_deletes_the_subjects_dead_letters",),
     ),
     Mutation(

@@ -670,3 +670,81 @@ def test_a_refused_late_record_of_an_erased_call_stays_unreadable(
     assert "SECRET-LATE" not in recoverable(sstore)
     (row,) = sstore.find_rows(cid)
     assert row["Erased"] is not None
+
+
+def _gateway_event(cid: str, subscription: str, day: str, prompt: str = "Hello") -> bytes:
+    """A call of `subscription`, its ids its own (the fixture's answer and backend ids are
+    every call's)."""
+    record = apim.gateway(
+        cid, time=f"{day}T10:15:02Z", apimSubscriptionId=subscription,
+        request=apim.chat_request(("user", prompt)),
+        response=apim.chat_response("ok", rid=f"chatcmpl-{cid.replace('-', '')}"),
+        backendResponseHeaders={"apim-request-id": f"backend-{cid}"},
+    )  # fmt: skip
+    return apim.envelope(record)
+
+
+def test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_others(
+    sstore: Store, scfg: Config, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The subject was matched as bytes anywhere: erasing `sales` deleted the dead letters of
+    `wholesales-emea` and of a prompt about "sales" figures; a dead letter of an event holding
+    other subscriptions' calls too went whole (calls never stored elsewhere, gone); with no
+    days given, only dead letters within a day of the subject's rows were read, and those
+    over 4 MiB were passed over in silence (black-box audit)."""
+    enqueued = datetime(2025, 11, 4, 10, 16, tzinfo=UTC)
+    ev = lambda body, seq, when=enqueued: EventIn(body, partition="0", sequence=seq, enqueued=when)  # noqa: E731
+    stored = _gateway_event(apim.new_id("erase-sales-0"), "sales", DAY)
+    cut = lambda body: body[: len(body) // 2]  # noqa: E731  an event that is not JSON
+    other_sub = cut(_gateway_event(apim.new_id("erase-whole"), "wholesales-emea", DAY))
+    quoted = cut(_gateway_event(apim.new_id("erase-hr-q"), "team-hr", DAY, 'the "sales" figures'))
+    mixed = orjson.dumps(
+        {
+            "records": [
+                *(
+                    orjson.loads(
+                        _gateway_event(apim.new_id(f"erase-hr-{d}"), "team-hr", f"2025-11-0{d}")
+                    )["records"][0]
+                    for d in (1, 2, 3)
+                ),
+                orjson.loads(_gateway_event(apim.new_id("erase-sales-1"), "sales", "2025-11-05"))[
+                    "records"
+                ][0],
+            ]
+        }
+    )  # fmt: skip  four days: more than an event of APIM logs names, dead-lettered whole
+    far = cut(_gateway_event(apim.new_id("erase-sales-far"), "sales", "2025-11-20"))
+    process_batch(
+        [ev(stored, 0), ev(other_sub, 1), ev(quoted, 2), ev(mixed, 3), ev(far, 4, LATER)],
+        scfg, sstore,
+    )  # fmt: skip
+    assert len(list(sstore.deadletters.list_blobs())) == 4
+
+    def dead() -> dict[str, tuple[bytes, dict[str, str]]]:
+        out = {}
+        for b in sstore.deadletters.list_blobs(include=["metadata"]):
+            data = sstore.deadletters.download_blob(b.name).readall()
+            out[b.name] = (sstore.open_dead_letter(data, sealed=True), b.metadata)
+        return out
+
+    before = dead()
+    cli_env(monkeypatch, scfg)
+    assert cli(["erase", "--subscription", "sales"]) == 0
+    assert "1 deleted, 1 holding other calls too written again" in capsys.readouterr().out
+    after = dead()
+    assert set(after) == set(before) - {n for n, (d, _) in before.items() if d == far}
+    for name, (data, meta) in after.items():
+        if before[name][0] == mixed:
+            records = orjson.loads(data)["records"]
+            assert [r["properties"]["apimSubscriptionId"] for r in records] == ["team-hr"] * 3
+            assert meta["erasedrecords"] == "1" and meta["sealed"]
+        else:
+            assert data == before[name][0]  # another subscription's, a prompt's word
+
+    # A dead letter larger than any this pipeline writes is not read, and said so (exit 1).
+    from pipeline.compliance import erase as erase_module
+
+    monkeypatch.setattr(erase_module, "MAX_DEAD_LETTER_BYTES", 10)
+    assert cli(["erase", "--subscription", "sales", "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "3 dead letters larger than any this pipeline writes were not read" in out

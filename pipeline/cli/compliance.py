@@ -127,14 +127,25 @@ def cmd_erase(args: argparse.Namespace) -> int:
             f"  warning: {done.unsealed} records were archived unsealed (before "
             "ARCHIVE_ENCRYPTION=on): they stay readable until the archive's retention ends"
         )
-    if done.dead_letters:
+    if done.dead_letters or done.dead_letters_rewritten:
         dl_verb = "would be deleted" if args.dry_run else "deleted"
-        print(f"  dead letters naming these calls: {done.dead_letters} {dl_verb}")
+        rw_verb = "would be written again" if args.dry_run else "written again"
+        print(
+            f"  dead letters naming these calls: {done.dead_letters} {dl_verb}, "
+            f"{done.dead_letters_rewritten} holding other calls too {rw_verb} without them"
+        )
+    if done.dead_letters_unchecked:
+        print(
+            f"  warning: {len(done.dead_letters_unchecked)} dead letters larger than any this "
+            "pipeline writes were not read (delete them by hand if they are the subject's):"
+        )
+        for name in done.dead_letters_unchecked[:20]:
+            print(f"    {cfg.deadletter_container}/{name}")
     rows_verb = "would be blanked" if args.dry_run else "blanked, Erased set"
     print(f"  rows: {len(done.rows)} ({rows_verb}; {done.already} erased before)")
     if done.log:
         print(f"  erasure log: {cfg.archive_container}/{done.log}")
-    return 0
+    return 1 if done.dead_letters_unchecked else 0  # not done until those are looked at
 
 
 def _n(count: int, noun: str) -> str:

@@ -29,6 +29,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from pipeline.call.join import archived_pointers, resolve
 from pipeline.model import RawPointer
 from pipeline.protect.encryption import SealError
+from pipeline.sources.inputs import MAX_UNIT_BYTES
 from pipeline.store import blobs, rows
 from pipeline.store.account import Store
 from pipeline.store.holds import Hold, LegalHolds
@@ -36,8 +37,10 @@ from pipeline.store.kek import KekError
 from pipeline.store.keys import Member
 
 KINDS = {"user": "CallerUserId", "subscription": "SubscriptionId", "call": None}
-# A dead letter holds one event (at most 1 MB as Event Hubs takes it); larger is not ours.
-MAX_DEAD_LETTER_BYTES = 4 * 1024 * 1024
+# The largest dead letter we write: a replay unit (a line of a file, a Capture event) of at
+# most MAX_UNIT_BYTES, sealed (a header and a tag more). A larger one is not ours: counted,
+# and reported, never passed over in silence.
+MAX_DEAD_LETTER_BYTES = MAX_UNIT_BYTES + 64 * 1024
 LOG_PREFIX = "_erasures/"
 CASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 ATTEMPTS = 8
@@ -75,6 +78,10 @@ class Erasure:
     # Records archived unsealed (before ARCHIVE_ENCRYPTION was on): no key to destroy.
     unsealed: int = 0
     dead_letters: int = 0
+    # Dead letters that held other calls' records too: written again without the subject's.
+    dead_letters_rewritten: int = 0
+    # Dead letters too large to be ours, not read: the operator decides (listed by the CLI).
+    dead_letters_unchecked: list[str] = field(default_factory=list)
     days: set[str] = field(default_factory=set)
     log: str | None = None
 
@@ -254,7 +261,9 @@ def erase(
     when = (now or datetime.now(UTC)).replace(microsecond=0)
     erasure = plan(store, subject, start, end)
     if dry_run:
-        erasure.dead_letters = len(_dead_letters(store, erasure))
+        found = _dead_letters(store, erasure)
+        erasure.dead_letters = sum(1 for f in found if f.rest is None)
+        erasure.dead_letters_rewritten = len(found) - erasure.dead_letters
         return erasure
     # Rows first: a record of these calls written from now on meets an erased row, and its
     # new copy loses its key in its own batch (store/merge.py `erased_copies`). Then the
@@ -262,11 +271,15 @@ def erase(
     erasure.rows = [_erase_row(store, entity, when) for entity in erasure.rows]
     _collect(store, erasure)
     erasure.destroyed = store.keys.shred([*erasure.pointers, *erasure.copies], when)
-    dead = _dead_letters(store, erasure)
-    for name in dead:
-        with contextlib.suppress(ResourceNotFoundError):
-            store.call(store.deadletters.delete_blob, name)
-    erasure.dead_letters = len(dead)
+    for found in _dead_letters(store, erasure):
+        if found.rest is None:
+            with contextlib.suppress(ResourceNotFoundError):
+                store.call(store.deadletters.delete_blob, found.name)
+            erasure.dead_letters += 1
+        else:
+            meta = {**found.metadata, "erasedrecords": str(found.erased)}
+            store.rewrite_dead_letter(found.name, found.rest, meta, found.etag)
+            erasure.dead_letters_rewritten += 1
     erasure.log = _log(store, erasure, when)
     return erasure
 
@@ -285,12 +298,45 @@ def _names_a_call(data: bytes, calls: set[bytes], responses: set[bytes]) -> bool
     return any(m[2] in (calls if len(m[1]) > 2 else responses) for m in _CALL_KEY.finditer(data))
 
 
-def _dead_letters(store: Store, erasure: Erasure) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A dead letter naming the subject or its calls: deleted, or, when it held other calls'
+    records too (an event of several calls, a parked batch's event), written again as `rest`
+    (those records only)."""
+
+    name: str
+    metadata: dict[str, str]
+    etag: str | None
+    rest: bytes | None = None
+    erased: int = 0
+
+
+# Where a record names its subscription or its caller (gateway, policy messages, Log
+# Analytics rows; sources/): the subject is matched as such a value, never as bytes anywhere
+# (`sales` in `wholesales-emea`, or in a prompt about salesforce, is no subject).
+_SUBJECT_KEYS = {
+    "subscription": rb"apimsubscriptionid|subscriptionid|subscription-id|subscription_id",
+    "user": rb"calleruserid|caller-user-id|caller_user_id|userid|user-id|user_id|oid",
+}
+
+
+def _subject_value(subject: Subject) -> re.Pattern[bytes] | None:
+    keys = _SUBJECT_KEYS.get(subject.kind)
+    if keys is None:
+        return None
+    value = re.escape(orjson.dumps(subject.value)[1:-1])  # as JSON writes it
+    return re.compile(rb'\\?"(?i:' + keys + rb')\\?"\s*:\s*\\?"' + value + rb'\\?"')
+
+
+def _dead_letters(store: Store, erasure: Erasure) -> list[_Found]:
     """Dead letters that name one of the erased calls (or the subject): the dead-letter
-    container is not WORM, so they are deleted. Read (and opened) one by one: dead letters
-    are few; those of the calls' days, and the undated ones. A call is named by its id as
-    the value of a `correlationId` (an `id` for a call keyed by its response id), never as
-    any bytes: a forged row of the subject whose id is `{` deleted every dead letter."""
+    container is not WORM, so they are deleted, or written again without the subject's
+    records when they hold others' too. Read (and opened) one by one: dead letters are few;
+    every one when the erasure names no days, else those of its days, of the calls' days,
+    and the undated ones. A call is named by its id as the value of a `correlationId` (an
+    `id` for a call keyed by its response id), the subject as the value of a field that
+    names it, never as any bytes: a forged row of the subject whose id is `{` deleted every
+    dead letter."""
     calls: set[bytes] = set()
     responses: set[bytes] = set()
     for e in erasure.rows:
@@ -305,29 +351,65 @@ def _dead_letters(store: Store, erasure: Erasure) -> list[str]:
         if isinstance(bid, str) and len(bid) >= _MIN_RESPONSE_ID:
             # An AI-Gateway message names its call by the backend's id (`apimRequestId`).
             calls.add(bid.encode())
-    subject = erasure.subject.value.encode() if erasure.subject.kind != "call" else None
+    subject = _subject_value(erasure.subject)
     if not (calls or responses or subject):
         return []
-    prefixes = [*sorted({d.replace("-", "/") + "/" for d in erasure.days}), "undated/"]
+
+    def names(data: bytes) -> bool:
+        return bool(subject and subject.search(data)) or _names_a_call(data, calls, responses)
+
     found = []
+    erasure.dead_letters_unchecked = []
+    for blob in _dead_letter_blobs(store, erasure):
+        if (blob.size or 0) > MAX_DEAD_LETTER_BYTES:
+            erasure.dead_letters_unchecked.append(blob.name)
+            continue
+        data = blobs.read_all(store.retry, store.deadletters, blob.name)
+        try:
+            data = store.open_dead_letter(data, sealed=bool((blob.metadata or {}).get("sealed")))
+        except (SealError, KekError):
+            continue  # not ours to open: no key of ours could read it either
+        if names(data):
+            meta = dict(blob.metadata or {})
+            rest, erased = _without(data, names)
+            found.append(_Found(blob.name, meta, blob.etag, rest, erased))
+    return found
+
+
+def _dead_letter_blobs(store: Store, erasure: Erasure) -> Iterable[Any]:
+    if erasure.start is None and erasure.end is None:
+        prefixes: list[str | None] = [None]  # all days: every dead letter
+    else:
+        days = set(erasure.days)
+        if erasure.start is not None and erasure.end is not None:
+            span = (erasure.end - erasure.start).days
+            days.update((erasure.start + timedelta(days=i)).isoformat() for i in range(span + 1))
+        prefixes = [*sorted({d.replace("-", "/") + "/" for d in days}), "undated/"]
     for prefix in prefixes:
-        for blob in store.call(
+        yield from store.call(
             lambda p=prefix: list(
                 store.deadletters.list_blobs(name_starts_with=p, include=["metadata"])
             )
-        ):
-            if (blob.size or 0) > MAX_DEAD_LETTER_BYTES:
-                continue
-            data = blobs.read_all(store.retry, store.deadletters, blob.name)
-            try:
-                data = store.open_dead_letter(
-                    data, sealed=bool((blob.metadata or {}).get("sealed"))
-                )
-            except (SealError, KekError):
-                continue  # not ours to open: no key of ours could read it either
-            if (subject and subject in data) or _names_a_call(data, calls, responses):
-                found.append(blob.name)
-    return found
+        )
+
+
+def _without(data: bytes, names: Any) -> tuple[bytes | None, int]:
+    """The dead letter without the records that name the subject or its calls, and how many
+    those were; (None, 0) when nothing of it is another's (or it cannot be told apart: text
+    that is no JSON of records goes whole)."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None, 0
+    envelope = isinstance(doc, dict) and isinstance(doc.get("records"), list)
+    records = doc["records"] if envelope else doc if isinstance(doc, list) else None
+    if not records:
+        return None, 0
+    kept = [r for r in records if not names(orjson.dumps(r))]
+    if not kept or len(kept) == len(records):
+        return None, 0
+    rest = {**doc, "records": kept} if envelope else kept
+    return orjson.dumps(rest), len(records) - len(kept)
 
 
 def _erase_row(store: Store, entity: Any, when: datetime) -> Any:
@@ -362,6 +444,8 @@ def _log(store: Store, erasure: Erasure, when: datetime) -> str:
         "copiesFound": len(erasure.copies),
         "archiveBlobs": erasure.blobs,
         "deadLettersDeleted": erasure.dead_letters,
+        "deadLettersRewritten": erasure.dead_letters_rewritten,
+        "deadLettersUnchecked": len(erasure.dead_letters_unchecked),
     }
     blobs.create(
         store.retry,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -173,6 +174,22 @@ class Store:
         key = encryption.new_key()
         kek_id, wrapped = self.keys.kek.wrap(key)
         return lambda body: encryption.seal_dead_letter(key, wrapped, kek_id, body)
+
+    def rewrite_dead_letter(
+        self, name: str, body: bytes, metadata: dict[str, str], etag: str | None
+    ) -> None:
+        """A dead letter written again (`erase`: without a subject's records), sealed as it
+        was, and only if nobody changed it since it was read (else the storage refuses)."""
+        data = self._dead_letter_seal()(body) if metadata.get("sealed") else body
+        client = self.deadletters.get_blob_client(name)
+        self.retry.call(
+            client.upload_blob,
+            data,
+            overwrite=True,
+            metadata=metadata,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
 
     def open_dead_letter(self, data: bytes, *, sealed: bool) -> bytes:
         """A dead letter's content as stored before sealing. Only one we sealed (its metadata
