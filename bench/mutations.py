@@ -1650,6 +1650,21 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "backfill: a second CSV header read as a row (the rows after it by the first's columns)",
+        "pipeline/sources/files.py",
+        "        if header is None or (cells is not None and _is_header(cells)):\n",
+        "        if header is None:\n",
+        ("tests/test_loganalytics.py::test_a_second_header_in_a_csv_starts_its_own_columns",),
+    ),
+    Mutation(
+        "backfill: a second CSV export's byte order mark hides its header",
+        "pipeline/sources/files.py",
+        '    names = [c.strip().lstrip("\\ufeff") for c in cells]'
+        "  # a second file's byte order mark\n",
+        "    names = [c.strip() for c in cells]\n",
+        ("tests/test_loganalytics.py::test_a_second_header_in_a_csv_starts_its_own_columns",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

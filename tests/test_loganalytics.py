@@ -525,3 +525,26 @@ def test_a_backfilled_row_and_its_live_record_are_one_reading_not_rivals() -> No
     ((_, state),) = plan_batch([EventIn(e) for e in backfill], Config()).states.items()
     alone = rows.to_entity(resolve(state), state, 2)
     assert alone["TotalTokens"] == 42 and "BackendRequestId" not in alone
+
+
+def test_a_second_header_in_a_csv_starts_its_own_columns(tmp_path: Path) -> None:
+    """Two portal exports concatenated: the second header was read as a row (a dead letter)
+    and its rows by the first file's columns (subscription and product swapped) and zone
+    (local times taken for UTC), exit 0 (black-box audit). A header row starts its own
+    columns; one not in UTC stops the file there, as it refuses a file alone."""
+    first = la.portal_csv([la.gateway_row(apim.gateway(apim.new_id("csv-h-1")))])
+    record = apim.gateway(apim.new_id("csv-h-2"), apimSubscriptionId="team-hr", productId="p")
+    columns = la.gateway_row(record)
+    second = la.portal_csv([dict(sorted(columns.items()))])  # another column order
+    problems: list[str] = []
+    events = list(files.read_csv([first + second], "x.csv", inputs.MAX_UNIT_BYTES,
+                                 problems.append))  # fmt: skip
+    assert not problems and len(events) == 2
+    ((_, state),) = plan_batch([events[1]], Config()).states.items()
+    row = rows.to_entity(resolve(state), state, 2)
+    assert (row["SubscriptionId"], row["ProductId"]) == ("team-hr", "p")
+    local = second.replace(b"[UTC]", b"[Local Time]")
+    problems = []
+    events = list(files.read_csv([first + local], "x.csv", inputs.MAX_UNIT_BYTES,
+                                 problems.append))  # fmt: skip
+    assert len(events) == 1 and "not in UTC" in problems[0]

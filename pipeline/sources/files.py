@@ -176,7 +176,10 @@ def read_csv(chunks: Iterable[bytes], label: str, limit: int, report: Report) ->
         except csv.Error as exc:
             parsed, problem = [], f"not CSV ({exc})"
         cells = parsed[0] if not problem else None
-        if header is None:
+        if header is None or (cells is not None and _is_header(cells)):
+            # The first row, or another header (two exports concatenated, each in its own
+            # column order and time zone): the rows after it are read by its columns, or
+            # not at all when its times are not in UTC.
             header = _csv_header(cells or [], label, report)
             if header is None:
                 return
@@ -247,11 +250,27 @@ def _open_after(line: str, inside: bool) -> bool:
 _JOIN_EVERY = 1024
 
 
+# A column name as the portal writes one (`TimeGenerated [UTC]`, `_ResourceId`).
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}(?:\s*\[[^\]]{1,40}\])?")
+_TIME_COLUMN = re.compile(r"TimeGenerated(?:\s*\[[^\]]{1,40}\])?", re.IGNORECASE)
+
+
+def _is_header(cells: list[str]) -> bool:
+    """A row of column names, `TimeGenerated` among them. No row of data is one: its time
+    cell holds a time, which APIM writes, whatever a client put in the other cells."""
+    names = [c.strip().lstrip("\ufeff") for c in cells]  # a second file's byte order mark
+    return any(_TIME_COLUMN.fullmatch(c) for c in names) and all(
+        not c or _COLUMN.fullmatch(c) for c in names
+    )
+
+
 def _csv_header(cells: list[str], label: str, report: Report) -> list[str] | None:
     """Column names without the portal's zone suffix; a time in local time cannot be
     placed in UTC, so such an export is refused rather than misread."""
     names = []
     seen: set[str] = set()
+    if cells:  # a second export's byte order mark, mid-file
+        cells = [cells[0].lstrip("\ufeff"), *cells[1:]]
     for cell in cells:
         m = _HEADER_ZONE.search(cell)
         if m is not None and m.group(1).strip().upper() != "UTC":
