@@ -295,9 +295,9 @@ MUTATIONS = [
     Mutation(
         "trust: the deployment header read beside a body cut before its model",
         "pipeline/sources/gateway.py",
-        "    if facts.deployment is None and (not request.truncated or _header_routed(backend_url)"
-        "):\n",
-        "    if facts.deployment is None:\n",
+        "    elif facts.deployment is None and (not request.truncated or _header_routed(backend_url"
+        ")):\n",
+        "    elif facts.deployment is None:\n",
         (H + "test_a_deployment_a_client_names_loses_to_apims_own",),
     ),
     Mutation(
@@ -1663,6 +1663,13 @@ MUTATIONS = [
         "  # a second file's byte order mark\n",
         "    names = [c.strip() for c in cells]\n",
         ("tests/test_loganalytics.py::test_a_second_header_in_a_csv_starts_its_own_columns",),
+    ),
+    Mutation(
+        "deployment: a serverless endpoint's deployment taken from the body's model",
+        "pipeline/sources/gateway.py",
+        "    if serverless:\n",
+        "    if False:\n",
+        (H + "test_a_serverless_endpoints_deployment_is_its_name_not_the_bodys_model",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

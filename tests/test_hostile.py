@@ -2031,3 +2031,20 @@ def test_a_cut_never_makes_a_piece_of_a_code_reason_or_flag(case: str) -> None:
     else:
         assert seen is None or seen == truth or not str(truth).startswith(str(seen)), seen
         assert seen != "incomplete"
+
+
+def test_a_serverless_endpoints_deployment_is_its_name_not_the_bodys_model(cfg: Config) -> None:
+    """A serverless API endpoint (`{name}.{region}.models.ai.azure.com`) serves the one model
+    deployed under its name. The row's Deployment was the body's `model` (or the routing
+    header): a client of Research writing Finance's deployment there was billed to Finance
+    (an attribution rule on `deployment`), and a budget on the endpoint saw nothing (black-box
+    audit). APIM's backend URL names it; a managed-compute endpoint still routes by header."""
+    backend = "https://mistral-large-research.eastus2.models.ai.azure.com/chat/completions"
+    body = orjson.dumps({"model": "gpt-4o-finance-prod", "messages": []}).decode()
+    for claimed in (body, orjson.dumps({"messages": []}).decode()):
+        rec = apim.gateway(apim.new_id(f"serverless-{len(claimed)}"), path="/chat/completions",
+                           request=claimed, response=None)  # fmt: skip
+        rec["properties"]["backendUrl"] = backend
+        rec["properties"]["requestHeaders"] = {"azureml-model-deployment": "finance"}
+        ((_, row),) = transform([ev(apim.envelope(rec))], cfg).rows
+        assert row["Deployment"] == "mistral-large-research"

@@ -26,6 +26,14 @@ _HEADER_ROUTED = re.compile(
 )
 
 
+# A serverless API endpoint (`{deployment}.{region}.models.ai.azure.com`) serves the one model
+# deployed under its name: APIM's backend URL names the deployment, whatever model the body
+# names (a client naming another team's deployment there was billed to that team).
+_SERVERLESS = re.compile(
+    r"^https?://([^./?#:]+)\.[^./?#:]+\.models\.ai\.azure\.com(?:[:/?#]|$)", re.I
+)
+
+
 def _header_routed(backend_url: str | None) -> bool:
     return bool(backend_url and _HEADER_ROUTED.match(backend_url))
 
@@ -87,7 +95,10 @@ def gateway_facts(
     )
     facts = ex.facts
     request_headers = mapping(flat, "requestheaders")
-    if facts.deployment is None and (not request.truncated or _header_routed(backend_url)):
+    serverless = _SERVERLESS.match(backend_url or "")
+    if serverless:
+        facts.deployment, facts.deployment_claimed = serverless.group(1).lower(), None
+    elif facts.deployment is None and (not request.truncated or _header_routed(backend_url)):
         # Managed-compute endpoints route by this header when the body names no model
         # (Azure AI Model Inference API reference, request headers); logged only when the
         # diagnostic lists it. A client writes it, so it is a claim; elsewhere only a body
