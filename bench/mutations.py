@@ -206,7 +206,8 @@ MUTATIONS = [
         "EDGE_PAGES = 2\n",
         "EDGE_PAGES = 10**9\n",
         (
-            "tests/test_midnight.py::test_a_call_whose_records_are_years_apart_reads_no_days_traffic",
+            "tests/test_midnight.py::test_a_call_whose_records_are_years_apart_reads_no_days_traffi"
+            "c",
         ),
     ),
     Mutation(
@@ -215,7 +216,8 @@ MUTATIONS = [
         "                return pk, self.fetch(pk, sorted(window.keys))\n",
         "                return pk, {}\n",
         (
-            "tests/test_midnight.py::test_a_call_whose_records_are_years_apart_reads_no_days_traffic",
+            "tests/test_midnight.py::test_a_call_whose_records_are_years_apart_reads_no_days_traffi"
+            "c",
         ),
     ),
     Mutation(
@@ -546,7 +548,8 @@ MUTATIONS = [
         "        most = max(EDGE_PAGES, -(-len(window.keys) // KEYS_PER_QUERY))\n",
         "        most = EDGE_PAGES\n",
         (
-            "tests/test_midnight.py::test_many_calls_near_midnight_page_a_crowded_window_rather_than_look_each_up",
+            "tests/test_midnight.py::test_many_calls_near_midnight_page_a_crowded_window_rather_than_look_each_u"
+            "p",
         ),
     ),
     Mutation(
@@ -761,8 +764,10 @@ MUTATIONS = [
         "                value = _Written(*named)\n",
         "                value = folded.spellings.setdefault(named, value)\n",
         (
-            "tests/test_budgets.py::test_a_failed_call_cannot_relabel_a_models_spend_and_silence_its_budget",
-            "tests/test_budgets.py::test_a_models_label_is_the_services_spelling_and_its_budget_finds_it",
+            "tests/test_budgets.py::test_a_failed_call_cannot_relabel_a_models_spend_and_silence_its_budge"
+            "t",
+            "tests/test_budgets.py::test_a_models_label_is_the_services_spelling_and_its_budget_finds_i"
+            "t",
         ),
     ),
     Mutation(
@@ -771,7 +776,8 @@ MUTATIONS = [
         "            if key_of(column, got) != value:\n",
         "            if got.casefold() != value:\n",
         (
-            "tests/test_budgets.py::test_a_models_label_is_the_services_spelling_and_its_budget_finds_it",
+            "tests/test_budgets.py::test_a_models_label_is_the_services_spelling_and_its_budget_finds_i"
+            "t",
         ),
     ),
     Mutation(
@@ -780,7 +786,8 @@ MUTATIONS = [
         "    if dims == OTHER_DIMS or (failed, dims) in folded.latency:\n        return dims\n",
         "    if True:\n        return dims\n",
         (
-            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_order",
+            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_orde"
+            "r",
         ),
     ),
     Mutation(
@@ -789,7 +796,8 @@ MUTATIONS = [
         "    if rank > -folded.ranks[0][0]:\n",
         "    if True:\n",
         (
-            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_order",
+            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_orde"
+            "r",
         ),
     ),
     Mutation(
@@ -798,7 +806,8 @@ MUTATIONS = [
         "    return (failed << 129) | (made_up << 128)",
         "    return (made_up << 128)",
         (
-            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_order",
+            "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_orde"
+            "r",
         ),
     ),
     Mutation(
@@ -809,7 +818,8 @@ MUTATIONS = [
         "    if isinstance(entry, dict):\n        return True\n",
         (
             "tests/test_export.py::test_a_planted_manifest_deletes_nothing_outside_the_days_files",
-            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folder",
+            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folde"
+            "r",
         ),
     ),
     Mutation(
@@ -819,7 +829,8 @@ MUTATIONS = [
         " or where == root:\n",
         "        if False:\n",
         (
-            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folder",
+            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folde"
+            "r",
         ),
     ),
     Mutation(
@@ -828,7 +839,8 @@ MUTATIONS = [
         "        if not local.is_relative_to(root):\n",
         "        if False:\n",
         (
-            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folder",
+            "tests/test_export.py::test_a_local_export_never_reads_writes_or_deletes_outside_its_folde"
+            "r",
         ),
     ),
     Mutation(
@@ -946,7 +958,8 @@ MUTATIONS = [
         "    doc, in_string = repair(text_, cut_only=True)\n",
         "    doc, in_string = repair(text_)\n",
         (
-            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call",
+            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_cal"
+            "l",
         ),
     ),
     Mutation(
@@ -955,7 +968,8 @@ MUTATIONS = [
         "    if cut_only and state is None and not stack and _may_hold_more(text, cut_end):\n",
         "    if False:\n",
         (
-            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call",
+            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_cal"
+            "l",
         ),
     ),
     Mutation(
@@ -1084,7 +1098,8 @@ MUTATIONS = [
         '    return text.find("{", end) >= 0 or text.find("[", end) >= 0\n',
         "    return bool(text[end:].strip())\n",
         (
-            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_call",
+            "tests/test_join.py::test_two_messages_in_one_event_are_one_dead_letter_not_the_first_cal"
+            "l",
         ),
     ),
     Mutation(
@@ -1457,7 +1472,8 @@ MUTATIONS = [
         "        first_record=int(index) if index and _INDEX.fullmatch(index) else 0,\n",
         "        first_record=0,\n",
         (
-            "tests/test_replay.py::test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blob",
+            "tests/test_replay.py::test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blo"
+            "b",
         ),
     ),
     Mutation(
@@ -1466,7 +1482,8 @@ MUTATIONS = [
         "        index = event.first_record + i\n",
         "        index = i\n",
         (
-            "tests/test_replay.py::test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blob",
+            "tests/test_replay.py::test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blo"
+            "b",
         ),
     ),
     Mutation(
@@ -1549,7 +1566,8 @@ MUTATIONS = [
         '    return max(m.start(), window.index("@", m.start()) - _LOCAL_MAX)\n',
         "    return m.start()\n",
         (
-            "tests/test_redaction.py::test_a_local_part_past_64_characters_is_masked_alike_alone_and_among_others",
+            "tests/test_redaction.py::test_a_local_part_past_64_characters_is_masked_alike_alone_and_among_other"
+            "s",
         ),
     ),
     Mutation(
@@ -1586,7 +1604,8 @@ MUTATIONS = [
         "    part = LA_PART if table else 0\n",
         "    part = 0\n",
         (
-            "tests/test_loganalytics.py::test_a_backfilled_row_and_its_live_record_are_one_reading_not_rivals",
+            "tests/test_loganalytics.py::test_a_backfilled_row_and_its_live_record_are_one_reading_not_rival"
+            "s",
         ),
     ),
     Mutation(
@@ -1595,7 +1614,8 @@ MUTATIONS = [
         "            if not _same_reading(state, existing, incoming):\n",
         "            if True:\n",
         (
-            "tests/test_loganalytics.py::test_a_backfilled_row_and_its_live_record_are_one_reading_not_rivals",
+            "tests/test_loganalytics.py::test_a_backfilled_row_and_its_live_record_are_one_reading_not_rival"
+            "s",
         ),
     ),
     Mutation(
@@ -1670,6 +1690,53 @@ MUTATIONS = [
         "    if serverless:\n",
         "    if False:\n",
         (H + "test_a_serverless_endpoints_deployment_is_its_name_not_the_bodys_model",),
+    ),
+    Mutation(
+        "verify: a row pointing at another call's record passes",
+        "pipeline/compliance/verify.py",
+        '            if head.get("correlationId") not in names:\n',
+        "            if False:\n",
+        (
+            "tests/test_compliance.py::test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archive",
+        ),
+    ),
+    Mutation(
+        "verify: a row pointing into a blob no manifest lists passes",
+        "pipeline/compliance/verify.py",
+        "        if not BLOB_NAME.fullmatch(blob) or (blob_day in sealed and blob not in"
+        " sealed[blob_day]):\n",
+        "        if False:\n",
+        (
+            "tests/test_compliance.py::test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archive",
+        ),
+    ),
+    Mutation(
+        "verify: a sealed record whose key entity is gone passes",
+        "pipeline/compliance/verify.py",
+        "            if (blob, offset) not in listed:\n",
+        "            if False:\n",
+        (
+            "tests/test_compliance.py::test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archive",
+        ),
+    ),
+    Mutation(
+        "verify: twins' records joined into a row taken for another call's",
+        "pipeline/compliance/verify.py",
+        "        names = {rows.correlation_id_of(key), *(str(row[n]) for n in NAMES if"
+        " row.get(n))}\n",
+        "        names = {rows.correlation_id_of(key)}\n",
+        (
+            "tests/test_compliance.py::test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archive",
+        ),
+    ),
+    Mutation(
+        "replay: archive members no key opens leave the run ok (exit 0)",
+        "pipeline/cli/runner.py",
+        "            and not self.totals.skipped.get(UNOPENED_SKIP)\n",
+        "",
+        (
+            "tests/test_compliance.py::test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archive",
+        ),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",
@@ -2144,7 +2211,8 @@ MUTATIONS = [
         (
             "tests/test_cli.py::test_show_sends_no_escape_sequence_a_client_wrote",
             "tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",
-            "tests/test_chargeback.py::test_hostile_group_names_are_inert_in_csv_and_on_the_terminal",
+            "tests/test_chargeback.py::test_hostile_group_names_are_inert_in_csv_and_on_the_termina"
+            "l",
             "tests/test_chargeback.py::test_invisible_characters_in_names_are_shown_not_sent",
         ),
     ),
@@ -2205,7 +2273,8 @@ MUTATIONS = [
         "    except (ValueError, OverflowError):\n        return None\n\n\ndef _from_dotnet",
         "    except ValueError:\n        return None\n\n\ndef _from_dotnet",
         (
-            "tests/test_replay.py::test_a_capture_time_at_the_edge_of_the_calendar_costs_nothing_else",
+            "tests/test_replay.py::test_a_capture_time_at_the_edge_of_the_calendar_costs_nothing_els"
+            "e",
             H + "test_an_implausible_time_never_names_a_partition_or_a_blob",
         ),
     ),
@@ -2278,7 +2347,8 @@ MUTATIONS = [
         "                skipped = sum(p.count('\"') for p in parts)\n",
         "",
         (
-            "tests/test_loganalytics.py::test_a_csv_line_over_the_bound_is_skipped_and_reading_goes_on",
+            "tests/test_loganalytics.py::test_a_csv_line_over_the_bound_is_skipped_and_reading_goes_o"
+            "n",
         ),
     ),
     Mutation(
@@ -2302,7 +2372,8 @@ MUTATIONS = [
         "        return value\n    return value\n\n\n# JSON escapes",
         (
             "tests/test_kpi.py::test_names_clients_write_are_inert_in_kpi_csv_tables_and_charts",
-            "tests/test_chargeback.py::test_hostile_group_names_are_inert_in_csv_and_on_the_terminal",
+            "tests/test_chargeback.py::test_hostile_group_names_are_inert_in_csv_and_on_the_termina"
+            "l",
         ),
     ),
     Mutation(
@@ -2625,7 +2696,8 @@ MUTATIONS = [
         '    elif isinstance(choice.get("text"), str):\n        # A streamed legacy Completion',
         "    elif False:\n        # A streamed legacy Completion",
         (
-            "tests/test_parsing.py::test_a_streamed_legacy_completion_without_usage_estimates_its_output",
+            "tests/test_parsing.py::test_a_streamed_legacy_completion_without_usage_estimates_its_outpu"
+            "t",
         ),
     ),
     Mutation(
@@ -2777,7 +2849,8 @@ MUTATIONS = [
         "    return n if n is None or n <= MAX_CALL_TOKENS else None",
         "    return n",
         (
-            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis",
+            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpi"
+            "s",
         ),
     ),
     Mutation(
@@ -2786,7 +2859,8 @@ MUTATIONS = [
         "    return n if n is None or 0 <= n <= MAX_CALL_TOKENS else None",
         "    return n",
         (
-            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis",
+            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpi"
+            "s",
         ),
     ),
     Mutation(
@@ -2840,7 +2914,8 @@ MUTATIONS = [
         "        total = _plausible(prompt + completion)",
         "        total = prompt + completion",
         (
-            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis",
+            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpi"
+            "s",
         ),
     ),
     Mutation(
@@ -2849,7 +2924,8 @@ MUTATIONS = [
         "    return n if n is None or 0 <= n <= MAX_CALL_TOKENS else None",
         "    return n if n is None or n <= MAX_CALL_TOKENS else None",
         (
-            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpis",
+            "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpi"
+            "s",
         ),
     ),
     Mutation(

@@ -36,6 +36,7 @@ from pipeline.cli.resume import ResumeState
 from pipeline.common import heap
 from pipeline.common.render import terminal_text
 from pipeline.ingest.batch import BatchResult, process_batch
+from pipeline.ingest.plan import UNOPENED_SKIP
 from pipeline.model import EventIn
 from pipeline.settings import Config
 from pipeline.sources.inputs import Input, InputError, InputProblem
@@ -73,6 +74,9 @@ class ReplaySummary:
             and self.not_stored == 0
             and not self.interrupted
             and self.source_error is None
+            # An archive member no key opens (not erased: its key entity is gone) was not
+            # replayed: the run is not complete, whatever else it did.
+            and not self.totals.skipped.get(UNOPENED_SKIP)
         )
 
     def lines(self) -> list[str]:

@@ -5,7 +5,13 @@
    manifest before it). Only the first manifest ever may name none.
 2. The blobs: every listed blob exists with its size and SHA-256 (recomputed from its bytes);
    no blob of a manifested day is missing from its manifests; a day with blobs has a manifest.
-3. The rows: every audit row of the days points at a member whose SHA-256 is `RawSha256`.
+3. The rows: every audit row of the days points at a member whose SHA-256 is `RawSha256`,
+   which is a member of that call (its correlation id is the row's, or the row's response or
+   backend request id: a twin joined into it), in a blob named as the archive names them and,
+   when its day is sealed, listed by its manifests; a sealed member's key entity lists it
+   (erased or not: a key entity removed is evidence destroyed without an erasure).
+   What a row says beyond its pointer (its tokens, its caller) is not sealed: `replay
+   --from-archive --dry-run` reads it again from these records.
 
 Nothing the writer stated is trusted (blob metadata, names): hashes are recomputed.
 """
@@ -19,13 +25,18 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import orjson
+
 from pipeline.compliance import manifests
-from pipeline.protect.archive import ArchiveError, inflate_member
-from pipeline.store import archive_index
+from pipeline.model import RawPointer
+from pipeline.protect.archive import BLOB_NAME, SEALED_VERSION, ArchiveError, inflate_member
+from pipeline.store import archive_index, rows
 from pipeline.store.account import Store
 from pipeline.store.kpis import KpiStore
 
 POINTER = ["RowKey", "RawBlob", "RawOffset", "RawLength", "RawSha256"]
+# A call's other names, which the members of twins joined into its row carry.
+NAMES = ["ResponseId", "BackendRequestId"]
 
 
 @dataclass(slots=True)
@@ -47,9 +58,12 @@ def verify(store: Store, first: date, last: date) -> Report:
     for day in days:
         listed_by_day[day] = _check_chain(store, names, day, report)
     blob_cache = _BlobCache(store)
+    sealed = {
+        d.isoformat(): set(listed) for d, listed in listed_by_day.items() if listed is not None
+    }
     for day in days:
         _check_blobs(store, day, listed_by_day[day], report, blob_cache)
-        _check_rows(store, day, report, blob_cache)
+        _check_rows(store, day, report, blob_cache, sealed)
     return report
 
 
@@ -140,32 +154,73 @@ def _check_blobs(
             report.add(f"blob {name}: changed since {day} was sealed (size or SHA-256)")
 
 
-def _check_rows(store: Store, day: date, report: Report, cache: _BlobCache) -> None:
-    by_blob: dict[str, list[tuple[str, int, int, str]]] = defaultdict(list)
+_Pointer = tuple[str, int, int, str, set[str]]  # row key, offset, length, sha, call's names
+
+
+def _check_rows(
+    store: Store, day: date, report: Report, cache: _BlobCache, sealed: dict[str, set[str]]
+) -> None:
+    by_blob: dict[str, list[_Pointer]] = defaultdict(list)
     for row in _rows(store, day):
         report.rows += 1
         blob, offset, length, sha = (row.get(k) for k in POINTER[1:])
         if not blob:
             continue  # a call whose records were not archived (replayed from the archive)
-        by_blob[blob].append((row["RowKey"], int(offset or 0), int(length or 0), str(sha)))
+        key = row["RowKey"]
+        names = {rows.correlation_id_of(key), *(str(row[n]) for n in NAMES if row.get(n))}
+        by_blob[str(blob)].append((key, int(offset or 0), int(length or 0), str(sha), names))
     for blob, pointers in sorted(by_blob.items()):
-        data = cache.get(blob)
-        for key, offset, length, sha in pointers:
-            if data is None:
-                report.add(f"row {key}: its raw record's blob {blob} is missing")
-            elif _member_sha(data[offset : offset + length]) != sha:
-                report.add(f"row {key}: its raw record in {blob} does not match RawSha256")
+        blob_day = blob[:10].replace("/", "-")
+        if not BLOB_NAME.fullmatch(blob) or (blob_day in sealed and blob not in sealed[blob_day]):
+            for key, *_ in pointers:
+                report.add(f"row {key}: its raw record's blob {blob} is in no manifest")
+        else:
+            _check_members(store, blob, pointers, report, cache)
+
+
+def _check_members(
+    store: Store, blob: str, pointers: list[_Pointer], report: Report, cache: _BlobCache
+) -> None:
+    """The rows' members in one blob: there, unchanged, of their call, and keyed if sealed."""
+    data = cache.get(blob)
+    sealed: list[tuple[str, int]] = []
+    for key, offset, length, sha, names in pointers:
+        member = _member(data[offset : offset + length]) if data is not None else None
+        if data is None:
+            report.add(f"row {key}: its raw record's blob {blob} is missing")
+        elif member is None or hashlib.sha256(member).hexdigest() != sha:
+            report.add(f"row {key}: its raw record in {blob} does not match RawSha256")
+        else:
+            head = _head(member)
+            if head.get("correlationId") not in names:
+                report.add(f"row {key}: its raw record in {blob} is another call's")
+            if head.get("v") == SEALED_VERSION:
+                sealed.append((key, offset))
+    if sealed:
+        listed = store.keys.listed([RawPointer(blob, o, 0, "") for _, o in sealed])
+        for key, offset in sealed:
+            if (blob, offset) not in listed:
+                report.add(f"row {key}: the key entity of its sealed record is gone")
 
 
 def _rows(store: Store, day: date) -> Iterator[Any]:
-    """The day's rows, their pointers only, streamed (a page of 1,000 at a time)."""
-    return iter(KpiStore(store).audit_rows(f"{day:%Y-%m-%d}", POINTER))
+    """The day's rows, their pointers and names only, streamed (a page of 1,000 at a time)."""
+    return iter(KpiStore(store).audit_rows(f"{day:%Y-%m-%d}", [*POINTER, *NAMES]))
 
 
-def _member_sha(data: bytes) -> str | None:
-    """SHA-256 of a member's content; None when the bytes are no gzip member (inflation is
-    bounded: a crafted range cannot make verify run out of memory)."""
+def _member(data: bytes) -> bytes | None:
+    """A member's content; None when the bytes are no gzip member (inflation is bounded: a
+    crafted range cannot make verify run out of memory)."""
     try:
-        return hashlib.sha256(inflate_member(data)).hexdigest()
+        return inflate_member(data)
     except ArchiveError:
         return None
+
+
+def _head(member: bytes) -> dict[str, Any]:
+    """A member's readable fields (correlation id, version); {} when it is no JSON object."""
+    try:
+        doc = orjson.loads(member)
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}

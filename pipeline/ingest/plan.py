@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 # Dead-lettered records of one event past which the event is dead-lettered once, whole.
 MAX_DEAD_PER_EVENT = 16
 
+# An archive member read back sealed that no key of ours opens: not erased (that is said
+# apart), so its key entity is gone or damaged; the run that met it did not replay everything.
+UNOPENED = "sealed, and no key of ours opens it"
+UNOPENED_SKIP = f"archive member {UNOPENED}"
+
 
 @dataclass(slots=True)
 class Plan:
@@ -104,7 +109,7 @@ def plan_batch(events: Sequence[EventIn], cfg: Config, until: SliceLimit | None 
             plan.enqueued = event.enqueued
         if event.archived is not None and (event.archived.erased or event.archived.sealed):
             # Read back from the sealed archive: erased (its key destroyed), or no key opens it.
-            why = "erased" if event.archived.erased else "sealed, and no key of ours opens it"
+            why = "erased" if event.archived.erased else UNOPENED
             plan.skipped[f"archive member {why}"] += 1
             continue
         if event.sealed and event.body.startswith(encryption.DEAD_LETTER_MAGIC):
