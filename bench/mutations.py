@@ -1739,6 +1739,13 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "rollup: a budget's subscription folded into (other) by the hash",
+        "pipeline/kpi/rollup.py",
+        "    unnamed = not named.keeps(dims)\n",
+        "    unnamed = True\n",
+        ("tests/test_chargeback.py::test_a_budgets_subscription_is_never_folded_into_other",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -291,8 +291,9 @@ _MEMO_KEYS = 200_000
 # cannot make the rollup's memory grow with the calls instead of the groups.
 MAX_VALUES_PER_DAY = 2_000
 OTHER = "(other)"
-# The first dimensions, capped per day (`_rank` reads them by position).
+# The first dimensions, capped per day (`_rank` reads them by position); the others.
 _CAPPED = DIMENSIONS[:2]
+_KEPT = DIMENSIONS[2:]
 # The caps above bound each column, not their combinations: failing calls naming 2,000
 # deployments (URL) by 2,000 models (body) made 4 million groups. Past this many groups
 # (a KpiDaily group, its failed and answered calls counted apart) in a day, the groups that
@@ -310,6 +311,17 @@ class Named:
 
     pairs: frozenset[tuple[str, str]] = frozenset()  # (column, value as `key_of` has it)
     priced: frozenset[str] = frozenset()  # model names of the price table, normalised
+    # Subscriptions, products and backends the map's rules and the budgets name: a group of
+    # one of them outranks the others when a day's groups are folded (`_rank`), so that a
+    # flood of others cannot fold a budget's subscription into OTHER (its spend read as 0).
+    kept: frozenset[tuple[str, str]] = frozenset()
+
+    def keeps(self, dims: tuple[Any, ...]) -> bool:
+        return any(
+            (column, key_of(column, value)) in self.kept
+            for column, value in zip(_KEPT, dims[len(_CAPPED) :], strict=True)
+            if isinstance(value, str)
+        )
 
     def name_of(self, column: str, value: str) -> tuple[str, str] | None:
         """The written-down name `value` is a spelling of (case, padding), or None."""
@@ -324,10 +336,11 @@ def named_by(
 ) -> Named:
     """The names of `_CAPPED` columns in the price table, the map's rules and budget scopes
     ((column, value as `key_of` has it) pairs)."""
-    rules = (pair for rule in teams.rules for pair in rule.match)
-    pairs = {(c, key_of(c, v)) for c, v in (*rules, *scopes) if c in _CAPPED}
+    named = [pair for rule in teams.rules for pair in rule.match] + list(scopes)
+    pairs = {(c, key_of(c, v)) for c, v in named if c in _CAPPED}
     pairs |= {("Deployment", d.casefold()) for d in prices.deployments}
-    return Named(frozenset(pairs), prices.model_names())
+    kept = frozenset((c, key_of(c, v)) for c, v in named if c in _KEPT)
+    return Named(frozenset(pairs), prices.model_names(), kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,14 +392,16 @@ def _label(folded: Any, value: Any) -> Any:
     return value
 
 
-def _rank(failed: bool, dims: tuple[Any, ...]) -> int:
+def _rank(failed: bool, dims: tuple[Any, ...], named: Named) -> int:
     """Which groups stay when a day has more than MAX_GROUPS_PER_DAY (the lowest): answered
-    before failed, those whose deployment and model the operator wrote down (or nobody named)
-    before the others, then a hash of the names, which is the same in every run."""
+    before failed, those of a subscription, product or backend the operator named (budgets,
+    the attribution map) before the others, then those whose deployment and model the
+    operator wrote down (or nobody named), then a hash of the names, the same in every run."""
     made_up = any(isinstance(v, str) for v in dims[: len(_CAPPED)])
     parts = [[v.column, v.key] if isinstance(v, _Written) else v for v in dims]
     digest = hashlib.blake2b(orjson.dumps(parts), digest_size=16).digest()
-    return (failed << 129) | (made_up << 128) | int.from_bytes(digest, "big")
+    unnamed = not named.keeps(dims)
+    return (failed << 130) | (unnamed << 129) | (made_up << 128) | int.from_bytes(digest, "big")
 
 
 def _admit(folded: Any, failed: bool, dims: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -396,7 +411,7 @@ def _admit(folded: Any, failed: bool, dims: tuple[Any, ...]) -> tuple[Any, ...]:
     the lowest ranked of the day, whatever the order."""
     if dims == OTHER_DIMS or (failed, dims) in folded.latency:
         return dims
-    rank = _rank(failed, dims)
+    rank = _rank(failed, dims, folded.named)
     if len(folded.ranks) < MAX_GROUPS_PER_DAY:
         heapq.heappush(folded.ranks, (-rank, failed, dims))
         return dims
