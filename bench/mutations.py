@@ -1746,6 +1746,27 @@ MUTATIONS = [
         ("tests/test_chargeback.py::test_a_budgets_subscription_is_never_folded_into_other",),
     ),
     Mutation(
+        "replay: a sealed day it added blobs to is not sealed again (verify names them)",
+        "pipeline/cli/replay.py",
+        "    if not args.dry_run and summary.totals.archive_days:\n",
+        "    if False:\n",
+        ("tests/test_compliance.py::test_a_replay_that_adds_blobs_to_a_sealed_day_seals_it_again",),
+    ),
+    Mutation(
+        "seal: sealed_only seals days no manifest has yet",
+        "pipeline/compliance/seal.py",
+        "        days = [d for d in days if d in manifested]\n",
+        "        pass\n",
+        ("tests/test_compliance.py::test_a_replay_that_adds_blobs_to_a_sealed_day_seals_it_again",),
+    ),
+    Mutation(
+        "rollup: the timer rolls up fewer days than the hub holds (a backlog never counted)",
+        "pipeline/settings.py",
+        "    kpi_reroll_days: int = 6\n",
+        "    kpi_reroll_days: int = 2\n",
+        ("tests/test_infra.py::test_the_timer_rolls_up_every_day_the_hub_still_holds",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

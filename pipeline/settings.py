@@ -115,8 +115,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "KPI_REROLL_DAYS",
-        "2",
-        "Days before yesterday that each timer run rolls up again, to count late events.",
+        "6",
+        "Days before yesterday that each timer run rolls up again (and seals again), to count "
+        "late events: those the hub still holds (Event Hubs keeps them 7 days, infra/).",
     ),
     Setting(
         "PRICE_TABLE",
@@ -352,7 +353,7 @@ class Config:
     audit_table: str = "AuditLog"
     kpi_table: str = "KpiDaily"
     kpi_schedule: str = "0 15 0 * * *"
-    kpi_reroll_days: int = 2
+    kpi_reroll_days: int = 6
     price_table: str = ""
     attribution: str = ""
     kpi_hourly_table: str = "KpiHourly"

@@ -220,3 +220,37 @@ def test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archiv
         assert "archive member sealed, and no key of ours opens it" in capsys.readouterr().out
     finally:
         store.close()
+
+
+def test_a_replay_that_adds_blobs_to_a_sealed_day_seals_it_again(
+    store: Store, cfg: Config, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A replay of a sealed day's events writes a new blob there when no row changes (sealed:
+    new keys, new bytes), and nothing sealed it again: `verify` named it as a planted blob
+    until someone rolled the day up by hand (black-box audit). The replay seals the sealed
+    days it added blobs to; a day not sealed yet waits for the daily job."""
+    from pipeline.compliance.seal import seal_days as seal
+
+    calls = corpus(seed=5)[:20]
+    day = DAYS[0]
+    mine = [c for c in calls if c["time"].startswith(str(day))] or calls[:3]
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(b"\n".join(message(c) for c in mine) + b"\n")
+    for key, value in settings_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    assert cli(["replay", str(path), "--no-rollup"]) == 0
+    days = sorted(
+        {
+            date.fromisoformat(b.name[:10].replace("/", "-"))
+            for b in store.archive.list_blobs()
+            if b.name[:4].isdigit()
+        }
+    )
+    seal(days, store)
+    assert verify(store, days[0], days[-1]).problems == []
+    # The same events again, in other batches (a cut of one): new blobs in the sealed days.
+    assert cli(["replay", str(path), "--no-rollup", "--batch-size", "1"]) == 0
+    assert verify(store, days[0], days[-1]).problems == []
+    # Sealing only days sealed before: a day with no manifest stays for the daily job.
+    later = date(2031, 1, 1)
+    assert seal([later], store, sealed_only=True) == []

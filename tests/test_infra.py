@@ -282,3 +282,16 @@ def test_doctor_reports_missing_pieces(cfg, monkeypatch, capsys) -> None:
     text = "\n".join(c.line() for c in checks)
     assert "FAIL  host storage setting" in text and "FAIL  Event Hub connection setting" in text
     assert "FAIL  audit storage reachable" in text
+
+
+def test_the_timer_rolls_up_every_day_the_hub_still_holds() -> None:
+    """The timer rolled up yesterday and the 2 days before: a backlog of the Event Hub's 7
+    days (an outage, a stopped app) landed in rows of days never rolled up again, which
+    KPIs, chargeback and budgets missed without a word (black-box audit)."""
+    import re
+
+    from pipeline.settings import Config
+
+    bicep = (INFRA / "main.bicep").read_text()
+    (retention,) = re.findall(r"param eventHubRetentionDays int = (\d+)", bicep)
+    assert Config().kpi_reroll_days + 1 >= int(retention)

@@ -30,6 +30,7 @@ from pipeline.cli import send as publish
 from pipeline.cli.progress import Progress
 from pipeline.cli.resume import ResumeState
 from pipeline.cli.runner import ReplaySummary, replay
+from pipeline.compliance.seal import seal_days
 from pipeline.ingest.archived import verify_archived
 from pipeline.kpi import daily
 from pipeline.settings import Config, SettingsError
@@ -137,6 +138,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     _kpi_days(args, cfg, store, sorted(summary.totals.days))
+    if not args.dry_run and summary.totals.archive_days:
+        _seal_again(store, summary.totals.archive_days)
     return _exit_code(summary)
 
 
@@ -246,6 +249,14 @@ def _run(
             progress=progress,
             stop=stop,
         )
+
+
+def _seal_again(store: Store, days: set[str]) -> None:
+    """Days sealed before that the replay added archive blobs to get a supplementary
+    manifest (a sealed batch is a new blob: its records' keys are new)."""
+    for sealed in seal_days([date.fromisoformat(d) for d in days], store, sealed_only=True):
+        if sealed.manifest:
+            print(f"archive of {sealed.day} sealed again: {sealed.blobs} new blobs")
 
 
 def _kpi_days(args: argparse.Namespace, cfg: Config, store: Store, days: list[str]) -> None:

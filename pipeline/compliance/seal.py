@@ -26,9 +26,17 @@ class Sealed:
     blobs: int
 
 
-def seal_days(days: list[date], store: Store, now: datetime | None = None) -> list[Sealed]:
+def seal_days(
+    days: list[date], store: Store, now: datetime | None = None, *, sealed_only: bool = False
+) -> list[Sealed]:
+    """Seal `days`; with `sealed_only`, only those sealed before (a replay that added blobs
+    to a sealed day: without a supplementary manifest, `verify` names them as planted; a day
+    not sealed yet waits for the daily job's first manifest)."""
     now = now or datetime.now(UTC)
     names = list(archive_index.manifests(store))
+    if sealed_only:
+        manifested = {parsed[0] for n in names if (parsed := archive_index.parse_name(n))}
+        days = [d for d in days if d in manifested]
     out = []
     for day in sorted(set(days)):
         out.append(_seal(day, store, names, now))

@@ -55,6 +55,8 @@ class BatchResult:
     new_archive_blobs: int = 0
     # Days whose rows were created or changed (KPI days to roll up again).
     days: set[str] = field(default_factory=set)
+    # Days of the archive blobs created (yyyy-MM-dd): a sealed one is sealed again.
+    archive_days: set[str] = field(default_factory=set)
     # This batch's dead letters (not accumulated by `add`).
     dead: list[DeadLetter] = field(default_factory=list)
 
@@ -74,6 +76,7 @@ class BatchResult:
         for name, n in other.skipped.items():
             count_skipped(self.skipped, name, n)
         self.days |= other.days
+        self.archive_days |= other.archive_days
 
 
 def archive_plan(plan: Plan) -> archive.ArchiveBlob | None:
@@ -267,6 +270,8 @@ def _process_slice(
             if blob.keys is not None:
                 store.keys.put(blob)  # before the blob: no member is ever without its key
             result.new_archive_blobs = 1 if store.put_archive(blob) else 0
+            if result.new_archive_blobs:
+                result.archive_days.add(blob.name[:10].replace("/", "-"))
     if not dry_run:
         store.put_dead_letters([dead for dead in plan.dead if not dead.in_place])
     written = store.write_rows(done.rows, dry_run=dry_run)
