@@ -803,8 +803,8 @@ MUTATIONS = [
     Mutation(
         "rollup: failing calls' groups rank with answered ones",
         "pipeline/kpi/rollup.py",
-        "    return (failed << 129) | (made_up << 128)",
-        "    return (made_up << 128)",
+        "    return (failed << 130) | (unnamed << 129)",
+        "    return (unnamed << 129)",
         (
             "tests/test_chargeback.py::test_made_up_pairs_of_names_cannot_grow_the_rollup_and_the_same_groups_stay_in_any_orde"
             "r",
@@ -1765,6 +1765,24 @@ MUTATIONS = [
         "    kpi_reroll_days: int = 6\n",
         "    kpi_reroll_days: int = 2\n",
         ("tests/test_infra.py::test_the_timer_rolls_up_every_day_the_hub_still_holds",),
+    ),
+    Mutation(
+        "verify: a row pointing at no raw record passes",
+        "pipeline/compliance/verify.py",
+        '            report.add(f"row {key}: points at no raw record")\n',
+        "            pass\n",
+        (
+            "tests/test_compliance.py::test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archive",
+        ),
+    ),
+    Mutation(
+        "verify: a row's place that is no number stops verify (a traceback, no report)",
+        "pipeline/compliance/verify.py",
+        "        if not isinstance(offset, int) or not isinstance(length, int):\n",
+        "        if False:\n",
+        (
+            "tests/test_compliance.py::test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archive",
+        ),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

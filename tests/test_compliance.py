@@ -202,7 +202,18 @@ def test_verify_checks_that_each_row_points_at_its_own_call_in_the_sealed_archiv
             f"{name}: its raw record's blob zzz/forged.jsonl.gz is in no manifest"
             in verify(store, days[0], days[-1]).problems
         )
-        store.audit.upsert_entity(victim)
+        # A row pointing nowhere, or at a place that is no number (it stopped verify).
+        store.audit.upsert_entity({**entity, "RawBlob": other["RawBlob"], "RawOffset": "abc"})
+        assert (
+            f"{name}: its raw record's place is not a number"
+            in verify(store, days[0], days[-1]).problems
+        )
+        bare = {k: v for k, v in victim.items() if not k.startswith("Raw")}
+        store.audit.delete_entity(victim["PartitionKey"], victim["RowKey"])
+        store.audit.create_entity(bare)
+        assert f"{name}: points at no raw record" in verify(store, days[0], days[-1]).problems
+        store.audit.delete_entity(victim["PartitionKey"], victim["RowKey"])
+        store.audit.create_entity(victim)
         assert verify(store, days[0], days[-1]).problems == []
 
         blob = victim["RawBlob"]

@@ -163,12 +163,19 @@ def _check_rows(
     by_blob: dict[str, list[_Pointer]] = defaultdict(list)
     for row in _rows(store, day):
         report.rows += 1
-        blob, offset, length, sha = (row.get(k) for k in POINTER[1:])
-        if not blob:
-            continue  # a call whose records were not archived (replayed from the archive)
         key = row["RowKey"]
+        # An Int64 may come back wrapped (EntityProperty): its value.
+        blob, offset, length, sha = (getattr(v, "value", v) for v in map(row.get, POINTER[1:]))
+        if not blob:
+            # Every call's records are archived (a replayed one keeps its first copy's place):
+            # a row pointing nowhere was written by someone else.
+            report.add(f"row {key}: points at no raw record")
+            continue
+        if not isinstance(offset, int) or not isinstance(length, int):
+            report.add(f"row {key}: its raw record's place is not a number")
+            continue
         names = {rows.correlation_id_of(key), *(str(row[n]) for n in NAMES if row.get(n))}
-        by_blob[str(blob)].append((key, int(offset or 0), int(length or 0), str(sha), names))
+        by_blob[str(blob)].append((key, offset, length, str(sha), names))
     for blob, pointers in sorted(by_blob.items()):
         blob_day = blob[:10].replace("/", "-")
         if not BLOB_NAME.fullmatch(blob) or (blob_day in sealed and blob not in sealed[blob_day]):
