@@ -1785,6 +1785,13 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "budgets: check exits 0 with an alert not delivered",
+        "pipeline/cli/budgets.py",
+        "    return 1 if result.failed else 0  # a scheduler sees an alert nobody received\n",
+        "    return 0\n",
+        ("tests/test_budgets.py::test_budgets_check_exits_1_while_an_alert_is_not_delivered",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

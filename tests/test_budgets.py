@@ -447,3 +447,28 @@ def test_a_models_label_is_the_services_spelling_and_its_budget_finds_it() -> No
     hourly = [e for e in rolled.hourly if e.get("Level") == "hour"]
     (spent,) = budgets.spend(found, hourly, datetime(2025, 11, 5, 23, tzinfo=UTC))
     assert spent.cost == rolled.daily[-1]["CostUsd"] > 1.0
+
+
+def test_budgets_check_exits_1_while_an_alert_is_not_delivered(
+    estate: tuple[Config, list[dict[str, Any]]],
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A webhook down made `budgets check` print "not delivered" and exit 0: a scheduler
+    running it saw a success while nobody received the alert (black-box audit)."""
+    from pipeline.cli.main import main as cli
+    from tests.conftest import settings_env
+
+    cfg, _ = estate
+    with Receiver() as receiver:
+        cfg = with_webhook(cfg, receiver)
+        env = {**settings_env(cfg), "BUDGETS": cfg.budgets, "ALERT_WEBHOOK": receiver.url}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        receiver.status = 503
+        assert cli(["budgets", "check", "--at", AT.isoformat()]) == 1
+        assert "not delivered" in capsys.readouterr().out
+        receiver.status = 200
+        assert cli(["budgets", "check", "--at", AT.isoformat()]) == 0
+        assert "delivered" in capsys.readouterr().out

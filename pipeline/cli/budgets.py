@@ -58,7 +58,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"not delivered {alert_id}: {why} (retried at the next check)")
     if not result.decided and not result.delivered and not result.failed:
         print(f"{len(result.spends)} budgets checked at {at:%Y-%m-%dT%H:%MZ}: no new alert")
-    return 0
+    return 1 if result.failed else 0  # a scheduler sees an alert nobody received
 
 
 def cmd_status(args: argparse.Namespace) -> int:
