@@ -837,6 +837,10 @@ def cases() -> list[Case]:
             "JSON, a digit run in every string": lambda n: (
                 '{"input":[' + join_to(lambda i: '"1 2 3 4 5 6 7 8 9"', n - 12) + "]}"
             ),
+            # A match in every string, each a distinct one (scanned apart, masked apart).
+            "JSON, a distinct e-mail in every string": lambda n: (
+                '{"input":[' + join_to(lambda i: f'"a{i}@b.co"', n - 12) + "]}"
+            ),
             # Member names and numbers are read too (an address as a `metadata` key, a card
             # sent as a number): every one a match.
             "JSON, an e-mail as every member's name": lambda n: (

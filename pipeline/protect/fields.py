@@ -112,8 +112,15 @@ _SECRET_KEY_ENDINGS = (
 _SECRET_KEYS: dict[str, bool] = {}  # bounded like _KINDS, for the same reason
 
 
+# The last letter of every name above: a key ending otherwise names no secret, decided
+# without the table (a body of thousands of distinct member names would thrash it).
+_SECRET_LAST = frozenset(name[-1] for name in (*_SECRET_KEY_ENDINGS, "pwd"))
+
+
 def secret_key(key: str) -> bool:
     """Whether a JSON key names a secret (`_SECRET_KEY_ENDINGS`, or "pwd")."""
+    if key.rstrip("_- .")[-1:].lower() not in _SECRET_LAST:
+        return False
     hit = _SECRET_KEYS.get(key)
     if hit is None:
         lk = key.lower().replace("_", "").replace("-", "").replace(" ", "").replace(".", "")
