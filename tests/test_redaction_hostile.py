@@ -923,6 +923,9 @@ def test_member_names_and_long_numbers_are_masked_like_values() -> None:
     assert doc["user_ref"] == doc["user_ref_f"] == "[CARD]" and doc["refs"] == ["[CARD]", 12, 1.5]
     assert doc["messages"] == request["messages"]
     assert (counts["EMAIL"], counts["CARD"], counts["API_KEY"]) == (2, 3, 2)
+    # A number of any size is read without raising (`str` of a 5,000-digit int does).
+    walked = _masker().walk({"n": 10**5000, "card": CARD_NUMBER, "f": float("nan")}, Counter())
+    assert walked["card"] == "[CARD]" and walked["n"] == 10**5000
     # A body holding nothing to mask (short numbers, plain names) is kept exactly as logged.
     clean = orjson.dumps({"max_tokens": 200, "metadata": {"team_name": "x"}}).decode()
     assert _masker().redact_string(clean, Counter()) is clean

@@ -493,19 +493,20 @@ _API_NAMES_MAX = 4_096
 _NUMBER_TYPES = frozenset({int, float})
 
 
-# The smallest number a detector reads: a card number (13 to 19 digits) sent as a JSON number.
+# The numbers a detector reads: a card number (13 to 19 digits) sent as a JSON number.
 _LONG_NUMBER = 10**12
+_NO_CARD = 10**20  # past 19 digits no card: and `str` of a 5,000-digit int raises
 
 
 def _number_text(value: Any) -> str | None:
-    """The digits of a number long enough to be a card number, as a detector reads them;
-    None for any other value. (A float that big is whole: its digits as an integer.)"""
+    """The digits of a number as long as a card number, as a detector reads them; None for
+    any other value. (A float that big is whole: its digits as an integer.)"""
     kind = type(value)
-    if kind is int:
-        return str(value) if not -_LONG_NUMBER < value < _LONG_NUMBER else None
-    if kind is float and not -_LONG_NUMBER < value < _LONG_NUMBER and value == value:
-        return str(int(value)) if abs(value) < 1e20 else None
-    return None
+    if kind is not int and kind is not float:
+        return None
+    if not _LONG_NUMBER <= abs(value) < _NO_CARD:  # NaN compares false: None too
+        return None
+    return str(int(value))
 
 
 def _secret_value(key: str, value: Any) -> bool:
