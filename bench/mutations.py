@@ -1672,7 +1672,8 @@ MUTATIONS = [
     Mutation(
         "backfill: a second CSV header read as a row (the rows after it by the first's columns)",
         "pipeline/sources/files.py",
-        "        if header is None or (cells is not None and _is_header(cells)):\n",
+        "        if header is None or (cells is not None and _TIME_HINT.search(text) and _is_header"
+        "(cells)):\n",
         "        if header is None:\n",
         ("tests/test_loganalytics.py::test_a_second_header_in_a_csv_starts_its_own_columns",),
     ),

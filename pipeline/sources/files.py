@@ -176,7 +176,7 @@ def read_csv(chunks: Iterable[bytes], label: str, limit: int, report: Report) ->
         except csv.Error as exc:
             parsed, problem = [], f"not CSV ({exc})"
         cells = parsed[0] if not problem else None
-        if header is None or (cells is not None and _is_header(cells)):
+        if header is None or (cells is not None and _TIME_HINT.search(text) and _is_header(cells)):
             # The first row, or another header (two exports concatenated, each in its own
             # column order and time zone): the rows after it are read by its columns, or
             # not at all when its times are not in UTC.
@@ -253,6 +253,7 @@ _JOIN_EVERY = 1024
 # A column name as the portal writes one (`TimeGenerated [UTC]`, `_ResourceId`).
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}(?:\s*\[[^\]]{1,40}\])?")
 _TIME_COLUMN = re.compile(r"TimeGenerated(?:\s*\[[^\]]{1,40}\])?", re.IGNORECASE)
+_TIME_HINT = re.compile("timegenerated", re.IGNORECASE)  # one scan of a row, before its cells
 
 
 def _is_header(cells: list[str]) -> bool:
