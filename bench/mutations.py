@@ -1807,6 +1807,16 @@ MUTATIONS = [
         (RH + "test_member_names_and_long_numbers_are_masked_like_values",),
     ),
     Mutation(
+        "erase: a dead letter written meanwhile stops the erasure (its log never written)",
+        "pipeline/compliance/erase.py",
+        "            except ResourceModifiedError:\n",
+        "            except ZeroDivisionError:\n",
+        (
+            ERASURE
+            + "test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_others",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -741,10 +741,27 @@ def test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_oth
         else:
             assert data == before[name][0]  # another subscription's, a prompt's word
 
+    # One written meanwhile (a replay marked it done) is left, and said so, not overwritten.
+    from azure.core.exceptions import ResourceModifiedError
+
+    sales_2 = _gateway_event(apim.new_id("erase-sales-2"), "sales", "2025-11-05")
+    hr = orjson.loads(mixed)["records"][:3]
+    again = orjson.dumps({"records": [*hr, orjson.loads(sales_2)["records"][0]]})
+    process_batch([ev(again, 9)], scfg, sstore)
+
+    def modified(*_: Any) -> None:
+        raise ResourceModifiedError("the blob changed")
+
+    monkeypatch.setattr(Store, "rewrite_dead_letter", modified)
+    assert cli(["erase", "--subscription", "sales"]) == 1
+    assert "1 dead letters left as they were" in capsys.readouterr().out
+    monkeypatch.undo()
+    cli_env(monkeypatch, scfg)
+
     # A dead letter larger than any this pipeline writes is not read, and said so (exit 1).
     from pipeline.compliance import erase as erase_module
 
     monkeypatch.setattr(erase_module, "MAX_DEAD_LETTER_BYTES", 10)
     assert cli(["erase", "--subscription", "sales", "--dry-run"]) == 1
     out = capsys.readouterr().out
-    assert "3 dead letters larger than any this pipeline writes were not read" in out
+    assert "4 dead letters left as they were (larger than any" in out

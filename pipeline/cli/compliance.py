@@ -136,8 +136,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
         )
     if done.dead_letters_unchecked:
         print(
-            f"  warning: {len(done.dead_letters_unchecked)} dead letters larger than any this "
-            "pipeline writes were not read (delete them by hand if they are the subject's):"
+            f"  warning: {len(done.dead_letters_unchecked)} dead letters left as they were (larger "
+            "than any this pipeline writes, or written meanwhile): run erase again, or delete "
+            "them by hand if they are the subject's:"
         )
         for name in done.dead_letters_unchecked[:20]:
             print(f"    {cfg.deadletter_container}/{name}")

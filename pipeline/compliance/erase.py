@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
 from pipeline.call.join import archived_pointers, resolve
 from pipeline.model import RawPointer
@@ -278,7 +278,12 @@ def erase(
             erasure.dead_letters += 1
         else:
             meta = {**found.metadata, "erasedrecords": str(found.erased)}
-            store.rewrite_dead_letter(found.name, found.rest, meta, found.etag)
+            try:
+                store.rewrite_dead_letter(found.name, found.rest, meta, found.etag)
+            except ResourceModifiedError:
+                # Written meanwhile (a replay marked it done): left for the next erase, said.
+                erasure.dead_letters_unchecked.append(found.name)
+                continue
             erasure.dead_letters_rewritten += 1
     erasure.log = _log(store, erasure, when)
     return erasure
