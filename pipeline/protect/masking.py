@@ -239,8 +239,8 @@ class Masker:
         references into them (a stream's delta slots) stay valid."""
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for k, v in items:
-            number = _number_text(v)
-            if number is not None:
+            # Most items of a stream's chunks are strings: no call for them.
+            if type(v) in _NUMBER_TYPES and (number := _number_text(v)) is not None:
                 if number in todo:
                     value[k] = self._rebuild(v, todo, counts)  # type: ignore[index]
             elif isinstance(k, str) and k in NOT_TEXT:
