@@ -1817,6 +1817,13 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "safejson: a large node holding a deep container passed over (its check inverted)",
+        "pipeline/common/safejson.py",
+        "        if len(values) > 8 and _CONTAINERS.isdisjoint(",
+        "        if len(values) > 8 and not _CONTAINERS.isdisjoint(",
+        (H + "test_a_record_nested_deeper_than_the_limit_is_a_row_marked_nesting",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -113,6 +113,9 @@ def may_be_deep(data: bytes | bytearray | memoryview | str) -> bool:
     return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
 
 
+_CONTAINERS = frozenset((dict, list))
+
+
 def bound(doc: Any) -> int:
     """Replace, in place, the containers of `doc` deeper than MAX_DEPTH by their JSON text.
     Returns how many were replaced. Iterative: no recursion, whatever the depth."""
@@ -122,15 +125,22 @@ def bound(doc: Any) -> int:
     stack: list[tuple[Any, int]] = [(doc, 1)]
     while stack:
         node, depth = stack.pop()
+        values = node.values() if isinstance(node, dict) else node
+        # A large node holding no non-empty container is passed over in C (filter, map,
+        # isdisjoint: no Python step per value): most hold scalars, and a sender's
+        # `[[],[],…]` holds empty lists. orjson makes exact dicts and lists only.
+        if len(values) > 8 and _CONTAINERS.isdisjoint(map(type, filter(None, values))):
+            continue
+        if depth < MAX_DEPTH:
+            for value in filter(None, values):
+                if isinstance(value, dict | list):
+                    stack.append((value, depth + 1))
+            continue
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, value in items:
-            if not isinstance(value, dict | list) or not value:
-                continue
-            if depth < MAX_DEPTH:
-                stack.append((value, depth + 1))
-                continue
-            node[key] = _as_text(value)
-            replaced += 1
+            if isinstance(value, dict | list) and value:
+                node[key] = _as_text(value)
+                replaced += 1
     if replaced:
         for w in getattr(_local, "stack", ()):
             w.pruned += replaced
