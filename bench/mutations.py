@@ -1563,8 +1563,8 @@ MUTATIONS = [
     Mutation(
         "detectors: an address's start depends on its window (local part past 64)",
         "pipeline/protect/detectors.py",
-        '    return max(m.start(), window.index("@", m.start()) - _LOCAL_MAX)\n',
-        "    return m.start()\n",
+        "                spans.append((lo + max(start, m.start(1) - _LOCAL_MAX), lo + pos))",
+        "                spans.append((lo + start, lo + pos))",
         (
             "tests/test_redaction.py::test_a_local_part_past_64_characters_is_masked_alike_alone_and_among_other"
             "s",
@@ -1822,6 +1822,13 @@ MUTATIONS = [
         "        if len(values) > 8 and _CONTAINERS.isdisjoint(",
         "        if len(values) > 8 and not _CONTAINERS.isdisjoint(",
         (H + "test_a_record_nested_deeper_than_the_limit_is_a_row_marked_nesting",),
+    ),
+    Mutation(
+        "detectors: an address glued to the end of another left (no second try there)",
+        "pipeline/protect/detectors.py",
+        "                m = glued(window, pos)",
+        "                m = None",
+        (RH + "test_addresses_glued_together_are_each_masked",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

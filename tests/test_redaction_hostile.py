@@ -875,6 +875,22 @@ def test_percent_encoded_url_keys_are_removed_before_anything_is_stored() -> Non
         assert value not in gateway.facts.url and f"{name}=[REMOVED]" in gateway.facts.url
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mail a@b.com-c@d.com today",  # a "-" ends one address and starts the next
+        "x.y@contoso.com+z@fabrikam.org, then p@q.co.uk.r@s.io",
+        "first.last@contoso.com" + "-n@m.org" * 50,
+    ],
+)
+def test_addresses_glued_together_are_each_masked(text: str) -> None:
+    """An address right after another, with no space between (a "-", "+" or "." ends the
+    first and belongs to the second's local part): each is masked, none left in clear."""
+    out = Redactor().redact(text)
+    assert "@" not in out.text, out.text
+    assert out.counts["EMAIL"] == text.count("@")
+
+
 def test_numbers_and_addresses_glued_to_words_of_scripts_without_spaces_are_masked() -> None:
     # Chinese, Japanese, Korean and Thai write words together: their letters are word
     # characters, and a boundary on every word character never let a match start or end
