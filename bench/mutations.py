@@ -1831,6 +1831,16 @@ MUTATIONS = [
         (RH + "test_addresses_glued_together_are_each_masked",),
     ),
     Mutation(
+        "masking: a string of one value left uncounted (the one-span path)",
+        "pipeline/protect/masking.py",
+        "                start, end, label = spans[0]\n                counts[label] += 1\n",
+        "                start, end, label = spans[0]\n",
+        (
+            "tests/test_redaction.py::"
+            "test_each_value_of_a_json_body_is_counted_once_whether_a_member_or_its_name",
+        ),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -73,6 +73,17 @@ def test_placeholders_are_typed_and_counted() -> None:
     assert out.counts == {"EMAIL": 2, "CARD": 1}
 
 
+def test_each_value_of_a_json_body_is_counted_once_whether_a_member_or_its_name() -> None:
+    """A string holding one value and one holding two, a value as a member's name: each
+    placeholder counted once (the row's Redactions and the KPIs add these counts up)."""
+    counts: collections.Counter[str] = collections.Counter()
+    note = "4111 1111 1111 1111 and 5500 0000 0000 0004"
+    body = '{"to":"alice@contoso.com","bob@fabrikam.com":{"note":"' + note + '"}}'
+    out = Masker(policy_for(Config())).redact_string(body, counts)
+    assert orjson.loads(out) == {"to": "[EMAIL]", "[EMAIL]": {"note": "[CARD] and [CARD]"}}
+    assert counts == {"EMAIL": 2, "CARD": 2}
+
+
 def test_truncation_never_cuts_a_placeholder_or_a_character() -> None:
     text = "Reach me at [EMAIL] tomorrow"
     for limit in range(12, 20):

@@ -184,6 +184,10 @@ class Masker:
             spans = todo[value]
             if spans is None:
                 return self.redact_string(value, counts)
+            if len(spans) == 1:  # most: one value (an address as a member's name)
+                start, end, label = spans[0]
+                counts[label] += 1
+                return f"{value[:start]}[{label}]{value[end:]}"
             return splice(value, spans, counts)  # no Counter per string
         if isinstance(value, dict):
             out = {
