@@ -362,6 +362,9 @@ NEAR_MISSES: dict[str, str] = {
     "8Q~ runs (Entra secret near-miss)": "abc8Q~",
     "ghp_ runs (GitHub token near-miss)": "ghp_abc ",
     "Jörg.Müller@ runs (e-mail near-miss)": "Jörg.Müller@",
+    '"apiKey":"v", a secret member every 13 bytes': '"apiKey":"v",',
+    'apikey": runs (secret member near-miss)': 'apikey":',
+    '\\"apiKey\\":\\"v\\", escaped secret members': '\\"apiKey\\":\\"v\\",',
     # Read without what no one sees, or with a separator folded (protect/reading.py).
     "a zero-width space after every character": "a\u200b1\u200b@\u200b",
     "a combining mark on every character": "a\u03011\u0301",

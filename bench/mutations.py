@@ -1841,6 +1841,37 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "detectors: a member named for a secret in JSON text left (its name never checked)",
+        "pipeline/protect/detectors.py",
+        """        if "\\\\" in name or '"' in name or not secret_key(name):""",
+        "        if True:",
+        (
+            RH + "test_a_secret_named_member_of_json_written_as_text_is_masked_in_previews_and"
+            "_archive",
+        ),
+    ),
+    Mutation(
+        "detectors: a secret member's value ends at an escaped quote inside it",
+        "pipeline/protect/detectors.py",
+        "            n = (n - 1) // 2\n        if n % 2 == 0:",
+        "            n = (n - 1) // 2\n        if True:",
+        (RH + "test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_text",),
+    ),
+    Mutation(
+        "masking: a JSON answer's preview matched as prose (an escaped address left)",
+        "pipeline/protect/masking.py",
+        '        if kind == "json":\n            return self.redact_escaped(s, counts)\n',
+        "",
+        (RH + "test_an_address_escaped_in_json_text_is_masked_in_previews_and_archive",),
+    ),
+    Mutation(
+        "policy: the prefilter skips text whose only secret is an accessToken member",
+        "pipeline/protect/policy.py",
+        """    return ('":' in text or '" :' in text) and ("token" in low or "string" in low)""",
+        "    return False",
+        (RH + "test_a_token_or_connection_string_member_alone_passes_the_prefilter",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

@@ -510,6 +510,99 @@ def test_numbers_and_addresses_written_in_other_forms_are_masked_in_what_is_stor
     ]
 
 
+# --- 5a. members named for secrets, in JSON that is text ------------------------------------
+
+# JSON a model writes as its answer (JSON mode), a prompt that is JSON text, a log line pasted
+# with its quotes escaped (`{\"apiKey\":\"...\"}`): no decoder reads these members as
+# members, yet a value under "apiKey" is a credential wherever it is written.
+_SECRET_MEMBERS = {
+    "apiKey": "Hunter2ZzSecretValue",
+    "accessToken": "Zq7-secret-access",
+    "connectionString": "Server=db;User Id=sa;Pwd=Zq9",
+    "client_secret": "k3y~Zq8",
+}
+
+
+@pytest.mark.parametrize("escaped", [0, 1, 2])
+def test_a_secret_named_member_of_json_written_as_text_is_masked_in_previews_and_archive(
+    escaped: int,
+) -> None:
+    """Found by an audit: previews masked such text as prose (no secret there), and the
+    archive took the preview's reading from the memo instead of decoding the answer."""
+    text = orjson.dumps({"service": "billing", **_SECRET_MEMBERS}).decode()
+    for _ in range(escaped):
+        text = orjson.dumps(text).decode()[1:-1]
+    rec = apim.gateway(
+        apim.new_id(f"json-text-{escaped}"),
+        request=apim.chat_request(("user", f"store this: {text}")),
+        response=apim.chat_response(text),
+    )
+    plan = plan_batch([EventIn(apim.envelope(rec))], Config())
+    state = plan.states[rec["correlationId"]]
+    assert state.prompt_preview is not None and state.completion_preview is not None
+    stored = orjson.dumps(stored_record(state.call.fragments["gateway"])).decode()
+    for where in (state.prompt_preview.text, state.completion_preview.text, stored):
+        assert "billing" in where  # the JSON is kept, not masked whole
+        leaked = [v for v in _SECRET_MEMBERS.values() if v.split("=")[-1] in where]
+        assert not leaked, (leaked, where)
+
+
+def test_a_token_or_connection_string_member_alone_passes_the_prefilter() -> None:
+    """The prefilter lets through only text a detector could match: one whose only secret
+    is an accessToken or a connectionString member (no digit, no key word) must pass."""
+    masker = Masker(policy_for(Config()))
+    for name in ("accessToken", "connectionString"):
+        counts: Counter[str] = Counter()
+        out = masker.redact_text(
+            f'The value: {{"service": "billing", "{name}": "ZqValue"}}', counts
+        )
+        assert "ZqValue" not in out and counts == {"SECRET": 1}, out
+
+
+def test_an_address_escaped_in_json_text_is_masked_in_previews_and_archive() -> None:
+    """A JSON answer's content is text to a preview: an `@` written `\\u0040` in it is one,
+    as in the JSON text of a cut body."""
+    text = '{"to": "alice\\u0040contoso.com", "card": "4111\\u00201111 1111 1111"}'
+    rec = apim.gateway(
+        apim.new_id("json-text-escaped"),
+        request=apim.chat_request(("user", text)),
+        response=apim.chat_response(text),
+    )
+    plan = plan_batch([EventIn(apim.envelope(rec))], Config())
+    state = plan.states[rec["correlationId"]]
+    assert state.prompt_preview is not None and state.completion_preview is not None
+    stored = orjson.dumps(stored_record(state.call.fragments["gateway"])).decode()
+    for where in (state.prompt_preview.text, state.completion_preview.text, stored):
+        assert "alice" not in where and "1111" not in where, where
+    assert state.completion_preview.text == '{"to": "[EMAIL]", "card": "[CARD]"}'
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ('{"key": "abc123", "type": "string", "max_tokens": 50}', "abc123"),  # names no secret
+        ('{"tokens": "abc123", "keys": ["k1"]}', "abc123"),
+        ('{"password": "[SECRET]", "apiKey": ""}', "[SECRET]"),  # masked already; empty
+    ],
+)
+def test_members_that_name_no_secret_are_kept(text: str, kept: str) -> None:
+    out = Redactor().redact(text)
+    assert kept in out.text and out.counts.get("SECRET", 0) == 0, out.text
+
+
+def test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_text() -> None:
+    """The value ends at the quote that closes it at its own level of escaping (an escaped
+    quote inside it does not end it); a cut value is masked to the end; each of thousands."""
+    out = Redactor().redact('{"apiKey": "ab\\"cd\\\\", "next": "kept"}')
+    assert out.text == '{"apiKey": "[SECRET]", "next": "kept"}', out.text
+    assert Redactor().redact('{"x": 1, "apiKey": "abcdef').text == '{"x": 1, "apiKey": "[SECRET]'
+    assert Redactor().redact('{"pin_password": 123456, "n": 7}').text == (
+        '{"pin_password": [SECRET], "n": 7}'
+    )
+    many = "{" + ",".join(f'"user{i}_apiKey": "v{i}", "token": "t"' for i in range(20_000)) + "}"
+    assert Redactor().redact(many).counts["SECRET"] == 20_000
+
+
 # --- 5b. characters a reader does not see, separators pasted from documents ---------------------
 
 # Default-ignorable characters (zero-width space, word joiner, byte order mark, soft hyphen,

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pipeline.protect.boundaries import AFTER_PLACEHOLDER, BEFORE_PLACEHOLDER, LEFT_EDGE, RIGHT_EDGE
 from pipeline.protect.cards import CARD, find_cards, valid_card
+from pipeline.protect.fields import SECRET_KEY_WORDS, secret_key
 
 # IBAN lengths by country (SWIFT IBAN registry, 2024). Other codes accept 15-34 characters,
 # checked as the whole match only (`_iban_pattern`).
@@ -310,6 +311,86 @@ def _find_url_passwords(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def offset_lower(text: str) -> str:
+    """`text` lower-cased, offsets kept: "İ" lowers to two characters."""
+    low = text.lower()
+    if len(low) != len(text):
+        low = text.replace("\u0130", "i").lower()
+    return low
+
+
+# A JSON member that names a secret ("apiKey", "client_secret", "connectionString":
+# fields.secret_key), in JSON written as text: a JSON answer's content, a body APIM cut,
+# joined stream deltas, a chunk of an LLM-log message; or escaped once or more inside other
+# text, a log line pasted into a prompt (`{\"apiKey\":\"...\"}`: each quote then has the same
+# run of backslashes before it). Decoded JSON is masked by its walk (masking._secret_value);
+# this reads the same members where nothing decodes them. The search (of the text lower-cased)
+# stops only at the end of a secret's name (fields.SECRET_KEY_WORDS) followed by a quote and a
+# colon; the name is then read back to its opening quote (at most 64 characters) and checked
+# whole.
+_SECRET_MEMBER = re.compile(
+    "(?:" + "|".join(SECRET_KEY_WORDS) + r")[_\-. ]{0,3}(\\*)\"[ \t\r\n]*+:[ \t\r\n]*+"
+)
+_MEMBER_NAME_MAX = 64
+_JSON_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]{0,63}")
+
+
+def _find_secret_members(text: str) -> list[tuple[int, int]]:
+    """The value of each member of `text` whose name is a secret's: a string (to its closing
+    quote, or to the end of a cut text) or a number. Linear: each match is read forward
+    once, and the search goes on past it."""
+    spans: list[tuple[int, int]] = []
+    low = offset_lower(text)  # a case-sensitive search: several times faster than (?i)
+    pos = 0
+    while (m := _SECRET_MEMBER.search(low, pos)) is not None:
+        pos = m.end()
+        quote = m.group(1) + '"'
+        level = len(quote).bit_length() - 1  # a quote at level k has 2**k - 1 backslashes
+        if len(quote) != 1 << level:
+            continue
+        name_end = m.start(1)
+        open_at = text.rfind(quote, max(0, name_end - _MEMBER_NAME_MAX - len(quote)), name_end)
+        if open_at < 0 or text[open_at - 1 : open_at] == "\\":
+            continue
+        name = text[open_at + len(quote) : name_end]
+        if "\\" in name or '"' in name or not secret_key(name):
+            continue
+        if text.startswith(quote, pos):
+            start = pos + len(quote)
+            end = _string_end(text, start, level)
+        elif (number := _JSON_NUMBER.match(text, pos)) is not None:
+            start, end = number.span()
+        else:
+            continue  # true, false, null, an object: nothing to mask as text
+        if start < end and not text.startswith(_MASKED, start):
+            spans.append((start, end))
+            pos = max(pos, end)
+    return spans
+
+
+_MASKED = ("[SECRET]", "[REDACTED]")  # a value masked already (an archive replayed)
+
+
+def _string_end(text: str, start: int, level: int) -> int:
+    """Where a JSON string opened at `start`, `level` escapes deep, ends: before the quote
+    that closes it once its backslashes are undone `level` times (a quote inside it is
+    still escaped then), or where an outer string ends, or at the end of a cut text."""
+    i = start
+    while (q := text.find('"', i)) != -1:
+        run = q
+        while run > start and text[run - 1] == "\\":
+            run -= 1
+        n = q - run
+        for _ in range(level):
+            if n % 2 == 0:
+                return run  # unescaped at an outer level: the outer string ends here
+            n = (n - 1) // 2
+        if n % 2 == 0:
+            return q - ((1 << level) - 1)
+        i = q + 1
+    return len(text)
+
+
 # Microsoft's identifiable keys (security-utilities SEC101/200, SEC101/156): an Azure AI
 # services key of 84 characters with the signature "JQQJ9" at character 53, and an Entra ID
 # client secret with "8Q~" at character 4. Found from their signature, then read around it.
@@ -404,6 +485,15 @@ DETECTORS: tuple[Detector, ...] = (
         "text",
         ("@",),
         finder=lambda text, windows, joined: _find_url_passwords(text),
+    ),
+    Detector(
+        "SECRET",
+        # The value of a JSON member named for a secret, where JSON is text (before the
+        # names below: the whole value, not its first word).
+        _SECRET_MEMBER,
+        "text",
+        ('":', '" :'),
+        finder=lambda text, windows, joined: _find_secret_members(text),
     ),
     Detector(
         "SECRET",

@@ -110,6 +110,24 @@ _SECRET_KEY_ENDINGS = (
     "subscriptionkey",
 )
 _SECRET_KEYS: dict[str, bool] = {}  # bounded like _KINDS, for the same reason
+# Where a search for secret members in JSON text stops (detectors._SECRET_MEMBER, on the text
+# lower-cased): the end of each name above, its last word with the three letters before it
+# ("api_key" and "Access-Token" write their words apart), and "pwd". Not "key" or "token"
+# alone: JSON text is full of them. `secret_key` then reads the whole name.
+_LAST_WORDS = ("key", "token", "string")
+SECRET_KEY_WORDS = tuple(
+    dict.fromkeys(
+        next(
+            (
+                f"{e[-len(w) - 3 : -len(w)]}[_\\-. ]{{0,3}}{w}"
+                for w in _LAST_WORDS
+                if e.endswith(w) and e != w
+            ),
+            e,
+        )
+        for e in (*_SECRET_KEY_ENDINGS, "pwd")
+    )
+)
 
 
 # The last letter of every name above: a key ending otherwise names no secret, decided

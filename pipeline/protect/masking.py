@@ -53,14 +53,22 @@ class Masker:
         self._memo: dict[str, tuple[str, Counter[str]]] = {}
 
     def redact_text(self, s: str, counts: Counter[str]) -> str:
-        """Plain text (a preview, a message): masked, memoised like record strings."""
-        if len(s) >= _MEMO_FROM:
+        """Plain text (a preview, a message): masked, memoised like record strings. Text
+        that reads as JSON (a JSON answer) is matched on its unescaped view, as the JSON
+        text of a cut body is (an address written `a\\u0040b.com` is one), and is not
+        memoised: `redact_string` of the same value decodes it, for the archive, and must not
+        take this reading of it."""
+        kind = _text_kind(s)
+        if kind == "json":
+            return self.redact_escaped(s, counts)
+        memo = len(s) >= _MEMO_FROM and kind == "plain"
+        if memo:
             hit = self._memo.get(s)
-            if hit is not None and _text_kind(s) != "sse":
+            if hit is not None:
                 counts.update(hit[1])
                 return hit[0]
         r = self._redact_plain(s)
-        if len(s) >= _MEMO_FROM:
+        if memo:
             self._memo[s] = (r.text, r.counts)
         counts.update(r.counts)
         return r.text

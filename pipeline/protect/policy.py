@@ -145,4 +145,8 @@ def _may_match(text: str) -> bool:
     if any(m in text for m in _MARKERS):
         return True
     low = text.lower()
-    return any(w in low for w in _WORDS)
+    if any(w in low for w in _WORDS):
+        return True
+    # A JSON member named for a secret whose name holds none of the words ("accessToken",
+    # "connectionString": detectors._SECRET_MEMBER).
+    return ('":' in text or '" :' in text) and ("token" in low or "string" in low)

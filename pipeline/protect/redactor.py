@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipeline.protect.boundaries import PLACEHOLDER
-from pipeline.protect.detectors import DETECTORS, Detector, shorter_valid
+from pipeline.protect.detectors import DETECTORS, Detector, offset_lower, shorter_valid
 from pipeline.protect.reading import as_written, hidden_view, special
 from pipeline.protect.windows import (
     digit_runs,
@@ -20,7 +20,6 @@ from pipeline.protect.windows import (
     ipv6_windows,
     join_windows,
     near_windows,
-    offset_lower,
 )
 
 

@@ -146,14 +146,6 @@ def ipv6_windows(det: Detector, text: str) -> list[tuple[int, int]]:
     )
 
 
-def offset_lower(text: str) -> str:
-    """`text` lower-cased, offsets kept: "İ" lowers to two characters."""
-    low = text.lower()
-    if len(low) != len(text):
-        low = text.replace("\u0130", "i").lower()
-    return low
-
-
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Union of (sorted) windows, so no region is scanned twice."""
     out: list[tuple[int, int]] = []
