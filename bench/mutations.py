@@ -1872,6 +1872,13 @@ MUTATIONS = [
         (RH + "test_a_token_or_connection_string_member_alone_passes_the_prefilter",),
     ),
     Mutation(
+        "protect: a deployment the client named stored in clear (the archive masks it)",
+        "pipeline/ingest/records.py",
+        '        names = ("url", "error_message", "deployment") if facts.deployment_claimed else _FREE',
+        "        names = _FREE",
+        (H + "test_a_deployment_a_client_names_is_masked_as_its_archive_is",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

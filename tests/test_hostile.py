@@ -857,6 +857,30 @@ def test_a_deployment_a_client_names_loses_to_apims_own(cfg: Config) -> None:
     assert row(managed)["Deployment"] == "finance-gpt4o"
 
 
+@pytest.mark.parametrize(
+    ("model", "placeholder"),
+    [("zed.victim@example.org", "[EMAIL]"), ("4111 1111 1111 1111", "[CARD]")],
+)
+def test_a_deployment_a_client_names_is_masked_as_its_archive_is(
+    cfg: Config, model: str, placeholder: str
+) -> None:
+    """On routes where the body's `model` names the deployment, a failed call can name
+    anything: it was stored in clear as the row's Deployment (and so in KPIs, chargeback
+    and exports) while the archive masked it (found by an audit)."""
+    path = "/openai/v1/chat/completions"
+    body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    error = {"error": {"code": "DeploymentNotFound", "message": "The deployment does not exist."}}
+    cid = apim.new_id(f"claimed-{placeholder}")
+    rec = apim.gateway(
+        cid, path=path, request=body.decode(), response=error, status=404, backend_status=404
+    )
+    (entity,) = [e for _, e in transform([ev(apim.envelope(rec))], cfg).rows]
+    assert entity["Deployment"] == placeholder
+    named = apim.gateway(apim.new_id("claimed-plain"), path=path, request={"model": "gpt-4o"})
+    (entity,) = [e for _, e in transform([ev(apim.envelope(named))], cfg).rows]
+    assert entity["Deployment"] == "gpt-4o"
+
+
 def _row_of(cfg: Config, *records: dict[str, Any]) -> dict[str, Any]:
     (entity,) = [e for _, e in transform([ev(apim.envelope(*records))], cfg).rows]
     return entity

@@ -313,6 +313,9 @@ def clip_facts(facts: Facts) -> None:
 # --- protect -------------------------------------------------------------------------------------
 
 
+_FREE = ("url", "error_message")
+
+
 def protect(parsed: Parsed, received: Received, masker: Masker) -> Protected:
     """Protect step: what of the record may be stored (previews, facts' free text, the
     archive member), under the capture of whoever owns the call (LLM-log records cannot say:
@@ -340,7 +343,10 @@ def protect(parsed: Parsed, received: Received, masker: Masker) -> Protected:
     facts.caller_ip = masker.policy.caller_ip(facts.caller_ip)
     clip_facts(facts)
     if cap.archive != "full":
-        for name in ("url", "error_message"):  # free text of the request and the service
+        # Free text of the request and the service, and a deployment the client named (its
+        # body's `model`: anything, on a call that failed), masked as the archive masks them.
+        names = ("url", "error_message", "deployment") if facts.deployment_claimed else _FREE
+        for name in names:
             value = getattr(facts, name)
             if value:
                 setattr(facts, name, masker.redact_string(value, counts))
