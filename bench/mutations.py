@@ -1874,9 +1874,38 @@ MUTATIONS = [
     Mutation(
         "protect: a deployment the client named stored in clear (the archive masks it)",
         "pipeline/ingest/records.py",
-        '        names = ("url", "error_message", "deployment") if facts.deployment_claimed else _FREE',
+        '        names = ("url", "error_message", "deployment") if facts.deployment_claimed'
+        " else _FREE",
         "        names = _FREE",
         (H + "test_a_deployment_a_client_names_is_masked_as_its_archive_is",),
+    ),
+    Mutation(
+        "hostile: an event's bad records a dead letter each up to 16 (16 blobs an event)",
+        "pipeline/ingest/plan.py",
+        "MAX_DEAD_PER_EVENT = 1\n",
+        "MAX_DEAD_PER_EVENT = 16\n",
+        (MANY_BAD,),
+    ),
+    Mutation(
+        "hostile: records on 3 days per event read one by one (a transaction per day and shard)",
+        "pipeline/settings.py",
+        "    max_days: int = 2\n",
+        "    max_days: int = 3\n",
+        (H + "test_an_event_whose_records_span_many_days_is_one_dead_letter",),
+    ),
+    Mutation(
+        "plan: a bad record in no count (the batch's accounting of its records)",
+        "pipeline/ingest/plan.py",
+        "    plan.event_dead += 1\n    plan.dead_records += 1\n",
+        "    plan.event_dead += 1\n",
+        ("tests/test_reliability.py::test_fuzz_batches_never_raise_and_account_for_every_record",),
+    ),
+    Mutation(
+        "plan: an event holding no record leaves no trace",
+        "pipeline/ingest/plan.py",
+        "        count_skipped(plan.skipped, EMPTY_EVENT)\n",
+        "",
+        (H + "test_an_event_holding_no_record_is_counted",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

@@ -207,7 +207,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "MAX_DAYS_PER_EVENT",
-        "3",
+        "2",
         "Distinct days an event's records may name and still be read record by record (APIM "
         "writes an event's records minutes apart: 2 across a midnight); a wider one is "
         "dead-lettered whole (raise it, then `replay --from-deadletter`).",
@@ -371,7 +371,7 @@ class Config:
     trusted_proxies: str = ""
     storage_retries: int = 6
     max_records: int = 2_500
-    max_days: int = 3
+    max_days: int = 2
     prompt_capture: str = "redacted"
     archive_capture: str = "redacted"
     prompt_hash_key: str = ""

@@ -335,23 +335,37 @@ def test_parking_does_not_parse_the_events(
 
 
 def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Config) -> None:
-    """Past 16 bad records, or past MAX_RECORDS_PER_EVENT records (2,500: APIM writes about
+    """Past one bad record, or past MAX_RECORDS_PER_EVENT records (2,500: APIM writes about
     1,700 to an event), an event is one dead letter (its bytes), not one per record: a
-    crafted event costs one blob, not thousands. Raised, the setting reads it again."""
+    crafted event costs one blob, not thousands (16 bad records made 16 blobs an event); its
+    good records are rows all the same. Raised, the setting reads it again."""
     cfg = replace(cfg, archive_capture="full")  # to compare bytes
     bad = envelope(*ordinary(2), *({"category": "GatewayLogs", "n": i} for i in range(40)))
     many = envelope(*[{"category": "GatewayLogs"}] * (cfg.max_records + 1))
-    result = process_batch([ev(bad, 1), ev(many, 2)], cfg, store)
-    assert len(rows(store)) == 2
+    good = apim.gateway(apim.new_id("beside-two-bad"))
+    two = envelope({"category": "GatewayLogs", "n": 1}, good, {"category": "GatewayLogs"})
+    one = envelope({"category": "GatewayLogs", "n": 2})
+    result = process_batch([ev(bad, 1), ev(many, 2), ev(two, 3), ev(one, 4)], cfg, store)
+    assert len(rows(store)) == 3 and good["correlationId"] in rows(store)
     letters = dead_letters(store)
-    assert len(letters) == result.dead_letters == 2
+    assert len(letters) == result.dead_letters == 4
     got = {meta["sequencenumber"]: (body, meta["reason"]) for body, meta in letters}
     assert got["1"][0] == bad and got["1"][1].startswith("40 records of this event")
+    assert got["3"][0] == two and got["3"][1].startswith("2 records of this event")
+    assert orjson.loads(got["4"][0]) == orjson.loads(one)  # one bad record: its own letter
     assert got["2"][0] == many and "more than the 2500" in got["2"][1]
     assert "MAX_RECORDS_PER_EVENT" in got["2"][1]
     raised = replace(cfg, max_records=cfg.max_records + 1)
     (again,) = transform([ev(many, 2)], raised).plan.dead
     assert again.reason.startswith(f"{cfg.max_records + 1} records of this event")
+
+
+def test_an_event_holding_no_record_is_counted(cfg: Config) -> None:
+    """`[]` and `{"records": []}` hold nothing to store or dead-letter: they were the one
+    event shape that left no trace at all (found by an audit)."""
+    done = transform([ev(b"[]", 1), ev(b'{"records": []}', 2), ev(b" [ ] ", 3)], cfg)
+    assert not done.rows and not done.plan.dead
+    assert done.plan.skipped == {"(events holding no record)": 3}
 
 
 def test_an_event_whose_records_span_many_days_is_one_dead_letter(
@@ -380,7 +394,7 @@ def test_an_event_whose_records_span_many_days_is_one_dead_letter(
     assert sorted(rows(store)) == sorted([apim.new_id("late"), apim.new_id("early")])
     ((body, meta),) = dead_letters(store)
     assert body == spread and result.dead_letters == 1
-    assert "name 40 days, more than the 3" in meta["reason"]
+    assert "name 40 days, more than the 2" in meta["reason"]
     assert "MAX_DAYS_PER_EVENT" in meta["reason"]
     # The two calls' partitions (two days, shards), an archive blob, a dead letter, the look-up
     # across midnight: not a transaction per day the sender names.
@@ -531,8 +545,9 @@ def test_an_implausible_time_never_names_a_partition_or_a_blob(store: Store, cfg
         *edges,
     ]
     done = process_batch([ev(apim.envelope(*records))], cfg, store)
-    assert done.parser_errors == 0 and done.dead_letters == 2
-    assert all("without a readable time" in m["reason"] for _, m in dead_letters(store))
+    assert done.parser_errors == 0 and done.dead_letters == 1  # the two edges: their event
+    ((_, meta),) = dead_letters(store)
+    assert meta["reason"].startswith("2 records") and "without a readable time" in meta["reason"]
     got = rows(store)
     for cid in (old, future):
         assert got[cid]["PartitionKey"].startswith("2025-03-04_")

@@ -228,7 +228,8 @@ def test_a_call_whose_records_are_years_apart_reads_no_days_traffic(
         )
     ]
     late = gateway_at(crossing, MIDNIGHT + timedelta(seconds=1))
-    process_batch([EventIn(apim.envelope(*forged, late), sequence=9_000)], cfg, counted)
+    events = [EventIn(apim.envelope(*forged), sequence=9_000), EventIn(apim.envelope(late))]
+    process_batch(events, cfg, counted)
     # The busy day's partition: EDGE_PAGES pages, then a key query (paging through it: 24
     # pages); the next day's, empty: a page. The crossing call's row is merged, not re-read.
     assert counter.reads <= 6, counter.counts

@@ -33,8 +33,11 @@ from pipeline.sources.envelope import EnvelopeError, EnvelopeRefused, flatten, o
 
 log = logging.getLogger(__name__)
 
-# Dead-lettered records of one event past which the event is dead-lettered once, whole.
-MAX_DEAD_PER_EVENT = 16
+# Dead-lettered records of one event past which the event is dead-lettered once, whole (its
+# bytes hold them all): one blob an event, however many bad records a sender puts in it (16
+# let an event cost 16 blobs). Its good records are rows all the same; a replay of the dead
+# letter writes them again, the same rows.
+MAX_DEAD_PER_EVENT = 1
 
 # An archive member read back sealed that no key of ours opens: not erased (that is said
 # apart), so its key entity is gone or damaged; the run that met it did not replay everything.
@@ -61,10 +64,14 @@ class Plan:
     enqueued: datetime | None = None
     # Records of the event being read that were dead-lettered (see _plan_event).
     event_dead: int = 0
+    # Records of the batch in a dead letter: their own, or their event's, whole.
+    dead_records: int = 0
     # String chunks of split LLM-log messages: (correlation id, "request"|"response") →
     # sequence number → (record id, chunk).
     llm_chunks: dict[tuple[str, str], dict[int, tuple[str, str]]] = field(default_factory=dict)
 
+
+EMPTY_EVENT = "(events holding no record)"
 
 # Skipped records are counted by their category, which any sender names: a name is cut, and
 # past MAX_SKIPPED_NAMES the others share one count, so a flood of names grows nothing.
@@ -144,8 +151,13 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) 
     except EnvelopeError as exc:
         _plan_unreadable(plan, event, cfg, policy, str(exc))
         return
+    if not env.records:
+        # `[]`, `{"records": []}`: nothing to store or dead-letter, but not without a trace.
+        count_skipped(plan.skipped, EMPTY_EVENT)
+        return
     if len(env.records) > cfg.max_records:
         plan.records += len(env.records)
+        plan.dead_records += len(env.records)
         reason = (
             f"event holds {len(env.records)} records, more than the {cfg.max_records} "
             "an Event Hub event of APIM logs can (1 MB): not read record by record "
@@ -169,6 +181,7 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) 
             "an event of APIM logs (its records are minutes apart): not read record by "
             "record (MAX_DAYS_PER_EVENT)"
         )
+        plan.dead_records += len(accepted)
     else:
         for a in accepted:
             _commit(plan, a)
@@ -307,6 +320,7 @@ def contain(
 def _add_dead(plan: Plan, make: Callable[[], DeadLetter]) -> None:
     """A record's dead letter, built only while the event has few (see _plan_event)."""
     plan.event_dead += 1
+    plan.dead_records += 1
     if plan.event_dead <= MAX_DEAD_PER_EVENT:
         plan.dead.append(make())
 
