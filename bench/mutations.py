@@ -1204,9 +1204,8 @@ MUTATIONS = [
     Mutation(
         "rollup: an estimate with no completion is not a call of unknown tokens",
         "pipeline/kpi/rollup.py",
-        '        or _tokens(row.get("PromptTokens")) is None\n'
-        '        or _tokens(row.get("CompletionTokens")) is None\n',
-        "",
+        '        and (source in (None, "none") or counts[0] is None or counts[1] is None)',
+        '        and source in (None, "none")',
         (PF + "test_an_estimate_with_no_answer_to_count_is_a_call_of_unknown_tokens",),
     ),
     Mutation(
@@ -1325,8 +1324,8 @@ MUTATIONS = [
     Mutation(
         "cut: a response id the cut fell inside is the row's ResponseId",
         "pipeline/call/exchange.py",
-        '        or response.whole(string(resp.get("id") if resp else None)),\n',
-        '        or string(resp.get("id") if resp else None),\n',
+        '            or response.whole(string(resp.get("id") if resp else None))\n',
+        '            or string(resp.get("id") if resp else None)\n',
         (H + "test_a_value_the_cut_fell_inside_is_no_fact",),
     ),
     Mutation(
@@ -1906,6 +1905,76 @@ MUTATIONS = [
         "        count_skipped(plan.skipped, EMPTY_EVENT)\n",
         "",
         (H + "test_an_event_holding_no_record_is_counted",),
+    ),
+    Mutation(
+        "retrieval: a read of a stored completion or response is a generation again",
+        "pipeline/call/exchange.py",
+        "    generates = operations.creates_generation(method, backend_url, url, operation) is not"
+        " False",
+        "    generates = True",
+        (
+            "tests/test_retrievals.py::"
+            "test_addressing_a_stored_generation_is_a_retrieval_with_no_tokens_price_or_response_id",
+            "tests/test_retrievals.py::test_a_read_on_the_day_leaves_the_original_counted_once",
+        ),
+    ),
+    Mutation(
+        "retrieval: a POST to a stored item (metadata update, cancel) is a generation",
+        "pipeline/call/operations.py",
+        "            return _STORED_ITEM.search(path) is None",
+        "            return True",
+        (
+            "tests/test_retrievals.py::"
+            "test_addressing_a_stored_generation_is_a_retrieval_with_no_tokens_price_or_response_id",
+        ),
+    ),
+    Mutation(
+        "retrieval: another record of a read (its LLM log) gives it the original's tokens",
+        "pipeline/call/join.py",
+        "    generated = generates(frags)",
+        "    generated = True",
+        ("tests/test_retrievals.py::test_a_read_its_llm_log_reports_tokens_for_still_has_none",),
+    ),
+    Mutation(
+        "retrieval: a read counts as an unknown-token, unpriced call in the KPIs",
+        "pipeline/kpi/rollup.py",
+        "            return  # a read of a stored generation: nothing billed, so nothing to price",
+        "            pass",
+        (
+            "tests/test_retrievals.py::test_a_retrieval_row_is_a_call_not_an_unknown_or_unpriced_one",
+        ),
+    ),
+    Mutation(
+        "usage: a reported total stands apart from its parts (0 beside 10^6 + 10^6)",
+        "pipeline/call/usage.py",
+        "        total = max(reported, known)",
+        "        total = reported",
+        ("tests/test_token_totals.py::test_a_total_is_never_less_than_its_known_parts",),
+    ),
+    Mutation(
+        "rollup: parts adding up past what a call can have are priced and counted nowhere",
+        "pipeline/kpi/rollup.py",
+        "    if known > MAX_CALL_TOKENS:\n        return None, None, None, None, None",
+        "    if False:\n        return None, None, None, None, None",
+        (
+            "tests/test_token_totals.py::"
+            "test_parts_past_what_a_call_can_have_make_an_unknown_unpriced_call",
+        ),
+    ),
+    Mutation(
+        "rollup: a row's TotalTokens summed apart from its parts (budgets read 0)",
+        "pipeline/kpi/rollup.py",
+        "        total = known if total is None or total < known else total",
+        "        pass",
+        ("tests/test_token_totals.py::test_the_rollup_counts_a_rows_tokens_by_the_same_rule",),
+    ),
+    Mutation(
+        "focus: the export bills parts the KPIs leave unpriced (10^9 + 10^9)",
+        "pipeline/export/focus.py",
+        "        prompt, completion, _, cached, _ = call_tokens(row)",
+        '        prompt, completion = _n(row.get("PromptTokens")), _n(row.get("CompletionTokens"))'
+        '\n        cached = _n(row.get("CachedTokens"))',
+        ("tests/test_token_totals.py::test_the_focus_export_bills_the_counts_the_kpis_price",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",
@@ -3080,8 +3149,8 @@ MUTATIONS = [
     Mutation(
         "usage: a total past what a call can have kept",
         "pipeline/call/usage.py",
-        "        total = _plausible(prompt + completion)",
-        "        total = prompt + completion",
+        "    return _plausible(total)\n",
+        "    return total\n",
         (
             "tests/test_kpi.py::test_token_counts_no_call_can_have_neither_fail_ingest_nor_stop_the_kpi"
             "s",

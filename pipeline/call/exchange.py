@@ -24,7 +24,7 @@ from pipeline.call.bodies import ABSENT, Body
 from pipeline.call.content import answered_in_audio, completion_text, generated_text, prompt_text
 from pipeline.call.errors import aoai_error, classify, is_content_filter, stream_error
 from pipeline.call.stream import Stream, parse_sse
-from pipeline.call.usage import normalise_usage
+from pipeline.call.usage import normalise_usage, total_of
 from pipeline.common.values import as_int, string
 from pipeline.model import Facts, Usage
 
@@ -68,6 +68,7 @@ _BYTES_PER_TOKEN = 4
 
 def interpret(
     *,
+    method: str | None = None,
     url: str | None = None,
     backend_url: str | None = None,
     operation_id: str | None = None,
@@ -79,22 +80,38 @@ def interpret(
     response_size: int | None = None,
     last_error: dict[str, Any] | None = None,
 ) -> Exchange:
-    """What one logged request/response pair says; every piece may be missing."""
+    """What one logged request/response pair says; every piece may be missing. `method`: the
+    HTTP method, when the record logs it (without it the call is read by its bodies)."""
     req = request.doc if isinstance(request.doc, dict) else None
     stream = parse_sse(response.text) if response.kind == "sse" and response.text else None
     resp = response.doc if isinstance(response.doc, dict) else None
 
     operation = _operation(backend_url, url, operation_id)
+    # A call that generated nothing (operations.creates_generation): a read, list, update or
+    # delete of a stored completion or response, or a job's, a batch's, a file's. Its answer
+    # may be a stored generation, with that call's `id`, `model`, `usage` and finish reason:
+    # none of them is this call's. So no tokens (`none`, never an estimate: nothing was
+    # generated, nothing is billed) and no response id (it names the original call: a
+    # response-keyed usage record then joined the reader's row, or two rows naming it blocked
+    # that join and the original was counted twice). A read of a generating family is a
+    # `retrieval` and names no model either (none served it: the reader would join that
+    # model's groups) nor the original's finish reason or content-filter verdict. A job keeps
+    # its model (a fine-tuning job's base model is what it addresses). Unknown method: as before.
+    generates = operations.creates_generation(method, backend_url, url, operation) is not False
+    retrieval = not generates and operation in operations.GENERATING
+    if retrieval:
+        operation = operations.RETRIEVAL
     deployment, claimed = _deployment(backend_url, url, req, operation, request)
-    model = _model(stream, resp, req, operation, request, response)
+    model = None if retrieval else _model(stream, resp, req, operation, request, response)
     error = classify(status, backend_status, resp, last_error, response.cut_tail)
     failure = error
     if failure is None and stream is not None and stream.error is not None:
         failure = stream_error(stream.error)  # a stream that ended in an error event
     finish_reason, filtered = _finish(resp, stream, response.truncated)
-    finish_reason = response.whole(finish_reason)
+    finish_reason = None if retrieval else response.whole(finish_reason)
+    filtered = filtered and not retrieval
     # Failed calls are not billed: their tokens stay unknown, never an estimate.
-    usage = Usage(source="none") if failure else _reported(resp, stream, operation)
+    usage = Usage(source="none") if failure or not generates else _reported(resp, stream, operation)
     partial = usage is not None and (usage.prompt is None or usage.completion is None)
     if usage is None or (partial and response.truncated):
         estimate = _estimate(
@@ -123,8 +140,12 @@ def interpret(
         status=status,
         backend_status=backend_status,
         model=model,
-        response_id=string(stream.response_id if stream else None)
-        or response.whole(string(resp.get("id") if resp else None)),
+        response_id=(
+            string(stream.response_id if stream else None)
+            or response.whole(string(resp.get("id") if resp else None))
+        )
+        if generates
+        else None,
         streamed=_streamed(req, request, response),
         streamed_seen=response.kind in ("sse", "json") or None,
         body_truncated=request.truncated
@@ -244,7 +265,7 @@ def _finish(
 def _completed(kept: Usage, estimate: Usage) -> Usage:
     prompt = kept.prompt if kept.prompt is not None else estimate.prompt
     completion = kept.completion if kept.completion is not None else estimate.completion
-    total = prompt + completion if prompt is not None and completion is not None else None
+    total = total_of(prompt, completion)
     return Usage(prompt, completion, total, kept.cached, kept.reasoning, "estimated")
 
 
@@ -284,8 +305,8 @@ def _estimate(
     completion = _estimate_completion(operation, enc, req, response, stream, resp, response_size)
     if prompt is None and (completion is None or operation == "embeddings"):
         return Usage(source="none")  # an embedding's 0 output tokens alone say nothing
-    total = prompt + completion if prompt is not None and completion is not None else None
-    return Usage(prompt, completion, total, None, None, "estimated")
+    # The rule of every total (usage.total_of): a sum past what a call can have is unknown.
+    return Usage(prompt, completion, total_of(prompt, completion), None, None, "estimated")
 
 
 def _estimate_completion(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from operator import attrgetter
 
+from pipeline.call.operations import RETRIEVAL
 from pipeline.model import (
     MAX_REQUEST_ID_CHARS,
     SOURCE_LABEL,
@@ -187,8 +188,21 @@ def absorb(state: CallState, other: CallState) -> bool:
 
 
 def response_ids(state: CallState) -> set[str]:
-    """The response ids the call's records name (normally one)."""
+    """The response ids the call's records name (normally one); none for a call that
+    generated nothing (`generates`: a read of a stored response names the original's id)."""
+    if not generates(ordered(state.call)):
+        return set()
     return {f.facts.response_id for f in state.call.fragments.values() if f.facts.response_id}
+
+
+def generates(frags: list[Fragment]) -> bool:
+    """False for a `retrieval`, as the call's best-ranked record that names an operation says
+    (call/exchange.py decides it from the method and the path of the records that log them):
+    a read of a stored completion or response generated nothing. Another record of the call
+    (an LLM log, which logs no method) may still report the stored answer's usage and its
+    id: they are the original call's, not this one's."""
+    operation = next((v for f in frags if (v := f.facts.operation) is not None), None)
+    return operation != RETRIEVAL
 
 
 def backend_request_ids(state: CallState) -> set[str]:
@@ -335,6 +349,12 @@ def resolve(state: CallState) -> Resolved:
     else:
         merged = Facts()
         _merge_facts(frags, merged)
+    generated = generates(frags)
+    if not generated:
+        # Nothing generated, nothing billed, whatever another log of the call says (an LLM
+        # log of a read would report the stored answer's usage, model, and its id as
+        # `RequestId`).
+        merged.response_id = merged.model = merged.finish_reason = None
     # A value cut at parse stays marked when it is the one the row shows.
     cut = {
         name
@@ -358,6 +378,8 @@ def resolve(state: CallState) -> Resolved:
     usage = min(usages, key=lambda u: (u[0], u[1]))[2] if usages else Usage()
     if merged.status is not None and merged.status >= 400:
         usage = Usage()  # failed calls are not billed, whatever another log says
+    if not generated:
+        usage = Usage()
 
     labels: list[str] = []
     for f in frags:

@@ -32,6 +32,7 @@ OPERATIONS = (
     "fine_tuning",
     "files",
     "batches",
+    "retrieval",
     "other",
 )
 
@@ -138,6 +139,64 @@ def operation_from_id(operation_id: str | None) -> str | None:
     if not operation_id:
         return None
     return _OPERATION_IDS.get(operation_id.lower())
+
+
+# What a call of a generating operation is when it creates no generation: a read, list, update,
+# delete or cancel of something generated before. Azure OpenAI keeps chat completions created
+# with `store: true` and Responses, and lets a client address them. Azure OpenAI REST reference
+# (Foundry, v1), under https://learn.microsoft.com/en-us/azure/foundry/reference/rest/ :
+#   GET    /openai/v1/chat/completions                        list stored completions
+#   GET    /openai/v1/chat/completions/{completion_id}        retrieve one
+#   GET    /openai/v1/chat/completions/{completion_id}/messages
+#          (chat-generated-get-chat-completion-messages)
+#   POST   /openai/v1/chat/completions/{completion_id}        update its metadata
+#          (chat-generated-update-chat-completion: answers the stored completion, usage too)
+#   DELETE /openai/v1/chat/completions/{completion_id}      (chat-generated-delete-chat-completion)
+#   GET    /openai/v1/responses/{response_id}                 retrieve one, also `/input_items`
+#   DELETE /openai/v1/responses/{response_id}                 (delete-response)
+#   POST   /openai/v1/responses/{response_id}/cancel
+# Responses retrieve: https://developers.openai.com/api/reference/resources/responses/methods/retrieve
+# (GET /responses/{response_id}, which Azure's v1 API serves under /openai/v1), and the same
+# under the preview paths (`/openai/chat/completions/...`, `/openai/responses/...`). A read's
+# or an update's answer is the stored object itself, with the original's `id` and `usage`:
+# taken for a generation, each read was billed the original's tokens and claimed its response
+# id. One name for all of them, as each other operation names a family of endpoints:
+# `retrieval` (the row's Method and Url say which endpoint).
+RETRIEVAL = "retrieval"
+# The operations whose creating request generates (and bills) tokens.
+GENERATING = frozenset(
+    {"chat.completions", "completions", "embeddings", "responses", "images", "audio"}
+)
+# A path past the creating endpoint of the two stored families: `/{id}`, `/{id}/messages`,
+# `/{id}/input_items`, `/{id}/cancel` (a POST that creates nothing either).
+_STORED_ITEM = re.compile(r"/(?:chat/completions|responses)/[^/]")
+
+
+def creates_generation(
+    method: str | None, backend_url: str | None, url: str | None, operation: str
+) -> bool | None:
+    """Whether the request creates a generation, the only kind of call that has usage, a
+    price and a response id of its own: a POST to a generating endpoint. False for every
+    other method (a GET or DELETE generates nothing, whatever its answer reports: a stored
+    completion, a batch or an Assistants run repeat the `usage` of work billed once), and
+    for a POST to a stored item or to the jobs, files and batches endpoints. None when it
+    cannot be told: the method is unknown (a record that does not log it), or a POST to a
+    route this code does not know (`other`: a newer generating endpoint keeps its usage)."""
+    method = method.strip().upper() if method else ""
+    if not method:
+        return None
+    if method != "POST":
+        return False
+    if operation == "other":
+        return None
+    if operation not in GENERATING:
+        return False
+    # The path that named the operation (as `_operation` tries them) decides.
+    for candidate in (backend_url, url):
+        if operation_from_url(candidate) is not None:
+            path = _DEPLOYMENT.sub("", _path(candidate).lower())
+            return _STORED_ITEM.search(path) is None
+    return True  # named by APIM's operation id: the creating operations only (_OPERATION_IDS)
 
 
 def is_body_model_deployment(url: str | None) -> bool:

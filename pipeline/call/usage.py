@@ -50,16 +50,35 @@ def from_counts(
     reasoning: int | None,
     source: TokensSource,
 ) -> Usage | None:
-    """The usage of counts a log reported; None when it reported none of them. A missing
-    total is the sum of the two others when both are known."""
+    """The usage of counts a log reported; None when it reported none of them. The total
+    follows its parts (`total_of`)."""
     prompt, completion, total, cached, reasoning = (
         _plausible(n) for n in (prompt, completion, total, cached, reasoning)
     )
     if prompt is None and completion is None and total is None:
         return None
-    if total is None and prompt is not None and completion is not None:
-        total = _plausible(prompt + completion)
-    return Usage(prompt, completion, total, cached, reasoning, source)
+    return Usage(prompt, completion, total_of(prompt, completion, total), cached, reasoning, source)
+
+
+def total_of(prompt: int | None, completion: int | None, reported: int | None = None) -> int | None:
+    """A call's total: never less than the sum of its known parts.
+
+    The total is what token budgets and the `TotalTokens` sums read, the parts what the cost
+    is priced from: a total taken apart from its parts let a record priced on 10^6 + 10^6
+    tokens say `total_tokens: 0` (token budgets read 0 while the cost counted the call). So
+    the sum of the known parts when the reported total is smaller, or missing while both
+    parts are known (with a part unknown, a missing total stays unknown: the known part
+    alone is no total). A sum past MAX_CALL_TOKENS (each part within it, 10^9 + 10^9) is no
+    call's total: unknown, and the rollup then counts the whole call's tokens as unknown
+    (kpi/rollup.call_tokens: an unknown-token, unpriced call, in KPIs, chargeback and
+    budgets alike) rather than pricing the parts of a count no call can have. Capping the
+    total instead would have left those parts priced, and budgets reading a made-up 10^9."""
+    known = (prompt or 0) + (completion or 0)
+    if reported is None:
+        total = known if prompt is not None and completion is not None else None
+    else:
+        total = max(reported, known)
+    return _plausible(total)
 
 
 def _plausible(n: int | None) -> int | None:

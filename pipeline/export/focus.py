@@ -26,6 +26,7 @@ import orjson
 
 from pipeline.kpi.attribution import Attribution
 from pipeline.kpi.prices import DeploymentModels, PriceTable, Rates, billed
+from pipeline.kpi.rollup import call_tokens
 
 TOKEN_TYPES = ("input", "cached input", "output")
 PRICING_UNIT = "1000000 Tokens"
@@ -59,7 +60,9 @@ class FocusDay:
         model, deployment = _s(row.get("Model")), _s(row.get("Deployment"))
         if model is not None:
             self._learned.learn(deployment, model, row.get("Url"), False)
-        prompt, completion = _n(row.get("PromptTokens")), _n(row.get("CompletionTokens"))
+        # The counts as the KPIs and chargeback read them (a call's parts adding up past what a
+        # call can have are unknown there, so not billed here either; a retrieval has none).
+        prompt, completion, _, cached, _ = call_tokens(row)
         if prompt is None or completion is None:
             return  # no quantity to report
         cache_key = (model, deployment)
@@ -77,7 +80,7 @@ class FocusDay:
             self._price_cache[cache_key],
         )
         sums = self.sums.setdefault(key, [0, 0, 0])
-        for i, n in enumerate(billed(prompt, completion, _n(row.get("CachedTokens")))):
+        for i, n in enumerate(billed(prompt, completion, cached)):
             sums[i] += n
 
     def rows(self) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ import orjson
 from azure.data.tables import EdmType, EntityProperty
 
 from pipeline import __version__
+from pipeline.call.operations import RETRIEVAL
 from pipeline.kpi import attribution, packed
 from pipeline.kpi.attribution import Attribution
 from pipeline.kpi.prices import (
@@ -77,6 +78,8 @@ AUDIT_COLUMNS = [
     "BackendMs",
     # Whether a deployment is APIM's routing, not a client's claim (`DeploymentModels`).
     "Url",
+    # A `retrieval` generated nothing: a call, with no tokens that are unknown, no price.
+    "Operation",
 ]
 COUNTS = (
     "Calls",
@@ -125,13 +128,13 @@ class Accumulator:
         deployment key a call with no model waits under for its deployment's model."""
         status = _int(row.get("Status"))
         failed = _failed(status)
-        _count(self.counts, row, status, failed)
-        for name in TOKENS:
-            value = _tokens(row.get(name))
+        counts = call_tokens(row)
+        _count(self.counts, row, status, failed, counts)
+        for name, value in zip(TOKENS, counts, strict=True):
             if value is not None:
                 self.tokens[name] += value
         if not failed:
-            self._price(row, price_of, pending)
+            self._price(row, price_of, pending, counts)
 
     def add_latency(self, row: Mapping[str, Any]) -> None:
         duration = _int(row.get("DurationMs"))
@@ -141,15 +144,19 @@ class Accumulator:
         if backend is not None:
             self.backend.add(backend)
 
-    def _price(self, row: Mapping[str, Any], price_of: Any, pending: str | None) -> None:
-        """A successful call's tokens, added to the sums of its price, or pending its
-        deployment's model; or UnpricedCalls."""
+    def _price(
+        self, row: Mapping[str, Any], price_of: Any, pending: str | None, counts: Counts
+    ) -> None:
+        """A successful call's tokens (`call_tokens`), added to the sums of its price, or
+        pending its deployment's model; or UnpricedCalls."""
+        if row.get("Operation") == RETRIEVAL:
+            return  # a read of a stored generation: nothing billed, so nothing to price
         price = price_of(row.get("Model"), row.get("Deployment"))
-        prompt, completion = _tokens(row.get("PromptTokens")), _tokens(row.get("CompletionTokens"))
+        prompt, completion, _, cached_tokens, _ = counts
         if prompt is None or completion is None or (price is None and pending is None):
             self.counts["UnpricedCalls"] += 1
             return
-        uncached, cached, completion = billed(prompt, completion, _tokens(row.get("CachedTokens")))
+        uncached, cached, completion = billed(prompt, completion, cached_tokens)
         if price is None:
             if self.pending is None:
                 self.pending = {}
@@ -207,7 +214,33 @@ class Accumulator:
         return cost(priced)
 
 
-def _count(c: dict[str, int], row: Mapping[str, Any], status: int | None, failed: bool) -> None:
+# A row's (PromptTokens, CompletionTokens, TotalTokens, CachedTokens, ReasoningTokens).
+Counts = tuple[int | None, int | None, int | None, int | None, int | None]
+
+
+def call_tokens(row: Mapping[str, Any]) -> Counts:
+    """A row's token counts (TOKENS order) as every measure reads them: its token sums, its
+    cost, its unknown flag, and so the hourly rows that chargeback and budgets sum. A prompt
+    and a completion adding up past what a call can have (each within MAX_CALL_TOKENS, the
+    row's total then unknown: call/usage.total_of) are no call's counts: all unknown, so the
+    call is an unknown-token and unpriced call, never priced at a forger's count that no
+    token sum or budget holds. Otherwise the total is never less than the sum of the known
+    parts (the rule of call/usage.total_of, again for rows written before it or by hand: a
+    `total_tokens: 0` beside 10^6 + 10^6 made token budgets read 0 while the cost counted)."""
+    prompt, completion, total, cached, reasoning = (_tokens(row.get(name)) for name in TOKENS)
+    known = (prompt or 0) + (completion or 0)
+    if known > MAX_CALL_TOKENS:
+        return None, None, None, None, None
+    if prompt is not None and completion is not None:
+        total = known if total is None or total < known else total
+    elif total is not None and total < known:
+        total = known
+    return prompt, completion, total, cached, reasoning
+
+
+def _count(
+    c: dict[str, int], row: Mapping[str, Any], status: int | None, failed: bool, counts: Counts
+) -> None:
     """Add a row to the counts its status, flags and token source say."""
     c["Calls"] += 1
     if status is not None:
@@ -229,11 +262,13 @@ def _count(c: dict[str, int], row: Mapping[str, Any], status: int | None, failed
     if source == "estimated":
         c["EstimatedCalls"] += 1
     # Unknown is the prompt or the completion missing, whatever the source: an estimate with
-    # no answer to count (a stream whose body was not logged, an answer in audio) is one.
-    if not failed and (
-        source in (None, "none")
-        or _tokens(row.get("PromptTokens")) is None
-        or _tokens(row.get("CompletionTokens")) is None
+    # no answer to count (a stream whose body was not logged, an answer in audio) is one. A
+    # `retrieval` (a read or delete of a stored completion or response) generated nothing:
+    # its tokens are not unknown, there are none (call/operations.creates_generation).
+    if (
+        not failed
+        and row.get("Operation") != RETRIEVAL
+        and (source in (None, "none") or counts[0] is None or counts[1] is None)
     ):
         c["UnknownTokenCalls"] += 1
 

@@ -82,6 +82,9 @@ def gateway_facts(
     backend_url = text(flat, "backendurl")
     request = pick_body(flat.get("backendrequestbody"), flat.get("requestbody"))
     ex = interpret(
+        # The method the backend was called with (APIM can rewrite it), else the client's:
+        # a GET or DELETE generates nothing, whatever its answer reports.
+        method=text(flat, "backendmethod") or text(flat, "method"),
         url=url,
         backend_url=backend_url,
         operation_id=operation_id,

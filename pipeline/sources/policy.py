@@ -102,6 +102,7 @@ def _ours(flat: dict[str, Any], trust_bearer: bool, proxies: Proxies) -> PolicyM
         return None
     error = mapping(flat, "error")
     ex = interpret(
+        method=text(flat, "method"),  # a GET or DELETE generates nothing (call/operations.py)
         url=text(flat, "url"),
         backend_url=text(flat, "backendurl"),
         operation_id=text(flat, "operationid"),
