@@ -1977,6 +1977,27 @@ MUTATIONS = [
         ("tests/test_token_totals.py::test_the_focus_export_bills_the_counts_the_kpis_price",),
     ),
     Mutation(
+        "chunks: a value the cut between two LLM-log chunks splits archived in two halves",
+        "pipeline/ingest/plan.py",
+        "                _mask_split_values(policy, held)\n",
+        "                pass\n",
+        (RH + "test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked",),
+    ),
+    Mutation(
+        "chunks: the rest of a value split by the cut kept in the second chunk",
+        "pipeline/ingest/plan.py",
+        "                edits.setdefault(s + 1, []).append((0, b - cut, None))",
+        "                pass",
+        (RH + "test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked",),
+    ),
+    Mutation(
+        "chunks: a value whose name ended the chunk before left in the next",
+        "pipeline/ingest/plan.py",
+        "                edits.setdefault(s + 1, []).append((a - cut, b - cut, label))",
+        "                pass",
+        (RH + "test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

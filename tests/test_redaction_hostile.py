@@ -27,7 +27,7 @@ from pipeline.protect.masking import LOGPROBS_MARKER, Masker
 from pipeline.protect.policy import policy_for
 from pipeline.protect.redactor import Redactor
 from pipeline.settings import Config
-from tests.fixtures import apim, pii_corpus
+from tests.fixtures import apim, pii_corpus, sources
 from tests.fixtures.shapes import FIRST_EVENT, RESPONSE_FULL, sse
 from tests.test_ingest import stored_record
 
@@ -601,6 +601,45 @@ def test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_
     )
     many = "{" + ",".join(f'"user{i}_apiKey": "v{i}", "token": "t"' for i in range(20_000)) + "}"
     assert Redactor().redact(many).counts["SECRET"] == 20_000
+
+
+# --- 5a'. values split by the cut between two LLM-log chunks ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "cut_after"),
+    [
+        ("password: Hunter2ZzQxyz", "password: "),  # the name ends one chunk, the value the next
+        ("AccountKey=" + "A1b2C3d4" * 11, "AccountKey=A1b2"),
+        ("sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0", "s"),  # a key but one character
+        ("mail zed.victim@example.org", "zed.vi"),
+        ("card 4111 1111 1111 1111", "card 4111 11"),
+    ],
+)
+def test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked(
+    value: str, cut_after: str
+) -> None:
+    """APIM cuts a message into 32 KB chunks, each its own record, masked alone: a client
+    padding its prompt puts the cut where it wants, and a value split there (or whose name
+    ended the chunk before) was archived in clear (found by an audit)."""
+    cid = apim.new_id(f"split-{cut_after}")
+    text = orjson.dumps([{"role": "user", "content": "x " * 16_000 + value + " thanks"}]).decode()
+    at = text.index(value) + len(cut_after)
+    records = [
+        sources.llm_header(cid),
+        sources.llm_messages(cid, text[:at], seq=1),
+        sources.llm_messages(cid, text[at:], seq=2),
+    ]
+    plan = plan_batch([EventIn(apim.envelope(*records))], Config())
+    state = plan.states[cid]
+    stored = "".join(
+        orjson.dumps(stored_record(f)).decode()
+        for key, f in state.call.fragments.items()
+        if key.startswith("llm-msg")
+    )
+    secret = value.split()[-1].split(":")[-1].split("=")[-1]
+    for piece in (secret, secret[len(cut_after) % len(secret) :], secret[1:]):
+        assert piece not in stored, (piece, stored[-300:])
 
 
 # --- 5b. characters a reader does not see, separators pasted from documents ---------------------

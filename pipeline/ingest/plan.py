@@ -67,8 +67,10 @@ class Plan:
     # Records of the batch in a dead letter: their own, or their event's, whole.
     dead_records: int = 0
     # String chunks of split LLM-log messages: (correlation id, "request"|"response") →
-    # sequence number → (record id, chunk).
-    llm_chunks: dict[tuple[str, str], dict[int, tuple[str, str]]] = field(default_factory=dict)
+    # sequence number → (record id, chunk, the record's Accepted).
+    llm_chunks: dict[tuple[str, str], dict[int, tuple[str, str, Accepted]]] = field(
+        default_factory=dict
+    )
 
 
 EMPTY_EVENT = "(events holding no record)"
@@ -227,6 +229,9 @@ class Accepted:
     by_response: bool
     # String chunks of a split LLM-log message: ("request"|"response", sequence, chunk).
     chunks: tuple[tuple[str, int, str], ...] = ()
+    # The parsed record, for a record holding chunks (archived again once its neighbours
+    # are known: `_mask_split_values`).
+    parsed: records.Parsed | None = None
 
 
 def _guarded(
@@ -272,7 +277,9 @@ def _plan_record(
             for name, value in messages
             if isinstance(value, str) and value
         )
-    accept(Accepted(cid, frag, received, parsed.read.by_response, chunks))
+    accept(
+        Accepted(cid, frag, received, parsed.read.by_response, chunks, parsed if chunks else None)
+    )
 
 
 def _commit(plan: Plan, a: Accepted) -> None:
@@ -288,7 +295,7 @@ def _commit(plan: Plan, a: Accepted) -> None:
         held = plan.llm_chunks.setdefault((a.cid, name), {})
         other = held.get(sequence)
         if other is None or a.frag.rid > other[0]:
-            held[sequence] = (a.frag.rid, chunk)
+            held[sequence] = (a.frag.rid, chunk, a)
 
 
 def contain(
@@ -361,13 +368,64 @@ def _reassemble_llm_chunks(plan: Plan, policy: CapturePolicy) -> None:
     for (cid, name), held in plan.llm_chunks.items():
         if len(held) < 2:
             continue
-        chunks = [(sequence, chunk) for sequence, (_, chunk) in held.items()]
+        if cap.archive != "full":
+            try:
+                _mask_split_values(policy, held)
+            except Exception as exc:  # noqa: BLE001 - each chunk keeps its own masking
+                log.error("masking across LLM-log chunks: %s", type(exc).__name__)
+        chunks = [(sequence, chunk) for sequence, (_, chunk, _) in held.items()]
         try:
             _reassemble(plan, masker, cap, cid, name, chunks)
         except Exception as exc:  # noqa: BLE001 - chunks keep their own previews
             # Each chunk is a fragment already (rows and archive members): only the joined
             # preview is lost, and the log says where it failed.
             log.error("reassembling LLM-log chunks: %s", type(exc).__name__)
+
+
+# Characters of each chunk read on either side of a cut between two chunks: a value the cut
+# splits is found there (a PEM private key, the longest a detector takes, is about 3.3 KB).
+_ACROSS = 4096
+
+
+def _mask_split_values(policy: CapturePolicy, held: dict[int, tuple[str, str, Accepted]]) -> None:
+    """A message split into 32 KB chunks is masked chunk by chunk (each its own record), so a
+    value the cut splits was kept in two halves, and one whose name ended the chunk before
+    ("password: " | "Hunter2") was not found at all: a client chooses where the cut falls by
+    the length of its prompt (an audit stored a password, an account key, a key but one
+    character so). Here each cut between two chunks of the batch is read across: what is
+    found there is masked in the chunk that holds it, a match across the cut in both (its
+    placeholder in the first, as `Redactor.redact_pieces` does), and those chunks are
+    archived again."""
+    edits: dict[int, list[tuple[int, int, str | None]]] = {}
+    for s in sorted(held):
+        if s + 1 not in held:
+            continue
+        chunk = held[s][1]
+        head, tail = chunk[-_ACROSS:], held[s + 1][1][:_ACROSS]
+        cut, base = len(head), len(chunk) - len(head)
+        for a, b, label in policy.redactor.find(head + tail):
+            if b <= cut:
+                edits.setdefault(s, []).append((base + a, base + b, label))
+            elif a >= cut:
+                edits.setdefault(s + 1, []).append((a - cut, b - cut, label))
+            else:
+                edits.setdefault(s, []).append((base + a, len(chunk), label))
+                edits.setdefault(s + 1, []).append((0, b - cut, None))  # its rest: removed
+    for s, spans in edits.items():
+        _, chunk, accepted = held[s]
+        parts, pos = [], 0
+        # Leftmost, longest, and a value's rest before a match of a piece of it read from the
+        # other cut (a chunk shorter than two reads is read from both).
+        for a, b, label in sorted(spans, key=lambda e: (e[0], -e[1], e[2] is not None)):
+            if a < pos:
+                continue
+            parts += (chunk[pos:a], f"[{label}]" if label else "")
+            pos = b
+        masked = "".join(parts) + chunk[pos:]
+        if accepted.parsed is not None and masked != chunk:
+            records.rearchive_chunk(
+                accepted.frag, accepted.parsed, accepted.received, policy, chunk, masked
+            )
 
 
 def _reassemble(

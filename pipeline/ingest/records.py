@@ -26,10 +26,10 @@ from pipeline.common import safejson
 from pipeline.common.render import INVISIBLE
 from pipeline.common.timestamps import plausible
 from pipeline.common.values import text
-from pipeline.model import SOURCE_RANK, EventIn, Facts, Fragment, Preview
+from pipeline.model import SOURCE_RANK, EventIn, Facts, Fragment, Preview, RawSource
 from pipeline.protect import archive, encryption
 from pipeline.protect.credentials import scrub_credentials
-from pipeline.protect.fields import BODY, MESSAGES, key_kind
+from pipeline.protect.fields import BODY, MESSAGES, PROPERTIES, key_kind
 from pipeline.protect.masking import Masker
 from pipeline.protect.policy import CapturePolicy
 from pipeline.protect.previews import preview
@@ -410,21 +410,7 @@ def fragment(
         facts=read.facts,
         prompt_preview=previews[0],
         completion_preview=previews[1],
-        raw=None
-        if archived
-        else archive.pack_member(
-            archive.member_bytes(
-                read.kind,
-                correlation_id,
-                rid,
-                event,
-                received.index,
-                received.enveloped,
-                protected.stored,
-                key,
-            ),
-            key,
-        ),
+        raw=None if archived else _member(read, rid, received, protected.stored, key),
         pointer=archived.pointer if archived else None,
         part=read.part,
         # What is masked in what is stored (previews and the archived record): counted from
@@ -434,3 +420,66 @@ def fragment(
         ),
         data_key=key,
     )
+
+
+def _member(
+    read: Read, rid: str, received: Received, stored: bytes, key: bytes | None
+) -> RawSource:
+    """A record's archive member, packed (sealed under `key` when there is one)."""
+    assert read.correlation_id is not None
+    member = archive.member_bytes(
+        read.kind,
+        read.correlation_id,
+        rid,
+        received.event,
+        received.index,
+        received.enveloped,
+        stored,
+        key,
+    )
+    return archive.pack_member(member, key)
+
+
+def rearchive_chunk(
+    frag: Fragment,
+    parsed: Parsed,
+    received: Received,
+    policy: CapturePolicy,
+    chunk: str,
+    masked: str,
+) -> None:
+    """A chunk of a split LLM-log message archived again, its text `masked`: redacted beside
+    the chunks before and after it (ingest/plan.py), so that a value the 32 KB cut split in
+    two is masked in both chunks (each masked alone kept both halves). The record's id, its
+    key and its previews stay; only its member and what it counts as masked change."""
+    if frag.raw is None:
+        return  # read back from the archive: its member is there already
+    record = _with_chunk(parsed.record, chunk, masked)
+    if record is None:
+        return
+    cap = policy.for_call(None, None, named=False)  # an LLM-log record: the strictest
+    if cap.archive == "full":
+        return
+    stored = archive.record_bytes(archive_record(Masker(policy), record, cap).value)
+    frag.raw = _member(parsed.read, frag.rid, received, stored, frag.data_key)
+    previews = (frag.prompt_preview, frag.completion_preview)
+    frag.redactions = policy.placeholders(stored, *(p.text for p in previews if p is not None))
+
+
+def _with_chunk(record: dict[str, Any], chunk: str, masked: str) -> dict[str, Any] | None:
+    """`record` (a copy) with its message `chunk`, at the top or in `properties`, replaced by
+    `masked`; None when it holds it nowhere this can replace (a `properties` string)."""
+
+    def swap(level: dict[str, Any]) -> dict[str, Any] | None:
+        for k, v in level.items():
+            if v is chunk or (isinstance(v, str) and v == chunk):
+                return {**level, k: masked}
+        return None
+
+    top = swap(record)
+    if top is not None:
+        return top
+    for k, v in record.items():
+        if key_kind(k) == PROPERTIES and isinstance(v, dict) and (inner := swap(v)) is not None:
+            return {**record, k: inner}
+    return None
