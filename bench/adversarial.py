@@ -396,6 +396,19 @@ def llm_event(cid: str, chunks: list[str]) -> bytes:
     return apim.envelope(*records)
 
 
+def split_addresses_event(chunks: int = 1_400) -> bytes:
+    """An LLM-log header and `chunks` message chunks of one call, each cut in the middle of
+    an e-mail address (a sender's: APIM cuts at 32 KB)."""
+    unit = "pad " * 12 + "alex.person@contoso.com "
+    text = orjson.dumps([{"role": "user", "content": unit * (chunks + 1)}]).decode()
+    first = text.index("@") + 1
+    return llm_event(
+        f"{CID}-l",
+        [text[:first]]
+        + [text[first + i * len(unit) : first + (i + 1) * len(unit)] for i in range(chunks)],
+    )
+
+
 def split(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
@@ -1088,6 +1101,9 @@ def cases() -> list[Case]:
             EVENT,
             lambda: llm_event(f"{CID}-l", ['["a"]'] * (EVENT // 300)),
         ),
+        # Every cut between two chunks splits an address: each cut is read across and both
+        # chunks archived again (plan._mask_split_values), 1,400 times.
+        "chunks for one call, an address across every cut": (EVENT, split_addresses_event),
     }
     for name, (size, make) in llm.items():
         # APIM cuts a message into chunks of 32 KB: 1 MB of tiny chunks is a sender's.
