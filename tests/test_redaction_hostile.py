@@ -523,6 +523,19 @@ _SECRET_MEMBERS = {
 }
 
 
+def _previews_and_archive(name: str, prompt: str, answer: str) -> tuple[str, str, str]:
+    """A call's prompt and completion previews, and its archived record as JSON text."""
+    rec = apim.gateway(
+        apim.new_id(name),
+        request=apim.chat_request(("user", prompt)),
+        response=apim.chat_response(answer),
+    )
+    state = plan_batch([EventIn(apim.envelope(rec))], Config()).states[rec["correlationId"]]
+    assert state.prompt_preview is not None and state.completion_preview is not None
+    stored = orjson.dumps(stored_record(state.call.fragments["gateway"])).decode()
+    return state.prompt_preview.text, state.completion_preview.text, stored
+
+
 @pytest.mark.parametrize("escaped", [0, 1, 2])
 def test_a_secret_named_member_of_json_written_as_text_is_masked_in_previews_and_archive(
     escaped: int,
@@ -532,16 +545,7 @@ def test_a_secret_named_member_of_json_written_as_text_is_masked_in_previews_and
     text = orjson.dumps({"service": "billing", **_SECRET_MEMBERS}).decode()
     for _ in range(escaped):
         text = orjson.dumps(text).decode()[1:-1]
-    rec = apim.gateway(
-        apim.new_id(f"json-text-{escaped}"),
-        request=apim.chat_request(("user", f"store this: {text}")),
-        response=apim.chat_response(text),
-    )
-    plan = plan_batch([EventIn(apim.envelope(rec))], Config())
-    state = plan.states[rec["correlationId"]]
-    assert state.prompt_preview is not None and state.completion_preview is not None
-    stored = orjson.dumps(stored_record(state.call.fragments["gateway"])).decode()
-    for where in (state.prompt_preview.text, state.completion_preview.text, stored):
+    for where in _previews_and_archive(f"json-text-{escaped}", f"store this: {text}", text):
         assert "billing" in where  # the JSON is kept, not masked whole
         leaked = [v for v in _SECRET_MEMBERS.values() if v.split("=")[-1] in where]
         assert not leaked, (leaked, where)
@@ -563,18 +567,10 @@ def test_an_address_escaped_in_json_text_is_masked_in_previews_and_archive() -> 
     """A JSON answer's content is text to a preview: an `@` written `\\u0040` in it is one,
     as in the JSON text of a cut body."""
     text = '{"to": "alice\\u0040contoso.com", "card": "4111\\u00201111 1111 1111"}'
-    rec = apim.gateway(
-        apim.new_id("json-text-escaped"),
-        request=apim.chat_request(("user", text)),
-        response=apim.chat_response(text),
-    )
-    plan = plan_batch([EventIn(apim.envelope(rec))], Config())
-    state = plan.states[rec["correlationId"]]
-    assert state.prompt_preview is not None and state.completion_preview is not None
-    stored = orjson.dumps(stored_record(state.call.fragments["gateway"])).decode()
-    for where in (state.prompt_preview.text, state.completion_preview.text, stored):
+    texts = _previews_and_archive("json-text-escaped", text, text)
+    for where in texts:
         assert "alice" not in where and "1111" not in where, where
-    assert state.completion_preview.text == '{"to": "[EMAIL]", "card": "[CARD]"}'
+    assert texts[1] == '{"to": "[EMAIL]", "card": "[CARD]"}'
 
 
 @pytest.mark.parametrize(
