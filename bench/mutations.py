@@ -1852,8 +1852,8 @@ MUTATIONS = [
     Mutation(
         "detectors: a secret member's value ends at an escaped quote inside it",
         "pipeline/protect/detectors.py",
-        "            n = (n - 1) // 2\n        if n % 2 == 0:",
-        "            n = (n - 1) // 2\n        if True:",
+        "        if n % 2 == 0 and (level or _AFTER_VALUE.match(text, q + 1)):",
+        "        if level or _AFTER_VALUE.match(text, q + 1):",
         (RH + "test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_text",),
     ),
     Mutation(
@@ -1979,7 +1979,7 @@ MUTATIONS = [
     Mutation(
         "chunks: a value the cut between two LLM-log chunks splits archived in two halves",
         "pipeline/ingest/plan.py",
-        "                _mask_split_values(policy, held)\n",
+        "                _mask_split_values(policy, held, split)\n",
         "                pass\n",
         (RH + "test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked",),
     ),
@@ -1996,6 +1996,49 @@ MUTATIONS = [
         "                edits.setdefault(s + 1, []).append((a - cut, b - cut, label))",
         "                pass",
         (RH + "test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked",),
+    ),
+    Mutation(
+        "detectors: a bare quote inside a secret's value ends it (an unescaped view)",
+        "pipeline/protect/detectors.py",
+        "        if n % 2 == 0 and (level or _AFTER_VALUE.match(text, q + 1)):",
+        "        if n % 2 == 0:",
+        (RH + "test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_text",),
+    ),
+    Mutation(
+        "detectors: a value that starts like a placeholder skipped whole",
+        "pipeline/protect/detectors.py",
+        "        if start < end and text[start:end] not in _MASKED:",
+        "        if start < end and not text.startswith(tuple(_MASKED), start):",
+        (RH + "test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_text",),
+    ),
+    Mutation(
+        "retrieval: any segment after the endpoint taken for a stored item (/responses/compact)",
+        "pipeline/call/operations.py",
+        '_STORED_ITEM = re.compile(r"/(?:chat/completions/chatcmpl-|responses/resp_)'
+        '[^/]*(?:/[a-z_]+)?/?$")',
+        '_STORED_ITEM = re.compile(r"/(?:chat/completions|responses)/[^/]")',
+        ("tests/test_retrievals.py::test_a_post_that_names_no_stored_item_is_a_generation",),
+    ),
+    Mutation(
+        "chunks: a record's second chunk archived from the record as received (the first back)",
+        "pipeline/ingest/records.py",
+        "        record = _with_chunk(record, chunk, text_) if record is not None else None",
+        "        record = _with_chunk(parsed.record, chunk, text_)",
+        (RH + "test_a_records_request_and_response_chunks_are_both_masked_across_their_cuts",),
+    ),
+    Mutation(
+        "chunks: 4 KB read across a cut (a longer value's rest kept)",
+        "pipeline/ingest/plan.py",
+        "_ACROSS = 16_384\n",
+        "_ACROSS = 4096\n",
+        (RH + "test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked",),
+    ),
+    Mutation(
+        "masking: a JSON answer's preview matched on the characters it shows only",
+        "pipeline/protect/masking.py",
+        "s if shown is None else s[: shown + _VALUE_MAX]",
+        "s if shown is None else s[:shown]",
+        (RH + "test_a_long_json_answers_preview_reads_only_its_start_but_whole_values",),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

@@ -551,6 +551,14 @@ def test_a_secret_named_member_of_json_written_as_text_is_masked_in_previews_and
         assert not leaked, (leaked, where)
 
 
+def test_a_long_json_answers_preview_reads_only_its_start_but_whole_values() -> None:
+    """A JSON answer's preview is matched on the start it shows, and on as much more as the
+    longest value a detector masks whole: a JWT that starts in the preview is masked."""
+    answer = orjson.dumps({"note": f"token {_LONG_JWT}", "more": "word " * 20_000}).decode()
+    _, completion_preview, _ = _previews_and_archive("json-long", "hi", answer)
+    assert completion_preview.startswith('{"note":"token [JWT]'), completion_preview
+
+
 def test_a_token_or_connection_string_member_alone_passes_the_prefilter() -> None:
     """The prefilter lets through only text a detector could match: one whose only secret
     is an accessToken or a connectionString member (no digit, no key word) must pass."""
@@ -589,8 +597,18 @@ def test_members_that_name_no_secret_are_kept(text: str, kept: str) -> None:
 def test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_text() -> None:
     """The value ends at the quote that closes it at its own level of escaping (an escaped
     quote inside it does not end it); a cut value is masked to the end; each of thousands."""
-    out = Redactor().redact('{"apiKey": "ab\\"cd\\\\", "next": "kept"}')
-    assert out.text == '{"apiKey": "[SECRET]", "next": "kept"}', out.text
+    for value in ('ab\\"cd\\\\', 'ab\\", cd'):  # escaped quotes, one followed by a comma
+        out = Redactor().redact('{"apiKey": "' + value + '", "next": "kept"}')
+        assert out.text == '{"apiKey": "[SECRET]", "next": "kept"}', out.text
+    # Read on its unescaped view (a JSON answer's preview), a quote inside the value is bare:
+    # only a quote followed by what follows a value ends it.
+    masker = Masker(policy_for(Config()))
+    for quote in ('\\"', "\\u0022"):
+        answer = '{"user": "svc", "password": "Xy7' + quote + 'kLqZebraTail", "n": 1}'
+        out_text = masker.redact_text(answer, Counter())
+        assert out_text == '{"user": "svc", "password": "[SECRET]", "n": 1}', out_text
+    # A value that only starts like a placeholder is masked whole.
+    assert Redactor().redact('{"apiKey": "[SECRET]tail"}').text == '{"apiKey": "[SECRET]"}'
     assert Redactor().redact('{"x": 1, "apiKey": "abcdef').text == '{"x": 1, "apiKey": "[SECRET]'
     assert Redactor().redact('{"pin_password": 123456, "n": 7}').text == (
         '{"pin_password": [SECRET], "n": 7}'
@@ -602,6 +620,14 @@ def test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_
 # --- 5a'. values split by the cut between two LLM-log chunks ------------------------------
 
 
+_LONG_JWT = (
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9."
+    + "eyJ"
+    + "".join(f"zAw{i:05d}LWFhYWFh" for i in range(400))
+    + ".c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+)
+
+
 @pytest.mark.parametrize(
     ("value", "cut_after"),
     [
@@ -610,6 +636,8 @@ def test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_
         ("sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0", "s"),  # a key but one character
         ("mail zed.victim@example.org", "zed.vi"),
         ("card 4111 1111 1111 1111", "card 4111 11"),
+        # Longer than 4 KB: an RSA-8192 key's PEM is about 6.5 KB, a JWT a few KB.
+        (f"token {_LONG_JWT}", "token " + _LONG_JWT[:5_000]),
     ],
 )
 def test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked(
@@ -634,8 +662,32 @@ def test_a_value_the_cut_between_two_llm_log_chunks_splits_is_archived_masked(
         if key.startswith("llm-msg")
     )
     secret = value.split()[-1].split(":")[-1].split("=")[-1]
-    for piece in (secret, secret[len(cut_after) % len(secret) :], secret[1:]):
-        assert piece not in stored, (piece, stored[-300:])
+    rest = secret[max(0, len(cut_after) - (len(value) - len(secret))) :]
+    for piece in (secret, rest, secret[1:]):
+        assert piece[:40] not in stored, (piece[:40], stored[-300:])
+
+
+def test_a_records_request_and_response_chunks_are_both_masked_across_their_cuts() -> None:
+    """One LLM-log record can hold a chunk of the request and one of the response: each was
+    archived again alone, from the record as received, the second putting the first's chunk
+    back in clear (found by an audit)."""
+    cid = apim.new_id("split-both")
+    request = orjson.dumps([{"role": "user", "content": "x " * 16_000 + "password: Hunter2Zq"}])
+    response = orjson.dumps([{"role": "assistant", "content": "y " * 16_000 + "pwd= Tiger9Qz"}])
+    req, resp = request.decode(), response.decode()
+    at, at2 = req.index("Hunter2"), resp.index("Tiger9")
+    records = [
+        sources.llm_header(cid),
+        sources.llm_messages(cid, req[:at], resp[:at2], seq=1),
+        sources.llm_messages(cid, req[at:], resp[at2:], seq=2),
+    ]
+    state = plan_batch([EventIn(apim.envelope(*records))], Config()).states[cid]
+    stored = "".join(
+        orjson.dumps(stored_record(f)).decode()
+        for key, f in state.call.fragments.items()
+        if key.startswith("llm-msg")
+    )
+    assert "Hunter2" not in stored and "Tiger9" not in stored, stored[-400:]
 
 
 # --- 5b. characters a reader does not see, separators pasted from documents ---------------------

@@ -151,6 +151,27 @@ def test_the_creating_call_keeps_its_tokens_model_and_response_id() -> None:
     assert row["TokensSource"] == "reported" and row["Model"] == "gpt-4o-2024-08-06"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{V1}/responses/compact",  # generates: OpenAI's reference, a POST that answers usage
+        "/api/projects/responses/openai/v1/responses",  # a Foundry project named `responses`
+        f"{V1}/responses/.",
+    ],
+)
+def test_a_post_that_names_no_stored_item_is_a_generation(path: str) -> None:
+    """A stored item is named by its id (`resp_…`, `chatcmpl-…`): any segment after the
+    endpoint made `POST /responses/compact`, or a project named `responses`, a retrieval
+    with no tokens and no price (found by an audit)."""
+    answer = stored.stored_response(RESP, input_tokens=180_000, output_tokens=4_000)
+    rec = stored.addressed(
+        f"post-{path}", "POST", path, answer, request={"model": "gpt-4o", "input": "Hi"}
+    )
+    (row,) = rows_of(rec).values()
+    assert row["Operation"] == "responses" and row["TokensSource"] == "reported"
+    assert (row["PromptTokens"], row["CompletionTokens"]) == (180_000, 4_000)
+
+
 def test_a_read_its_llm_log_reports_tokens_for_still_has_none() -> None:
     """APIM's LLM log of the read reports the stored answer's usage and its id as
     `RequestId`: they are the original's, whatever record says them."""

@@ -167,9 +167,12 @@ RETRIEVAL = "retrieval"
 GENERATING = frozenset(
     {"chat.completions", "completions", "embeddings", "responses", "images", "audio"}
 )
-# A path past the creating endpoint of the two stored families: `/{id}`, `/{id}/messages`,
-# `/{id}/input_items`, `/{id}/cancel` (a POST that creates nothing either).
-_STORED_ITEM = re.compile(r"/(?:chat/completions|responses)/[^/]")
+# A stored item of the two stored families, by its id (`chatcmpl-…`, `resp_…`: what the
+# service names them), then `/messages`, `/input_items`, `/cancel` or nothing: a POST there
+# creates nothing (an update, a cancel). By the id, not by any segment after the endpoint:
+# `POST /responses/compact` generates (OpenAI's reference), and a path's other segments (a
+# Foundry project named `responses`, `..`) are no stored item.
+_STORED_ITEM = re.compile(r"/(?:chat/completions/chatcmpl-|responses/resp_)[^/]*(?:/[a-z_]+)?/?$")
 
 
 def creates_generation(

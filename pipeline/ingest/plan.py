@@ -365,12 +365,15 @@ def _reassemble_llm_chunks(plan: Plan, policy: CapturePolicy) -> None:
     the same preview when it is the first one: previews only need the start of the text.)"""
     cap = policy.for_call(None, None, named=False)
     masker = Masker(policy)
+    # A record's chunks masked across their cuts (its request's and its response's: one
+    # record may hold both), archived again once all are known.
+    split: dict[int, tuple[Accepted, dict[str, str]]] = {}
     for (cid, name), held in plan.llm_chunks.items():
         if len(held) < 2:
             continue
         if cap.archive != "full":
             try:
-                _mask_split_values(policy, held)
+                _mask_split_values(policy, held, split)
             except Exception as exc:  # noqa: BLE001 - each chunk keeps its own masking
                 log.error("masking across LLM-log chunks: %s", type(exc).__name__)
         chunks = [(sequence, chunk) for sequence, (_, chunk, _) in held.items()]
@@ -380,22 +383,35 @@ def _reassemble_llm_chunks(plan: Plan, policy: CapturePolicy) -> None:
             # Each chunk is a fragment already (rows and archive members): only the joined
             # preview is lost, and the log says where it failed.
             log.error("reassembling LLM-log chunks: %s", type(exc).__name__)
+    for accepted, masked in split.values():
+        try:
+            if accepted.parsed is not None:
+                records.rearchive_chunk(
+                    accepted.frag, accepted.parsed, accepted.received, policy, masked
+                )
+        except Exception as exc:  # noqa: BLE001 - the chunk keeps its own masking
+            log.error("archiving an LLM-log chunk again: %s", type(exc).__name__)
 
 
 # Characters of each chunk read on either side of a cut between two chunks: a value the cut
-# splits is found there (a PEM private key, the longest a detector takes, is about 3.3 KB).
-_ACROSS = 4096
+# splits is found there (the longest a detector takes whole: an RSA-8192 PEM key is about
+# 6.5 KB, a JWT a few KB; a chunk is 32 KB).
+_ACROSS = 16_384
 
 
-def _mask_split_values(policy: CapturePolicy, held: dict[int, tuple[str, str, Accepted]]) -> None:
+def _mask_split_values(
+    policy: CapturePolicy,
+    held: dict[int, tuple[str, str, Accepted]],
+    split: dict[int, tuple[Accepted, dict[str, str]]],
+) -> None:
     """A message split into 32 KB chunks is masked chunk by chunk (each its own record), so a
     value the cut splits was kept in two halves, and one whose name ended the chunk before
     ("password: " | "Hunter2") was not found at all: a client chooses where the cut falls by
     the length of its prompt (an audit stored a password, an account key, a key but one
     character so). Here each cut between two chunks of the batch is read across: what is
     found there is masked in the chunk that holds it, a match across the cut in both (its
-    placeholder in the first, as `Redactor.redact_pieces` does), and those chunks are
-    archived again."""
+    placeholder in the first, as `Redactor.redact_pieces` does), and the records of those
+    chunks go into `split` (by record) to be archived again."""
     edits: dict[int, list[tuple[int, int, str | None]]] = {}
     for s in sorted(held):
         if s + 1 not in held:
@@ -422,10 +438,8 @@ def _mask_split_values(policy: CapturePolicy, held: dict[int, tuple[str, str, Ac
             parts += (chunk[pos:a], f"[{label}]" if label else "")
             pos = b
         masked = "".join(parts) + chunk[pos:]
-        if accepted.parsed is not None and masked != chunk:
-            records.rearchive_chunk(
-                accepted.frag, accepted.parsed, accepted.received, policy, chunk, masked
-            )
+        if masked != chunk:
+            split.setdefault(id(accepted), (accepted, {}))[1][chunk] = masked
 
 
 def _reassemble(

@@ -445,16 +445,18 @@ def rearchive_chunk(
     parsed: Parsed,
     received: Received,
     policy: CapturePolicy,
-    chunk: str,
-    masked: str,
+    masked: dict[str, str],
 ) -> None:
-    """A chunk of a split LLM-log message archived again, its text `masked`: redacted beside
-    the chunks before and after it (ingest/plan.py), so that a value the 32 KB cut split in
-    two is masked in both chunks (each masked alone kept both halves). The record's id, its
-    key and its previews stay; only its member and what it counts as masked change."""
+    """A record of a split LLM-log message archived again, each of its chunks (a request's,
+    a response's) as `masked` says: redacted beside the chunks before and after it
+    (ingest/plan.py), so that a value the 32 KB cut split in two is masked in both chunks
+    (each masked alone kept both halves). The record's id, its key and its previews stay;
+    only its member and what it counts as masked change."""
     if frag.raw is None:
         return  # read back from the archive: its member is there already
-    record = _with_chunk(parsed.record, chunk, masked)
+    record: dict[str, Any] | None = parsed.record
+    for chunk, text_ in masked.items():
+        record = _with_chunk(record, chunk, text_) if record is not None else None
     if record is None:
         return
     cap = policy.for_call(None, None, named=False)  # an LLM-log record: the strictest

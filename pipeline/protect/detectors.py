@@ -362,13 +362,15 @@ def _find_secret_members(text: str) -> list[tuple[int, int]]:
             start, end = number.span()
         else:
             continue  # true, false, null, an object: nothing to mask as text
-        if start < end and not text.startswith(_MASKED, start):
+        if start < end and text[start:end] not in _MASKED:
             spans.append((start, end))
             pos = max(pos, end)
     return spans
 
 
-_MASKED = ("[SECRET]", "[REDACTED]")  # a value masked already (an archive replayed)
+_MASKED = frozenset(("[SECRET]", "[REDACTED]"))  # a value masked already (an archive replayed)
+# What follows a JSON value: a quote followed by anything else was inside the value.
+_AFTER_VALUE = re.compile(r"[ \t\r\n]*+(?:[,}\]]|\Z)")
 
 
 def _string_end(text: str, start: int, level: int) -> int:
@@ -385,7 +387,10 @@ def _string_end(text: str, start: int, level: int) -> int:
             if n % 2 == 0:
                 return run  # unescaped at an outer level: the outer string ends here
             n = (n - 1) // 2
-        if n % 2 == 0:
+        if n % 2 == 0 and (level or _AFTER_VALUE.match(text, q + 1)):
+            # At the top level, only a quote that ends the value closes it: text read on its
+            # unescaped view (a JSON answer's preview, a cut body) shows a `\\"` or `\\u0022`
+            # inside the value as a bare quote (`"Xy7"kLq"`), and it does not end there.
             return q - ((1 << level) - 1)
         i = q + 1
     return len(text)

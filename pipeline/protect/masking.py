@@ -32,6 +32,8 @@ from pipeline.settings import Config
 
 # Strings from this length are memoised: shorter ones cost less to redact again.
 _MEMO_FROM = 32
+# The longest value a detector masks whole (an RSA-8192 key's PEM is about 6.5 KB).
+_VALUE_MAX = 16_384
 
 
 @dataclass(slots=True)
@@ -52,7 +54,7 @@ class Masker:
         self.redactor = policy.redactor
         self._memo: dict[str, tuple[str, Counter[str]]] = {}
 
-    def redact_text(self, s: str, counts: Counter[str]) -> str:
+    def redact_text(self, s: str, counts: Counter[str], shown: int | None = None) -> str:
         """Plain text (a preview, a message): masked, memoised like record strings. Text
         that reads as JSON (a JSON answer) is matched on its unescaped view, as the JSON
         text of a cut body is (an address written `a\\u0040b.com` is one), and is not
@@ -60,7 +62,10 @@ class Masker:
         take this reading of it."""
         kind = _text_kind(s)
         if kind == "json":
-            return self.redact_escaped(s, counts)
+            # With `shown`, only its first `shown` characters are kept (a preview): a value
+            # that starts there ends within _VALUE_MAX (the longest a detector masks whole),
+            # so the rest of a long answer is not read twice (the archive decodes it).
+            return self.redact_escaped(s if shown is None else s[: shown + _VALUE_MAX], counts)
         memo = len(s) >= _MEMO_FROM and kind == "plain"
         if memo:
             hit = self._memo.get(s)

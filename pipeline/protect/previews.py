@@ -21,6 +21,6 @@ def preview(masker: Masker, text: str | None, capture: Capture) -> Stored:
         return Stored(text[:FULL_PREVIEW_CHARS], Counter())
     counts: Counter[str] = Counter()
     if capture.prompt == "redacted":
-        text = masker.redact_text(text, counts)
+        text = masker.redact_text(text, counts, capture.preview_chars)
     clipped = clip_text(text, capture.preview_chars)
     return Stored(clipped or None, counts)
