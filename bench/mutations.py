@@ -1478,8 +1478,8 @@ MUTATIONS = [
     Mutation(
         "deadletters: a record's place in its event ignored by the plan",
         "pipeline/ingest/plan.py",
-        "        index = event.first_record + i\n",
-        "        index = i\n",
+        "else event.first_record + i\n",
+        "else i\n",
         (
             "tests/test_replay.py::test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blo"
             "b",
@@ -1859,8 +1859,9 @@ MUTATIONS = [
     Mutation(
         "masking: a JSON answer's preview matched as prose (an escaped address left)",
         "pipeline/protect/masking.py",
-        '        if kind == "json":\n            return self.redact_escaped(s, counts)\n',
-        "",
+        "            return self.redact_escaped(s if shown is None else s[: shown + _VALUE_MAX],"
+        " counts)",
+        "            pass",
         (RH + "test_an_address_escaped_in_json_text_is_masked_in_previews_and_archive",),
     ),
     Mutation(
@@ -2039,6 +2040,33 @@ MUTATIONS = [
         "s if shown is None else s[: shown + _VALUE_MAX]",
         "s if shown is None else s[:shown]",
         (RH + "test_a_long_json_answers_preview_reads_only_its_start_but_whole_values",),
+    ),
+    Mutation(
+        "dead letters: an event's bad records kept with its good ones (replayed as rivals)",
+        "pipeline/ingest/plan.py",
+        "        if plan.event_dead <= MAX_BAD_TOGETHER:\n            del plan.dead[first_dead:]",
+        "        if False:\n            del plan.dead[first_dead:]",
+        (
+            MANY_BAD,
+            "tests/test_replay.py::test_an_events_bad_records_replayed_leave_its_rows_as_they_were",
+        ),
+    ),
+    Mutation(
+        "dead letters: the places of an event's bad records lost on replay (a second blob)",
+        "pipeline/ingest/plan.py",
+        "if i < len(event.record_indexes) else event.first_record + i",
+        "if False else event.first_record + i",
+        ("tests/test_replay.py::test_an_events_bad_records_replayed_leave_its_rows_as_they_were",),
+    ),
+    Mutation(
+        "erase: a dead letter of several records rewritten keeps the places of all",
+        "pipeline/compliance/erase.py",
+        "    left = [places[i] for i in kept]",
+        "    left = places",
+        (
+            "tests/test_erasure.py::"
+            "test_a_dead_letter_of_several_records_rewritten_keeps_the_places_of_those_left",
+        ),
     ),
     Mutation(
         "a parser failure drops the record (no dead letter)",

@@ -72,6 +72,9 @@ class EventIn:
     # The index its first record had in the event it came from: a record's dead letter, replayed
     # (its body holds that record alone), keeps its place, and so its dead letter's name.
     first_record: int = 0
+    # The indexes its records had, for the dead letter of several records of an event (the
+    # bad ones, its good ones being rows).
+    record_indexes: tuple[int, ...] = ()
 
 
 # The most tokens one call can have: past a thousand times the largest context window of any
@@ -211,6 +214,8 @@ class DeadLetter:
     record_index: int | None = None
     # The body was redacted before storage (ARCHIVE_CAPTURE is not `full`).
     redacted: bool = False
+    # The dead letter of several records of an event (its bad ones): where each was in it.
+    record_indexes: tuple[int, ...] = ()
     # Already a dead letter that stays where it is (a sealed one no key of ours opens):
     # reported and not settled, but not written again.
     in_place: bool = False

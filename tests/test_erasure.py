@@ -765,3 +765,14 @@ def test_erase_takes_the_subjects_records_out_of_dead_letters_and_nothing_of_oth
     assert cli(["erase", "--subscription", "sales", "--dry-run"]) == 1
     out = capsys.readouterr().out
     assert "4 dead letters left as they were (larger than any" in out
+
+
+def test_a_dead_letter_of_several_records_rewritten_keeps_the_places_of_those_left() -> None:
+    """The dead letter of an event's bad records says where each was in the event; written
+    again without the subject's, it says where those left were (one left: a record's)."""
+    from pipeline.compliance.erase import _kept_places
+
+    meta = {"recordindexes": "0,2,5", "status": "new"}
+    assert _kept_places(meta, (0, 2)) == {"recordindexes": "0,5", "status": "new"}
+    assert _kept_places(meta, (1,)) == {"recordindex": "2", "status": "new"}
+    assert _kept_places({"recordindex": "3"}, (0,)) == {"recordindex": "3"}  # as it was

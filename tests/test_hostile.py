@@ -335,10 +335,11 @@ def test_parking_does_not_parse_the_events(
 
 
 def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Config) -> None:
-    """Past one bad record, or past MAX_RECORDS_PER_EVENT records (2,500: APIM writes about
-    1,700 to an event), an event is one dead letter (its bytes), not one per record: a
-    crafted event costs one blob, not thousands (16 bad records made 16 blobs an event); its
-    good records are rows all the same. Raised, the setting reads it again."""
+    """An event is one dead letter however many bad records it holds: one holding its bad
+    records (16 made 16 blobs an event), past 16 of them or past MAX_RECORDS_PER_EVENT records
+    (2,500: APIM writes about 1,700 to an event) its bytes, whole: a crafted event costs one
+    blob, not thousands; its good records are rows all the same. Raised, the setting reads
+    it again."""
     cfg = replace(cfg, archive_capture="full")  # to compare bytes
     bad = envelope(*ordinary(2), *({"category": "GatewayLogs", "n": i} for i in range(40)))
     many = envelope(*[{"category": "GatewayLogs"}] * (cfg.max_records + 1))
@@ -351,7 +352,13 @@ def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Conf
     assert len(letters) == result.dead_letters == 4
     got = {meta["sequencenumber"]: (body, meta["reason"]) for body, meta in letters}
     assert got["1"][0] == bad and got["1"][1].startswith("40 records of this event")
-    assert got["3"][0] == two and got["3"][1].startswith("2 records of this event")
+    # Two: their own dead letter, without the good record (a row), each with its place.
+    assert orjson.loads(got["3"][0]) == {
+        "records": [orjson.loads(two)["records"][i] for i in (0, 2)]
+    }
+    assert got["3"][1].startswith("2 records of this event")
+    (meta3,) = [m for _, m in letters if m["sequencenumber"] == "3"]
+    assert meta3["recordindexes"] == "0,2" and "recordindex" not in meta3
     assert orjson.loads(got["4"][0]) == orjson.loads(one)  # one bad record: its own letter
     assert got["2"][0] == many and "more than the 2500" in got["2"][1]
     assert "MAX_RECORDS_PER_EVENT" in got["2"][1]

@@ -1228,6 +1228,32 @@ def test_a_file_of_junk_events_names_only_the_first_dead_letters(
     assert said[-1] == "further dead letters are not named here (the first 100 were)"
 
 
+def test_an_events_bad_records_replayed_leave_its_rows_as_they_were(
+    cfg: Config, store: Store
+) -> None:
+    """The dead letter of an event's bad records holds them alone: replayed, the event's
+    good calls are not read again. Holding the whole event, masked, it replayed them as
+    rivals of their rows (Conflicts, an estimate from placeholders, a masked caller address:
+    found by an audit)."""
+    from pipeline.sources.deadletter_blobs import deadletter_inputs
+
+    good = [
+        apim.gateway(apim.new_id(f"dl-bad-pair-{i}"), response=None, callerIpAddress="203.0.113.9")
+        for i in range(2)
+    ]
+    bad = [{"category": "GatewayLogs", "n": 1}, {"category": "GatewayLogs"}]
+    body = orjson.dumps({"records": [bad[0], good[0], bad[1], good[1]]})
+    process_batch([EventIn(body, partition="0", sequence=9)], cfg, store)
+    before = {e["RowKey"]: dict(e) for e in store.audit.list_entities()}
+    assert len(before) == 2
+    for _ in range(2):
+        summary = replay(list(deadletter_inputs(store.deadletters, "")), cfg, store)
+        assert summary.totals.events == 1 and summary.totals.dead_letters == 1
+        assert {e["RowKey"]: dict(e) for e in store.audit.list_entities()} == before
+    (blob,) = store.deadletters.list_blobs(include=["metadata"])
+    assert blob.metadata["recordindexes"] == "0,2" and blob.metadata["status"] == "new"
+
+
 def test_a_records_dead_letter_replayed_and_failing_again_keeps_its_one_blob(
     cfg: Config, store: Store
 ) -> None:

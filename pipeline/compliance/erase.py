@@ -277,7 +277,7 @@ def erase(
                 store.call(store.deadletters.delete_blob, found.name)
             erasure.dead_letters += 1
         else:
-            meta = {**found.metadata, "erasedrecords": str(found.erased)}
+            meta = _kept_places({**found.metadata, "erasedrecords": str(found.erased)}, found.kept)
             try:
                 store.rewrite_dead_letter(found.name, found.rest, meta, found.etag)
             except ResourceModifiedError:
@@ -314,6 +314,9 @@ class _Found:
     etag: str | None
     rest: bytes | None = None
     erased: int = 0
+    # Where in the dead letter's records those of `rest` were (their places in the event, a
+    # dead letter of several records says: `recordindexes`).
+    kept: tuple[int, ...] = ()
 
 
 # Where a record names its subscription or its caller (gateway, policy messages, Log
@@ -376,8 +379,8 @@ def _dead_letters(store: Store, erasure: Erasure) -> list[_Found]:
             continue  # not ours to open: no key of ours could read it either
         if names(data):
             meta = dict(blob.metadata or {})
-            rest, erased = _without(data, names)
-            found.append(_Found(blob.name, meta, blob.etag, rest, erased))
+            rest, erased, kept = _without(data, names)
+            found.append(_Found(blob.name, meta, blob.etag, rest, erased, kept))
     return found
 
 
@@ -398,23 +401,39 @@ def _dead_letter_blobs(store: Store, erasure: Erasure) -> Iterable[Any]:
         )
 
 
-def _without(data: bytes, names: Any) -> tuple[bytes | None, int]:
-    """The dead letter without the records that name the subject or its calls, and how many
-    those were; (None, 0) when nothing of it is another's (or it cannot be told apart: text
-    that is no JSON of records goes whole)."""
+def _without(data: bytes, names: Any) -> tuple[bytes | None, int, tuple[int, ...]]:
+    """The dead letter without the records that name the subject or its calls, how many
+    those were, and where the others were in it; (None, 0, ()) when nothing of it is
+    another's (or it cannot be told apart: text that is no JSON of records goes whole)."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return None, 0
+        return None, 0, ()
     envelope = isinstance(doc, dict) and isinstance(doc.get("records"), list)
     records = doc["records"] if envelope else doc if isinstance(doc, list) else None
     if not records:
-        return None, 0
-    kept = [r for r in records if not names(orjson.dumps(r))]
+        return None, 0, ()
+    kept = [i for i, r in enumerate(records) if not names(orjson.dumps(r))]
     if not kept or len(kept) == len(records):
-        return None, 0
-    rest = {**doc, "records": kept} if envelope else kept
-    return orjson.dumps(rest), len(records) - len(kept)
+        return None, 0, ()
+    rest = [records[i] for i in kept]
+    body = {**doc, "records": rest} if envelope else rest
+    return orjson.dumps(body), len(records) - len(kept), tuple(kept)
+
+
+def _kept_places(meta: dict[str, str], kept: tuple[int, ...]) -> dict[str, str]:
+    """The metadata of a dead letter of several records of an event written again with the
+    records at `kept` only: their places in the event (one left: a record's dead letter)."""
+    places = meta.get("recordindexes", "").split(",")
+    if len(places) < 2 or max(kept, default=len(places)) >= len(places):
+        return meta
+    left = [places[i] for i in kept]
+    out = {k: v for k, v in meta.items() if k != "recordindexes"}
+    if len(left) == 1:
+        out["recordindex"] = left[0]
+    else:
+        out["recordindexes"] = ",".join(left)
+    return out
 
 
 def _erase_row(store: Store, entity: Any, when: datetime) -> Any:

@@ -12,7 +12,7 @@ import logging
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,13 @@ from pipeline.sources.envelope import EnvelopeError, EnvelopeRefused, flatten, o
 
 log = logging.getLogger(__name__)
 
-# Dead-lettered records of one event past which the event is dead-lettered once, whole (its
-# bytes hold them all): one blob an event, however many bad records a sender puts in it (16
-# let an event cost 16 blobs). Its good records are rows all the same; a replay of the dead
-# letter writes them again, the same rows.
+# One dead letter an event, however many bad records a sender puts in it (a dead letter
+# each let an event cost 16 blobs): one record's own, or one holding the event's bad records
+# alone, up to MAX_BAD_TOGETHER of them (its good records are rows; holding them too, the
+# dead letter, masked, replayed them as rivals of their rows), or past that the event whole
+# (its bytes, read as text: a sender's event of thousands of bad records costs one blob).
 MAX_DEAD_PER_EVENT = 1
+MAX_BAD_TOGETHER = 16
 
 # An archive member read back sealed that no key of ours opens: not erased (that is said
 # apart), so its key entity is gone or damaged; the run that met it did not replay everything.
@@ -62,8 +64,10 @@ class Plan:
     origins: dict[str, list[tuple[EventIn, int]]] = field(default_factory=dict)
     # The batch's own time (its earliest plausible enqueued time): names the archive blob.
     enqueued: datetime | None = None
-    # Records of the event being read that were dead-lettered (see _plan_event).
+    # Records of the event being read that were dead-lettered (see _plan_event), and the
+    # first MAX_BAD_TOGETHER of them with their reasons.
     event_dead: int = 0
+    event_bad: list[tuple[Received, str]] = field(default_factory=list)
     # Records of the batch in a dead letter: their own, or their event's, whole.
     dead_records: int = 0
     # String chunks of split LLM-log messages: (correlation id, "request"|"response") →
@@ -168,10 +172,11 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) 
         plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason))
         return
     first_dead, plan.event_dead = len(plan.dead), 0
+    plan.event_bad.clear()
     accepted: list[Accepted] = []
     for i, record in enumerate(env.records):
         plan.records += 1
-        index = event.first_record + i
+        index = event.record_indexes[i] if i < len(event.record_indexes) else event.first_record + i
         received = Received(event, index, record, env.enveloped, nested=i in env.nested)
         _guarded(plan, received, cfg, policy, accepted.append)
     days = {a.frag.facts.call_time.date() for a in accepted if a.frag.facts.call_time}
@@ -189,12 +194,16 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) 
             _commit(plan, a)
         if plan.event_dead <= MAX_DEAD_PER_EVENT:
             return
-        # One dead letter for the event, not one per record: the event's bytes hold them all,
-        # and a crafted event of thousands of bad records costs one blob, not thousands.
         first = plan.dead[first_dead].reason
         reason = (
             f"{plan.event_dead} records of this event could not become rows (the first: {first})"
-        )
+        )[:1000]
+        if plan.event_dead <= MAX_BAD_TOGETHER:
+            del plan.dead[first_dead:]
+            plan.dead.append(
+                _bad_records_letter(policy, event, env.enveloped, plan.event_bad, reason)
+            )
+            return
     del plan.dead[first_dead:]
     plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason[:1000]))
 
@@ -264,7 +273,7 @@ def _plan_record(
         return
     except records.Dead as why:
         reason = str(why)
-        _add_dead(plan, lambda: _record_dead_letter(masker, received, reason))
+        _add_dead(plan, lambda: _record_dead_letter(masker, received, reason), received, reason)
         return
     protected = records.protect(parsed, received, masker)
     frag = records.fragment(parsed, protected, received, masker.policy)
@@ -321,15 +330,39 @@ def contain(
     if received is None or masker is None:
         plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason))
     else:
-        _add_dead(plan, lambda: _record_dead_letter(masker, received, reason))
+        _add_dead(plan, lambda: _record_dead_letter(masker, received, reason), received, reason)
 
 
-def _add_dead(plan: Plan, make: Callable[[], DeadLetter]) -> None:
-    """A record's dead letter, built only while the event has few (see _plan_event)."""
+def _add_dead(plan: Plan, make: Callable[[], DeadLetter], received: Received, reason: str) -> None:
+    """A record's dead letter, built only for the event's first (see _plan_event)."""
     plan.event_dead += 1
     plan.dead_records += 1
+    if plan.event_dead <= MAX_BAD_TOGETHER:
+        plan.event_bad.append((received, reason))
     if plan.event_dead <= MAX_DEAD_PER_EVENT:
         plan.dead.append(make())
+
+
+def _bad_records_letter(
+    policy: CapturePolicy,
+    event: EventIn,
+    enveloped: bool,
+    bad: list[tuple[Received, str]],
+    reason: str,
+) -> DeadLetter:
+    """One dead letter for the bad records of an event, and them alone, each with its place
+    in the event (its good records are rows): under their owners' capture when they share
+    one, else the strictest. If even that fails, the event's bytes as received."""
+    try:
+        records_ = [received.record for received, _ in bad]
+        owners = [_owner_capture(policy, r) for r in records_]
+        capture = owners[0] if all(o == owners[0] for o in owners) else policy.strictest
+        body = deadletters.records_body(records_, enveloped)
+        letter = deadletters.dead_letter(Masker(policy), capture, body, reason, event, None)
+        return replace(letter, record_indexes=tuple(received.index for received, _ in bad))
+    except Exception as exc:  # noqa: BLE001 - the last line of the event boundary
+        log.error("dead letter of %s's bad records: %s", event.origin, type(exc).__name__)
+        return deadletters.raw_dead_letter(policy, event, None, reason)
 
 
 def _record_dead_letter(masker: Masker, received: Received, reason: str) -> DeadLetter:

@@ -33,6 +33,12 @@ def record_body(record: Any, enveloped: bool) -> bytes:
     return orjson.dumps({"records": [record]} if enveloped else record)
 
 
+def records_body(records: list[Any], enveloped: bool) -> bytes:
+    """Several records of an event (its bad ones), in a shape `replay` reads back like it."""
+    records = [scrub_credentials(r) if isinstance(r, dict) else r for r in records]
+    return orjson.dumps({"records": records} if enveloped else records)
+
+
 def dead_letter(
     masker: Masker,
     capture: Capture,

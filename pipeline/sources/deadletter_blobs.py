@@ -32,12 +32,14 @@ from pipeline.sources.inputs import (
 # to str.isdigit, not to int).
 _SEQUENCE = re.compile(r"-?[0-9]{1,19}")
 _INDEX = re.compile(r"[0-9]{1,7}")  # an event holds at most MAX_RECORDS_PER_EVENT records
+_INDEXES = re.compile(r"[0-9]{1,7}(?:,[0-9]{1,7}){1,63}")
 
 
 def _stored_event(name: str, meta: dict[str, str]) -> EventIn:
     """The event a dead letter was, from its metadata; its body is read later."""
     seq = meta.get("sequencenumber")
     index = meta.get("recordindex")
+    indexes = meta.get("recordindexes") or ""
     return EventIn(
         body=b"",
         partition=meta.get("partition"),
@@ -48,6 +50,8 @@ def _stored_event(name: str, meta: dict[str, str]) -> EventIn:
         origin=meta.get("origin") or f"deadletter:{name}",
         # A record's dead letter: the record's place in its event (its dead letter's name).
         first_record=int(index) if index and _INDEX.fullmatch(index) else 0,
+        # The bad records of an event: each keeps its place.
+        record_indexes=tuple(map(int, indexes.split(","))) if _INDEXES.fullmatch(indexes) else (),
     )
 
 

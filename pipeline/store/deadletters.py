@@ -58,12 +58,16 @@ def dead_letter_blob(dead: DeadLetter) -> DeadLetterBlob:
         meta["offset"] = _ascii(str(ev.offset), 64)
     if dead.record_index is not None:
         meta["recordindex"] = str(dead.record_index)
+    if dead.record_indexes:
+        meta["recordindexes"] = ",".join(map(str, dead.record_indexes))
     # Named from what the metadata keeps (not the values before they were made ASCII): a
     # dead letter replayed from its metadata and failing again maps to this same blob.
     h = hashlib.sha256()
     h.update(dead.body)
     where = (meta.get("partition"), ev.sequence, dead.record_index, meta["origin"])
     h.update("|{}|{}|{}|{}".format(*where).encode())
+    if dead.record_indexes:  # (the names of the other dead letters are as they were)
+        h.update(f"|{meta['recordindexes']}".encode())
     name = f"{day}/{h.hexdigest()[:40]}.json"
     return DeadLetterBlob(name, dead.body, meta)
 
