@@ -2069,6 +2069,13 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "plan: an event's count of bad records starts where the event's records do (lost letter)",
+        "pipeline/ingest/plan.py",
+        "    first_dead, plan.event_dead = len(plan.dead), 0\n    plan.event_bad.clear()\n    try:",
+        "    first_dead = len(plan.dead)\n    try:",
+        (H + "test_each_event_counts_its_own_bad_records",),
+    ),
+    Mutation(
         "a parser failure drops the record (no dead letter)",
         "pipeline/ingest/plan.py",
         "    plan.parser_errors += 1\n",

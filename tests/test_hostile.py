@@ -367,6 +367,15 @@ def test_an_event_of_many_bad_records_is_one_dead_letter(store: Store, cfg: Conf
     assert again.reason.startswith(f"{cfg.max_records + 1} records of this event")
 
 
+def test_each_event_counts_its_own_bad_records(cfg: Config) -> None:
+    """A cut policy message read after an event with a bad record: the count of bad records
+    was the earlier event's, and the message's dead letter was never built (lost)."""
+    cut = sources.policy_message("", request=apim.chat_request(("user", "hello")))[:-20]
+    bad = envelope({"category": "GatewayLogs", "n": 1}, apim.gateway(apim.new_id("counted")))
+    plan = transform([ev(bad, 1), ev(cut, 2)], cfg).plan
+    assert sorted(d.event.sequence for d in plan.dead) == [1, 2]
+
+
 def test_an_event_holding_no_record_is_counted(cfg: Config) -> None:
     """`[]` and `{"records": []}` hold nothing to store or dead-letter: they were the one
     event shape that left no trace at all (found by an audit)."""

@@ -149,6 +149,10 @@ def _join_twins(plan: Plan) -> None:
 
 
 def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) -> None:
+    # The event's own count of bad records, from its first: a salvaged message (below) is
+    # one of them too, and an earlier event's count left its dead letter unbuilt.
+    first_dead, plan.event_dead = len(plan.dead), 0
+    plan.event_bad.clear()
     try:
         env = open_envelope(event.body, cfg.max_records)
     except EnvelopeRefused as exc:
@@ -171,8 +175,6 @@ def _plan_event(plan: Plan, event: EventIn, cfg: Config, policy: CapturePolicy) 
         )
         plan.dead.append(deadletters.raw_dead_letter(policy, event, None, reason))
         return
-    first_dead, plan.event_dead = len(plan.dead), 0
-    plan.event_bad.clear()
     accepted: list[Accepted] = []
     for i, record in enumerate(env.records):
         plan.records += 1
