@@ -864,6 +864,7 @@ _WRITTEN = [
     ("password\uff1acorrecthorsebattery", "correcthorsebattery", "SECRET"),
     ("AZURE_CLIENT_SECRET=appsecretvalue", "appsecretvalue", "SECRET"),
     ('"clientSecret": "appsecretvalue"', "appsecretvalue", "SECRET"),
+    ("{'clientSecret': 'appsecretvalue'}", "appsecretvalue", "SECRET"),  # a Python dict
     ("DATABASE_URL=postgres://admin:correcthorse@db.internal/app", "correcthorse", "SECRET"),
     ("DSN=postgres://pwd:s3cr3t;xy@db:5432/app", ";xy", "SECRET"),  # "pwd:" is a name too
     (
