@@ -1867,7 +1867,7 @@ MUTATIONS = [
     Mutation(
         "policy: the prefilter skips text whose only secret is an accessToken member",
         "pipeline/protect/policy.py",
-        """    return ('":' in text or '" :' in text) and ("token" in low or "string" in low)""",
+        '    return any(c in text for c in MEMBER_COLONS) and ("token" in low or "string" in low)',
         "    return False",
         (RH + "test_a_token_or_connection_string_member_alone_passes_the_prefilter",),
     ),
@@ -2008,8 +2008,8 @@ MUTATIONS = [
     Mutation(
         "detectors: a value that starts like a placeholder skipped whole",
         "pipeline/protect/detectors.py",
-        "        if start < end and text[start:end] not in _MASKED:",
-        "        if start < end and not text.startswith(tuple(_MASKED), start):",
+        "        if start < end and PLACEHOLDER.fullmatch(text, start, end) is None:",
+        "        if start < end and PLACEHOLDER.match(text, start) is None:",
         (RH + "test_a_secret_named_member_is_masked_to_its_closing_quote_or_the_end_of_cut_text",),
     ),
     Mutation(

@@ -474,7 +474,7 @@ def _with_chunk(record: dict[str, Any], chunk: str, masked: str) -> dict[str, An
 
     def swap(level: dict[str, Any]) -> dict[str, Any] | None:
         for k, v in level.items():
-            if v is chunk or (isinstance(v, str) and v == chunk):
+            if v == chunk:
                 return {**level, k: masked}
         return None
 

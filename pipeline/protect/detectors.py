@@ -31,7 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipeline.protect.boundaries import AFTER_PLACEHOLDER, BEFORE_PLACEHOLDER, LEFT_EDGE, RIGHT_EDGE
+from pipeline.protect.boundaries import (
+    AFTER_PLACEHOLDER,
+    BEFORE_PLACEHOLDER,
+    LEFT_EDGE,
+    PLACEHOLDER,
+    RIGHT_EDGE,
+)
 from pipeline.protect.cards import CARD, find_cards, valid_card
 from pipeline.protect.fields import SECRET_KEY_WORDS, secret_key
 
@@ -332,6 +338,9 @@ _SECRET_MEMBER = re.compile(
     "(?:" + "|".join(SECRET_KEY_WORDS) + r")[_\-. ]{0,3}(\\*)\"[ \t\r\n]*+:[ \t\r\n]*+"
 )
 _MEMBER_NAME_MAX = 64
+# What JSON read as text must hold for a member to be there (the detector's guards, and the
+# prefilter's: policy.py).
+MEMBER_COLONS = ('":', '" :')
 _JSON_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]{0,63}")
 
 
@@ -362,13 +371,13 @@ def _find_secret_members(text: str) -> list[tuple[int, int]]:
             start, end = number.span()
         else:
             continue  # true, false, null, an object: nothing to mask as text
-        if start < end and text[start:end] not in _MASKED:
+        # A value masked already (an archive replayed) stays, as decoded JSON's does.
+        if start < end and PLACEHOLDER.fullmatch(text, start, end) is None:
             spans.append((start, end))
             pos = max(pos, end)
     return spans
 
 
-_MASKED = frozenset(("[SECRET]", "[REDACTED]"))  # a value masked already (an archive replayed)
 # What follows a JSON value: a quote followed by anything else was inside the value.
 _AFTER_VALUE = re.compile(r"[ \t\r\n]*+(?:[,}\]]|\Z)")
 
@@ -497,7 +506,7 @@ DETECTORS: tuple[Detector, ...] = (
         # names below: the whole value, not its first word).
         _SECRET_MEMBER,
         "text",
-        ('":', '" :'),
+        MEMBER_COLONS,
         finder=lambda text, windows, joined: _find_secret_members(text),
     ),
     Detector(

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pipeline.protect.detectors import IDENTIFIABLE, KEY_PREFIXES, SECRET_WORDS
+from pipeline.protect.detectors import IDENTIFIABLE, KEY_PREFIXES, MEMBER_COLONS, SECRET_WORDS
 from pipeline.protect.reading import needs_fold, special, visible
 from pipeline.protect.redactor import Redactor
 from pipeline.settings import Capture, Config
@@ -149,4 +149,4 @@ def _may_match(text: str) -> bool:
         return True
     # A JSON member named for a secret whose name holds none of the words ("accessToken",
     # "connectionString": detectors._SECRET_MEMBER).
-    return ('":' in text or '" :' in text) and ("token" in low or "string" in low)
+    return any(c in text for c in MEMBER_COLONS) and ("token" in low or "string" in low)
